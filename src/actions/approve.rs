@@ -1,0 +1,66 @@
+//! `approve`: a person says yes before the run goes on. Fails closed without a terminal.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::{Action, ActionError, ActionSpec, Effect, Operation, Outputs, PlanCtx, StepCtx};
+
+pub const SPEC: ActionSpec = ActionSpec {
+    name: "approve",
+    summary: "Ask a person to approve; `--yes` approves; without a terminal it fails closed.",
+    outputs: &["approved_by"],
+    build: super::build::<Approve>,
+    schema: super::schema::<Approve>,
+};
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Approve {
+    /// The question shown to the approver.
+    message: String,
+}
+
+#[async_trait]
+impl Action for Approve {
+    fn effect(&self) -> Effect {
+        Effect::Observes
+    }
+
+    fn plan(&self, _ctx: &PlanCtx<'_>) -> Vec<Operation> {
+        vec![Operation::new("approval", self.message.clone())]
+    }
+
+    async fn run(&self, ctx: &StepCtx<'_>) -> Result<Outputs, ActionError> {
+        let mut out = Outputs::new();
+        if ctx.assume_yes {
+            ctx.note(format!("approved by --yes: {}", self.message));
+            out.insert("approved_by".into(), "--yes".into());
+            return Ok(out);
+        }
+        if !std::io::stdin().is_terminal() {
+            return Err(ActionError::fatal(format!(
+                "approval needed: {} — there is no terminal to ask on; run again with --yes to approve",
+                self.message
+            )));
+        }
+        let message = self.message.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut err = std::io::stderr();
+            let _ = write!(err, "\n{message} [y/N] ");
+            let _ = err.flush();
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).map(|_| line)
+        })
+        .await
+        .map_err(|e| ActionError::fatal(format!("approval prompt failed: {e}")))?
+        .map_err(|e| ActionError::fatal(format!("cannot read the answer: {e}")))?;
+        if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            out.insert("approved_by".into(), "terminal".into());
+            Ok(out)
+        } else {
+            Err(ActionError::fatal(format!("not approved: {}", self.message)))
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! `exec`: run a shell command, capture its output, check its exit status.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::{Action, ActionError, ActionSpec, Effect, Operation, Outputs, PlanCtx, StepCtx};
+
+pub const SPEC: ActionSpec = ActionSpec {
+    name: "exec",
+    summary: "Run a command with `sh -c`; its standard output becomes the output `stdout`.",
+    outputs: &["stdout", "exit_status"],
+    build: super::build::<Exec>,
+    schema: super::schema::<Exec>,
+};
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Exec {
+    /// The command, run by `sh -c` in the runbook's folder.
+    command: String,
+    /// When this path exists the command is not run again: how a non-idempotent command
+    /// is made safe to resume (the command should create the path last).
+    #[serde(default)]
+    creates: Option<PathBuf>,
+    /// Exit statuses that count as success (default: 0 only).
+    #[serde(default = "default_ok")]
+    ok_status: Vec<i32>,
+}
+
+fn default_ok() -> Vec<i32> {
+    vec![0]
+}
+
+#[async_trait]
+impl Action for Exec {
+    fn effect(&self) -> Effect {
+        Effect::Changes
+    }
+
+    fn plan(&self, _ctx: &PlanCtx<'_>) -> Vec<Operation> {
+        let mut op = Operation::new("shell", format!("sh -c {:?}", self.command));
+        if let Some(c) = &self.creates {
+            op = op.param("unless_exists", c.display().to_string());
+        }
+        vec![op]
+    }
+
+    async fn run(&self, ctx: &StepCtx<'_>) -> Result<Outputs, ActionError> {
+        if let Some(creates) = &self.creates {
+            let path = ctx.path(creates);
+            if path.exists() {
+                ctx.note(format!("{} exists: already done", creates.display()));
+                return Ok(outputs(String::new(), 0));
+            }
+        }
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(&self.command)
+            .current_dir(ctx.base_dir)
+            .env("RUNBOOK_RUN_ID", ctx.run_id)
+            .env("RUNBOOK_RUN_DIR", ctx.run_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // A timeout or Ctrl+C drops this future: the command must not live on.
+            .kill_on_drop(true);
+        // If `runbook` itself is killed (kill -9), the command dies with it instead of
+        // finishing behind a resumed run's back.
+        #[cfg(target_os = "linux")]
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = cmd
+            .output()
+            .await
+            .map_err(|e| ActionError::fatal(format!("cannot start `sh`: {e}")))?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let code = out.status.code().unwrap_or(-1);
+        if !self.ok_status.contains(&code) {
+            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(ActionError::fatal(format!(
+                "command exited with status {code}{}",
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", tail.join(" | "))
+                }
+            )));
+        }
+        Ok(outputs(stdout.trim_end_matches('\n').to_string(), code))
+    }
+}
+
+fn outputs(stdout: String, code: i32) -> Outputs {
+    let mut o = Outputs::new();
+    o.insert("stdout".into(), stdout.into());
+    o.insert("exit_status".into(), code.into());
+    o
+}

@@ -1,0 +1,186 @@
+//! Actions: the verbs a runbook step can use.
+//!
+//! An action is one type whose fields are its typed inputs (unknown fields rejected), with
+//! a `plan` that says what it would do and a `run` that does it. Every action is listed once
+//! in [`REGISTRY`]; adding one touches its own file plus that list.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::endpoint::Resolver;
+use crate::journal::Journal;
+use crate::progress::Progress;
+use crate::target::Target;
+
+mod approve;
+mod assert;
+mod exec;
+mod sleep;
+
+/// Named outputs of a step, visible to later steps as `steps.<id>.outputs.<name>`.
+pub type Outputs = serde_json::Map<String, serde_json::Value>;
+
+/// How much a step can change the world, for `plan`'s summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// Reads only.
+    Observes,
+    /// Changes something that can be undone or is additive.
+    Changes,
+    /// Deletes data or cuts clients off; reviewers should look twice.
+    Destructive,
+}
+
+/// One thing a step will do, as `plan` lists it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Operation {
+    /// `aws`, `redis`, `process`, `shell`, `wait`, `approval`, `check`.
+    pub kind: &'static str,
+    /// E.g. `elasticache:ModifyReplicationGroup`, `REPLICAOF 127.0.0.1 7001`, `sleep 2s`.
+    pub name: String,
+    /// Parameters worth showing (secrets already redacted by the caller's redactor).
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub destructive: bool,
+}
+
+impl Operation {
+    pub fn new(kind: &'static str, name: impl Into<String>) -> Operation {
+        Operation {
+            kind,
+            name: name.into(),
+            params: Default::default(),
+            destructive: false,
+        }
+    }
+
+    pub fn param(mut self, key: &str, value: impl Serialize) -> Operation {
+        self.params.insert(
+            key.to_string(),
+            serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
+        );
+        self
+    }
+
+    pub fn destructive(mut self) -> Operation {
+        self.destructive = true;
+        self
+    }
+}
+
+/// A step's failure. `transient` ones are retried when the step has `retry`.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ActionError {
+    pub message: String,
+    pub transient: bool,
+}
+
+impl ActionError {
+    /// A failure that retrying will not fix.
+    pub fn fatal(message: impl Into<String>) -> ActionError {
+        ActionError {
+            message: message.into(),
+            transient: false,
+        }
+    }
+
+    /// A failure that may pass (throttling, a connection refused while a node restarts).
+    pub fn transient(message: impl Into<String>) -> ActionError {
+        ActionError {
+            message: message.into(),
+            transient: true,
+        }
+    }
+}
+
+/// What a step's action sees while it plans.
+pub struct PlanCtx<'a> {
+    pub target: &'a dyn Target,
+    /// The folder of the runbook file; relative paths in inputs are taken from here.
+    pub base_dir: &'a Path,
+}
+
+/// What a step's action sees while it runs.
+pub struct StepCtx<'a> {
+    pub run_id: &'a str,
+    /// The run's own folder in the state dir (servers' data, snapshots, probe data).
+    pub run_dir: &'a Path,
+    /// The folder of the runbook file; relative paths in inputs are taken from here.
+    pub base_dir: &'a Path,
+    pub step_id: &'a str,
+    pub target: &'a dyn Target,
+    pub resolver: &'a Resolver,
+    pub journal: &'a Arc<Journal>,
+    pub progress: &'a Progress,
+    /// `--yes` was given: approvals pass.
+    pub assume_yes: bool,
+}
+
+impl StepCtx<'_> {
+    /// A status line for the person watching, also kept in the journal.
+    pub fn note(&self, message: impl Into<String>) {
+        let message = self.journal.redact(&message.into());
+        self.progress.note(self.step_id, &message);
+        self.journal.note(self.step_id, &message);
+    }
+
+    /// Records something the step created that must be found again later
+    /// (`runbook destroy`, a resumed run), e.g. a server process.
+    pub fn record_resource(&self, resource: serde_json::Value) -> std::io::Result<()> {
+        self.journal.resource(self.step_id, resource)
+    }
+
+    /// A path from the runbook, taken relative to the runbook's folder.
+    pub fn path(&self, p: &Path) -> PathBuf {
+        self.base_dir.join(p)
+    }
+}
+
+/// An action's behaviour, once its inputs are parsed.
+#[async_trait]
+pub trait Action: Send + Sync {
+    /// How much this step changes (may depend on inputs, e.g. `force: true`).
+    fn effect(&self) -> Effect;
+
+    /// What the step will do, without doing it.
+    fn plan(&self, ctx: &PlanCtx<'_>) -> Vec<Operation>;
+
+    /// Do it. Observe first and do only what is missing: a resumed run calls this again.
+    async fn run(&self, ctx: &StepCtx<'_>) -> Result<Outputs, ActionError>;
+}
+
+/// An entry of the registry: a name, a summary and how to build the action from inputs.
+pub struct ActionSpec {
+    pub name: &'static str,
+    pub summary: &'static str,
+    /// The names of the outputs the action produces, for `plan` and references.
+    pub outputs: &'static [&'static str],
+    pub build: fn(serde_json::Value) -> Result<Box<dyn Action>, serde_json::Error>,
+    pub schema: fn() -> schemars::Schema,
+}
+
+/// Builds an action from its inputs; `T`'s serde attributes reject unknown fields.
+pub fn build<T: Action + DeserializeOwned + 'static>(
+    inputs: serde_json::Value,
+) -> Result<Box<dyn Action>, serde_json::Error> {
+    Ok(Box::new(serde_json::from_value::<T>(inputs)?))
+}
+
+/// The JSON Schema of an action's inputs.
+pub fn schema<T: schemars::JsonSchema>() -> schemars::Schema {
+    schemars::schema_for!(T)
+}
+
+/// Every action a runbook can name.
+pub static REGISTRY: &[ActionSpec] = &[approve::SPEC, assert::SPEC, exec::SPEC, sleep::SPEC];
+
+/// The registry entry for `name`.
+pub fn lookup(name: &str) -> Option<&'static ActionSpec> {
+    REGISTRY.iter().find(|a| a.name == name)
+}

@@ -1,0 +1,14 @@
+//! One module per command: its flags (`Args`) and its `run`.
+
+pub mod bench;
+pub mod destroy;
+pub mod plan;
+pub mod probe;
+pub mod report;
+pub mod resume;
+pub mod run;
+pub mod runs;
+pub mod schema;
+pub mod seed;
+pub mod show;
+pub mod verify;

@@ -1,0 +1,11 @@
+//! `runbook seed`.
+
+use crate::cli::Global;
+use crate::error::Outcome;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub async fn run(_global: &Global, _args: Args) -> anyhow::Result<Outcome> {
+    anyhow::bail!("`runbook seed` is not built yet")
+}

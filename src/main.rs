@@ -1,0 +1,24 @@
+//! The `runbook` binary: parse the command line, run the command, map the outcome to an
+//! exit status (0 success, 1 the run or check failed, 2 invalid input).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = runbook::cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(runbook::cli::dispatch(cli)) {
+        Ok(outcome) => ExitCode::from(outcome as u8),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(runbook::error::exit_status(&err))
+        }
+    }
+}

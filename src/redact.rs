@@ -1,0 +1,74 @@
+//! Keeps secrets out of everything the tool writes.
+//!
+//! Values of `secret` params and passwords inside URLs are replaced by `***` before any
+//! text reaches the journal, a plan, a report or the terminal. One redactor per run,
+//! shared by every writer, so a new writer cannot forget it.
+
+use std::sync::{Arc, RwLock};
+
+use crate::endpoint::redact_url;
+
+/// The mask written in place of a secret.
+pub const MASK: &str = "***";
+
+/// The set of secret strings of a run. Cloning shares the set.
+#[derive(Clone, Debug, Default)]
+pub struct Redactor {
+    secrets: Arc<RwLock<Vec<String>>>,
+}
+
+impl Redactor {
+    /// Adds a secret; empty strings are ignored. Longer secrets are replaced first so a
+    /// secret that contains another is masked whole.
+    pub fn add(&self, secret: &str) {
+        if secret.is_empty() {
+            return;
+        }
+        let mut secrets = self.secrets.write().unwrap_or_else(|e| e.into_inner());
+        if !secrets.iter().any(|s| s == secret) {
+            secrets.push(secret.to_string());
+            secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+
+    /// `text` with every known secret and every URL password masked.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = redact_url(text);
+        for s in self.secrets.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), MASK);
+            }
+        }
+        out
+    }
+
+    /// A JSON value with every string (keys too) redacted.
+    pub fn redact_json(&self, value: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => Value::String(self.redact(s)),
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.redact_json(v)).collect()),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (self.redact(k), self.redact_json(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_secrets_and_url_passwords() {
+        let r = Redactor::default();
+        r.add("hunter2");
+        r.add("");
+        assert_eq!(r.redact("pw=hunter2 url=redis://:tok@h:1"), "pw=*** url=redis://:***@h:1");
+        let v = serde_json::json!({"a": ["x hunter2 y"], "hunter2": 1});
+        assert_eq!(r.redact_json(&v), serde_json::json!({"a": ["x *** y"], "***": 1}));
+    }
+}
