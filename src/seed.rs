@@ -194,38 +194,35 @@ impl SeedOptions {
         out
     }
 
-    /// Appends key `i`'s writes to `pipe`, their replies ignored.
+    /// Appends key `i`'s writes to `pipe`.
     fn write(&self, pipe: &mut redis::Pipeline, i: u64) -> DataType {
         let key = self.key(i);
         let kind = self.type_of(i);
         let n = self.elements as u64;
         if kind != DataType::String {
-            pipe.del(&key).ignore();
+            pipe.del(&key);
         }
         match kind {
             DataType::String => {
-                pipe.set(&key, self.bytes(i, 0, self.value_size)).ignore();
+                pipe.set(&key, self.bytes(i, 0, self.value_size));
             }
             DataType::Hash => {
                 let cmd = pipe.cmd("HSET").arg(&key);
                 for e in 0..n {
                     cmd.arg(format!("f{e}")).arg(self.bytes(i, e, self.value_size));
                 }
-                cmd.ignore();
             }
             DataType::List => {
                 let cmd = pipe.cmd("RPUSH").arg(&key);
                 for e in 0..n {
                     cmd.arg(self.bytes(i, e, self.value_size));
                 }
-                cmd.ignore();
             }
             DataType::Set => {
                 let cmd = pipe.cmd("SADD").arg(&key);
                 for e in 0..n {
                     cmd.arg(self.member(i, e));
                 }
-                cmd.ignore();
             }
             DataType::Zset => {
                 let cmd = pipe.cmd("ZADD").arg(&key);
@@ -233,7 +230,6 @@ impl SeedOptions {
                     let score = (mix(self.salt(), i, e + n) % 1_000_000) as f64 / 100.0;
                     cmd.arg(score).arg(self.member(i, e));
                 }
-                cmd.ignore();
             }
             DataType::Stream => {
                 for e in 0..n {
@@ -241,13 +237,12 @@ impl SeedOptions {
                         .arg(&key)
                         .arg(format!("1-{}", e + 1))
                         .arg("f")
-                        .arg(self.bytes(i, e, self.value_size))
-                        .ignore();
+                        .arg(self.bytes(i, e, self.value_size));
                 }
             }
         }
         if let Some(ms) = self.ttl_ms(i) {
-            pipe.pexpire(&key, ms as i64).ignore();
+            pipe.pexpire(&key, ms as i64);
         }
         kind
     }
@@ -361,8 +356,10 @@ pub async fn seed(
                 tally.keys += 1;
                 tally.with_ttl += u64::from(opts.ttl_ms(i).is_some());
             }
-            pipe.query_async::<()>(&mut conn).await?;
-            Ok(tally)
+            pipe.ignore_errors();
+            let replies: Vec<redis::RedisResult<redis::Value>> = pipe.query_async(&mut conn).await?;
+            // The first refusal says it all (READONLY, OOM…); the others repeat it.
+            replies.into_iter().find_map(Result::err).map_or(Ok(tally), Err)
         });
     }
     while let Some(done) = tasks.join_next().await {

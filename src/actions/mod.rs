@@ -19,7 +19,9 @@ use crate::target::Target;
 mod approve;
 mod assert;
 mod exec;
+mod seed;
 mod sleep;
+mod verify;
 
 /// Named outputs of a step, visible to later steps as `steps.<id>.outputs.<name>`.
 pub type Outputs = serde_json::Map<String, serde_json::Value>;
@@ -178,7 +180,14 @@ pub fn schema<T: schemars::JsonSchema>() -> schemars::Schema {
 }
 
 /// Every action a runbook can name.
-pub static REGISTRY: &[ActionSpec] = &[approve::SPEC, assert::SPEC, exec::SPEC, sleep::SPEC];
+pub static REGISTRY: &[ActionSpec] = &[
+    approve::SPEC,
+    assert::SPEC,
+    seed::SPEC,
+    verify::SPEC,
+    exec::SPEC,
+    sleep::SPEC,
+];
 
 /// The registry entry for `name`.
 pub fn lookup(name: &str) -> Option<&'static ActionSpec> {

@@ -2,3 +2,5 @@
 //! They run the real `runbook` binary against real servers on free loopback ports.
 
 mod support;
+mod seed;
+mod verify;
