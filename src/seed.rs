@@ -19,7 +19,9 @@ use tokio::task::JoinSet;
 use crate::endpoint::{Endpoint, Resolver};
 
 /// The value types seeding can write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DataType {
     String,
@@ -172,14 +174,15 @@ impl SeedOptions {
     }
 
     fn salt(&self) -> u64 {
-        self.prefix
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+        self.prefix.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        })
     }
 
     /// Deterministic printable bytes for key `i`, element `e`.
     fn bytes(&self, i: u64, e: u64, len: usize) -> Vec<u8> {
-        const ALPHABET: &[u8; 64] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_";
+        const ALPHABET: &[u8; 64] =
+            b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_";
         let mut out = Vec::with_capacity(len);
         let mut state = mix(self.salt(), i, e);
         while out.len() < len {
@@ -209,7 +212,8 @@ impl SeedOptions {
             DataType::Hash => {
                 let cmd = pipe.cmd("HSET").arg(&key);
                 for e in 0..n {
-                    cmd.arg(format!("f{e}")).arg(self.bytes(i, e, self.value_size));
+                    cmd.arg(format!("f{e}"))
+                        .arg(self.bytes(i, e, self.value_size));
                 }
             }
             DataType::List => {
@@ -323,7 +327,7 @@ pub async fn seed(
         keys_per_sec: 0.0,
     };
     let merge = |done: Result<Result<Tally, redis::RedisError>, tokio::task::JoinError>,
-                     summary: &mut SeedSummary| {
+                 summary: &mut SeedSummary| {
         let tally = done
             .expect("a seeding task does not panic")
             .map_err(|source| SeedError::Write {
@@ -357,9 +361,13 @@ pub async fn seed(
                 tally.with_ttl += u64::from(opts.ttl_ms(i).is_some());
             }
             pipe.ignore_errors();
-            let replies: Vec<redis::RedisResult<redis::Value>> = pipe.query_async(&mut conn).await?;
+            let replies: Vec<redis::RedisResult<redis::Value>> =
+                pipe.query_async(&mut conn).await?;
             // The first refusal says it all (READONLY, OOM…); the others repeat it.
-            replies.into_iter().find_map(Result::err).map_or(Ok(tally), Err)
+            replies
+                .into_iter()
+                .find_map(Result::err)
+                .map_or(Ok(tally), Err)
         });
     }
     while let Some(done) = tasks.join_next().await {
@@ -417,7 +425,10 @@ mod tests {
             ..SeedOptions::default()
         };
         let with = (0..100_000).filter(|&i| opts.ttl_ms(i).is_some()).count();
-        assert!((23_000..27_000).contains(&with), "{with} of 100000 have a TTL");
+        assert!(
+            (23_000..27_000).contains(&with),
+            "{with} of 100000 have a TTL"
+        );
         let ttl = (0..1000).find_map(|i| opts.ttl_ms(i)).unwrap();
         assert!((3_600_000..7_200_000).contains(&ttl));
         let none = SeedOptions {
@@ -433,7 +444,13 @@ mod tests {
             ttl_share: 1.5,
             ..SeedOptions::default()
         };
-        assert!(share.validate().unwrap_err().to_string().contains("between 0 and 1"));
+        assert!(
+            share
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("between 0 and 1")
+        );
         assert!("bitmap".parse::<DataType>().is_err());
         assert_eq!("ZSet".parse::<DataType>().unwrap(), DataType::Zset);
     }

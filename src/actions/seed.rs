@@ -40,7 +40,10 @@ pub struct DataSeed {
     #[serde(default)]
     ttl_share: Option<f64>,
     /// The shortest TTL; TTLs spread from it to twice it (default `1h`).
-    #[serde(default, deserialize_with = "super::verify::optional_duration::deserialize")]
+    #[serde(
+        default,
+        deserialize_with = "super::verify::optional_duration::deserialize"
+    )]
     #[schemars(with = "Option<String>")]
     ttl: Option<Duration>,
     /// The types, assigned to keys in turn (default string, hash, list, set, zset).
@@ -74,10 +77,13 @@ impl Action for DataSeed {
         let o = self.options();
         let types: Vec<&str> = o.types.iter().map(|t| t.as_str()).collect();
         vec![
-            Operation::new("redis", format!("write {} keys {}* to {}", o.keys, o.prefix, self.endpoint))
-                .param("types", types)
-                .param("ttl_share", o.ttl_share)
-                .param("commands", "SET, DEL + HSET/RPUSH/SADD/ZADD/XADD, PEXPIRE"),
+            Operation::new(
+                "redis",
+                format!("write {} keys {}* to {}", o.keys, o.prefix, self.endpoint),
+            )
+            .param("types", types)
+            .param("ttl_share", o.ttl_share)
+            .param("commands", "SET, DEL + HSET/RPUSH/SADD/ZADD/XADD, PEXPIRE"),
         ]
     }
 
@@ -96,7 +102,10 @@ impl Action for DataSeed {
         ));
         let mut out = Outputs::new();
         out.insert("keys".into(), summary.keys.into());
-        out.insert("by_type".into(), serde_json::to_value(&summary.by_type).unwrap_or_default());
+        out.insert(
+            "by_type".into(),
+            serde_json::to_value(&summary.by_type).unwrap_or_default(),
+        );
         out.insert("with_ttl".into(), summary.with_ttl.into());
         out.insert("keys_per_sec".into(), summary.keys_per_sec.round().into());
         Ok(out)

@@ -100,7 +100,10 @@ impl DataVerify {
             recheck_delay: self.recheck_delay.unwrap_or(d.recheck_delay),
             batch: self.batch.unwrap_or(d.batch),
             examples: self.examples.unwrap_or(d.examples),
-            skip_prefixes: self.skip_prefixes.clone().unwrap_or(d.skip_prefixes.clone()),
+            skip_prefixes: self
+                .skip_prefixes
+                .clone()
+                .unwrap_or(d.skip_prefixes.clone()),
             ..d
         }
     }
@@ -115,23 +118,35 @@ impl Action for DataVerify {
     fn plan(&self, _ctx: &PlanCtx<'_>) -> Vec<Operation> {
         let o = self.options();
         vec![
-            Operation::new("redis", format!("SCAN {} and {} (both directions)", self.source, self.target))
-                .param("compare", "TYPE, PTTL, GET/HSCAN/SSCAN/ZSCAN/LRANGE/XRANGE")
-                .param("ttl_tolerance", crate::duration::format(o.ttl_tolerance))
-                .param("rounds", o.rounds)
-                .param("skip_prefixes", &o.skip_prefixes),
-            Operation::new("check", "no persistent mismatch (missing, extra, type, value, ttl)"),
+            Operation::new(
+                "redis",
+                format!("SCAN {} and {} (both directions)", self.source, self.target),
+            )
+            .param("compare", "TYPE, PTTL, GET/HSCAN/SSCAN/ZSCAN/LRANGE/XRANGE")
+            .param("ttl_tolerance", crate::duration::format(o.ttl_tolerance))
+            .param("rounds", o.rounds)
+            .param("skip_prefixes", &o.skip_prefixes),
+            Operation::new(
+                "check",
+                "no persistent mismatch (missing, extra, type, value, ttl)",
+            ),
         ]
     }
 
     async fn run(&self, ctx: &StepCtx<'_>) -> Result<Outputs, ActionError> {
         ctx.note(format!("comparing {} with {}", self.source, self.target));
-        let report = verify(ctx.resolver, &self.source, &self.target, &self.options(), &|_| {})
-            .await
-            .map_err(|e| match e {
-                VerifyError::Options(m) => ActionError::fatal(m),
-                other => ActionError::transient(other.to_string()),
-            })?;
+        let report = verify(
+            ctx.resolver,
+            &self.source,
+            &self.target,
+            &self.options(),
+            &|_| {},
+        )
+        .await
+        .map_err(|e| match e {
+            VerifyError::Options(m) => ActionError::fatal(m),
+            other => ActionError::transient(other.to_string()),
+        })?;
         ctx.note(summary(&report));
         if !report.parity && self.fail_on_mismatch {
             return Err(ActionError::fatal(failure(&report)));

@@ -34,7 +34,11 @@ pub struct Args {
     #[arg(long, default_value = "1h", value_name = "DURATION")]
     ttl: String,
     /// The types to write, in turn (string, hash, list, set, zset, stream).
-    #[arg(long, value_delimiter = ',', default_value = "string,hash,list,set,zset")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "string,hash,list,set,zset"
+    )]
     types: Vec<String>,
     /// Connections to write over.
     #[arg(long, default_value_t = 4, value_name = "N")]
@@ -55,7 +59,8 @@ enum Format {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let resolver = Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
-    let endpoint = Endpoint::parse(&args.endpoint).map_err(|e| invalid(format!("--endpoint: {e}")))?;
+    let endpoint =
+        Endpoint::parse(&args.endpoint).map_err(|e| invalid(format!("--endpoint: {e}")))?;
     let ttl = crate::duration::parse(&args.ttl).map_err(|e| invalid(format!("--ttl: {e}")))?;
     let types = args
         .types

@@ -45,7 +45,11 @@ pub struct Args {
     #[arg(long, default_value_t = 2, value_name = "N")]
     connections: usize,
     /// Skip keys starting with this (repeatable; replaces the default, the probe's prefix).
-    #[arg(long = "skip-prefix", value_name = "PREFIX", default_value = "runbook:probe:")]
+    #[arg(
+        long = "skip-prefix",
+        value_name = "PREFIX",
+        default_value = "runbook:probe:"
+    )]
     skip_prefixes: Vec<String>,
 }
 
@@ -76,7 +80,11 @@ pub fn argv(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     while i < args.len() {
         let arg = args[i].to_string_lossy();
         if arg.starts_with('-') {
-            i += if TAKES_VALUE.contains(&arg.as_ref()) { 2 } else { 1 };
+            i += if TAKES_VALUE.contains(&arg.as_ref()) {
+                2
+            } else {
+                1
+            };
             continue;
         }
         if arg != "verify" {
@@ -102,7 +110,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let resolver = Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
     let source = Endpoint::parse(&args.source).map_err(|e| invalid(format!("--source: {e}")))?;
     let target = Endpoint::parse(&args.target).map_err(|e| invalid(format!("--target: {e}")))?;
-    let duration = |flag: &str, text: &str| crate::duration::parse(text).map_err(|e| invalid(format!("{flag}: {e}")));
+    let duration = |flag: &str, text: &str| {
+        crate::duration::parse(text).map_err(|e| invalid(format!("{flag}: {e}")))
+    };
     let opts = VerifyOptions {
         batch: args.batch,
         in_flight: args.in_flight,
@@ -120,7 +130,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let report = |p: VerifyProgress| match p {
         VerifyProgress::Total(n) => bar.set_length(n),
         VerifyProgress::Checked(n) => bar.inc(n),
-        VerifyProgress::Recheck { round, keys } => bar.set_message(format!("round {round}: re-checking {keys} keys")),
+        VerifyProgress::Recheck { round, keys } => {
+            bar.set_message(format!("round {round}: re-checking {keys} keys"))
+        }
     };
     let result = verify(&resolver, &source, &target, &opts, &report).await;
     bar.finish_and_clear();
@@ -133,7 +145,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => print!("{}", text(&report)),
     }
-    Ok(if report.parity { Outcome::Success } else { Outcome::Failed })
+    Ok(if report.parity {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    })
 }
 
 fn progress_bar() -> ProgressBar {
@@ -180,8 +196,17 @@ pub fn text(r: &VerifyReport) -> String {
     if !r.examples.is_empty() {
         out.push_str("  examples:\n");
         for e in &r.examples {
-            let when = if e.persistent { "persistent" } else { "transient" };
-            out.push_str(&format!("    {:<18} {:<10} {}\n", e.class.as_str(), when, e.key));
+            let when = if e.persistent {
+                "persistent"
+            } else {
+                "transient"
+            };
+            out.push_str(&format!(
+                "    {:<18} {:<10} {}\n",
+                e.class.as_str(),
+                when,
+                e.key
+            ));
         }
     }
     out
@@ -193,7 +218,10 @@ mod tests {
 
     fn rewrite(line: &str) -> String {
         let out = argv(line.split(' ').map(Into::into));
-        out.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+        out.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     #[test]
@@ -202,8 +230,17 @@ mod tests {
             rewrite("runbook --state-dir s verify --source a --target b"),
             "runbook --state-dir s verify --source a --target-url b"
         );
-        assert_eq!(rewrite("runbook verify --target=b"), "runbook verify --target-url=b");
-        assert_eq!(rewrite("runbook run f.yaml --target aws"), "runbook run f.yaml --target aws");
-        assert_eq!(rewrite("runbook --target aws run verify"), "runbook --target aws run verify");
+        assert_eq!(
+            rewrite("runbook verify --target=b"),
+            "runbook verify --target-url=b"
+        );
+        assert_eq!(
+            rewrite("runbook run f.yaml --target aws"),
+            "runbook run f.yaml --target aws"
+        );
+        assert_eq!(
+            rewrite("runbook --target aws run verify"),
+            "runbook --target aws run verify"
+        );
     }
 }

@@ -144,7 +144,13 @@ pub struct Digest {
 impl Digest {
     /// Folds one reply of a read `kind.read(..)` made and says where to continue.
     /// `offset` is the LRANGE start the reply came from.
-    pub fn absorb(&mut self, kind: Kind, reply: &Value, chunk: usize, offset: i64) -> Result<Next, Unreadable> {
+    pub fn absorb(
+        &mut self,
+        kind: Kind,
+        reply: &Value,
+        chunk: usize,
+        offset: i64,
+    ) -> Result<Next, Unreadable> {
         match kind {
             Kind::String => match reply {
                 Value::BulkString(b) => {
@@ -281,7 +287,10 @@ mod tests {
     }
 
     fn scan_reply(cursor: &str, items: &[&str]) -> Value {
-        Value::Array(vec![bulk(cursor), Value::Array(items.iter().map(|s| bulk(s)).collect())])
+        Value::Array(vec![
+            bulk(cursor),
+            Value::Array(items.iter().map(|s| bulk(s)).collect()),
+        ])
     }
 
     fn digest(kind: Kind, replies: &[Value]) -> Digest {
@@ -295,7 +304,10 @@ mod tests {
     #[test]
     fn sets_and_hashes_ignore_order_and_chunking() {
         let one = digest(Kind::Set, &[scan_reply("0", &["a", "b", "c"])]);
-        let two = digest(Kind::Set, &[scan_reply("7", &["c", "a"]), scan_reply("0", &["b"])]);
+        let two = digest(
+            Kind::Set,
+            &[scan_reply("7", &["c", "a"]), scan_reply("0", &["b"])],
+        );
         assert_eq!(one, two);
         assert_ne!(one, digest(Kind::Set, &[scan_reply("0", &["a", "b", "d"])]));
         let h1 = digest(Kind::Hash, &[scan_reply("0", &["f", "1", "g", "2"])]);
@@ -319,9 +331,18 @@ mod tests {
         let mut d = Digest::default();
         let first = Value::Array(vec![bulk("a"), bulk("b")]);
         assert_eq!(d.absorb(Kind::List, &first, 2, 0), Ok(Next::Offset(2)));
-        assert_eq!(d.absorb(Kind::List, &Value::Array(vec![bulk("c")]), 2, 2), Ok(Next::Done));
-        let whole = digest(Kind::List, &[Value::Array(vec![bulk("a"), bulk("b"), bulk("c")])]);
-        let reversed = digest(Kind::List, &[Value::Array(vec![bulk("c"), bulk("b"), bulk("a")])]);
+        assert_eq!(
+            d.absorb(Kind::List, &Value::Array(vec![bulk("c")]), 2, 2),
+            Ok(Next::Done)
+        );
+        let whole = digest(
+            Kind::List,
+            &[Value::Array(vec![bulk("a"), bulk("b"), bulk("c")])],
+        );
+        let reversed = digest(
+            Kind::List,
+            &[Value::Array(vec![bulk("c"), bulk("b"), bulk("a")])],
+        );
         assert_eq!(d, whole);
         assert_ne!(whole, reversed);
     }
@@ -332,6 +353,9 @@ mod tests {
         assert_eq!(d.absorb(Kind::String, &Value::Nil, 10, 0), Err(Unreadable));
         assert_eq!(d.absorb(Kind::Hash, &bulk("x"), 10, 0), Err(Unreadable));
         assert_eq!(Kind::parse(&Value::SimpleString("zset".into())), Kind::Zset);
-        assert!(matches!(Kind::parse(&Value::SimpleString("ReJSON-RL".into())), Kind::Other(_)));
+        assert!(matches!(
+            Kind::parse(&Value::SimpleString("ReJSON-RL".into())),
+            Kind::Other(_)
+        ));
     }
 }

@@ -305,8 +305,17 @@ pub async fn verify(
     let examples: Vec<Example> = persistent_keys
         .into_iter()
         .map(|(k, c)| (k.as_slice(), *c, true))
-        .chain(tally.overflow_examples.iter().map(|(k, c)| (k.as_slice(), *c, true)))
-        .chain(transient_keys.iter().map(|(k, c)| (k.as_slice(), *c, false)))
+        .chain(
+            tally
+                .overflow_examples
+                .iter()
+                .map(|(k, c)| (k.as_slice(), *c, true)),
+        )
+        .chain(
+            transient_keys
+                .iter()
+                .map(|(k, c)| (k.as_slice(), *c, false)),
+        )
         .take(opts.examples)
         .map(|(k, class, persistent)| Example {
             key: String::from_utf8_lossy(k).into_owned(),
@@ -366,7 +375,9 @@ fn judge(src: &Observed, dst: &Observed, tolerance: Duration) -> Verdict {
         (_, Kind::None) if expiring(src.pttl) => Verdict::Expired,
         (_, Kind::None) => Verdict::Mismatch(Class::MissingOnTarget),
         (a, b) if a != b => Verdict::Mismatch(Class::Type),
-        _ if src.unreadable || dst.unreadable || src.digest != dst.digest => Verdict::Mismatch(Class::Value),
+        _ if src.unreadable || dst.unreadable || src.digest != dst.digest => {
+            Verdict::Mismatch(Class::Value)
+        }
         _ => {
             let ttl_ok = match (src.pttl, dst.pttl) {
                 (a, b) if a < 0 && b < 0 => a == b,
@@ -508,7 +519,7 @@ impl Sides {
         let mut cursor: u64 = 0;
         let mut batch_no = 0usize;
         let absorb = |done: Result<Result<Tally, VerifyError>, tokio::task::JoinError>,
-                          tally: &mut Tally|
+                      tally: &mut Tally|
          -> Result<(), VerifyError> {
             let part = done.expect("a verify task does not panic")?;
             if scanned == Side::Source {
@@ -615,13 +626,20 @@ impl Sides {
         Ok(tally)
     }
 
-    async fn observe(&self, keys: &[Vec<u8>]) -> Result<(Vec<Observed>, Vec<Observed>), VerifyError> {
+    async fn observe(
+        &self,
+        keys: &[Vec<u8>],
+    ) -> Result<(Vec<Observed>, Vec<Observed>), VerifyError> {
         self.observe_on(keys, 0).await
     }
 
     /// Both sides' view of `keys`: TYPE and PTTL of each at about the same moment, then the
     /// values of keys whose types agree.
-    async fn observe_on(&self, keys: &[Vec<u8>], n: usize) -> Result<(Vec<Observed>, Vec<Observed>), VerifyError> {
+    async fn observe_on(
+        &self,
+        keys: &[Vec<u8>],
+        n: usize,
+    ) -> Result<(Vec<Observed>, Vec<Observed>), VerifyError> {
         let (mut src, mut dst) = tokio::try_join!(
             self.type_and_ttl(Side::Source, keys, n),
             self.type_and_ttl(Side::Target, keys, n)
@@ -638,7 +656,12 @@ impl Sides {
         Ok((src, dst))
     }
 
-    async fn type_and_ttl(&self, side: Side, keys: &[Vec<u8>], n: usize) -> Result<Vec<Observed>, VerifyError> {
+    async fn type_and_ttl(
+        &self,
+        side: Side,
+        keys: &[Vec<u8>],
+        n: usize,
+    ) -> Result<Vec<Observed>, VerifyError> {
         let mut pipe = redis::pipe();
         for key in keys {
             pipe.cmd("TYPE").arg(key).pttl(key);
@@ -680,11 +703,17 @@ impl Sides {
                 pipe.add_command(cmd);
             }
         }
-        let replies: Vec<RedisResult<Value>> = pipe.query_async(&mut conn).await.map_err(|e| self.err(side, e))?;
+        let replies: Vec<RedisResult<Value>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err(side, e))?;
         let mut unfinished = Vec::new();
         for (&i, reply) in wanted.iter().zip(replies) {
             let o = &mut observed[i];
-            match reply.map_err(|_| digest::Unreadable).and_then(|r| o.digest.absorb(o.kind, &r, chunk, 0)) {
+            match reply
+                .map_err(|_| digest::Unreadable)
+                .and_then(|r| o.digest.absorb(o.kind, &r, chunk, 0))
+            {
                 Ok(Next::Done) => {}
                 Ok(next) => unfinished.push((i, next)),
                 Err(_) => o.unreadable = true,
@@ -747,12 +776,38 @@ mod tests {
     fn judges_each_class() {
         let tol = Duration::from_secs(2);
         let s = seen(Kind::String, -1);
-        assert_eq!(class(judge(&s, &seen(Kind::None, -2), tol)), Some(Class::MissingOnTarget));
-        assert_eq!(class(judge(&seen(Kind::None, -2), &s, tol)), Some(Class::ExtraOnTarget));
-        assert_eq!(class(judge(&s, &seen(Kind::Hash, -1), tol)), Some(Class::Type));
-        assert_eq!(class(judge(&s, &seen(Kind::String, 60_000), tol)), Some(Class::Ttl));
-        assert_eq!(class(judge(&seen(Kind::String, 60_000), &seen(Kind::String, 62_500), tol)), Some(Class::Ttl));
-        assert_eq!(class(judge(&seen(Kind::String, 60_000), &seen(Kind::String, 61_500), tol)), None);
+        assert_eq!(
+            class(judge(&s, &seen(Kind::None, -2), tol)),
+            Some(Class::MissingOnTarget)
+        );
+        assert_eq!(
+            class(judge(&seen(Kind::None, -2), &s, tol)),
+            Some(Class::ExtraOnTarget)
+        );
+        assert_eq!(
+            class(judge(&s, &seen(Kind::Hash, -1), tol)),
+            Some(Class::Type)
+        );
+        assert_eq!(
+            class(judge(&s, &seen(Kind::String, 60_000), tol)),
+            Some(Class::Ttl)
+        );
+        assert_eq!(
+            class(judge(
+                &seen(Kind::String, 60_000),
+                &seen(Kind::String, 62_500),
+                tol
+            )),
+            Some(Class::Ttl)
+        );
+        assert_eq!(
+            class(judge(
+                &seen(Kind::String, 60_000),
+                &seen(Kind::String, 61_500),
+                tol
+            )),
+            None
+        );
         let unreadable = Observed {
             unreadable: true,
             ..s
@@ -765,8 +820,14 @@ mod tests {
     fn keys_about_to_expire_are_not_missing() {
         let tol = Duration::from_secs(2);
         let expiring = seen(Kind::String, 1500);
-        assert!(matches!(judge(&expiring, &seen(Kind::None, -2), tol), Verdict::Expired));
-        assert!(matches!(judge(&seen(Kind::None, -2), &expiring, tol), Verdict::Expired));
+        assert!(matches!(
+            judge(&expiring, &seen(Kind::None, -2), tol),
+            Verdict::Expired
+        ));
+        assert!(matches!(
+            judge(&seen(Kind::None, -2), &expiring, tol),
+            Verdict::Expired
+        ));
         assert!(matches!(
             judge(&seen(Kind::None, -2), &seen(Kind::None, -2), tol),
             Verdict::Vanished

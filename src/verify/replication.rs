@@ -33,7 +33,8 @@ pub(super) async fn settle(sides: &Sides, opts: &VerifyOptions) -> Result<(), Ve
         return Ok(());
     }
     let source = info(sides, Side::Source).await?;
-    let Some(wanted) = field(&source, "master_repl_offset").and_then(|v| v.parse::<i64>().ok()) else {
+    let Some(wanted) = field(&source, "master_repl_offset").and_then(|v| v.parse::<i64>().ok())
+    else {
         sleep(opts.recheck_delay).await;
         return Ok(());
     };
@@ -56,7 +57,8 @@ mod tests {
 
     #[test]
     fn reads_info_fields() {
-        let info = "# Replication\r\nrole:slave\r\nmaster_host:127.0.0.1\r\nslave_repl_offset:1234\r\n";
+        let info =
+            "# Replication\r\nrole:slave\r\nmaster_host:127.0.0.1\r\nslave_repl_offset:1234\r\n";
         assert_eq!(field(info, "role"), Some("slave"));
         assert_eq!(field(info, "slave_repl_offset"), Some("1234"));
         assert_eq!(field(info, "master_repl_offset"), None);

@@ -59,7 +59,17 @@ fn seeds_every_type_with_ttls_and_the_same_data_twice() {
     assert_eq!(redis.cli(&["LLEN", "seed:list:000000000005"]), "8");
     run(&valkey.url());
     let ran = ws
-        .cmd(&["verify", "--source", &redis.url(), "--target", &valkey.url(), "--format", "json", "--rounds", "1"])
+        .cmd(&[
+            "verify",
+            "--source",
+            &redis.url(),
+            "--target",
+            &valkey.url(),
+            "--format",
+            "json",
+            "--rounds",
+            "1",
+        ])
         .expect(0);
     assert_eq!(json(&ran.stdout)["keys_checked"], 1200);
 }
@@ -67,16 +77,38 @@ fn seeds_every_type_with_ttls_and_the_same_data_twice() {
 #[test]
 fn bad_seed_input_exits_2_and_says_what_to_do() {
     let ws = Workspace::new();
-    let ran = ws.cmd(&["seed", "--endpoint", "http://127.0.0.1:1", "--keys", "10"]).expect(2);
+    let ran = ws
+        .cmd(&["seed", "--endpoint", "http://127.0.0.1:1", "--keys", "10"])
+        .expect(2);
     assert!(ran.stderr.contains("redis://"), "{}", ran.stderr);
     let ran = ws
-        .cmd(&["seed", "--endpoint", "127.0.0.1:1", "--keys", "10", "--ttl-share", "2"])
+        .cmd(&[
+            "seed",
+            "--endpoint",
+            "127.0.0.1:1",
+            "--keys",
+            "10",
+            "--ttl-share",
+            "2",
+        ])
         .expect(2);
     assert!(ran.stderr.contains("between 0 and 1"), "{}", ran.stderr);
     let ran = ws
-        .cmd(&["seed", "--endpoint", "127.0.0.1:1", "--keys", "10", "--types", "string,bitmap"])
+        .cmd(&[
+            "seed",
+            "--endpoint",
+            "127.0.0.1:1",
+            "--keys",
+            "10",
+            "--types",
+            "string,bitmap",
+        ])
         .expect(2);
-    assert!(ran.stderr.contains("unknown type `bitmap`"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("unknown type `bitmap`"),
+        "{}",
+        ran.stderr
+    );
 }
 
 #[test]
@@ -85,8 +117,18 @@ fn a_read_only_replica_refuses_seeding_with_exit_1() {
     let replica = Server::start(Engine::Valkey);
     replica.cli(&["REPLICAOF", "127.0.0.1", &primary.port.to_string()]);
     let ws = Workspace::new();
-    let ran = ws.cmd(&["seed", "--endpoint", &replica.url(), "--keys", "10"]).expect(1);
-    assert!(ran.stderr.to_lowercase().contains("read only replica"), "{}", ran.stderr);
-    assert!(ran.stderr.len() < 300, "one refusal is enough: {}", ran.stderr);
+    let ran = ws
+        .cmd(&["seed", "--endpoint", &replica.url(), "--keys", "10"])
+        .expect(1);
+    assert!(
+        ran.stderr.to_lowercase().contains("read only replica"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.len() < 300,
+        "one refusal is enough: {}",
+        ran.stderr
+    );
     assert!(!ran.stderr.contains("panicked"), "{}", ran.stderr);
 }

@@ -10,10 +10,11 @@ fn json(text: &str) -> serde_json::Value {
 }
 
 fn info_field(server: &Server, name: &str) -> Option<String> {
-    server
-        .cli(&["INFO", "replication"])
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(&format!("{name}:")).map(str::to_string))
+    server.cli(&["INFO", "replication"]).lines().find_map(|l| {
+        l.trim()
+            .strip_prefix(&format!("{name}:"))
+            .map(str::to_string)
+    })
 }
 
 /// Makes `replica` replicate `primary` and waits until it has everything.
@@ -64,9 +65,23 @@ fn seed(ws: &Workspace, server: &Server, keys: &str) {
     .expect(0);
 }
 
-fn verify(ws: &Workspace, source: &Server, target: &Server, extra: &[&str], code: i32) -> serde_json::Value {
+fn verify(
+    ws: &Workspace,
+    source: &Server,
+    target: &Server,
+    extra: &[&str],
+    code: i32,
+) -> serde_json::Value {
     let (source_url, target_url) = (source.url(), target.url());
-    let mut args = vec!["verify", "--source", &source_url, "--target", &target_url, "--format", "json"];
+    let mut args = vec![
+        "verify",
+        "--source",
+        &source_url,
+        "--target",
+        &target_url,
+        "--format",
+        "json",
+    ];
     args.extend_from_slice(extra);
     json(&ws.cmd(&args).expect(code).stdout)
 }
@@ -92,7 +107,13 @@ fn parity_after_redis_replicates_to_valkey_and_valkey_is_promoted() {
     assert_eq!(r["skipped"], 2);
     assert_eq!(r["by_type"]["hash"], 501);
     assert_eq!(r["by_type"]["stream"], 500);
-    for class in ["missing_on_target", "extra_on_target", "type", "value", "ttl"] {
+    for class in [
+        "missing_on_target",
+        "extra_on_target",
+        "type",
+        "value",
+        "ttl",
+    ] {
         assert_eq!(r["mismatches"][class], 0, "{class} in {r:#}");
     }
     assert_eq!(r["examples"], serde_json::json!([]));
@@ -103,7 +124,12 @@ fn parity_after_redis_replicates_to_valkey_and_valkey_is_promoted() {
     target.cli(&["LSET", "big:list", "3999", "changed"]);
     let r = verify(&ws, &source, &target, &["--rounds", "1"], 1);
     assert_eq!(r["mismatches"]["value"], 2, "{r:#}");
-    let keys: Vec<&str> = r["examples"].as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = r["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
     assert_eq!(keys, ["big:hash", "big:list"]);
 }
 
@@ -131,7 +157,13 @@ fn every_mismatch_class_is_caught_and_expiring_keys_are_not_missing() {
     target.cli(&["SET", "runbook:probe:other", "2"]);
 
     // The two seedings ran a moment apart, so their TTLs differ by that moment.
-    let r = verify(&ws, &source, &target, &["--rounds", "1", "--ttl-tolerance", "5s"], 1);
+    let r = verify(
+        &ws,
+        &source,
+        &target,
+        &["--rounds", "1", "--ttl-tolerance", "5s"],
+        1,
+    );
     let m = &r["mismatches"];
     assert_eq!(m["missing_on_target"], 1, "{r:#}");
     assert_eq!(m["extra_on_target"], 1, "{r:#}");
@@ -145,7 +177,12 @@ fn every_mismatch_class_is_caught_and_expiring_keys_are_not_missing() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["key"].as_str().unwrap().to_string(), e["class"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                e["key"].as_str().unwrap().to_string(),
+                e["class"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     for (key, class) in [
         ("seed:string:000000000001", "missing_on_target"),
@@ -155,7 +192,10 @@ fn every_mismatch_class_is_caught_and_expiring_keys_are_not_missing() {
         ("seed:zset:000000000004", "value"),
         ("plain", "ttl"),
     ] {
-        assert!(classes.contains(&(key.to_string(), class.to_string())), "{key} {class} in {classes:?}");
+        assert!(
+            classes.contains(&(key.to_string(), class.to_string())),
+            "{key} {class} in {classes:?}"
+        );
     }
 
     // The text form leads with the verdict and names the keys; --examples caps them.
@@ -176,7 +216,9 @@ fn every_mismatch_class_is_caught_and_expiring_keys_are_not_missing() {
         .expect(1)
         .stdout;
     assert!(text.starts_with("MISMATCH: "), "{text}");
-    let examples = text.lines().filter(|l| l.starts_with("    ") && l.contains(" persistent "));
+    let examples = text
+        .lines()
+        .filter(|l| l.starts_with("    ") && l.contains(" persistent "));
     assert_eq!(examples.count(), 2, "{text}");
 }
 
@@ -194,13 +236,24 @@ fn a_key_fixed_during_the_check_is_transient_and_a_lasting_one_persistent() {
         std::thread::sleep(Duration::from_millis(1500));
         let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
         let mut conn = client.get_connection().unwrap();
-        redis::cmd("SET").arg("late").arg("arrives").query::<()>(&mut conn).unwrap();
+        redis::cmd("SET")
+            .arg("late")
+            .arg("arrives")
+            .query::<()>(&mut conn)
+            .unwrap();
     });
     let r = verify(
         &ws,
         &source,
         &target,
-        &["--rounds", "3", "--recheck-delay", "2s", "--ttl-tolerance", "10s"],
+        &[
+            "--rounds",
+            "3",
+            "--recheck-delay",
+            "2s",
+            "--ttl-tolerance",
+            "10s",
+        ],
         1,
     );
     writer.join().unwrap();
@@ -210,23 +263,57 @@ fn a_key_fixed_during_the_check_is_transient_and_a_lasting_one_persistent() {
     assert_eq!(r["mismatches"]["missing_on_target"], 1, "{r:#}");
     assert_eq!(r["rounds"], 3);
     let examples = r["examples"].as_array().unwrap();
-    assert!(examples.contains(&serde_json::json!({"key": "never", "class": "missing_on_target", "persistent": true})));
-    assert!(examples.contains(&serde_json::json!({"key": "late", "class": "missing_on_target", "persistent": false})));
+    assert!(examples.contains(
+        &serde_json::json!({"key": "never", "class": "missing_on_target", "persistent": true})
+    ));
+    assert!(examples.contains(
+        &serde_json::json!({"key": "late", "class": "missing_on_target", "persistent": false})
+    ));
 }
 
 #[test]
 fn bad_input_exits_2_and_an_unreachable_server_exits_1() {
     let ws = Workspace::new();
-    let ran = ws.cmd(&["verify", "--source", "nope://h:1", "--target", "127.0.0.1:1"]).expect(2);
-    assert!(ran.stderr.contains("--source") && ran.stderr.contains("redis://"), "{}", ran.stderr);
     let ran = ws
-        .cmd(&["verify", "--source", "127.0.0.1:1", "--target", "127.0.0.1:2", "--ttl-tolerance", "soon"])
+        .cmd(&[
+            "verify",
+            "--source",
+            "nope://h:1",
+            "--target",
+            "127.0.0.1:1",
+        ])
+        .expect(2);
+    assert!(
+        ran.stderr.contains("--source") && ran.stderr.contains("redis://"),
+        "{}",
+        ran.stderr
+    );
+    let ran = ws
+        .cmd(&[
+            "verify",
+            "--source",
+            "127.0.0.1:1",
+            "--target",
+            "127.0.0.1:2",
+            "--ttl-tolerance",
+            "soon",
+        ])
         .expect(2);
     assert!(ran.stderr.contains("--ttl-tolerance"), "{}", ran.stderr);
     let closed = crate::support::free_port().to_string();
     let ran = ws
-        .cmd(&["verify", "--source", &format!("redis://:hunter2@127.0.0.1:{closed}"), "--target", "127.0.0.1:1"])
+        .cmd(&[
+            "verify",
+            "--source",
+            &format!("redis://:hunter2@127.0.0.1:{closed}"),
+            "--target",
+            "127.0.0.1:1",
+        ])
         .expect(1);
-    assert!(ran.stderr.contains("cannot connect to the source"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("cannot connect to the source"),
+        "{}",
+        ran.stderr
+    );
     assert!(!ran.stderr.contains("hunter2"), "{}", ran.stderr);
 }
