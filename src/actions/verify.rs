@@ -27,6 +27,7 @@ pub const SPEC: ActionSpec = ActionSpec {
         "examples",
         "keys_per_sec",
     ],
+    effect: Effect::Observes,
     build: super::build::<DataVerify>,
     schema: super::schema::<DataVerify>,
 };
