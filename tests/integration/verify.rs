@@ -317,3 +317,60 @@ fn bad_input_exits_2_and_an_unreachable_server_exits_1() {
     );
     assert!(!ran.stderr.contains("hunter2"), "{}", ran.stderr);
 }
+
+const PARITY_RUNBOOK: &str = r#"version: 1
+name: parity
+params:
+  source: {}
+  target: {}
+  fail: { default: true }
+steps:
+  - id: seed_source
+    action: data.seed
+    with: { endpoint: "{{ params.source }}", keys: 300, types: [string, hash, stream] }
+  - id: seed_target
+    action: data.seed
+    with: { endpoint: "{{ params.target }}", keys: 300, types: [string, hash, stream] }
+  - id: drift
+    action: exec
+    with: { command: "redis-cli -u {{ params.target }} DEL seed:string:000000000004" }
+  - id: parity
+    action: data.verify
+    with:
+      source: "{{ params.source }}"
+      target: "{{ params.target }}"
+      rounds: 1
+      ttl_tolerance: 10s
+      fail_on_mismatch: "{{ params.fail }}"
+  - id: counted
+    action: assert
+    with:
+      that: "{{ steps.parity.outputs.mismatches.missing_on_target == 1 and steps.parity.outputs.keys_checked == 300 }}"
+"#;
+
+#[test]
+fn the_data_actions_seed_and_verify_inside_a_runbook() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    ws.write("parity.yaml", PARITY_RUNBOOK);
+    let vars = [
+        "--var".to_string(),
+        format!("source={}", source.url()),
+        "--var".to_string(),
+        format!("target={}", target.url()),
+    ];
+    let mut args = vec!["run", "parity.yaml"];
+    args.extend(vars.iter().map(String::as_str));
+    let ran = ws.cmd(&args).expect(1);
+    assert!(
+        ran.stderr
+            .contains("seed:string:000000000004 (missing_on_target)"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(source.cli(&["DBSIZE"]), "300");
+
+    args.extend(["--var", "fail=false"]);
+    ws.cmd(&args).expect(0);
+}
