@@ -166,7 +166,7 @@ pub struct VerifyReport {
     /// Keys compared: every source key, plus the keys only the target has.
     pub keys_checked: u64,
     /// Keys checked by the source's type (`other` for module types).
-    pub by_type: BTreeMap<String, u64>,
+    pub by_type: BTreeMap<&'static str, u64>,
     /// Persistent mismatches by class: still different after the last round.
     pub mismatches: ClassCounts,
     /// Persistent mismatches in all.
@@ -397,7 +397,7 @@ fn judge(src: &Observed, dst: &Observed, tolerance: Duration) -> Verdict {
 #[derive(Default)]
 struct Tally {
     checked: u64,
-    by_type: BTreeMap<String, u64>,
+    by_type: BTreeMap<&'static str, u64>,
     expired: u64,
     skipped: u64,
     /// Mismatched keys to re-check, with their latest class.
@@ -579,7 +579,7 @@ impl Sides {
                 continue;
             }
             tally.checked += 1;
-            *tally.by_type.entry(s.kind.name().to_string()).or_default() += 1;
+            *tally.by_type.entry(s.kind.name()).or_default() += 1;
             match judge(s, d, self.opts.ttl_tolerance) {
                 Verdict::Equal | Verdict::Vanished => {}
                 Verdict::Expired => tally.expired += 1,
