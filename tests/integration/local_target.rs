@@ -409,3 +409,36 @@ fn local_destroy_stops_the_servers_a_run_recorded() {
         ran.stderr
     );
 }
+
+#[tokio::test]
+async fn local_migration_into_an_engine_that_cannot_load_the_source_fails_at_once() {
+    let r = Rehearsal::new();
+    r.ok(
+        "stack.deploy",
+        json!({"stack_name": "rdb", "template": "cloudformation/engine-change.yaml",
+            "parameters": {"ReplicationGroupId": "old-redis"}}),
+    )
+    .await;
+    let source = Server::start(Engine::Valkey);
+    source.cli(&["SET", "a", "1"]);
+    let started = std::time::Instant::now();
+    let err = r
+        .step(
+            "migration.start",
+            json!({"replication_group": "old-redis", "source": format!("127.0.0.1:{}", source.port)}),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.contains("Can't handle RDB format version"), "{err}");
+    assert!(err.contains("force: true"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    // The rollback path: a forced complete promotes the group again.
+    let done = r
+        .ok(
+            "migration.complete",
+            json!({"replication_group": "old-redis", "force": true}),
+        )
+        .await;
+    assert_eq!(done["forced"], true);
+    assert_eq!(out_str(&done, "status"), "available");
+}

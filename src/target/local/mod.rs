@@ -899,6 +899,8 @@ impl Run<'_, '_> {
         let deadline = Instant::now() + SYNC_DEADLINE;
         let mut target_offset: Option<u64> = None;
         let mut last_status = String::new();
+        let log = server::log_path(&primary.dir);
+        let log_start = server::log_len(&log);
         loop {
             let info = server::info(primary.port, "replication").await?;
             let link = info.get("master_link_status").cloned().unwrap_or_default();
@@ -916,10 +918,12 @@ impl Run<'_, '_> {
                 self.ctx.note(format!("{id}: {status}"));
                 last_status = status.to_string();
             }
-            let log = server::log_tail(&server::log_path(&primary.dir));
-            if log.contains("RDB format version") || log.contains("Can't handle RDB") {
+            if let Some(line) =
+                server::log_find_since(&log, log_start, "Can't handle RDB format version")
+            {
+                let why = line.split(" # ").last().unwrap_or(&line);
                 return Err(LocalError::Refused(format!(
-                    "{} ({}) cannot load the source's data: {log}; a newer source writes an RDB version this engine refuses (Redis 7.4+ writes RDB 12, which Valkey 7.x/8.x refuses); the replica is now empty",
+                    "{} ({}) cannot load the data {source} sends (\"{why}\"): the source writes an RDB version this engine refuses (Redis 7.4+ writes RDB 12, which Valkey 7.x/8.x refuses; Redis cannot load Valkey's), and a failed full sync leaves the replica empty; complete the migration with force: true and migrate to an engine that reads the source's RDB",
                     primary.id, primary.engine
                 )));
             }

@@ -217,10 +217,25 @@ pub async fn start(
 }
 
 /// The last lines of a server log, for error messages.
-pub fn log_tail(log: &Path) -> String {
+fn log_tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().rev().take(3).collect();
     lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+/// The length of a log now, to read only what is written after it ([`log_since`]).
+pub fn log_len(log: &Path) -> u64 {
+    std::fs::metadata(log).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The first line of the log written after `offset` that contains `needle`.
+pub fn log_find_since(log: &Path, offset: u64, needle: &str) -> Option<String> {
+    let bytes = std::fs::read(log).ok()?;
+    let start = usize::try_from(offset).ok()?.min(bytes.len());
+    String::from_utf8_lossy(&bytes[start..])
+        .lines()
+        .find(|l| l.contains(needle))
+        .map(|l| l.to_string())
 }
 
 /// The log file of a node whose data is in `dir`.

@@ -196,7 +196,9 @@ impl Scope {
                                 parts[1].as_object().cloned().unwrap_or_default(),
                             ),
                             _ => {
-                                return Err(err("Sub takes a string or [string, variables]".into()));
+                                return Err(
+                                    err("Sub takes a string or [string, variables]".into()),
+                                );
                             }
                         };
                         self.sub(&format, &vars, context).map(Value::String)
