@@ -18,6 +18,7 @@ pub const SPEC: ActionSpec = ActionSpec {
         "primary_endpoint",
         "nodes",
     ],
+    effect: Effect::Destructive,
     build: super::build::<Modify>,
     schema: super::schema::<Modify>,
 };

@@ -19,6 +19,7 @@ pub const SPEC: ActionSpec = ActionSpec {
         "primary_endpoint",
         "nodes",
     ],
+    effect: Effect::Observes,
     build: super::build::<Describe>,
     schema: super::schema::<Describe>,
 };
@@ -57,6 +58,7 @@ pub const DELETE: ActionSpec = ActionSpec {
     name: "group.delete",
     summary: "Delete a replication group a runbook made (e.g. one restored from a snapshot).",
     outputs: &[],
+    effect: Effect::Destructive,
     build: super::build::<Delete>,
     schema: super::schema::<Delete>,
 };

@@ -12,6 +12,7 @@ pub const TEST: ActionSpec = ActionSpec {
     name: "migration.test",
     summary: "Check that a replication group can migrate from a source (TestMigration).",
     outputs: &["status", "source_engine", "source_version"],
+    effect: Effect::Observes,
     build: super::build::<Test>,
     schema: super::schema::<Test>,
 };
@@ -28,6 +29,7 @@ pub const START: ActionSpec = ActionSpec {
         "nodes",
         "replication_offset",
     ],
+    effect: Effect::Destructive,
     build: super::build::<Start>,
     schema: super::schema::<Start>,
 };
@@ -44,6 +46,7 @@ pub const COMPLETE: ActionSpec = ActionSpec {
         "nodes",
         "forced",
     ],
+    effect: Effect::Destructive,
     build: super::build::<Complete>,
     schema: super::schema::<Complete>,
 };

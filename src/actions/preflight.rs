@@ -26,6 +26,7 @@ pub const SPEC: ActionSpec = ActionSpec {
         "source_version",
         "source_used_memory",
     ],
+    effect: Effect::Observes,
     build: super::build::<Preflight>,
     schema: super::schema::<Preflight>,
 };

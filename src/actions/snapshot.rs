@@ -10,7 +10,8 @@ use crate::target::ControlOp;
 pub const CREATE: ActionSpec = ActionSpec {
     name: "snapshot.create",
     summary: "Snapshot a replication group and wait until the snapshot is available.",
-    outputs: &["snapshot", "group", "engine", "engine_version"],
+    outputs: &["snapshot", "group", "engine", "engine_version", "file"],
+    effect: Effect::Changes,
     build: super::build::<Create>,
     schema: super::schema::<Create>,
 };
@@ -26,6 +27,7 @@ pub const RESTORE: ActionSpec = ActionSpec {
         "primary_endpoint",
         "nodes",
     ],
+    effect: Effect::Changes,
     build: super::build::<Restore>,
     schema: super::schema::<Restore>,
 };

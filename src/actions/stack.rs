@@ -15,7 +15,8 @@ use crate::target::ControlOp;
 pub const DEPLOY: ActionSpec = ActionSpec {
     name: "stack.deploy",
     summary: "Create or update a CloudFormation stack (local: start its servers); outputs are the stack's Outputs.",
-    outputs: &[],
+    outputs: &["*"],
+    effect: Effect::Changes,
     build: super::build::<Deploy>,
     schema: super::schema::<Deploy>,
 };
@@ -24,6 +25,7 @@ pub const DELETE: ActionSpec = ActionSpec {
     name: "stack.delete",
     summary: "Delete a stack and everything it made (local: stop its servers).",
     outputs: &["deleted_groups"],
+    effect: Effect::Destructive,
     build: super::build::<Delete>,
     schema: super::schema::<Delete>,
 };
