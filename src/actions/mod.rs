@@ -23,9 +23,11 @@ mod exec;
 mod group;
 mod migration;
 mod preflight;
+mod seed;
 mod sleep;
 mod snapshot;
 mod stack;
+mod verify;
 
 /// Named outputs of a step, visible to later steps as `steps.<id>.outputs.<name>`.
 pub type Outputs = serde_json::Map<String, serde_json::Value>;
@@ -196,6 +198,8 @@ pub fn schema<T: schemars::JsonSchema>() -> schemars::Schema {
 pub static REGISTRY: &[ActionSpec] = &[
     approve::SPEC,
     assert::SPEC,
+    seed::SPEC,
+    verify::SPEC,
     exec::SPEC,
     sleep::SPEC,
     stack::DEPLOY,

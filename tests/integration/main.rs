@@ -3,4 +3,6 @@
 
 mod engine;
 mod local_target;
+mod seed;
 mod support;
+mod verify;
