@@ -1,0 +1,249 @@
+//! The shipped runbooks, run end to end through the binary on the local target, then torn
+//! down with `runbook destroy`; assertions look at the real servers and the journal.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::support::{Ran, Workspace};
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A run in a workspace; `runbook destroy` stops its servers when dropped, whatever happened.
+struct Rehearsal {
+    ws: Workspace,
+    run_id: String,
+}
+
+impl Rehearsal {
+    /// Runs `runbook` (a path) with `--yes`, expecting exit status `code`.
+    fn run(runbook: &str, vars: &[&str], code: i32) -> (Rehearsal, Ran) {
+        let ws = Workspace::new();
+        let state = ws.state_dir().display().to_string();
+        let mut args = vec!["run", runbook, "--yes", "--state-dir", &state];
+        for v in vars {
+            args.extend(["--var", v]);
+        }
+        let ran = ws.cmd(&args).run();
+        let run_id = ran
+            .stdout
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let rehearsal = Rehearsal { ws, run_id };
+        assert_eq!(
+            ran.status, code,
+            "exit status\n--- stdout\n{}\n--- stderr\n{}",
+            ran.stdout, ran.stderr
+        );
+        (rehearsal, ran)
+    }
+
+    fn journal(&self) -> Vec<Value> {
+        let path = self
+            .ws
+            .state_dir()
+            .join("runs")
+            .join(&self.run_id)
+            .join("journal.jsonl");
+        std::fs::read_to_string(path)
+            .expect("journal")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a journal line"))
+            .collect()
+    }
+
+    /// The outputs of the step `id` that succeeded last.
+    fn outputs(&self, id: &str) -> Value {
+        self.journal()
+            .into_iter()
+            .rev()
+            .find(|e| e["event"] == "step_succeeded" && e["step"] == id)
+            .map(|e| e["outputs"].clone())
+            .unwrap_or_else(|| panic!("step {id} did not succeed"))
+    }
+
+    fn destroy(&self) -> Ran {
+        let state = self.ws.state_dir().display().to_string();
+        self.ws
+            .cmd(&["destroy", &self.run_id, "--state-dir", &state])
+            .run()
+    }
+}
+
+impl Drop for Rehearsal {
+    fn drop(&mut self) {
+        if !self.run_id.is_empty() {
+            self.destroy();
+        }
+    }
+}
+
+/// `redis-cli` against a `host:port` endpoint.
+fn cli(endpoint: &str, args: &[&str]) -> String {
+    let (host, port) = endpoint.rsplit_once(':').expect("host:port");
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", host, "-p", port])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+fn info(endpoint: &str, section: &str, field: &str) -> Option<String> {
+    cli(endpoint, &["INFO", section]).lines().find_map(|l| {
+        l.strip_prefix(&format!("{field}:"))
+            .map(|v| v.trim().to_string())
+    })
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or_else(|| panic!("{key} in {v}"))
+}
+
+#[test]
+fn local_online_migration_runbook_runs_end_to_end() {
+    let path = repo("runbooks/online-migration.yaml").display().to_string();
+    let (r, ran) = Rehearsal::run(&path, &["test_keys=300"], 0);
+    assert!(
+        ran.stderr.contains("run ") && ran.stderr.contains("succeeded"),
+        "{}",
+        ran.stderr
+    );
+    let deploy = r.outputs("deploy");
+    let source = text(&deploy, "RedisSourceEndpoint").to_string();
+    let target = text(&deploy, "ValkeyPrimaryEndpoint").to_string();
+    assert_eq!(
+        info(&target, "replication", "role").as_deref(),
+        Some("master"),
+        "promoted"
+    );
+    assert!(info(&target, "server", "valkey_version").is_some());
+    assert_eq!(cli(&target, &["DBSIZE"]), cli(&source, &["DBSIZE"]));
+    assert_eq!(
+        r.outputs("verify_after")["keys_checked"],
+        301,
+        "300 seeded + the live-sync key"
+    );
+    let memory = text(&r.outputs("memory"), "stdout").to_string();
+    assert_eq!(memory.matches("used_memory_human:").count(), 2, "{memory}");
+
+    let destroyed = r.destroy();
+    assert!(
+        destroyed.stdout.contains("3 server(s) stopped"),
+        "{}",
+        destroyed.stdout
+    );
+    assert_eq!(cli(&target, &["PING"]), "");
+    assert_eq!(cli(&source, &["PING"]), "");
+}
+
+#[test]
+fn local_engine_change_runbook_turns_every_node_into_valkey() {
+    let path = repo("runbooks/engine-change.yaml").display().to_string();
+    let (r, _) = Rehearsal::run(&path, &["test_keys=300", "replication_group=ec-e2e"], 0);
+    let before = r.outputs("before");
+    let after = r.outputs("after");
+    assert_eq!(text(&before, "engine"), "redis");
+    assert_eq!(text(&after, "engine"), "valkey");
+    assert_eq!(
+        text(&before, "primary_endpoint"),
+        text(&after, "primary_endpoint")
+    );
+    let nodes = after["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2);
+    for node in nodes {
+        let endpoint = text(node, "endpoint");
+        assert!(
+            info(endpoint, "server", "valkey_version").is_some(),
+            "{endpoint} runs Valkey"
+        );
+        assert_eq!(
+            cli(endpoint, &["DBSIZE"]),
+            "300",
+            "{endpoint} kept the seeded keys"
+        );
+    }
+    assert_eq!(
+        info(text(&nodes[1], "endpoint"), "replication", "role").as_deref(),
+        Some("slave")
+    );
+}
+
+#[test]
+fn local_snapshot_restore_runbook_builds_a_valkey_group_with_the_same_keys() {
+    let path = repo("runbooks/snapshot-restore.yaml").display().to_string();
+    let (r, _) = Rehearsal::run(&path, &["test_keys=300"], 0);
+    let restored = r.outputs("restore");
+    let primary = text(&restored, "primary_endpoint");
+    assert_eq!(text(&restored, "engine"), "valkey");
+    assert!(info(primary, "server", "valkey_version").is_some());
+    assert_eq!(cli(primary, &["DBSIZE"]), "300");
+    assert_eq!(r.outputs("verify")["keys_checked"], 300);
+}
+
+/// Issue 3, item 9: keys changed and deleted on the target before the parity check make the
+/// run fail at `verify`, the rollback runs, and the journal names the keys.
+#[test]
+fn local_online_migration_fails_at_verify_when_the_target_drifts_and_rolls_back() {
+    let original = std::fs::read_to_string(repo("runbooks/online-migration.yaml")).unwrap();
+    let tamper = r#"  - id: tamper
+    description: Change one key and delete another on the target, behind the replication's back.
+    action: exec
+    with:
+      command: >-
+        t="redis-cli -u redis://{{ steps.deploy.outputs.ValkeyPrimaryEndpoint }}";
+        $t CONFIG SET replica-read-only no > /dev/null;
+        gone=$($t --scan --pattern 'seed:*' | sort | sed -n 1p);
+        changed=$($t --scan --pattern 'seed:*' | sort | sed -n 2p);
+        $t DEL "$gone" > /dev/null; $t SET "$changed" tampered > /dev/null;
+        echo "$gone $changed"
+
+  - id: verify
+"#;
+    assert!(original.contains("  - id: verify\n"));
+    let text_with_tamper = original.replacen("  - id: verify\n", tamper, 1).replace(
+        "../cloudformation/",
+        &format!("{}/", repo("cloudformation").display()),
+    );
+    let probe_ws = Workspace::new();
+    let file = probe_ws.write("drift.yaml", &text_with_tamper);
+    let (r, ran) = Rehearsal::run(&file.display().to_string(), &["test_keys=200"], 1);
+
+    let tampered = text(&r.outputs("tamper"), "stdout").to_string();
+    let (gone, changed) = tampered.split_once(' ').expect("two keys");
+    let journal = r.journal();
+    let failure = journal
+        .iter()
+        .find(|e| e["event"] == "step_failed")
+        .expect("a step failed");
+    assert_eq!(failure["step"], "verify", "{failure}");
+    let error = failure["error"].as_str().unwrap();
+    assert!(
+        error.contains(gone) && error.contains(changed),
+        "the keys are named: {error}"
+    );
+    let rollback = journal
+        .iter()
+        .find(|e| e["event"] == "rollback_started")
+        .expect("rollback started");
+    assert_eq!(rollback["failed_step"], "verify");
+    for step in ["abort", "restore", "point_back"] {
+        r.outputs(step);
+    }
+    assert!(text(&r.outputs("point_back"), "stdout").contains("failed step: verify"));
+    assert_eq!(r.outputs("abort")["forced"], true);
+    let target = text(&r.outputs("deploy"), "ValkeyPrimaryEndpoint").to_string();
+    assert_eq!(
+        info(&target, "replication", "role").as_deref(),
+        Some("master"),
+        "migration stopped"
+    );
+    let restored = r.outputs("restore");
+    assert!(text(&restored, "id").ends_with("-rollback"));
+    assert!(ran.stderr.contains("verify"), "{}", ran.stderr);
+}
