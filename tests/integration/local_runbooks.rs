@@ -247,3 +247,83 @@ fn local_online_migration_fails_at_verify_when_the_target_drifts_and_rolls_back(
     assert!(text(&restored, "id").ends_with("-rollback"));
     assert!(ran.stderr.contains("verify"), "{}", ran.stderr);
 }
+
+/// A run killed (SIGKILL) in the middle of the engine change, between the replica and the
+/// primary, resumes in a new process: the servers are found again, the changed replica is
+/// left alone, and the run ends as an uninterrupted one would.
+#[test]
+fn local_engine_change_killed_between_nodes_resumes_and_finishes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let ws = Workspace::new();
+    let state = ws.state_dir().display().to_string();
+    let path = repo("runbooks/engine-change.yaml").display().to_string();
+    let mut child = std::process::Command::new(crate::support::runbook_bin())
+        .current_dir(ws.path())
+        .args(["run", &path, "--yes", "--state-dir", &state])
+        .args([
+            "--var",
+            "test_keys=300",
+            "--var",
+            "replication_group=ec-kill",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let r = Rehearsal {
+        ws,
+        run_id: first.trim().to_string(),
+    };
+    let journal =
+        r.ws.state_dir()
+            .join("runs")
+            .join(&r.run_id)
+            .join("journal.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .contains("ec-kill-002 serves again")
+    {
+        assert!(Instant::now() < deadline, "the replica was never changed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let resumed =
+        r.ws.cmd(&["resume", &r.run_id, "--yes", "--state-dir", &state])
+            .expect(0);
+    assert!(
+        resumed.stderr.contains("ec-kill-002 already runs valkey"),
+        "{}",
+        resumed.stderr
+    );
+    let deploys = r
+        .journal()
+        .iter()
+        .filter(|e| e["event"] == "step_started" && e["step"] == "rehearsal_group")
+        .count();
+    assert_eq!(deploys, 1, "the stack is not deployed again");
+    let after = r.outputs("after");
+    assert_eq!(text(&after, "engine"), "valkey");
+    for node in after["nodes"].as_array().unwrap() {
+        let endpoint = text(node, "endpoint");
+        assert!(
+            info(endpoint, "server", "valkey_version").is_some(),
+            "{endpoint} runs Valkey"
+        );
+        assert_eq!(
+            cli(endpoint, &["DBSIZE"]),
+            "300",
+            "{endpoint} kept its data"
+        );
+    }
+}
