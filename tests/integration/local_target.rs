@@ -169,7 +169,10 @@ async fn local_online_migration_moves_the_data_and_promotes_the_target() {
     assert_eq!(out_str(&started, "status"), "migrating");
     assert_eq!(cli(&target, &["DBSIZE"]), "200");
     let write = cli(&target, &["SET", "x", "1"]);
-    assert!(write.contains("READONLY"), "the target is read-only while migrating: {write}");
+    assert!(
+        write.contains("READONLY"),
+        "the target is read-only while migrating: {write}"
+    );
 
     // A second start on a migrating group waits instead of failing (resume after a crash).
     r.ok(
