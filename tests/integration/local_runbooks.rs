@@ -290,7 +290,7 @@ fn local_engine_change_killed_between_nodes_resumes_and_finishes() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !std::fs::read_to_string(&journal)
         .unwrap_or_default()
-        .contains("ec-kill-002 serves again")
+        .contains("ec-kill-002 serves: data loaded")
     {
         assert!(Instant::now() < deadline, "the replica was never changed");
         std::thread::sleep(Duration::from_millis(5));

@@ -1100,7 +1100,14 @@ impl Run<'_, '_> {
                     .get("master_link_status")
                     .is_some_and(|v| v == "up");
             if loaded && linked {
-                self.ctx.note(format!("{node} serves again"));
+                self.ctx.note(format!(
+                    "{node} serves: data loaded{}",
+                    if replica {
+                        ", linked to its primary"
+                    } else {
+                        ""
+                    }
+                ));
                 return Ok(());
             }
             if Instant::now() > deadline {
