@@ -327,3 +327,33 @@ fn local_engine_change_killed_between_nodes_resumes_and_finishes() {
         );
     }
 }
+
+#[test]
+fn local_a_server_binary_that_is_not_there_is_named_with_how_to_install_it() {
+    let ws = Workspace::new();
+    let state = ws.state_dir().display().to_string();
+    let path = repo("runbooks/engine-change.yaml").display().to_string();
+    let ran = ws
+        .cmd(&[
+            "run",
+            &path,
+            "--yes",
+            "--state-dir",
+            &state,
+            "--var",
+            "test_keys=10",
+        ])
+        .env("RUNBOOK_REDIS_SERVER", "/nonexistent/redis-server")
+        .expect(1);
+    assert!(
+        ran.stderr
+            .contains("RUNBOOK_REDIS_SERVER=/nonexistent/redis-server is not an executable file"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("apt-get install redis-server"),
+        "{}",
+        ran.stderr
+    );
+}

@@ -84,6 +84,13 @@ pub enum ServerError {
         var: &'static str,
         hint: &'static str,
     },
+    /// The environment variable names something that is not an executable file.
+    #[error("{var}={} is not an executable file: point it at the server binary, or unset it and {hint}", path.display())]
+    BadOverride {
+        var: &'static str,
+        path: PathBuf,
+        hint: &'static str,
+    },
     /// The process could not be spawned or exited right after starting.
     #[error("{engine} server on port {port} did not start: {why} (log: {log})")]
     Start {
@@ -106,7 +113,15 @@ pub enum ServerError {
 /// The server binary of `engine`: `RUNBOOK_REDIS_SERVER` / `RUNBOOK_VALKEY_SERVER`, then PATH.
 pub fn binary(engine: Engine) -> Result<PathBuf, ServerError> {
     if let Some(path) = std::env::var_os(engine.env_var()).filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(path));
+        let path = PathBuf::from(path);
+        if !is_executable(&path) {
+            return Err(ServerError::BadOverride {
+                var: engine.env_var(),
+                path,
+                hint: engine.install_hint(),
+            });
+        }
+        return Ok(path);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)

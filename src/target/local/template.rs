@@ -463,6 +463,30 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_templates_read_with_their_servers_marked() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cloudformation");
+        for (file, groups) in [
+            (
+                "online-migration.yaml",
+                ["RedisSource", "ValkeyGroup"].as_slice(),
+            ),
+            ("engine-change.yaml", ["RedisGroup"].as_slice()),
+            ("snapshot-restore.yaml", ["RedisGroup"].as_slice()),
+        ] {
+            let t = Template::load(&dir.join(file)).unwrap();
+            for g in groups {
+                let r = &t.resources[*g];
+                assert!(
+                    r.kind == "AWS::ElastiCache::ReplicationGroup"
+                        || r.metadata.contains_key("Runbook"),
+                    "{file}: {g}"
+                );
+            }
+            assert!(!t.outputs.is_empty(), "{file} has outputs");
+        }
+    }
+
+    #[test]
     fn syntax_errors_have_a_location() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.yaml");
