@@ -357,3 +357,40 @@ fn local_a_server_binary_that_is_not_there_is_named_with_how_to_install_it() {
         ran.stderr
     );
 }
+
+#[test]
+fn local_plans_of_the_runbooks_show_the_server_operations_and_start_nothing() {
+    let ws = Workspace::new();
+    let state = ws.state_dir().display().to_string();
+    for (file, expected) in [
+        ("online-migration.yaml", "REPLICAOF <source> on the primary"),
+        (
+            "engine-change.yaml",
+            "SHUTDOWN SAVE, start valkey-server on the same port and data",
+        ),
+        ("snapshot-restore.yaml", "BGSAVE on a node of"),
+    ] {
+        let path = repo("runbooks").join(file).display().to_string();
+        let ran = ws.cmd(&["plan", &path, "--state-dir", &state]).expect(0);
+        assert!(ran.stdout.contains(expected), "{file}:\n{}", ran.stdout);
+    }
+    assert!(!ws.state_dir().join("runs").exists(), "plan made no run");
+}
+
+#[test]
+fn local_cloudformation_templates_pass_cfn_lint() {
+    let templates: Vec<PathBuf> = ["online-migration", "engine-change", "snapshot-restore"]
+        .iter()
+        .map(|t| repo(&format!("cloudformation/{t}.yaml")))
+        .collect();
+    let out = std::process::Command::new("cfn-lint")
+        .args(&templates)
+        .output()
+        .expect("cfn-lint (run scripts/setup)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
