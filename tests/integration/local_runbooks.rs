@@ -108,7 +108,7 @@ fn text<'a>(v: &'a Value, key: &str) -> &'a str {
 #[test]
 fn local_online_migration_runbook_runs_end_to_end() {
     let path = repo("runbooks/online-migration.yaml").display().to_string();
-    let (r, ran) = Rehearsal::run(&path, &["test_keys=300"], 0);
+    let (r, ran) = Rehearsal::run(&path, &["key_count=300"], 0);
     assert!(
         ran.stderr.contains("run ") && ran.stderr.contains("succeeded"),
         "{}",
@@ -145,7 +145,7 @@ fn local_online_migration_runbook_runs_end_to_end() {
 #[test]
 fn local_engine_change_runbook_turns_every_node_into_valkey() {
     let path = repo("runbooks/engine-change.yaml").display().to_string();
-    let (r, _) = Rehearsal::run(&path, &["test_keys=300", "replication_group=ec-e2e"], 0);
+    let (r, _) = Rehearsal::run(&path, &["key_count=300", "replication_group=ec-e2e"], 0);
     let before = r.outputs("before");
     let after = r.outputs("after");
     assert_eq!(text(&before, "engine"), "redis");
@@ -177,7 +177,7 @@ fn local_engine_change_runbook_turns_every_node_into_valkey() {
 #[test]
 fn local_snapshot_restore_runbook_builds_a_valkey_group_with_the_same_keys() {
     let path = repo("runbooks/snapshot-restore.yaml").display().to_string();
-    let (r, _) = Rehearsal::run(&path, &["test_keys=300"], 0);
+    let (r, _) = Rehearsal::run(&path, &["key_count=300"], 0);
     let restored = r.outputs("restore");
     let primary = text(&restored, "primary_endpoint");
     assert_eq!(text(&restored, "engine"), "valkey");
@@ -212,7 +212,7 @@ fn local_online_migration_fails_at_verify_when_the_target_drifts_and_rolls_back(
     );
     let probe_ws = Workspace::new();
     let file = probe_ws.write("drift.yaml", &text_with_tamper);
-    let (r, ran) = Rehearsal::run(&file.display().to_string(), &["test_keys=200"], 1);
+    let (r, ran) = Rehearsal::run(&file.display().to_string(), &["key_count=200"], 1);
 
     let tampered = text(&r.outputs("tamper"), "stdout").to_string();
     let (gone, changed) = tampered.split_once(' ').expect("two keys");
@@ -265,7 +265,7 @@ fn local_engine_change_killed_between_nodes_resumes_and_finishes() {
         .args(["run", &path, "--yes", "--state-dir", &state])
         .args([
             "--var",
-            "test_keys=300",
+            "key_count=300",
             "--var",
             "replication_group=ec-kill",
         ])
@@ -341,7 +341,7 @@ fn local_a_server_binary_that_is_not_there_is_named_with_how_to_install_it() {
             "--state-dir",
             &state,
             "--var",
-            "test_keys=10",
+            "key_count=10",
         ])
         .env("RUNBOOK_REDIS_SERVER", "/nonexistent/redis-server")
         .expect(1);
