@@ -106,25 +106,25 @@ impl Executor<'_> {
         self.watch_probe(probe.as_ref(), &mut watched);
 
         let mut rollback_ok = true;
-        if let (Some(failed_step), false) = (&failed, interrupted) {
-            if !rb.rollback.is_empty() {
-                self.append(Event::RollbackStarted {
-                    failed_step: failed_step.clone(),
-                })?;
-                self.progress
-                    .line(&format!("rolling back: step `{failed_step}` failed"));
-                self.scope.failed_step = Some(failed_step.clone());
-                let n = rb.rollback.len();
-                for (i, step) in rb.rollback.iter().enumerate() {
-                    let _ = step_tx.send(Some(step.id.clone()));
-                    match self.run_step(step, i + 1, n, &interrupt).await? {
-                        StepEnd::Succeeded | StepEnd::Skipped => {}
-                        // Roll back as much as possible: a failed rollback step does not stop the others.
-                        StepEnd::Failed => rollback_ok = false,
-                        StepEnd::Interrupted => {
-                            interrupted = true;
-                            break;
-                        }
+        if let (Some(failed_step), false) = (&failed, interrupted)
+            && !rb.rollback.is_empty()
+        {
+            self.append(Event::RollbackStarted {
+                failed_step: failed_step.clone(),
+            })?;
+            self.progress
+                .line(&format!("rolling back: step `{failed_step}` failed"));
+            self.scope.failed_step = Some(failed_step.clone());
+            let n = rb.rollback.len();
+            for (i, step) in rb.rollback.iter().enumerate() {
+                let _ = step_tx.send(Some(step.id.clone()));
+                match self.run_step(step, i + 1, n, &interrupt).await? {
+                    StepEnd::Succeeded | StepEnd::Skipped => {}
+                    // Roll back as much as possible: a failed rollback step does not stop the others.
+                    StepEnd::Failed => rollback_ok = false,
+                    StepEnd::Interrupted => {
+                        interrupted = true;
+                        break;
                     }
                 }
             }

@@ -513,3 +513,51 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn ctrl_c_stops_at_the_running_step_and_the_run_resumes() {
+    let ws = Workspace::new();
+    ws.write(
+        "rb.yaml",
+        "version: 1\nname: long\nsteps:\n  - id: wait\n    action: exec\n    with: { command: \"sleep 0.5; echo waited >> log\" }\n  - id: after\n    action: exec\n    with: { command: \"echo after >> log\" }\n",
+    );
+    let mut child = Command::new(runbook_bin())
+        .current_dir(ws.path())
+        .args(["run", "rb.yaml"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let id = first.trim().to_string();
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("was interrupted at step `wait`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("continue with: runbook resume {id}")),
+        "{stderr}"
+    );
+    assert!(
+        !ws.path().join("log").exists(),
+        "the interrupted command was stopped"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&ws.cmd(&["show", &id, "--format", "json"]).expect(0).stdout).unwrap();
+    assert_eq!(v["status"], "interrupted");
+    ws.cmd(&["resume", &id]).expect(0);
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("log")).unwrap(),
+        "waited\nafter\n"
+    );
+}
