@@ -2,11 +2,12 @@
 //! from the scheduled time, and the disconnect state machine.
 //!
 //! Ticks are scheduled at `start + k × interval` whatever happened before, and a
-//! request's latency is measured from its tick's scheduled time on the monotonic clock,
-//! so a stalled server shows up as latency instead of as fewer samples (coordinated
-//! omission). While the endpoint is down each tick tries one reconnect (a fresh name
-//! lookup each time: ElastiCache endpoints move on failover); ticks missed while a
-//! connection attempt hung are skipped instead of replayed in a burst.
+//! request's latency is measured from its tick's scheduled time on the monotonic clock
+//! whenever an earlier slow request delayed the tick, so a stalled server shows up as
+//! latency instead of as fewer samples (coordinated omission). While the endpoint is
+//! down each tick tries one reconnect (a fresh name lookup each time: ElastiCache
+//! endpoints move on failover); ticks missed while a connection attempt hung are skipped
+//! instead of replayed in a burst.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,13 @@ struct Outage {
     step: Option<String>,
     cause: ErrorClass,
     failed: u64,
+}
+
+/// When a tick was due, where its latencies count from, and its wall-clock time.
+struct Tick {
+    scheduled: Instant,
+    from: Instant,
+    at: DateTime<Utc>,
 }
 
 #[derive(Default)]
@@ -94,6 +102,7 @@ impl Sampler {
         });
         let mut state = State::default();
         let mut tick: u64 = 0;
+        let mut previous_done = base;
         loop {
             let mut scheduled = base + interval_times(interval, tick);
             if *stop.borrow() {
@@ -111,9 +120,22 @@ impl Sampler {
                     scheduled = base + interval_times(interval, tick);
                 }
             }
+            // Latency counts from the scheduled time when an earlier slow request held this
+            // tick back (the server's fault); a timer waking a little late is the probe's
+            // own jitter, and then latency counts from the moment the tick really starts.
+            let from = if previous_done > scheduled {
+                scheduled
+            } else {
+                Instant::now()
+            };
             let step = self.step.borrow_and_update().clone();
-            self.tick(&mut state, scheduled, wall(scheduled), &step)
-                .await;
+            let times = Tick {
+                scheduled,
+                from,
+                at: wall(scheduled),
+            };
+            self.tick(&mut state, times, &step).await;
+            previous_done = Instant::now();
             tick += 1;
         }
         let now = Utc::now();
@@ -134,13 +156,12 @@ impl Sampler {
         });
     }
 
-    async fn tick(
-        &self,
-        state: &mut State,
-        scheduled: Instant,
-        at: DateTime<Utc>,
-        step: &Option<String>,
-    ) {
+    async fn tick(&self, state: &mut State, times: Tick, step: &Option<String>) {
+        let Tick {
+            scheduled,
+            from,
+            at,
+        } = times;
         let mut failed: Vec<(Op, Failure)> = Vec::new();
         if state.conn.is_none() {
             match self.connect(state, step).await {
@@ -159,7 +180,7 @@ impl Sampler {
             let (written, read) = tokio::join!(
                 async {
                     let r = bounded(self.config.timeout, set.query_async::<()>(&mut wconn)).await;
-                    (r, scheduled.elapsed())
+                    (r, from.elapsed())
                 },
                 async {
                     let r = bounded(
@@ -167,7 +188,7 @@ impl Sampler {
                         get.query_async::<Option<u64>>(&mut rconn),
                     )
                     .await;
-                    (r, scheduled.elapsed())
+                    (r, from.elapsed())
                 },
             );
             match written {

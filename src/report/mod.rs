@@ -66,6 +66,7 @@ static TEMPLATES: LazyLock<Result<Tera, tera::Error>> = LazyLock::new(|| {
     tera.register_filter("ms", filter_ms);
     tera.register_filter("secs", filter_secs);
     tera.register_filter("clock", filter_clock);
+    tera.register_filter("utc", filter_utc);
     tera.register_filter("num", filter_num);
     tera.register_filter("cell", filter_cell);
     Ok(tera)
@@ -98,6 +99,20 @@ fn filter_clock(v: &Value, _: &std::collections::HashMap<String, Value>) -> tera
             .map(|t| {
                 t.with_timezone(&chrono::Utc)
                     .format("%H:%M:%S%.3f")
+                    .to_string()
+            })
+            .unwrap_or_else(|| "–".into()),
+    ))
+}
+
+/// An RFC 3339 time → `2026-11-22 03:12:05 UTC`.
+fn filter_utc(v: &Value, _: &std::collections::HashMap<String, Value>) -> tera::Result<Value> {
+    Ok(Value::String(
+        v.as_str()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| {
+                t.with_timezone(&chrono::Utc)
+                    .format("%Y-%m-%d %H:%M:%S UTC")
                     .to_string()
             })
             .unwrap_or_else(|| "–".into()),

@@ -478,7 +478,7 @@ pub fn build(dir: &Path) -> Result<Report, ReportError> {
         row.latency = all.stats();
         let mine: Vec<&Disconnect> = disconnects.iter().filter(|d| d.step == row.id).collect();
         row.disconnects = mine.len();
-        row.disconnected_s = mine.iter().map(|d| d.duration_ms).sum::<f64>() / 1000.0;
+        row.disconnected_s = mine.iter().map(|d| d.duration_ms).fold(0.0, |a, b| a + b) / 1000.0;
     }
     // Samples taken while no step ran (before the first, between steps) get a row of their own.
     if per_step.keys().any(|(s, _)| s == NO_STEP) {
@@ -494,7 +494,7 @@ pub fn build(dir: &Path) -> Result<Report, ReportError> {
         row.latency = all.stats();
         let mine: Vec<&Disconnect> = disconnects.iter().filter(|d| d.step == NO_STEP).collect();
         row.disconnects = mine.len();
-        row.disconnected_s = mine.iter().map(|d| d.duration_ms).sum::<f64>() / 1000.0;
+        row.disconnected_s = mine.iter().map(|d| d.duration_ms).fold(0.0, |a, b| a + b) / 1000.0;
         steps.push(row);
     }
 

@@ -286,6 +286,7 @@ fn a_run_report_has_every_section_and_puts_the_outage_in_its_step() {
             "![Latency timeline",
         ],
     );
+    assert!(!md.contains("-0.00"), "negative zero in:\n{md}");
     let png = std::fs::read(dir.path().join("report-timeline.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "the Markdown chart is a PNG");
     assert!(dir.path().join("report-bench.png").is_file());
@@ -340,7 +341,7 @@ fn the_html_report_loads_in_headless_chromium_without_console_errors() {
         .args([
             "--enable-logging=stderr",
             "--v=0",
-            "--window-size=1280,2400",
+            "--window-size=1280,3000",
         ])
         .arg(format!("--screenshot={}", shot.display()))
         .arg(format!(
