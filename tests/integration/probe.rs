@@ -168,6 +168,42 @@ fn auth_works_and_a_wrong_password_is_classified_without_leaking() {
     );
     assert!(report["latency"]["write"]["requests"].as_u64().unwrap_or(0) > 50);
 
+    // An ACL user allowed only SET and GET on the probe's keys is enough.
+    server.cli(&[
+        "-a",
+        "s3cret-pw",
+        "--no-auth-warning",
+        "ACL",
+        "SETUSER",
+        "prober",
+        "on",
+        ">acl-pw",
+        "~runbook:probe:*",
+        "+set",
+        "+get",
+    ]);
+    let acl = format!("redis://prober:acl-pw@127.0.0.1:{}", server.port);
+    let ran = ws
+        .cmd(&[
+            "probe",
+            "--endpoint",
+            &acl,
+            "--duration",
+            "1s",
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    let report = json(&ran.stdout);
+    assert_eq!(
+        report["disconnects"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        report["disconnects"]
+    );
+    assert_eq!(report["latency"]["write"]["errors"], 0);
+    assert!(!ran.stdout.contains("acl-pw"));
+
     let bad = format!("redis://:wrong-pw@127.0.0.1:{}", server.port);
     let out = ws.path().join("bad");
     let out_arg = out.display().to_string();
