@@ -319,3 +319,80 @@ fn samples_and_disconnects_carry_the_running_step() {
         );
     }
 }
+
+#[test]
+fn tls_endpoints_are_probed_through_a_resolve_override() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=cache.example",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let tls_port = crate::support::free_port().to_string();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let server = Server::start_with(
+        Engine::Redis,
+        &[
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
+    let ws = Workspace::new();
+    let endpoint = format!("rediss://cache.example:{tls_port}");
+    let resolve = format!("cache.example:{tls_port}=127.0.0.1:{tls_port}");
+    let ran = ws
+        .cmd(&[
+            "probe",
+            "--endpoint",
+            &endpoint,
+            "--resolve",
+            &resolve,
+            "--duration",
+            "1s",
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    let report = json(&ran.stdout);
+    assert_eq!(
+        report["disconnects"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        report["disconnects"]
+    );
+    assert!(
+        report["latency"]["write"]["requests"].as_u64().unwrap_or(0) > 50,
+        "{}",
+        report["latency"]
+    );
+    assert_eq!(
+        report["connections"][0]["resolved"][0],
+        format!("127.0.0.1:{tls_port}")
+    );
+    drop(server);
+}
