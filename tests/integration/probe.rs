@@ -88,6 +88,7 @@ fn a_known_outage_is_measured_within_two_intervals() {
     );
     let d = &disconnects[0];
     let measured = d["duration_ms"].as_f64().expect("duration_ms");
+    eprintln!("outage: measured {measured:.1} ms, real {real_ms:.1} ms");
     assert!(
         (measured - real_ms).abs() <= 2.0 * INTERVAL_MS,
         "measured {measured:.1} ms, real {real_ms:.1} ms"
