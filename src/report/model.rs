@@ -698,10 +698,12 @@ fn steps_from_journal(records: &[Record]) -> (RunInfo, Vec<StepRow>) {
             }
             Event::StepSkipped {
                 step,
+                action,
                 phase,
                 reason,
             } => {
                 let s = state_of(&mut states, &mut order, step);
+                s.action = action.clone();
                 s.status = "skipped".into();
                 s.phase = phase_name(*phase).into();
                 s.notes.push(reason.clone());

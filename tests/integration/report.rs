@@ -391,3 +391,88 @@ fn runbook_report_renders_a_run_by_id_and_rejects_unknown_ids() {
     let ran = ws.cmd(&["report", "no-such-run"]).expect(2);
     assert!(ran.stderr.contains("runbook runs"), "{}", ran.stderr);
 }
+
+/// Stops a server that a runbook step started itself (the harness does not own it).
+struct ShutdownOnDrop(u16);
+
+impl Drop for ShutdownOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("redis-cli")
+            .args(["-p", &self.0.to_string(), "shutdown", "nosave"])
+            .output();
+    }
+}
+
+#[test]
+fn a_run_puts_the_disconnect_it_caused_in_the_step_that_caused_it() {
+    let server = crate::support::Server::start(crate::support::Engine::Redis);
+    let port = server.port;
+    let _restarted = ShutdownOnDrop(port);
+    let data = server.dir.path().display().to_string();
+    let ws = Workspace::new();
+    ws.write(
+        "drill.yaml",
+        &format!(
+            r#"version: 1
+name: restart-drill
+probe:
+  endpoints: ["redis://127.0.0.1:{{{{ steps.where.outputs.stdout }}}}"]
+  interval: 10ms
+steps:
+  - id: where
+    action: exec
+    with: {{ command: "echo {port}" }}
+  - id: steady
+    action: sleep
+    with: {{ duration: 1s }}
+  - id: restart
+    action: exec
+    with:
+      command: >-
+        redis-cli -p {port} shutdown nosave; sleep 1;
+        redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no
+        --dir {data} --logfile restarted.log --daemonize yes
+  - id: after
+    action: sleep
+    with: {{ duration: 1s }}
+"#
+        ),
+    );
+    let ran = ws.cmd(&["run", "drill.yaml", "--yes"]).expect(0);
+    let run_id = ran
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let runs = ws.state_dir().join("runs");
+    let dir = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("report.json").is_file())
+        .unwrap_or_else(|| panic!("no report under {} ({run_id})", runs.display()));
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let disconnects = report["disconnects"].as_array().unwrap();
+    assert_eq!(disconnects.len(), 1, "{disconnects:#?}");
+    assert_eq!(disconnects[0]["step"], "restart");
+    let down = disconnects[0]["duration_ms"].as_f64().unwrap();
+    assert!((900.0..5000.0).contains(&down), "down for {down} ms");
+    assert!(step(&report, "restart")["disconnected_s"].as_f64().unwrap() > 0.9);
+    assert_eq!(step(&report, "steady")["disconnected_s"], 0.0);
+    assert!(
+        step(&report, "steady")["latency"]["requests"]
+            .as_u64()
+            .unwrap()
+            > 50
+    );
+    assert_eq!(step(&report, "after")["latency"]["errors"], 0);
+    assert!(dir.join("report.md").is_file() && dir.join("report.html").is_file());
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("| `redis://127.0.0.1:") && md.contains("| `restart` |"),
+        "{md}"
+    );
+}
