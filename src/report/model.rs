@@ -151,9 +151,11 @@ pub struct StepRow {
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub duration_s: Option<f64>,
-    /// The step's notes (what it did), first few only; `notes` counts all.
+    /// The step's notes (what it did), first few only; `notes` counts all and
+    /// `more_notes` those not shown.
     pub operations: Vec<String>,
     pub notes: usize,
+    pub more_notes: usize,
     pub error: Option<String>,
     /// All probed requests during the step.
     pub latency: Stats,
@@ -600,6 +602,7 @@ fn empty_row(id: &str, action: &str, phase: &str, status: &str) -> StepRow {
         duration_s: None,
         operations: Vec::new(),
         notes: 0,
+        more_notes: 0,
         error: None,
         latency: Stats::default(),
         by_op: BTreeMap::new(),
@@ -732,6 +735,7 @@ fn steps_from_journal(records: &[Record]) -> (RunInfo, Vec<StepRow>) {
                 _ => None,
             };
             row.notes = s.notes.len();
+            row.more_notes = s.notes.len().saturating_sub(NOTES_SHOWN);
             row.operations = s.notes.into_iter().take(NOTES_SHOWN).collect();
             row.error = s.error;
             Some(row)

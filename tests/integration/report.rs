@@ -97,6 +97,34 @@ fn synthetic_run(dir: &Path) -> DateTime<Utc> {
             },
         ),
         (10.0, started("engine_change", "exec", 2)),
+        (
+            11.0,
+            Event::StepNote {
+                step: "engine_change".into(),
+                message: "node 002: stopping redis".into(),
+            },
+        ),
+        (
+            12.0,
+            Event::StepNote {
+                step: "engine_change".into(),
+                message: "node 002 | valkey serves again".into(),
+            },
+        ),
+        (
+            12.5,
+            Event::StepNote {
+                step: "engine_change".into(),
+                message: "node 001: stopping redis".into(),
+            },
+        ),
+        (
+            13.5,
+            Event::StepNote {
+                step: "engine_change".into(),
+                message: "node 001: valkey serves again".into(),
+            },
+        ),
         (20.0, succeeded("engine_change", 2, json!({}))),
         (20.0, started("bench", "bench.run", 1)),
         (
@@ -275,6 +303,7 @@ fn a_run_report_has_every_section_and_puts_the_outage_in_its_step() {
             "Key parity: **equal**",
             "## Steps",
             "| `engine_change` | exec | succeeded | 2 |",
+            "node 002 \\| valkey serves again; node 001: stopping redis (+1 more)",
             "## Disconnects",
             "| `redis://127.0.0.1:7001` | `engine_change` |",
             "## Verify",
