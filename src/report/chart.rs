@@ -157,25 +157,35 @@ where
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(&e)?;
+    let span = |band: &super::model::Band| {
+        let a = secs(band.start, t0);
+        (a, secs(band.end, t0).max(a))
+    };
     for (i, band) in report.bands.iter().enumerate() {
-        let (a, b) = (
-            secs(band.start, t0),
-            secs(band.end, t0).max(secs(band.start, t0)),
-        );
-        let color = BAND_COLORS[i % 2];
+        let (a, b) = span(band);
         chart
             .draw_series(std::iter::once(Rectangle::new(
                 [(a, y_min), (b, y_max)],
-                color.mix(0.8).filled(),
+                BAND_COLORS[i % 2].mix(0.8).filled(),
             )))
             .map_err(&e)?;
+    }
+    // Names of steps too short to hold them are left to the tables.
+    let label_width = x_end / 14.0;
+    let mut row = 0;
+    for band in &report.bands {
+        let (a, b) = span(band);
+        if b - a < label_width {
+            continue;
+        }
         chart
             .draw_series(std::iter::once(Text::new(
                 band.step.clone(),
-                (a, y_max / 1.6_f64.powi(1 + (i % 3) as i32)),
+                (a, y_max / 1.6_f64.powi(1 + row % 2)),
                 (FAMILY, 12).into_font().color(&RGBColor(40, 40, 90)),
             )))
             .map_err(&e)?;
+        row += 1;
     }
     for d in &report.disconnects {
         let a = secs(d.start, t0);
