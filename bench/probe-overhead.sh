@@ -5,14 +5,14 @@
 #
 #   bench/probe-overhead.sh [ROUNDS] [REQUESTS]     (defaults: 3 rounds, 200000 requests)
 #
-# Uses the release binary ($CARGO_TARGET_DIR/release/runbook, built if missing) and
-# redis-server / redis-benchmark from PATH. Everything runs on 127.0.0.1.
+# Uses the release binary ($CARGO_TARGET_DIR/release/runbook, built if missing; or
+# $RUNBOOK_BIN) and redis-server / redis-benchmark from PATH. Everything runs on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 rounds="${1:-3}"
 requests="${2:-200000}"
 target_dir="${CARGO_TARGET_DIR:-target}"
-bin="$target_dir/release/runbook"
+bin="${RUNBOOK_BIN:-$target_dir/release/runbook}"
 [ -x "$bin" ] || cargo build --release --locked >&2
 
 work="$(mktemp -d)"
