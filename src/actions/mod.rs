@@ -18,8 +18,16 @@ use crate::target::Target;
 
 mod approve;
 mod assert;
+mod engine;
 mod exec;
+mod group;
+mod migration;
+mod preflight;
+mod seed;
 mod sleep;
+mod snapshot;
+mod stack;
+mod verify;
 
 /// Named outputs of a step, visible to later steps as `steps.<id>.outputs.<name>`.
 pub type Outputs = serde_json::Map<String, serde_json::Value>;
@@ -187,7 +195,25 @@ pub fn schema<T: schemars::JsonSchema>() -> schemars::Schema {
 }
 
 /// Every action a runbook can name.
-pub static REGISTRY: &[ActionSpec] = &[approve::SPEC, assert::SPEC, exec::SPEC, sleep::SPEC];
+pub static REGISTRY: &[ActionSpec] = &[
+    approve::SPEC,
+    assert::SPEC,
+    seed::SPEC,
+    verify::SPEC,
+    exec::SPEC,
+    sleep::SPEC,
+    stack::DEPLOY,
+    stack::DELETE,
+    group::SPEC,
+    group::DELETE,
+    preflight::SPEC,
+    migration::TEST,
+    migration::START,
+    migration::COMPLETE,
+    engine::SPEC,
+    snapshot::CREATE,
+    snapshot::RESTORE,
+];
 
 /// The registry entry for `name`.
 pub fn lookup(name: &str) -> Option<&'static ActionSpec> {

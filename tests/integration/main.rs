@@ -2,6 +2,10 @@
 //! They run the real `runbook` binary against real servers on free loopback ports.
 
 mod engine;
+mod local_runbooks;
+mod local_target;
 mod probe;
 mod report;
+mod seed;
 mod support;
+mod verify;
