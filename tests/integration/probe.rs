@@ -375,6 +375,9 @@ fn tls_endpoints_are_probed_through_a_resolve_override() {
             &resolve,
             "--duration",
             "1s",
+            // A TLS handshake on a busy machine can take longer than the default 250 ms.
+            "--timeout",
+            "2s",
             "--format",
             "json",
         ])
