@@ -4,6 +4,8 @@
 mod engine;
 mod local_runbooks;
 mod local_target;
+mod probe;
+mod report;
 mod seed;
 mod support;
 mod verify;
