@@ -11,15 +11,21 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = t;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("`{text}` is not a duration (write e.g. 500ms, 10s, 40m, 1h30m)"));
+            return Err(format!(
+                "`{text}` is not a duration (write e.g. 500ms, 10s, 40m, 1h30m)"
+            ));
         }
-        let number: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("`{text}` is not a duration (write e.g. 500ms, 10s, 40m, 1h30m)"))?;
+        let number: f64 = rest[..digits].parse().map_err(|_| {
+            format!("`{text}` is not a duration (write e.g. 500ms, 10s, 40m, 1h30m)")
+        })?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let seconds = match unit {
@@ -28,10 +34,19 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "m" => number * 60.0,
             "h" => number * 3600.0,
             "d" => number * 86400.0,
-            "" => return Err(format!("`{text}` has no unit (add ms, s, m, h or d, e.g. {t}s)")),
-            u => return Err(format!("`{u}` in `{text}` is not a unit (use ms, s, m, h or d)")),
+            "" => {
+                return Err(format!(
+                    "`{text}` has no unit (add ms, s, m, h or d, e.g. {t}s)"
+                ));
+            }
+            u => {
+                return Err(format!(
+                    "`{u}` in `{text}` is not a unit (use ms, s, m, h or d)"
+                ));
+            }
         };
-        total += Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))?;
+        total += Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("`{text}` is out of range"))?;
     }
     Ok(total)
 }

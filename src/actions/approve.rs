@@ -60,7 +60,10 @@ impl Action for Approve {
             out.insert("approved_by".into(), "terminal".into());
             Ok(out)
         } else {
-            Err(ActionError::fatal(format!("not approved: {}", self.message)))
+            Err(ActionError::fatal(format!(
+                "not approved: {}",
+                self.message
+            )))
         }
     }
 }

@@ -31,7 +31,12 @@ impl Action for Assert {
     }
 
     fn plan(&self, _ctx: &PlanCtx<'_>) -> Vec<Operation> {
-        vec![Operation::new("check", self.message.clone().unwrap_or_else(|| "assert condition".into()))]
+        vec![Operation::new(
+            "check",
+            self.message
+                .clone()
+                .unwrap_or_else(|| "assert condition".into()),
+        )]
     }
 
     async fn run(&self, _ctx: &StepCtx<'_>) -> Result<Outputs, ActionError> {
@@ -39,7 +44,9 @@ impl Action for Assert {
             Ok(Outputs::new())
         } else {
             Err(ActionError::fatal(
-                self.message.clone().unwrap_or_else(|| "the assertion is false".into()),
+                self.message
+                    .clone()
+                    .unwrap_or_else(|| "the assertion is false".into()),
             ))
         }
     }

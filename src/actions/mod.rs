@@ -18,6 +18,7 @@ use crate::target::Target;
 
 mod approve;
 mod assert;
+mod bench;
 mod exec;
 mod sleep;
 
@@ -178,7 +179,13 @@ pub fn schema<T: schemars::JsonSchema>() -> schemars::Schema {
 }
 
 /// Every action a runbook can name.
-pub static REGISTRY: &[ActionSpec] = &[approve::SPEC, assert::SPEC, exec::SPEC, sleep::SPEC];
+pub static REGISTRY: &[ActionSpec] = &[
+    approve::SPEC,
+    assert::SPEC,
+    bench::SPEC,
+    exec::SPEC,
+    sleep::SPEC,
+];
 
 /// The registry entry for `name`.
 pub fn lookup(name: &str) -> Option<&'static ActionSpec> {

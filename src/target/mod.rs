@@ -49,11 +49,20 @@ pub enum ControlOp {
     DescribeGroup { group: String },
     /// The target-side prerequisites of an online migration (status, Multi-AZ,
     /// in-transit encryption off, shard count, network reachability of the source).
-    CheckMigrationTarget { group: String, sources: Vec<Endpoint> },
+    CheckMigrationTarget {
+        group: String,
+        sources: Vec<Endpoint>,
+    },
     /// elasticache:TestMigration.
-    TestMigration { group: String, sources: Vec<Endpoint> },
+    TestMigration {
+        group: String,
+        sources: Vec<Endpoint>,
+    },
     /// elasticache:StartMigration, then wait until the group replicates and has caught up.
-    StartMigration { group: String, sources: Vec<Endpoint> },
+    StartMigration {
+        group: String,
+        sources: Vec<Endpoint>,
+    },
     /// elasticache:CompleteMigration (`force` stops without ensuring sync).
     CompleteMigration { group: String, force: bool },
     /// elasticache:ModifyReplicationGroup with a new engine and/or version; waits for `available`.
