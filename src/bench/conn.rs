@@ -34,12 +34,8 @@ pub struct Reply<'a> {
 
 impl Conn {
     /// Connects (through `--resolve` overrides), then AUTH and SELECT as the URL asks.
+    /// Plain TCP only: [`super::run`] refuses TLS endpoints up front.
     pub async fn open(endpoint: &Endpoint, resolver: &Resolver) -> Result<Conn, BenchError> {
-        if endpoint.tls {
-            return Err(BenchError::Invalid(format!(
-                "{endpoint} uses TLS; the benchmark speaks plain TCP only (benchmark a group without in-transit encryption, or reach it through a TLS-terminating tunnel with --resolve)"
-            )));
-        }
         let failed = |why: String| BenchError::Connect {
             endpoint: endpoint.to_string(),
             why,

@@ -306,6 +306,12 @@ pub async fn run(
     note: &(dyn Fn(&str) + Sync),
 ) -> Result<Vec<OpResult>, BenchError> {
     settings.check()?;
+    if let Some(tls) = endpoints.iter().find(|t| t.endpoint.tls) {
+        return Err(BenchError::Invalid(format!(
+            "{} uses TLS; the benchmark speaks plain TCP only (benchmark a group without in-transit encryption, or give the plain-TCP end of a TLS-terminating tunnel such as stunnel)",
+            tls.endpoint
+        )));
+    }
     let mut results = Vec::new();
     for workload in &settings.workloads {
         for target in endpoints {
