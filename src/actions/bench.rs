@@ -32,22 +32,28 @@ pub struct BenchRun {
     #[serde(default = "default_ratio")]
     ratio: String,
     /// Connections per endpoint.
-    #[serde(default = "default_connections")]
+    #[serde(default = "default_connections", deserialize_with = "number")]
+    #[schemars(with = "u64")]
     connections: usize,
     /// Requests in flight per connection.
-    #[serde(default = "default_pipeline")]
+    #[serde(default = "default_pipeline", deserialize_with = "number")]
+    #[schemars(with = "u64")]
     pipeline: usize,
     /// Bytes per written value.
-    #[serde(default = "default_value_size")]
+    #[serde(default = "default_value_size", deserialize_with = "number")]
+    #[schemars(with = "u64")]
     value_size: usize,
     /// Distinct keys per data type.
-    #[serde(default = "default_keyspace")]
+    #[serde(default = "default_keyspace", deserialize_with = "number")]
+    #[schemars(with = "u64")]
     keyspace: u64,
     /// Members per list, hash, set and sorted set.
-    #[serde(default = "default_elements")]
+    #[serde(default = "default_elements", deserialize_with = "number")]
+    #[schemars(with = "u64")]
     elements: u64,
     /// Requests per workload and endpoint (default 100000 unless `duration` is given).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_number")]
+    #[schemars(with = "Option<u64>")]
     requests: Option<u64>,
     /// Run each workload this long instead, e.g. `30s`.
     #[serde(default)]
@@ -55,6 +61,29 @@ pub struct BenchRun {
     /// Every key the benchmark writes starts with this.
     #[serde(default = "default_key_prefix")]
     key_prefix: String,
+}
+
+/// A count written as a number or, as templates render it, as text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Count {
+    Number(u64),
+    Text(String),
+}
+
+fn number<'de, D: serde::Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<T, D::Error> {
+    let n = match Count::deserialize(d)? {
+        Count::Number(n) => n,
+        Count::Text(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("`{t}` is not a whole number")))?,
+    };
+    T::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} is too large")))
+}
+
+fn optional_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    number(d).map(Some)
 }
 
 fn default_workloads() -> Vec<String> {

@@ -319,7 +319,7 @@ async fn bench_run_action_outputs_results_for_the_report() {
         "endpoints": [redis.url(), format!("127.0.0.1:{}", valkey.port)],
         "labels": ["redis", "valkey"],
         "workloads": ["set", "smembers"],
-        "requests": 300,
+        "requests": "300",
         "connections": 3,
         "pipeline": 4,
         "keyspace": 20,
