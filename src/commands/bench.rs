@@ -44,8 +44,8 @@ pub struct Args {
     #[arg(long, default_value_t = 100)]
     pub elements: u64,
     /// Requests per workload and endpoint (redis-benchmark -n).
-    #[arg(long, conflicts_with = "duration")]
-    pub requests: Option<u64>,
+    #[arg(long, default_value_t = 100_000, conflicts_with = "duration")]
+    pub requests: u64,
     /// Run each workload this long instead of a request count, e.g. 30s.
     #[arg(long, value_parser = crate::duration::parse)]
     pub duration: Option<Duration>,
@@ -68,7 +68,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         elements: args.elements,
         limit: match args.duration {
             Some(d) => Limit::Duration(d),
-            None => Limit::Requests(args.requests.unwrap_or(100_000)),
+            None => Limit::Requests(args.requests),
         },
         key_prefix: args.key_prefix,
     };
