@@ -388,3 +388,33 @@ async fn bench_run_action_outputs_results_for_the_report() {
         err.message
     );
 }
+
+#[test]
+fn benchmark_template_passes_cfn_lint_and_outputs_both_endpoints() {
+    let template =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cloudformation/benchmark.yaml");
+    let out = std::process::Command::new("cfn-lint")
+        .arg(&template)
+        .output()
+        .expect("cfn-lint (run scripts/setup)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&template).unwrap();
+    for needle in [
+        "Engine: redis",
+        "Engine: valkey",
+        "  RedisEndpoint:",
+        "  ValkeyEndpoint:",
+    ] {
+        assert!(text.contains(needle), "{needle}");
+    }
+    assert_eq!(
+        text.matches("Type: AWS::ElastiCache::ReplicationGroup")
+            .count(),
+        2
+    );
+}
