@@ -22,11 +22,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         let number: f64 = rest[..digits].parse().map_err(|_| {
             format!("`{text}` is not a duration (write e.g. 500ms, 10s, 40m, 1h30m)")
         })?;
-        rest = &rest[digits..];
+        rest = rest[digits..].trim_start();
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
+        let unit = rest[..unit_len].trim_end();
         rest = &rest[unit_len..];
         let seconds = match unit {
             "ms" => number / 1000.0,
@@ -104,7 +104,7 @@ mod tests {
         assert!(parse("10").unwrap_err().contains("no unit"));
         assert!(parse("5 parsecs").is_err());
         assert!(parse("").is_err());
-        assert_eq!(format(Duration::from_millis(5400_000)), "1h30m");
+        assert_eq!(format(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format(Duration::from_millis(20)), "20ms");
         assert_eq!(format(Duration::from_secs(61)), "1m1s");

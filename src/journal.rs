@@ -96,6 +96,7 @@ pub enum Event {
     },
     StepSkipped {
         step: String,
+        action: String,
         phase: Phase,
         reason: String,
     },

@@ -6,7 +6,13 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = runbook::cli::Cli::parse();
+    // Like other Unix tools, stop quietly when the reader of our output goes away
+    // (`runbook plan ... | head`) instead of failing on a broken pipe.
+    // SAFETY: setting a signal disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = runbook::cli::Cli::parse_from(runbook::commands::verify::argv(std::env::args_os()));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -20,7 +26,13 @@ fn main() -> ExitCode {
     match runtime.block_on(runbook::cli::dispatch(cli)) {
         Ok(outcome) => ExitCode::from(outcome as u8),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            let message = format!("{err:#}");
+            // Diagnostics of a runbook come rendered, each with its own `error:` line.
+            if message.starts_with("error: ") {
+                eprintln!("{message}");
+            } else {
+                eprintln!("error: {message}");
+            }
             ExitCode::from(runbook::error::exit_status(&err))
         }
     }

@@ -11,6 +11,7 @@ pub const SPEC: ActionSpec = ActionSpec {
     name: "approve",
     summary: "Ask a person to approve; `--yes` approves; without a terminal it fails closed.",
     outputs: &["approved_by"],
+    effect: Effect::Observes,
     build: super::build::<Approve>,
     schema: super::schema::<Approve>,
 };

@@ -9,6 +9,7 @@ pub const SPEC: ActionSpec = ActionSpec {
     name: "assert",
     summary: "Fail the step unless a condition is true.",
     outputs: &[],
+    effect: Effect::Observes,
     build: super::build::<Assert>,
     schema: super::schema::<Assert>,
 };

@@ -19,8 +19,16 @@ use crate::target::Target;
 mod approve;
 mod assert;
 mod bench;
+mod engine;
 mod exec;
+mod group;
+mod migration;
+mod preflight;
+mod seed;
 mod sleep;
+mod snapshot;
+mod stack;
+mod verify;
 
 /// Named outputs of a step, visible to later steps as `steps.<id>.outputs.<name>`.
 pub type Outputs = serde_json::Map<String, serde_json::Value>;
@@ -162,8 +170,17 @@ pub struct ActionSpec {
     pub summary: &'static str,
     /// The names of the outputs the action produces, for `plan` and references.
     pub outputs: &'static [&'static str],
+    /// The effect `plan` shows when the inputs depend on outputs not known yet
+    /// (the most the action can do).
+    pub effect: Effect,
     pub build: fn(serde_json::Value) -> Result<Box<dyn Action>, serde_json::Error>,
     pub schema: fn() -> schemars::Schema,
+}
+
+impl std::fmt::Debug for ActionSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ActionSpec({})", self.name)
+    }
 }
 
 /// Builds an action from its inputs; `T`'s serde attributes reject unknown fields.
@@ -183,8 +200,21 @@ pub static REGISTRY: &[ActionSpec] = &[
     approve::SPEC,
     assert::SPEC,
     bench::SPEC,
+    seed::SPEC,
+    verify::SPEC,
     exec::SPEC,
     sleep::SPEC,
+    stack::DEPLOY,
+    stack::DELETE,
+    group::SPEC,
+    group::DELETE,
+    preflight::SPEC,
+    migration::TEST,
+    migration::START,
+    migration::COMPLETE,
+    engine::SPEC,
+    snapshot::CREATE,
+    snapshot::RESTORE,
 ];
 
 /// The registry entry for `name`.

@@ -11,6 +11,7 @@ pub const SPEC: ActionSpec = ActionSpec {
     name: "sleep",
     summary: "Wait for a duration.",
     outputs: &[],
+    effect: Effect::Observes,
     build: super::build::<Sleep>,
     schema: super::schema::<Sleep>,
 };

@@ -126,3 +126,27 @@ pub trait Target: Send + Sync {
 
 pub mod aws;
 pub mod local;
+
+/// How to reach the control plane, from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct TargetOptions {
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+/// The control plane a run drives.
+pub async fn open(kind: TargetKind, _opts: &TargetOptions) -> anyhow::Result<Box<dyn Target>> {
+    Ok(match kind {
+        TargetKind::Local => Box::new(local::Local::new()),
+        TargetKind::Aws => Box::new(aws::Aws),
+    })
+}
+
+/// A target that can only explain ops: `plan` makes no call and starts nothing.
+pub fn for_plan(kind: TargetKind) -> Box<dyn Target> {
+    match kind {
+        TargetKind::Local => Box::new(local::Local::new()),
+        TargetKind::Aws => Box::new(aws::Aws),
+    }
+}

@@ -2,4 +2,9 @@
 //! They run the real `runbook` binary against real servers on free loopback ports.
 
 mod bench;
+mod engine;
+mod local_runbooks;
+mod local_target;
+mod seed;
 mod support;
+mod verify;
