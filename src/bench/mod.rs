@@ -317,9 +317,14 @@ pub async fn run(
         for target in endpoints {
             let phase = run_phase(target, workload, settings, resolver).await?;
             for r in &phase {
+                let what = if r.workload == r.op {
+                    r.op.to_string()
+                } else {
+                    format!("{} {}", r.workload, r.op)
+                };
                 note(&format!(
-                    "{} {} on {}: {:.0} ops/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
-                    r.workload, r.op, r.label, r.ops_per_sec, r.p50_ms, r.p99_ms, r.errors
+                    "{what} on {}: {:.0} ops/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
+                    r.label, r.ops_per_sec, r.p50_ms, r.p99_ms, r.errors
                 ));
             }
             results.extend(phase);

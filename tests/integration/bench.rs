@@ -342,7 +342,7 @@ async fn bench_run_action_outputs_results_for_the_report() {
         run_dir: ws.path(),
         base_dir: ws.path(),
         step_id: "bench",
-        target: &runbook::target::local::Local,
+        target: &runbook::target::local::Local::new(),
         resolver: &Default::default(),
         journal: &journal,
         progress: &runbook::progress::Progress::hidden(),
@@ -416,5 +416,144 @@ fn benchmark_template_passes_cfn_lint_and_outputs_both_endpoints() {
         text.matches("Type: AWS::ElastiCache::ReplicationGroup")
             .count(),
         2
+    );
+}
+
+const BENCH_RUNBOOK: &str = r#"version: 1
+name: bench-pair
+params:
+  redis: {}
+  valkey: {}
+  password: { secret: true }
+steps:
+  - id: bench
+    action: bench.run
+    with:
+      endpoints: ["redis://:{{ params.password }}@{{ params.redis }}", "{{ params.valkey }}"]
+      labels: [redis, valkey]
+      workloads: [get, zrange]
+      requests: 400
+      connections: 2
+      pipeline: 4
+      keyspace: 10
+      elements: 5
+  - id: check
+    action: assert
+    with:
+      that: "{{ steps.bench.outputs.results | length == 4 and steps.bench.outputs.results[3].label == 'valkey' and steps.bench.outputs.results[3].requests == 400 }}"
+      message: bench.run did not give one result per operation and endpoint
+"#;
+
+#[test]
+fn bench_run_runs_as_a_runbook_step_without_leaking_the_password() {
+    let redis = Server::start_with(Engine::Redis, &["--requirepass", "pa55-w0rd"]);
+    let valkey = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    ws.write("bench.yaml", BENCH_RUNBOOK);
+    let redis_at = format!("127.0.0.1:{}", redis.port);
+    let valkey_at = format!("127.0.0.1:{}", valkey.port);
+    let ran = ws
+        .cmd(&[
+            "run",
+            "bench.yaml",
+            "--var",
+            &format!("redis={redis_at}"),
+            "--var",
+            &format!("valkey={valkey_at}"),
+            "--var",
+            "password=pa55-w0rd",
+        ])
+        .expect(0);
+    assert!(!ran.stderr.contains("pa55-w0rd") && !ran.stdout.contains("pa55-w0rd"));
+    assert_eq!(valkey.cli(&["ZCARD", "bench:zset:000000000009"]), "5");
+    let mut pending = vec![ws.state_dir()];
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            assert!(
+                !text.contains("pa55-w0rd"),
+                "{} holds the password",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn benchmark_runbook_deploys_both_engines_compares_them_and_tears_down() {
+    let ws = Workspace::new();
+    let runbook = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/benchmark.yaml");
+    let state = ws.state_dir().display().to_string();
+    let ran = ws
+        .cmd(&[
+            "run",
+            &runbook.display().to_string(),
+            "--yes",
+            "--state-dir",
+            &state,
+            "--var",
+            "requests=500",
+            "--var",
+            "connections=2",
+            "--var",
+            "keyspace=50",
+            "--var",
+            "structure_keyspace=20",
+        ])
+        .run();
+    let run_id = ran
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let journal = std::fs::read_to_string(
+        ws.state_dir()
+            .join("runs")
+            .join(&run_id)
+            .join("journal.jsonl"),
+    )
+    .unwrap_or_default();
+    // Whatever happened, leave no server behind.
+    ws.cmd(&["destroy", &run_id, "--state-dir", &state]).run();
+    assert_eq!(
+        ran.status, 0,
+        "--- stdout\n{}\n--- stderr\n{}",
+        ran.stdout, ran.stderr
+    );
+
+    let outputs = |step: &str| -> Value {
+        journal
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["step"] == step && e["outputs"].is_object())
+            .map(|e| e["outputs"].clone())
+            .next_back()
+            .unwrap_or_else(|| panic!("no outputs of {step} in\n{journal}"))
+    };
+    let kv = outputs("key_value")["results"].as_array().unwrap().clone();
+    let ds = outputs("data_structures")["results"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(kv.len(), 8, "set, get and the mix's two ops on two engines");
+    assert_eq!(ds.len(), 16, "eight data-structure ops on two engines");
+    for r in kv.iter().chain(&ds) {
+        assert_eq!(r["errors"], 0, "{r}");
+        assert!(num(r, "ops_per_sec") > 0.0, "{r}");
+    }
+    let labels: Vec<&str> = kv
+        .iter()
+        .take(2)
+        .map(|r| r["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["redis", "valkey"]);
+    assert!(
+        ran.stderr.contains("teardown"),
+        "the stack is deleted in finally: {}",
+        ran.stderr
     );
 }
