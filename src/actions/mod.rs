@@ -18,6 +18,7 @@ use crate::target::Target;
 
 mod approve;
 mod assert;
+mod bench;
 mod engine;
 mod exec;
 mod group;
@@ -198,6 +199,7 @@ pub fn schema<T: schemars::JsonSchema>() -> schemars::Schema {
 pub static REGISTRY: &[ActionSpec] = &[
     approve::SPEC,
     assert::SPEC,
+    bench::SPEC,
     seed::SPEC,
     verify::SPEC,
     exec::SPEC,
