@@ -19,6 +19,7 @@ use crate::target::Target;
 mod approve;
 mod assert;
 mod exec;
+pub mod metrics;
 mod sleep;
 
 /// Named outputs of a step, visible to later steps as `steps.<id>.outputs.<name>`.
@@ -178,7 +179,13 @@ pub fn schema<T: schemars::JsonSchema>() -> schemars::Schema {
 }
 
 /// Every action a runbook can name.
-pub static REGISTRY: &[ActionSpec] = &[approve::SPEC, assert::SPEC, exec::SPEC, sleep::SPEC];
+pub static REGISTRY: &[ActionSpec] = &[
+    approve::SPEC,
+    assert::SPEC,
+    exec::SPEC,
+    metrics::SPEC,
+    sleep::SPEC,
+];
 
 /// The registry entry for `name`.
 pub fn lookup(name: &str) -> Option<&'static ActionSpec> {
