@@ -2,3 +2,9 @@
 //! They run the real `runbook` binary against real servers on free loopback ports.
 
 mod support;
+
+mod aws_elasticache;
+mod aws_metrics;
+mod aws_mocks;
+mod aws_stack;
+mod aws_support;
