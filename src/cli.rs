@@ -28,7 +28,13 @@ pub struct Cli {
 #[derive(Clone, Debug, Args)]
 pub struct Global {
     /// Where runs are kept.
-    #[arg(long, global = true, default_value = ".runbook", env = "RUNBOOK_STATE_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        default_value = ".runbook",
+        env = "RUNBOOK_STATE_DIR",
+        value_name = "DIR"
+    )]
     pub state_dir: PathBuf,
     /// Where the control plane is: real local servers (a rehearsal) or AWS.
     #[arg(long, global = true, value_enum, default_value_t = TargetKind::Local)]

@@ -11,16 +11,22 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = t;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("`{text}` is not a duration (write e.g. 500ms, 10s, 40m, 1h30m)"));
+            return Err(format!(
+                "`{text}` is not a duration (write e.g. 500ms, 10s, 40m, 1h30m)"
+            ));
         }
-        let number: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("`{text}` is not a duration (write e.g. 500ms, 10s, 40m, 1h30m)"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
+        let number: f64 = rest[..digits].parse().map_err(|_| {
+            format!("`{text}` is not a duration (write e.g. 500ms, 10s, 40m, 1h30m)")
+        })?;
+        rest = rest[digits..].trim_start();
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = rest[..unit_len].trim_end();
         rest = &rest[unit_len..];
         let seconds = match unit {
             "ms" => number / 1000.0,
@@ -28,10 +34,19 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "m" => number * 60.0,
             "h" => number * 3600.0,
             "d" => number * 86400.0,
-            "" => return Err(format!("`{text}` has no unit (add ms, s, m, h or d, e.g. {t}s)")),
-            u => return Err(format!("`{u}` in `{text}` is not a unit (use ms, s, m, h or d)")),
+            "" => {
+                return Err(format!(
+                    "`{text}` has no unit (add ms, s, m, h or d, e.g. {t}s)"
+                ));
+            }
+            u => {
+                return Err(format!(
+                    "`{u}` in `{text}` is not a unit (use ms, s, m, h or d)"
+                ));
+            }
         };
-        total += Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))?;
+        total += Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("`{text}` is out of range"))?;
     }
     Ok(total)
 }
@@ -89,7 +104,7 @@ mod tests {
         assert!(parse("10").unwrap_err().contains("no unit"));
         assert!(parse("5 parsecs").is_err());
         assert!(parse("").is_err());
-        assert_eq!(format(Duration::from_millis(5400_000)), "1h30m");
+        assert_eq!(format(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format(Duration::from_millis(20)), "20ms");
         assert_eq!(format(Duration::from_secs(61)), "1m1s");

@@ -10,16 +10,22 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
+use redis::{
+    AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo,
+};
 
 /// A parse failure of an endpoint URL or a `--resolve` entry.
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
     /// The text is not `redis://[user:password@]host:port[/db]`, `rediss://…` or `host:port`.
-    #[error("`{text}` is not an endpoint: {why} (expected redis://[user:password@]host:port[/db], rediss://… for TLS, or host:port)")]
+    #[error(
+        "`{text}` is not an endpoint: {why} (expected redis://[user:password@]host:port[/db], rediss://… for TLS, or host:port)"
+    )]
     Invalid { text: String, why: String },
     /// A `--resolve` entry is not `HOST:PORT=ADDR:PORT`.
-    #[error("`{0}` is not a --resolve entry (expected HOST:PORT=ADDR:PORT, e.g. my-cache.abc.use1.cache.amazonaws.com:6379=127.0.0.1:16379)")]
+    #[error(
+        "`{0}` is not a --resolve entry (expected HOST:PORT=ADDR:PORT, e.g. my-cache.abc.use1.cache.amazonaws.com:6379=127.0.0.1:16379)"
+    )]
     InvalidResolve(String),
 }
 
@@ -69,7 +75,9 @@ impl Endpoint {
         let password = url.password().map(decode);
         let db = match url.path().trim_start_matches('/') {
             "" => 0,
-            d => d.parse().map_err(|_| invalid("the database after `/` is not a number"))?,
+            d => d
+                .parse()
+                .map_err(|_| invalid("the database after `/` is not a number"))?,
         };
         Ok(Endpoint {
             host,
@@ -116,7 +124,11 @@ impl Endpoint {
             (Some(u), None) => format!("{}@", enc(u)),
             (None, None) => String::new(),
         };
-        let db = if self.db == 0 { String::new() } else { format!("/{}", self.db) };
+        let db = if self.db == 0 {
+            String::new()
+        } else {
+            format!("/{}", self.db)
+        };
         format!("{scheme}://{auth}{}{db}", self.host_port())
     }
 }
@@ -143,7 +155,8 @@ impl fmt::Debug for Endpoint {
 /// Replaces the password of anything that looks like a URL with `***`.
 pub fn redact_url(text: &str) -> String {
     static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s/]+)@").expect("static regex")
+        regex::Regex::new(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s/]+)@")
+            .expect("static regex")
     });
     RE.replace_all(text, "${pre}***@").into_owned()
 }
@@ -164,7 +177,10 @@ impl Resolver {
             let (host, port) = from.rsplit_once(':').ok_or_else(bad)?;
             let port: u16 = port.parse().map_err(|_| bad())?;
             let to: SocketAddr = to.parse().map_err(|_| bad())?;
-            overrides.insert((host.trim_matches(['[', ']']).to_ascii_lowercase(), port), to);
+            overrides.insert(
+                (host.trim_matches(['[', ']']).to_ascii_lowercase(), port),
+                to,
+            );
         }
         Ok(Resolver { overrides })
     }
@@ -216,7 +232,9 @@ impl Resolver {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
-        client.get_multiplexed_async_connection_with_config(&config).await
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
     }
 }
 

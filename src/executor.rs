@@ -1,1 +1,416 @@
-//! (being built)
+//! Runs a runbook's steps in order — and its rollback and finally blocks — journaling
+//! every event before moving on, so that a run killed at any moment can be resumed.
+//!
+//! Each attempt of a step is bounded by its timeout; transient failures are retried with
+//! a doubling backoff; Ctrl+C (or SIGTERM) cancels the running step at its next await
+//! point and records the run as interrupted. The probe watches the runbook's endpoints as
+//! soon as their values are known, and every sample is tagged with the running step.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::actions::{ActionError, Outputs, StepCtx};
+use crate::endpoint::{Endpoint, Resolver};
+use crate::journal::{Event, Journal, Phase, RunStatus};
+use crate::probe::{ProbeConfig, RunProbe};
+use crate::progress::Progress;
+use crate::runbook::{OnFailure, Runbook, Step};
+use crate::target::Target;
+use crate::template::{self, Scope};
+
+/// Everything a run needs besides the runbook.
+pub struct Executor<'a> {
+    pub runbook: &'a Runbook,
+    pub run_id: String,
+    pub run_dir: PathBuf,
+    pub journal: Arc<Journal>,
+    pub target: Box<dyn Target>,
+    pub resolver: Resolver,
+    pub progress: Progress,
+    pub assume_yes: bool,
+    pub scope: Scope,
+}
+
+/// How one step ended.
+enum StepEnd {
+    Succeeded,
+    Skipped,
+    Failed,
+    Interrupted,
+}
+
+/// Why a run stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The journal could not be written: the run stops, since it could no longer be resumed safely.
+    #[error("cannot write the journal {path}: {source}")]
+    Journal {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Executor<'_> {
+    /// Runs the runbook. `done` holds the outputs of steps that already succeeded (resume);
+    /// they are not run again.
+    pub async fn execute(
+        &mut self,
+        done: &HashMap<String, Outputs>,
+    ) -> Result<RunStatus, ExecError> {
+        let (step_tx, step_rx) = watch::channel::<Option<String>>(None);
+        let interrupt = interrupt_signal();
+        let probe = self.runbook.probe.as_ref().map(|p| {
+            let config = ProbeConfig {
+                interval: p.interval,
+                timeout: p.timeout,
+                key_prefix: p.key_prefix.clone(),
+            };
+            RunProbe::start(&self.run_dir, config, self.resolver.clone(), step_rx)
+        });
+        let mut watched = HashSet::new();
+        let total = self.runbook.steps.len();
+        let mut failed: Option<String> = None;
+        let mut interrupted = false;
+        let mut any_failed = false;
+        let rb = self.runbook;
+
+        for (i, step) in rb.steps.iter().enumerate() {
+            if let Some(outputs) = done.get(&step.id) {
+                self.scope.set_outputs(&step.id, outputs);
+                self.progress.line(&format!(
+                    "[{}/{total}] {} (done in an earlier attempt: skipped)",
+                    i + 1,
+                    step.id
+                ));
+                continue;
+            }
+            self.watch_probe(probe.as_ref(), &mut watched);
+            let _ = step_tx.send(Some(step.id.clone()));
+            match self.run_step(step, i + 1, total, &interrupt).await? {
+                StepEnd::Succeeded | StepEnd::Skipped => {}
+                StepEnd::Failed if step.on_failure == OnFailure::Continue => any_failed = true,
+                StepEnd::Failed => {
+                    failed = Some(step.id.clone());
+                    break;
+                }
+                StepEnd::Interrupted => {
+                    interrupted = true;
+                    break;
+                }
+            }
+        }
+        self.watch_probe(probe.as_ref(), &mut watched);
+
+        let mut rollback_ok = true;
+        if let (Some(failed_step), false) = (&failed, interrupted)
+            && !rb.rollback.is_empty()
+        {
+            self.append(Event::RollbackStarted {
+                failed_step: failed_step.clone(),
+            })?;
+            self.progress
+                .line(&format!("rolling back: step `{failed_step}` failed"));
+            self.scope.failed_step = Some(failed_step.clone());
+            let n = rb.rollback.len();
+            for (i, step) in rb.rollback.iter().enumerate() {
+                let _ = step_tx.send(Some(step.id.clone()));
+                match self.run_step(step, i + 1, n, &interrupt).await? {
+                    StepEnd::Succeeded | StepEnd::Skipped => {}
+                    // Roll back as much as possible: a failed rollback step does not stop the others.
+                    StepEnd::Failed => rollback_ok = false,
+                    StepEnd::Interrupted => {
+                        interrupted = true;
+                        break;
+                    }
+                }
+            }
+        }
+        let mut finally_ok = true;
+        if !interrupted && !rb.finally.is_empty() {
+            self.append(Event::FinallyStarted)?;
+            let n = rb.finally.len();
+            for (i, step) in rb.finally.iter().enumerate() {
+                let _ = step_tx.send(Some(step.id.clone()));
+                match self.run_step(step, i + 1, n, &interrupt).await? {
+                    StepEnd::Succeeded | StepEnd::Skipped => {}
+                    StepEnd::Failed => finally_ok = false,
+                    StepEnd::Interrupted => {
+                        interrupted = true;
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = step_tx.send(None);
+        let status = if interrupted {
+            RunStatus::Interrupted
+        } else if failed.is_some() {
+            if !rb.rollback.is_empty() && rollback_ok {
+                RunStatus::RolledBack
+            } else {
+                RunStatus::Failed
+            }
+        } else if any_failed || !finally_ok {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        };
+        self.append(Event::RunFinished { status })?;
+        if let Some(p) = probe {
+            p.stop().await;
+        }
+        Ok(status)
+    }
+
+    fn append(&self, event: Event) -> Result<(), ExecError> {
+        self.journal
+            .append(event)
+            .map(|_| ())
+            .map_err(|source| ExecError::Journal {
+                path: self.journal.path().to_path_buf(),
+                source,
+            })
+    }
+
+    /// Starts probing every probe endpoint whose value is now known.
+    fn watch_probe(&self, probe: Option<&RunProbe>, watched: &mut HashSet<String>) {
+        let (Some(probe), Some(spec)) = (probe, &self.runbook.probe) else {
+            return;
+        };
+        for v in &spec.endpoints {
+            let Ok(Value::String(text)) = self.scope.render(&v.value) else {
+                continue;
+            };
+            if text.is_empty() || watched.contains(&text) {
+                continue;
+            }
+            match Endpoint::parse(&text) {
+                Ok(endpoint) => {
+                    self.progress.line(&format!("probe: watching {endpoint}"));
+                    probe.watch(endpoint);
+                }
+                Err(e) => self.progress.line(&format!("probe: {e}")),
+            }
+            watched.insert(text);
+        }
+    }
+
+    async fn run_step(
+        &mut self,
+        step: &Step,
+        index: usize,
+        total: usize,
+        interrupt: &watch::Receiver<bool>,
+    ) -> Result<StepEnd, ExecError> {
+        let action_name = step.action.name.to_string();
+        self.progress.step(index, total, &step.id, &action_name);
+        if let Some(when) = &step.when {
+            let text = when.value.as_str().unwrap_or_default();
+            match self.scope.condition(text) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.append(Event::StepSkipped {
+                        step: step.id.clone(),
+                        action: action_name,
+                        phase: step.phase,
+                        reason: format!("`when` is false: {text}"),
+                    })?;
+                    self.progress.note(&step.id, "skipped: `when` is false");
+                    return Ok(StepEnd::Skipped);
+                }
+                Err(e) => return self.fail_before_start(step, format!("`when`: {e}")),
+            }
+        }
+        let rendered = match self.scope.render(&step.inputs()) {
+            Ok(v) => template::coerce(&(step.action.schema)(), v),
+            Err(e) => return self.fail_before_start(step, format!("inputs: {e}")),
+        };
+        let action = match (step.action.build)(rendered.clone()) {
+            Ok(a) => a,
+            Err(e) => {
+                return self.fail_before_start(
+                    step,
+                    format!("invalid input for `{}`: {e}", step.action.name),
+                );
+            }
+        };
+        let attempts = step.retry.attempts.max(1);
+        for attempt in 1..=attempts {
+            self.append(Event::StepStarted {
+                step: step.id.clone(),
+                action: action_name.clone(),
+                phase: step.phase,
+                attempt,
+                inputs: rendered.clone(),
+            })?;
+            let ctx = StepCtx {
+                run_id: &self.run_id,
+                run_dir: &self.run_dir,
+                base_dir: base_dir(&self.runbook.source.path),
+                step_id: &step.id,
+                target: self.target.as_ref(),
+                resolver: &self.resolver,
+                journal: &self.journal,
+                progress: &self.progress,
+                assume_yes: self.assume_yes,
+            };
+            let run = action.run(&ctx);
+            let timed = async {
+                match step.timeout {
+                    Some(t) => tokio::time::timeout(t, run).await.unwrap_or_else(|_| {
+                        Err(ActionError::transient(format!(
+                            "timed out after {} (the step's `timeout`)",
+                            crate::duration::format(t)
+                        )))
+                    }),
+                    None => run.await,
+                }
+            };
+            let mut stop = interrupt.clone();
+            let result = tokio::select! {
+                r = timed => Some(r),
+                _ = stop.wait_for(|v| *v) => None,
+            };
+            match result {
+                None => {
+                    self.append(Event::StepInterrupted {
+                        step: step.id.clone(),
+                        phase: step.phase,
+                        attempt,
+                    })?;
+                    self.progress.note(&step.id, "interrupted");
+                    return Ok(StepEnd::Interrupted);
+                }
+                Some(Ok(outputs)) => {
+                    self.append(Event::StepSucceeded {
+                        step: step.id.clone(),
+                        phase: step.phase,
+                        attempt,
+                        outputs: outputs.clone(),
+                    })?;
+                    self.scope.set_outputs(&step.id, &outputs);
+                    return Ok(StepEnd::Succeeded);
+                }
+                Some(Err(e)) => {
+                    let will_retry = e.transient && attempt < attempts;
+                    let message = self.journal.redact(&e.message);
+                    self.append(Event::StepFailed {
+                        step: step.id.clone(),
+                        phase: step.phase,
+                        attempt,
+                        error: message.clone(),
+                        transient: e.transient,
+                        will_retry,
+                    })?;
+                    if !will_retry {
+                        self.progress.note(&step.id, &format!("failed: {message}"));
+                        return Ok(StepEnd::Failed);
+                    }
+                    let wait = step
+                        .retry
+                        .backoff
+                        .saturating_mul(1 << (attempt - 1).min(16));
+                    self.progress.note(
+                        &step.id,
+                        &format!(
+                            "attempt {attempt}/{attempts} failed: {message}; retrying in {}",
+                            crate::duration::format(wait)
+                        ),
+                    );
+                    let mut stop = interrupt.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.wait_for(|v| *v) => {
+                            self.append(Event::StepInterrupted { step: step.id.clone(), phase: step.phase, attempt })?;
+                            return Ok(StepEnd::Interrupted);
+                        }
+                    }
+                }
+            }
+        }
+        unreachable!("the last attempt always returns")
+    }
+
+    /// A step that fails before its action runs (a template or an input is wrong).
+    fn fail_before_start(&self, step: &Step, error: String) -> Result<StepEnd, ExecError> {
+        let error = self.journal.redact(&error);
+        self.append(Event::StepStarted {
+            step: step.id.clone(),
+            action: step.action.name.to_string(),
+            phase: step.phase,
+            attempt: 1,
+            inputs: Value::Null,
+        })?;
+        self.append(Event::StepFailed {
+            step: step.id.clone(),
+            phase: step.phase,
+            attempt: 1,
+            error: error.clone(),
+            transient: false,
+            will_retry: false,
+        })?;
+        self.progress.note(&step.id, &format!("failed: {error}"));
+        Ok(StepEnd::Failed)
+    }
+}
+
+/// The folder relative paths of a runbook are taken from.
+pub fn base_dir(runbook_path: &Path) -> &Path {
+    match runbook_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Becomes `true` at the first Ctrl+C or SIGTERM.
+fn interrupt_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminated => {}
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// The outputs of the steps that succeeded in a journal, and the step to resume at.
+pub fn finished_steps(records: &[crate::journal::Record]) -> HashMap<String, Outputs> {
+    let mut done = HashMap::new();
+    for r in records {
+        match &r.event {
+            Event::StepSucceeded {
+                step,
+                outputs,
+                phase: Phase::Steps,
+                ..
+            } => {
+                done.insert(step.clone(), outputs.clone());
+            }
+            Event::StepStarted {
+                step,
+                phase: Phase::Steps,
+                ..
+            } => {
+                done.remove(step);
+            }
+            _ => {}
+        }
+    }
+    done
+}

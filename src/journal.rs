@@ -96,6 +96,7 @@ pub enum Event {
     },
     StepSkipped {
         step: String,
+        action: String,
         phase: Phase,
         reason: String,
     },
@@ -140,8 +141,14 @@ pub enum JournalError {
     #[error("cannot read the journal {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     /// A line other than the last does not parse: the file was edited or damaged.
-    #[error("the journal {path} is damaged at line {line}: {why}; it was not written by an interrupted runbook (only a torn last line is expected)")]
-    Damaged { path: PathBuf, line: usize, why: String },
+    #[error(
+        "the journal {path} is damaged at line {line}: {why}; it was not written by an interrupted runbook (only a torn last line is expected)"
+    )]
+    Damaged {
+        path: PathBuf,
+        line: usize,
+        why: String,
+    },
 }
 
 impl Journal {
@@ -195,7 +202,8 @@ impl Journal {
             event,
         };
         let value = serde_json::to_value(&record).map_err(io::Error::other)?;
-        let mut line = serde_json::to_string(&self.redactor.redact_json(&value)).map_err(io::Error::other)?;
+        let mut line =
+            serde_json::to_string(&self.redactor.redact_json(&value)).map_err(io::Error::other)?;
         line.push('\n');
         inner.file.write_all(line.as_bytes())?;
         inner.file.sync_data()?;
@@ -311,7 +319,10 @@ mod tests {
         drop(j);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, format!("garbage\n{text}")).unwrap();
-        assert!(matches!(read(&path), Err(JournalError::Damaged { line: 1, .. })));
+        assert!(matches!(
+            read(&path),
+            Err(JournalError::Damaged { line: 1, .. })
+        ));
     }
 
     #[test]
@@ -323,6 +334,9 @@ mod tests {
         let j = Journal::open(&path, redactor).unwrap();
         j.note("s", "password is t0ps3cret, url redis://:pw9@h:1");
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(!text.contains("t0ps3cret") && !text.contains("pw9"), "{text}");
+        assert!(
+            !text.contains("t0ps3cret") && !text.contains("pw9"),
+            "{text}"
+        );
     }
 }

@@ -30,4 +30,5 @@ pub mod state;
 pub mod target;
 pub mod template;
 pub mod validate;
+pub mod vars;
 pub mod verify;

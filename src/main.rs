@@ -7,7 +7,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = runbook::cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -17,7 +20,13 @@ fn main() -> ExitCode {
     match runtime.block_on(runbook::cli::dispatch(cli)) {
         Ok(outcome) => ExitCode::from(outcome as u8),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            let message = format!("{err:#}");
+            // Diagnostics of a runbook come rendered, each with its own `error:` line.
+            if message.starts_with("error: ") {
+                eprintln!("{message}");
+            } else {
+                eprintln!("error: {message}");
+            }
             ExitCode::from(runbook::error::exit_status(&err))
         }
     }

@@ -34,7 +34,12 @@ impl Redactor {
     /// `text` with every known secret and every URL password masked.
     pub fn redact(&self, text: &str) -> String {
         let mut out = redact_url(text);
-        for s in self.secrets.read().unwrap_or_else(|e| e.into_inner()).iter() {
+        for s in self
+            .secrets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             if out.contains(s.as_str()) {
                 out = out.replace(s.as_str(), MASK);
             }
@@ -47,7 +52,9 @@ impl Redactor {
         use serde_json::Value;
         match value {
             Value::String(s) => Value::String(self.redact(s)),
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.redact_json(v)).collect()),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| self.redact_json(v)).collect())
+            }
             Value::Object(map) => Value::Object(
                 map.iter()
                     .map(|(k, v)| (self.redact(k), self.redact_json(v)))
@@ -67,8 +74,14 @@ mod tests {
         let r = Redactor::default();
         r.add("hunter2");
         r.add("");
-        assert_eq!(r.redact("pw=hunter2 url=redis://:tok@h:1"), "pw=*** url=redis://:***@h:1");
+        assert_eq!(
+            r.redact("pw=hunter2 url=redis://:tok@h:1"),
+            "pw=*** url=redis://:***@h:1"
+        );
         let v = serde_json::json!({"a": ["x hunter2 y"], "hunter2": 1});
-        assert_eq!(r.redact_json(&v), serde_json::json!({"a": ["x *** y"], "***": 1}));
+        assert_eq!(
+            r.redact_json(&v),
+            serde_json::json!({"a": ["x *** y"], "***": 1})
+        );
     }
 }

@@ -1,1 +1,133 @@
-//! (being built)
+//! The typed runbook: what `validate` produces and everything after it consumes.
+//!
+//! No raw YAML goes past this point. Input values are kept as JSON values whose strings
+//! may be templates; they are rendered, coerced and parsed into an action's typed inputs
+//! when a step is planned or run.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::actions::ActionSpec;
+use crate::diagnostic::Loc;
+use crate::journal::Phase;
+
+/// A validated runbook.
+#[derive(Debug)]
+pub struct Runbook {
+    pub name: String,
+    pub description: Option<String>,
+    pub params: Vec<Param>,
+    pub probe: Option<ProbeSpec>,
+    pub steps: Vec<Step>,
+    pub rollback: Vec<Step>,
+    pub finally: Vec<Step>,
+    pub source: Source,
+}
+
+/// The file a runbook came from.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: PathBuf,
+    pub text: String,
+    /// `sha256:<hex>` of the text: how `resume` notices a changed file.
+    pub digest: String,
+}
+
+/// A declared parameter.
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub name: String,
+    pub default: Option<serde_json::Value>,
+    pub description: Option<String>,
+    pub required: bool,
+    pub secret: bool,
+    pub loc: Loc,
+}
+
+/// What the probe watches during a run.
+#[derive(Debug, Clone)]
+pub struct ProbeSpec {
+    /// Endpoint templates; one is probed once its value is known.
+    pub endpoints: Vec<Value>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub key_prefix: String,
+}
+
+/// A value of the runbook with where it was written.
+#[derive(Debug, Clone)]
+pub struct Value {
+    pub value: serde_json::Value,
+    pub loc: Loc,
+}
+
+/// What a failing step does to the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    Rollback,
+    Continue,
+}
+
+/// Retries of a step's transient failures.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Retry {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// Wait before the second attempt; doubled before each further one.
+    #[serde(with = "crate::duration::serde_text")]
+    pub backoff: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 1,
+            backoff: Duration::ZERO,
+        }
+    }
+}
+
+/// One step.
+#[derive(Debug)]
+pub struct Step {
+    pub id: String,
+    pub action: &'static ActionSpec,
+    /// Input name → value (strings may be templates), with locations.
+    pub with: Vec<(String, Value)>,
+    pub description: Option<String>,
+    pub timeout: Option<Duration>,
+    pub retry: Retry,
+    pub on_failure: OnFailure,
+    /// A condition template; the step is skipped when it renders `false`.
+    pub when: Option<Value>,
+    pub phase: Phase,
+    pub loc: Loc,
+}
+
+impl Step {
+    /// The inputs as one JSON object, still unrendered.
+    pub fn inputs(&self) -> serde_json::Value {
+        serde_json::Value::Object(
+            self.with
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect(),
+        )
+    }
+}
+
+impl Runbook {
+    /// Every step in the order of the file: steps, rollback, finally.
+    pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().chain(&self.rollback).chain(&self.finally)
+    }
+
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.all_steps().find(|s| s.id == id)
+    }
+
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        self.params.iter().find(|p| p.name == name)
+    }
+}

@@ -1,1 +1,331 @@
-//! (being built)
+//! The state directory: one folder per run, and what a run's journal says about it.
+//!
+//! `<state-dir>/runs/<run-id>/` holds `runbook.yaml` (the runbook as it was), `run.json`
+//! (who, what, which parameters — secrets masked), `journal.jsonl`, `lock`, the probe's
+//! data and the reports. Status is never stored twice: it is read back from the journal.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::journal::{self, Event, JournalError, Phase, Record, RunStatus};
+use crate::lock::RunLock;
+
+/// Facts about a run fixed when it starts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunMeta {
+    pub id: String,
+    /// The runbook's `name`.
+    pub runbook: String,
+    /// The runbook file as given (absolute).
+    pub file: PathBuf,
+    pub digest: String,
+    pub target: crate::target::TargetKind,
+    pub started_at: DateTime<Utc>,
+    /// Parameter values, secrets masked.
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Names of secret params that had a value (they must be given again on resume).
+    pub secrets_given: Vec<String>,
+}
+
+/// Why a run could not be found or read.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("no run `{id}` in {dir}{hint}")]
+    NoSuchRun {
+        id: String,
+        dir: PathBuf,
+        hint: String,
+    },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a run's metadata: {source}")]
+    BadMeta {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// The state directory.
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: &Path) -> StateDir {
+        StateDir {
+            root: root.to_path_buf(),
+        }
+    }
+
+    fn runs(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    /// Makes a new run folder; the id reads `20261122-0312-online-migration-7f3a`.
+    pub fn create_run(
+        &self,
+        runbook: &str,
+        now: DateTime<Utc>,
+    ) -> std::io::Result<(String, PathBuf)> {
+        std::fs::create_dir_all(self.runs())?;
+        let slug: String = runbook
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let slug = slug.trim_matches('-');
+        loop {
+            let suffix = format!("{:04x}", rand_u16());
+            let id = format!(
+                "{}-{}-{suffix}",
+                now.format("%Y%m%d-%H%M"),
+                if slug.is_empty() { "run" } else { slug }
+            );
+            let dir = self.runs().join(&id);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return Ok((id, dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The folder of run `id`, or an error that lists near ids.
+    pub fn run_dir(&self, id: &str) -> Result<PathBuf, StateError> {
+        let dir = self.runs().join(id);
+        if !id.is_empty() && !id.contains('/') && dir.join("run.json").is_file() {
+            return Ok(dir);
+        }
+        let ids = self.run_ids();
+        let hint = match crate::diagnostic::suggest(id, ids.iter().map(String::as_str)) {
+            Some(near) => format!("; did you mean `{near}`?"),
+            None if ids.is_empty() => "; there are no runs there (is --state-dir right?)".into(),
+            None => "; `runbook runs` lists the runs".into(),
+        };
+        Err(StateError::NoSuchRun {
+            id: id.to_string(),
+            dir: self.root.clone(),
+            hint,
+        })
+    }
+
+    /// Every run id, oldest first.
+    pub fn run_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.runs())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("run.json").is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+fn rand_u16() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() as u16
+}
+
+/// Reads `run.json` of a run folder.
+pub fn read_meta(run_dir: &Path) -> Result<RunMeta, StateError> {
+    let path = run_dir.join("run.json");
+    let text = std::fs::read_to_string(&path).map_err(|source| StateError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| StateError::BadMeta { path, source })
+}
+
+/// Writes `run.json` atomically.
+pub fn write_meta(run_dir: &Path, meta: &RunMeta) -> std::io::Result<()> {
+    let tmp = run_dir.join("run.json.tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(tmp, run_dir.join("run.json"))
+}
+
+/// A step as the journal tells it.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepSummary {
+    pub id: String,
+    pub action: String,
+    pub phase: Phase,
+    /// `running`, `succeeded`, `failed`, `skipped`, `interrupted`.
+    pub status: String,
+    pub attempts: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub outputs: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A run as the journal tells it.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub runbook: String,
+    pub target: crate::target::TargetKind,
+    pub status: RunStatus,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub steps: Vec<StepSummary>,
+}
+
+/// Reads a run's metadata and journal; a run whose journal says `running` but whose lock
+/// nobody holds was killed: it is `interrupted`.
+pub fn summarize(run_dir: &Path) -> Result<RunSummary, StateError> {
+    let meta = read_meta(run_dir)?;
+    let records = journal::read(&run_dir.join("journal.jsonl"))?;
+    let (mut status, finished_at, steps) = replay(&records);
+    let mut steps = steps;
+    if status == RunStatus::Running && !RunLock::is_held(run_dir) {
+        status = RunStatus::Interrupted;
+        for s in steps.iter_mut().filter(|s| s.status == "running") {
+            s.status = "interrupted".into();
+        }
+    }
+    Ok(RunSummary {
+        id: meta.id,
+        runbook: meta.runbook,
+        target: meta.target,
+        status,
+        started_at: meta.started_at,
+        finished_at,
+        steps,
+    })
+}
+
+/// The run status, end time and per-step summaries a journal describes.
+pub fn replay(records: &[Record]) -> (RunStatus, Option<DateTime<Utc>>, Vec<StepSummary>) {
+    let mut status = RunStatus::Running;
+    let mut finished_at = None;
+    let mut order: Vec<String> = Vec::new();
+    let mut steps: BTreeMap<String, StepSummary> = BTreeMap::new();
+    for r in records {
+        match &r.event {
+            Event::RunStarted { .. } | Event::RunResumed { .. } => {
+                status = RunStatus::Running;
+                finished_at = None;
+            }
+            Event::RunFinished { status: s } => {
+                status = *s;
+                finished_at = Some(r.ts);
+            }
+            Event::StepStarted {
+                step,
+                action,
+                phase,
+                attempt,
+                ..
+            } => {
+                if !steps.contains_key(step) {
+                    order.push(step.clone());
+                }
+                let s = steps.entry(step.clone()).or_insert_with(|| StepSummary {
+                    id: step.clone(),
+                    action: action.clone(),
+                    phase: *phase,
+                    status: String::new(),
+                    attempts: 0,
+                    started_at: None,
+                    finished_at: None,
+                    error: None,
+                    outputs: Default::default(),
+                });
+                if *attempt == 1 || s.started_at.is_none() {
+                    s.started_at = Some(r.ts);
+                }
+                s.attempts += 1;
+                s.status = "running".into();
+                s.finished_at = None;
+                s.error = None;
+            }
+            Event::StepSucceeded { step, outputs, .. } => {
+                if let Some(s) = steps.get_mut(step) {
+                    s.status = "succeeded".into();
+                    s.finished_at = Some(r.ts);
+                    s.outputs = outputs.clone();
+                }
+            }
+            Event::StepFailed {
+                step,
+                error,
+                will_retry,
+                ..
+            } => {
+                if let Some(s) = steps.get_mut(step) {
+                    s.error = Some(error.clone());
+                    if !will_retry {
+                        s.status = "failed".into();
+                        s.finished_at = Some(r.ts);
+                    }
+                }
+            }
+            Event::StepInterrupted { step, .. } => {
+                if let Some(s) = steps.get_mut(step) {
+                    s.status = "interrupted".into();
+                    s.finished_at = Some(r.ts);
+                }
+            }
+            Event::StepSkipped {
+                step,
+                action,
+                phase,
+                reason,
+            } => {
+                if !steps.contains_key(step) {
+                    order.push(step.clone());
+                }
+                let s = steps.entry(step.clone()).or_insert_with(|| StepSummary {
+                    id: step.clone(),
+                    action: action.clone(),
+                    phase: *phase,
+                    status: String::new(),
+                    attempts: 0,
+                    started_at: Some(r.ts),
+                    finished_at: None,
+                    error: None,
+                    outputs: Default::default(),
+                });
+                s.status = "skipped".into();
+                s.finished_at = Some(r.ts);
+                s.error = Some(reason.clone());
+            }
+            Event::StepNote { .. }
+            | Event::StepResource { .. }
+            | Event::RollbackStarted { .. }
+            | Event::FinallyStarted => {}
+        }
+    }
+    let steps = order
+        .into_iter()
+        .filter_map(|id| steps.remove(&id))
+        .collect();
+    (status, finished_at, steps)
+}

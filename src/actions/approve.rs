@@ -11,6 +11,7 @@ pub const SPEC: ActionSpec = ActionSpec {
     name: "approve",
     summary: "Ask a person to approve; `--yes` approves; without a terminal it fails closed.",
     outputs: &["approved_by"],
+    effect: Effect::Observes,
     build: super::build::<Approve>,
     schema: super::schema::<Approve>,
 };
@@ -60,7 +61,10 @@ impl Action for Approve {
             out.insert("approved_by".into(), "terminal".into());
             Ok(out)
         } else {
-            Err(ActionError::fatal(format!("not approved: {}", self.message)))
+            Err(ActionError::fatal(format!(
+                "not approved: {}",
+                self.message
+            )))
         }
     }
 }

@@ -9,6 +9,7 @@ pub const SPEC: ActionSpec = ActionSpec {
     name: "assert",
     summary: "Fail the step unless a condition is true.",
     outputs: &[],
+    effect: Effect::Observes,
     build: super::build::<Assert>,
     schema: super::schema::<Assert>,
 };
@@ -31,7 +32,12 @@ impl Action for Assert {
     }
 
     fn plan(&self, _ctx: &PlanCtx<'_>) -> Vec<Operation> {
-        vec![Operation::new("check", self.message.clone().unwrap_or_else(|| "assert condition".into()))]
+        vec![Operation::new(
+            "check",
+            self.message
+                .clone()
+                .unwrap_or_else(|| "assert condition".into()),
+        )]
     }
 
     async fn run(&self, _ctx: &StepCtx<'_>) -> Result<Outputs, ActionError> {
@@ -39,7 +45,9 @@ impl Action for Assert {
             Ok(Outputs::new())
         } else {
             Err(ActionError::fatal(
-                self.message.clone().unwrap_or_else(|| "the assertion is false".into()),
+                self.message
+                    .clone()
+                    .unwrap_or_else(|| "the assertion is false".into()),
             ))
         }
     }

@@ -12,6 +12,7 @@ pub const SPEC: ActionSpec = ActionSpec {
     name: "exec",
     summary: "Run a command with `sh -c`; its standard output becomes the output `stdout`.",
     outputs: &["stdout", "exit_status"],
+    effect: Effect::Changes,
     build: super::build::<Exec>,
     schema: super::schema::<Exec>,
 };

@@ -15,6 +15,7 @@ pub const SPEC: ActionSpec = ActionSpec {
     name: "metrics.capture",
     summary: "Capture the replication group's metrics (CloudWatch on aws) for every earlier step.",
     outputs: &["group", "metrics", "windows"],
+    effect: Effect::Observes,
     build: super::build::<CaptureMetrics>,
     schema: super::schema::<CaptureMetrics>,
 };

@@ -162,8 +162,17 @@ pub struct ActionSpec {
     pub summary: &'static str,
     /// The names of the outputs the action produces, for `plan` and references.
     pub outputs: &'static [&'static str],
+    /// The effect `plan` shows when the inputs depend on outputs not known yet
+    /// (the most the action can do).
+    pub effect: Effect,
     pub build: fn(serde_json::Value) -> Result<Box<dyn Action>, serde_json::Error>,
     pub schema: fn() -> schemars::Schema,
+}
+
+impl std::fmt::Debug for ActionSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ActionSpec({})", self.name)
+    }
 }
 
 /// Builds an action from its inputs; `T`'s serde attributes reject unknown fields.

@@ -11,6 +11,7 @@ pub const SPEC: ActionSpec = ActionSpec {
     name: "sleep",
     summary: "Wait for a duration.",
     outputs: &[],
+    effect: Effect::Observes,
     build: super::build::<Sleep>,
     schema: super::schema::<Sleep>,
 };
@@ -31,7 +32,10 @@ impl Action for Sleep {
     }
 
     fn plan(&self, _ctx: &PlanCtx<'_>) -> Vec<Operation> {
-        vec![Operation::new("wait", format!("sleep {}", crate::duration::format(self.duration)))]
+        vec![Operation::new(
+            "wait",
+            format!("sleep {}", crate::duration::format(self.duration)),
+        )]
     }
 
     async fn run(&self, _ctx: &StepCtx<'_>) -> Result<Outputs, ActionError> {

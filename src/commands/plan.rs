@@ -1,11 +1,49 @@
-//! `runbook plan`.
+//! `runbook plan FILE`: validate, render and print every step. Changes nothing.
+
+use std::path::PathBuf;
 
 use crate::cli::Global;
-use crate::error::Outcome;
+use crate::error::{Outcome, invalid};
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Md,
+    Json,
+}
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The runbook file.
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
 
-pub async fn run(_global: &Global, _args: Args) -> anyhow::Result<Outcome> {
-    anyhow::bail!("`runbook plan` is not built yet")
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
+    let rb = super::run::load_runbook(&args.file)?;
+    let params = crate::vars::resolve(&rb, &global.vars, global.vars_file.as_deref(), None, &[])?;
+    crate::endpoint::Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
+    let target = crate::target::for_plan(global.target);
+    let plan = crate::plan::build(
+        &rb,
+        &params.values,
+        &params.redacted(&rb),
+        target.as_ref(),
+        &params.redactor,
+    )
+    .map_err(|diags| {
+        invalid(crate::diagnostic::render(
+            &rb.source.path,
+            &rb.source.text,
+            &diags,
+        ))
+    })?;
+    let text = match args.format {
+        Format::Text => plan.to_text(),
+        Format::Md => plan.to_markdown(),
+        Format::Json => serde_json::to_string_pretty(&plan)?,
+    };
+    println!("{}", params.redactor.redact(text.trim_end()));
+    Ok(Outcome::Success)
 }

@@ -1,11 +1,116 @@
-//! `runbook resume`.
+//! `runbook resume RUN_ID`: continue a failed or interrupted run at the step that did not finish.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
 
 use crate::cli::Global;
-use crate::error::Outcome;
+use crate::endpoint::Resolver;
+use crate::error::{Outcome, invalid};
+use crate::executor::finished_steps;
+use crate::journal::{self, Event, Journal, RunStatus};
+use crate::load::{LoadFailure, load_text};
+use crate::lock::RunLock;
+use crate::state::{self, StateDir};
+use crate::vars;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The run to continue (`runbook runs` lists them).
+    pub run_id: String,
+    /// Run again from this step on, even if it and later steps succeeded.
+    #[arg(long, value_name = "STEP")]
+    pub from: Option<String>,
+    /// Resume even though the runbook file changed since the run started.
+    #[arg(long)]
+    pub allow_changed: bool,
+    /// Approve every `approve` step without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
 
-pub async fn run(_global: &Global, _args: Args) -> anyhow::Result<Outcome> {
-    anyhow::bail!("`runbook resume` is not built yet")
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
+    let state = StateDir::new(&global.state_dir);
+    let dir = state
+        .run_dir(&args.run_id)
+        .map_err(|e| invalid(e.to_string()))?;
+    let meta = state::read_meta(&dir)?;
+    let lock = RunLock::acquire(&dir, &meta.id)?;
+    let journal_path = dir.join("journal.jsonl");
+    let records = journal::read(&journal_path)?;
+    let (status, _, _) = state::replay(&records);
+    if status == RunStatus::Succeeded && args.from.is_none() {
+        eprintln!(
+            "run {} already succeeded: nothing to resume (use --from STEP to run steps again)",
+            meta.id
+        );
+        return Ok(Outcome::Success);
+    }
+    // The runbook as it is now, if it still exists; else the copy kept with the run.
+    let (text, path) = match std::fs::read_to_string(&meta.file) {
+        Ok(text) => (text, meta.file.clone()),
+        Err(_) => (
+            std::fs::read_to_string(dir.join("runbook.yaml"))
+                .context("the run's copy of the runbook is missing")?,
+            meta.file.clone(),
+        ),
+    };
+    let digest = crate::load::digest(&text);
+    if digest != meta.digest && !args.allow_changed {
+        return Err(invalid(format!(
+            "the runbook {} changed since run {} started (digest {} then, {} now); \
+             resuming could run steps the run never planned. Undo the change, or pass --allow-changed to resume with the new file",
+            path.display(),
+            meta.id,
+            short(&meta.digest),
+            short(&digest)
+        )));
+    }
+    let rb = load_text(&path, text).map_err(|e| match e {
+        LoadFailure::Invalid(t) => invalid(t),
+        other => invalid(other.to_string()),
+    })?;
+    let params = vars::resolve(
+        &rb,
+        &global.vars,
+        global.vars_file.as_deref(),
+        Some(&meta.params),
+        &meta.secrets_given,
+    )?;
+    let resolver = Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
+    let mut done = finished_steps(&records);
+    if let Some(from) = &args.from {
+        let Some(pos) = rb.steps.iter().position(|s| &s.id == from) else {
+            let ids: Vec<&str> = rb.steps.iter().map(|s| s.id.as_str()).collect();
+            let hint = match crate::diagnostic::suggest(from, ids.iter().copied()) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => format!("its steps: {}", ids.join(", ")),
+            };
+            return Err(invalid(format!(
+                "--from: runbook `{}` has no step `{from}`; {hint}",
+                rb.name
+            )));
+        };
+        for s in &rb.steps[pos..] {
+            done.remove(&s.id);
+        }
+    }
+    let journal = Arc::new(Journal::open(&journal_path, params.redactor.clone())?);
+    journal
+        .append(Event::RunResumed {
+            from: args.from.clone(),
+            digest,
+            allow_changed: args.allow_changed,
+        })
+        .context("cannot write the journal")?;
+    println!("{}", meta.id);
+    super::run::drive(
+        global, &rb, &meta, &dir, journal, params, resolver, &done, args.yes, lock,
+    )
+    .await
+}
+
+fn short(digest: &str) -> &str {
+    let hex = digest.trim_start_matches("sha256:");
+    &hex[..hex.len().min(12)]
 }

@@ -1,11 +1,200 @@
-//! `runbook run`.
+//! `runbook run FILE`: start a run, and what `resume` shares with it.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chrono::Utc;
+
+use crate::actions::Outputs;
 use crate::cli::Global;
-use crate::error::Outcome;
+use crate::endpoint::Resolver;
+use crate::error::{Outcome, invalid};
+use crate::executor::Executor;
+use crate::journal::{Event, Journal, RunStatus};
+use crate::load::{LoadFailure, load};
+use crate::lock::RunLock;
+use crate::progress::Progress;
+use crate::runbook::Runbook;
+use crate::state::{self, RunMeta, StateDir};
+use crate::target::{self, TargetOptions};
+use crate::template::Scope;
+use crate::vars::{self, Params};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The runbook file.
+    pub file: PathBuf,
+    /// Approve every `approve` step without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
 
-pub async fn run(_global: &Global, _args: Args) -> anyhow::Result<Outcome> {
-    anyhow::bail!("`runbook run` is not built yet")
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
+    let rb = load_runbook(&args.file)?;
+    let params = vars::resolve(&rb, &global.vars, global.vars_file.as_deref(), None, &[])?;
+    let resolver = Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
+    let state = StateDir::new(&global.state_dir);
+    let started_at = Utc::now();
+    let (id, dir) = state.create_run(&rb.name, started_at).with_context(|| {
+        format!(
+            "cannot create a run folder in {}",
+            global.state_dir.display()
+        )
+    })?;
+    std::fs::write(dir.join("runbook.yaml"), &rb.source.text)
+        .context("cannot keep a copy of the runbook")?;
+    let meta = RunMeta {
+        id: id.clone(),
+        runbook: rb.name.clone(),
+        file: std::path::absolute(&args.file).unwrap_or_else(|_| args.file.clone()),
+        digest: rb.source.digest.clone(),
+        target: global.target,
+        started_at,
+        params: params.redacted(&rb),
+        secrets_given: params.secrets_given(&rb),
+    };
+    state::write_meta(&dir, &meta).context("cannot write run.json")?;
+    let lock = RunLock::acquire(&dir, &id)?;
+    let journal = Arc::new(Journal::open(
+        &dir.join("journal.jsonl"),
+        params.redactor.clone(),
+    )?);
+    journal
+        .append(Event::RunStarted {
+            run_id: id.clone(),
+            runbook: rb.name.clone(),
+            file: meta.file.display().to_string(),
+            digest: meta.digest.clone(),
+            target: global.target.to_string(),
+            params: meta.params.clone(),
+        })
+        .context("cannot write the journal")?;
+    println!("{id}");
+    drive(
+        global,
+        &rb,
+        &meta,
+        &dir,
+        journal,
+        params,
+        resolver,
+        &HashMap::new(),
+        args.yes,
+        lock,
+    )
+    .await
+}
+
+/// Loads a runbook; a missing file or a wrong one is invalid input (exit 2).
+pub fn load_runbook(path: &Path) -> anyhow::Result<Runbook> {
+    load(path).map_err(|e| match e {
+        LoadFailure::Invalid(text) => invalid(text),
+        LoadFailure::Read { .. } => invalid(e.to_string()),
+    })
+}
+
+/// Runs (or resumes) a run whose journal is open, then writes its reports and says how it ended.
+#[allow(clippy::too_many_arguments)]
+pub async fn drive(
+    global: &Global,
+    rb: &Runbook,
+    meta: &RunMeta,
+    dir: &Path,
+    journal: Arc<Journal>,
+    params: Params,
+    resolver: Resolver,
+    done: &HashMap<String, Outputs>,
+    assume_yes: bool,
+    _lock: RunLock,
+) -> anyhow::Result<Outcome> {
+    let opts = TargetOptions {
+        profile: global.profile.clone(),
+        region: global.region.clone(),
+        endpoint_url: global.endpoint_url.clone(),
+    };
+    let target = target::open(meta.target, &opts).await?;
+    let mut scope = Scope {
+        params: params.values,
+        ..Scope::default()
+    };
+    scope.run.insert("id".into(), meta.id.clone().into());
+    scope
+        .run
+        .insert("target".into(), meta.target.to_string().into());
+    scope
+        .run
+        .insert("started_at".into(), meta.started_at.to_rfc3339().into());
+    scope
+        .run
+        .insert("dir".into(), dir.display().to_string().into());
+    let mut executor = Executor {
+        runbook: rb,
+        run_id: meta.id.clone(),
+        run_dir: dir.to_path_buf(),
+        journal: journal.clone(),
+        target,
+        resolver,
+        progress: Progress::new(),
+        assume_yes,
+        scope,
+    };
+    let status = executor.execute(done).await?;
+    executor.progress.finish();
+    match crate::report::write_run_reports(dir) {
+        Ok(paths) => {
+            for p in paths {
+                eprintln!("report: {}", p.display());
+            }
+        }
+        Err(e) => eprintln!("warning: the report could not be written: {e:#}"),
+    }
+    let state_flag = if global.state_dir == Path::new(".runbook") {
+        String::new()
+    } else {
+        format!(" --state-dir {}", global.state_dir.display())
+    };
+    let summary = state::summarize(dir)?;
+    let stopped_at = summary
+        .steps
+        .iter()
+        .rev()
+        .find(|s| {
+            s.phase == crate::journal::Phase::Steps
+                && matches!(s.status.as_str(), "failed" | "interrupted")
+        })
+        .map(|s| {
+            format!(
+                " at step `{}`: {}",
+                s.id,
+                s.error.clone().unwrap_or_else(|| s.status.clone())
+            )
+        })
+        .unwrap_or_default();
+    match status {
+        RunStatus::Succeeded => {
+            eprintln!("run {} succeeded", meta.id);
+            Ok(Outcome::Success)
+        }
+        RunStatus::Interrupted => {
+            eprintln!(
+                "run {} was interrupted{stopped_at}\ncontinue with: runbook resume {}{state_flag}",
+                meta.id, meta.id
+            );
+            Ok(Outcome::Failed)
+        }
+        other => {
+            let rolled = if other == RunStatus::RolledBack {
+                " (rolled back)"
+            } else {
+                ""
+            };
+            eprintln!(
+                "run {} failed{stopped_at}{rolled}\nfix the cause, then: runbook resume {}{state_flag}",
+                meta.id, meta.id
+            );
+            Ok(Outcome::Failed)
+        }
+    }
 }

@@ -1,11 +1,66 @@
-//! `runbook runs`.
+//! `runbook runs`: every run in the state dir, oldest first.
 
 use crate::cli::Global;
 use crate::error::Outcome;
+use crate::state::{self, StateDir};
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
 
-pub async fn run(_global: &Global, _args: Args) -> anyhow::Result<Outcome> {
-    anyhow::bail!("`runbook runs` is not built yet")
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
+    let state = StateDir::new(&global.state_dir);
+    let mut runs = Vec::new();
+    for id in state.run_ids() {
+        let dir = state.run_dir(&id)?;
+        match state::summarize(&dir) {
+            Ok(mut s) => {
+                s.steps.clear();
+                runs.push(s);
+            }
+            Err(e) => eprintln!("warning: run {id}: {e}"),
+        }
+    }
+    runs.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
+    match args.format {
+        Format::Json => {
+            let list: Vec<serde_json::Value> = runs
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "id": r.id, "runbook": r.runbook, "status": r.status, "target": r.target,
+                        "started_at": r.started_at, "finished_at": r.finished_at,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&list)?);
+        }
+        Format::Text if runs.is_empty() => eprintln!("no runs in {}", global.state_dir.display()),
+        Format::Text => {
+            println!(
+                "{:<44} {:<12} {:<6} {:<25} RUNBOOK",
+                "ID", "STATUS", "TARGET", "STARTED"
+            );
+            for r in &runs {
+                println!(
+                    "{:<44} {:<12} {:<6} {:<25} {}",
+                    r.id,
+                    r.status.to_string(),
+                    r.target.to_string(),
+                    r.started_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    r.runbook
+                );
+            }
+        }
+    }
+    Ok(Outcome::Success)
 }

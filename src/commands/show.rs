@@ -1,11 +1,64 @@
-//! `runbook show`.
+//! `runbook show RUN_ID`: one run's status, step by step.
 
 use crate::cli::Global;
-use crate::error::Outcome;
+use crate::error::{Outcome, invalid};
+use crate::state::{self, StateDir};
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The run (`runbook runs` lists them).
+    pub run_id: String,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
 
-pub async fn run(_global: &Global, _args: Args) -> anyhow::Result<Outcome> {
-    anyhow::bail!("`runbook show` is not built yet")
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
+    let dir = StateDir::new(&global.state_dir)
+        .run_dir(&args.run_id)
+        .map_err(|e| invalid(e.to_string()))?;
+    let summary = state::summarize(&dir)?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        Format::Text => {
+            println!(
+                "run {}  ({} on {})",
+                summary.id, summary.runbook, summary.target
+            );
+            println!("status: {}", summary.status);
+            println!(
+                "started: {}",
+                summary
+                    .started_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+            if let Some(f) = summary.finished_at {
+                println!(
+                    "finished: {}",
+                    f.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+            }
+            println!(
+                "\n{:<24} {:<22} {:<12} {:>8}  ERROR",
+                "STEP", "ACTION", "STATUS", "ATTEMPTS"
+            );
+            for s in &summary.steps {
+                println!(
+                    "{:<24} {:<22} {:<12} {:>8}  {}",
+                    s.id,
+                    s.action,
+                    s.status,
+                    s.attempts,
+                    s.error.as_deref().unwrap_or("")
+                );
+            }
+            println!("\nfolder: {}", dir.display());
+        }
+    }
+    Ok(Outcome::Success)
 }

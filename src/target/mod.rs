@@ -49,11 +49,20 @@ pub enum ControlOp {
     DescribeGroup { group: String },
     /// The target-side prerequisites of an online migration (status, Multi-AZ,
     /// in-transit encryption off, shard count, network reachability of the source).
-    CheckMigrationTarget { group: String, sources: Vec<Endpoint> },
+    CheckMigrationTarget {
+        group: String,
+        sources: Vec<Endpoint>,
+    },
     /// elasticache:TestMigration.
-    TestMigration { group: String, sources: Vec<Endpoint> },
+    TestMigration {
+        group: String,
+        sources: Vec<Endpoint>,
+    },
     /// elasticache:StartMigration, then wait until the group replicates and has caught up.
-    StartMigration { group: String, sources: Vec<Endpoint> },
+    StartMigration {
+        group: String,
+        sources: Vec<Endpoint>,
+    },
     /// elasticache:CompleteMigration (`force` stops without ensuring sync).
     CompleteMigration { group: String, force: bool },
     /// elasticache:ModifyReplicationGroup with a new engine and/or version; waits for `available`.
@@ -117,3 +126,38 @@ pub trait Target: Send + Sync {
 
 pub mod aws;
 pub mod local;
+
+/// How to reach the control plane, from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct TargetOptions {
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+/// The control plane a run drives.
+pub async fn open(kind: TargetKind, opts: &TargetOptions) -> anyhow::Result<Box<dyn Target>> {
+    Ok(match kind {
+        TargetKind::Local => Box::new(local::Local),
+        TargetKind::Aws => {
+            let aws_opts = aws::AwsOptions {
+                profile: opts.profile.clone(),
+                region: opts.region.clone(),
+                endpoint_url: opts.endpoint_url.clone(),
+            };
+            Box::new(
+                aws::Aws::new(&aws_opts)
+                    .await
+                    .map_err(|e| crate::error::invalid(e.to_string()))?,
+            )
+        }
+    })
+}
+
+/// A target that can only explain ops: `plan` makes no call and starts nothing.
+pub fn for_plan(kind: TargetKind) -> Box<dyn Target> {
+    match kind {
+        TargetKind::Local => Box::new(local::Local),
+        TargetKind::Aws => Box::new(aws::Aws::for_plan()),
+    }
+}

@@ -1,6 +1,7 @@
 //! The integration tests, compiled into one binary (one link instead of one per file).
 //! They run the real `runbook` binary against real servers on free loopback ports.
 
+mod engine;
 mod support;
 
 mod aws_elasticache;

@@ -68,12 +68,20 @@ impl Server {
                 return server;
             }
         }
-        panic!("could not start {engine:?}: see {}", server.dir.path().display());
+        panic!(
+            "could not start {engine:?}: see {}",
+            server.dir.path().display()
+        );
     }
 
     /// Starts the process again on the same port and data (after `stop`).
     pub fn restart(&mut self) {
-        assert!(self.spawn(), "{:?} did not come back on port {}", self.engine, self.port);
+        assert!(
+            self.spawn(),
+            "{:?} did not come back on port {}",
+            self.engine,
+            self.port
+        );
     }
 
     fn spawn(&mut self) -> bool {
@@ -87,7 +95,12 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e} (run scripts/setup)", self.engine.binary()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {}: {e} (run scripts/setup)",
+                    self.engine.binary()
+                )
+            });
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -195,7 +208,11 @@ impl Cmd {
     }
 
     pub fn run(mut self) -> Ran {
-        let Output { status, stdout, stderr } = self.command.output().expect("run runbook");
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = self.command.output().expect("run runbook");
         Ran {
             status: status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&stdout).into_owned(),

@@ -66,6 +66,15 @@ impl Aws {
         }
     }
 
+    /// A target for `plan`: it explains ops and never calls AWS, so it needs no
+    /// credentials, region or network (its clients are never used).
+    pub fn for_plan() -> Aws {
+        let config = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        Aws::from_clients(Clients::from_config(&config))
+    }
+
     /// Other polling intervals and deadline for every wait.
     pub fn with_wait(mut self, wait: WaitSettings) -> Aws {
         self.wait = wait;
