@@ -4,6 +4,7 @@
 mod engine;
 mod support;
 
+mod aws_cli;
 mod aws_elasticache;
 mod aws_metrics;
 mod aws_mocks;
