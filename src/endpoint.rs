@@ -220,6 +220,8 @@ impl Resolver {
         addr.into_connection_info()
             .expect("a connection address is always valid connection info")
             .set_redis_settings(redis)
+            // Without TCP_NODELAY a pipelined request waits for a delayed ACK (~40 ms).
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true))
     }
 
     /// Opens one multiplexed connection with connect and response timeouts.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = runbook::cli::Cli::parse();
+    let cli = runbook::cli::Cli::parse_from(runbook::commands::verify::argv(std::env::args_os()));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,1 +1,457 @@
-//! (being built)
+//! Deterministic test data, so a rehearsal has something realistic to replicate, verify and
+//! lose.
+//!
+//! Key `i`'s name, type, value and TTL are a pure function of the prefix, `i` and the
+//! options: seeding again with the same options writes the same data, and a check can tell
+//! what should be there. Keys are named `{prefix}{type}:{n:012}` where `n` counts the keys
+//! of that type, so `redis-benchmark -r` can address the same keys (`__rand_int__` is a
+//! zero-padded 12-digit number). Writes are pipelined over several multiplexed connections.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::endpoint::{Endpoint, Resolver};
+
+/// The value types seeding can write.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DataType {
+    String,
+    Hash,
+    List,
+    Set,
+    Zset,
+    Stream,
+}
+
+impl DataType {
+    /// The name `TYPE` answers with.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataType::String => "string",
+            DataType::Hash => "hash",
+            DataType::List => "list",
+            DataType::Set => "set",
+            DataType::Zset => "zset",
+            DataType::Stream => "stream",
+        }
+    }
+
+    /// The default mix: every common type except streams.
+    pub const COMMON: [DataType; 5] = [
+        DataType::String,
+        DataType::Hash,
+        DataType::List,
+        DataType::Set,
+        DataType::Zset,
+    ];
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DataType {
+    type Err = SeedError;
+
+    fn from_str(s: &str) -> Result<DataType, SeedError> {
+        [
+            DataType::String,
+            DataType::Hash,
+            DataType::List,
+            DataType::Set,
+            DataType::Zset,
+            DataType::Stream,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s.to_ascii_lowercase())
+        .ok_or_else(|| {
+            SeedError::Options(format!(
+                "unknown type `{s}` (expected string, hash, list, set, zset or stream)"
+            ))
+        })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DataType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<DataType, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What to write.
+#[derive(Clone, Debug)]
+pub struct SeedOptions {
+    /// How many keys.
+    pub keys: u64,
+    /// Prepended to every key name.
+    pub prefix: String,
+    /// Bytes of a string value, of a hash field's value and of a list item.
+    pub value_size: usize,
+    /// Elements (fields, items, members, entries) of each collection.
+    pub elements: usize,
+    /// The share of keys (0 to 1) that get a TTL.
+    pub ttl_share: f64,
+    /// The shortest TTL; TTLs spread over `ttl` to `2 × ttl`.
+    pub ttl: Duration,
+    /// The types, assigned to keys in turn.
+    pub types: Vec<DataType>,
+    /// Connections to write over.
+    pub connections: usize,
+    /// Keys per pipeline.
+    pub pipeline: usize,
+    /// Connect and response timeout.
+    pub timeout: Duration,
+}
+
+impl Default for SeedOptions {
+    fn default() -> Self {
+        SeedOptions {
+            keys: 10_000,
+            prefix: "seed:".into(),
+            value_size: 32,
+            elements: 8,
+            ttl_share: 0.1,
+            ttl: Duration::from_secs(3600),
+            types: DataType::COMMON.to_vec(),
+            connections: 4,
+            pipeline: 256,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl SeedOptions {
+    /// Rejects options that cannot work, saying which and why.
+    pub fn validate(&self) -> Result<(), SeedError> {
+        let bad = |m: &str| Err(SeedError::Options(m.to_string()));
+        if !(0.0..=1.0).contains(&self.ttl_share) {
+            return bad("the TTL share must be between 0 and 1, e.g. 0.1 for one key in ten");
+        }
+        if self.types.is_empty() {
+            return bad("name at least one type");
+        }
+        if self.connections == 0 || self.pipeline == 0 {
+            return bad("connections and pipeline must be at least 1");
+        }
+        if self.elements == 0 {
+            return bad("collections need at least 1 element");
+        }
+        if self.ttl_share > 0.0 && self.ttl < Duration::from_millis(1) {
+            return bad("the TTL must be at least 1ms");
+        }
+        Ok(())
+    }
+
+    /// Key `i`'s type.
+    pub fn type_of(&self, i: u64) -> DataType {
+        self.types[(i % self.types.len() as u64) as usize]
+    }
+
+    /// Key `i`'s name.
+    pub fn key(&self, i: u64) -> String {
+        let n = i / self.types.len() as u64;
+        format!("{}{}:{n:012}", self.prefix, self.type_of(i))
+    }
+
+    /// Key `i`'s TTL in milliseconds, if it has one.
+    pub fn ttl_ms(&self, i: u64) -> Option<u64> {
+        let roll = mix(self.salt(), i, u64::MAX);
+        let has = (roll % 1_000_000) as f64 / 1_000_000.0 < self.ttl_share;
+        let base = self.ttl.as_millis() as u64;
+        has.then(|| base + (roll >> 20) % base.max(1))
+    }
+
+    fn salt(&self) -> u64 {
+        self.prefix.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        })
+    }
+
+    /// Deterministic printable bytes for key `i`, element `e`.
+    fn bytes(&self, i: u64, e: u64, len: usize) -> Vec<u8> {
+        const ALPHABET: &[u8; 64] =
+            b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_";
+        let mut out = Vec::with_capacity(len);
+        let mut state = mix(self.salt(), i, e);
+        while out.len() < len {
+            for b in state.to_le_bytes() {
+                if out.len() == len {
+                    break;
+                }
+                out.push(ALPHABET[(b & 63) as usize]);
+            }
+            state = splitmix(state);
+        }
+        out
+    }
+
+    /// Appends key `i`'s writes to `pipe`.
+    fn write(&self, pipe: &mut redis::Pipeline, i: u64) -> DataType {
+        let key = self.key(i);
+        let kind = self.type_of(i);
+        let n = self.elements as u64;
+        if kind != DataType::String {
+            pipe.del(&key);
+        }
+        match kind {
+            DataType::String => {
+                pipe.set(&key, self.bytes(i, 0, self.value_size));
+            }
+            DataType::Hash => {
+                let cmd = pipe.cmd("HSET").arg(&key);
+                for e in 0..n {
+                    cmd.arg(format!("f{e}"))
+                        .arg(self.bytes(i, e, self.value_size));
+                }
+            }
+            DataType::List => {
+                let cmd = pipe.cmd("RPUSH").arg(&key);
+                for e in 0..n {
+                    cmd.arg(self.bytes(i, e, self.value_size));
+                }
+            }
+            DataType::Set => {
+                let cmd = pipe.cmd("SADD").arg(&key);
+                for e in 0..n {
+                    cmd.arg(self.member(i, e));
+                }
+            }
+            DataType::Zset => {
+                let cmd = pipe.cmd("ZADD").arg(&key);
+                for e in 0..n {
+                    let score = (mix(self.salt(), i, e + n) % 1_000_000) as f64 / 100.0;
+                    cmd.arg(score).arg(self.member(i, e));
+                }
+            }
+            DataType::Stream => {
+                for e in 0..n {
+                    pipe.cmd("XADD")
+                        .arg(&key)
+                        .arg(format!("1-{}", e + 1))
+                        .arg("f")
+                        .arg(self.bytes(i, e, self.value_size));
+                }
+            }
+        }
+        if let Some(ms) = self.ttl_ms(i) {
+            pipe.pexpire(&key, ms as i64);
+        }
+        kind
+    }
+
+    /// A set or zset member, distinct within its key.
+    fn member(&self, i: u64, e: u64) -> Vec<u8> {
+        let mut m = format!("m{e}:").into_bytes();
+        m.extend(self.bytes(i, e, self.value_size.min(16)));
+        m
+    }
+}
+
+/// What seeding wrote.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeedSummary {
+    pub endpoint: Endpoint,
+    pub keys: u64,
+    /// Keys written per type.
+    pub by_type: BTreeMap<DataType, u64>,
+    /// Keys given a TTL.
+    pub with_ttl: u64,
+    pub elapsed_ms: u64,
+    pub keys_per_sec: f64,
+}
+
+/// Why seeding stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    /// The options contradict themselves or are out of range.
+    #[error("{0}")]
+    Options(String),
+    /// The endpoint could not be reached.
+    #[error("cannot connect to {endpoint}: {source}")]
+    Connect {
+        endpoint: Endpoint,
+        source: redis::RedisError,
+    },
+    /// The server refused a write (read-only replica, out of memory, wrong type…).
+    #[error("writing to {endpoint} failed: {source}")]
+    Write {
+        endpoint: Endpoint,
+        source: redis::RedisError,
+    },
+}
+
+/// Writes `opts.keys` keys to `endpoint`. `progress` is called with the number of keys
+/// written since its last call.
+pub async fn seed(
+    resolver: &Resolver,
+    endpoint: &Endpoint,
+    opts: &SeedOptions,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<SeedSummary, SeedError> {
+    opts.validate()?;
+    let mut conns: Vec<MultiplexedConnection> = Vec::with_capacity(opts.connections);
+    for _ in 0..opts.connections {
+        let conn = resolver
+            .connect(endpoint, opts.timeout)
+            .await
+            .map_err(|source| SeedError::Connect {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+        conns.push(conn);
+    }
+    let started = Instant::now();
+    let batch = opts.pipeline as u64;
+    let batches = opts.keys.div_ceil(batch);
+    let in_flight = opts.connections * 2;
+    let shared = std::sync::Arc::new(opts.clone());
+    let mut tasks = JoinSet::new();
+    let mut summary = SeedSummary {
+        endpoint: endpoint.clone(),
+        keys: 0,
+        by_type: BTreeMap::new(),
+        with_ttl: 0,
+        elapsed_ms: 0,
+        keys_per_sec: 0.0,
+    };
+    let merge = |done: Result<Result<Tally, redis::RedisError>, tokio::task::JoinError>,
+                 summary: &mut SeedSummary| {
+        let tally = done
+            .expect("a seeding task does not panic")
+            .map_err(|source| SeedError::Write {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+        progress(tally.keys);
+        summary.keys += tally.keys;
+        summary.with_ttl += tally.with_ttl;
+        for (t, n) in tally.by_type {
+            *summary.by_type.entry(t).or_default() += n;
+        }
+        Ok::<(), SeedError>(())
+    };
+    for b in 0..batches {
+        while tasks.len() >= in_flight {
+            if let Some(done) = tasks.join_next().await {
+                merge(done, &mut summary)?;
+            }
+        }
+        let mut conn = conns[(b % conns.len() as u64) as usize].clone();
+        let opts = shared.clone();
+        let range = b * batch..((b + 1) * batch).min(opts.keys);
+        tasks.spawn(async move {
+            let mut pipe = redis::pipe();
+            let mut tally = Tally::default();
+            for i in range {
+                let kind = opts.write(&mut pipe, i);
+                *tally.by_type.entry(kind).or_default() += 1;
+                tally.keys += 1;
+                tally.with_ttl += u64::from(opts.ttl_ms(i).is_some());
+            }
+            pipe.ignore_errors();
+            let replies: Vec<redis::RedisResult<redis::Value>> =
+                pipe.query_async(&mut conn).await?;
+            // The first refusal says it all (READONLY, OOM…); the others repeat it.
+            replies
+                .into_iter()
+                .find_map(Result::err)
+                .map_or(Ok(tally), Err)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        merge(done, &mut summary)?;
+    }
+    let elapsed = started.elapsed();
+    summary.elapsed_ms = elapsed.as_millis() as u64;
+    summary.keys_per_sec = summary.keys as f64 / elapsed.as_secs_f64().max(1e-9);
+    Ok(summary)
+}
+
+/// What one pipeline wrote.
+#[derive(Default)]
+struct Tally {
+    keys: u64,
+    with_ttl: u64,
+    by_type: BTreeMap<DataType, u64>,
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn mix(salt: u64, i: u64, e: u64) -> u64 {
+    splitmix(salt ^ splitmix(i ^ splitmix(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_a_function_of_their_index() {
+        let opts = SeedOptions::default();
+        assert_eq!(opts.key(0), "seed:string:000000000000");
+        assert_eq!(opts.key(7), "seed:list:000000000001");
+        assert_eq!(opts.type_of(9), DataType::Zset);
+        assert_eq!(opts.bytes(3, 1, 40), opts.bytes(3, 1, 40));
+        assert_ne!(opts.bytes(3, 1, 40), opts.bytes(4, 1, 40));
+        assert_eq!(opts.bytes(3, 1, 40).len(), 40);
+        let other = SeedOptions {
+            prefix: "x:".into(),
+            ..SeedOptions::default()
+        };
+        assert_ne!(opts.bytes(3, 1, 8), other.bytes(3, 1, 8));
+    }
+
+    #[test]
+    fn ttl_share_is_respected() {
+        let opts = SeedOptions {
+            ttl_share: 0.25,
+            ..SeedOptions::default()
+        };
+        let with = (0..100_000).filter(|&i| opts.ttl_ms(i).is_some()).count();
+        assert!(
+            (23_000..27_000).contains(&with),
+            "{with} of 100000 have a TTL"
+        );
+        let ttl = (0..1000).find_map(|i| opts.ttl_ms(i)).unwrap();
+        assert!((3_600_000..7_200_000).contains(&ttl));
+        let none = SeedOptions {
+            ttl_share: 0.0,
+            ..SeedOptions::default()
+        };
+        assert!((0..10_000).all(|i| none.ttl_ms(i).is_none()));
+    }
+
+    #[test]
+    fn bad_options_are_refused() {
+        let share = SeedOptions {
+            ttl_share: 1.5,
+            ..SeedOptions::default()
+        };
+        assert!(
+            share
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("between 0 and 1")
+        );
+        assert!("bitmap".parse::<DataType>().is_err());
+        assert_eq!("ZSet".parse::<DataType>().unwrap(), DataType::Zset);
+    }
+}

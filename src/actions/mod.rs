@@ -18,9 +18,17 @@ use crate::target::Target;
 
 mod approve;
 mod assert;
+mod engine;
 mod exec;
+mod group;
 pub mod metrics;
+mod migration;
+mod preflight;
+mod seed;
 mod sleep;
+mod snapshot;
+mod stack;
+mod verify;
 
 /// Named outputs of a step, visible to later steps as `steps.<id>.outputs.<name>`.
 pub type Outputs = serde_json::Map<String, serde_json::Value>;
@@ -191,9 +199,22 @@ pub fn schema<T: schemars::JsonSchema>() -> schemars::Schema {
 pub static REGISTRY: &[ActionSpec] = &[
     approve::SPEC,
     assert::SPEC,
+    seed::SPEC,
+    verify::SPEC,
     exec::SPEC,
-    metrics::SPEC,
     sleep::SPEC,
+    stack::DEPLOY,
+    stack::DELETE,
+    group::SPEC,
+    group::DELETE,
+    preflight::SPEC,
+    migration::TEST,
+    migration::START,
+    migration::COMPLETE,
+    engine::SPEC,
+    snapshot::CREATE,
+    snapshot::RESTORE,
+    metrics::SPEC,
 ];
 
 /// The registry entry for `name`.

@@ -1,11 +1,246 @@
-//! `runbook verify`.
+//! `runbook verify`: key parity between a source and a target, standalone.
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::Global;
-use crate::error::Outcome;
+use crate::endpoint::{Endpoint, Resolver};
+use crate::error::{Outcome, invalid};
+use crate::verify::{VerifyError, VerifyOptions, VerifyProgress, VerifyReport, verify};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Where the data comes from, e.g. redis://10.0.1.5:6379.
+    #[arg(long, value_name = "URL")]
+    source: String,
+    /// Where it should have arrived, e.g. rediss://my-valkey.xxxx.cache.amazonaws.com:6379.
+    /// Written `--target URL` (see [`argv`]).
+    #[arg(id = "target_url", long = "target-url", value_name = "URL")]
+    target: String,
+    /// `text` for people, `json` for scripts and reports.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Example keys to show.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    examples: usize,
+    /// How far apart the two sides' TTLs may be.
+    #[arg(long, default_value = "2s", value_name = "DURATION")]
+    ttl_tolerance: String,
+    /// Passes in all: the full one, then re-checks of the mismatches (1 = no re-check).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    rounds: u32,
+    /// Pause before a re-check when the target is not a replica.
+    #[arg(long, default_value = "1s", value_name = "DURATION")]
+    recheck_delay: String,
+    /// Keys per SCAN page and pipelined batch.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    batch: usize,
+    /// Batches in flight per side.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    in_flight: usize,
+    /// Connections per side.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    connections: usize,
+    /// Skip keys starting with this (repeatable; replaces the default, the probe's prefix).
+    #[arg(
+        long = "skip-prefix",
+        value_name = "PREFIX",
+        default_value = "runbook:probe:"
+    )]
+    skip_prefixes: Vec<String>,
+}
 
-pub async fn run(_global: &Global, _args: Args) -> anyhow::Result<Outcome> {
-    anyhow::bail!("`runbook verify` is not built yet")
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// The command line with `verify`'s `--target` renamed `--target-url`.
+///
+/// Everywhere else the global `--target` picks the control plane (`local` or `aws`); for
+/// `verify` it names the target endpoint, as the command surface promises. One clap flag
+/// cannot mean both, so `main` passes the arguments through this before parsing.
+pub fn argv(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    const TAKES_VALUE: &[&str] = &[
+        "--state-dir",
+        "--target",
+        "--var",
+        "--vars-file",
+        "--profile",
+        "--region",
+        "--endpoint-url",
+        "--resolve",
+    ];
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    let mut i = 1;
+    while i < args.len() {
+        let arg = args[i].to_string_lossy();
+        if arg.starts_with('-') {
+            i += if TAKES_VALUE.contains(&arg.as_ref()) {
+                2
+            } else {
+                1
+            };
+            continue;
+        }
+        if arg != "verify" {
+            return args;
+        }
+        break;
+    }
+    for arg in args.iter_mut().skip(i + 1) {
+        let text = arg.to_string_lossy();
+        if text == "--" {
+            break;
+        }
+        if text == "--target" {
+            *arg = "--target-url".into();
+        } else if let Some(value) = text.strip_prefix("--target=") {
+            *arg = format!("--target-url={value}").into();
+        }
+    }
+    args
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
+    let resolver = Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
+    let source = Endpoint::parse(&args.source).map_err(|e| invalid(format!("--source: {e}")))?;
+    let target = Endpoint::parse(&args.target).map_err(|e| invalid(format!("--target: {e}")))?;
+    let duration = |flag: &str, text: &str| {
+        crate::duration::parse(text).map_err(|e| invalid(format!("{flag}: {e}")))
+    };
+    let opts = VerifyOptions {
+        batch: args.batch,
+        in_flight: args.in_flight,
+        connections: args.connections,
+        ttl_tolerance: duration("--ttl-tolerance", &args.ttl_tolerance)?,
+        rounds: args.rounds,
+        recheck_delay: duration("--recheck-delay", &args.recheck_delay)?,
+        examples: args.examples,
+        skip_prefixes: args.skip_prefixes,
+        ..VerifyOptions::default()
+    };
+    opts.validate().map_err(|e| invalid(e.to_string()))?;
+
+    let bar = progress_bar();
+    let report = |p: VerifyProgress| match p {
+        VerifyProgress::Total(n) => bar.set_length(n),
+        VerifyProgress::Checked(n) => bar.inc(n),
+        VerifyProgress::Recheck { round, keys } => {
+            bar.set_message(format!("round {round}: re-checking {keys} keys"))
+        }
+    };
+    let result = verify(&resolver, &source, &target, &opts, &report).await;
+    bar.finish_and_clear();
+    let report = match result {
+        Ok(r) => r,
+        Err(e @ VerifyError::Options(_)) => return Err(invalid(e.to_string())),
+        Err(e) => return Err(e).context("the check could not finish"),
+    };
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => print!("{}", text(&report)),
+    }
+    Ok(if report.parity {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    })
+}
+
+fn progress_bar() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {human_pos}/~{human_len} keys  {per_sec}  {msg}")
+            .expect("static template"),
+    );
+    bar
+}
+
+/// The report for people: verdict first, then what differs and examples.
+pub fn text(r: &VerifyReport) -> String {
+    let verdict = if r.parity { "PARITY" } else { "MISMATCH" };
+    let mut out = format!(
+        "{verdict}: {} keys checked in {:.1}s ({:.0} keys/s), {} persistent and {} transient mismatches\n",
+        r.keys_checked,
+        r.elapsed_ms as f64 / 1000.0,
+        r.keys_per_sec,
+        r.persistent,
+        r.transient
+    );
+    out.push_str(&format!("  source  {}\n  target  {}\n", r.source, r.target));
+    let types: Vec<String> = r.by_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
+    out.push_str(&format!("  by type: {}\n", types.join(", ")));
+    let m = &r.mismatches;
+    out.push_str(&format!(
+        "  persistent: missing on target {}, extra on target {}, type {}, value {}, ttl {}\n",
+        m.missing_on_target, m.extra_on_target, m.type_, m.value, m.ttl
+    ));
+    out.push_str(&format!(
+        "  expired during the check {}, skipped {}, rounds {}\n",
+        r.expired, r.skipped, r.rounds
+    ));
+    if r.not_rechecked > 0 {
+        out.push_str(&format!(
+            "  {} mismatches beyond the re-check cap were counted as persistent\n",
+            r.not_rechecked
+        ));
+    }
+    if !r.examples.is_empty() {
+        out.push_str("  examples:\n");
+        for e in &r.examples {
+            let when = if e.persistent {
+                "persistent"
+            } else {
+                "transient"
+            };
+            out.push_str(&format!(
+                "    {:<18} {:<10} {}\n",
+                e.class.as_str(),
+                when,
+                e.key
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::argv;
+
+    fn rewrite(line: &str) -> String {
+        let out = argv(line.split(' ').map(Into::into));
+        out.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn only_verify_target_is_renamed() {
+        assert_eq!(
+            rewrite("runbook --state-dir s verify --source a --target b"),
+            "runbook --state-dir s verify --source a --target-url b"
+        );
+        assert_eq!(
+            rewrite("runbook verify --target=b"),
+            "runbook verify --target-url=b"
+        );
+        assert_eq!(
+            rewrite("runbook run f.yaml --target aws"),
+            "runbook run f.yaml --target aws"
+        );
+        assert_eq!(
+            rewrite("runbook --target aws run verify"),
+            "runbook --target aws run verify"
+        );
+    }
 }

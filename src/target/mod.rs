@@ -138,7 +138,7 @@ pub struct TargetOptions {
 /// The control plane a run drives.
 pub async fn open(kind: TargetKind, opts: &TargetOptions) -> anyhow::Result<Box<dyn Target>> {
     Ok(match kind {
-        TargetKind::Local => Box::new(local::Local),
+        TargetKind::Local => Box::new(local::Local::new()),
         TargetKind::Aws => {
             let aws_opts = aws::AwsOptions {
                 profile: opts.profile.clone(),
@@ -157,7 +157,7 @@ pub async fn open(kind: TargetKind, opts: &TargetOptions) -> anyhow::Result<Box<
 /// A target that can only explain ops: `plan` makes no call and starts nothing.
 pub fn for_plan(kind: TargetKind) -> Box<dyn Target> {
     match kind {
-        TargetKind::Local => Box::new(local::Local),
+        TargetKind::Local => Box::new(local::Local::new()),
         TargetKind::Aws => Box::new(aws::Aws::for_plan()),
     }
 }

@@ -2,7 +2,11 @@
 //! They run the real `runbook` binary against real servers on free loopback ports.
 
 mod engine;
+mod local_runbooks;
+mod local_target;
+mod seed;
 mod support;
+mod verify;
 
 mod aws_cli;
 mod aws_elasticache;

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Seeding and key-parity speed, each next to a redis-benchmark baseline run on the same
+# servers, plus the peak memory of `runbook verify` at two key counts.
+#
+# For each key count: start a Redis source and a Valkey target on free loopback ports,
+#   seed    `runbook seed` the source                vs  redis-benchmark -P writing as many SETs
+#   verify  replicate to Valkey, promote, then
+#           `runbook verify` source against target   vs  redis-benchmark -P reading every seeded
+#                                                        value from both servers at once
+# and print keys/s and the ratios. The verify goal is a ratio (time / baseline time) of 2
+# or less; its peak RSS must not grow with the key count.
+#
+# Usage: bench/verify-and-seed.sh [KEYS...]    (default: 100000 1000000)
+# Needs redis-server, valkey-server, redis-benchmark, redis-cli, /usr/bin/time, python3.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+counts=("$@")
+[ ${#counts[@]} -gt 0 ] || counts=(100000 1000000)
+pipeline=64
+types=(string hash list set zset)
+
+cargo build --release --locked --manifest-path "$here/Cargo.toml" >&2
+bin="${CARGO_TARGET_DIR:-$here/target}/release/runbook"
+redis_server="${RUNBOOK_REDIS_SERVER:-redis-server}"
+valkey_server="${RUNBOOK_VALKEY_SERVER:-valkey-server}"
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+start() { # binary dir -> port
+  local port
+  port="$(free_port)"
+  mkdir -p "$2"
+  "$1" --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$2" --logfile server.log &
+  pids+=($!)
+  until redis-cli -p "$port" PING >/dev/null 2>&1; do sleep 0.05; done
+  echo "$port"
+}
+
+field() { # port name -> INFO replication value
+  redis-cli -p "$1" INFO replication | tr -d '\r' | sed -n "s/^$2://p"
+}
+
+now() { date +%s.%N; }
+calc() { python3 -c "print($1)"; }
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+peak_kb() { sed -n 's/.*Maximum resident set size (kbytes): //p' "$1"; }
+
+read_cmd() { # type -> redis-benchmark arguments that read one whole seeded value
+  case "$1" in
+    string) echo "GET seed:string:__rand_int__" ;;
+    hash) echo "HGETALL seed:hash:__rand_int__" ;;
+    list) echo "LRANGE seed:list:__rand_int__ 0 -1" ;;
+    set) echo "SMEMBERS seed:set:__rand_int__" ;;
+    zset) echo "ZRANGE seed:zset:__rand_int__ 0 -1 WITHSCORES" ;;
+  esac
+}
+
+declare -A peak
+printf '%-9s %-7s %12s %12s %8s %10s\n' keys what runbook/s baseline/s ratio peak_rss
+for n in "${counts[@]}"; do
+  src="$(start "$redis_server" "$work/src-$n")"
+  dst="$(start "$valkey_server" "$work/dst-$n")"
+
+  # Seeding: the same number of pipelined writes with redis-benchmark first (then flushed).
+  t0="$(now)"
+  redis-benchmark -p "$src" -n "$n" -r "$n" -P "$pipeline" -d 32 -q -t set >/dev/null
+  base_seed="$(calc "$n / ($(now) - $t0)")"
+  redis-cli -p "$src" FLUSHALL >/dev/null
+  /usr/bin/time -v -o "$work/seed-$n.time" "$bin" seed --endpoint "127.0.0.1:$src" --keys "$n" --format json >"$work/seed-$n.json"
+  seed_rate="$(json "['keys_per_sec']" <"$work/seed-$n.json")"
+  printf '%-9s %-7s %12.0f %12.0f %8.2f %9sK\n' "$n" seed "$seed_rate" "$base_seed" \
+    "$(calc "$base_seed / $seed_rate")" "$(peak_kb "$work/seed-$n.time")"
+
+  # Replicate to Valkey, wait for it to have everything, promote.
+  redis-cli -p "$dst" REPLICAOF 127.0.0.1 "$src" >/dev/null
+  until [ "$(field "$dst" master_link_status)" = up ] &&
+    [ "$(field "$src" master_repl_offset)" = "$(field "$dst" slave_repl_offset)" ]; do sleep 0.2; done
+  redis-cli -p "$dst" REPLICAOF NO ONE >/dev/null
+
+  /usr/bin/time -v -o "$work/verify-$n.time" "$bin" verify --source "127.0.0.1:$src" --target "127.0.0.1:$dst" \
+    --format json >"$work/verify-$n.json"
+  checked="$(json "['keys_checked']" <"$work/verify-$n.json")"
+  parity="$(json "['parity']" <"$work/verify-$n.json")"
+  verify_ms="$(json "['elapsed_ms']" <"$work/verify-$n.json")"
+  [ "$checked" = "$n" ] && [ "$parity" = True ] || {
+    echo "verify found $checked keys (parity $parity) of $n" >&2
+    exit 1
+  }
+
+  # Baseline: read every seeded value, pipelined, from both servers at once.
+  per_type=$((n / ${#types[@]}))
+  base_s=0
+  for t in "${types[@]}"; do
+    # shellcheck disable=SC2046
+    t0="$(now)"
+    redis-benchmark -p "$src" -n "$per_type" -r "$per_type" -P "$pipeline" -q $(read_cmd "$t") >/dev/null &
+    a=$!
+    redis-benchmark -p "$dst" -n "$per_type" -r "$per_type" -P "$pipeline" -q $(read_cmd "$t") >/dev/null &
+    b=$!
+    wait "$a" "$b"
+    base_s="$(calc "$base_s + $(now) - $t0")"
+  done
+  verify_rate="$(calc "$n / ($verify_ms / 1000)")"
+  base_rate="$(calc "$n / $base_s")"
+  peak[$n]="$(peak_kb "$work/verify-$n.time")"
+  printf '%-9s %-7s %12.0f %12.0f %8.2f %9sK\n' "$n" verify "$verify_rate" "$base_rate" \
+    "$(calc "$base_rate / $verify_rate")" "${peak[$n]}"
+
+  redis-cli -p "$src" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+  redis-cli -p "$dst" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+done
+
+echo "ratio = baseline keys/s / runbook keys/s (verify goal: <= 2)"
+if [ ${#counts[@]} -ge 2 ]; then
+  first="${counts[0]}"
+  last="${counts[-1]}"
+  echo "verify peak RSS: ${peak[$first]}K at $first keys, ${peak[$last]}K at $last keys" \
+    "(x$(calc "round(${peak[$last]} / ${peak[$first]}, 2)") for x$((last / first)) keys)"
+fi

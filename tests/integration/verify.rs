@@ -1,0 +1,376 @@
+//! `runbook verify`: parity after a real Redis → Valkey replication, and every mismatch
+//! class caught on real servers.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{Engine, Server, Workspace};
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+}
+
+fn info_field(server: &Server, name: &str) -> Option<String> {
+    server.cli(&["INFO", "replication"]).lines().find_map(|l| {
+        l.trim()
+            .strip_prefix(&format!("{name}:"))
+            .map(str::to_string)
+    })
+}
+
+/// Makes `replica` replicate `primary` and waits until it has everything.
+fn replicate(primary: &Server, replica: &Server) {
+    replica.cli(&["REPLICAOF", "127.0.0.1", &primary.port.to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let up = info_field(replica, "master_link_status").as_deref() == Some("up");
+        let wanted = info_field(primary, "master_repl_offset");
+        if up && wanted.is_some() && wanted == info_field(replica, "slave_repl_offset") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the replica did not catch up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Writes `count` elements to a big key with one command per 500.
+fn big_key(server: &Server, command: &str, key: &str, count: usize) {
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    for start in (0..count).step_by(500) {
+        let mut cmd = redis::cmd(command);
+        cmd.arg(key);
+        for i in start..(start + 500).min(count) {
+            match command {
+                "HSET" => cmd.arg(format!("field{i}")).arg(format!("value{i}")),
+                "ZADD" => cmd.arg(i as f64 / 3.0).arg(format!("member{i}")),
+                _ => cmd.arg(format!("element{i}")),
+            };
+        }
+        cmd.query::<()>(&mut conn).unwrap();
+    }
+}
+
+fn seed(ws: &Workspace, server: &Server, keys: &str) {
+    ws.cmd(&[
+        "seed",
+        "--endpoint",
+        &server.url(),
+        "--keys",
+        keys,
+        "--types",
+        "string,hash,list,set,zset,stream",
+        "--ttl-share",
+        "0.3",
+    ])
+    .expect(0);
+}
+
+fn verify(
+    ws: &Workspace,
+    source: &Server,
+    target: &Server,
+    extra: &[&str],
+    code: i32,
+) -> serde_json::Value {
+    let (source_url, target_url) = (source.url(), target.url());
+    let mut args = vec![
+        "verify",
+        "--source",
+        &source_url,
+        "--target",
+        &target_url,
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    json(&ws.cmd(&args).expect(code).stdout)
+}
+
+#[test]
+fn parity_after_redis_replicates_to_valkey_and_valkey_is_promoted() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    seed(&ws, &source, "3000");
+    big_key(&source, "HSET", "big:hash", 4500);
+    big_key(&source, "SADD", "big:set", 4500);
+    big_key(&source, "ZADD", "big:zset", 4500);
+    big_key(&source, "RPUSH", "big:list", 4500);
+    source.cli(&["SET", "runbook:probe:seq", "41"]);
+    source.cli(&["SET", "ElastiCacheMasterReplicationTimestamp", "1"]);
+    replicate(&source, &target);
+    target.cli(&["REPLICAOF", "NO", "ONE"]);
+
+    let r = verify(&ws, &source, &target, &[], 0);
+    assert_eq!(r["parity"], true, "{r:#}");
+    assert_eq!(r["keys_checked"], 3004);
+    assert_eq!(r["skipped"], 2);
+    assert_eq!(r["by_type"]["hash"], 501);
+    assert_eq!(r["by_type"]["stream"], 500);
+    for class in [
+        "missing_on_target",
+        "extra_on_target",
+        "type",
+        "value",
+        "ttl",
+    ] {
+        assert_eq!(r["mismatches"][class], 0, "{class} in {r:#}");
+    }
+    assert_eq!(r["examples"], serde_json::json!([]));
+    assert!(r["keys_per_sec"].as_f64().unwrap() > 0.0);
+
+    // One element of a big key differs: the chunked digest notices it.
+    target.cli(&["HSET", "big:hash", "field4321", "changed"]);
+    target.cli(&["LSET", "big:list", "3999", "changed"]);
+    let r = verify(&ws, &source, &target, &["--rounds", "1"], 1);
+    assert_eq!(r["mismatches"]["value"], 2, "{r:#}");
+    let keys: Vec<&str> = r["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["big:hash", "big:list"]);
+}
+
+#[test]
+fn every_mismatch_class_is_caught_and_expiring_keys_are_not_missing() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    // Seeding is deterministic: both sides get the same data.
+    seed(&ws, &source, "500");
+    seed(&ws, &target, "500");
+    target.cli(&["DEL", "seed:string:000000000001"]);
+    target.cli(&["SET", "only:on:target", "x"]);
+    target.cli(&["DEL", "seed:set:000000000002"]);
+    target.cli(&["RPUSH", "seed:set:000000000002", "a"]);
+    target.cli(&["HSET", "seed:hash:000000000003", "f0", "changed"]);
+    target.cli(&["ZADD", "seed:zset:000000000004", "12345.5", "m0:x"]);
+    source.cli(&["SET", "plain", "v"]);
+    target.cli(&["SET", "plain", "v", "EX", "3600"]);
+    // About to expire on the source and already gone from the target: expired, not missing.
+    source.cli(&["SET", "expiring", "v", "PX", "4000"]);
+    // The probe's keys differ freely.
+    source.cli(&["SET", "runbook:probe:seq", "1"]);
+    target.cli(&["SET", "runbook:probe:seq", "2"]);
+    target.cli(&["SET", "runbook:probe:other", "2"]);
+
+    // The two seedings ran a moment apart, so their TTLs differ by that moment.
+    let r = verify(
+        &ws,
+        &source,
+        &target,
+        &["--rounds", "1", "--ttl-tolerance", "5s"],
+        1,
+    );
+    let m = &r["mismatches"];
+    assert_eq!(m["missing_on_target"], 1, "{r:#}");
+    assert_eq!(m["extra_on_target"], 1, "{r:#}");
+    assert_eq!(m["type"], 1, "{r:#}");
+    assert_eq!(m["value"], 2, "{r:#}");
+    assert_eq!(m["ttl"], 1, "{r:#}");
+    assert_eq!(r["persistent"], 6);
+    assert_eq!(r["expired"], 1, "{r:#}");
+    assert_eq!(r["parity"], false);
+    let classes: Vec<(String, String)> = r["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["key"].as_str().unwrap().to_string(),
+                e["class"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (key, class) in [
+        ("seed:string:000000000001", "missing_on_target"),
+        ("only:on:target", "extra_on_target"),
+        ("seed:set:000000000002", "type"),
+        ("seed:hash:000000000003", "value"),
+        ("seed:zset:000000000004", "value"),
+        ("plain", "ttl"),
+    ] {
+        assert!(
+            classes.contains(&(key.to_string(), class.to_string())),
+            "{key} {class} in {classes:?}"
+        );
+    }
+
+    // The text form leads with the verdict and names the keys; --examples caps them.
+    let text = ws
+        .cmd(&[
+            "verify",
+            "--source",
+            &source.url(),
+            "--target",
+            &target.url(),
+            "--rounds",
+            "1",
+            "--ttl-tolerance",
+            "5s",
+            "--examples",
+            "2",
+        ])
+        .expect(1)
+        .stdout;
+    assert!(text.starts_with("MISMATCH: "), "{text}");
+    let examples = text
+        .lines()
+        .filter(|l| l.starts_with("    ") && l.contains(" persistent "));
+    assert_eq!(examples.count(), 2, "{text}");
+}
+
+#[test]
+fn a_key_fixed_during_the_check_is_transient_and_a_lasting_one_persistent() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    seed(&ws, &source, "200");
+    seed(&ws, &target, "200");
+    source.cli(&["SET", "late", "arrives"]);
+    source.cli(&["SET", "never", "arrives"]);
+    let port = target.port;
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        redis::cmd("SET")
+            .arg("late")
+            .arg("arrives")
+            .query::<()>(&mut conn)
+            .unwrap();
+    });
+    let r = verify(
+        &ws,
+        &source,
+        &target,
+        &[
+            "--rounds",
+            "3",
+            "--recheck-delay",
+            "2s",
+            "--ttl-tolerance",
+            "10s",
+        ],
+        1,
+    );
+    writer.join().unwrap();
+    assert_eq!(r["transient"], 1, "{r:#}");
+    assert_eq!(r["transient_mismatches"]["missing_on_target"], 1, "{r:#}");
+    assert_eq!(r["persistent"], 1, "{r:#}");
+    assert_eq!(r["mismatches"]["missing_on_target"], 1, "{r:#}");
+    assert_eq!(r["rounds"], 3);
+    let examples = r["examples"].as_array().unwrap();
+    assert!(examples.contains(
+        &serde_json::json!({"key": "never", "class": "missing_on_target", "persistent": true})
+    ));
+    assert!(examples.contains(
+        &serde_json::json!({"key": "late", "class": "missing_on_target", "persistent": false})
+    ));
+}
+
+#[test]
+fn bad_input_exits_2_and_an_unreachable_server_exits_1() {
+    let ws = Workspace::new();
+    let ran = ws
+        .cmd(&[
+            "verify",
+            "--source",
+            "nope://h:1",
+            "--target",
+            "127.0.0.1:1",
+        ])
+        .expect(2);
+    assert!(
+        ran.stderr.contains("--source") && ran.stderr.contains("redis://"),
+        "{}",
+        ran.stderr
+    );
+    let ran = ws
+        .cmd(&[
+            "verify",
+            "--source",
+            "127.0.0.1:1",
+            "--target",
+            "127.0.0.1:2",
+            "--ttl-tolerance",
+            "soon",
+        ])
+        .expect(2);
+    assert!(ran.stderr.contains("--ttl-tolerance"), "{}", ran.stderr);
+    let closed = crate::support::free_port().to_string();
+    let ran = ws
+        .cmd(&[
+            "verify",
+            "--source",
+            &format!("redis://:hunter2@127.0.0.1:{closed}"),
+            "--target",
+            "127.0.0.1:1",
+        ])
+        .expect(1);
+    assert!(
+        ran.stderr.contains("cannot connect to the source"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains("hunter2"), "{}", ran.stderr);
+}
+
+const PARITY_RUNBOOK: &str = r#"version: 1
+name: parity
+params:
+  source: {}
+  target: {}
+  fail: { default: true }
+steps:
+  - id: seed_source
+    action: data.seed
+    with: { endpoint: "{{ params.source }}", keys: 300, types: [string, hash, stream] }
+  - id: seed_target
+    action: data.seed
+    with: { endpoint: "{{ params.target }}", keys: 300, types: [string, hash, stream] }
+  - id: drift
+    action: exec
+    with: { command: "redis-cli -u {{ params.target }} DEL seed:string:000000000004" }
+  - id: parity
+    action: data.verify
+    with:
+      source: "{{ params.source }}"
+      target: "{{ params.target }}"
+      rounds: 1
+      ttl_tolerance: 10s
+      fail_on_mismatch: "{{ params.fail }}"
+  - id: counted
+    action: assert
+    with:
+      that: "{{ steps.parity.outputs.mismatches.missing_on_target == 1 and steps.parity.outputs.keys_checked == 300 }}"
+"#;
+
+#[test]
+fn the_data_actions_seed_and_verify_inside_a_runbook() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    ws.write("parity.yaml", PARITY_RUNBOOK);
+    let vars = [
+        "--var".to_string(),
+        format!("source={}", source.url()),
+        "--var".to_string(),
+        format!("target={}", target.url()),
+    ];
+    let mut args = vec!["run", "parity.yaml"];
+    args.extend(vars.iter().map(String::as_str));
+    let ran = ws.cmd(&args).expect(1);
+    assert!(
+        ran.stderr
+            .contains("seed:string:000000000004 (missing_on_target)"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(source.cli(&["DBSIZE"]), "300");
+
+    args.extend(["--var", "fail=false"]);
+    ws.cmd(&args).expect(0);
+}
