@@ -112,3 +112,96 @@ fn a_bad_endpoint_url_is_invalid_input() {
         ran.stderr
     );
 }
+
+/// The shipped engine-change runbook on `--target aws`: the group lives in moto, and its
+/// primary endpoint is sent by `--resolve` to a real Redis server, so the seeding and the
+/// probe run for real while the control plane goes through the AWS SDK.
+#[tokio::test]
+async fn the_engine_change_runbook_runs_end_to_end_against_moto() {
+    let moto = crate::aws_support::Moto::start();
+    let created = moto
+        .clients()
+        .elasticache
+        .create_replication_group()
+        .replication_group_id("orders")
+        .replication_group_description("engine change end to end")
+        .engine("redis")
+        .engine_version("7.1")
+        .cache_node_type("cache.t4g.micro")
+        .num_cache_clusters(2)
+        .automatic_failover_enabled(true)
+        .multi_az_enabled(true)
+        .send()
+        .await
+        .expect("CreateReplicationGroup in moto");
+    let primary = created.replication_group().unwrap().node_groups()[0]
+        .primary_endpoint()
+        .unwrap()
+        .address()
+        .unwrap()
+        .to_string();
+    let server = crate::support::Server::start(crate::support::Engine::Redis);
+    let ws = Workspace::new();
+    let runbook =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/engine-change.yaml");
+    let resolve = format!("{primary}:6379=127.0.0.1:{}", server.port);
+    let mut cmd = ws.cmd(&[
+        "run",
+        runbook.to_str().unwrap(),
+        "--target",
+        "aws",
+        "--endpoint-url",
+        &moto.url(),
+        "--resolve",
+        &resolve,
+        "--var",
+        "replication_group=orders",
+        "--var",
+        "key_count=300",
+        "--yes",
+    ]);
+    for (k, v) in MOTO_ENV {
+        cmd = cmd.env(k, v);
+    }
+    let ran = cmd.expect(0);
+    let run_id = ran.stdout.lines().next().unwrap().trim().to_string();
+
+    // The control plane changed in moto; the data plane was really written through the tunnel.
+    let after = moto
+        .clients()
+        .elasticache
+        .describe_replication_groups()
+        .replication_group_id("orders")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.replication_groups()[0].engine(), Some("valkey"));
+    let keys: u64 = server.cli(&["DBSIZE"]).parse().unwrap();
+    assert!(keys >= 300, "seeded through --resolve: {keys} keys");
+    let snapshots = moto
+        .clients()
+        .elasticache
+        .describe_snapshots()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        snapshots.snapshots()[0].snapshot_name(),
+        Some(format!("{run_id}-before-valkey").as_str())
+    );
+    let journal = std::fs::read_to_string(
+        ws.state_dir()
+            .join("runs")
+            .join(&run_id)
+            .join("journal.jsonl"),
+    )
+    .unwrap();
+    assert!(
+        journal.contains("ModifyReplicationGroup accepted"),
+        "{journal}"
+    );
+    assert!(
+        journal.contains("\"step\":\"rehearsal_group\""),
+        "the local-only step is recorded as skipped"
+    );
+}

@@ -543,6 +543,14 @@ pub async fn complete_migration(
     Ok(outputs(&info(aws, &done).await?))
 }
 
+/// `valkey 8.2`, or `valkey` when the version is not known.
+fn engine_and_version(engine: &str, version: Option<&str>) -> String {
+    match version.filter(|v| !v.is_empty()) {
+        Some(v) => format!("{engine} {v}"),
+        None => engine.to_string(),
+    }
+}
+
 /// True when the group runs `engine` (and `version`, when given and known).
 fn runs(engine_now: &str, version_now: Option<&str>, engine: &str, version: Option<&str>) -> bool {
     engine_now.eq_ignore_ascii_case(engine)
@@ -568,8 +576,8 @@ pub async fn modify_engine(
     let state = status(&current);
     if state == AVAILABLE && runs(engine_now, version_now.as_deref(), engine, version) {
         ctx.note(format!(
-            "{group} already runs {engine_now} {}: nothing to change",
-            version_now.as_deref().unwrap_or("")
+            "{group} already runs {}: nothing to change",
+            engine_and_version(engine_now, version_now.as_deref())
         ));
     } else if state == "modifying" {
         ctx.note(format!("{group} is already being modified: waiting for it"));
@@ -586,9 +594,9 @@ pub async fn modify_engine(
             .await
             .map_err(|e| sdk_error("elasticache:ModifyReplicationGroup", e))?;
         ctx.note(format!(
-            "ModifyReplicationGroup accepted: {group} from {engine_now} {} to {engine} {}",
-            version_now.as_deref().unwrap_or(""),
-            version.unwrap_or("")
+            "ModifyReplicationGroup accepted: {group} from {} to {}",
+            engine_and_version(engine_now, version_now.as_deref()),
+            engine_and_version(engine, version)
         ));
     }
     let what = format!("{group} to be `{AVAILABLE}` on {engine}");
@@ -606,10 +614,9 @@ pub async fn modify_engine(
         version,
     ) {
         return Err(ActionError::fatal(format!(
-            "{group} is `{AVAILABLE}` but runs {} {}, not {engine} {}",
-            info.engine,
-            info.engine_version,
-            version.unwrap_or("")
+            "{group} is `{AVAILABLE}` but runs {}, not {}",
+            engine_and_version(&info.engine, Some(&info.engine_version)),
+            engine_and_version(engine, version)
         )));
     }
     Ok(outputs(&info))

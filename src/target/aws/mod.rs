@@ -8,6 +8,7 @@
 use std::sync::atomic::AtomicBool;
 
 use async_trait::async_trait;
+use aws_sdk_elasticache::config::http::HttpResponse;
 use aws_sdk_elasticache::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use crate::actions::{ActionError, Operation, Outputs, StepCtx};
@@ -187,15 +188,15 @@ const THROTTLING: &[&str] = &[
 
 /// An AWS call's failure as a step's error: what was called, AWS's code and message, and
 /// what to do. Throttling and network trouble are transient (the SDK has already retried).
-fn sdk_error<E, R>(operation: &str, err: SdkError<E, R>) -> ActionError
+fn sdk_error<E>(operation: &str, err: SdkError<E, HttpResponse>) -> ActionError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
     match &err {
         SdkError::ServiceError(service) => {
             let e = service.err();
-            let code = e.code().unwrap_or("unknown error");
+            let status = format!("HTTP {}", service.raw().status().as_u16());
+            let code = e.code().unwrap_or(&status);
             let message = e.message().unwrap_or("no message");
             if THROTTLING.contains(&code) {
                 ActionError::transient(format!(
