@@ -219,3 +219,45 @@ fn every_shipped_template_passes_cfn_lint() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn the_snapshot_restore_template_ec2_part_deploys_and_deletes() {
+    let moto = Moto::start();
+    let aws = moto.aws();
+    let run = RunDir::new();
+    let template = run.path().join("snapshot-restore-ec2.yaml");
+    let body = ec2_part(&shipped("snapshot-restore.yaml"));
+    assert!(!body.contains("AWS::ElastiCache"), "{body}");
+    std::fs::write(&template, &body).unwrap();
+    let deploy = ControlOp::DeployStack {
+        stack_name: "snapshot-restore".into(),
+        template,
+        parameters: BTreeMap::new(),
+    };
+    let out = aws
+        .apply(&run.ctx(&aws, "deploy"), &deploy)
+        .await
+        .expect("create");
+    assert_eq!(out["stack_status"], "CREATE_COMPLETE");
+    let delete = ControlOp::DeleteStack {
+        stack_name: "snapshot-restore".into(),
+    };
+    aws.apply(&run.ctx(&aws, "delete"), &delete)
+        .await
+        .expect("delete");
+    let stacks = moto
+        .clients()
+        .cloudformation
+        .describe_stacks()
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        stacks
+            .stacks()
+            .iter()
+            .all(|s| s.stack_name() != Some("snapshot-restore")
+                || s.stack_status().unwrap().as_str() == "DELETE_COMPLETE"),
+        "{stacks:?}"
+    );
+}
