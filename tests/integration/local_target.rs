@@ -12,6 +12,7 @@ use runbook::journal::Journal;
 use runbook::progress::Progress;
 use runbook::redact::Redactor;
 use runbook::target::local::{Local, recorded_servers, stop_recorded};
+use runbook::target::{ControlOp, Target};
 use serde_json::{Value, json};
 
 use crate::support::{Engine, Server, Workspace};
@@ -70,6 +71,25 @@ impl Rehearsal {
             assume_yes: true,
         };
         action.run(&ctx).await.map_err(|e| e.message)
+    }
+
+    /// A control-plane op straight to the target, for ops no action exposes.
+    async fn apply(&self, op: ControlOp) -> Outputs {
+        let resolver = Resolver::default();
+        let progress = Progress::hidden();
+        let run_dir = self.run_dir();
+        let ctx = StepCtx {
+            run_id: &self.run_id,
+            run_dir: &run_dir,
+            base_dir: Path::new(env!("CARGO_MANIFEST_DIR")),
+            step_id: "step",
+            target: &self.target,
+            resolver: &resolver,
+            journal: &self.journal,
+            progress: &progress,
+            assume_yes: true,
+        };
+        self.target.apply(&ctx, &op).await.expect("the op succeeds")
     }
 
     async fn ok(&self, action: &str, inputs: Value) -> Outputs {
@@ -239,6 +259,19 @@ async fn local_deploy_is_found_again_by_a_new_process_and_heals_a_dead_node() {
         .await;
     assert_eq!(out_str(&described, "status"), "available");
     assert_eq!(recorded_servers(&r.run_dir()).unwrap().len(), 3);
+
+    let metrics = r
+        .apply(ControlOp::CaptureMetrics {
+            group: "cache-a".into(),
+            metrics: vec!["used_memory".into()],
+        })
+        .await;
+    let nodes = metrics["nodes"].as_object().unwrap();
+    assert_eq!(nodes.len(), 2);
+    for (node, m) in nodes {
+        assert!(m["used_memory"].as_u64().unwrap() > 0, "{node}: {m}");
+        assert!(m["connected_clients"].as_u64().unwrap() >= 1, "{node}: {m}");
+    }
 }
 
 #[tokio::test]
