@@ -10,3 +10,10 @@ mod report;
 mod seed;
 mod support;
 mod verify;
+
+mod aws_cli;
+mod aws_elasticache;
+mod aws_metrics;
+mod aws_mocks;
+mod aws_stack;
+mod aws_support;
