@@ -107,7 +107,10 @@ impl Action for Exec {
             ctx.note(*line);
         }
         if lines.len() > SHOWN_LINES {
-            ctx.note(format!("… {} more lines in the output `stdout`", lines.len() - SHOWN_LINES));
+            ctx.note(format!(
+                "… {} more lines in the output `stdout`",
+                lines.len() - SHOWN_LINES
+            ));
         }
         Ok(outputs(stdout.trim_end_matches('\n').to_string(), code))
     }

@@ -158,6 +158,8 @@ async fn the_engine_change_runbook_runs_end_to_end_against_moto() {
         "replication_group=orders",
         "--var",
         "key_count=300",
+        "--var",
+        "seed_on_aws=true",
         "--yes",
     ]);
     for (k, v) in MOTO_ENV {
