@@ -22,6 +22,7 @@ mod bench;
 mod engine;
 mod exec;
 mod group;
+pub mod metrics;
 mod migration;
 mod preflight;
 mod seed;
@@ -215,6 +216,7 @@ pub static REGISTRY: &[ActionSpec] = &[
     engine::SPEC,
     snapshot::CREATE,
     snapshot::RESTORE,
+    metrics::SPEC,
 ];
 
 /// The registry entry for `name`.

@@ -5,6 +5,15 @@ mod bench;
 mod engine;
 mod local_runbooks;
 mod local_target;
+mod probe;
+mod report;
 mod seed;
 mod support;
 mod verify;
+
+mod aws_cli;
+mod aws_elasticache;
+mod aws_metrics;
+mod aws_mocks;
+mod aws_stack;
+mod aws_support;
