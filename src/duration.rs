@@ -104,7 +104,7 @@ mod tests {
         assert!(parse("10").unwrap_err().contains("no unit"));
         assert!(parse("5 parsecs").is_err());
         assert!(parse("").is_err());
-        assert_eq!(format(Duration::from_millis(5400_000)), "1h30m");
+        assert_eq!(format(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format(Duration::from_millis(20)), "20ms");
         assert_eq!(format(Duration::from_secs(61)), "1m1s");

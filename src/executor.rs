@@ -106,44 +106,22 @@ impl Executor<'_> {
         self.watch_probe(probe.as_ref(), &mut watched);
 
         let mut rollback_ok = true;
-        if let (Some(failed_step), false) = (&failed, interrupted) {
-            if !rb.rollback.is_empty() {
-                self.append(Event::RollbackStarted {
-                    failed_step: failed_step.clone(),
-                })?;
-                self.progress
-                    .line(&format!("rolling back: step `{failed_step}` failed"));
-                self.scope.failed_step = Some(failed_step.clone());
-                let n = rb.rollback.len();
-                for (i, step) in rb.rollback.iter().enumerate() {
-                    let _ = step_tx.send(Some(step.id.clone()));
-                    match self.run_step(step, i + 1, n, &interrupt).await? {
-                        StepEnd::Succeeded | StepEnd::Skipped => {}
-                        // Roll back as much as possible: a failed rollback step does not stop the others.
-                        StepEnd::Failed => rollback_ok = false,
-                        StepEnd::Interrupted => {
-                            interrupted = true;
-                            break;
-                        }
-                    }
-                }
-            }
+        if let (Some(failed_step), false) = (&failed, interrupted)
+            && !rb.rollback.is_empty()
+        {
+            self.append(Event::RollbackStarted {
+                failed_step: failed_step.clone(),
+            })?;
+            self.progress
+                .line(&format!("rolling back: step `{failed_step}` failed"));
+            self.scope.failed_step = Some(failed_step.clone());
+            // Roll back as much as possible: a failed rollback step does not stop the others.
+            (rollback_ok, interrupted) = self.run_block(&rb.rollback, &step_tx, &interrupt).await?;
         }
         let mut finally_ok = true;
         if !interrupted && !rb.finally.is_empty() {
             self.append(Event::FinallyStarted)?;
-            let n = rb.finally.len();
-            for (i, step) in rb.finally.iter().enumerate() {
-                let _ = step_tx.send(Some(step.id.clone()));
-                match self.run_step(step, i + 1, n, &interrupt).await? {
-                    StepEnd::Succeeded | StepEnd::Skipped => {}
-                    StepEnd::Failed => finally_ok = false,
-                    StepEnd::Interrupted => {
-                        interrupted = true;
-                        break;
-                    }
-                }
-            }
+            (finally_ok, interrupted) = self.run_block(&rb.finally, &step_tx, &interrupt).await?;
         }
         let _ = step_tx.send(None);
         let status = if interrupted {
@@ -164,6 +142,26 @@ impl Executor<'_> {
             p.stop().await;
         }
         Ok(status)
+    }
+
+    /// Runs every step of a rollback or finally block, going on after failures.
+    /// Returns whether all succeeded, and whether the run was interrupted.
+    async fn run_block(
+        &mut self,
+        steps: &[Step],
+        step_tx: &watch::Sender<Option<String>>,
+        interrupt: &watch::Receiver<bool>,
+    ) -> Result<(bool, bool), ExecError> {
+        let mut all_ok = true;
+        for (i, step) in steps.iter().enumerate() {
+            let _ = step_tx.send(Some(step.id.clone()));
+            match self.run_step(step, i + 1, steps.len(), interrupt).await? {
+                StepEnd::Succeeded | StepEnd::Skipped => {}
+                StepEnd::Failed => all_ok = false,
+                StepEnd::Interrupted => return Ok((all_ok, true)),
+            }
+        }
+        Ok((all_ok, false))
     }
 
     fn append(&self, event: Event) -> Result<(), ExecError> {

@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Like other Unix tools, stop quietly when the reader of our output goes away
+    // (`runbook plan ... | head`) instead of failing on a broken pipe.
+    // SAFETY: setting a signal disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = runbook::cli::Cli::parse_from(runbook::commands::verify::argv(std::env::args_os()));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

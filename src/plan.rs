@@ -232,8 +232,9 @@ fn plan_step(
     let mut rendered = Map::new();
     for (k, v) in &step.with {
         match scope.render(&v.value) {
-            // A value computed from outputs not known yet is shown as written.
-            Ok(_) if reads_outputs(&v.value) => {
+            // A value computed from outputs not known yet (not merely holding one) is shown
+            // as written: `{{ steps.a.outputs.n > 3 }}` must not read as `false`.
+            Ok(r) if reads_outputs(&v.value) && !template::value_has_placeholder(&r) => {
                 rendered.insert(k.clone(), v.value.clone());
             }
             Ok(r) => {

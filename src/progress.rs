@@ -64,6 +64,14 @@ impl Progress {
         }
     }
 
+    /// Runs `f` with the spinner hidden (a prompt, for example).
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.bar {
+            Some(bar) => bar.suspend(f),
+            None => f(),
+        }
+    }
+
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();

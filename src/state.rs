@@ -185,6 +185,22 @@ pub struct StepSummary {
     pub outputs: serde_json::Map<String, serde_json::Value>,
 }
 
+impl StepSummary {
+    fn new(id: &str, action: &str, phase: Phase) -> StepSummary {
+        StepSummary {
+            id: id.to_string(),
+            action: action.to_string(),
+            phase,
+            status: String::new(),
+            attempts: 0,
+            started_at: None,
+            finished_at: None,
+            error: None,
+            outputs: Default::default(),
+        }
+    }
+}
+
 /// A run as the journal tells it.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunSummary {
@@ -247,17 +263,9 @@ pub fn replay(records: &[Record]) -> (RunStatus, Option<DateTime<Utc>>, Vec<Step
                 if !steps.contains_key(step) {
                     order.push(step.clone());
                 }
-                let s = steps.entry(step.clone()).or_insert_with(|| StepSummary {
-                    id: step.clone(),
-                    action: action.clone(),
-                    phase: *phase,
-                    status: String::new(),
-                    attempts: 0,
-                    started_at: None,
-                    finished_at: None,
-                    error: None,
-                    outputs: Default::default(),
-                });
+                let s = steps
+                    .entry(step.clone())
+                    .or_insert_with(|| StepSummary::new(step, action, *phase));
                 if *attempt == 1 || s.started_at.is_none() {
                     s.started_at = Some(r.ts);
                 }
@@ -302,17 +310,10 @@ pub fn replay(records: &[Record]) -> (RunStatus, Option<DateTime<Utc>>, Vec<Step
                 if !steps.contains_key(step) {
                     order.push(step.clone());
                 }
-                let s = steps.entry(step.clone()).or_insert_with(|| StepSummary {
-                    id: step.clone(),
-                    action: action.clone(),
-                    phase: *phase,
-                    status: String::new(),
-                    attempts: 0,
-                    started_at: Some(r.ts),
-                    finished_at: None,
-                    error: None,
-                    outputs: Default::default(),
-                });
+                let s = steps
+                    .entry(step.clone())
+                    .or_insert_with(|| StepSummary::new(step, action, *phase));
+                s.started_at.get_or_insert(r.ts);
                 s.status = "skipped".into();
                 s.finished_at = Some(r.ts);
                 s.error = Some(reason.clone());

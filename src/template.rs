@@ -293,11 +293,7 @@ fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
     match schema.get("$ref").and_then(Value::as_str) {
         Some(r) => r
             .strip_prefix("#/")
-            .map(|p| {
-                p.split('/')
-                    .fold(Some(root), |v, k| v.and_then(|v| v.get(k)))
-            })
-            .and_then(|v| v)
+            .and_then(|p| p.split('/').try_fold(root, |v, k| v.get(k)))
             .unwrap_or(schema),
         None => schema,
     }

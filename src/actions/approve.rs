@@ -46,16 +46,16 @@ impl Action for Approve {
                 self.message
             )));
         }
-        let message = self.message.clone();
-        let answer = tokio::task::spawn_blocking(move || {
-            let mut err = std::io::stderr();
-            let _ = write!(err, "\n{message} [y/N] ");
-            let _ = err.flush();
-            let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line).map(|_| line)
+        // The spinner stays hidden while the person reads the question and answers.
+        let answer = tokio::task::block_in_place(|| {
+            ctx.progress.suspend(|| {
+                let mut err = std::io::stderr();
+                let _ = write!(err, "\n{} [y/N] ", self.message);
+                let _ = err.flush();
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line).map(|_| line)
+            })
         })
-        .await
-        .map_err(|e| ActionError::fatal(format!("approval prompt failed: {e}")))?
         .map_err(|e| ActionError::fatal(format!("cannot read the answer: {e}")))?;
         if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
             out.insert("approved_by".into(), "terminal".into());

@@ -31,6 +31,9 @@ pub struct Exec {
     ok_status: Vec<i32>,
 }
 
+/// How many lines of a command's output are shown as notes.
+const SHOWN_LINES: usize = 10;
+
 fn default_ok() -> Vec<i32> {
     vec![0]
 }
@@ -97,6 +100,17 @@ impl Action for Exec {
                     format!(": {}", tail.join(" | "))
                 }
             )));
+        }
+        // The person watching (and the journal) sees what the command said, briefly.
+        let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+        for line in lines.iter().take(SHOWN_LINES) {
+            ctx.note(*line);
+        }
+        if lines.len() > SHOWN_LINES {
+            ctx.note(format!(
+                "… {} more lines in the output `stdout`",
+                lines.len() - SHOWN_LINES
+            ));
         }
         Ok(outputs(stdout.trim_end_matches('\n').to_string(), code))
     }

@@ -18,9 +18,17 @@ use crate::target::Target;
 
 mod approve;
 mod assert;
+mod bench;
+mod engine;
 mod exec;
+mod group;
+pub mod metrics;
+mod migration;
+mod preflight;
 mod seed;
 mod sleep;
+mod snapshot;
+mod stack;
 mod verify;
 
 /// Named outputs of a step, visible to later steps as `steps.<id>.outputs.<name>`.
@@ -192,10 +200,23 @@ pub fn schema<T: schemars::JsonSchema>() -> schemars::Schema {
 pub static REGISTRY: &[ActionSpec] = &[
     approve::SPEC,
     assert::SPEC,
+    bench::SPEC,
     seed::SPEC,
     verify::SPEC,
     exec::SPEC,
     sleep::SPEC,
+    stack::DEPLOY,
+    stack::DELETE,
+    group::SPEC,
+    group::DELETE,
+    preflight::SPEC,
+    migration::TEST,
+    migration::START,
+    migration::COMPLETE,
+    engine::SPEC,
+    snapshot::CREATE,
+    snapshot::RESTORE,
+    metrics::SPEC,
 ];
 
 /// The registry entry for `name`.

@@ -1,11 +1,100 @@
-//! `runbook bench`.
+//! `runbook bench`: Redis vs Valkey throughput and latency, endpoint after endpoint.
 
+use std::time::Duration;
+
+use crate::bench::{self, BenchError, Limit, Settings};
 use crate::cli::Global;
-use crate::error::Outcome;
+use crate::endpoint::Resolver;
+use crate::error::{Outcome, invalid};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// An endpoint to benchmark (repeatable; each runs the same workloads in turn).
+    #[arg(long = "endpoint", value_name = "URL", required = true)]
+    pub endpoints: Vec<String>,
+    /// A short name for each endpoint in tables and charts, in the order of --endpoint.
+    #[arg(long = "label", value_name = "NAME")]
+    pub labels: Vec<String>,
+    /// Workloads, comma-separated or repeated: get, set, mix, lpush, lrange, hset, hgetall,
+    /// sadd, smembers, zadd, zrange, kv (= set,get), ds (the eight data-structure operations), all.
+    #[arg(long = "workload", value_name = "NAME", default_value = "kv")]
+    pub workloads: Vec<String>,
+    /// SET:GET ratio of the `mix` workload.
+    #[arg(long, value_name = "SET:GET", default_value = "1:10")]
+    pub ratio: String,
+    /// Connections per endpoint (redis-benchmark -c).
+    #[arg(long, default_value_t = 50)]
+    pub connections: usize,
+    /// Requests in flight per connection (redis-benchmark -P).
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
+    /// Bytes per written value (redis-benchmark -d).
+    #[arg(long, default_value_t = 3)]
+    pub value_size: usize,
+    /// Distinct keys per data type (redis-benchmark -r).
+    #[arg(long, default_value_t = 10_000)]
+    pub keyspace: u64,
+    /// Members per list, hash, set and sorted set; range reads fetch this many.
+    #[arg(long, default_value_t = 100)]
+    pub elements: u64,
+    /// Requests per workload and endpoint (redis-benchmark -n).
+    #[arg(long, default_value_t = 100_000, conflicts_with = "duration")]
+    pub requests: u64,
+    /// Run each workload this long instead of a request count, e.g. 30s.
+    #[arg(long, value_parser = crate::duration::parse)]
+    pub duration: Option<Duration>,
+    /// Every key the benchmark writes starts with this.
+    #[arg(long, default_value = "bench:")]
+    pub key_prefix: String,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
 
-pub async fn run(_global: &Global, _args: Args) -> anyhow::Result<Outcome> {
-    anyhow::bail!("`runbook bench` is not built yet")
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
+    let resolver = Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
+    let endpoints = bench::labeled(&args.endpoints, &args.labels).map_err(edge)?;
+    let settings = Settings {
+        workloads: bench::parse_workloads(&args.workloads, &args.ratio).map_err(edge)?,
+        connections: args.connections,
+        pipeline: args.pipeline,
+        value_size: args.value_size,
+        keyspace: args.keyspace,
+        elements: args.elements,
+        limit: match args.duration {
+            Some(d) => Limit::Duration(d),
+            None => Limit::Requests(args.requests),
+        },
+        key_prefix: args.key_prefix,
+    };
+    settings.check().map_err(edge)?;
+    let note = |line: &str| eprintln!("{line}");
+    let results = bench::run(&endpoints, &settings, &resolver, &note)
+        .await
+        .map_err(edge)?;
+    match args.format {
+        Format::Text => print!("{}", bench::table(&results)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "results": results }))?
+        ),
+    }
+    Ok(if results.iter().any(|r| r.errors > 0) {
+        Outcome::Failed
+    } else {
+        Outcome::Success
+    })
+}
+
+/// Bad settings exit with 2, failures to reach or drive an endpoint with 1.
+fn edge(e: BenchError) -> anyhow::Error {
+    match e {
+        BenchError::Invalid(message) => invalid(message),
+        other => other.into(),
+    }
 }

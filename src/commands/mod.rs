@@ -12,3 +12,10 @@ pub mod schema;
 pub mod seed;
 pub mod show;
 pub mod verify;
+
+/// Output of the listing commands (`runs`, `show`).
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ListFormat {
+    Text,
+    Json,
+}

@@ -1,11 +1,147 @@
-//! `runbook probe`.
+//! `runbook probe`: seed 000's standalone monitor. Probes endpoints until Ctrl+C or
+//! `--duration`, then writes its report (and prints it as JSON with `--format json`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
 
 use crate::cli::Global;
-use crate::error::Outcome;
+use crate::endpoint::{Endpoint, Resolver};
+use crate::error::{Outcome, invalid};
+use crate::probe::{ProbeConfig, RunProbe};
+use crate::report;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// A summary on stdout; the full report in the output folder.
+    Text,
+    /// The report as JSON on stdout.
+    Json,
+}
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// An endpoint to probe: redis://[user:password@]host:port, rediss://… for TLS (repeatable).
+    #[arg(long = "endpoint", value_name = "URL", required = true)]
+    pub endpoints: Vec<String>,
+    /// Stop after this long (e.g. 30s, 10m); without it, run until Ctrl+C.
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Time between ticks; each tick writes and reads once.
+    #[arg(long, default_value = "10ms", value_name = "DURATION")]
+    pub interval: String,
+    /// Per-request timeout.
+    #[arg(long, default_value = "250ms", value_name = "DURATION")]
+    pub timeout: String,
+    /// Prefix of the probe's own keys.
+    #[arg(long, default_value = "runbook:probe:", value_name = "PREFIX")]
+    pub key_prefix: String,
+    /// Where the data and reports go (default: <state-dir>/probes/<time>).
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
 
-pub async fn run(_global: &Global, _args: Args) -> anyhow::Result<Outcome> {
-    anyhow::bail!("`runbook probe` is not built yet")
+fn duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
+    let d = crate::duration::parse(text).map_err(|e| invalid(format!("--{flag}: {e}")))?;
+    if d.is_zero() {
+        return Err(invalid(format!("--{flag} must be more than zero")));
+    }
+    Ok(d)
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
+    let endpoints = args
+        .endpoints
+        .iter()
+        .map(|e| Endpoint::parse(e).map_err(|e| invalid(e.to_string())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let resolver = Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
+    let config = ProbeConfig {
+        interval: duration("interval", &args.interval)?,
+        timeout: duration("timeout", &args.timeout)?,
+        key_prefix: args.key_prefix.clone(),
+    };
+    let limit = args
+        .duration
+        .as_deref()
+        .map(|d| duration("duration", d))
+        .transpose()?;
+    let dir = args.out.clone().unwrap_or_else(|| {
+        global
+            .state_dir
+            .join("probes")
+            .join(chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string())
+    });
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+
+    let (_step_tx, step_rx) = tokio::sync::watch::channel(None);
+    let probe = RunProbe::start(&dir, config, resolver, step_rx);
+    for e in &endpoints {
+        probe.watch(e.clone());
+    }
+    eprintln!(
+        "probing {} every {}; data in {}; {}",
+        endpoints
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        args.interval,
+        dir.display(),
+        match &args.duration {
+            Some(d) => format!("stopping after {d} (or Ctrl+C)"),
+            None => "Ctrl+C to stop".into(),
+        }
+    );
+    match limit {
+        Some(limit) => {
+            tokio::select! {
+                () = tokio::time::sleep(limit) => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    probe.stop().await;
+
+    let written = report::write_run_reports(&dir)?;
+    let model = report::build(&dir)?;
+    match args.format {
+        OutputFormat::Json => println!("{}", report::to_json(&model)),
+        OutputFormat::Text => {
+            println!(
+                "{} disconnect(s), {:.2} s without writes, {} lost acknowledged write(s)",
+                model.disconnects.len(),
+                model.outcome.unwritable_s,
+                model.outcome.lost_writes
+            );
+            for d in &model.disconnects {
+                println!(
+                    "  {} {} → {}: {:.0} ms ({})",
+                    d.endpoint,
+                    d.start.format("%H:%M:%S%.3f"),
+                    d.end.map_or("still down".into(), |t| t
+                        .format("%H:%M:%S%.3f")
+                        .to_string()),
+                    d.duration_ms,
+                    d.cause
+                );
+            }
+            for (op, s) in &model.latency {
+                println!(
+                    "  {op}: {} requests, {} errors, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                    s.requests, s.errors, s.p50_ms, s.p99_ms, s.max_ms
+                );
+            }
+            for path in written {
+                println!("wrote {}", path.display());
+            }
+        }
+    }
+    Ok(Outcome::Success)
 }

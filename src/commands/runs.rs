@@ -1,19 +1,14 @@
 //! `runbook runs`: every run in the state dir, oldest first.
 
+use super::ListFormat;
 use crate::cli::Global;
 use crate::error::Outcome;
 use crate::state::{self, StateDir};
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
-
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
@@ -31,7 +26,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     }
     runs.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
     match args.format {
-        Format::Json => {
+        ListFormat::Json => {
             let list: Vec<serde_json::Value> = runs
                 .iter()
                 .map(|r| {
@@ -43,8 +38,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
                 .collect();
             println!("{}", serde_json::to_string_pretty(&list)?);
         }
-        Format::Text if runs.is_empty() => eprintln!("no runs in {}", global.state_dir.display()),
-        Format::Text => {
+        ListFormat::Text if runs.is_empty() => {
+            eprintln!("no runs in {}", global.state_dir.display())
+        }
+        ListFormat::Text => {
             println!(
                 "{:<44} {:<12} {:<6} {:<25} RUNBOOK",
                 "ID", "STATUS", "TARGET", "STARTED"

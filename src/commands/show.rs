@@ -1,21 +1,16 @@
 //! `runbook show RUN_ID`: one run's status, step by step.
 
+use super::ListFormat;
 use crate::cli::Global;
 use crate::error::{Outcome, invalid};
 use crate::state::{self, StateDir};
-
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The run (`runbook runs` lists them).
     pub run_id: String,
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
@@ -24,8 +19,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         .map_err(|e| invalid(e.to_string()))?;
     let summary = state::summarize(&dir)?;
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
-        Format::Text => {
+        ListFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        ListFormat::Text => {
             println!(
                 "run {}  ({} on {})",
                 summary.id, summary.runbook, summary.target

@@ -1,11 +1,26 @@
 //! The background probe: what the cache's clients feel while a runbook runs.
 //!
-//! (The measuring itself is being built; this is the contract the executor uses.)
+//! One task per endpoint issues a write and a read on a fixed open-loop schedule,
+//! classifies failures, turns runs of failures into disconnect events, counts lost
+//! acknowledged writes and tags every sample with the step running at that moment.
+//! Everything goes to files under the run directory as it happens ([`record`]), so the
+//! report survives a crash and memory stays bounded. The probe never blocks or fails
+//! the run: its own problems are printed once and otherwise ignored.
 
-use std::path::Path;
+pub mod classify;
+pub mod record;
+mod sampler;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
 use crate::endpoint::{Endpoint, Resolver};
+pub use classify::ErrorClass;
+pub use record::{Op, ProbeEvent, Recorder, Second};
 
 /// How the probe samples.
 #[derive(Clone, Debug)]
@@ -30,23 +45,129 @@ impl Default for ProbeConfig {
 
 /// The probe of one run: one task per endpoint, samples tagged with the running step,
 /// data persisted under the run directory.
-pub struct RunProbe {}
+pub struct RunProbe {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    recorder: Option<Arc<Recorder>>,
+    config: ProbeConfig,
+    resolver: Resolver,
+    step: watch::Receiver<Option<String>>,
+    stop: watch::Receiver<bool>,
+    runtime: tokio::runtime::Handle,
+    /// A tag unique to this probe, so two probes never share a key.
+    tag: String,
+    tasks: Mutex<Vec<(Endpoint, JoinHandle<()>)>>,
+}
 
 impl RunProbe {
     /// Starts a probe that writes its data under `run_dir` and tags samples with the
-    /// step that `step` names at that moment.
+    /// step that `step` names at that moment. Must be called inside a tokio runtime.
     pub fn start(
-        _run_dir: &Path,
-        _config: ProbeConfig,
-        _resolver: Resolver,
-        _step: tokio::sync::watch::Receiver<Option<String>>,
+        run_dir: &Path,
+        config: ProbeConfig,
+        resolver: Resolver,
+        step: watch::Receiver<Option<String>>,
     ) -> RunProbe {
-        RunProbe {}
+        let recorder = match Recorder::open(run_dir) {
+            Ok(r) => Some(Arc::new(r)),
+            Err(e) => {
+                eprintln!(
+                    "warning: the probe cannot write under {}: {e}; the run goes on without it",
+                    run_dir.display()
+                );
+                None
+            }
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let runtime = tokio::runtime::Handle::current();
+        let flusher = recorder
+            .clone()
+            .map(|rec| runtime.spawn(flush_every_second(rec, stop_rx.clone())));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        RunProbe {
+            shared: Arc::new(Shared {
+                recorder,
+                config,
+                resolver,
+                step,
+                stop: stop_rx,
+                runtime,
+                tag: format!("{}-{:x}", std::process::id(), nanos),
+                tasks: Mutex::new(Vec::new()),
+            }),
+            stop,
+            flusher,
+        }
     }
 
     /// Starts probing `endpoint` (once; later calls for the same endpoint do nothing).
-    pub fn watch(&self, _endpoint: Endpoint) {}
+    pub fn watch(&self, endpoint: Endpoint) {
+        let shared = &self.shared;
+        let Some(recorder) = &shared.recorder else {
+            return;
+        };
+        let mut tasks = shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        if tasks.iter().any(|(e, _)| *e == endpoint) {
+            return;
+        }
+        let sampler = sampler::Sampler {
+            endpoint: endpoint.clone(),
+            resolver: shared.resolver.clone(),
+            config: shared.config.clone(),
+            key: format!("{}{}:{}", shared.config.key_prefix, shared.tag, tasks.len()),
+            recorder: recorder.clone(),
+            step: shared.step.clone(),
+        };
+        let handle = shared.runtime.spawn(sampler.run(shared.stop.clone()));
+        tasks.push((endpoint, handle));
+    }
+
+    /// The folder the probe writes to, unless it could not be created.
+    pub fn dir(&self) -> Option<PathBuf> {
+        self.shared.recorder.as_ref().map(|r| r.dir().to_path_buf())
+    }
 
     /// Stops every probe task and flushes its data.
-    pub async fn stop(self) {}
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        let tasks =
+            std::mem::take(&mut *self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for (_, task) in tasks {
+            let _ = task.await;
+        }
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.await;
+        }
+        if let Some(rec) = &self.shared.recorder {
+            rec.flush(None);
+            if let Some(why) = rec.failure() {
+                eprintln!("warning: some probe data could not be written: {why}");
+            }
+        }
+    }
+}
+
+/// Writes out finished seconds and flushes the files once a second. Seconds are kept
+/// open for two more seconds, for requests that answer late.
+async fn flush_every_second(recorder: Arc<Recorder>, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = every.tick() => {
+                let rec = recorder.clone();
+                let keep_after = chrono::Utc::now().timestamp() - 2;
+                // File writes stay off the runtime's worker threads.
+                let _ = tokio::task::spawn_blocking(move || rec.flush(Some(keep_after))).await;
+            }
+        }
+    }
 }

@@ -1,10 +1,267 @@
 //! The per-step change-review report of a run.
 //!
-//! (Being built; this is the contract the executor uses.)
+//! [`model::build`] reads the run directory (journal + probe data) into one model; the
+//! Markdown and HTML reports are Tera templates (`templates/`) over it, and the JSON
+//! report is the model itself, versioned. The HTML report is one self-contained file
+//! (styles and the chart inline as SVG); the Markdown report embeds the chart as a PNG
+//! written next to it.
+
+pub mod chart;
+pub mod model;
 
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
-/// Writes the run's reports (md, html, json) into its directory; returns their paths.
-pub fn write_run_reports(_run_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    Ok(Vec::new())
+use serde_json::Value;
+use tera::Tera;
+
+pub use model::{FORMAT_VERSION, Report, ReportError, build};
+
+/// A report format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Md,
+    Html,
+    Json,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Md => "md",
+            Format::Html => "html",
+            Format::Json => "json",
+        }
+    }
+}
+
+/// Why a report could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Model(#[from] ReportError),
+    #[error("cannot render the {format} report: {source}")]
+    Template {
+        format: &'static str,
+        source: tera::Error,
+    },
+    #[error(transparent)]
+    Chart(#[from] chart::ChartError),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+static TEMPLATES: LazyLock<Result<Tera, tera::Error>> = LazyLock::new(|| {
+    let mut tera = Tera::default();
+    tera.add_raw_templates([
+        ("report.md", include_str!("../../templates/report.md.tera")),
+        (
+            "report.html",
+            include_str!("../../templates/report.html.tera"),
+        ),
+    ])?;
+    tera.register_filter("ms", filter_ms);
+    tera.register_filter("secs", filter_secs);
+    tera.register_filter("clock", filter_clock);
+    tera.register_filter("utc", filter_utc);
+    tera.register_filter("num", filter_num);
+    tera.register_filter("cell", filter_cell);
+    Ok(tera)
+});
+
+/// `1234.5` (ms) → `1.23 s`, `12.3` → `12.3 ms`, `0.21` → `0.21 ms`.
+fn filter_ms(v: &Value, _: &std::collections::HashMap<String, Value>) -> tera::Result<Value> {
+    Ok(Value::String(match v.as_f64() {
+        Some(ms) if ms >= 1000.0 => format!("{:.2} s", ms / 1000.0),
+        Some(ms) if ms >= 10.0 => format!("{ms:.1} ms"),
+        Some(ms) => format!("{ms:.2} ms"),
+        None => "–".into(),
+    }))
+}
+
+/// Seconds with a unit: `0.42 s`, `3 m 05 s`.
+fn filter_secs(v: &Value, _: &std::collections::HashMap<String, Value>) -> tera::Result<Value> {
+    Ok(Value::String(match v.as_f64() {
+        Some(s) if s >= 60.0 => format!("{} m {:02} s", (s / 60.0).floor(), (s % 60.0).round()),
+        Some(s) => format!("{s:.2} s"),
+        None => "–".into(),
+    }))
+}
+
+/// An RFC 3339 time → `HH:MM:SS.mmm` (UTC).
+fn filter_clock(v: &Value, _: &std::collections::HashMap<String, Value>) -> tera::Result<Value> {
+    Ok(Value::String(
+        v.as_str()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| {
+                t.with_timezone(&chrono::Utc)
+                    .format("%H:%M:%S%.3f")
+                    .to_string()
+            })
+            .unwrap_or_else(|| "–".into()),
+    ))
+}
+
+/// An RFC 3339 time → `2026-11-22 03:12:05 UTC`.
+fn filter_utc(v: &Value, _: &std::collections::HashMap<String, Value>) -> tera::Result<Value> {
+    Ok(Value::String(
+        v.as_str()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| {
+                t.with_timezone(&chrono::Utc)
+                    .format("%Y-%m-%d %H:%M:%S UTC")
+                    .to_string()
+            })
+            .unwrap_or_else(|| "–".into()),
+    ))
+}
+
+/// A number with at most two decimals.
+fn filter_num(v: &Value, _: &std::collections::HashMap<String, Value>) -> tera::Result<Value> {
+    Ok(Value::String(match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(0.0);
+            if f.fract() == 0.0 {
+                format!("{f:.0}")
+            } else {
+                format!("{f:.2}")
+            }
+        }
+        Value::Number(n) => n.to_string(),
+        Value::Null => "–".into(),
+        other => other.to_string(),
+    }))
+}
+
+/// Text safe inside a Markdown table cell.
+fn filter_cell(v: &Value, _: &std::collections::HashMap<String, Value>) -> tera::Result<Value> {
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    Ok(Value::String(
+        text.replace('|', "\\|").replace(['\n', '\r'], " "),
+    ))
+}
+
+fn templates() -> Result<&'static Tera, RenderError> {
+    TEMPLATES.as_ref().map_err(|e| RenderError::Template {
+        format: "any",
+        source: tera::Error::msg(e.to_string()),
+    })
+}
+
+/// The report as JSON text.
+pub fn to_json(report: &Report) -> String {
+    serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// The report as Markdown; `images` names the chart files written next to it (by
+/// [`write_images`]).
+pub fn to_markdown(report: &Report, images: &Images) -> Result<String, RenderError> {
+    let mut ctx =
+        tera::Context::from_serialize(report).map_err(|source| RenderError::Template {
+            format: "md",
+            source,
+        })?;
+    ctx.insert("timeline_png", &images.timeline);
+    ctx.insert("bench_png", &images.bench);
+    templates()?
+        .render("report.md", &ctx)
+        .map_err(|source| RenderError::Template {
+            format: "md",
+            source,
+        })
+}
+
+/// The report as one self-contained HTML page.
+pub fn to_html(report: &Report) -> Result<String, RenderError> {
+    let mut ctx =
+        tera::Context::from_serialize(report).map_err(|source| RenderError::Template {
+            format: "html",
+            source,
+        })?;
+    let timeline = if chart::has_timeline(report) {
+        Some(chart::timeline_svg(report)?)
+    } else {
+        None
+    };
+    let bench = if report.benchmarks.is_empty() {
+        None
+    } else {
+        Some(chart::bench_svg(report)?)
+    };
+    ctx.insert("timeline_svg", &timeline);
+    ctx.insert("bench_svg", &bench);
+    templates()?
+        .render("report.html", &ctx)
+        .map_err(|source| RenderError::Template {
+            format: "html",
+            source,
+        })
+}
+
+/// The chart files of a Markdown report, by file name (they sit next to it).
+#[derive(Debug, Default)]
+pub struct Images {
+    pub timeline: Option<String>,
+    pub bench: Option<String>,
+}
+
+/// Draws the PNG charts next to a Markdown report at `md_path`.
+pub fn write_images(report: &Report, md_path: &Path) -> Result<Images, RenderError> {
+    let dir = md_path.parent().unwrap_or(Path::new("."));
+    let stem = md_path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("report");
+    let mut images = Images::default();
+    if chart::has_timeline(report) {
+        let name = format!("{stem}-timeline.png");
+        chart::timeline_png(report, &dir.join(&name))?;
+        images.timeline = Some(name);
+    }
+    if !report.benchmarks.is_empty() {
+        let name = format!("{stem}-bench.png");
+        chart::bench_png(report, &dir.join(&name))?;
+        images.bench = Some(name);
+    }
+    Ok(images)
+}
+
+/// Writes the report of `run_dir` in `format` to `path` (charts next to a Markdown one).
+pub fn write_report(run_dir: &Path, format: Format, path: &Path) -> Result<PathBuf, RenderError> {
+    let report = build(run_dir)?;
+    write_rendered(&report, format, path)
+}
+
+fn write_rendered(report: &Report, format: Format, path: &Path) -> Result<PathBuf, RenderError> {
+    let text = match format {
+        Format::Json => to_json(report),
+        Format::Html => to_html(report)?,
+        Format::Md => {
+            let images = write_images(report, path)?;
+            to_markdown(report, &images)?
+        }
+    };
+    std::fs::write(path, text).map_err(|source| RenderError::Write {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(path.to_path_buf())
+}
+
+/// Writes report.md (+ chart png), report.html, report.json into `run_dir`.
+pub fn write_run_reports(run_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let report = build(run_dir)?;
+    let mut written = Vec::new();
+    for format in [Format::Md, Format::Html, Format::Json] {
+        let path = run_dir.join(format!("report.{}", format.extension()));
+        written.push(write_rendered(&report, format, &path)?);
+    }
+    Ok(written)
 }

@@ -136,17 +136,28 @@ pub struct TargetOptions {
 }
 
 /// The control plane a run drives.
-pub async fn open(kind: TargetKind, _opts: &TargetOptions) -> anyhow::Result<Box<dyn Target>> {
+pub async fn open(kind: TargetKind, opts: &TargetOptions) -> anyhow::Result<Box<dyn Target>> {
     Ok(match kind {
-        TargetKind::Local => Box::new(local::Local),
-        TargetKind::Aws => Box::new(aws::Aws),
+        TargetKind::Local => Box::new(local::Local::new()),
+        TargetKind::Aws => {
+            let aws_opts = aws::AwsOptions {
+                profile: opts.profile.clone(),
+                region: opts.region.clone(),
+                endpoint_url: opts.endpoint_url.clone(),
+            };
+            Box::new(
+                aws::Aws::new(&aws_opts)
+                    .await
+                    .map_err(|e| crate::error::invalid(e.to_string()))?,
+            )
+        }
     })
 }
 
 /// A target that can only explain ops: `plan` makes no call and starts nothing.
 pub fn for_plan(kind: TargetKind) -> Box<dyn Target> {
     match kind {
-        TargetKind::Local => Box::new(local::Local),
-        TargetKind::Aws => Box::new(aws::Aws),
+        TargetKind::Local => Box::new(local::Local::new()),
+        TargetKind::Aws => Box::new(aws::Aws::for_plan()),
     }
 }

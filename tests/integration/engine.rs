@@ -1,11 +1,9 @@
 //! The engine through the binary: errors a person can act on, a plan that changes nothing,
 //! runs, resume after kill -9 at every step, locks, approvals, secrets, runs/show.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Workspace, runbook_bin};
+use crate::support::Workspace;
 
 const DEMO: &str = r#"version: 1
 name: demo
@@ -194,8 +192,7 @@ fn a_run_journals_everything_and_keeps_secrets_out() {
         );
     }
     assert!(!ran.stderr.contains("s3cr3t-t0ken"));
-    let show = ws.cmd(&["show", &id, "--format", "json"]).expect(0);
-    let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    let v = ws.show(&id);
     assert_eq!(v["status"], "succeeded");
     let steps: Vec<(&str, &str)> = v["steps"]
         .as_array()
@@ -234,8 +231,7 @@ fn approval_without_a_terminal_fails_closed_then_resume_with_yes_finishes() {
         "{}",
         ran.stderr
     );
-    let show = ws.cmd(&["show", &id, "--format", "json"]).expect(0);
-    let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    let v = ws.show(&id);
     assert_eq!(v["status"], "failed");
     assert_eq!(v["steps"][2]["status"], "failed");
     // The finally step ran even though the run failed.
@@ -249,8 +245,7 @@ fn approval_without_a_terminal_fails_closed_then_resume_with_yes_finishes() {
         "{}",
         resumed.stderr
     );
-    let v: serde_json::Value =
-        serde_json::from_str(&ws.cmd(&["show", &id, "--format", "json"]).expect(0).stdout).unwrap();
+    let v = ws.show(&id);
     assert_eq!(v["status"], "succeeded");
     assert_eq!(
         v["steps"][0]["attempts"], 1,
@@ -286,8 +281,7 @@ fn resume_refuses_a_changed_runbook_unless_allowed_and_from_reruns() {
     );
     ws.cmd(&["resume", &id, "--yes", "--allow-changed", "--from", "first"])
         .expect(0);
-    let v: serde_json::Value =
-        serde_json::from_str(&ws.cmd(&["show", &id, "--format", "json"]).expect(0).stdout).unwrap();
+    let v = ws.show(&id);
     assert_eq!(v["steps"][0]["attempts"], 2);
 }
 
@@ -382,21 +376,10 @@ fn kill_9_in_every_step_then_resume_gives_each_side_effect_exactly_once() {
     let state = ws.state_dir();
     let mut run_id: Option<String> = None;
     for k in 1..=n {
-        let mut cmd = Command::new(runbook_bin());
-        cmd.current_dir(ws.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        match &run_id {
-            None => cmd.args(["run", "crashy.yaml"]),
-            Some(id) => cmd.args(["resume", id]),
+        let (mut child, id) = match &run_id {
+            None => ws.spawn(&["run", "crashy.yaml"]),
+            Some(id) => ws.spawn(&["resume", id]),
         };
-        let mut child = cmd.spawn().unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let id = first.trim().to_string();
         run_id.get_or_insert(id.clone());
         let journal = state.join("runs").join(&id).join("journal.jsonl");
         let want = format!("\"event\":\"step_started\",\"step\":\"effect{k}\"");
@@ -411,9 +394,7 @@ fn kill_9_in_every_step_then_resume_gives_each_side_effect_exactly_once() {
         std::thread::sleep(Duration::from_millis(250));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let v: serde_json::Value =
-            serde_json::from_str(&ws.cmd(&["show", &id, "--format", "json"]).expect(0).stdout)
-                .unwrap();
+        let v = ws.show(&id);
         assert_eq!(v["status"], "interrupted", "after the kill in effect{k}");
     }
     // Give an orphaned command the time it would need to finish behind our back.
@@ -427,8 +408,7 @@ fn kill_9_in_every_step_then_resume_gives_each_side_effect_exactly_once() {
         ["1", "2", "3", "4"],
         "each side effect exactly once, in order"
     );
-    let v: serde_json::Value =
-        serde_json::from_str(&ws.cmd(&["show", &id, "--format", "json"]).expect(0).stdout).unwrap();
+    let v = ws.show(&id);
     assert_eq!(v["status"], "succeeded");
     assert_eq!(v["steps"][0]["attempts"], 1, "prepare ran once");
 }
@@ -440,28 +420,15 @@ fn a_live_run_cannot_be_resumed_by_a_second_process() {
         "rb.yaml",
         "version: 1\nname: long\nsteps:\n  - id: wait\n    action: sleep\n    with: { duration: 3s }\n",
     );
-    let mut child = Command::new(runbook_bin())
-        .current_dir(ws.path())
-        .args(["run", "rb.yaml"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let id = first.trim();
-    let ran = ws.cmd(&["resume", id]).expect(1);
+    let (mut child, id) = ws.spawn(&["run", "rb.yaml"]);
+    let ran = ws.cmd(&["resume", &id]).expect(1);
     assert!(
         ran.stderr
             .contains("is being driven by another process (pid "),
         "{}",
         ran.stderr
     );
-    let v: serde_json::Value =
-        serde_json::from_str(&ws.cmd(&["show", id, "--format", "json"]).expect(0).stdout).unwrap();
+    let v = ws.show(&id);
     assert_eq!(v["status"], "running");
     child.kill().unwrap();
     child.wait().unwrap();
@@ -512,4 +479,39 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn ctrl_c_stops_at_the_running_step_and_the_run_resumes() {
+    let ws = Workspace::new();
+    ws.write(
+        "rb.yaml",
+        "version: 1\nname: long\nsteps:\n  - id: wait\n    action: exec\n    with: { command: \"sleep 0.5; echo waited >> log\" }\n  - id: after\n    action: exec\n    with: { command: \"echo after >> log\" }\n",
+    );
+    let (child, id) = ws.spawn(&["run", "rb.yaml"]);
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("was interrupted at step `wait`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("continue with: runbook resume {id}")),
+        "{stderr}"
+    );
+    assert!(
+        !ws.path().join("log").exists(),
+        "the interrupted command was stopped"
+    );
+    let v = ws.show(&id);
+    assert_eq!(v["status"], "interrupted");
+    ws.cmd(&["resume", &id]).expect(0);
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("log")).unwrap(),
+        "waited\nafter\n"
+    );
 }

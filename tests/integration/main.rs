@@ -1,7 +1,19 @@
 //! The integration tests, compiled into one binary (one link instead of one per file).
 //! They run the real `runbook` binary against real servers on free loopback ports.
 
+mod bench;
 mod engine;
+mod local_runbooks;
+mod local_target;
+mod probe;
+mod report;
 mod seed;
 mod support;
 mod verify;
+
+mod aws_cli;
+mod aws_elasticache;
+mod aws_metrics;
+mod aws_mocks;
+mod aws_stack;
+mod aws_support;

@@ -231,3 +231,30 @@ impl Cmd {
         ran
     }
 }
+
+impl Workspace {
+    /// Starts `runbook` in the background; returns the process and the run id it printed first.
+    pub fn spawn(&self, args: &[&str]) -> (Child, String) {
+        use std::io::BufRead;
+        let mut child = Command::new(runbook_bin())
+            .current_dir(self.dir.path())
+            .args(args)
+            .env_remove("RUNBOOK_STATE_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start runbook");
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("the run id");
+        (child, first.trim().to_string())
+    }
+
+    /// `runbook show RUN_ID --format json`, parsed.
+    pub fn show(&self, id: &str) -> serde_json::Value {
+        let ran = self.cmd(&["show", id, "--format", "json"]).expect(0);
+        serde_json::from_str(&ran.stdout).expect("show prints JSON")
+    }
+}

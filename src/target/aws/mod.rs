@@ -1,12 +1,91 @@
 //! The aws target: ElastiCache, CloudFormation, EC2 and CloudWatch through the AWS SDK.
+//!
+//! Each [`ControlOp`] becomes AWS API calls that observe first and then do only what is
+//! missing, so a resumed run never repeats a change that already happened; long changes
+//! are waited for with a deadline ([`wait`]). [`Target::explain`] names the same calls,
+//! as the AWS API reference does, without making any of them.
+
+use std::sync::atomic::AtomicBool;
 
 use async_trait::async_trait;
+use aws_sdk_elasticache::config::http::HttpResponse;
+use aws_sdk_elasticache::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use crate::actions::{ActionError, Operation, Outputs, StepCtx};
 use crate::target::{ControlOp, Target, TargetKind};
 
-/// The real thing.
-pub struct Aws;
+pub mod clients;
+mod elasticache;
+mod metrics;
+mod preflight;
+mod stack;
+pub mod wait;
+
+pub use clients::Clients;
+pub use wait::WaitSettings;
+
+/// The command line's choices for reaching AWS; everything else comes from the default chain.
+#[derive(Clone, Debug, Default)]
+pub struct AwsOptions {
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+/// Why the aws target could not be set up. Both are invalid input (exit status 2).
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    /// No region from `--region`, the environment or the profile.
+    #[error("no AWS region: pass --region, set AWS_REGION, or set `region` in the profile")]
+    NoRegion,
+    /// `--endpoint-url` is not a URL the SDK can use.
+    #[error("--endpoint-url `{url}` is not usable: {why}")]
+    EndpointUrl { url: String, why: String },
+}
+
+/// The real thing: AWS API calls.
+pub struct Aws {
+    clients: Clients,
+    wait: WaitSettings,
+    /// Set once DescribeEvents turns out not to exist (an emulator): stop asking.
+    events_unsupported: AtomicBool,
+}
+
+impl Aws {
+    /// Clients from aws-config's default chain plus `opts`. Makes no AWS call.
+    pub async fn new(opts: &AwsOptions) -> Result<Aws, AwsError> {
+        let config = clients::sdk_config(opts).await?;
+        Ok(Aws::from_clients(Clients::from_config(&config)))
+    }
+
+    /// A target over prebuilt clients (for example aws-smithy-mocks' `mock_client!`).
+    pub fn from_clients(clients: Clients) -> Aws {
+        Aws {
+            clients,
+            wait: WaitSettings::default(),
+            events_unsupported: AtomicBool::new(false),
+        }
+    }
+
+    /// A target for `plan`: it explains ops and never calls AWS, so it needs no
+    /// credentials, region or network (its clients are never used).
+    pub fn for_plan() -> Aws {
+        let config = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        Aws::from_clients(Clients::from_config(&config))
+    }
+
+    /// Other polling intervals and deadline for every wait.
+    pub fn with_wait(mut self, wait: WaitSettings) -> Aws {
+        self.wait = wait;
+        self
+    }
+
+    pub fn clients(&self) -> &Clients {
+        &self.clients
+    }
+}
 
 #[async_trait]
 impl Target for Aws {
@@ -14,11 +93,129 @@ impl Target for Aws {
         TargetKind::Aws
     }
 
-    fn explain(&self, _op: &ControlOp) -> Vec<Operation> {
-        Vec::new()
+    fn explain(&self, op: &ControlOp) -> Vec<Operation> {
+        match op {
+            ControlOp::DeployStack { .. } | ControlOp::DeleteStack { .. } => stack::explain(op),
+            ControlOp::CaptureMetrics { group, metrics } => metrics::explain(group, metrics),
+            ControlOp::CheckMigrationTarget { group, sources } => {
+                preflight::explain(group, sources)
+            }
+            _ => elasticache::explain(op),
+        }
     }
 
-    async fn apply(&self, _ctx: &StepCtx<'_>, _op: &ControlOp) -> Result<Outputs, ActionError> {
-        Err(ActionError::fatal("the aws target is not built yet"))
+    async fn apply(&self, ctx: &StepCtx<'_>, op: &ControlOp) -> Result<Outputs, ActionError> {
+        match op {
+            ControlOp::DeployStack {
+                stack_name,
+                template,
+                parameters,
+            } => stack::deploy(self, ctx, stack_name, template, parameters).await,
+            ControlOp::DeleteStack { stack_name } => stack::delete(self, ctx, stack_name).await,
+            ControlOp::DescribeGroup { group } => {
+                let group = elasticache::describe(self, group).await?;
+                Ok(elasticache::outputs(
+                    &elasticache::info(self, &group).await?,
+                ))
+            }
+            ControlOp::CheckMigrationTarget { group, sources } => {
+                preflight::check_target(self, ctx, group, sources).await
+            }
+            ControlOp::TestMigration { group, sources } => {
+                elasticache::test_migration(self, ctx, group, sources).await
+            }
+            ControlOp::StartMigration { group, sources } => {
+                elasticache::start_migration(self, ctx, group, sources).await
+            }
+            ControlOp::CompleteMigration { group, force } => {
+                elasticache::complete_migration(self, ctx, group, *force).await
+            }
+            ControlOp::ModifyEngine {
+                group,
+                engine,
+                engine_version,
+                parameter_group,
+            } => {
+                elasticache::modify_engine(
+                    self,
+                    ctx,
+                    group,
+                    engine,
+                    engine_version.as_deref(),
+                    parameter_group.as_deref(),
+                )
+                .await
+            }
+            ControlOp::CreateSnapshot { group, snapshot } => {
+                elasticache::create_snapshot(self, ctx, group, snapshot).await
+            }
+            ControlOp::RestoreSnapshot {
+                snapshot,
+                group,
+                engine,
+                engine_version,
+                replicas,
+            } => {
+                elasticache::restore_snapshot(
+                    self,
+                    ctx,
+                    snapshot,
+                    group,
+                    engine,
+                    engine_version.as_deref(),
+                    *replicas,
+                )
+                .await
+            }
+            ControlOp::DeleteGroup { group } => elasticache::delete_group(self, ctx, group).await,
+            ControlOp::CaptureMetrics { group, metrics } => {
+                metrics::capture(self, ctx, group, metrics).await
+            }
+        }
+    }
+}
+
+/// Error codes AWS uses when it throttles a caller.
+const THROTTLING: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "RequestThrottled",
+    "RequestThrottledException",
+];
+
+/// An AWS call's failure as a step's error: what was called, AWS's code and message, and
+/// what to do. Throttling and network trouble are transient (the SDK has already retried).
+fn sdk_error<E>(operation: &str, err: SdkError<E, HttpResponse>) -> ActionError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &err {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            let status = format!("HTTP {}", service.raw().status().as_u16());
+            let code = e.code().unwrap_or(&status);
+            let message = e.message().unwrap_or("no message");
+            if THROTTLING.contains(&code) {
+                ActionError::transient(format!(
+                    "AWS kept throttling {operation} ({code}: {message}) through every retry; give the step `retry:` or resume the run later"
+                ))
+            } else if code == "InvalidReplicationGroupState" {
+                ActionError::fatal(format!(
+                    "{operation} was refused because the replication group is busy ({code}: {message}); wait until it is `available`, then resume the run"
+                ))
+            } else {
+                ActionError::fatal(format!("{operation} failed: {code}: {message}"))
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            ActionError::transient(format!(
+                "could not get an answer from AWS for {operation}: {}",
+                DisplayErrorContext(&err)
+            ))
+        }
+        _ => ActionError::fatal(format!("{operation} failed: {}", DisplayErrorContext(&err))),
     }
 }

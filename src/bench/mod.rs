@@ -1,0 +1,818 @@
+//! The Redis vs Valkey benchmark (`runbook bench`, the `bench.run` action).
+//!
+//! The same workload runs against each endpoint in turn, so the engines are compared
+//! under the same client, settings and machine. The client must never be what limits
+//! the figures: `connections` sockets each keep `pipeline` requests in flight (like
+//! redis-benchmark `-c`/`-P`), commands are encoded once and patched per request, and
+//! replies are framed without building values. Latency goes into HdrHistograms.
+
+mod command;
+mod conn;
+mod reply;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+pub use command::Op;
+use command::{MAX_NUMBER, Template};
+use conn::Conn;
+
+use crate::endpoint::{Endpoint, Resolver};
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A setting or workload name is wrong; the text says what is accepted.
+    #[error("{0}")]
+    Invalid(String),
+    /// An endpoint could not be reached or refused the login.
+    #[error("cannot connect to {endpoint}: {why}")]
+    Connect { endpoint: String, why: String },
+    /// A connection failed in the middle of the benchmark.
+    #[error("{0}")]
+    Io(String),
+    /// Writing the data a read workload reads failed.
+    #[error("cannot prepare `{op}` on {endpoint}: {why}")]
+    Prepare {
+        op: &'static str,
+        endpoint: String,
+        why: String,
+    },
+}
+
+/// The workload names `--workload` accepts, for error messages and help.
+pub const WORKLOAD_NAMES: &str = "get, set, mix (SET:GET by --ratio), lpush, lrange, hset, hgetall, sadd, smembers, zadd, zrange, kv (= set,get), ds (= the eight data-structure operations), all (= kv,ds)";
+
+/// One timed phase: a single operation, or SET and GET mixed by ratio.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Workload {
+    Op(Op),
+    /// `set` SETs for every `get` GETs, interleaved at random.
+    Mix {
+        set: u32,
+        get: u32,
+    },
+}
+
+impl Workload {
+    pub fn name(&self) -> String {
+        match self {
+            Workload::Op(op) => op.name().to_string(),
+            Workload::Mix { set, get } => format!("mix-{set}:{get}"),
+        }
+    }
+
+    /// The operations of the phase with their weights.
+    fn ops(&self) -> Vec<(Op, u32)> {
+        match *self {
+            Workload::Op(op) => vec![(op, 1)],
+            Workload::Mix { set, get } => [(Op::Set, set), (Op::Get, get)]
+                .into_iter()
+                .filter(|(_, w)| *w > 0)
+                .collect(),
+        }
+    }
+}
+
+/// Parses workload lists (`set,get`, `kv`, `ds`, `mix`, repeatable) with the mix's
+/// `SET:GET` ratio (e.g. `1:10`).
+pub fn parse_workloads(lists: &[String], ratio: &str) -> Result<Vec<Workload>, BenchError> {
+    let mut out = Vec::new();
+    for name in lists
+        .iter()
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        let ds = &Op::ALL[2..];
+        match name {
+            "kv" => out.extend([Op::Set, Op::Get].map(Workload::Op)),
+            "ds" => out.extend(ds.iter().copied().map(Workload::Op)),
+            "all" => out.extend(Op::ALL.map(Workload::Op)),
+            "mix" => {
+                let (set, get) = parse_ratio(ratio)?;
+                out.push(Workload::Mix { set, get });
+            }
+            other => out.push(Workload::Op(Op::from_name(other).ok_or_else(|| {
+                BenchError::Invalid(format!(
+                    "`{other}` is not a workload; use one of: {WORKLOAD_NAMES}"
+                ))
+            })?)),
+        }
+    }
+    if out.is_empty() {
+        return Err(BenchError::Invalid(format!(
+            "no workload given; use one of: {WORKLOAD_NAMES}"
+        )));
+    }
+    Ok(out)
+}
+
+/// `SET:GET`, e.g. `1:10` (memtier_benchmark's convention).
+pub fn parse_ratio(text: &str) -> Result<(u32, u32), BenchError> {
+    let bad = || BenchError::Invalid(format!("`{text}` is not a SET:GET ratio (write e.g. 1:10)"));
+    let (set, get) = text.split_once(':').ok_or_else(bad)?;
+    let set: u32 = set.trim().parse().map_err(|_| bad())?;
+    let get: u32 = get.trim().parse().map_err(|_| bad())?;
+    if set.saturating_add(get) == 0 {
+        return Err(bad());
+    }
+    Ok((set, get))
+}
+
+/// When a phase ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// After this many requests in all (redis-benchmark `-n`).
+    Requests(u64),
+    /// After this long.
+    Duration(Duration),
+}
+
+/// How the benchmark loads each endpoint.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub workloads: Vec<Workload>,
+    /// Sockets per endpoint (redis-benchmark `-c`).
+    pub connections: usize,
+    /// Requests in flight per socket (redis-benchmark `-P`).
+    pub pipeline: usize,
+    /// Bytes of each written value (redis-benchmark `-d`).
+    pub value_size: usize,
+    /// Distinct keys per data type (redis-benchmark `-r`).
+    pub keyspace: u64,
+    /// Members per list, hash, set or sorted set: what range reads fetch.
+    pub elements: u64,
+    pub limit: Limit,
+    /// Every key starts with this.
+    pub key_prefix: String,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            workloads: vec![Workload::Op(Op::Set), Workload::Op(Op::Get)],
+            connections: 50,
+            pipeline: 1,
+            value_size: 3,
+            keyspace: 10_000,
+            elements: 100,
+            limit: Limit::Requests(100_000),
+            key_prefix: "bench:".into(),
+        }
+    }
+}
+
+/// Memory the client may spend on request buffers, and data a read phase may prepare.
+const MAX_BYTES: u64 = 1 << 30;
+
+impl Settings {
+    /// Checks the settings; the error says which one and what is accepted.
+    pub fn check(&self) -> Result<(), BenchError> {
+        let bad = |m: String| Err(BenchError::Invalid(m));
+        if self.workloads.is_empty() {
+            return bad(format!("no workload given; use one of: {WORKLOAD_NAMES}"));
+        }
+        if !(1..=10_000).contains(&self.connections) {
+            return bad(format!(
+                "--connections {} is out of range (1 to 10000)",
+                self.connections
+            ));
+        }
+        if !(1..=100_000).contains(&self.pipeline) {
+            return bad(format!(
+                "--pipeline {} is out of range (1 to 100000)",
+                self.pipeline
+            ));
+        }
+        if !(1..=MAX_NUMBER).contains(&self.keyspace) {
+            return bad(format!(
+                "--keyspace {} is out of range (1 to {MAX_NUMBER})",
+                self.keyspace
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.elements) {
+            return bad(format!(
+                "--elements {} is out of range (1 to 1000000)",
+                self.elements
+            ));
+        }
+        match self.limit {
+            Limit::Requests(0) => return bad("--requests must be at least 1".into()),
+            Limit::Duration(d) if d.is_zero() => {
+                return bad("--duration must be longer than 0".into());
+            }
+            _ => {}
+        }
+        let value = self.value_size as u64;
+        let buffers = (self.connections as u64)
+            .saturating_mul(self.pipeline as u64)
+            .saturating_mul(value);
+        if value > 512 << 20 || buffers > MAX_BYTES {
+            return bad(format!(
+                "--value-size {} with {} connections × pipeline {} needs more than 1 GiB of request buffers; lower one of them",
+                self.value_size, self.connections, self.pipeline
+            ));
+        }
+        let reads_structures = self.workloads.iter().any(|w| {
+            matches!(
+                w,
+                Workload::Op(Op::Lrange | Op::Hgetall | Op::Smembers | Op::Zrange)
+            )
+        });
+        let prepared = self
+            .keyspace
+            .saturating_mul(self.elements)
+            .saturating_mul(value + 16);
+        if reads_structures && prepared > MAX_BYTES {
+            return bad(format!(
+                "range reads would first write --keyspace {} × --elements {} members of {} bytes (over 1 GiB); lower --keyspace, --elements or --value-size",
+                self.keyspace, self.elements, self.value_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The figures of one operation against one endpoint.
+#[derive(Clone, Debug, Serialize)]
+pub struct OpResult {
+    /// The endpoint URL, password redacted.
+    pub endpoint: String,
+    /// A short name for tables and charts (`redis`, `valkey`), else the endpoint.
+    pub label: String,
+    pub workload: String,
+    pub op: &'static str,
+    /// Requests answered without an error.
+    pub requests: u64,
+    /// Error replies plus requests lost with a broken connection.
+    pub errors: u64,
+    pub ops_per_sec: f64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// The first error seen, to say what went wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+}
+
+/// An endpoint with the name it gets in results.
+#[derive(Clone, Debug)]
+pub struct Labeled {
+    pub label: String,
+    pub endpoint: Endpoint,
+}
+
+/// Parses endpoint URLs and pairs them with their labels (the redacted URL when none).
+pub fn labeled(urls: &[String], labels: &[String]) -> Result<Vec<Labeled>, BenchError> {
+    if urls.is_empty() {
+        return Err(BenchError::Invalid(
+            "no endpoint given: name at least one".into(),
+        ));
+    }
+    if !labels.is_empty() && labels.len() != urls.len() {
+        return Err(BenchError::Invalid(format!(
+            "{} labels for {} endpoints: give one label per endpoint, or none",
+            labels.len(),
+            urls.len()
+        )));
+    }
+    urls.iter()
+        .enumerate()
+        .map(|(i, url)| {
+            let endpoint = Endpoint::parse(url).map_err(|e| BenchError::Invalid(e.to_string()))?;
+            let label = labels
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| endpoint.to_string());
+            Ok(Labeled { label, endpoint })
+        })
+        .collect()
+}
+
+/// Runs every workload against every endpoint, endpoint after endpoint within each
+/// workload, and returns one result per workload, operation and endpoint in that order.
+/// `note` hears a line after each phase.
+pub async fn run(
+    endpoints: &[Labeled],
+    settings: &Settings,
+    resolver: &Resolver,
+    note: &(dyn Fn(&str) + Sync),
+) -> Result<Vec<OpResult>, BenchError> {
+    settings.check()?;
+    if let Some(tls) = endpoints.iter().find(|t| t.endpoint.tls) {
+        return Err(BenchError::Invalid(format!(
+            "{} uses TLS; the benchmark speaks plain TCP only (benchmark a group without in-transit encryption, or give the plain-TCP end of a TLS-terminating tunnel such as stunnel)",
+            tls.endpoint
+        )));
+    }
+    let mut results = Vec::new();
+    for workload in &settings.workloads {
+        for target in endpoints {
+            let phase = run_phase(target, workload, settings, resolver).await?;
+            for r in &phase {
+                let what = if r.workload == r.op {
+                    r.op.to_string()
+                } else {
+                    format!("{} {}", r.workload, r.op)
+                };
+                note(&format!(
+                    "{what} on {}: {:.0} ops/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
+                    r.label, r.ops_per_sec, r.p50_ms, r.p99_ms, r.errors
+                ));
+            }
+            results.extend(phase);
+        }
+    }
+    Ok(results)
+}
+
+/// What one connection counted for one operation.
+struct Tally {
+    latency_us: Histogram<u64>,
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("static histogram bounds"),
+            ok: 0,
+            errors: 0,
+            first_error: None,
+        }
+    }
+
+    fn error(&mut self, message: impl FnOnce() -> String) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(message());
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.latency_us
+            .add(other.latency_us)
+            .expect("histograms with the same bounds add up");
+        self.ok += other.ok;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+}
+
+/// The remaining work of a phase, shared by its connections.
+enum Budget {
+    Requests { total: u64, claimed: AtomicU64 },
+    Until(Instant),
+}
+
+impl Budget {
+    /// Up to `want` more requests to send; 0 when the phase is over.
+    fn claim(&self, want: u64) -> u64 {
+        match self {
+            Budget::Requests { total, claimed } => {
+                let before = claimed.fetch_add(want, Ordering::Relaxed);
+                want.min(total.saturating_sub(before))
+            }
+            Budget::Until(end) => {
+                if Instant::now() < *end {
+                    want
+                } else {
+                    0
+                }
+            }
+        }
+    }
+}
+
+/// What every connection of a phase sends.
+struct Plan {
+    templates: Vec<Template>,
+    /// Cumulative weights of `templates`, for picking one per request.
+    cumulative: Vec<u64>,
+    pipeline: u64,
+    keyspace: u64,
+    elements: u64,
+}
+
+impl Plan {
+    fn pick(&self, r: u64) -> usize {
+        let total = *self.cumulative.last().expect("a phase has an operation");
+        let x = r % total;
+        self.cumulative
+            .iter()
+            .position(|&c| x < c)
+            .expect("x is below the total")
+    }
+}
+
+/// splitmix64: a fast, well-mixed generator for keys and members (not for secrets).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// One workload against one endpoint: prepare, connect, run, merge the counts.
+async fn run_phase(
+    target: &Labeled,
+    workload: &Workload,
+    settings: &Settings,
+    resolver: &Resolver,
+) -> Result<Vec<OpResult>, BenchError> {
+    let ops = workload.ops();
+    let value = vec![b'x'; settings.value_size];
+    prepare(target, &ops, settings, &value, resolver).await?;
+
+    let mut total = 0;
+    let plan = Arc::new(Plan {
+        templates: ops
+            .iter()
+            .map(|&(op, _)| Template::new(op, &settings.key_prefix, &value, settings.elements))
+            .collect(),
+        cumulative: ops
+            .iter()
+            .map(|&(_, w)| {
+                total += u64::from(w);
+                total
+            })
+            .collect(),
+        pipeline: settings.pipeline as u64,
+        keyspace: settings.keyspace,
+        elements: settings.elements,
+    });
+    let conns = futures::future::try_join_all(
+        (0..settings.connections).map(|_| Conn::open(&target.endpoint, resolver)),
+    )
+    .await?;
+
+    let start = Instant::now();
+    let budget = Arc::new(match settings.limit {
+        Limit::Requests(total) => Budget::Requests {
+            total,
+            claimed: AtomicU64::new(0),
+        },
+        Limit::Duration(d) => Budget::Until(start + d),
+    });
+    let workers: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, conn)| {
+            let worker = Worker {
+                plan: plan.clone(),
+                budget: budget.clone(),
+                endpoint: target.endpoint.clone(),
+                resolver: resolver.clone(),
+                rng: Rng(i as u64 ^ 0x5DEE_CE66),
+            };
+            tokio::spawn(worker.run(conn))
+        })
+        .collect();
+    let mut tallies: Vec<Tally> = ops.iter().map(|_| Tally::new()).collect();
+    for joined in futures::future::join_all(workers).await {
+        let counted =
+            joined.map_err(|e| BenchError::Io(format!("a benchmark connection stopped: {e}")))?;
+        for (sum, t) in tallies.iter_mut().zip(counted) {
+            sum.merge(t);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64().max(f64::EPSILON);
+
+    let ms = |us: u64| us as f64 / 1000.0;
+    Ok(ops
+        .iter()
+        .zip(tallies)
+        .map(|(&(op, _), t)| {
+            let h = &t.latency_us;
+            let q = |quantile| {
+                if h.is_empty() {
+                    0.0
+                } else {
+                    ms(h.value_at_quantile(quantile))
+                }
+            };
+            OpResult {
+                endpoint: target.endpoint.to_string(),
+                label: target.label.clone(),
+                workload: workload.name(),
+                op: op.name(),
+                requests: t.ok,
+                errors: t.errors,
+                ops_per_sec: t.ok as f64 / elapsed,
+                mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
+                p50_ms: q(0.50),
+                p95_ms: q(0.95),
+                p99_ms: q(0.99),
+                max_ms: if h.is_empty() { 0.0 } else { ms(h.max()) },
+                first_error: t.first_error,
+            }
+        })
+        .collect())
+}
+
+/// Writes what the phase's reads read (strings for GET, filled structures for range
+/// reads), in pipelined batches on one connection.
+async fn prepare(
+    target: &Labeled,
+    ops: &[(Op, u32)],
+    settings: &Settings,
+    value: &[u8],
+    resolver: &Resolver,
+) -> Result<(), BenchError> {
+    const KEYS_PER_BATCH: u64 = 256;
+    let mut conn = None;
+    for &(op, _) in ops {
+        if command::prepare(op, &settings.key_prefix, value, settings.elements, 0).is_empty() {
+            continue;
+        }
+        let failed = |why: String| BenchError::Prepare {
+            op: op.name(),
+            endpoint: target.endpoint.to_string(),
+            why,
+        };
+        let conn = match &mut conn {
+            Some(c) => c,
+            None => conn.insert(Conn::open(&target.endpoint, resolver).await?),
+        };
+        let mut first = 0;
+        while first < settings.keyspace {
+            let last = (first + KEYS_PER_BATCH).min(settings.keyspace);
+            let commands: Vec<redis::Cmd> = (first..last)
+                .flat_map(|k| {
+                    command::prepare(op, &settings.key_prefix, value, settings.elements, k)
+                })
+                .collect();
+            let errors = conn
+                .run_commands(&commands)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            if let Some(e) = errors.into_iter().next() {
+                return Err(failed(e));
+            }
+            first = last;
+        }
+    }
+    Ok(())
+}
+
+/// One connection's loop: claim a batch, send it, time the replies, repeat.
+struct Worker {
+    plan: Arc<Plan>,
+    budget: Arc<Budget>,
+    endpoint: Endpoint,
+    resolver: Resolver,
+    rng: Rng,
+}
+
+impl Worker {
+    async fn run(mut self, mut conn: Conn) -> Vec<Tally> {
+        let plan = self.plan.clone();
+        let mut tallies: Vec<Tally> = plan.templates.iter().map(|_| Tally::new()).collect();
+        let mut out = Vec::new();
+        let mut sent_ops = Vec::with_capacity(plan.pipeline as usize);
+        loop {
+            let n = self.budget.claim(plan.pipeline);
+            if n == 0 {
+                break;
+            }
+            out.clear();
+            sent_ops.clear();
+            for _ in 0..n {
+                let i = if plan.templates.len() == 1 {
+                    0
+                } else {
+                    plan.pick(self.rng.next())
+                };
+                let key = self.rng.next() % plan.keyspace;
+                let member = self.rng.next() % plan.elements;
+                plan.templates[i].write(&mut out, key, member);
+                sent_ops.push(i);
+            }
+            let sent = Instant::now();
+            let mut answered = 0;
+            let outcome = conn
+                .batch(&out, n as usize, |reply| {
+                    let tally = &mut tallies[sent_ops[answered]];
+                    answered += 1;
+                    match reply.error {
+                        None => {
+                            tally.ok += 1;
+                            let us = reply.at.saturating_duration_since(sent).as_micros();
+                            tally.latency_us.saturating_record(us.max(1) as u64);
+                        }
+                        Some(text) => tally.error(|| String::from_utf8_lossy(text).into_owned()),
+                    }
+                })
+                .await;
+            if let Err(e) = outcome {
+                for &i in &sent_ops[answered..] {
+                    tallies[i].error(|| e.to_string());
+                }
+                match Conn::open(&self.endpoint, &self.resolver).await {
+                    Ok(fresh) => conn = fresh,
+                    Err(e) => {
+                        tallies[sent_ops[0]]
+                            .first_error
+                            .get_or_insert(e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+        tallies
+    }
+}
+
+/// The results as a text table, with each endpoint's ops/s relative to the first
+/// endpoint's for the same operation.
+pub fn table(results: &[OpResult]) -> String {
+    let header = [
+        "workload", "op", "endpoint", "ops/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors",
+        "vs first",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for r in results {
+        let first = results
+            .iter()
+            .find(|f| f.workload == r.workload && f.op == r.op)
+            .map_or(r.ops_per_sec, |f| f.ops_per_sec);
+        let relative = if first > 0.0 {
+            format!("{:.2}x", r.ops_per_sec / first)
+        } else {
+            "-".into()
+        };
+        rows.push(vec![
+            r.workload.clone(),
+            r.op.to_string(),
+            r.label.clone(),
+            format!("{:.0}", r.ops_per_sec),
+            format!("{:.3}", r.p50_ms),
+            format!("{:.3}", r.p95_ms),
+            format!("{:.3}", r.p99_ms),
+            format!("{:.3}", r.max_ms),
+            r.errors.to_string(),
+            relative,
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            rows.iter()
+                .map(|row| row[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut text = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| {
+                if c < 3 {
+                    format!("{cell:<w$}", w = widths[c])
+                } else {
+                    format!("{cell:>w$}", w = widths[c])
+                }
+            })
+            .collect();
+        text.push_str(cells.join("  ").trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workloads_expand_groups_and_reject_unknown_names() {
+        let w = parse_workloads(&["kv".into(), "mix,zrange".into()], "1:4").unwrap();
+        assert_eq!(
+            w,
+            vec![
+                Workload::Op(Op::Set),
+                Workload::Op(Op::Get),
+                Workload::Mix { set: 1, get: 4 },
+                Workload::Op(Op::Zrange)
+            ]
+        );
+        assert_eq!(parse_workloads(&["ds".into()], "1:1").unwrap().len(), 8);
+        let err = parse_workloads(&["gets".into()], "1:1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`gets` is not a workload") && err.contains("lrange"),
+            "{err}"
+        );
+        assert!(parse_workloads(&["mix".into()], "0:0").is_err());
+        assert!(parse_workloads(&["mix".into()], "1-10").is_err());
+        assert!(parse_workloads(&[" ".into()], "1:1").is_err());
+    }
+
+    #[test]
+    fn mixes_pick_operations_by_weight() {
+        let plan = Plan {
+            templates: Vec::new(),
+            cumulative: vec![1, 11],
+            pipeline: 1,
+            keyspace: 1,
+            elements: 1,
+        };
+        let mut rng = Rng(7);
+        let sets = (0..110_000).filter(|_| plan.pick(rng.next()) == 0).count();
+        assert!(
+            (9_000..11_000).contains(&sets),
+            "{sets} SETs of 110000 at 1:10"
+        );
+    }
+
+    #[test]
+    fn request_budgets_hand_out_exactly_the_total() {
+        let budget = Budget::Requests {
+            total: 10,
+            claimed: AtomicU64::new(0),
+        };
+        let claims: Vec<u64> = (0..5).map(|_| budget.claim(4)).collect();
+        assert_eq!(claims, vec![4, 4, 2, 0, 0]);
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        assert!(Settings::default().check().is_ok());
+        let bad = [
+            Settings {
+                connections: 0,
+                ..Settings::default()
+            },
+            Settings {
+                pipeline: 0,
+                ..Settings::default()
+            },
+            Settings {
+                keyspace: 0,
+                ..Settings::default()
+            },
+            Settings {
+                limit: Limit::Requests(0),
+                ..Settings::default()
+            },
+            Settings {
+                value_size: 1 << 30,
+                ..Settings::default()
+            },
+            Settings {
+                workloads: vec![Workload::Op(Op::Lrange)],
+                keyspace: 1_000_000,
+                elements: 1000,
+                ..Settings::default()
+            },
+        ];
+        for s in bad {
+            assert!(matches!(s.check(), Err(BenchError::Invalid(_))), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn tables_compare_with_the_first_endpoint() {
+        let result = |label: &str, ops: f64| OpResult {
+            endpoint: format!("redis://{label}:6379"),
+            label: label.into(),
+            workload: "get".into(),
+            op: "get",
+            requests: 10,
+            errors: 0,
+            ops_per_sec: ops,
+            mean_ms: 0.1,
+            p50_ms: 0.1,
+            p95_ms: 0.2,
+            p99_ms: 0.3,
+            max_ms: 0.4,
+            first_error: None,
+        };
+        let text = table(&[result("redis", 1000.0), result("valkey", 1500.0)]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(
+            lines[1].ends_with("1.00x") && lines[2].ends_with("1.50x"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! CloudWatch metrics of a group's nodes, cut into the run's step windows.
+//!
+//! What the probe measures is what clients feel; CloudWatch says what the nodes went
+//! through at the same time (CPU, memory, connections, replication lag). One
+//! GetMetricData query per metric, node and step, so the report can put them side by side.
+
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy};
+use aws_smithy_types::DateTime;
+use chrono::{DateTime as ChronoTime, DurationRound, TimeDelta, Utc};
+
+use super::{Aws, elasticache, sdk_error};
+use crate::actions::metrics::{DEFAULT_METRICS, StepWindow, step_windows};
+use crate::actions::{ActionError, Operation, Outputs, StepCtx};
+
+/// ElastiCache publishes its host and engine metrics per minute.
+const PERIOD_SECS: i32 = 60;
+/// GetMetricData takes at most this many queries per call.
+const QUERIES_PER_CALL: usize = 500;
+
+/// Counters are summed over a period; gauges are averaged.
+fn stat(metric: &str) -> &'static str {
+    match metric {
+        "NewConnections" | "CacheHits" | "CacheMisses" | "Evictions" | "NetworkBytesIn"
+        | "NetworkBytesOut" => "Sum",
+        _ => "Average",
+    }
+}
+
+fn chosen(metrics: &[String]) -> Vec<String> {
+    if metrics.is_empty() {
+        DEFAULT_METRICS.iter().map(|m| m.to_string()).collect()
+    } else {
+        metrics.to_vec()
+    }
+}
+
+/// What `capture` will call, for `plan`.
+pub fn explain(group: &str, metrics: &[String]) -> Vec<Operation> {
+    vec![
+        Operation::new("aws", "elasticache:DescribeReplicationGroups")
+            .param("ReplicationGroupId", group),
+        Operation::new("aws", "cloudwatch:GetMetricData")
+            .param("Namespace", "AWS/ElastiCache")
+            .param("MetricNames", chosen(metrics))
+            .param("Dimensions", "CacheClusterId=<each node>, CacheNodeId=0001")
+            .param("Period", PERIOD_SECS)
+            .param("window", "each earlier step of the run"),
+    ]
+}
+
+/// One query's meaning, to label its result.
+struct Query {
+    metric: String,
+    node: String,
+    step: usize,
+}
+
+fn to_aws(t: ChronoTime<Utc>) -> DateTime {
+    DateTime::from_millis(t.timestamp_millis())
+}
+
+/// The window widened to whole periods: CloudWatch buckets by period start.
+fn widen(window: &StepWindow) -> (ChronoTime<Utc>, ChronoTime<Utc>) {
+    let period = TimeDelta::seconds(i64::from(PERIOD_SECS));
+    let start = window.start.duration_trunc(period).unwrap_or(window.start);
+    let mut end = window.end.duration_trunc(period).unwrap_or(window.end);
+    if end < window.end || end <= start {
+        end += period;
+    }
+    (start, end)
+}
+
+/// GetMetricData for every metric, node and earlier step of the run.
+pub async fn capture(
+    aws: &Aws,
+    ctx: &StepCtx<'_>,
+    group: &str,
+    metrics: &[String],
+) -> Result<Outputs, ActionError> {
+    let metrics = chosen(metrics);
+    let info = elasticache::info(aws, &elasticache::describe(aws, group).await?).await?;
+    let nodes: Vec<String> = info.nodes.iter().map(|n| n.id.clone()).collect();
+    let records = crate::journal::read(&ctx.run_dir.join("journal.jsonl"))
+        .map_err(|e| ActionError::fatal(format!("cannot read the run's step windows: {e}")))?;
+    let windows = step_windows(&records, ctx.step_id, Utc::now());
+    ctx.note(format!(
+        "{} metrics x {} nodes x {} steps from CloudWatch",
+        metrics.len(),
+        nodes.len(),
+        windows.len()
+    ));
+    let mut results = Vec::new();
+    for (step_index, window) in windows.iter().enumerate() {
+        let queries: Vec<Query> = metrics
+            .iter()
+            .flat_map(|m| {
+                nodes.iter().map(move |n| Query {
+                    metric: m.clone(),
+                    node: n.clone(),
+                    step: step_index,
+                })
+            })
+            .collect();
+        let (start, end) = widen(window);
+        for chunk in queries.chunks(QUERIES_PER_CALL) {
+            results.extend(fetch(aws, chunk, start, end, &windows).await?);
+        }
+    }
+    let with_data = results
+        .iter()
+        .filter(|r| r["values"].as_array().is_some_and(|v| !v.is_empty()))
+        .count();
+    ctx.note(format!(
+        "{with_data} of {} series have data points",
+        results.len()
+    ));
+    let mut out = Outputs::new();
+    out.insert("group".into(), group.into());
+    out.insert("metrics".into(), results.into());
+    out.insert(
+        "windows".into(),
+        windows
+            .iter()
+            .map(|w| serde_json::json!({ "step": w.step, "start": w.start, "end": w.end }))
+            .collect::<Vec<_>>()
+            .into(),
+    );
+    Ok(out)
+}
+
+/// One GetMetricData round (all pages) for up to [`QUERIES_PER_CALL`] queries.
+async fn fetch(
+    aws: &Aws,
+    queries: &[Query],
+    start: ChronoTime<Utc>,
+    end: ChronoTime<Utc>,
+    windows: &[StepWindow],
+) -> Result<Vec<serde_json::Value>, ActionError> {
+    let data_queries: Vec<MetricDataQuery> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let metric = Metric::builder()
+                .namespace("AWS/ElastiCache")
+                .metric_name(&q.metric)
+                .dimensions(
+                    Dimension::builder()
+                        .name("CacheClusterId")
+                        .value(&q.node)
+                        .build(),
+                )
+                .dimensions(
+                    Dimension::builder()
+                        .name("CacheNodeId")
+                        .value("0001")
+                        .build(),
+                )
+                .build();
+            MetricDataQuery::builder()
+                .id(format!("m{i}"))
+                .metric_stat(
+                    MetricStat::builder()
+                        .metric(metric)
+                        .period(PERIOD_SECS)
+                        .stat(stat(&q.metric))
+                        .build(),
+                )
+                .return_data(true)
+                .build()
+        })
+        .collect();
+    let mut series: Vec<(Vec<String>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); queries.len()];
+    let mut pages = aws
+        .clients
+        .cloudwatch
+        .get_metric_data()
+        .set_metric_data_queries(Some(data_queries))
+        .start_time(to_aws(start))
+        .end_time(to_aws(end))
+        .scan_by(ScanBy::TimestampAscending)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| sdk_error("cloudwatch:GetMetricData", e))?;
+        for result in page.metric_data_results() {
+            let Some(index) = result
+                .id()
+                .and_then(|id| id.strip_prefix('m'))
+                .and_then(|i| i.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            if let Some((timestamps, values)) = series.get_mut(index) {
+                let mut points: Vec<(DateTime, f64)> = result
+                    .timestamps()
+                    .iter()
+                    .copied()
+                    .zip(result.values().iter().copied())
+                    .collect();
+                points.sort_by_key(|(t, _)| (t.secs(), t.subsec_nanos()));
+                for (t, v) in points {
+                    timestamps.push(super::wait::format_date(t));
+                    values.push(v);
+                }
+            }
+        }
+    }
+    Ok(queries
+        .iter()
+        .zip(series)
+        .map(|(q, (timestamps, values))| {
+            serde_json::json!({
+                "metric": q.metric,
+                "node": q.node,
+                "step": windows[q.step].step,
+                "stat": stat(&q.metric),
+                "period_secs": PERIOD_SECS,
+                "timestamps": timestamps,
+                "values": values,
+            })
+        })
+        .collect())
+}

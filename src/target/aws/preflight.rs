@@ -1,0 +1,290 @@
+//! The target-side checks to pass before an online migration starts.
+//!
+//! StartMigration fails late and unclearly when a prerequisite is missing (and a failed
+//! full sync leaves the target empty), so the `migration.preflight` action checks the
+//! source over the Redis protocol and asks the target for the rest: here, the ElastiCache
+//! group (available, Multi-AZ, no in-transit encryption, as many shards as the source) and
+//! an EC2 security-group path from the cache's nodes to the source's port.
+
+use std::time::Duration;
+
+use aws_sdk_elasticache::types::{MultiAzStatus, ReplicationGroup};
+use serde_json::{Value, json};
+
+use super::{Aws, elasticache, sdk_error};
+use crate::actions::{ActionError, Operation, Outputs, StepCtx};
+use crate::endpoint::Endpoint;
+
+/// One check, in the shape `migration.preflight` merges with its source-side checks.
+fn check(name: &str, ok: bool, detail: impl Into<String>) -> Value {
+    json!({ "name": name, "ok": ok, "detail": detail.into() })
+}
+
+/// What `check` will call, for `plan`.
+pub fn explain(group: &str, sources: &[Endpoint]) -> Vec<Operation> {
+    let mut ops = vec![
+        Operation::new("aws", "elasticache:DescribeReplicationGroups")
+            .param("ReplicationGroupId", group),
+        Operation::new("aws", "elasticache:DescribeCacheClusters")
+            .param("CacheClusterId", "<first member>"),
+    ];
+    for source in sources {
+        ops.push(Operation::new("redis", "INFO cluster, CLUSTER INFO").param("endpoint", source));
+        ops.push(
+            Operation::new("aws", "ec2:DescribeInstances")
+                .param("Filters", format!("private-ip-address={}", source.host)),
+        );
+    }
+    ops.push(
+        Operation::new("aws", "ec2:DescribeSecurityGroups")
+            .param("GroupIds", "<the source instance's groups>"),
+    );
+    ops
+}
+
+/// Every target-side check; `ok` is false when one fails. Failing the step is the
+/// caller's decision, so it can list the source's failures too.
+pub async fn check_target(
+    aws: &Aws,
+    ctx: &StepCtx<'_>,
+    group: &str,
+    sources: &[Endpoint],
+) -> Result<Outputs, ActionError> {
+    let g = elasticache::describe(aws, group).await?;
+    let mut checks = group_checks(&g, group);
+    for source in sources {
+        checks.push(shard_check(ctx, &g, group, source).await);
+    }
+    checks.extend(security_group_checks(aws, &g, sources).await?);
+    let ok = checks.iter().all(|c| c["ok"] == true);
+    let mut out = Outputs::new();
+    out.insert("ok".into(), ok.into());
+    out.insert("checks".into(), Value::Array(checks));
+    Ok(out)
+}
+
+fn group_checks(g: &ReplicationGroup, group: &str) -> Vec<Value> {
+    let status = g.status().unwrap_or("unknown");
+    vec![
+        check(
+            "target_available",
+            status == "available",
+            format!("{group} is {status}"),
+        ),
+        check(
+            "target_multi_az",
+            g.multi_az() == Some(&MultiAzStatus::Enabled),
+            format!(
+                "Multi-AZ is {}",
+                g.multi_az().map(|m| m.as_str()).unwrap_or("not reported")
+            ),
+        ),
+        check(
+            "target_in_transit_encryption_off",
+            g.transit_encryption_enabled() != Some(true),
+            format!(
+                "in-transit encryption is {}",
+                if g.transit_encryption_enabled() == Some(true) {
+                    "on"
+                } else {
+                    "off"
+                }
+            ),
+        ),
+    ]
+}
+
+/// The group has as many shards as the source: one, unless the source runs in cluster mode.
+async fn shard_check(
+    ctx: &StepCtx<'_>,
+    g: &ReplicationGroup,
+    group: &str,
+    source: &Endpoint,
+) -> Value {
+    let group_shards = g.node_groups().len().max(1);
+    let source_shards = match ctx.resolver.connect(source, Duration::from_secs(5)).await {
+        Ok(mut conn) => {
+            let info: String = redis::cmd("INFO")
+                .arg("cluster")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            if info.contains("cluster_enabled:1") {
+                let text: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                text.lines()
+                    .find_map(|l| l.strip_prefix("cluster_size:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+            } else {
+                Some(1)
+            }
+        }
+        Err(_) => None,
+    };
+    match source_shards {
+        Some(n) => check(
+            "target_shard_count",
+            n == group_shards,
+            format!(
+                "{} has {n} shard(s), {group} has {group_shards}",
+                source.host_port()
+            ),
+        ),
+        None => check(
+            "target_shard_count",
+            group_shards == 1 && g.cluster_enabled() != Some(true),
+            format!(
+                "{group} has {group_shards} shard(s); the source could not be asked, a single shard is expected"
+            ),
+        ),
+    }
+}
+
+/// Whether the source's EC2 security groups let the cache's nodes in on the source port.
+/// A source that is not an EC2 instance of this account cannot be checked: that passes
+/// with a detail saying what to check by hand.
+async fn security_group_checks(
+    aws: &Aws,
+    g: &ReplicationGroup,
+    sources: &[Endpoint],
+) -> Result<Vec<Value>, ActionError> {
+    const NAME: &str = "security_group_allows_target";
+    let cache_groups = cache_security_groups(aws, g).await?;
+    let mut checks = Vec::new();
+    for source in sources {
+        let by_hand = format!(
+            "make sure the source's security group allows TCP {} from the cache's nodes",
+            source.port
+        );
+        if source.host.parse::<std::net::IpAddr>().is_err() {
+            checks.push(check(
+                NAME,
+                true,
+                format!("not checked: the source is given by name; {by_hand}"),
+            ));
+            continue;
+        }
+        let instances = aws
+            .clients
+            .ec2
+            .describe_instances()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("private-ip-address")
+                    .values(&source.host)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_error("ec2:DescribeInstances", e))?;
+        let group_ids: Vec<String> = instances
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .flat_map(|i| i.security_groups())
+            .filter_map(|sg| sg.group_id().map(str::to_string))
+            .collect();
+        if group_ids.is_empty() {
+            checks.push(check(
+                NAME,
+                true,
+                format!(
+                    "not checked: no EC2 instance has the private address {}; {by_hand}",
+                    source.host
+                ),
+            ));
+            continue;
+        }
+        let groups = aws
+            .clients
+            .ec2
+            .describe_security_groups()
+            .set_group_ids(Some(group_ids.clone()))
+            .send()
+            .await
+            .map_err(|e| sdk_error("ec2:DescribeSecurityGroups", e))?;
+        let port = i32::from(source.port);
+        let allowed: Vec<String> = groups
+            .security_groups()
+            .iter()
+            .flat_map(|sg| sg.ip_permissions())
+            .filter(|p| {
+                p.ip_protocol() == Some("-1")
+                    || (p.ip_protocol() == Some("tcp")
+                        && p.from_port().unwrap_or(0) <= port
+                        && port <= p.to_port().unwrap_or(65535))
+            })
+            .flat_map(|p| {
+                let from_groups = p
+                    .user_id_group_pairs()
+                    .iter()
+                    .filter_map(|pair| pair.group_id())
+                    .filter(|id| cache_groups.is_empty() || cache_groups.iter().any(|c| c == id))
+                    .map(|id| format!("group {id}"));
+                let from_cidrs = p
+                    .ip_ranges()
+                    .iter()
+                    .filter_map(|r| r.cidr_ip())
+                    .map(|c| format!("CIDR {c}"));
+                from_groups.chain(from_cidrs).collect::<Vec<_>>()
+            })
+            .collect();
+        checks.push(check(
+            NAME,
+            !allowed.is_empty(),
+            if allowed.is_empty() {
+                format!(
+                    "no inbound rule of {} allows TCP {port} from the cache's security groups ({})",
+                    group_ids.join(", "),
+                    if cache_groups.is_empty() {
+                        "not reported".to_string()
+                    } else {
+                        cache_groups.join(", ")
+                    }
+                )
+            } else {
+                format!(
+                    "{} allows TCP {port} from {}",
+                    group_ids.join(", "),
+                    allowed.join(", ")
+                )
+            },
+        ));
+    }
+    Ok(checks)
+}
+
+/// The VPC security groups of the group's nodes (empty when ElastiCache does not say).
+async fn cache_security_groups(
+    aws: &Aws,
+    g: &ReplicationGroup,
+) -> Result<Vec<String>, ActionError> {
+    let Some(member) = g.member_clusters().first() else {
+        return Ok(Vec::new());
+    };
+    let result = aws
+        .clients
+        .elasticache
+        .describe_cache_clusters()
+        .cache_cluster_id(member)
+        .send()
+        .await;
+    match result {
+        Ok(out) => Ok(out
+            .cache_clusters()
+            .iter()
+            .flat_map(|c| c.security_groups())
+            .filter_map(|s| s.security_group_id().map(str::to_string))
+            .collect()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_cache_cluster_not_found_fault()) =>
+        {
+            Ok(Vec::new())
+        }
+        Err(e) => Err(sdk_error("elasticache:DescribeCacheClusters", e)),
+    }
+}

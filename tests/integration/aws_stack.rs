@@ -1,0 +1,263 @@
+//! `stack.deploy` and `stack.delete` on the aws target, against moto's CloudFormation.
+//! moto cannot make ElastiCache resources through CloudFormation, so the shipped template's
+//! EC2 part (VPC, subnets, security group) is what gets deployed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use runbook::target::{ControlOp, Target};
+
+use crate::aws_support::{Moto, RunDir};
+
+/// The shipped template without its ElastiCache resources and without outputs (they name them).
+fn ec2_part(template: &Path) -> String {
+    let text = std::fs::read_to_string(template).expect("the shipped template");
+    let mut out = Vec::new();
+    let mut section = "";
+    let mut block: Vec<&str> = Vec::new();
+    let flush = |block: &mut Vec<&str>, out: &mut Vec<String>| {
+        if !block
+            .iter()
+            .any(|l| l.trim_start().starts_with("Type: AWS::ElastiCache::"))
+        {
+            out.extend(block.iter().map(|l| l.to_string()));
+        }
+        block.clear();
+    };
+    for line in text.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            flush(&mut block, &mut out);
+            section = line.trim_end_matches(':');
+        }
+        match section {
+            "Outputs" => {}
+            "Resources" if line.starts_with("  ") && !line.starts_with("   ") => {
+                flush(&mut block, &mut out);
+                block.push(line);
+            }
+            "Resources" if !block.is_empty() => block.push(line),
+            _ => out.push(line.to_string()),
+        }
+    }
+    flush(&mut block, &mut out);
+    out.join("\n") + "\n"
+}
+
+fn shipped(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("cloudformation")
+        .join(name)
+}
+
+async fn security_groups_described(moto: &Moto, description: &str) -> usize {
+    let out = moto
+        .clients()
+        .ec2
+        .describe_security_groups()
+        .send()
+        .await
+        .expect("DescribeSecurityGroups");
+    out.security_groups()
+        .iter()
+        .filter(|g| g.description() == Some(description))
+        .count()
+}
+
+#[tokio::test]
+async fn deploys_updates_and_deletes_the_ec2_part_of_the_engine_change_template() {
+    let moto = Moto::start();
+    let aws = moto.aws();
+    let run = RunDir::new();
+    let template = run.path().join("engine-change-ec2.yaml");
+    let body = ec2_part(&shipped("engine-change.yaml"));
+    assert!(
+        body.contains("AWS::EC2::SecurityGroup") && !body.contains("AWS::ElastiCache"),
+        "{body}"
+    );
+    std::fs::write(&template, &body).unwrap();
+    let deploy = ControlOp::DeployStack {
+        stack_name: "engine-change".into(),
+        template: template.clone(),
+        parameters: BTreeMap::from([("NodeType".to_string(), "cache.t4g.micro".to_string())]),
+    };
+
+    let out = aws
+        .apply(&run.ctx(&aws, "deploy"), &deploy)
+        .await
+        .expect("create");
+    assert_eq!(out["stack_status"], "CREATE_COMPLETE");
+    assert!(out["stack_id"].as_str().unwrap().contains("engine-change"));
+    assert_eq!(
+        security_groups_described(&moto, "Clients of the cache").await,
+        1
+    );
+    let notes = run.notes("deploy");
+    assert!(
+        notes.iter().any(|n| n.contains("CreateStack accepted")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("AWS::CloudFormation::Stack CREATE_COMPLETE")),
+        "{notes:?}"
+    );
+
+    // The same template again: a change set with no changes, nothing executed.
+    let again = aws
+        .apply(&run.ctx(&aws, "redeploy"), &deploy)
+        .await
+        .expect("no-op update");
+    assert_eq!(again["stack_status"], "CREATE_COMPLETE");
+    assert!(
+        run.notes("redeploy")
+            .iter()
+            .any(|n| n.contains("up to date")),
+        "{:?}",
+        run.notes("redeploy")
+    );
+
+    // A changed template goes through a change set and is executed.
+    let extra = body.replacen(
+        "Resources:\n",
+        "Resources:\n  ExtraGroup:\n    Type: AWS::EC2::SecurityGroup\n    Properties:\n      GroupDescription: Added by an update\n      VpcId: !Ref Vpc\n\n",
+        1,
+    );
+    std::fs::write(&template, extra).unwrap();
+    let updated = aws
+        .apply(&run.ctx(&aws, "update"), &deploy)
+        .await
+        .expect("update");
+    assert_eq!(updated["stack_status"], "UPDATE_COMPLETE");
+    assert!(
+        run.notes("update")
+            .iter()
+            .any(|n| n.contains("ExecuteChangeSet")),
+        "{:?}",
+        run.notes("update")
+    );
+    assert_eq!(
+        security_groups_described(&moto, "Added by an update").await,
+        1
+    );
+
+    let delete = ControlOp::DeleteStack {
+        stack_name: "engine-change".into(),
+    };
+    let gone = aws
+        .apply(&run.ctx(&aws, "delete"), &delete)
+        .await
+        .expect("delete");
+    assert_eq!(gone["deleted"], true);
+    assert_eq!(
+        security_groups_described(&moto, "Clients of the cache").await,
+        0
+    );
+    // Deleting what is gone is a no-op, as a resumed run needs.
+    aws.apply(&run.ctx(&aws, "delete-again"), &delete)
+        .await
+        .expect("delete again");
+    assert!(
+        run.notes("delete-again")
+            .iter()
+            .any(|n| n.contains("nothing to delete"))
+    );
+}
+
+/// moto checks the template's references when the stack is created, so the failure comes
+/// from CreateStack itself (the rollback path with failed stack events is in `aws_mocks`).
+#[tokio::test]
+async fn a_template_moto_refuses_is_a_clear_failure() {
+    let moto = Moto::start();
+    let aws = moto.aws();
+    let run = RunDir::new();
+    let template = run.path().join("bad.yaml");
+    std::fs::write(
+        &template,
+        "AWSTemplateFormatVersion: \"2010-09-09\"\nResources:\n  Subnet:\n    Type: AWS::EC2::Subnet\n    Properties:\n      VpcId: vpc-does-not-exist\n      CidrBlock: 10.9.0.0/24\n",
+    )
+    .unwrap();
+    let deploy = ControlOp::DeployStack {
+        stack_name: "bad".into(),
+        template,
+        parameters: BTreeMap::new(),
+    };
+    let err = aws
+        .apply(&run.ctx(&aws, "deploy"), &deploy)
+        .await
+        .unwrap_err();
+    assert!(!err.transient);
+    assert!(
+        err.message.contains("cloudformation:CreateStack"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("vpc-does-not-exist"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn every_shipped_template_passes_cfn_lint() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cloudformation");
+    let templates: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("cloudformation/")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    assert!(!templates.is_empty());
+    let out = std::process::Command::new("cfn-lint")
+        .args(&templates)
+        .output()
+        .expect("cfn-lint (run scripts/setup)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_snapshot_restore_template_ec2_part_deploys_and_deletes() {
+    let moto = Moto::start();
+    let aws = moto.aws();
+    let run = RunDir::new();
+    let template = run.path().join("snapshot-restore-ec2.yaml");
+    let body = ec2_part(&shipped("snapshot-restore.yaml"));
+    assert!(!body.contains("AWS::ElastiCache"), "{body}");
+    std::fs::write(&template, &body).unwrap();
+    let deploy = ControlOp::DeployStack {
+        stack_name: "snapshot-restore".into(),
+        template,
+        parameters: BTreeMap::new(),
+    };
+    let out = aws
+        .apply(&run.ctx(&aws, "deploy"), &deploy)
+        .await
+        .expect("create");
+    assert_eq!(out["stack_status"], "CREATE_COMPLETE");
+    let delete = ControlOp::DeleteStack {
+        stack_name: "snapshot-restore".into(),
+    };
+    aws.apply(&run.ctx(&aws, "delete"), &delete)
+        .await
+        .expect("delete");
+    let stacks = moto
+        .clients()
+        .cloudformation
+        .describe_stacks()
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        stacks
+            .stacks()
+            .iter()
+            .all(|s| s.stack_name() != Some("snapshot-restore")
+                || s.stack_status().unwrap().as_str() == "DELETE_COMPLETE"),
+        "{stacks:?}"
+    );
+}

@@ -1,0 +1,559 @@
+//! `runbook bench` and the `bench.run` action against real Redis and Valkey servers.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::support::{Engine, Server, Workspace};
+
+fn results(stdout: &str) -> Vec<Value> {
+    let doc: Value = serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    doc["results"].as_array().expect("a results array").clone()
+}
+
+fn num(v: &Value, field: &str) -> f64 {
+    v[field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{field} in {v}"))
+}
+
+#[test]
+fn compares_redis_and_valkey_side_by_side() {
+    let redis = Server::start(Engine::Redis);
+    let valkey = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    let ran = ws
+        .cmd(&[
+            "bench",
+            "--endpoint",
+            &redis.url(),
+            "--endpoint",
+            &valkey.url(),
+            "--label",
+            "redis",
+            "--label",
+            "valkey",
+            "--workload",
+            "kv,lrange,zadd",
+            "--workload",
+            "mix",
+            "--ratio",
+            "1:3",
+            "--requests",
+            "2000",
+            "--connections",
+            "4",
+            "--pipeline",
+            "8",
+            "--keyspace",
+            "100",
+            "--elements",
+            "10",
+            "--value-size",
+            "32",
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    let rows = results(&ran.stdout);
+    let got: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            let s = |f: &str| r[f].as_str().unwrap_or_default().to_string();
+            (s("workload"), s("op"), s("label"))
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for (workload, ops) in [
+        ("set", vec!["set"]),
+        ("get", vec!["get"]),
+        ("lrange", vec!["lrange"]),
+        ("zadd", vec!["zadd"]),
+        ("mix-1:3", vec!["set", "get"]),
+    ] {
+        for label in ["redis", "valkey"] {
+            for op in &ops {
+                expected.push((workload.to_string(), op.to_string(), label.to_string()));
+            }
+        }
+    }
+    assert_eq!(
+        got, expected,
+        "one result per workload, endpoint and operation, endpoints in turn"
+    );
+    for r in &rows {
+        assert_eq!(num(r, "errors"), 0.0, "{r}");
+        assert!(num(r, "ops_per_sec") > 0.0, "{r}");
+        let (p50, p95, p99, max) = (
+            num(r, "p50_ms"),
+            num(r, "p95_ms"),
+            num(r, "p99_ms"),
+            num(r, "max_ms"),
+        );
+        assert!(0.0 < p50 && p50 <= p95 && p95 <= p99 && p99 <= max, "{r}");
+        assert!(
+            r["endpoint"]
+                .as_str()
+                .unwrap()
+                .starts_with("redis://127.0.0.1:"),
+            "{r}"
+        );
+    }
+    let single = rows.iter().filter(|r| r["workload"] != "mix-1:3");
+    assert!(
+        single.clone().all(|r| num(r, "requests") == 2000.0),
+        "exactly --requests per single-op phase"
+    );
+    for label in ["redis", "valkey"] {
+        let mix: f64 = rows
+            .iter()
+            .filter(|r| r["workload"] == "mix-1:3" && r["label"] == label)
+            .map(|r| num(r, "requests"))
+            .sum();
+        assert_eq!(mix, 2000.0, "the mix splits --requests between SET and GET");
+        let sets = rows
+            .iter()
+            .find(|r| r["workload"] == "mix-1:3" && r["label"] == label && r["op"] == "set")
+            .unwrap();
+        assert!(
+            (300.0..700.0).contains(&num(sets, "requests")),
+            "about a quarter SETs at 1:3: {sets}"
+        );
+    }
+    for server in [&redis, &valkey] {
+        assert_eq!(
+            server.cli(&["LLEN", "bench:list:000000000042"]),
+            "10",
+            "lrange reads prepared lists"
+        );
+        assert_eq!(
+            server.cli(&["STRLEN", "bench:000000000042"]),
+            "32",
+            "get reads prepared values"
+        );
+        let zcard: u64 = server
+            .cli(&["ZCARD", "bench:zset:000000000042"])
+            .parse()
+            .unwrap_or(0);
+        assert!(
+            (1..=10).contains(&zcard),
+            "zadd cycles through --elements members: {zcard}"
+        );
+    }
+}
+
+#[test]
+fn text_output_puts_endpoints_side_by_side() {
+    let redis = Server::start(Engine::Redis);
+    let valkey = Server::start(Engine::Valkey);
+    let ran = Workspace::new()
+        .cmd(&[
+            "bench",
+            "--endpoint",
+            &redis.url(),
+            "--endpoint",
+            &valkey.url(),
+            "--workload",
+            "get",
+            "--requests",
+            "500",
+            "--connections",
+            "2",
+        ])
+        .expect(0);
+    let lines: Vec<&str> = ran.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", ran.stdout);
+    assert!(
+        lines[0].contains("ops/s") && lines[0].contains("p99 ms") && lines[0].contains("vs first")
+    );
+    assert!(
+        lines[1].contains(&redis.url()) && lines[1].ends_with("1.00x"),
+        "{}",
+        ran.stdout
+    );
+    assert!(lines[2].contains(&valkey.url()), "{}", ran.stdout);
+}
+
+#[test]
+fn error_replies_are_counted_and_fail_the_command() {
+    let redis = Server::start(Engine::Redis);
+    redis.cli(&["SET", "bench:list:000000000000", "not a list"]);
+    let ran = Workspace::new()
+        .cmd(&[
+            "bench",
+            "--endpoint",
+            &redis.url(),
+            "--workload",
+            "lpush",
+            "--keyspace",
+            "1",
+            "--requests",
+            "50",
+            "--pipeline",
+            "5",
+            "--connections",
+            "2",
+            "--format",
+            "json",
+        ])
+        .expect(1);
+    let rows = results(&ran.stdout);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(num(&rows[0], "errors"), 50.0);
+    assert_eq!(num(&rows[0], "requests"), 0.0);
+    assert!(
+        rows[0]["first_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("WRONGTYPE"),
+        "{}",
+        rows[0]
+    );
+}
+
+#[test]
+fn duration_bounds_a_phase() {
+    let valkey = Server::start(Engine::Valkey);
+    let ran = Workspace::new()
+        .cmd(&[
+            "bench",
+            "--endpoint",
+            &valkey.url(),
+            "--workload",
+            "hset",
+            "--duration",
+            "300ms",
+            "--connections",
+            "2",
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    let rows = results(&ran.stdout);
+    assert!(num(&rows[0], "requests") > 0.0, "{}", rows[0]);
+    let fields: u64 = valkey
+        .cli(&["HLEN", "bench:hash:000000000001"])
+        .parse()
+        .unwrap_or(0);
+    let keys: u64 = valkey.cli(&["DBSIZE"]).parse().unwrap();
+    assert!(
+        keys > 0 && fields <= 100,
+        "hset cycles through --elements fields: {fields}"
+    );
+}
+
+#[test]
+fn passwords_are_used_but_never_shown() {
+    let redis = Server::start_with(Engine::Redis, &["--requirepass", "s3cret-pw"]);
+    let ws = Workspace::new();
+    let url = format!("redis://:s3cret-pw@127.0.0.1:{}", redis.port);
+    let ran = ws
+        .cmd(&[
+            "bench",
+            "--endpoint",
+            &url,
+            "--requests",
+            "200",
+            "--connections",
+            "2",
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    assert!(!ran.stdout.contains("s3cret") && !ran.stderr.contains("s3cret"));
+    assert_eq!(
+        results(&ran.stdout)[0]["endpoint"],
+        format!("redis://:***@127.0.0.1:{}", redis.port)
+    );
+
+    let wrong = format!("redis://:wrong-pw@127.0.0.1:{}", redis.port);
+    let ran = ws
+        .cmd(&["bench", "--endpoint", &wrong, "--requests", "10"])
+        .expect(1);
+    assert!(ran.stderr.contains("refused the login"), "{}", ran.stderr);
+    assert!(!ran.stderr.contains("wrong-pw"), "{}", ran.stderr);
+}
+
+#[test]
+fn bad_settings_exit_2_with_what_to_do() {
+    let ws = Workspace::new();
+    let cases: [(&[&str], &str); 6] = [
+        (&["--workload", "gets"], "`gets` is not a workload"),
+        (&["--pipeline", "0"], "--pipeline 0 is out of range"),
+        (
+            &["--label", "a", "--label", "b"],
+            "2 labels for 1 endpoints",
+        ),
+        (
+            &["--workload", "mix", "--ratio", "ten"],
+            "not a SET:GET ratio",
+        ),
+        (&["--duration", "0s"], "--duration must be longer than 0"),
+        (&["--endpoint", "rediss://127.0.0.1:1"], "uses TLS"),
+    ];
+    for (extra, message) in cases {
+        let mut args = vec!["bench", "--endpoint", "127.0.0.1:1"];
+        args.extend_from_slice(extra);
+        let ran = ws.cmd(&args).expect(2);
+        assert!(ran.stderr.contains(message), "{args:?}: {}", ran.stderr);
+    }
+    let ran = ws
+        .cmd(&["bench", "--endpoint", "127.0.0.1:1", "--requests", "5"])
+        .expect(1);
+    assert!(
+        ran.stderr.contains("cannot connect to redis://127.0.0.1:1"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[tokio::test]
+async fn bench_run_action_outputs_results_for_the_report() {
+    use runbook::actions::{Effect, StepCtx, lookup};
+
+    let redis = Server::start(Engine::Redis);
+    let valkey = Server::start(Engine::Valkey);
+    let spec = lookup("bench.run").expect("bench.run is registered");
+    assert!(spec.outputs.contains(&"results"));
+    let action = (spec.build)(serde_json::json!({
+        "endpoints": [redis.url(), format!("127.0.0.1:{}", valkey.port)],
+        "labels": ["redis", "valkey"],
+        "workloads": ["set", "smembers"],
+        "requests": "300",
+        "connections": 3,
+        "pipeline": 4,
+        "keyspace": 20,
+        "elements": 5
+    }))
+    .expect("valid inputs");
+    assert_eq!(action.effect(), Effect::Changes);
+    assert!(
+        (spec.build)(serde_json::json!({ "endpoints": [], "colour": "red" })).is_err(),
+        "unknown inputs are rejected"
+    );
+
+    let ws = Workspace::new();
+    let journal = Arc::new(
+        runbook::journal::Journal::open(&ws.path().join("journal.jsonl"), Default::default())
+            .expect("journal"),
+    );
+    let ctx = StepCtx {
+        run_id: "r1",
+        run_dir: ws.path(),
+        base_dir: ws.path(),
+        step_id: "bench",
+        target: &runbook::target::local::Local::new(),
+        resolver: &Default::default(),
+        journal: &journal,
+        progress: &runbook::progress::Progress::hidden(),
+        assume_yes: false,
+    };
+    let outputs = action.run(&ctx).await.expect("the benchmark runs");
+    let rows = outputs["results"].as_array().expect("results");
+    assert_eq!(rows.len(), 4);
+    for (row, (op, label)) in rows.iter().zip([
+        ("set", "redis"),
+        ("set", "valkey"),
+        ("smembers", "redis"),
+        ("smembers", "valkey"),
+    ]) {
+        assert_eq!(
+            (row["op"].as_str(), row["label"].as_str()),
+            (Some(op), Some(label))
+        );
+        for field in [
+            "endpoint",
+            "ops_per_sec",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+            "max_ms",
+            "errors",
+        ] {
+            assert!(!row[field].is_null(), "{field} in {row}");
+        }
+        assert_eq!(row["requests"], 300);
+    }
+    assert!(outputs["table"].as_str().unwrap().contains("smembers"));
+    assert_eq!(valkey.cli(&["SCARD", "bench:set:000000000019"]), "5");
+
+    let bad = (spec.build)(
+        serde_json::json!({ "endpoints": [redis.url()], "requests": 5, "duration": "1s" }),
+    )
+    .unwrap();
+    let err = bad.run(&ctx).await.unwrap_err();
+    assert!(
+        !err.transient && err.message.contains("not both"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn benchmark_template_passes_cfn_lint_and_outputs_both_endpoints() {
+    let template =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cloudformation/benchmark.yaml");
+    let out = std::process::Command::new("cfn-lint")
+        .arg(&template)
+        .output()
+        .expect("cfn-lint (run scripts/setup)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&template).unwrap();
+    for needle in [
+        "Engine: redis",
+        "Engine: valkey",
+        "  RedisEndpoint:",
+        "  ValkeyEndpoint:",
+    ] {
+        assert!(text.contains(needle), "{needle}");
+    }
+    assert_eq!(
+        text.matches("Type: AWS::ElastiCache::ReplicationGroup")
+            .count(),
+        2
+    );
+}
+
+const BENCH_RUNBOOK: &str = r#"version: 1
+name: bench-pair
+params:
+  redis: {}
+  valkey: {}
+  password: { secret: true }
+steps:
+  - id: bench
+    action: bench.run
+    with:
+      endpoints: ["redis://:{{ params.password }}@{{ params.redis }}", "{{ params.valkey }}"]
+      labels: [redis, valkey]
+      workloads: [get, zrange]
+      requests: 400
+      connections: 2
+      pipeline: 4
+      keyspace: 10
+      elements: 5
+  - id: check
+    action: assert
+    with:
+      that: "{{ steps.bench.outputs.results | length == 4 and steps.bench.outputs.results[3].label == 'valkey' and steps.bench.outputs.results[3].requests == 400 }}"
+      message: bench.run did not give one result per operation and endpoint
+"#;
+
+#[test]
+fn bench_run_runs_as_a_runbook_step_without_leaking_the_password() {
+    let redis = Server::start_with(Engine::Redis, &["--requirepass", "pa55-w0rd"]);
+    let valkey = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    ws.write("bench.yaml", BENCH_RUNBOOK);
+    let redis_at = format!("127.0.0.1:{}", redis.port);
+    let valkey_at = format!("127.0.0.1:{}", valkey.port);
+    let ran = ws
+        .cmd(&[
+            "run",
+            "bench.yaml",
+            "--var",
+            &format!("redis={redis_at}"),
+            "--var",
+            &format!("valkey={valkey_at}"),
+            "--var",
+            "password=pa55-w0rd",
+        ])
+        .expect(0);
+    assert!(!ran.stderr.contains("pa55-w0rd") && !ran.stdout.contains("pa55-w0rd"));
+    assert_eq!(valkey.cli(&["ZCARD", "bench:zset:000000000009"]), "5");
+    let mut pending = vec![ws.state_dir()];
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            assert!(
+                !text.contains("pa55-w0rd"),
+                "{} holds the password",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn benchmark_runbook_deploys_both_engines_compares_them_and_tears_down() {
+    let ws = Workspace::new();
+    let runbook = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/benchmark.yaml");
+    let state = ws.state_dir().display().to_string();
+    let ran = ws
+        .cmd(&[
+            "run",
+            &runbook.display().to_string(),
+            "--yes",
+            "--state-dir",
+            &state,
+            "--var",
+            "requests=500",
+            "--var",
+            "connections=2",
+            "--var",
+            "keyspace=50",
+            "--var",
+            "structure_keyspace=20",
+        ])
+        .run();
+    let run_id = ran
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let journal = std::fs::read_to_string(
+        ws.state_dir()
+            .join("runs")
+            .join(&run_id)
+            .join("journal.jsonl"),
+    )
+    .unwrap_or_default();
+    // Whatever happened, leave no server behind.
+    ws.cmd(&["destroy", &run_id, "--state-dir", &state]).run();
+    assert_eq!(
+        ran.status, 0,
+        "--- stdout\n{}\n--- stderr\n{}",
+        ran.stdout, ran.stderr
+    );
+
+    let outputs = |step: &str| -> Value {
+        journal
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["step"] == step && e["outputs"].is_object())
+            .map(|e| e["outputs"].clone())
+            .next_back()
+            .unwrap_or_else(|| panic!("no outputs of {step} in\n{journal}"))
+    };
+    let kv = outputs("key_value")["results"].as_array().unwrap().clone();
+    let ds = outputs("data_structures")["results"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(kv.len(), 8, "set, get and the mix's two ops on two engines");
+    assert_eq!(ds.len(), 16, "eight data-structure ops on two engines");
+    for r in kv.iter().chain(&ds) {
+        assert_eq!(r["errors"], 0, "{r}");
+        assert!(num(r, "ops_per_sec") > 0.0, "{r}");
+    }
+    let labels: Vec<&str> = kv
+        .iter()
+        .take(2)
+        .map(|r| r["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["redis", "valkey"]);
+    assert!(
+        ran.stderr.contains("teardown"),
+        "the stack is deleted in finally: {}",
+        ran.stderr
+    );
+}

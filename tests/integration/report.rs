@@ -1,0 +1,507 @@
+//! The run report from a synthetic run (journal + probe data written with the real
+//! writers): sections in order, the disconnect in the step that caused it, a versioned
+//! JSON, a self-contained HTML page that a real headless Chromium loads without errors.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use chrono::{DateTime, Duration, Utc};
+use runbook::journal::{Event, Phase, Record, RunStatus};
+use runbook::probe::record::{ProbeEvent, Recorder};
+use runbook::probe::{ErrorClass, Op};
+use serde_json::{Value, json};
+
+use crate::support::Workspace;
+
+const RUN_ID: &str = "20261122-0300-engine-change-test";
+
+fn at(t0: DateTime<Utc>, s: f64) -> DateTime<Utc> {
+    t0 + Duration::milliseconds((s * 1000.0) as i64)
+}
+
+fn started(step: &str, action: &str, attempt: u32) -> Event {
+    Event::StepStarted {
+        step: step.into(),
+        action: action.into(),
+        phase: Phase::Steps,
+        attempt,
+        inputs: json!({}),
+    }
+}
+
+fn succeeded(step: &str, attempt: u32, outputs: Value) -> Event {
+    Event::StepSucceeded {
+        step: step.into(),
+        phase: Phase::Steps,
+        attempt,
+        outputs: outputs.as_object().cloned().unwrap_or_default(),
+    }
+}
+
+/// The steps of the synthetic run and their windows (seconds after the start).
+const WINDOWS: [(&str, f64, f64); 5] = [
+    ("deploy", 0.0, 5.0),
+    ("verify_before", 5.0, 8.0),
+    ("engine_change", 8.0, 20.0),
+    ("bench", 20.0, 25.0),
+    ("metrics", 25.0, 26.0),
+];
+
+/// Writes a finished run into `dir`: journal, run.json and probe files.
+fn synthetic_run(dir: &Path) -> DateTime<Utc> {
+    std::fs::create_dir_all(dir).unwrap();
+    let t0 = DateTime::from_timestamp(Utc::now().timestamp() - 60, 0).unwrap();
+    let events: Vec<(f64, Event)> = vec![
+        (
+            0.0,
+            Event::RunStarted {
+                run_id: RUN_ID.into(),
+                runbook: "engine-change".into(),
+                file: "runbooks/engine-change.yaml".into(),
+                digest: "sha256:00".into(),
+                target: "local".into(),
+                params: Default::default(),
+            },
+        ),
+        (0.0, started("deploy", "exec", 1)),
+        (
+            1.0,
+            Event::StepNote {
+                step: "deploy".into(),
+                message: "started redis-server on 127.0.0.1:7001".into(),
+            },
+        ),
+        (5.0, succeeded("deploy", 1, json!({"port": 7001}))),
+        (5.0, started("verify_before", "data.verify", 1)),
+        (
+            8.0,
+            succeeded(
+                "verify_before",
+                1,
+                json!({"keys_checked": 1000, "keys_per_sec": 25000.0,
+                   "mismatches": {"missing_on_target": 0, "extra_on_target": 0, "type": 0, "value": 0, "ttl": 0},
+                   "examples": []}),
+            ),
+        ),
+        (8.0, started("engine_change", "exec", 1)),
+        (
+            9.0,
+            Event::StepFailed {
+                step: "engine_change".into(),
+                phase: Phase::Steps,
+                attempt: 1,
+                error: "node busy".into(),
+                transient: true,
+                will_retry: true,
+            },
+        ),
+        (10.0, started("engine_change", "exec", 2)),
+        (
+            11.0,
+            Event::StepNote {
+                step: "engine_change".into(),
+                message: "node 002: stopping redis".into(),
+            },
+        ),
+        (
+            12.0,
+            Event::StepNote {
+                step: "engine_change".into(),
+                message: "node 002 | valkey serves again".into(),
+            },
+        ),
+        (
+            12.5,
+            Event::StepNote {
+                step: "engine_change".into(),
+                message: "node 001: stopping redis".into(),
+            },
+        ),
+        (
+            13.5,
+            Event::StepNote {
+                step: "engine_change".into(),
+                message: "node 001: valkey serves again".into(),
+            },
+        ),
+        (20.0, succeeded("engine_change", 2, json!({}))),
+        (20.0, started("bench", "bench.run", 1)),
+        (
+            25.0,
+            succeeded(
+                "bench",
+                1,
+                json!({"results": [
+                    {"endpoint": "redis://127.0.0.1:7001", "op": "SET", "ops_per_sec": 80000.0, "p50_ms": 0.3, "p95_ms": 0.5, "p99_ms": 0.9, "max_ms": 3.0, "errors": 0},
+                    {"endpoint": "redis://127.0.0.1:7002", "op": "SET", "ops_per_sec": 95000.0, "p50_ms": 0.25, "p95_ms": 0.4, "p99_ms": 0.8, "max_ms": 2.0, "errors": 0}
+                ]}),
+            ),
+        ),
+        (25.0, started("metrics", "metrics.capture", 1)),
+        (
+            26.0,
+            succeeded(
+                "metrics",
+                1,
+                json!({"metrics": [{"metric": "CurrConnections", "node": "0001", "step": "engine_change",
+                                    "timestamps": ["2026-11-22T03:00:00Z", "2026-11-22T03:01:00Z"], "values": [10.0, 14.0]}]}),
+            ),
+        ),
+        (
+            26.0,
+            Event::RunFinished {
+                status: RunStatus::Succeeded,
+            },
+        ),
+    ];
+    let mut journal = std::fs::File::create(dir.join("journal.jsonl")).unwrap();
+    for (seq, (s, event)) in events.into_iter().enumerate() {
+        let record = Record {
+            seq: seq as u64 + 1,
+            ts: at(t0, s),
+            event,
+        };
+        writeln!(journal, "{}", serde_json::to_string(&record).unwrap()).unwrap();
+    }
+    std::fs::write(
+        dir.join("run.json"),
+        json!({"id": RUN_ID, "runbook": "engine-change", "file": "runbooks/engine-change.yaml",
+               "target": "local", "started_at": t0})
+        .to_string(),
+    )
+    .unwrap();
+
+    let rec = Recorder::open(dir).unwrap();
+    let endpoint = "redis://127.0.0.1:7001";
+    rec.event(&ProbeEvent::Started {
+        ts: t0,
+        endpoint: endpoint.into(),
+        interval_ms: 10.0,
+        timeout_ms: 250.0,
+    });
+    // 100 ticks a second; the engine change drops the endpoint from 12.0 s to 13.5 s.
+    for tick in 0..2600 {
+        let s = f64::from(tick) / 100.0;
+        let step = WINDOWS
+            .iter()
+            .find(|w| s >= w.1 && s < w.2)
+            .map(|w| w.0.to_string());
+        let ts = at(t0, s);
+        for op in [Op::Write, Op::Read] {
+            if (12.0..13.5).contains(&s) {
+                rec.failed(ts, endpoint, &step, op, ErrorClass::Refused);
+            } else {
+                let slow = if s > 13.0 { 2 } else { 1 };
+                rec.ok(
+                    ts,
+                    endpoint,
+                    &step,
+                    op,
+                    slow * (200 + (tick % 7) as u64 * 30),
+                );
+            }
+        }
+    }
+    rec.event(&ProbeEvent::Disconnect {
+        endpoint: endpoint.into(),
+        step: Some("engine_change".into()),
+        start: at(t0, 12.0),
+        end: Some(at(t0, 13.5)),
+        duration_ms: 1500.0,
+        cause: ErrorClass::Refused,
+        failed_requests: 300,
+    });
+    rec.event(&ProbeEvent::Connected {
+        ts: at(t0, 13.5),
+        endpoint: endpoint.into(),
+        resolved: vec!["127.0.0.1:7001".into()],
+        address: Some("127.0.0.1:7001".into()),
+        role: Some("master".into()),
+    });
+    rec.event(&ProbeEvent::Stopped {
+        ts: at(t0, 26.0),
+        endpoint: endpoint.into(),
+    });
+    rec.flush(None);
+    t0
+}
+
+fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["id"] == id))
+        .unwrap_or_else(|| panic!("no step {id} in {}", report["steps"]))
+}
+
+fn in_order(text: &str, parts: &[&str]) {
+    let mut from = 0;
+    for part in parts {
+        match text[from..].find(part) {
+            Some(i) => from += i + part.len(),
+            None => panic!("`{part}` missing or out of order in:\n{text}"),
+        }
+    }
+}
+
+#[test]
+fn a_run_report_has_every_section_and_puts_the_outage_in_its_step() {
+    let dir = tempfile::tempdir().unwrap();
+    synthetic_run(dir.path());
+    let written = runbook::report::write_run_reports(dir.path()).unwrap();
+    let names: Vec<String> = written
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["report.md", "report.html", "report.json"]);
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["format_version"], 1);
+    assert_eq!(report["outcome"]["succeeded"], true);
+    assert!((report["outcome"]["unwritable_s"].as_f64().unwrap() - 1.5).abs() < 1e-6);
+    assert_eq!(report["outcome"]["parity"]["equal"], true);
+    assert_eq!(report["outcome"]["parity"]["keys_checked"], 1000);
+    let change = step(&report, "engine_change");
+    assert_eq!(change["attempts"], 2);
+    assert_eq!(change["status"], "succeeded");
+    assert!((change["disconnected_s"].as_f64().unwrap() - 1.5).abs() < 1e-6);
+    assert_eq!(change["latency"]["errors"], 300);
+    assert_eq!(step(&report, "deploy")["disconnected_s"], 0.0);
+    assert_eq!(
+        step(&report, "deploy")["operations"][0],
+        "started redis-server on 127.0.0.1:7001"
+    );
+    assert_eq!(report["disconnects"][0]["step"], "engine_change");
+    assert_eq!(report["benchmarks"].as_array().map(Vec::len), Some(2));
+    assert_eq!(report["metrics"][0]["max"], 14.0);
+    // The second half is slower by construction (latency doubles after 13 s).
+    assert!(
+        report["halves"]["p50_change_pct"]["write"]
+            .as_f64()
+            .unwrap()
+            > 50.0,
+        "{}",
+        report["halves"]
+    );
+    let deploy_p99 = step(&report, "deploy")["latency"]["p99_ms"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (0.35..0.45).contains(&deploy_p99),
+        "p99 of 200..380 µs is {deploy_p99} ms"
+    );
+
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    in_order(
+        &md,
+        &[
+            "## Outcome",
+            "**Succeeded**",
+            "Time clients could not write: **1.50 s**",
+            "Key parity: **equal**",
+            "## Steps",
+            "| `engine_change` | exec | succeeded | 2 |",
+            "node 002 \\| valkey serves again; node 001: stopping redis (+1 more)",
+            "## Disconnects",
+            "| `redis://127.0.0.1:7001` | `engine_change` |",
+            "## Verify",
+            "## First half against second half",
+            "## Benchmarks",
+            "## CloudWatch metrics",
+            "CurrConnections",
+            "## Latency timeline",
+            "![Latency timeline",
+        ],
+    );
+    assert!(!md.contains("-0.00"), "negative zero in:\n{md}");
+    let png = std::fs::read(dir.path().join("report-timeline.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "the Markdown chart is a PNG");
+    assert!(dir.path().join("report-bench.png").is_file());
+
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    in_order(
+        &html,
+        &[
+            "id=\"outcome\"",
+            "id=\"steps\"",
+            "id=\"disconnects\"",
+            "id=\"verify\"",
+            "id=\"halves\"",
+            "id=\"metrics\"",
+            "id=\"timeline\"",
+            "<svg",
+        ],
+    );
+    for external in ["<script src", "<link", "src=\"http", "url(http", "@import"] {
+        assert!(
+            !html.contains(external),
+            "the HTML report loads `{external}`"
+        );
+    }
+}
+
+fn chromium() -> PathBuf {
+    PathBuf::from(std::env::var("RUNBOOK_CHROMIUM").unwrap_or_else(|_| "chromium".into()))
+}
+
+#[test]
+fn the_html_report_loads_in_headless_chromium_without_console_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    synthetic_run(dir.path());
+    runbook::report::write_run_reports(dir.path()).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("report.png");
+    let output = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+        ])
+        .args([
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args([
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1280,3000",
+        ])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!(
+            "file://{}",
+            dir.path().join("report.html").display()
+        ))
+        .output()
+        .expect("chromium (run scripts/setup)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "chromium failed:\n{stderr}");
+    for line in stderr.lines() {
+        assert!(
+            !(line.contains("Uncaught") || line.contains(":CONSOLE(") || line.contains("console")),
+            "console error in the report: {line}"
+        );
+    }
+    let png = std::fs::read(&shot).expect("screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "empty screenshot"
+    );
+    if let Ok(keep) = std::env::var("RUNBOOK_KEEP_SCREENSHOT") {
+        std::fs::copy(&shot, keep).unwrap();
+    }
+}
+
+#[test]
+fn runbook_report_renders_a_run_by_id_and_rejects_unknown_ids() {
+    let ws = Workspace::new();
+    synthetic_run(&ws.state_dir().join("runs").join(RUN_ID));
+    let ran = ws.cmd(&["report", RUN_ID, "--format", "json"]).expect(0);
+    let report: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(report["run"]["id"], RUN_ID);
+    assert_eq!(report["disconnects"][0]["step"], "engine_change");
+
+    ws.cmd(&["report", RUN_ID, "--format", "html", "-o", "review.html"])
+        .expect(0);
+    assert!(
+        std::fs::read_to_string(ws.path().join("review.html"))
+            .unwrap()
+            .contains("engine_change")
+    );
+    ws.cmd(&["report", RUN_ID, "--format", "md", "-o", "out/review.md"])
+        .expect(0);
+    assert!(ws.path().join("out/review-timeline.png").is_file());
+
+    let ran = ws.cmd(&["report", "no-such-run"]).expect(2);
+    assert!(ran.stderr.contains("runbook runs"), "{}", ran.stderr);
+}
+
+/// Stops a server that a runbook step started itself (the harness does not own it).
+struct ShutdownOnDrop(u16);
+
+impl Drop for ShutdownOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("redis-cli")
+            .args(["-p", &self.0.to_string(), "shutdown", "nosave"])
+            .output();
+    }
+}
+
+#[test]
+fn a_run_puts_the_disconnect_it_caused_in_the_step_that_caused_it() {
+    let server = crate::support::Server::start(crate::support::Engine::Redis);
+    let port = server.port;
+    let _restarted = ShutdownOnDrop(port);
+    let data = server.dir.path().display().to_string();
+    let ws = Workspace::new();
+    ws.write(
+        "drill.yaml",
+        &format!(
+            r#"version: 1
+name: restart-drill
+probe:
+  endpoints: ["redis://127.0.0.1:{{{{ steps.where.outputs.stdout }}}}"]
+  interval: 10ms
+steps:
+  - id: where
+    action: exec
+    with: {{ command: "echo {port}" }}
+  - id: steady
+    action: sleep
+    with: {{ duration: 1s }}
+  - id: restart
+    action: exec
+    with:
+      command: >-
+        redis-cli -p {port} shutdown nosave; sleep 1;
+        redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no
+        --dir {data} --logfile restarted.log --daemonize yes
+  - id: after
+    action: sleep
+    with: {{ duration: 1s }}
+"#
+        ),
+    );
+    let ran = ws.cmd(&["run", "drill.yaml", "--yes"]).expect(0);
+    let run_id = ran
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let runs = ws.state_dir().join("runs");
+    let dir = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("report.json").is_file())
+        .unwrap_or_else(|| panic!("no report under {} ({run_id})", runs.display()));
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let disconnects = report["disconnects"].as_array().unwrap();
+    assert_eq!(disconnects.len(), 1, "{disconnects:#?}");
+    assert_eq!(disconnects[0]["step"], "restart");
+    let down = disconnects[0]["duration_ms"].as_f64().unwrap();
+    assert!((900.0..5000.0).contains(&down), "down for {down} ms");
+    assert!(step(&report, "restart")["disconnected_s"].as_f64().unwrap() > 0.9);
+    assert_eq!(step(&report, "steady")["disconnected_s"], 0.0);
+    assert!(
+        step(&report, "steady")["latency"]["requests"]
+            .as_u64()
+            .unwrap()
+            > 50
+    );
+    assert_eq!(step(&report, "after")["latency"]["errors"], 0);
+    assert!(dir.join("report.md").is_file() && dir.join("report.html").is_file());
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("| `redis://127.0.0.1:") && md.contains("| `restart` |"),
+        "{md}"
+    );
+}
