@@ -400,3 +400,26 @@ fn tls_endpoints_are_probed_through_a_resolve_override() {
     );
     drop(server);
 }
+
+#[test]
+fn bad_probe_flags_are_invalid_input() {
+    let ws = Workspace::new();
+    let ran = ws
+        .cmd(&["probe", "--endpoint", "http://cache:6379"])
+        .expect(2);
+    assert!(ran.stderr.contains("redis://"), "{}", ran.stderr);
+    let ran = ws
+        .cmd(&["probe", "--endpoint", "127.0.0.1:6379", "--interval", "0ms"])
+        .expect(2);
+    assert!(ran.stderr.contains("--interval"), "{}", ran.stderr);
+    let ran = ws
+        .cmd(&[
+            "probe",
+            "--endpoint",
+            "127.0.0.1:6379",
+            "--duration",
+            "soon",
+        ])
+        .expect(2);
+    assert!(ran.stderr.contains("--duration"), "{}", ran.stderr);
+}
