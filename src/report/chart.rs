@@ -15,6 +15,9 @@ use plotters::style::FontStyle;
 
 use super::model::Report;
 
+/// Which latency of a timeline second a line of the chart draws.
+type PickLatency = fn(&super::model::TimelinePoint) -> f64;
+
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSansMono.ttf");
 const FAMILY: &str = "sans-serif";
 const SIZE: (u32, u32) = (1100, 420);
@@ -197,7 +200,7 @@ where
             )))
             .map_err(&e)?;
     }
-    let series: [(&str, RGBColor, fn(&super::model::TimelinePoint) -> f64); 3] = [
+    let series: [(&str, RGBColor, PickLatency); 3] = [
         ("max", RGBColor(150, 150, 150), |p| p.max_ms),
         ("p99", RGBColor(230, 120, 20), |p| p.p99_ms),
         ("p50", RGBColor(30, 90, 200), |p| p.p50_ms),
