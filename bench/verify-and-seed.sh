@@ -26,10 +26,11 @@ redis_server="${RUNBOOK_REDIS_SERVER:-redis-server}"
 valkey_server="${RUNBOOK_VALKEY_SERVER:-valkey-server}"
 
 work="$(mktemp -d)"
-pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # `start` runs in a command substitution, so the servers' pids are kept in files.
+  for pidfile in "$work"/*/server.pid; do
+    [ -e "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -42,8 +43,10 @@ start() { # binary dir -> port
   local port
   port="$(free_port)"
   mkdir -p "$2"
-  "$1" --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$2" --logfile server.log &
-  pids+=($!)
+  # Its own output goes nowhere: an open stdout would keep the caller's $(...) waiting.
+  "$1" --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$2" --logfile server.log \
+    >/dev/null 2>&1 </dev/null &
+  echo $! >"$2/server.pid"
   until redis-cli -p "$port" PING >/dev/null 2>&1; do sleep 0.05; done
   echo "$port"
 }
