@@ -103,7 +103,17 @@ async fn metrics_come_back_per_step_and_node() {
             base + minute * 6 - TimeDelta::seconds(1),
             succeeded("engine"),
         ),
-        record(5, base + minute * 9, started("metrics")),
+        record(
+            5,
+            base + minute * 9,
+            Event::StepStarted {
+                step: "metrics".into(),
+                action: "metrics.capture".into(),
+                phase: Phase::Steps,
+                attempt: 1,
+                inputs: serde_json::Value::Null,
+            },
+        ),
     ]
     .join("\n")
         + "\n";
@@ -187,4 +197,30 @@ async fn metrics_come_back_per_step_and_node() {
         "the capturing step has no window"
     );
     assert_eq!(get.num_calls(), 2, "one GetMetricData per step window");
+
+    // The captured series reach the run's report, step by step.
+    run.journal
+        .append(Event::StepSucceeded {
+            step: "metrics".into(),
+            phase: Phase::Steps,
+            attempt: 1,
+            outputs: out.clone(),
+        })
+        .unwrap();
+    runbook::report::write_run_reports(run.dir.path()).expect("report");
+    let md = std::fs::read_to_string(run.dir.path().join("report.md")).unwrap();
+    let section = &md[md.find("CloudWatch").expect("a CloudWatch section")..];
+    for expected in [
+        "CPUUtilization",
+        "CurrConnections",
+        node,
+        "engine",
+        "baseline",
+        "74",
+    ] {
+        assert!(
+            section.contains(expected),
+            "{expected} missing from:\n{section}"
+        );
+    }
 }
