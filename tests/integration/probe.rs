@@ -323,46 +323,8 @@ fn samples_and_disconnects_carry_the_running_step() {
 
 #[test]
 fn tls_endpoints_are_probed_through_a_resolve_override() {
-    let certs = tempfile::tempdir().unwrap();
-    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=cache.example",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let tls_port = crate::support::free_port().to_string();
-    let (cert, key) = (cert.display().to_string(), key.display().to_string());
-    let server = Server::start_with(
-        Engine::Redis,
-        &[
-            "--tls-port",
-            &tls_port,
-            "--tls-cert-file",
-            &cert,
-            "--tls-key-file",
-            &key,
-            "--tls-auth-clients",
-            "no",
-        ],
-    );
+    let server = Server::start_tls(Engine::Redis, &[]);
+    let tls_port = server.tls_port.expect("a TLS port");
     let ws = Workspace::new();
     let endpoint = format!("rediss://cache.example:{tls_port}");
     let resolve = format!("cache.example:{tls_port}=127.0.0.1:{tls_port}");

@@ -45,6 +45,9 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     extra: Vec<String>,
+    /// The TLS port, when started with [`Server::start_tls`].
+    pub tls_port: Option<u16>,
+    certs: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -61,6 +64,8 @@ impl Server {
             dir,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            tls_port: None,
+            certs: None,
         };
         for _ in 0..5 {
             server.port = free_port();
@@ -72,6 +77,46 @@ impl Server {
             "could not start {engine:?}: see {}",
             server.dir.path().display()
         );
+    }
+
+    /// Starts a server that also serves TLS, with a self-signed certificate for
+    /// `cache.example`, on [`Server::tls_port`] (clients are not asked for certificates).
+    pub fn start_tls(engine: Engine, extra: &[&str]) -> Server {
+        let certs = tempfile::tempdir().expect("temp dir");
+        let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+        let made = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=cache.example"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let tls_port = free_port().to_string();
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        let mut args = vec![
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-auth-clients",
+            "no",
+        ];
+        args.extend_from_slice(extra);
+        let mut server = Server::start_with(engine, &args);
+        server.tls_port = tls_port.parse().ok();
+        server.certs = Some(certs);
+        server
     }
 
     /// Starts the process again on the same port and data (after `stop`).
