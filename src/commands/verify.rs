@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     source: String,
     /// Where it should have arrived, e.g. rediss://my-valkey.xxxx.cache.amazonaws.com:6379.
-    /// Written `--target URL` (see [`argv`]).
+    /// Written `--target URL`: for `verify`, `--target` names this endpoint, not the control plane.
     #[arg(id = "target_url", long = "target-url", value_name = "URL")]
     target: String,
     /// `text` for people, `json` for scripts and reports.
@@ -41,8 +41,8 @@ pub struct Args {
     /// Batches in flight per side.
     #[arg(long, default_value_t = 8, value_name = "N")]
     in_flight: usize,
-    /// Connections per side.
-    #[arg(long, default_value_t = 2, value_name = "N")]
+    /// Connections per side; each serves one batch at a time.
+    #[arg(long, default_value_t = 4, value_name = "N")]
     connections: usize,
     /// Skip keys starting with this (repeatable; replaces the default, the probe's prefix).
     #[arg(

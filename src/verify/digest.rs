@@ -6,9 +6,9 @@
 //! collection (zset scores as numbers). A digest folds the elements in one at a time, so a
 //! big key is read in chunks (HSCAN, SSCAN, ZSCAN, LRANGE, XRANGE) and never held whole.
 
-use std::hash::{DefaultHasher, Hasher};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use redis::Value;
+use super::wire::{Frame, Pipeline, num};
 
 /// A key's type, as `TYPE` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -25,14 +25,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn parse(reply: &Value) -> Kind {
-        let name: &[u8] = match reply {
-            Value::SimpleString(s) => s.as_bytes(),
-            Value::BulkString(b) => b,
-            Value::Okay => b"OK",
-            _ => b"none",
-        };
-        match name {
+    pub fn parse(reply: Frame<'_>) -> Kind {
+        match reply.bytes().unwrap_or(b"none") {
             b"none" => Kind::None,
             b"string" => Kind::String,
             b"hash" => Kind::Hash,
@@ -58,58 +52,57 @@ impl Kind {
         }
     }
 
-    /// The first read of a key of this kind; `None` when the value is not compared.
-    pub fn first_read(self, key: &[u8], chunk: usize) -> Option<redis::Cmd> {
-        self.read(key, &Next::Start, chunk)
+    /// Whether values of this kind are read and compared (module types are not).
+    pub fn readable(self) -> bool {
+        !matches!(self, Kind::None | Kind::Other(_))
     }
 
-    /// The read that continues at `next`.
-    pub fn read(self, key: &[u8], next: &Next, chunk: usize) -> Option<redis::Cmd> {
-        let mut cmd;
+    /// Adds to `p` the read of `key` that continues at `next`; false when there is none.
+    pub fn read(self, p: &mut Pipeline, key: &[u8], next: &Next, chunk: usize) -> bool {
+        let mut a = itoa::Buffer::new();
+        let mut b = itoa::Buffer::new();
+        let count = chunk as i64;
         match (self, next) {
-            (Kind::String, Next::Start) => {
-                cmd = redis::cmd("GET");
-                cmd.arg(key);
-            }
+            (Kind::String, Next::Start) => p.cmd(&[b"GET", key]),
             (Kind::Hash | Kind::Set | Kind::Zset, Next::Start | Next::Cursor(_)) => {
-                let name = match self {
-                    Kind::Hash => "HSCAN",
-                    Kind::Set => "SSCAN",
-                    _ => "ZSCAN",
+                let name: &[u8] = match self {
+                    Kind::Hash => b"HSCAN",
+                    Kind::Set => b"SSCAN",
+                    _ => b"ZSCAN",
                 };
-                cmd = redis::cmd(name);
-                cmd.arg(key);
-                match next {
-                    Next::Cursor(c) => cmd.arg(c),
-                    _ => cmd.arg(0),
+                let cursor: &[u8] = match next {
+                    Next::Cursor(c) => c,
+                    _ => b"0",
                 };
-                cmd.arg("COUNT").arg(chunk);
+                p.cmd(&[name, key, cursor, b"COUNT", num(&mut a, count)])
             }
             (Kind::List, Next::Start | Next::Offset(_)) => {
                 let start = match next {
                     Next::Offset(o) => *o,
                     _ => 0,
                 };
-                cmd = redis::cmd("LRANGE");
-                cmd.arg(key).arg(start).arg(start + chunk as i64 - 1);
+                p.cmd(&[
+                    b"LRANGE",
+                    key,
+                    num(&mut a, start),
+                    num(&mut b, start + count - 1),
+                ])
             }
             (Kind::Stream, Next::Start | Next::After(_)) => {
-                cmd = redis::cmd("XRANGE");
-                cmd.arg(key);
-                match next {
+                let mut exclusive = Vec::new();
+                let from: &[u8] = match next {
                     Next::After(id) => {
-                        let mut exclusive = Vec::with_capacity(id.len() + 1);
                         exclusive.push(b'(');
                         exclusive.extend_from_slice(id);
-                        cmd.arg(exclusive)
+                        &exclusive
                     }
-                    _ => cmd.arg("-"),
+                    _ => b"-",
                 };
-                cmd.arg("+").arg("COUNT").arg(chunk);
+                p.cmd(&[b"XRANGE", key, from, b"+", b"COUNT", num(&mut a, count)])
             }
-            _ => return None,
-        }
-        Some(cmd)
+            _ => return false,
+        };
+        true
     }
 }
 
@@ -147,27 +140,25 @@ impl Digest {
     pub fn absorb(
         &mut self,
         kind: Kind,
-        reply: &Value,
+        reply: Frame<'_>,
         chunk: usize,
         offset: i64,
     ) -> Result<Next, Unreadable> {
         match kind {
-            Kind::String => match reply {
-                Value::BulkString(b) => {
-                    self.len = b.len() as u64;
-                    self.sum = hash_bytes(0, b);
-                    Ok(Next::Done)
-                }
-                _ => Err(Unreadable),
-            },
+            Kind::String => {
+                let b = reply.bytes().ok_or(Unreadable)?;
+                self.len = b.len() as u64;
+                self.sum = hash_bytes(0, b);
+                Ok(Next::Done)
+            }
             Kind::Hash | Kind::Set | Kind::Zset => {
-                let Value::Array(parts) = reply else {
-                    return Err(Unreadable);
-                };
-                let [cursor, Value::Array(items)] = parts.as_slice() else {
+                let mut parts = reply.items().ok_or(Unreadable)?;
+                let (Some(cursor), Some(items), None) = (parts.next(), parts.next(), parts.next())
+                else {
                     return Err(Unreadable);
                 };
                 let cursor = bytes(cursor)?;
+                let mut items = items.items().ok_or(Unreadable)?;
                 if kind == Kind::Set {
                     for member in items {
                         self.unordered(hash_bytes(0, bytes(member)?));
@@ -176,12 +167,12 @@ impl Digest {
                     if items.len() % 2 != 0 {
                         return Err(Unreadable);
                     }
-                    for pair in items.chunks_exact(2) {
-                        let first = hash_bytes(0, bytes(&pair[0])?);
+                    while let (Some(a), Some(b)) = (items.next(), items.next()) {
+                        let first = hash_bytes(0, bytes(a)?);
                         let second = if kind == Kind::Zset {
-                            score(bytes(&pair[1])?)?.to_bits()
+                            score(bytes(b)?)?.to_bits()
                         } else {
-                            hash_bytes(0, bytes(&pair[1])?)
+                            hash_bytes(0, bytes(b)?)
                         };
                         self.unordered(mix(first, second));
                     }
@@ -193,38 +184,35 @@ impl Digest {
                 })
             }
             Kind::List => {
-                let Value::Array(items) = reply else {
-                    return Err(Unreadable);
-                };
+                let items = reply.items().ok_or(Unreadable)?;
+                let n = items.len();
                 for item in items {
                     self.ordered(hash_bytes(0, bytes(item)?));
                 }
-                Ok(if items.len() == chunk {
+                Ok(if n == chunk {
                     Next::Offset(offset + chunk as i64)
                 } else {
                     Next::Done
                 })
             }
             Kind::Stream => {
-                let Value::Array(entries) = reply else {
-                    return Err(Unreadable);
-                };
+                let entries = reply.items().ok_or(Unreadable)?;
+                let n = entries.len();
                 let mut last: &[u8] = b"";
                 for entry in entries {
-                    let Value::Array(parts) = entry else {
-                        return Err(Unreadable);
-                    };
-                    let [id, Value::Array(fields)] = parts.as_slice() else {
+                    let mut parts = entry.items().ok_or(Unreadable)?;
+                    let (Some(id), Some(fields), None) = (parts.next(), parts.next(), parts.next())
+                    else {
                         return Err(Unreadable);
                     };
                     last = bytes(id)?;
                     let mut h = hash_bytes(0, last);
-                    for field in fields {
+                    for field in fields.items().ok_or(Unreadable)? {
                         h = hash_bytes(h, bytes(field)?);
                     }
                     self.ordered(h);
                 }
-                Ok(if entries.len() == chunk {
+                Ok(if n == chunk {
                     Next::After(last.to_vec())
                 } else {
                     Next::Done
@@ -247,12 +235,8 @@ impl Digest {
     }
 }
 
-fn bytes(v: &Value) -> Result<&[u8], Unreadable> {
-    match v {
-        Value::BulkString(b) => Ok(b),
-        Value::SimpleString(s) => Ok(s.as_bytes()),
-        _ => Err(Unreadable),
-    }
+fn bytes(v: Frame<'_>) -> Result<&[u8], Unreadable> {
+    v.bytes().ok_or(Unreadable)
 }
 
 /// A zset score as a number: servers may print the same double differently.
@@ -263,40 +247,52 @@ fn score(text: &[u8]) -> Result<f64, Unreadable> {
     Ok(if v == 0.0 { 0.0 } else { v })
 }
 
+/// XXH3: values are hashed element by element, so the hash is a good part of the check's
+/// own work; SipHash's resistance to chosen keys buys nothing here.
 fn hash_bytes(seed: u64, b: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
-    h.write_u64(seed);
-    h.write_usize(b.len());
-    h.write(b);
-    h.finish()
+    xxh3_64_with_seed(b, seed)
 }
 
 fn mix(a: u64, b: u64) -> u64 {
-    let mut h = DefaultHasher::new();
-    h.write_u64(a);
-    h.write_u64(b);
-    h.finish()
+    let mut pair = [0u8; 16];
+    pair[..8].copy_from_slice(&a.to_le_bytes());
+    pair[8..].copy_from_slice(&b.to_le_bytes());
+    xxh3_64_with_seed(&pair, 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
+    use crate::verify::wire::decoded;
+
+    fn bulk(s: &str) -> String {
+        format!("${}\r\n{s}\r\n", s.len())
     }
 
-    fn scan_reply(cursor: &str, items: &[&str]) -> Value {
-        Value::Array(vec![
-            bulk(cursor),
-            Value::Array(items.iter().map(|s| bulk(s)).collect()),
-        ])
+    fn array(items: &[&str]) -> String {
+        let body: String = items.iter().map(|s| bulk(s)).collect();
+        format!("*{}\r\n{body}", items.len())
     }
 
-    fn digest(kind: Kind, replies: &[Value]) -> Digest {
+    fn scan_reply(cursor: &str, items: &[&str]) -> String {
+        format!("*2\r\n{}{}", bulk(cursor), array(items))
+    }
+
+    fn absorb(
+        d: &mut Digest,
+        kind: Kind,
+        reply: &str,
+        chunk: usize,
+        offset: i64,
+    ) -> Result<Next, Unreadable> {
+        decoded(reply.as_bytes(), |f| d.absorb(kind, f, chunk, offset))
+    }
+
+    fn digest(kind: Kind, replies: &[String]) -> Digest {
         let mut d = Digest::default();
         for r in replies {
-            d.absorb(kind, r, 1000, 0).unwrap();
+            absorb(&mut d, kind, r, 1000, 0).unwrap();
         }
         d
     }
@@ -329,20 +325,16 @@ mod tests {
     #[test]
     fn lists_keep_order_and_say_where_to_continue() {
         let mut d = Digest::default();
-        let first = Value::Array(vec![bulk("a"), bulk("b")]);
-        assert_eq!(d.absorb(Kind::List, &first, 2, 0), Ok(Next::Offset(2)));
         assert_eq!(
-            d.absorb(Kind::List, &Value::Array(vec![bulk("c")]), 2, 2),
+            absorb(&mut d, Kind::List, &array(&["a", "b"]), 2, 0),
+            Ok(Next::Offset(2))
+        );
+        assert_eq!(
+            absorb(&mut d, Kind::List, &array(&["c"]), 2, 2),
             Ok(Next::Done)
         );
-        let whole = digest(
-            Kind::List,
-            &[Value::Array(vec![bulk("a"), bulk("b"), bulk("c")])],
-        );
-        let reversed = digest(
-            Kind::List,
-            &[Value::Array(vec![bulk("c"), bulk("b"), bulk("a")])],
-        );
+        let whole = digest(Kind::List, &[array(&["a", "b", "c"])]);
+        let reversed = digest(Kind::List, &[array(&["c", "b", "a"])]);
         assert_eq!(d, whole);
         assert_ne!(whole, reversed);
     }
@@ -350,11 +342,17 @@ mod tests {
     #[test]
     fn a_reply_of_the_wrong_shape_is_unreadable() {
         let mut d = Digest::default();
-        assert_eq!(d.absorb(Kind::String, &Value::Nil, 10, 0), Err(Unreadable));
-        assert_eq!(d.absorb(Kind::Hash, &bulk("x"), 10, 0), Err(Unreadable));
-        assert_eq!(Kind::parse(&Value::SimpleString("zset".into())), Kind::Zset);
+        assert_eq!(
+            absorb(&mut d, Kind::String, "$-1\r\n", 10, 0),
+            Err(Unreadable)
+        );
+        assert_eq!(
+            absorb(&mut d, Kind::Hash, &bulk("x"), 10, 0),
+            Err(Unreadable)
+        );
+        assert_eq!(decoded(b"+zset\r\n", Kind::parse), Kind::Zset);
         assert!(matches!(
-            Kind::parse(&Value::SimpleString("ReJSON-RL".into())),
+            decoded(b"+ReJSON-RL\r\n", Kind::parse),
             Kind::Other(_)
         ));
     }

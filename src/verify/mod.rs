@@ -10,18 +10,18 @@
 
 pub mod digest;
 mod replication;
+mod wire;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
-use redis::{RedisResult, Value};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::endpoint::{Endpoint, Resolver};
 use digest::{Digest, Kind, Next};
+use wire::{Frame, Pipeline, Pool, Wire, WireError};
 
 /// The key ElastiCache writes on a primary to measure replication; never user data.
 pub const ELASTICACHE_TIMESTAMP_KEY: &str = "ElastiCacheMasterReplicationTimestamp";
@@ -33,7 +33,7 @@ pub struct VerifyOptions {
     pub batch: usize,
     /// Batches in flight per pass.
     pub in_flight: usize,
-    /// Connections per side.
+    /// Connections per side; each serves one batch at a time.
     pub connections: usize,
     /// How far apart the two sides' TTLs may be.
     pub ttl_tolerance: Duration,
@@ -60,7 +60,7 @@ impl Default for VerifyOptions {
         VerifyOptions {
             batch: 1000,
             in_flight: 8,
-            connections: 2,
+            connections: 4,
             ttl_tolerance: Duration::from_secs(2),
             rounds: 3,
             recheck_delay: Duration::from_secs(1),
@@ -215,14 +215,14 @@ pub enum VerifyError {
     Connect {
         side: Side,
         endpoint: Endpoint,
-        source: redis::RedisError,
+        source: WireError,
     },
     /// An endpoint failed during the check (went away, timed out, refused a command).
     #[error("the {side} {endpoint} failed during the check: {source}")]
     Redis {
         side: Side,
         endpoint: Endpoint,
-        source: redis::RedisError,
+        source: WireError,
     },
 }
 
@@ -248,10 +248,7 @@ pub async fn verify(
     opts.validate()?;
     let started = Instant::now();
     let sides = Arc::new(Sides::connect(resolver, source, target, opts).await?);
-    let total: u64 = redis::cmd("DBSIZE")
-        .query_async(&mut sides.conn(Side::Source, 0))
-        .await
-        .map_err(|e| sides.err(Side::Source, e))?;
+    let total = sides.dbsize(Side::Source).await?;
     progress(VerifyProgress::Total(total));
 
     let (forward, reverse) = tokio::try_join!(
@@ -356,6 +353,17 @@ struct Observed {
     unreadable: bool,
 }
 
+impl Default for Observed {
+    fn default() -> Self {
+        Observed {
+            kind: Kind::None,
+            pttl: -2,
+            digest: Digest::default(),
+            unreadable: false,
+        }
+    }
+}
+
 enum Verdict {
     Equal,
     /// Gone from both sides.
@@ -448,9 +456,17 @@ impl Tally {
 struct Sides {
     source: Endpoint,
     target: Endpoint,
-    src: Vec<MultiplexedConnection>,
-    dst: Vec<MultiplexedConnection>,
+    src: Pool,
+    dst: Pool,
     opts: VerifyOptions,
+}
+
+/// What a reply of a value-reading pipeline is about.
+#[derive(Clone, Copy)]
+enum Asked {
+    Ttl,
+    Value,
+    Type,
 }
 
 impl Sides {
@@ -460,41 +476,40 @@ impl Sides {
         target: &Endpoint,
         opts: &VerifyOptions,
     ) -> Result<Sides, VerifyError> {
-        let mut sides = Sides {
-            source: source.clone(),
-            target: target.clone(),
-            src: Vec::new(),
-            dst: Vec::new(),
-            opts: opts.clone(),
-        };
-        for _ in 0..opts.connections {
-            for (side, endpoint) in [(Side::Source, source), (Side::Target, target)] {
-                let conn = resolver
-                    .connect(endpoint, opts.timeout)
+        let mut pools = Vec::new();
+        for (side, endpoint) in [(Side::Source, source), (Side::Target, target)] {
+            let mut wires = Vec::new();
+            for _ in 0..opts.connections {
+                let wire = Wire::connect(resolver, endpoint, opts.timeout)
                     .await
                     .map_err(|source| VerifyError::Connect {
                         side,
                         endpoint: endpoint.clone(),
                         source,
                     })?;
-                match side {
-                    Side::Source => sides.src.push(conn),
-                    Side::Target => sides.dst.push(conn),
-                }
+                wires.push(wire);
             }
+            pools.push(Pool::new(wires));
         }
-        Ok(sides)
+        let dst = pools.pop().expect("two pools");
+        let src = pools.pop().expect("two pools");
+        Ok(Sides {
+            source: source.clone(),
+            target: target.clone(),
+            src,
+            dst,
+            opts: opts.clone(),
+        })
     }
 
-    fn conn(&self, side: Side, n: usize) -> MultiplexedConnection {
-        let pool = match side {
+    fn pool(&self, side: Side) -> &Pool {
+        match side {
             Side::Source => &self.src,
             Side::Target => &self.dst,
-        };
-        pool[n % pool.len()].clone()
+        }
     }
 
-    fn err(&self, side: Side, source: redis::RedisError) -> VerifyError {
+    fn err(&self, side: Side, source: WireError) -> VerifyError {
         VerifyError::Redis {
             side,
             endpoint: match side {
@@ -503,6 +518,46 @@ impl Sides {
             },
             source,
         }
+    }
+
+    /// Runs `p` on a connection of `side`.
+    async fn run(
+        &self,
+        side: Side,
+        p: &Pipeline,
+        each: impl FnMut(usize, Frame<'_>) -> Result<(), WireError>,
+    ) -> Result<(), VerifyError> {
+        self.pool(side)
+            .get()
+            .await
+            .run(p, each)
+            .await
+            .map_err(|e| self.err(side, e))
+    }
+
+    /// The single reply of one command, as text (`INFO`).
+    async fn text(&self, side: Side, args: &[&[u8]]) -> Result<String, VerifyError> {
+        let mut p = Pipeline::new();
+        p.cmd(args);
+        let mut text = String::new();
+        self.run(side, &p, |_, r| {
+            text = String::from_utf8_lossy(r.ok()?.bytes().unwrap_or_default()).into_owned();
+            Ok(())
+        })
+        .await?;
+        Ok(text)
+    }
+
+    async fn dbsize(&self, side: Side) -> Result<u64, VerifyError> {
+        let mut p = Pipeline::new();
+        p.cmd(&[b"DBSIZE"]);
+        let mut n = 0;
+        self.run(side, &p, |_, r| {
+            n = r.ok()?.int().unwrap_or(0).max(0) as u64;
+            Ok(())
+        })
+        .await?;
+        Ok(n)
     }
 
     /// Scans `scanned` and checks its keys against the other side: the source pass
@@ -515,9 +570,8 @@ impl Sides {
         let opts = &self.opts;
         let mut tally = Tally::default();
         let mut tasks: JoinSet<Result<Tally, VerifyError>> = JoinSet::new();
-        let mut scan_conn = self.conn(scanned, 0);
-        let mut cursor: u64 = 0;
-        let mut batch_no = 0usize;
+        let mut cursor = b"0".to_vec();
+        let count = opts.batch.to_string();
         let absorb = |done: Result<Result<Tally, VerifyError>, tokio::task::JoinError>,
                       tally: &mut Tally|
          -> Result<(), VerifyError> {
@@ -529,17 +583,30 @@ impl Sides {
             Ok(())
         };
         loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(opts.batch)
-                .query_async(&mut scan_conn)
-                .await
-                .map_err(|e| self.err(scanned, e))?;
-            let before = keys.len();
-            let keys: Vec<Vec<u8>> = keys.into_iter().filter(|k| !opts.skipped(k)).collect();
+            let mut p = Pipeline::new();
+            p.cmd(&[b"SCAN", &cursor, b"COUNT", count.as_bytes()]);
+            let mut keys: Vec<Vec<u8>> = Vec::new();
+            let mut skipped = 0;
+            self.run(scanned, &p, |_, r| {
+                let mut parts = r.ok()?.items().into_iter().flatten();
+                let shape = || WireError::Server("SCAN's reply is not [cursor, keys]".into());
+                let (Some(next), Some(page)) = (parts.next(), parts.next()) else {
+                    return Err(shape());
+                };
+                cursor = next.bytes().ok_or_else(shape)?.to_vec();
+                for key in page.items().ok_or_else(shape)? {
+                    let key = key.bytes().ok_or_else(shape)?;
+                    if opts.skipped(key) {
+                        skipped += 1;
+                    } else {
+                        keys.push(key.to_vec());
+                    }
+                }
+                Ok(())
+            })
+            .await?;
             if scanned == Side::Source {
-                tally.skipped += (before - keys.len()) as u64;
+                tally.skipped += skipped;
             }
             if !keys.is_empty() {
                 while tasks.len() >= opts.in_flight {
@@ -548,17 +615,14 @@ impl Sides {
                     }
                 }
                 let sides = self.clone();
-                let n = batch_no;
-                batch_no += 1;
                 tasks.spawn(async move {
                     match scanned {
-                        Side::Source => sides.compare(keys, n).await,
-                        Side::Target => sides.extras(keys, n).await,
+                        Side::Source => sides.compare(keys).await,
+                        Side::Target => sides.extras(keys).await,
                     }
                 });
             }
-            cursor = next;
-            if cursor == 0 {
+            if cursor == b"0" {
                 break;
             }
         }
@@ -569,9 +633,9 @@ impl Sides {
     }
 
     /// Source keys: compare type, value and TTL with the target.
-    async fn compare(&self, keys: Vec<Vec<u8>>, n: usize) -> Result<Tally, VerifyError> {
+    async fn compare(&self, keys: Vec<Vec<u8>>) -> Result<Tally, VerifyError> {
         let mut tally = Tally::default();
-        let (src, dst) = self.observe_on(&keys, n).await?;
+        let (src, dst) = self.observe(&keys).await?;
         for ((key, s), d) in keys.into_iter().zip(&src).zip(&dst) {
             if s.kind == Kind::None {
                 // Gone from the source since SCAN listed it: expired or deleted. The target
@@ -589,167 +653,225 @@ impl Sides {
         Ok(tally)
     }
 
-    /// Target keys: find the ones the source does not have.
-    async fn extras(&self, keys: Vec<Vec<u8>>, n: usize) -> Result<Tally, VerifyError> {
-        let mut exists = redis::pipe();
-        let mut pttl = redis::pipe();
-        for key in &keys {
-            exists.exists(key);
-            pttl.pttl(key);
-        }
-        let (on_source, target_ttl): (Vec<bool>, Vec<i64>) = tokio::try_join!(
-            async {
-                exists
-                    .query_async(&mut self.conn(Side::Source, n))
-                    .await
-                    .map_err(|e| self.err(Side::Source, e))
-            },
-            async {
-                pttl.query_async(&mut self.conn(Side::Target, n))
-                    .await
-                    .map_err(|e| self.err(Side::Target, e))
-            }
-        )?;
-        let tol = self.opts.ttl_tolerance.as_millis() as i64;
+    /// Target keys: find the ones the source does not have. One multi-key EXISTS answers
+    /// for the whole batch when the source has them all (each listed key counts once), so
+    /// keys are looked at one by one only in a batch that has an extra key.
+    async fn extras(&self, keys: Vec<Vec<u8>>) -> Result<Tally, VerifyError> {
         let mut tally = Tally::default();
-        for ((key, on_source), ttl) in keys.into_iter().zip(on_source).zip(target_ttl) {
-            if on_source || ttl == -2 {
+        let mut all = Pipeline::new();
+        all.cmd_with(b"EXISTS", keys.iter().map(Vec::as_slice));
+        let mut on_source = 0;
+        self.run(Side::Source, &all, |_, r| {
+            on_source = r.ok()?.int().unwrap_or(0);
+            Ok(())
+        })
+        .await?;
+        if on_source == keys.len() as i64 {
+            return Ok(tally);
+        }
+        let mut each = Pipeline::new();
+        for key in &keys {
+            each.cmd(&[b"EXISTS", key]);
+        }
+        let mut absent = Vec::new();
+        self.run(Side::Source, &each, |i, r| {
+            if r.ok()?.int() == Some(0) {
+                absent.push(i);
+            }
+            Ok(())
+        })
+        .await?;
+        let mut pttl = Pipeline::new();
+        for &i in &absent {
+            pttl.cmd(&[b"PTTL", &keys[i]]);
+        }
+        let mut target_ttl = vec![-2; absent.len()];
+        self.run(Side::Target, &pttl, |j, r| {
+            target_ttl[j] = ttl(r.ok()?);
+            Ok(())
+        })
+        .await?;
+        let tol = self.opts.ttl_tolerance.as_millis() as i64;
+        for (i, ttl) in absent.into_iter().zip(target_ttl) {
+            if ttl == -2 {
                 continue;
             }
             tally.checked += 1;
             if (0..=tol).contains(&ttl) {
                 tally.expired += 1;
             } else {
-                tally.mismatch(key, Class::ExtraOnTarget, self.opts.recheck_cap);
+                tally.mismatch(keys[i].clone(), Class::ExtraOnTarget, self.opts.recheck_cap);
             }
         }
         Ok(tally)
     }
 
+    /// Both sides' view of `keys`. The source is asked TYPE and PTTL; then, at once, the
+    /// source is read and the target is asked PTTL and read as the source's type says. The
+    /// target's own TYPE is asked only where that read says the type differs (WRONGTYPE),
+    /// or where the source has no value to read: one command less per key on the target.
     async fn observe(
         &self,
         keys: &[Vec<u8>],
     ) -> Result<(Vec<Observed>, Vec<Observed>), VerifyError> {
-        self.observe_on(keys, 0).await
-    }
-
-    /// Both sides' view of `keys`: TYPE and PTTL of each at about the same moment, then the
-    /// values of keys whose types agree.
-    async fn observe_on(
-        &self,
-        keys: &[Vec<u8>],
-        n: usize,
-    ) -> Result<(Vec<Observed>, Vec<Observed>), VerifyError> {
-        let (mut src, mut dst) = tokio::try_join!(
-            self.type_and_ttl(Side::Source, keys, n),
-            self.type_and_ttl(Side::Target, keys, n)
+        let mut src_conn = self.src.get().await;
+        let mut p = Pipeline::new();
+        for key in keys {
+            p.cmd(&[b"TYPE", key]).cmd(&[b"PTTL", key]);
+        }
+        let mut src = vec![Observed::default(); keys.len()];
+        src_conn
+            .run(&p, |j, r| {
+                let o = &mut src[j / 2];
+                match j % 2 {
+                    0 => o.kind = Kind::parse(r.ok()?),
+                    _ => o.pttl = ttl(r.ok()?),
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| self.err(Side::Source, e))?;
+        let kinds: Vec<Kind> = src.iter().map(|o| o.kind).collect();
+        let mut dst = vec![Observed::default(); keys.len()];
+        let ((), wrong_type) = tokio::try_join!(
+            async {
+                self.read_values(Side::Source, &mut src_conn, keys, &kinds, &mut src)
+                    .await
+                    .map(drop)
+            },
+            async {
+                let mut conn = self.dst.get().await;
+                self.read_values(Side::Target, &mut conn, keys, &kinds, &mut dst)
+                    .await
+            }
         )?;
-        let wanted: Vec<usize> = (0..keys.len())
-            .filter(|&i| src[i].kind == dst[i].kind && src[i].kind.first_read(b"", 1).is_some())
-            .collect();
-        if !wanted.is_empty() {
-            tokio::try_join!(
-                self.read_values(Side::Source, keys, &wanted, &mut src, n),
-                self.read_values(Side::Target, keys, &wanted, &mut dst, n)
-            )?;
+        drop(src_conn);
+        if !wrong_type.is_empty() {
+            let mut p = Pipeline::new();
+            for &i in &wrong_type {
+                p.cmd(&[b"TYPE", &keys[i]]);
+            }
+            self.run(Side::Target, &p, |j, r| {
+                let i = wrong_type[j];
+                let o = &mut dst[i];
+                o.kind = Kind::parse(r.ok()?);
+                // The same type as the source's after all: it changed while being read.
+                o.unreadable = o.kind == kinds[i];
+                Ok(())
+            })
+            .await?;
         }
         Ok((src, dst))
     }
 
-    async fn type_and_ttl(
-        &self,
-        side: Side,
-        keys: &[Vec<u8>],
-        n: usize,
-    ) -> Result<Vec<Observed>, VerifyError> {
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.cmd("TYPE").arg(key).pttl(key);
-        }
-        let replies: Vec<Value> = pipe
-            .query_async(&mut self.conn(side, n))
-            .await
-            .map_err(|e| self.err(side, e))?;
-        Ok(replies
-            .chunks_exact(2)
-            .map(|r| Observed {
-                kind: Kind::parse(&r[0]),
-                pttl: match r[1] {
-                    Value::Int(t) => t,
-                    _ => -2,
-                },
-                digest: Digest::default(),
-                unreadable: false,
-            })
-            .collect())
-    }
-
-    /// Reads and digests the values of `keys[wanted]` as their observed kinds say, big keys
-    /// chunk by chunk.
+    /// Reads and digests the values of `keys` as `kinds` (the source's types) say, big keys
+    /// chunk by chunk. On the target each key's PTTL is asked first, in the same pipeline,
+    /// and its type taken from the answers: none when PTTL says the key is gone, the
+    /// source's when the read succeeds, TYPE's when there is no value to read. Returns the
+    /// keys whose read failed as another type would (their kind is still to be asked).
     async fn read_values(
         &self,
         side: Side,
+        conn: &mut Wire,
         keys: &[Vec<u8>],
-        wanted: &[usize],
+        kinds: &[Kind],
         observed: &mut [Observed],
-        n: usize,
-    ) -> Result<(), VerifyError> {
+    ) -> Result<Vec<usize>, VerifyError> {
         let chunk = self.opts.chunk;
-        let mut conn = self.conn(side, n);
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for &i in wanted {
-            if let Some(cmd) = observed[i].kind.first_read(&keys[i], chunk) {
-                pipe.add_command(cmd);
+        let target = side == Side::Target;
+        let mut p = Pipeline::new();
+        let mut asked: Vec<(usize, Asked)> = Vec::with_capacity(keys.len() * 2);
+        for (i, key) in keys.iter().enumerate() {
+            if target {
+                p.cmd(&[b"PTTL", key]);
+                asked.push((i, Asked::Ttl));
+            }
+            if kinds[i].read(&mut p, key, &Next::Start, chunk) {
+                asked.push((i, Asked::Value));
+            } else if target {
+                p.cmd(&[b"TYPE", key]);
+                asked.push((i, Asked::Type));
             }
         }
-        let replies: Vec<RedisResult<Value>> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.err(side, e))?;
+        if p.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut unfinished = Vec::new();
-        for (&i, reply) in wanted.iter().zip(replies) {
+        let mut wrong_type = Vec::new();
+        conn.run(&p, |j, r| {
+            let (i, what) = asked[j];
             let o = &mut observed[i];
-            match reply
-                .map_err(|_| digest::Unreadable)
-                .and_then(|r| o.digest.absorb(o.kind, &r, chunk, 0))
-            {
-                Ok(Next::Done) => {}
-                Ok(next) => unfinished.push((i, next)),
-                Err(_) => o.unreadable = true,
+            match what {
+                Asked::Ttl => o.pttl = ttl(r.ok()?),
+                Asked::Type => {
+                    o.kind = if o.pttl == -2 {
+                        Kind::None
+                    } else {
+                        Kind::parse(r.ok()?)
+                    }
+                }
+                Asked::Value => {
+                    if target {
+                        o.kind = if o.pttl == -2 { Kind::None } else { kinds[i] };
+                    }
+                    if o.kind == Kind::None {
+                        return Ok(());
+                    }
+                    match r.error() {
+                        Some(e) if target && e.starts_with(b"WRONGTYPE") => wrong_type.push(i),
+                        Some(_) => o.unreadable = true,
+                        None => match o.digest.absorb(o.kind, r, chunk, 0) {
+                            Ok(Next::Done) => {}
+                            Ok(next) => unfinished.push((i, next)),
+                            Err(_) => o.unreadable = true,
+                        },
+                    }
+                }
             }
-        }
+            Ok(())
+        })
+        .await
+        .map_err(|e| self.err(side, e))?;
         for (i, mut next) in unfinished {
             let o = &mut observed[i];
-            while let Some(cmd) = o.kind.read(&keys[i], &next, chunk) {
+            loop {
                 let offset = match next {
                     Next::Offset(at) => at,
                     _ => 0,
                 };
-                let reply: RedisResult<Value> = cmd.query_async(&mut conn).await;
-                let reply = match reply {
-                    Ok(v) => v,
-                    Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
-                        return Err(self.err(side, e));
-                    }
-                    Err(_) => {
-                        // WRONGTYPE or gone: the key changed while it was read.
-                        o.unreadable = true;
-                        break;
-                    }
-                };
-                match o.digest.absorb(o.kind, &reply, chunk, offset) {
-                    Ok(Next::Done) => break,
-                    Ok(more) => next = more,
-                    Err(_) => {
-                        o.unreadable = true;
-                        break;
-                    }
+                let mut p = Pipeline::new();
+                if !o.kind.read(&mut p, &keys[i], &next, chunk) {
+                    break;
+                }
+                conn.run(&p, |_, r| {
+                    // An error here is WRONGTYPE or the like: the key changed while it
+                    // was read.
+                    next = match r.error().map_or_else(
+                        || o.digest.absorb(o.kind, r, chunk, offset),
+                        |_| Err(digest::Unreadable),
+                    ) {
+                        Ok(more) => more,
+                        Err(_) => {
+                            o.unreadable = true;
+                            Next::Done
+                        }
+                    };
+                    Ok(())
+                })
+                .await
+                .map_err(|e| self.err(side, e))?;
+                if next == Next::Done {
+                    break;
                 }
             }
         }
-        Ok(())
+        Ok(wrong_type)
     }
+}
+
+/// A PTTL reply: -1 no TTL, -2 no key.
+fn ttl(reply: Frame<'_>) -> i64 {
+    reply.int().unwrap_or(-2)
 }
 
 #[cfg(test)]

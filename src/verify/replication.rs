@@ -16,11 +16,7 @@ fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
 }
 
 async fn info(sides: &Sides, side: Side) -> Result<String, VerifyError> {
-    redis::cmd("INFO")
-        .arg("replication")
-        .query_async(&mut sides.conn(side, 0))
-        .await
-        .map_err(|e| sides.err(side, e))
+    sides.text(side, &[b"INFO", b"replication"]).await
 }
 
 /// When the target replicates, waits until it has processed the source's replication

@@ -272,6 +272,82 @@ fn a_key_fixed_during_the_check_is_transient_and_a_lasting_one_persistent() {
 }
 
 #[test]
+fn tls_passwords_and_database_numbers_reach_the_right_keys() {
+    let source = Server::start_with(Engine::Valkey, &["--requirepass", "src-secret"]);
+    let target = Server::start_tls(Engine::Redis, &["--requirepass", "dst-secret"]);
+    let tls_port = target.tls_port.expect("a TLS port");
+    let ws = Workspace::new();
+    let source_url = format!("redis://:src-secret@127.0.0.1:{}/2", source.port);
+    for url in [
+        source_url.clone(),
+        format!("redis://:dst-secret@127.0.0.1:{}/2", target.port),
+    ] {
+        ws.cmd(&["seed", "--endpoint", &url, "--keys", "400"])
+            .expect(0);
+    }
+    // Only database 2 is compared: a key elsewhere is not extra.
+    target.cli(&[
+        "-a",
+        "dst-secret",
+        "--no-auth-warning",
+        "SET",
+        "db0:only",
+        "x",
+    ]);
+    let auth = ["-a", "dst-secret", "--no-auth-warning", "-n", "2"];
+    target.cli(
+        &[
+            &auth[..],
+            &["SET", "seed:string:000000000007", "changed", "KEEPTTL"],
+        ]
+        .concat(),
+    );
+
+    let target_url = format!("rediss://:dst-secret@cache.example:{tls_port}/2");
+    let resolve = format!("cache.example:{tls_port}=127.0.0.1:{tls_port}");
+    let ran = ws
+        .cmd(&[
+            "verify",
+            "--source",
+            &source_url,
+            "--target",
+            &target_url,
+            "--resolve",
+            &resolve,
+            "--rounds",
+            "1",
+            "--format",
+            "json",
+        ])
+        .expect(1);
+    let r = json(&ran.stdout);
+    assert_eq!(r["keys_checked"], 400, "{r:#}");
+    assert_eq!(r["mismatches"]["value"], 1, "{r:#}");
+    assert_eq!(r["mismatches"]["extra_on_target"], 0, "{r:#}");
+    assert_eq!(r["examples"][0]["key"], "seed:string:000000000007");
+    for secret in ["src-secret", "dst-secret"] {
+        assert!(!ran.stdout.contains(secret), "{}", ran.stdout);
+        assert!(!ran.stderr.contains(secret), "{}", ran.stderr);
+    }
+
+    // A wrong password is refused, named as such, and not echoed.
+    let wrong = format!("rediss://:guess@cache.example:{tls_port}/2");
+    let ran = ws
+        .cmd(&[
+            "verify",
+            "--source",
+            &source_url,
+            "--target",
+            &wrong,
+            "--resolve",
+            &resolve,
+        ])
+        .expect(1);
+    assert!(ran.stderr.contains("target"), "{}", ran.stderr);
+    assert!(!ran.stderr.contains("guess"), "{}", ran.stderr);
+}
+
+#[test]
 fn bad_input_exits_2_and_an_unreachable_server_exits_1() {
     let ws = Workspace::new();
     let ran = ws
