@@ -29,7 +29,47 @@ pub fn exit_status(err: &anyhow::Error) -> u8 {
     }
 }
 
+/// The error and its causes on one line, `outer: cause: root`. Our error types already
+/// show their cause (`cannot read the journal …: permission denied`), so a cause whose text
+/// the line already ends with is not repeated.
+pub fn message(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
 /// Shorthand for an [`InvalidInput`] error.
 pub fn invalid(message: impl Into<String>) -> anyhow::Error {
     InvalidInput(message.into()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot connect: {source}")]
+    struct Connect {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_is_shown_once() {
+        let refused = std::io::Error::other("WRONGPASS invalid password");
+        let err = anyhow::Error::from(Connect { source: refused }).context("the check failed");
+        assert_eq!(
+            message(&err),
+            "the check failed: cannot connect: WRONGPASS invalid password"
+        );
+        let plain = anyhow::anyhow!("disk full").context("cannot save");
+        assert_eq!(message(&plain), "cannot save: disk full");
+    }
 }

@@ -148,7 +148,10 @@ pub async fn drive(
                 eprintln!("report: {}", p.display());
             }
         }
-        Err(e) => eprintln!("warning: the report could not be written: {e:#}"),
+        Err(e) => eprintln!(
+            "warning: the report could not be written: {}",
+            crate::error::message(&e)
+        ),
     }
     let state_flag = if global.state_dir == Path::new(".runbook") {
         String::new()

@@ -286,27 +286,22 @@ fn tls_passwords_and_database_numbers_reach_the_right_keys() {
             .expect(0);
     }
     // Only database 2 is compared: a key elsewhere is not extra.
-    target.cli(&[
-        "-a",
-        "dst-secret",
-        "--no-auth-warning",
+    let auth = ["-a", "dst-secret", "--no-auth-warning"];
+    target.cli(&[&auth[..], &["SET", "db0:only", "x"]].concat());
+    let changed = [
+        "-n",
+        "2",
         "SET",
-        "db0:only",
-        "x",
-    ]);
-    let auth = ["-a", "dst-secret", "--no-auth-warning", "-n", "2"];
-    target.cli(
-        &[
-            &auth[..],
-            &["SET", "seed:string:000000000007", "changed", "KEEPTTL"],
-        ]
-        .concat(),
-    );
+        "seed:string:000000000007",
+        "changed",
+        "KEEPTTL",
+    ];
+    target.cli(&[&auth[..], &changed].concat());
 
-    let target_url = format!("rediss://:dst-secret@cache.example:{tls_port}/2");
     let resolve = format!("cache.example:{tls_port}=127.0.0.1:{tls_port}");
-    let ran = ws
-        .cmd(&[
+    let verify_tls = |password: &str, code: i32| {
+        let target_url = format!("rediss://:{password}@cache.example:{tls_port}/2");
+        ws.cmd(&[
             "verify",
             "--source",
             &source_url,
@@ -319,7 +314,9 @@ fn tls_passwords_and_database_numbers_reach_the_right_keys() {
             "--format",
             "json",
         ])
-        .expect(1);
+        .expect(code)
+    };
+    let ran = verify_tls("dst-secret", 1);
     let r = json(&ran.stdout);
     assert_eq!(r["keys_checked"], 400, "{r:#}");
     assert_eq!(r["mismatches"]["value"], 1, "{r:#}");
@@ -331,19 +328,13 @@ fn tls_passwords_and_database_numbers_reach_the_right_keys() {
     }
 
     // A wrong password is refused, named as such, and not echoed.
-    let wrong = format!("rediss://:guess@cache.example:{tls_port}/2");
-    let ran = ws
-        .cmd(&[
-            "verify",
-            "--source",
-            &source_url,
-            "--target",
-            &wrong,
-            "--resolve",
-            &resolve,
-        ])
-        .expect(1);
-    assert!(ran.stderr.contains("target"), "{}", ran.stderr);
+    let ran = verify_tls("guess", 1);
+    assert!(
+        ran.stderr.contains("cannot connect to the target")
+            && ran.stderr.matches("WRONGPASS").count() == 1,
+        "{}",
+        ran.stderr
+    );
     assert!(!ran.stderr.contains("guess"), "{}", ran.stderr);
 }
 
