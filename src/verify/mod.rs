@@ -476,9 +476,8 @@ impl Sides {
         target: &Endpoint,
         opts: &VerifyOptions,
     ) -> Result<Sides, VerifyError> {
-        let mut pools = Vec::new();
-        for (side, endpoint) in [(Side::Source, source), (Side::Target, target)] {
-            let mut wires = Vec::new();
+        let pool = async |side: Side, endpoint: &Endpoint| {
+            let mut wires = Vec::with_capacity(opts.connections);
             for _ in 0..opts.connections {
                 let wire = Wire::connect(resolver, endpoint, opts.timeout)
                     .await
@@ -489,15 +488,13 @@ impl Sides {
                     })?;
                 wires.push(wire);
             }
-            pools.push(Pool::new(wires));
-        }
-        let dst = pools.pop().expect("two pools");
-        let src = pools.pop().expect("two pools");
+            Ok::<_, VerifyError>(Pool::new(wires))
+        };
         Ok(Sides {
             source: source.clone(),
             target: target.clone(),
-            src,
-            dst,
+            src: pool(Side::Source, source).await?,
+            dst: pool(Side::Target, target).await?,
             opts: opts.clone(),
         })
     }
