@@ -52,11 +52,6 @@ impl Kind {
         }
     }
 
-    /// Whether values of this kind are read and compared (module types are not).
-    pub fn readable(self) -> bool {
-        !matches!(self, Kind::None | Kind::Other(_))
-    }
-
     /// Adds to `p` the read of `key` that continues at `next`; false when there is none.
     pub fn read(self, p: &mut Pipeline, key: &[u8], next: &Next, chunk: usize) -> bool {
         let mut a = itoa::Buffer::new();

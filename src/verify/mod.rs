@@ -532,29 +532,35 @@ impl Sides {
             .map_err(|e| self.err(side, e))
     }
 
-    /// The single reply of one command, as text (`INFO`).
-    async fn text(&self, side: Side, args: &[&[u8]]) -> Result<String, VerifyError> {
+    /// The reply to one command, as `read` takes it.
+    async fn one<T: Default>(
+        &self,
+        side: Side,
+        args: &[&[u8]],
+        read: impl Fn(Frame<'_>) -> T,
+    ) -> Result<T, VerifyError> {
         let mut p = Pipeline::new();
         p.cmd(args);
-        let mut text = String::new();
+        let mut value = T::default();
         self.run(side, &p, |_, r| {
-            text = String::from_utf8_lossy(r.ok()?.bytes().unwrap_or_default()).into_owned();
+            value = read(r.ok()?);
             Ok(())
         })
         .await?;
-        Ok(text)
+        Ok(value)
+    }
+
+    /// The reply to one command, as text (`INFO`).
+    async fn text(&self, side: Side, args: &[&[u8]]) -> Result<String, VerifyError> {
+        self.one(side, args, |r| {
+            String::from_utf8_lossy(r.bytes().unwrap_or_default()).into_owned()
+        })
+        .await
     }
 
     async fn dbsize(&self, side: Side) -> Result<u64, VerifyError> {
-        let mut p = Pipeline::new();
-        p.cmd(&[b"DBSIZE"]);
-        let mut n = 0;
-        self.run(side, &p, |_, r| {
-            n = r.ok()?.int().unwrap_or(0).max(0) as u64;
-            Ok(())
-        })
-        .await?;
-        Ok(n)
+        self.one(side, &[b"DBSIZE"], |r| r.int().unwrap_or(0).max(0) as u64)
+            .await
     }
 
     /// Scans `scanned` and checks its keys against the other side: the source pass
