@@ -8,12 +8,11 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
 use crate::error::Outcome;
-use crate::target::TargetKind;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "runbook",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("RUNBOOK_GIT_REVISION"), ")"),
     about = "Run, rehearse, resume and report runbooks that move Redis OSS caches to Valkey",
     propagate_version = true
 )]
@@ -36,22 +35,19 @@ pub struct Global {
         value_name = "DIR"
     )]
     pub state_dir: PathBuf,
-    /// Where the control plane is: real local servers (a rehearsal) or AWS.
-    #[arg(long, global = true, value_enum, default_value_t = TargetKind::Local)]
-    pub target: TargetKind,
     /// Set a runbook parameter (repeatable).
     #[arg(long = "var", global = true, value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
     /// Read runbook parameters from a YAML mapping.
     #[arg(long, global = true, value_name = "FILE")]
     pub vars_file: Option<PathBuf>,
-    /// AWS profile (aws target).
+    /// AWS profile (aws platform).
     #[arg(long, global = true)]
     pub profile: Option<String>,
-    /// AWS region (aws target).
+    /// AWS region (aws platform).
     #[arg(long, global = true)]
     pub region: Option<String>,
-    /// AWS endpoint URL, e.g. a local moto or LocalStack (aws target).
+    /// AWS endpoint URL, e.g. a local moto or LocalStack (aws platform).
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
     /// Reach HOST:PORT at ADDR:PORT instead (an SSH tunnel or bastion), curl-style. Repeatable.
@@ -85,6 +81,8 @@ pub enum Command {
     Destroy(commands::destroy::Args),
     /// Print the JSON Schema of the runbook format.
     Schema(commands::schema::Args),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(commands::completions::Args),
 }
 
 /// Runs the chosen command.
@@ -103,5 +101,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Bench(a) => commands::bench::run(g, a).await,
         Command::Destroy(a) => commands::destroy::run(g, a).await,
         Command::Schema(a) => commands::schema::run(g, a).await,
+        Command::Completions(a) => commands::completions::run(g, a).await,
     }
 }

@@ -16,10 +16,10 @@ use tokio::sync::watch;
 use crate::actions::{ActionError, Outputs, StepCtx};
 use crate::endpoint::{Endpoint, Resolver};
 use crate::journal::{Event, Journal, Phase, RunStatus};
+use crate::platform::Platform;
 use crate::probe::{ProbeConfig, RunProbe};
 use crate::progress::Progress;
 use crate::runbook::{OnFailure, Runbook, Step};
-use crate::target::Target;
 use crate::template::{self, Scope};
 
 /// Everything a run needs besides the runbook.
@@ -28,7 +28,7 @@ pub struct Executor<'a> {
     pub run_id: String,
     pub run_dir: PathBuf,
     pub journal: Arc<Journal>,
-    pub target: Box<dyn Target>,
+    pub platform: Box<dyn Platform>,
     pub resolver: Resolver,
     pub progress: Progress,
     pub assume_yes: bool,
@@ -250,7 +250,7 @@ impl Executor<'_> {
                 run_dir: &self.run_dir,
                 base_dir: base_dir(&self.runbook.source.path),
                 step_id: &step.id,
-                target: self.target.as_ref(),
+                platform: self.platform.as_ref(),
                 resolver: &self.resolver,
                 journal: &self.journal,
                 progress: &self.progress,

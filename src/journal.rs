@@ -57,7 +57,8 @@ pub enum Event {
         runbook: String,
         file: String,
         digest: String,
-        target: String,
+        #[serde(alias = "target")]
+        platform: String,
         params: serde_json::Map<String, serde_json::Value>,
     },
     RunResumed {

@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = runbook::cli::Cli::parse_from(runbook::commands::verify::argv(std::env::args_os()));
+    let cli = runbook::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

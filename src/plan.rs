@@ -15,8 +15,8 @@ use crate::actions::{Effect, Operation, PlanCtx};
 use crate::diagnostic::Diagnostic;
 use crate::executor::base_dir;
 use crate::journal::Phase;
+use crate::platform::{Platform, PlatformKind};
 use crate::runbook::{OnFailure, Runbook, Step};
-use crate::target::{Target, TargetKind};
 use crate::template::{self, Scope};
 
 /// The version of the JSON plan's shape.
@@ -27,7 +27,7 @@ pub struct Plan {
     pub format_version: u32,
     pub runbook: String,
     pub file: String,
-    pub target: TargetKind,
+    pub platform: PlatformKind,
     pub summary: Summary,
     pub params: Vec<PlanParam>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,7 +90,7 @@ pub fn build(
     rb: &Runbook,
     params: &Map<String, Value>,
     redacted: &Map<String, Value>,
-    target: &dyn Target,
+    platform: &dyn Platform,
     redactor: &crate::redact::Redactor,
 ) -> Result<Plan, Vec<Diagnostic>> {
     let mut scope = Scope {
@@ -99,7 +99,7 @@ pub fn build(
     };
     for (k, v) in [
         ("id", template::placeholder("run.id")),
-        ("target", target.kind().to_string()),
+        ("platform", platform.kind().to_string()),
         ("started_at", template::placeholder("run.started_at")),
         ("dir", template::placeholder("run.dir")),
     ] {
@@ -128,7 +128,7 @@ pub fn build(
         scope.set_outputs(&step.id, &outputs);
     }
     let ctx = PlanCtx {
-        target,
+        platform,
         base_dir: base_dir(&rb.source.path),
     };
     let mut diags = Vec::new();
@@ -169,7 +169,7 @@ pub fn build(
         format_version: FORMAT_VERSION,
         runbook: rb.name.clone(),
         file: rb.source.path.display().to_string(),
-        target: target.kind(),
+        platform: platform.kind(),
         summary,
         params: rb
             .params
@@ -324,7 +324,7 @@ impl Plan {
             if s.rollback_steps == 1 { "" } else { "s" },
             s.finally_steps,
             if s.finally_steps == 1 { "" } else { "s" },
-            self.target
+            self.platform
         )
     }
 

@@ -22,7 +22,8 @@ pub struct RunMeta {
     /// The runbook file as given (absolute).
     pub file: PathBuf,
     pub digest: String,
-    pub target: crate::target::TargetKind,
+    #[serde(alias = "target")]
+    pub platform: crate::platform::PlatformKind,
     pub started_at: DateTime<Utc>,
     /// Parameter values, secrets masked.
     pub params: serde_json::Map<String, serde_json::Value>,
@@ -206,7 +207,7 @@ impl StepSummary {
 pub struct RunSummary {
     pub id: String,
     pub runbook: String,
-    pub target: crate::target::TargetKind,
+    pub platform: crate::platform::PlatformKind,
     pub status: RunStatus,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -229,7 +230,7 @@ pub fn summarize(run_dir: &Path) -> Result<RunSummary, StateError> {
     Ok(RunSummary {
         id: meta.id,
         runbook: meta.runbook,
-        target: meta.target,
+        platform: meta.platform,
         status,
         started_at: meta.started_at,
         finished_at,

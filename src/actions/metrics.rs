@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{Action, ActionError, ActionSpec, Effect, Operation, Outputs, PlanCtx, StepCtx};
 use crate::journal::{Event, Record};
-use crate::target::ControlOp;
+use crate::platform::ControlOp;
 
 pub const SPEC: ActionSpec = ActionSpec {
     name: "metrics.capture",
@@ -68,11 +68,11 @@ impl Action for CaptureMetrics {
     }
 
     fn plan(&self, ctx: &PlanCtx<'_>) -> Vec<Operation> {
-        ctx.target.explain(&self.op())
+        ctx.platform.explain(&self.op())
     }
 
     async fn run(&self, ctx: &StepCtx<'_>) -> Result<Outputs, ActionError> {
-        ctx.target.apply(ctx, &self.op()).await
+        ctx.platform.apply(ctx, &self.op()).await
     }
 }
 

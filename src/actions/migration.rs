@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::{Action, ActionError, ActionSpec, Effect, Operation, Outputs, PlanCtx, StepCtx};
 use crate::endpoint::Endpoint;
-use crate::target::ControlOp;
+use crate::platform::ControlOp;
 
 pub const TEST: ActionSpec = ActionSpec {
     name: "migration.test",
@@ -77,7 +77,7 @@ impl Action for Test {
     }
 
     fn plan(&self, ctx: &PlanCtx<'_>) -> Vec<Operation> {
-        ctx.target.explain(&ControlOp::TestMigration {
+        ctx.platform.explain(&ControlOp::TestMigration {
             group: self.replication_group.clone(),
             sources: plan_sources(&self.source),
         })
@@ -88,7 +88,7 @@ impl Action for Test {
             group: self.replication_group.clone(),
             sources: vec![source(&self.source)?],
         };
-        ctx.target.apply(ctx, &op).await
+        ctx.platform.apply(ctx, &op).await
     }
 }
 
@@ -108,7 +108,7 @@ impl Action for Start {
     }
 
     fn plan(&self, ctx: &PlanCtx<'_>) -> Vec<Operation> {
-        ctx.target.explain(&ControlOp::StartMigration {
+        ctx.platform.explain(&ControlOp::StartMigration {
             group: self.replication_group.clone(),
             sources: plan_sources(&self.source),
         })
@@ -119,7 +119,7 @@ impl Action for Start {
             group: self.replication_group.clone(),
             sources: vec![source(&self.source)?],
         };
-        ctx.target.apply(ctx, &op).await
+        ctx.platform.apply(ctx, &op).await
     }
 }
 
@@ -153,10 +153,10 @@ impl Action for Complete {
     }
 
     fn plan(&self, ctx: &PlanCtx<'_>) -> Vec<Operation> {
-        ctx.target.explain(&self.op())
+        ctx.platform.explain(&self.op())
     }
 
     async fn run(&self, ctx: &StepCtx<'_>) -> Result<Outputs, ActionError> {
-        ctx.target.apply(ctx, &self.op()).await
+        ctx.platform.apply(ctx, &self.op()).await
     }
 }

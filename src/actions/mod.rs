@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 
 use crate::endpoint::Resolver;
 use crate::journal::Journal;
+use crate::platform::Platform;
 use crate::progress::Progress;
-use crate::target::Target;
 
 mod approve;
 mod assert;
@@ -111,7 +111,7 @@ impl ActionError {
 
 /// What a step's action sees while it plans.
 pub struct PlanCtx<'a> {
-    pub target: &'a dyn Target,
+    pub platform: &'a dyn Platform,
     /// The folder of the runbook file; relative paths in inputs are taken from here.
     pub base_dir: &'a Path,
 }
@@ -124,7 +124,7 @@ pub struct StepCtx<'a> {
     /// The folder of the runbook file; relative paths in inputs are taken from here.
     pub base_dir: &'a Path,
     pub step_id: &'a str,
-    pub target: &'a dyn Target,
+    pub platform: &'a dyn Platform,
     pub resolver: &'a Resolver,
     pub journal: &'a Arc<Journal>,
     pub progress: &'a Progress,

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{Action, ActionError, ActionSpec, Effect, Operation, Outputs, PlanCtx, StepCtx};
 use crate::endpoint::Endpoint;
-use crate::target::{ControlOp, GroupInfo, TargetKind};
+use crate::platform::{ControlOp, GroupInfo, PlatformKind};
 
 pub const SPEC: ActionSpec = ActionSpec {
     name: "migration.preflight",
@@ -61,7 +61,7 @@ impl Action for Preflight {
                 "the source's RDB version loads on the target engine",
             ),
         ];
-        ops.extend(ctx.target.explain(&ControlOp::CheckMigrationTarget {
+        ops.extend(ctx.platform.explain(&ControlOp::CheckMigrationTarget {
             group: self.replication_group.clone(),
             sources: Endpoint::parse(&self.source).into_iter().collect(),
         }));
@@ -71,7 +71,7 @@ impl Action for Preflight {
     async fn run(&self, ctx: &StepCtx<'_>) -> Result<Outputs, ActionError> {
         let source = super::migration::source(&self.source)?;
         let described = ctx
-            .target
+            .platform
             .apply(
                 ctx,
                 &ControlOp::DescribeGroup {
@@ -85,7 +85,7 @@ impl Action for Preflight {
         let facts = source_checks(ctx, &source, &target, &mut checks).await;
 
         let target_side = ctx
-            .target
+            .platform
             .apply(
                 ctx,
                 &ControlOp::CheckMigrationTarget {
@@ -211,12 +211,12 @@ async fn source_checks(
                 .arg(section)
                 .query_async::<String>(&mut conn)
                 .await
-                .map(|t| crate::target::local::server::parse_info(&t))
+                .map(|t| crate::platform::local::server::parse_info(&t))
         }
     };
     match info("server").await {
         Ok(server) => {
-            let (engine, version) = crate::target::local::server::engine_of(&server);
+            let (engine, version) = crate::platform::local::server::engine_of(&server);
             facts.engine = engine.to_string();
             facts.version = version;
             let (ok, detail) = rdb_compatible(
@@ -259,7 +259,7 @@ async fn source_checks(
                     a.trim_start_matches('-').starts_with("127.")
                         || a.trim_start_matches('-') == "::1"
                 });
-            let ok = !(loopback_only && ctx.target.kind() == TargetKind::Aws);
+            let ok = !(loopback_only && ctx.platform.kind() == PlatformKind::Aws);
             let detail = if ok {
                 format!("bind `{bind}` lets the target's nodes in")
             } else {
@@ -384,7 +384,7 @@ async fn target_maxmemory(ctx: &StepCtx<'_>, target: &GroupInfo) -> Option<u64> 
         .query_async(&mut conn)
         .await
         .ok()?;
-    crate::target::local::server::parse_info(&text)
+    crate::platform::local::server::parse_info(&text)
         .get("maxmemory")
         .and_then(|v| v.parse().ok())
 }

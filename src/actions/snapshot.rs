@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{Action, ActionError, ActionSpec, Effect, Operation, Outputs, PlanCtx, StepCtx};
-use crate::target::ControlOp;
+use crate::platform::ControlOp;
 
 pub const CREATE: ActionSpec = ActionSpec {
     name: "snapshot.create",
@@ -57,11 +57,11 @@ impl Action for Create {
     }
 
     fn plan(&self, ctx: &PlanCtx<'_>) -> Vec<Operation> {
-        ctx.target.explain(&self.op())
+        ctx.platform.explain(&self.op())
     }
 
     async fn run(&self, ctx: &StepCtx<'_>) -> Result<Outputs, ActionError> {
-        ctx.target.apply(ctx, &self.op()).await
+        ctx.platform.apply(ctx, &self.op()).await
     }
 }
 
@@ -105,10 +105,10 @@ impl Action for Restore {
     }
 
     fn plan(&self, ctx: &PlanCtx<'_>) -> Vec<Operation> {
-        ctx.target.explain(&self.op())
+        ctx.platform.explain(&self.op())
     }
 
     async fn run(&self, ctx: &StepCtx<'_>) -> Result<Outputs, ActionError> {
-        ctx.target.apply(ctx, &self.op()).await
+        ctx.platform.apply(ctx, &self.op()).await
     }
 }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{Action, ActionError, ActionSpec, Effect, Operation, Outputs, PlanCtx, StepCtx};
-use crate::target::ControlOp;
+use crate::platform::ControlOp;
 
 pub const DEPLOY: ActionSpec = ActionSpec {
     name: "stack.deploy",
@@ -59,11 +59,11 @@ impl Action for Deploy {
     }
 
     fn plan(&self, ctx: &PlanCtx<'_>) -> Vec<Operation> {
-        ctx.target.explain(&self.op(ctx.base_dir))
+        ctx.platform.explain(&self.op(ctx.base_dir))
     }
 
     async fn run(&self, ctx: &StepCtx<'_>) -> Result<Outputs, ActionError> {
-        ctx.target.apply(ctx, &self.op(ctx.base_dir)).await
+        ctx.platform.apply(ctx, &self.op(ctx.base_dir)).await
     }
 }
 
@@ -89,10 +89,10 @@ impl Action for Delete {
     }
 
     fn plan(&self, ctx: &PlanCtx<'_>) -> Vec<Operation> {
-        ctx.target.explain(&self.op())
+        ctx.platform.explain(&self.op())
     }
 
     async fn run(&self, ctx: &StepCtx<'_>) -> Result<Outputs, ActionError> {
-        ctx.target.apply(ctx, &self.op()).await
+        ctx.platform.apply(ctx, &self.op()).await
     }
 }

@@ -29,8 +29,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
             global.state_dir.display()
         )));
     }
-    let recorded = crate::target::local::recorded_servers(&run_dir)?;
-    let stopped = crate::target::local::stop_recorded(&run_dir)
+    let recorded = crate::platform::local::recorded_servers(&run_dir)?;
+    let stopped = crate::platform::local::stop_recorded(&run_dir)
         .await
         .with_context(|| format!("stopping the servers of run {}", args.run_id))?;
     for s in &stopped {

@@ -1,6 +1,7 @@
 //! One module per command: its flags (`Args`) and its `run`.
 
 pub mod bench;
+pub mod completions;
 pub mod destroy;
 pub mod plan;
 pub mod probe;

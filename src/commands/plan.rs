@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::cli::Global;
 use crate::error::{Outcome, invalid};
+use crate::platform::PlatformKind;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Format {
@@ -16,6 +17,9 @@ pub enum Format {
 pub struct Args {
     /// The runbook file.
     pub file: PathBuf,
+    /// The control plane: real local servers (a rehearsal) or AWS.
+    #[arg(long, value_enum, default_value_t = PlatformKind::Local)]
+    pub platform: PlatformKind,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -24,12 +28,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let rb = super::run::load_runbook(&args.file)?;
     let params = crate::vars::resolve(&rb, &global.vars, global.vars_file.as_deref(), None, &[])?;
     crate::endpoint::Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
-    let target = crate::target::for_plan(global.target);
+    let platform = crate::platform::for_plan(args.platform);
     let plan = crate::plan::build(
         &rb,
         &params.values,
         &params.redacted(&rb),
-        target.as_ref(),
+        platform.as_ref(),
         &params.redactor,
     )
     .map_err(|diags| {

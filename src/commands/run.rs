@@ -15,10 +15,11 @@ use crate::executor::Executor;
 use crate::journal::{Event, Journal, RunStatus};
 use crate::load::{LoadFailure, load};
 use crate::lock::RunLock;
+use crate::platform::PlatformKind;
+use crate::platform::PlatformOptions;
 use crate::progress::Progress;
 use crate::runbook::Runbook;
 use crate::state::{self, RunMeta, StateDir};
-use crate::target::{self, TargetOptions};
 use crate::template::Scope;
 use crate::vars::{self, Params};
 
@@ -26,6 +27,9 @@ use crate::vars::{self, Params};
 pub struct Args {
     /// The runbook file.
     pub file: PathBuf,
+    /// The control plane: real local servers (a rehearsal) or AWS.
+    #[arg(long, value_enum, default_value_t = PlatformKind::Local)]
+    pub platform: PlatformKind,
     /// Approve every `approve` step without asking.
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -50,7 +54,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         runbook: rb.name.clone(),
         file: std::path::absolute(&args.file).unwrap_or_else(|_| args.file.clone()),
         digest: rb.source.digest.clone(),
-        target: global.target,
+        platform: args.platform,
         started_at,
         params: params.redacted(&rb),
         secrets_given: params.secrets_given(&rb),
@@ -67,7 +71,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
             runbook: rb.name.clone(),
             file: meta.file.display().to_string(),
             digest: meta.digest.clone(),
-            target: global.target.to_string(),
+            platform: args.platform.to_string(),
             params: meta.params.clone(),
         })
         .context("cannot write the journal")?;
@@ -109,12 +113,12 @@ pub async fn drive(
     assume_yes: bool,
     _lock: RunLock,
 ) -> anyhow::Result<Outcome> {
-    let opts = TargetOptions {
+    let opts = PlatformOptions {
         profile: global.profile.clone(),
         region: global.region.clone(),
         endpoint_url: global.endpoint_url.clone(),
     };
-    let target = target::open(meta.target, &opts).await?;
+    let platform = crate::platform::open(meta.platform, &opts).await?;
     let mut scope = Scope {
         params: params.values,
         ..Scope::default()
@@ -122,7 +126,7 @@ pub async fn drive(
     scope.run.insert("id".into(), meta.id.clone().into());
     scope
         .run
-        .insert("target".into(), meta.target.to_string().into());
+        .insert("platform".into(), meta.platform.to_string().into());
     scope
         .run
         .insert("started_at".into(), meta.started_at.to_rfc3339().into());
@@ -134,7 +138,7 @@ pub async fn drive(
         run_id: meta.id.clone(),
         run_dir: dir.to_path_buf(),
         journal: journal.clone(),
-        target,
+        platform,
         resolver,
         progress: Progress::new(),
         assume_yes,

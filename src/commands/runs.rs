@@ -31,7 +31,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
                 .iter()
                 .map(|r| {
                     serde_json::json!({
-                        "id": r.id, "runbook": r.runbook, "status": r.status, "target": r.target,
+                        "id": r.id, "runbook": r.runbook, "status": r.status, "platform": r.platform,
                         "started_at": r.started_at, "finished_at": r.finished_at,
                     })
                 })
@@ -51,7 +51,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
                     "{:<44} {:<12} {:<6} {:<25} {}",
                     r.id,
                     r.status.to_string(),
-                    r.target.to_string(),
+                    r.platform.to_string(),
                     r.started_at
                         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     r.runbook

@@ -50,7 +50,7 @@ pub fn schema() -> Value {
                 "attempts": {"type": "integer", "minimum": 1},
                 "backoff": {"$ref": "#/$defs/duration"}}},
             "on_failure": {"enum": ["rollback", "continue"]},
-            "when": {"type": "string", "description": "a condition template, e.g. \"{{ run.target == 'local' }}\""}
+            "when": {"type": "string", "description": "a condition template, e.g. \"{{ run.platform == 'local' }}\""}
         },
         "allOf": variants,
     });

@@ -23,7 +23,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         ListFormat::Text => {
             println!(
                 "run {}  ({} on {})",
-                summary.id, summary.runbook, summary.target
+                summary.id, summary.runbook, summary.platform
             );
             println!("status: {}", summary.status);
             println!(

@@ -1,6 +1,5 @@
 //! `runbook verify`: key parity between a source and a target, standalone.
 
-use std::ffi::OsString;
 use std::io::IsTerminal;
 
 use anyhow::Context;
@@ -17,8 +16,7 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     source: String,
     /// Where it should have arrived, e.g. rediss://my-valkey.xxxx.cache.amazonaws.com:6379.
-    /// Written `--target URL`: for `verify`, `--target` names this endpoint, not the control plane.
-    #[arg(id = "target_url", long = "target-url", value_name = "URL")]
+    #[arg(long, value_name = "URL")]
     target: String,
     /// `text` for people, `json` for scripts and reports.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -57,53 +55,6 @@ pub struct Args {
 enum Format {
     Text,
     Json,
-}
-
-/// The command line with `verify`'s `--target` renamed `--target-url`.
-///
-/// Everywhere else the global `--target` picks the control plane (`local` or `aws`); for
-/// `verify` it names the target endpoint, as the command surface promises. One clap flag
-/// cannot mean both, so `main` passes the arguments through this before parsing.
-pub fn argv(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
-    const TAKES_VALUE: &[&str] = &[
-        "--state-dir",
-        "--target",
-        "--var",
-        "--vars-file",
-        "--profile",
-        "--region",
-        "--endpoint-url",
-        "--resolve",
-    ];
-    let mut args: Vec<OsString> = args.into_iter().collect();
-    let mut i = 1;
-    while i < args.len() {
-        let arg = args[i].to_string_lossy();
-        if arg.starts_with('-') {
-            i += if TAKES_VALUE.contains(&arg.as_ref()) {
-                2
-            } else {
-                1
-            };
-            continue;
-        }
-        if arg != "verify" {
-            return args;
-        }
-        break;
-    }
-    for arg in args.iter_mut().skip(i + 1) {
-        let text = arg.to_string_lossy();
-        if text == "--" {
-            break;
-        }
-        if text == "--target" {
-            *arg = "--target-url".into();
-        } else if let Some(value) = text.strip_prefix("--target=") {
-            *arg = format!("--target-url={value}").into();
-        }
-    }
-    args
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
@@ -210,37 +161,4 @@ pub fn text(r: &VerifyReport) -> String {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::argv;
-
-    fn rewrite(line: &str) -> String {
-        let out = argv(line.split(' ').map(Into::into));
-        out.iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    #[test]
-    fn only_verify_target_is_renamed() {
-        assert_eq!(
-            rewrite("runbook --state-dir s verify --source a --target b"),
-            "runbook --state-dir s verify --source a --target-url b"
-        );
-        assert_eq!(
-            rewrite("runbook verify --target=b"),
-            "runbook verify --target-url=b"
-        );
-        assert_eq!(
-            rewrite("runbook run f.yaml --target aws"),
-            "runbook run f.yaml --target aws"
-        );
-        assert_eq!(
-            rewrite("runbook --target aws run verify"),
-            "runbook --target aws run verify"
-        );
-    }
 }

@@ -17,18 +17,18 @@ use crate::endpoint::Endpoint;
 /// Which control plane a run drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum TargetKind {
+pub enum PlatformKind {
     /// Real server processes on loopback: a rehearsal.
     Local,
     /// AWS ElastiCache, CloudFormation, EC2 and CloudWatch.
     Aws,
 }
 
-impl std::fmt::Display for TargetKind {
+impl std::fmt::Display for PlatformKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            TargetKind::Local => "local",
-            TargetKind::Aws => "aws",
+            PlatformKind::Local => "local",
+            PlatformKind::Aws => "aws",
         })
     }
 }
@@ -113,8 +113,8 @@ pub struct NodeInfo {
 
 /// A control plane: local processes or AWS.
 #[async_trait]
-pub trait Target: Send + Sync {
-    fn kind(&self) -> TargetKind;
+pub trait Platform: Send + Sync {
+    fn kind(&self) -> PlatformKind;
 
     /// What `apply` would do for `op`, without doing any of it.
     fn explain(&self, op: &ControlOp) -> Vec<Operation>;
@@ -129,17 +129,17 @@ pub mod local;
 
 /// How to reach the control plane, from the command line.
 #[derive(Clone, Debug, Default)]
-pub struct TargetOptions {
+pub struct PlatformOptions {
     pub profile: Option<String>,
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
 }
 
 /// The control plane a run drives.
-pub async fn open(kind: TargetKind, opts: &TargetOptions) -> anyhow::Result<Box<dyn Target>> {
+pub async fn open(kind: PlatformKind, opts: &PlatformOptions) -> anyhow::Result<Box<dyn Platform>> {
     Ok(match kind {
-        TargetKind::Local => Box::new(local::Local::new()),
-        TargetKind::Aws => {
+        PlatformKind::Local => Box::new(local::Local::new()),
+        PlatformKind::Aws => {
             let aws_opts = aws::AwsOptions {
                 profile: opts.profile.clone(),
                 region: opts.region.clone(),
@@ -155,9 +155,9 @@ pub async fn open(kind: TargetKind, opts: &TargetOptions) -> anyhow::Result<Box<
 }
 
 /// A target that can only explain ops: `plan` makes no call and starts nothing.
-pub fn for_plan(kind: TargetKind) -> Box<dyn Target> {
+pub fn for_plan(kind: PlatformKind) -> Box<dyn Platform> {
     match kind {
-        TargetKind::Local => Box::new(local::Local::new()),
-        TargetKind::Aws => Box::new(aws::Aws::for_plan()),
+        PlatformKind::Local => Box::new(local::Local::new()),
+        PlatformKind::Aws => Box::new(aws::Aws::for_plan()),
     }
 }

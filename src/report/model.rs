@@ -110,7 +110,7 @@ pub struct RunInfo {
     pub id: Option<String>,
     pub runbook: Option<String>,
     pub file: Option<String>,
-    pub target: Option<String>,
+    pub platform: Option<String>,
     pub status: String,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -356,7 +356,7 @@ pub fn build(dir: &Path) -> Result<Report, ReportError> {
     run.id = run.id.or_else(|| text("id"));
     run.runbook = run.runbook.or_else(|| text("runbook"));
     run.file = run.file.or_else(|| text("file"));
-    run.target = run.target.or_else(|| text("target"));
+    run.platform = run.platform.or_else(|| text("platform"));
     if run.started_at.is_none() {
         run.started_at = meta
             .get("started_at")
@@ -648,13 +648,13 @@ fn steps_from_journal(records: &[Record]) -> (RunInfo, Vec<StepRow>) {
                 run_id,
                 runbook,
                 file,
-                target,
+                platform,
                 ..
             } => {
                 run.id.get_or_insert_with(|| run_id.clone());
                 run.runbook.get_or_insert_with(|| runbook.clone());
                 run.file.get_or_insert_with(|| file.clone());
-                run.target.get_or_insert_with(|| target.clone());
+                run.platform.get_or_insert_with(|| platform.clone());
                 run.started_at.get_or_insert(r.ts);
                 run.status = "running".into();
             }

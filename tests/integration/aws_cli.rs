@@ -1,4 +1,4 @@
-//! `--target aws` through the binary: `plan` names the AWS operations without calling
+//! `--platform aws` through the binary: `plan` names the AWS operations without calling
 //! AWS, and a run without a region stops before anything happens.
 
 use crate::aws_support::MOTO_ENV;
@@ -28,7 +28,7 @@ fn plan_lists_the_aws_operations_by_their_reference_names_without_credentials() 
         .cmd(&[
             "plan",
             "capture.yaml",
-            "--target",
+            "--platform",
             "aws",
             "--format",
             "json",
@@ -95,7 +95,7 @@ fn a_bad_endpoint_url_is_invalid_input() {
     let mut cmd = ws.cmd(&[
         "run",
         "capture.yaml",
-        "--target",
+        "--platform",
         "aws",
         "--endpoint-url",
         "ftp://127.0.0.1:1",
@@ -113,7 +113,7 @@ fn a_bad_endpoint_url_is_invalid_input() {
     );
 }
 
-/// The shipped engine-change runbook on `--target aws`: the group lives in moto, and its
+/// The shipped engine-change runbook on `--platform aws`: the group lives in moto, and its
 /// primary endpoint is sent by `--resolve` to a real Redis server, so the seeding and the
 /// probe run for real while the control plane goes through the AWS SDK.
 #[tokio::test]
@@ -148,7 +148,7 @@ async fn the_engine_change_runbook_runs_end_to_end_against_moto() {
     let mut cmd = ws.cmd(&[
         "run",
         runbook.to_str().unwrap(),
-        "--target",
+        "--platform",
         "aws",
         "--endpoint-url",
         &moto.url(),

@@ -3,7 +3,7 @@
 //! migration preflight's security-group path through EC2.
 
 use runbook::endpoint::{Endpoint, Resolver};
-use runbook::target::{ControlOp, Target};
+use runbook::platform::{ControlOp, Platform};
 
 use crate::aws_support::{Moto, RunDir};
 use crate::support::{Engine, Server};

@@ -10,8 +10,8 @@ use aws_sdk_cloudwatch::types::MetricDataResult;
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use chrono::{DateTime, TimeDelta, Utc};
 use runbook::journal::{Event, Phase, Record};
-use runbook::target::aws::Aws;
-use runbook::target::{ControlOp, Target};
+use runbook::platform::aws::Aws;
+use runbook::platform::{ControlOp, Platform};
 
 use crate::aws_support::{Moto, RunDir};
 

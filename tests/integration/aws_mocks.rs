@@ -20,8 +20,8 @@ use aws_sdk_elasticache::types::{
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_types::DateTime;
 use runbook::endpoint::{Endpoint, Resolver};
-use runbook::target::aws::{Aws, Clients, WaitSettings};
-use runbook::target::{ControlOp, Target};
+use runbook::platform::aws::{Aws, Clients, WaitSettings};
+use runbook::platform::{ControlOp, Platform};
 
 use crate::aws_support::{RunDir, fast_waits};
 use crate::support::{Engine, Server};

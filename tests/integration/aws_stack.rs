@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use runbook::target::{ControlOp, Target};
+use runbook::platform::{ControlOp, Platform};
 
 use crate::aws_support::{Moto, RunDir};
 

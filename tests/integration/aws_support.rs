@@ -14,10 +14,10 @@ use aws_sdk_elasticache::config::{Credentials, SharedCredentialsProvider};
 use runbook::actions::StepCtx;
 use runbook::endpoint::Resolver;
 use runbook::journal::{Journal, Record};
+use runbook::platform::Platform;
+use runbook::platform::aws::{Aws, Clients, WaitSettings};
 use runbook::progress::Progress;
 use runbook::redact::Redactor;
-use runbook::target::Target;
-use runbook::target::aws::{Aws, Clients, WaitSettings};
 
 use crate::support::free_port;
 
@@ -148,13 +148,13 @@ impl RunDir {
     }
 
     /// The context a step called `step` of this run sees.
-    pub fn ctx<'a>(&'a self, target: &'a dyn Target, step: &'a str) -> StepCtx<'a> {
+    pub fn ctx<'a>(&'a self, target: &'a dyn Platform, step: &'a str) -> StepCtx<'a> {
         StepCtx {
             run_id: "test-run",
             run_dir: self.dir.path(),
             base_dir: self.dir.path(),
             step_id: step,
-            target,
+            platform: target,
             resolver: &self.resolver,
             journal: &self.journal,
             progress: &self.progress,

@@ -342,7 +342,7 @@ async fn bench_run_action_outputs_results_for_the_report() {
         run_dir: ws.path(),
         base_dir: ws.path(),
         step_id: "bench",
-        target: &runbook::target::local::Local::new(),
+        platform: &runbook::platform::local::Local::new(),
         resolver: &Default::default(),
         journal: &journal,
         progress: &runbook::progress::Progress::hidden(),

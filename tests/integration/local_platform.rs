@@ -9,10 +9,10 @@ use std::sync::Arc;
 use runbook::actions::{Outputs, StepCtx, lookup};
 use runbook::endpoint::Resolver;
 use runbook::journal::Journal;
+use runbook::platform::local::{Local, recorded_servers, stop_recorded};
+use runbook::platform::{ControlOp, Platform};
 use runbook::progress::Progress;
 use runbook::redact::Redactor;
-use runbook::target::local::{Local, recorded_servers, stop_recorded};
-use runbook::target::{ControlOp, Target};
 use serde_json::{Value, json};
 
 use crate::support::{Engine, Server, Workspace};
@@ -64,7 +64,7 @@ impl Rehearsal {
             run_dir: &run_dir,
             base_dir: Path::new(env!("CARGO_MANIFEST_DIR")),
             step_id: "step",
-            target: &self.target,
+            platform: &self.target,
             resolver: &resolver,
             journal: &self.journal,
             progress: &progress,
@@ -83,7 +83,7 @@ impl Rehearsal {
             run_dir: &run_dir,
             base_dir: Path::new(env!("CARGO_MANIFEST_DIR")),
             step_id: "step",
-            target: &self.target,
+            platform: &self.target,
             resolver: &resolver,
             journal: &self.journal,
             progress: &progress,

@@ -4,7 +4,7 @@
 mod bench;
 mod engine;
 mod local_runbooks;
-mod local_target;
+mod local_platform;
 mod probe;
 mod report;
 mod seed;

@@ -60,7 +60,7 @@ fn synthetic_run(dir: &Path) -> DateTime<Utc> {
                 runbook: "engine-change".into(),
                 file: "runbooks/engine-change.yaml".into(),
                 digest: "sha256:00".into(),
-                target: "local".into(),
+                platform: "local".into(),
                 params: Default::default(),
             },
         ),

@@ -12,7 +12,7 @@ use super::wait::{self, Events, Poll};
 use super::{Aws, sdk_error};
 use crate::actions::{ActionError, Operation, Outputs, StepCtx};
 use crate::endpoint::Endpoint;
-use crate::target::{ControlOp, GroupInfo, NodeInfo};
+use crate::platform::{ControlOp, GroupInfo, NodeInfo};
 
 /// The status of a group that takes changes.
 const AVAILABLE: &str = "available";

@@ -12,7 +12,7 @@ use aws_sdk_elasticache::config::http::HttpResponse;
 use aws_sdk_elasticache::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use crate::actions::{ActionError, Operation, Outputs, StepCtx};
-use crate::target::{ControlOp, Target, TargetKind};
+use crate::platform::{ControlOp, Platform, PlatformKind};
 
 pub mod clients;
 mod elasticache;
@@ -88,9 +88,9 @@ impl Aws {
 }
 
 #[async_trait]
-impl Target for Aws {
-    fn kind(&self) -> TargetKind {
-        TargetKind::Aws
+impl Platform for Aws {
+    fn kind(&self) -> PlatformKind {
+        PlatformKind::Aws
     }
 
     fn explain(&self, op: &ControlOp) -> Vec<Operation> {

@@ -13,7 +13,7 @@ use aws_sdk_cloudformation::types::{Capability, ChangeSetStatus, ChangeSetType, 
 use super::wait::{self, Poll};
 use super::{Aws, sdk_error};
 use crate::actions::{ActionError, Operation, Outputs, StepCtx};
-use crate::target::ControlOp;
+use crate::platform::ControlOp;
 
 /// The AWS API operations a stack op leads to, for `plan`.
 pub fn explain(op: &ControlOp) -> Vec<Operation> {

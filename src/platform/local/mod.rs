@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::actions::{ActionError, Operation, Outputs, StepCtx};
 use crate::endpoint::Endpoint;
-use crate::target::{ControlOp, GroupInfo, NodeInfo, Target, TargetKind};
+use crate::platform::{ControlOp, GroupInfo, NodeInfo, Platform, PlatformKind};
 use server::{Engine, ServerError};
 use state::{Group, GroupKind, Migration, Node, Snapshot, Stack, StackResource, State, StateError};
 use template::{Scope, Template, TemplateError};
@@ -126,9 +126,9 @@ pub async fn stop_recorded(
 }
 
 #[async_trait]
-impl Target for Local {
-    fn kind(&self) -> TargetKind {
-        TargetKind::Local
+impl Platform for Local {
+    fn kind(&self) -> PlatformKind {
+        PlatformKind::Local
     }
 
     fn explain(&self, op: &ControlOp) -> Vec<Operation> {

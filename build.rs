@@ -1,0 +1,27 @@
+//! Puts the git revision the binary was built from into `runbook --version`, so a report or a
+//! bug can name the exact build. Outside a git checkout (a source archive) it says so.
+
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_owned())
+}
+
+fn main() {
+    let revision =
+        git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "no git revision".into());
+    println!("cargo:rustc-env=RUNBOOK_GIT_REVISION={revision}");
+    // Build again when HEAD moves: a new commit, a checkout of another branch.
+    for path in ["HEAD", "packed-refs"] {
+        if let Some(p) = git(&["rev-parse", "--git-path", path]) {
+            println!("cargo:rerun-if-changed={p}");
+        }
+    }
+    if let Some(p) = git(&["symbolic-ref", "-q", "HEAD"])
+        .and_then(|head| git(&["rev-parse", "--git-path", &head]))
+    {
+        println!("cargo:rerun-if-changed={p}");
+    }
+}
