@@ -5,7 +5,7 @@
 //! [`runbook::Runbook`], no raw YAML past here) → [`plan`] or [`executor`] (with
 //! [`journal`], [`lock`], [`probe`]) → [`report`]. Control-plane work goes through a
 //! [`target`]; data-plane work ([`seed`], [`verify`], [`probe`], [`bench`]) speaks the
-//! Redis protocol to [`endpoint`]s.
+//! Redis protocol to [`endpoint`]s through one client, [`resp`].
 
 pub mod actions;
 pub mod bench;
@@ -25,6 +25,7 @@ pub mod probe;
 pub mod progress;
 pub mod redact;
 pub mod report;
+pub mod resp;
 pub mod runbook;
 pub mod seed;
 pub mod state;

@@ -8,7 +8,7 @@
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use super::wire::{Frame, Pipeline, num};
+use crate::resp::{Frame, Pipeline, num};
 
 /// A key's type, as `TYPE` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -259,7 +259,7 @@ fn mix(a: u64, b: u64) -> u64 {
 mod tests {
     use super::*;
 
-    use crate::verify::wire::decoded;
+    use crate::resp::decoded;
 
     fn bulk(s: &str) -> String {
         format!("${}\r\n{s}\r\n", s.len())

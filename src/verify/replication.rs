@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
-use super::{Side, Sides, VerifyError, VerifyOptions};
+use super::sides::Sides;
+use super::{Side, VerifyError, VerifyOptions};
 
 /// A `key:value` field of an `INFO` section.
 fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
@@ -16,7 +17,9 @@ fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
 }
 
 async fn info(sides: &Sides, side: Side) -> Result<String, VerifyError> {
-    sides.text(side, &[b"INFO", b"replication"]).await
+    sides
+        .call(side, &[b"INFO", b"replication"], |r| r.text())
+        .await
 }
 
 /// When the target replicates, waits until it has processed the source's replication

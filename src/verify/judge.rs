@@ -1,0 +1,215 @@
+//! Judging one key: what both sides say about it (type, TTL, digest) → equal, expired,
+//! vanished, or a mismatch of one class.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::digest::{Digest, Kind};
+
+/// How a key differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    MissingOnTarget,
+    ExtraOnTarget,
+    Type,
+    Value,
+    Ttl,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::MissingOnTarget => "missing_on_target",
+            Class::ExtraOnTarget => "extra_on_target",
+            Class::Type => "type",
+            Class::Value => "value",
+            Class::Ttl => "ttl",
+        }
+    }
+}
+
+/// Mismatches by class.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ClassCounts {
+    pub missing_on_target: u64,
+    pub extra_on_target: u64,
+    #[serde(rename = "type")]
+    pub type_: u64,
+    pub value: u64,
+    pub ttl: u64,
+}
+
+impl ClassCounts {
+    pub(super) fn add(&mut self, class: Class, n: u64) {
+        *match class {
+            Class::MissingOnTarget => &mut self.missing_on_target,
+            Class::ExtraOnTarget => &mut self.extra_on_target,
+            Class::Type => &mut self.type_,
+            Class::Value => &mut self.value,
+            Class::Ttl => &mut self.ttl,
+        } += n;
+    }
+
+    /// Adds every class of `other`.
+    pub(super) fn add_all(&mut self, other: &ClassCounts) {
+        self.missing_on_target += other.missing_on_target;
+        self.extra_on_target += other.extra_on_target;
+        self.type_ += other.type_;
+        self.value += other.value;
+        self.ttl += other.ttl;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.missing_on_target + self.extra_on_target + self.type_ + self.value + self.ttl
+    }
+}
+
+/// What one side says about a key.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Observed {
+    pub kind: Kind,
+    /// PTTL: -1 no TTL, -2 no key.
+    pub pttl: i64,
+    pub digest: Digest,
+    /// The value could not be read as its type promised (it changed under us).
+    pub unreadable: bool,
+}
+
+impl Default for Observed {
+    fn default() -> Self {
+        Observed {
+            kind: Kind::None,
+            pttl: -2,
+            digest: Digest::default(),
+            unreadable: false,
+        }
+    }
+}
+
+pub(super) enum Verdict {
+    Equal,
+    /// Gone from both sides.
+    Vanished,
+    /// Gone from one side, and its TTL on the other was about to run out.
+    Expired,
+    Mismatch(Class),
+}
+
+/// Whether a key with this PTTL may be gone by now: its TTL ends within the tolerance.
+pub(super) fn expiring(pttl: i64, tolerance: Duration) -> bool {
+    (0..=tolerance.as_millis() as i64).contains(&pttl)
+}
+
+/// Compares both sides' view of a key. TTLs agree when both are absent, or both set and
+/// within `tolerance` of each other.
+pub(super) fn judge(src: &Observed, dst: &Observed, tolerance: Duration) -> Verdict {
+    let tol = tolerance.as_millis() as i64;
+    match (src.kind, dst.kind) {
+        (Kind::None, Kind::None) => Verdict::Vanished,
+        (Kind::None, _) if expiring(dst.pttl, tolerance) => Verdict::Expired,
+        (Kind::None, _) => Verdict::Mismatch(Class::ExtraOnTarget),
+        (_, Kind::None) if expiring(src.pttl, tolerance) => Verdict::Expired,
+        (_, Kind::None) => Verdict::Mismatch(Class::MissingOnTarget),
+        (a, b) if a != b => Verdict::Mismatch(Class::Type),
+        _ if src.unreadable || dst.unreadable || src.digest != dst.digest => {
+            Verdict::Mismatch(Class::Value)
+        }
+        _ => {
+            let ttl_ok = match (src.pttl, dst.pttl) {
+                (a, b) if a < 0 && b < 0 => a == b,
+                (a, b) if a >= 0 && b >= 0 => (a - b).abs() <= tol,
+                _ => false,
+            };
+            if ttl_ok {
+                Verdict::Equal
+            } else {
+                Verdict::Mismatch(Class::Ttl)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(kind: Kind, pttl: i64) -> Observed {
+        Observed {
+            kind,
+            pttl,
+            digest: Digest::default(),
+            unreadable: false,
+        }
+    }
+
+    fn class(v: Verdict) -> Option<Class> {
+        match v {
+            Verdict::Mismatch(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn judges_each_class() {
+        let tol = Duration::from_secs(2);
+        let s = seen(Kind::String, -1);
+        assert_eq!(
+            class(judge(&s, &seen(Kind::None, -2), tol)),
+            Some(Class::MissingOnTarget)
+        );
+        assert_eq!(
+            class(judge(&seen(Kind::None, -2), &s, tol)),
+            Some(Class::ExtraOnTarget)
+        );
+        assert_eq!(
+            class(judge(&s, &seen(Kind::Hash, -1), tol)),
+            Some(Class::Type)
+        );
+        assert_eq!(
+            class(judge(&s, &seen(Kind::String, 60_000), tol)),
+            Some(Class::Ttl)
+        );
+        assert_eq!(
+            class(judge(
+                &seen(Kind::String, 60_000),
+                &seen(Kind::String, 62_500),
+                tol
+            )),
+            Some(Class::Ttl)
+        );
+        assert_eq!(
+            class(judge(
+                &seen(Kind::String, 60_000),
+                &seen(Kind::String, 61_500),
+                tol
+            )),
+            None
+        );
+        let unreadable = Observed {
+            unreadable: true,
+            ..s
+        };
+        assert_eq!(class(judge(&s, &unreadable, tol)), Some(Class::Value));
+        assert!(matches!(judge(&s, &s, tol), Verdict::Equal));
+    }
+
+    #[test]
+    fn keys_about_to_expire_are_not_missing() {
+        let tol = Duration::from_secs(2);
+        let expiring = seen(Kind::String, 1500);
+        assert!(matches!(
+            judge(&expiring, &seen(Kind::None, -2), tol),
+            Verdict::Expired
+        ));
+        assert!(matches!(
+            judge(&seen(Kind::None, -2), &expiring, tol),
+            Verdict::Expired
+        ));
+        assert!(matches!(
+            judge(&seen(Kind::None, -2), &seen(Kind::None, -2), tol),
+            Verdict::Vanished
+        ));
+    }
+}

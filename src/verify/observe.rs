@@ -1,0 +1,186 @@
+//! Reading what both sides say about a batch of keys (type, PTTL, value digest) in as few
+//! round trips and commands as the replies allow.
+
+use crate::resp::{Conn, Frame, Pipeline};
+
+use super::digest::{self, Kind, Next};
+use super::judge::Observed;
+use super::sides::Sides;
+use super::{Side, VerifyError};
+
+/// What a reply of a value-reading pipeline is about.
+#[derive(Clone, Copy)]
+enum Asked {
+    Ttl,
+    Value,
+    Type,
+}
+
+impl Sides {
+    /// Both sides' view of `keys`. The source is asked TYPE and PTTL; then, at once, the
+    /// source is read and the target is asked PTTL and read as the source's type says. The
+    /// target's own TYPE is asked only where that read says the type differs (WRONGTYPE),
+    /// or where the source has no value to read: one command less per key on the target.
+    pub(super) async fn observe(
+        &self,
+        keys: &[Vec<u8>],
+    ) -> Result<(Vec<Observed>, Vec<Observed>), VerifyError> {
+        let mut src_conn = self.src.get().await;
+        let mut p = Pipeline::new();
+        for key in keys {
+            p.cmd(&[b"TYPE", key]).cmd(&[b"PTTL", key]);
+        }
+        let mut src = vec![Observed::default(); keys.len()];
+        src_conn
+            .run(&p, |j, r| {
+                let o = &mut src[j / 2];
+                match j % 2 {
+                    0 => o.kind = Kind::parse(r.ok()?),
+                    _ => o.pttl = ttl(r.ok()?),
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| self.err(Side::Source, e))?;
+        let kinds: Vec<Kind> = src.iter().map(|o| o.kind).collect();
+        let mut dst = vec![Observed::default(); keys.len()];
+        let ((), wrong_type) = tokio::try_join!(
+            async {
+                self.read_values(Side::Source, &mut src_conn, keys, &kinds, &mut src)
+                    .await
+                    .map(drop)
+            },
+            async {
+                let mut conn = self.dst.get().await;
+                self.read_values(Side::Target, &mut conn, keys, &kinds, &mut dst)
+                    .await
+            }
+        )?;
+        drop(src_conn);
+        if !wrong_type.is_empty() {
+            let mut p = Pipeline::new();
+            for &i in &wrong_type {
+                p.cmd(&[b"TYPE", &keys[i]]);
+            }
+            self.run(Side::Target, &p, |j, r| {
+                let i = wrong_type[j];
+                let o = &mut dst[i];
+                o.kind = Kind::parse(r.ok()?);
+                // The same type as the source's after all: it changed while being read.
+                o.unreadable = o.kind == kinds[i];
+                Ok(())
+            })
+            .await?;
+        }
+        Ok((src, dst))
+    }
+
+    /// Reads and digests the values of `keys` as `kinds` (the source's types) say, big keys
+    /// chunk by chunk. On the target each key's PTTL is asked first, in the same pipeline,
+    /// and its type taken from the answers: none when PTTL says the key is gone, the
+    /// source's when the read succeeds, TYPE's when there is no value to read. Returns the
+    /// keys whose read failed as another type would (their kind is still to be asked).
+    async fn read_values(
+        &self,
+        side: Side,
+        conn: &mut Conn,
+        keys: &[Vec<u8>],
+        kinds: &[Kind],
+        observed: &mut [Observed],
+    ) -> Result<Vec<usize>, VerifyError> {
+        let chunk = self.opts.chunk;
+        let target = side == Side::Target;
+        let mut p = Pipeline::new();
+        let mut asked: Vec<(usize, Asked)> = Vec::with_capacity(keys.len() * 2);
+        for (i, key) in keys.iter().enumerate() {
+            if target {
+                p.cmd(&[b"PTTL", key]);
+                asked.push((i, Asked::Ttl));
+            }
+            if kinds[i].read(&mut p, key, &Next::Start, chunk) {
+                asked.push((i, Asked::Value));
+            } else if target {
+                p.cmd(&[b"TYPE", key]);
+                asked.push((i, Asked::Type));
+            }
+        }
+        if p.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut unfinished = Vec::new();
+        let mut wrong_type = Vec::new();
+        conn.run(&p, |j, r| {
+            let (i, what) = asked[j];
+            let o = &mut observed[i];
+            match what {
+                Asked::Ttl => o.pttl = ttl(r.ok()?),
+                Asked::Type => {
+                    o.kind = if o.pttl == -2 {
+                        Kind::None
+                    } else {
+                        Kind::parse(r.ok()?)
+                    }
+                }
+                Asked::Value => {
+                    if target {
+                        o.kind = if o.pttl == -2 { Kind::None } else { kinds[i] };
+                    }
+                    if o.kind == Kind::None {
+                        return Ok(());
+                    }
+                    match r.error() {
+                        Some(e) if target && e.starts_with(b"WRONGTYPE") => wrong_type.push(i),
+                        Some(_) => o.unreadable = true,
+                        None => match o.digest.absorb(o.kind, r, chunk, 0) {
+                            Ok(Next::Done) => {}
+                            Ok(next) => unfinished.push((i, next)),
+                            Err(_) => o.unreadable = true,
+                        },
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| self.err(side, e))?;
+        for (i, mut next) in unfinished {
+            let o = &mut observed[i];
+            loop {
+                let offset = match next {
+                    Next::Offset(at) => at,
+                    _ => 0,
+                };
+                let mut p = Pipeline::new();
+                if !o.kind.read(&mut p, &keys[i], &next, chunk) {
+                    break;
+                }
+                conn.run(&p, |_, r| {
+                    // An error here is WRONGTYPE or the like: the key changed while it
+                    // was read.
+                    next = match r.error().map_or_else(
+                        || o.digest.absorb(o.kind, r, chunk, offset),
+                        |_| Err(digest::Unreadable),
+                    ) {
+                        Ok(more) => more,
+                        Err(_) => {
+                            o.unreadable = true;
+                            Next::Done
+                        }
+                    };
+                    Ok(())
+                })
+                .await
+                .map_err(|e| self.err(side, e))?;
+                if next == Next::Done {
+                    break;
+                }
+            }
+        }
+        Ok(wrong_type)
+    }
+}
+
+/// A PTTL reply: -1 no TTL, -2 no key.
+pub(super) fn ttl(reply: Frame<'_>) -> i64 {
+    reply.int().unwrap_or(-2)
+}

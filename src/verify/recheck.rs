@@ -1,0 +1,68 @@
+//! The re-check rounds: the keys a full pass found different are looked at again, after a
+//! replica target has caught up (or a pause), until they agree or the rounds run out. A
+//! key that comes to agree was a write in flight (transient); one that never does is
+//! persistent.
+
+use std::collections::HashMap;
+
+use super::judge::{self, Class, ClassCounts, Verdict};
+use super::sides::Sides;
+use super::tally::Tally;
+use super::{VerifyError, VerifyProgress, replication};
+
+/// What the rounds found out.
+pub(super) struct Rechecked {
+    /// Rounds run in all, the full pass included.
+    pub rounds: u32,
+    /// Mismatches that went away, by the class they first had.
+    pub transient: ClassCounts,
+    /// A few of those keys, for examples.
+    pub transient_keys: Vec<(Vec<u8>, Class)>,
+}
+
+/// Re-checks `tally.pending` until it is empty or `opts.rounds` are done; what still
+/// differs stays in `tally.pending` with its latest class.
+pub(super) async fn rounds(
+    sides: &Sides,
+    tally: &mut Tally,
+    progress: &(dyn Fn(VerifyProgress) + Send + Sync),
+) -> Result<Rechecked, VerifyError> {
+    let opts = &sides.opts;
+    let mut first_class: HashMap<Vec<u8>, Class> =
+        tally.pending.iter().map(|(k, c)| (k.clone(), *c)).collect();
+    let mut done = Rechecked {
+        rounds: 1,
+        transient: ClassCounts::default(),
+        transient_keys: Vec::new(),
+    };
+    while done.rounds < opts.rounds && !tally.pending.is_empty() {
+        done.rounds += 1;
+        progress(VerifyProgress::Recheck {
+            round: done.rounds,
+            keys: tally.pending.len(),
+        });
+        replication::settle(sides, opts).await?;
+        let keys: Vec<Vec<u8>> = tally.pending.keys().cloned().collect();
+        let mut still = HashMap::new();
+        for chunk in keys.chunks(opts.batch) {
+            let (src, dst) = sides.observe(chunk).await?;
+            for ((key, s), d) in chunk.iter().zip(&src).zip(&dst) {
+                match judge::judge(s, d, opts.ttl_tolerance) {
+                    Verdict::Mismatch(class) => {
+                        still.insert(key.clone(), class);
+                    }
+                    Verdict::Expired => tally.expired += 1,
+                    Verdict::Equal | Verdict::Vanished => {
+                        let class = first_class.remove(key).unwrap_or(Class::Value);
+                        done.transient.add(class, 1);
+                        if done.transient_keys.len() < opts.examples {
+                            done.transient_keys.push((key.clone(), class));
+                        }
+                    }
+                }
+            }
+        }
+        tally.pending = still;
+    }
+    Ok(done)
+}
