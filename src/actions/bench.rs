@@ -187,10 +187,10 @@ impl Action for BenchRun {
             .await
             .map_err(|e| match e {
                 // A group that is still starting or failing over may answer later.
-                BenchError::Connect { .. } | BenchError::Io(_) => {
-                    ActionError::transient(e.to_string())
+                BenchError::Connect { .. } | BenchError::Stopped(_) => {
+                    ActionError::transient(crate::error::message(&e.into()))
                 }
-                other => ActionError::fatal(other.to_string()),
+                other => ActionError::fatal(crate::error::message(&other.into())),
             })?;
         let errors: u64 = results.iter().map(|r| r.errors).sum();
         if errors > 0 {

@@ -7,6 +7,8 @@
 
 use serde::Serialize;
 
+use crate::resp::Pipeline;
+
 /// Width of the zero-padded numbers in keys and members (`key:000000001234`), the
 /// same as redis-benchmark's `__rand_int__`.
 pub const DIGITS: usize = 12;
@@ -180,64 +182,81 @@ fn put_digits(slot: &mut [u8], mut n: u64) {
     }
 }
 
-/// The commands that give a read operation something to read: `keyspace` keys, each
-/// with `elements` members (strings for `get`). Writes need no preparation.
-pub fn prepare(op: Op, prefix: &str, value: &[u8], elements: u64, key: u64) -> Vec<redis::Cmd> {
-    let name = op.key(prefix, key);
-    let mut fill = match op {
-        Op::Get => return vec![redis::cmd("SET").arg(&name).arg(value).to_owned()],
-        Op::Lrange => redis::cmd("RPUSH"),
-        Op::Hgetall => redis::cmd("HSET"),
-        Op::Smembers => redis::cmd("SADD"),
-        Op::Zrange => redis::cmd("ZADD"),
-        Op::Set | Op::Lpush | Op::Hset | Op::Sadd | Op::Zadd => return Vec::new(),
-    };
-    fill.arg(&name);
-    for i in 0..elements {
-        match op {
-            Op::Lrange => fill.arg(value),
-            Op::Hgetall => fill.arg(format!("f:{i:0DIGITS$}")).arg(value),
-            Op::Smembers => fill.arg(format!("m:{i:0DIGITS$}")),
-            _ => fill.arg(i).arg(format!("m:{i:0DIGITS$}")),
-        };
+impl Op {
+    /// Whether the operation reads data that must be written first.
+    pub fn reads(self) -> bool {
+        matches!(
+            self,
+            Op::Get | Op::Lrange | Op::Hgetall | Op::Smembers | Op::Zrange
+        )
     }
-    vec![redis::cmd("DEL").arg(&name).to_owned(), fill]
+}
+
+/// Appends to `p` the commands that give a read operation something to read at key number
+/// `key`: a string for `get`, else a fresh key with `elements` members. Writes need none.
+pub fn prepare(p: &mut Pipeline, op: Op, prefix: &str, value: &[u8], elements: u64, key: u64) {
+    if !op.reads() {
+        return;
+    }
+    let name = op.key(prefix, key);
+    let name = name.as_bytes();
+    if op == Op::Get {
+        p.cmd(&[b"SET", name, value]);
+        return;
+    }
+    p.cmd(&[b"DEL", name]);
+    p.command(|c| {
+        let command = match op {
+            Op::Lrange => "RPUSH",
+            Op::Hgetall => "HSET",
+            Op::Smembers => "SADD",
+            _ => "ZADD",
+        };
+        c.arg(command).arg(name);
+        for i in 0..elements {
+            match op {
+                Op::Lrange => c.arg(value),
+                Op::Hgetall => c.arg(format!("f:{i:0DIGITS$}")).arg(value),
+                Op::Smembers => c.arg(format!("m:{i:0DIGITS$}")),
+                _ => c.int(i as i64).arg(format!("m:{i:0DIGITS$}")),
+            };
+        }
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn encoded(args: &[&[u8]]) -> Vec<u8> {
+        let mut p = Pipeline::new();
+        p.cmd(args);
+        p.as_bytes().to_vec()
+    }
+
     #[test]
-    fn templates_encode_like_the_redis_crate() {
+    fn templates_encode_like_the_pipeline() {
         let mut out = Vec::new();
         Template::new(Op::Set, "key:", b"xxx", 100).write(&mut out, 1234, 0);
-        assert_eq!(
-            out,
-            redis::cmd("SET")
-                .arg("key:000000001234")
-                .arg("xxx")
-                .get_packed_command()
-        );
+        assert_eq!(out, encoded(&[b"SET", b"key:000000001234", b"xxx"]));
 
         out.clear();
         Template::new(Op::Zadd, "b:", b"v", 10).write(&mut out, 7, 999_999_999_999);
-        let expected = redis::cmd("ZADD")
-            .arg("b:zset:000000000007")
-            .arg("999999999999")
-            .arg("m:999999999999")
-            .get_packed_command();
-        assert_eq!(out, expected);
+        assert_eq!(
+            out,
+            encoded(&[
+                b"ZADD",
+                b"b:zset:000000000007",
+                b"999999999999",
+                b"m:999999999999"
+            ])
+        );
 
         out.clear();
         Template::new(Op::Lrange, "b:", b"v", 100).write(&mut out, 0, 0);
         assert_eq!(
             out,
-            redis::cmd("LRANGE")
-                .arg("b:list:000000000000")
-                .arg(0)
-                .arg(99)
-                .get_packed_command()
+            encoded(&[b"LRANGE", b"b:list:000000000000", b"0", b"99"])
         );
     }
 
@@ -247,7 +266,17 @@ mod tests {
             assert_eq!(Op::from_name(op.name()), Some(op));
         }
         assert_eq!(Op::Hgetall.key("p:", 3), "p:hash:000000000003");
-        assert_eq!(prepare(Op::Smembers, "p:", b"v", 3, 0).len(), 2);
-        assert!(prepare(Op::Sadd, "p:", b"v", 3, 0).is_empty());
+        let mut p = Pipeline::new();
+        prepare(&mut p, Op::Smembers, "p:", b"v", 2, 0);
+        let mut expected = Pipeline::new();
+        expected.cmd(&[b"DEL", b"p:set:000000000000"]).cmd(&[
+            b"SADD",
+            b"p:set:000000000000",
+            b"m:000000000000",
+            b"m:000000000001",
+        ]);
+        assert_eq!(p.as_bytes(), expected.as_bytes());
+        prepare(&mut p, Op::Sadd, "p:", b"v", 3, 0);
+        assert_eq!(p.len(), 2);
     }
 }

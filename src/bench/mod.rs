@@ -4,11 +4,10 @@
 //! under the same client, settings and machine. The client must never be what limits
 //! the figures: `connections` sockets each keep `pipeline` requests in flight (like
 //! redis-benchmark `-c`/`-P`), commands are encoded once and patched per request, and
-//! replies are framed without building values. Latency goes into HdrHistograms.
+//! replies are framed without building values ([`crate::resp::Conn::batch`]). Plain TCP or
+//! TLS, as the endpoint says. Latency goes into HdrHistograms.
 
 mod command;
-mod conn;
-mod reply;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,9 +18,12 @@ use serde::Serialize;
 
 pub use command::Op;
 use command::{MAX_NUMBER, Template};
-use conn::Conn;
 
 use crate::endpoint::{Endpoint, Resolver};
+use crate::resp::{Conn, Pipeline, RespError};
+
+/// How long connecting, or one batch, may take before it counts as failed.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a benchmark could not run.
 #[derive(Debug, thiserror::Error)]
@@ -30,17 +32,24 @@ pub enum BenchError {
     #[error("{0}")]
     Invalid(String),
     /// An endpoint could not be reached or refused the login.
-    #[error("cannot connect to {endpoint}: {why}")]
-    Connect { endpoint: String, why: String },
-    /// A connection failed in the middle of the benchmark.
-    #[error("{0}")]
-    Io(String),
+    #[error("cannot connect to {endpoint}")]
+    Connect {
+        /// The endpoint's URL, password redacted.
+        endpoint: String,
+        #[source]
+        source: RespError,
+    },
+    /// A benchmark connection's task ended abnormally.
+    #[error("a benchmark connection stopped")]
+    Stopped(#[source] tokio::task::JoinError),
     /// Writing the data a read workload reads failed.
-    #[error("cannot prepare `{op}` on {endpoint}: {why}")]
+    #[error("cannot prepare `{op}` on {endpoint}")]
     Prepare {
         op: &'static str,
+        /// The endpoint's URL, password redacted.
         endpoint: String,
-        why: String,
+        #[source]
+        source: RespError,
     },
 }
 
@@ -306,12 +315,6 @@ pub async fn run(
     note: &(dyn Fn(&str) + Sync),
 ) -> Result<Vec<OpResult>, BenchError> {
     settings.check()?;
-    if let Some(tls) = endpoints.iter().find(|t| t.endpoint.tls) {
-        return Err(BenchError::Invalid(format!(
-            "{} uses TLS; the benchmark speaks plain TCP only (benchmark a group without in-transit encryption, or give the plain-TCP end of a TLS-terminating tunnel such as stunnel)",
-            tls.endpoint
-        )));
-    }
     let mut results = Vec::new();
     for workload in &settings.workloads {
         for target in endpoints {
@@ -459,7 +462,7 @@ async fn run_phase(
         elements: settings.elements,
     });
     let conns = futures::future::try_join_all(
-        (0..settings.connections).map(|_| Conn::open(&target.endpoint, resolver)),
+        (0..settings.connections).map(|_| open(&target.endpoint, resolver)),
     )
     .await?;
 
@@ -487,8 +490,7 @@ async fn run_phase(
         .collect();
     let mut tallies: Vec<Tally> = ops.iter().map(|_| Tally::new()).collect();
     for joined in futures::future::join_all(workers).await {
-        let counted =
-            joined.map_err(|e| BenchError::Io(format!("a benchmark connection stopped: {e}")))?;
+        let counted = joined.map_err(BenchError::Stopped)?;
         for (sum, t) in tallies.iter_mut().zip(counted) {
             sum.merge(t);
         }
@@ -538,38 +540,46 @@ async fn prepare(
 ) -> Result<(), BenchError> {
     const KEYS_PER_BATCH: u64 = 256;
     let mut conn = None;
-    for &(op, _) in ops {
-        if command::prepare(op, &settings.key_prefix, value, settings.elements, 0).is_empty() {
-            continue;
-        }
-        let failed = |why: String| BenchError::Prepare {
-            op: op.name(),
-            endpoint: target.endpoint.to_string(),
-            why,
-        };
+    for &(op, _) in ops.iter().filter(|(op, _)| op.reads()) {
         let conn = match &mut conn {
             Some(c) => c,
-            None => conn.insert(Conn::open(&target.endpoint, resolver).await?),
+            None => conn.insert(open(&target.endpoint, resolver).await?),
         };
         let mut first = 0;
         while first < settings.keyspace {
             let last = (first + KEYS_PER_BATCH).min(settings.keyspace);
-            let commands: Vec<redis::Cmd> = (first..last)
-                .flat_map(|k| {
-                    command::prepare(op, &settings.key_prefix, value, settings.elements, k)
-                })
-                .collect();
-            let errors = conn
-                .run_commands(&commands)
-                .await
-                .map_err(|e| failed(e.to_string()))?;
-            if let Some(e) = errors.into_iter().next() {
-                return Err(failed(e));
+            let mut p = Pipeline::new();
+            for k in first..last {
+                command::prepare(
+                    &mut p,
+                    op,
+                    &settings.key_prefix,
+                    value,
+                    settings.elements,
+                    k,
+                );
             }
+            conn.run(&p, |_, reply| reply.ok().map(drop))
+                .await
+                .map_err(|source| BenchError::Prepare {
+                    op: op.name(),
+                    endpoint: target.endpoint.to_string(),
+                    source,
+                })?;
             first = last;
         }
     }
     Ok(())
+}
+
+/// Opens one benchmark connection: authenticated, on the endpoint's database.
+async fn open(endpoint: &Endpoint, resolver: &Resolver) -> Result<Conn, BenchError> {
+    Conn::connect(resolver, endpoint, IO_TIMEOUT)
+        .await
+        .map_err(|source| BenchError::Connect {
+            endpoint: endpoint.to_string(),
+            source,
+        })
 }
 
 /// One connection's loop: claim a batch, send it, time the replies, repeat.
@@ -625,12 +635,12 @@ impl Worker {
                 for &i in &sent_ops[answered..] {
                     tallies[i].error(|| e.to_string());
                 }
-                match Conn::open(&self.endpoint, &self.resolver).await {
+                match open(&self.endpoint, &self.resolver).await {
                     Ok(fresh) => conn = fresh,
                     Err(e) => {
                         tallies[sent_ops[0]]
                             .first_error
-                            .get_or_insert(e.to_string());
+                            .get_or_insert(crate::error::message(&e.into()));
                         break;
                     }
                 }
