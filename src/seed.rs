@@ -5,18 +5,20 @@
 //! options: seeding again with the same options writes the same data, and a check can tell
 //! what should be there. Keys are named `{prefix}{type}:{n:012}` where `n` counts the keys
 //! of that type, so `redis-benchmark -r` can address the same keys (`__rand_int__` is a
-//! zero-padded 12-digit number). Writes are pipelined over several multiplexed connections.
+//! zero-padded 12-digit number). Writes are pipelined over a few connections, the next batch
+//! encoded while the last is in flight.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::endpoint::{Endpoint, Resolver};
+use crate::resp::{Conn, Pipeline, Pool, RespError};
 
 /// The value types seeding can write.
 #[derive(
@@ -197,56 +199,69 @@ impl SeedOptions {
         out
     }
 
-    /// Appends key `i`'s writes to `pipe`.
-    fn write(&self, pipe: &mut redis::Pipeline, i: u64) -> DataType {
+    /// Appends key `i`'s writes to `p`.
+    fn write(&self, p: &mut Pipeline, i: u64) -> DataType {
         let key = self.key(i);
+        let key = key.as_bytes();
         let kind = self.type_of(i);
         let n = self.elements as u64;
         if kind != DataType::String {
-            pipe.del(&key);
+            p.cmd(&[b"DEL", key]);
         }
         match kind {
             DataType::String => {
-                pipe.set(&key, self.bytes(i, 0, self.value_size));
+                p.cmd(&[b"SET", key, &self.bytes(i, 0, self.value_size)]);
             }
             DataType::Hash => {
-                let cmd = pipe.cmd("HSET").arg(&key);
-                for e in 0..n {
-                    cmd.arg(format!("f{e}"))
-                        .arg(self.bytes(i, e, self.value_size));
-                }
+                p.command(|c| {
+                    c.arg("HSET").arg(key);
+                    for e in 0..n {
+                        c.arg(format!("f{e}"))
+                            .arg(self.bytes(i, e, self.value_size));
+                    }
+                });
             }
             DataType::List => {
-                let cmd = pipe.cmd("RPUSH").arg(&key);
-                for e in 0..n {
-                    cmd.arg(self.bytes(i, e, self.value_size));
-                }
+                p.command(|c| {
+                    c.arg("RPUSH").arg(key);
+                    for e in 0..n {
+                        c.arg(self.bytes(i, e, self.value_size));
+                    }
+                });
             }
             DataType::Set => {
-                let cmd = pipe.cmd("SADD").arg(&key);
-                for e in 0..n {
-                    cmd.arg(self.member(i, e));
-                }
+                p.command(|c| {
+                    c.arg("SADD").arg(key);
+                    for e in 0..n {
+                        c.arg(self.member(i, e));
+                    }
+                });
             }
             DataType::Zset => {
-                let cmd = pipe.cmd("ZADD").arg(&key);
-                for e in 0..n {
-                    let score = (mix(self.salt(), i, e + n) % 1_000_000) as f64 / 100.0;
-                    cmd.arg(score).arg(self.member(i, e));
-                }
+                p.command(|c| {
+                    c.arg("ZADD").arg(key);
+                    for e in 0..n {
+                        let score = (mix(self.salt(), i, e + n) % 1_000_000) as f64 / 100.0;
+                        c.arg(score.to_string()).arg(self.member(i, e));
+                    }
+                });
             }
             DataType::Stream => {
                 for e in 0..n {
-                    pipe.cmd("XADD")
-                        .arg(&key)
-                        .arg(format!("1-{}", e + 1))
-                        .arg("f")
-                        .arg(self.bytes(i, e, self.value_size));
+                    p.command(|c| {
+                        c.arg("XADD")
+                            .arg(key)
+                            .arg(format!("1-{}", e + 1))
+                            .arg("f")
+                            .arg(self.bytes(i, e, self.value_size));
+                    });
                 }
             }
         }
         if let Some(ms) = self.ttl_ms(i) {
-            pipe.pexpire(&key, ms as i64);
+            p.command(|c| {
+                c.arg("PEXPIRE").arg(key).int(ms as i64);
+            });
         }
         kind
     }
@@ -279,16 +294,19 @@ pub enum SeedError {
     #[error("{0}")]
     Options(String),
     /// The endpoint could not be reached.
-    #[error("cannot connect to {endpoint}: {source}")]
+    #[error("cannot connect to {endpoint}")]
     Connect {
         endpoint: Endpoint,
-        source: redis::RedisError,
+        #[source]
+        source: RespError,
     },
-    /// The server refused a write (read-only replica, out of memory, wrong type…).
-    #[error("writing to {endpoint} failed: {source}")]
+    /// The server refused a write (read-only replica, out of memory, wrong type…) or the
+    /// connection failed.
+    #[error("writing to {endpoint} failed")]
     Write {
         endpoint: Endpoint,
-        source: redis::RedisError,
+        #[source]
+        source: RespError,
     },
 }
 
@@ -301,10 +319,9 @@ pub async fn seed(
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<SeedSummary, SeedError> {
     opts.validate()?;
-    let mut conns: Vec<MultiplexedConnection> = Vec::with_capacity(opts.connections);
+    let mut conns = Vec::with_capacity(opts.connections);
     for _ in 0..opts.connections {
-        let conn = resolver
-            .connect(endpoint, opts.timeout)
+        let conn = Conn::connect(resolver, endpoint, opts.timeout)
             .await
             .map_err(|source| SeedError::Connect {
                 endpoint: endpoint.clone(),
@@ -312,11 +329,13 @@ pub async fn seed(
             })?;
         conns.push(conn);
     }
+    let pool = Arc::new(Pool::new(conns));
     let started = Instant::now();
     let batch = opts.pipeline as u64;
     let batches = opts.keys.div_ceil(batch);
+    // One batch per connection in flight, one more being encoded.
     let in_flight = opts.connections * 2;
-    let shared = std::sync::Arc::new(opts.clone());
+    let shared = Arc::new(opts.clone());
     let mut tasks = JoinSet::new();
     let mut summary = SeedSummary {
         endpoint: endpoint.clone(),
@@ -326,7 +345,7 @@ pub async fn seed(
         elapsed_ms: 0,
         keys_per_sec: 0.0,
     };
-    let merge = |done: Result<Result<Tally, redis::RedisError>, tokio::task::JoinError>,
+    let merge = |done: Result<Result<Tally, RespError>, tokio::task::JoinError>,
                  summary: &mut SeedSummary| {
         let tally = done
             .expect("a seeding task does not panic")
@@ -348,26 +367,29 @@ pub async fn seed(
                 merge(done, &mut summary)?;
             }
         }
-        let mut conn = conns[(b % conns.len() as u64) as usize].clone();
+        let pool = pool.clone();
         let opts = shared.clone();
         let range = b * batch..((b + 1) * batch).min(opts.keys);
         tasks.spawn(async move {
-            let mut pipe = redis::pipe();
+            let mut p = Pipeline::new();
             let mut tally = Tally::default();
             for i in range {
-                let kind = opts.write(&mut pipe, i);
+                let kind = opts.write(&mut p, i);
                 *tally.by_type.entry(kind).or_default() += 1;
                 tally.keys += 1;
                 tally.with_ttl += u64::from(opts.ttl_ms(i).is_some());
             }
-            pipe.ignore_errors();
-            let replies: Vec<redis::RedisResult<redis::Value>> =
-                pipe.query_async(&mut conn).await?;
             // The first refusal says it all (READONLY, OOM…); the others repeat it.
-            replies
-                .into_iter()
-                .find_map(Result::err)
-                .map_or(Ok(tally), Err)
+            let mut refused = None;
+            pool.get()
+                .await
+                .batch(p.as_bytes(), p.len(), |reply| {
+                    if let Some(text) = reply.error {
+                        refused.get_or_insert_with(|| String::from_utf8_lossy(text).into_owned());
+                    }
+                })
+                .await?;
+            refused.map_or(Ok(tally), |text| Err(RespError::Server(text)))
         });
     }
     while let Some(done) = tasks.join_next().await {

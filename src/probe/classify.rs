@@ -7,8 +7,9 @@
 
 use std::fmt;
 
-use redis::{ErrorKind, RedisError, ServerErrorKind};
 use serde::{Deserialize, Serialize};
+
+use crate::resp::RespError;
 
 /// The class of a failed request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -55,34 +56,34 @@ impl ErrorClass {
         )
     }
 
-    /// Classifies an error of the `redis` crate.
-    pub fn of(err: &RedisError) -> ErrorClass {
-        if err.is_connection_refusal() {
-            return ErrorClass::Refused;
-        }
-        if err.is_timeout() {
-            return ErrorClass::Timeout;
-        }
-        match err.kind() {
-            ErrorKind::Server(ServerErrorKind::ReadOnly) => ErrorClass::Readonly,
-            ErrorKind::Server(ServerErrorKind::BusyLoading) => ErrorClass::Loading,
-            ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask) => ErrorClass::Moved,
-            ErrorKind::Server(ServerErrorKind::NoPerm) | ErrorKind::AuthenticationFailed => {
-                ErrorClass::Auth
-            }
-            ErrorKind::Io => ErrorClass::Reset,
-            _ if err.is_connection_dropped() => ErrorClass::Reset,
-            _ => match err.code() {
-                Some("WRONGPASS" | "NOAUTH") => ErrorClass::Auth,
-                _ => {
-                    let text = err.to_string();
-                    if text.contains("WRONGPASS") || text.contains("NOAUTH") {
-                        ErrorClass::Auth
-                    } else {
-                        ErrorClass::Other
-                    }
-                }
+    /// Classifies a failed request or connection attempt.
+    pub fn of(err: &RespError) -> ErrorClass {
+        match err {
+            RespError::Io(e) => match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => ErrorClass::Refused,
+                std::io::ErrorKind::TimedOut => ErrorClass::Timeout,
+                _ => ErrorClass::Reset,
             },
+            RespError::Timeout(_) => ErrorClass::Timeout,
+            RespError::Closed => ErrorClass::Reset,
+            RespError::Login(_) => ErrorClass::Auth,
+            RespError::Server(text) => ErrorClass::of_reply(text.as_bytes()),
+            RespError::Protocol(_)
+            | RespError::Tls(_)
+            | RespError::TlsName { .. }
+            | RespError::Select(_) => ErrorClass::Other,
+        }
+    }
+
+    /// Classifies an error reply by its code (`READONLY You can't write…`).
+    pub fn of_reply(text: &[u8]) -> ErrorClass {
+        let code = text.split(|&b| b == b' ').next().unwrap_or_default();
+        match code {
+            b"READONLY" => ErrorClass::Readonly,
+            b"LOADING" => ErrorClass::Loading,
+            b"MOVED" | b"ASK" => ErrorClass::Moved,
+            b"NOPERM" | b"WRONGPASS" | b"NOAUTH" => ErrorClass::Auth,
+            _ => ErrorClass::Other,
         }
     }
 }
@@ -99,12 +100,36 @@ mod tests {
 
     #[test]
     fn classifies_io_and_server_errors() {
-        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        assert_eq!(ErrorClass::of(&refused), ErrorClass::Refused);
-        let reset = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
-        assert_eq!(ErrorClass::of(&reset), ErrorClass::Reset);
-        let timeout = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
-        assert_eq!(ErrorClass::of(&timeout), ErrorClass::Timeout);
+        let io = |kind: std::io::ErrorKind| ErrorClass::of(&RespError::Io(kind.into()));
+        assert_eq!(
+            io(std::io::ErrorKind::ConnectionRefused),
+            ErrorClass::Refused
+        );
+        assert_eq!(io(std::io::ErrorKind::ConnectionReset), ErrorClass::Reset);
+        assert_eq!(io(std::io::ErrorKind::TimedOut), ErrorClass::Timeout);
+        assert_eq!(ErrorClass::of(&RespError::Closed), ErrorClass::Reset);
+        let login = RespError::Login("WRONGPASS invalid username-password pair".into());
+        assert_eq!(ErrorClass::of(&login), ErrorClass::Auth);
+        let replies = [
+            (
+                "READONLY You can't write against a read only replica.",
+                ErrorClass::Readonly,
+            ),
+            (
+                "LOADING Redis is loading the dataset in memory",
+                ErrorClass::Loading,
+            ),
+            ("MOVED 3999 127.0.0.1:6381", ErrorClass::Moved),
+            ("NOPERM this user has no permissions", ErrorClass::Auth),
+            ("ERR unknown command", ErrorClass::Other),
+        ];
+        for (text, class) in replies {
+            assert_eq!(
+                ErrorClass::of(&RespError::Server(text.into())),
+                class,
+                "{text}"
+            );
+        }
         assert!(!ErrorClass::Readonly.drops_connection());
         assert!(ErrorClass::Reset.drops_connection());
     }

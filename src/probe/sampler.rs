@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -21,6 +20,7 @@ use super::ProbeConfig;
 use super::classify::ErrorClass;
 use super::record::{Op, ProbeEvent, Recorder};
 use crate::endpoint::{Endpoint, Resolver, redact_url};
+use crate::resp::{Conn, Pipeline, RespError};
 
 /// Lifetime of the probe's key: long enough for any run, short enough to clean itself up.
 const KEY_TTL_SECONDS: u64 = 86_400;
@@ -51,7 +51,7 @@ struct Tick {
 
 #[derive(Default)]
 struct State {
-    conn: Option<MultiplexedConnection>,
+    conn: Option<Conn>,
     seq: u64,
     acknowledged: Option<u64>,
     outage: Option<Outage>,
@@ -59,7 +59,7 @@ struct State {
 
 type Failure = (ErrorClass, String);
 
-fn failure(err: &redis::RedisError) -> Failure {
+fn failure(err: &RespError) -> Failure {
     (ErrorClass::of(err), redact_url(&err.to_string()))
 }
 
@@ -68,18 +68,6 @@ fn timed_out(limit: Duration) -> Failure {
         ErrorClass::Timeout,
         format!("no answer within {} ms", limit.as_millis()),
     )
-}
-
-/// Runs `fut` with the per-request timeout, folding the timeout into the failure.
-async fn bounded<T>(
-    limit: Duration,
-    fut: impl Future<Output = redis::RedisResult<T>>,
-) -> Result<T, Failure> {
-    match timeout(limit, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(failure(&e)),
-        Err(_) => Err(timed_out(limit)),
-    }
 }
 
 impl Sampler {
@@ -169,43 +157,56 @@ impl Sampler {
                 Err(f) => failed = vec![(Op::Write, f.clone()), (Op::Read, f)],
             }
         }
-        if let Some(conn) = &state.conn {
+        if let Some(conn) = &mut state.conn {
             let next = state.seq + 1;
-            let (mut wconn, mut rconn) = (conn.clone(), conn.clone());
-            let mut set = redis::cmd("SET");
-            set.arg(&self.key).arg(next).arg("EX").arg(KEY_TTL_SECONDS);
-            let mut get = redis::cmd("GET");
-            get.arg(&self.key);
-            // Both requests leave at the tick, on the same connection, so the read sees the write.
-            let (written, read) = tokio::join!(
-                async {
-                    let r = bounded(self.config.timeout, set.query_async::<()>(&mut wconn)).await;
-                    (r, from.elapsed())
-                },
-                async {
-                    let r = bounded(
-                        self.config.timeout,
-                        get.query_async::<Option<u64>>(&mut rconn),
-                    )
-                    .await;
-                    (r, from.elapsed())
-                },
-            );
-            match written {
-                (Ok(()), latency) => {
-                    state.seq = next;
-                    state.acknowledged = Some(next);
-                    self.recorder
-                        .ok(at, &self.label(), step, Op::Write, micros(latency));
+            let mut p = Pipeline::new();
+            let mut n = itoa::Buffer::new();
+            let mut ttl = itoa::Buffer::new();
+            // Both requests leave at the tick, in one write, so the read sees the write.
+            p.cmd(&[
+                b"SET",
+                self.key.as_bytes(),
+                crate::resp::num(&mut n, next as i64),
+                b"EX",
+                crate::resp::num(&mut ttl, KEY_TTL_SECONDS as i64),
+            ])
+            .cmd(&[b"GET", self.key.as_bytes()]);
+            let mut answered: Vec<(Op, Result<Duration, Failure>)> = Vec::with_capacity(2);
+            let outcome = conn
+                .batch(p.as_bytes(), p.len(), |reply| {
+                    let op = if answered.is_empty() {
+                        Op::Write
+                    } else {
+                        Op::Read
+                    };
+                    let result = match reply.error {
+                        None => Ok(reply.at.saturating_duration_since(from.into_std())),
+                        Some(text) => Err((
+                            ErrorClass::of_reply(text),
+                            redact_url(&String::from_utf8_lossy(text)),
+                        )),
+                    };
+                    answered.push((op, result));
+                })
+                .await;
+            if let Err(e) = outcome {
+                let f = failure(&e);
+                for op in [Op::Write, Op::Read].into_iter().skip(answered.len()) {
+                    answered.push((op, Err(f.clone())));
                 }
-                (Err(f), _) => failed.push((Op::Write, f)),
             }
-            match read {
-                (Ok(_), latency) => {
-                    self.recorder
-                        .ok(at, &self.label(), step, Op::Read, micros(latency))
+            for (op, result) in answered {
+                match result {
+                    Ok(latency) => {
+                        if op == Op::Write {
+                            state.seq = next;
+                            state.acknowledged = Some(next);
+                        }
+                        self.recorder
+                            .ok(at, &self.label(), step, op, micros(latency));
+                    }
+                    Err(f) => failed.push((op, f)),
                 }
-                (Err(f), _) => failed.push((Op::Read, f)),
             }
             if failed
                 .iter()
@@ -256,11 +257,7 @@ impl Sampler {
 
     /// Opens a connection after resolving the name again, records where it went and the
     /// node's role, and reads the sequence number back to count lost acknowledged writes.
-    async fn connect(
-        &self,
-        state: &State,
-        step: &Option<String>,
-    ) -> Result<MultiplexedConnection, Failure> {
+    async fn connect(&self, state: &State, step: &Option<String>) -> Result<Conn, Failure> {
         let limit = self.config.timeout;
         let resolved = match self.resolver.override_for(&self.endpoint) {
             Some(addr) => vec![addr.to_string()],
@@ -277,30 +274,29 @@ impl Sampler {
                 }
             }
         };
-        let mut conn = bounded(limit, self.resolver.connect(&self.endpoint, limit)).await?;
-        let role = bounded(
-            limit,
-            redis::cmd("ROLE").query_async::<redis::Value>(&mut conn),
-        )
-        .await
-        .ok()
-        .and_then(|v| first_text(&v));
-        let address = bounded(
-            limit,
-            redis::cmd("CLIENT")
-                .arg("INFO")
-                .query_async::<String>(&mut conn),
-        )
-        .await
-        .ok()
-        .and_then(|info| local_address(&info));
-        let read_back = bounded(
-            limit,
-            redis::cmd("GET")
-                .arg(&self.key)
-                .query_async::<Option<u64>>(&mut conn),
-        )
-        .await?;
+        let mut conn = Conn::connect(&self.resolver, &self.endpoint, limit)
+            .await
+            .map_err(|e| failure(&e))?;
+        let role = conn
+            .call(&[b"ROLE"], |r| {
+                r.items()?.next()?.bytes().map(<[u8]>::to_vec)
+            })
+            .await
+            .ok()
+            .flatten()
+            .map(|role| String::from_utf8_lossy(&role).into_owned());
+        let address = conn
+            .call(&[b"CLIENT", b"INFO"], |r| local_address(&r.text()))
+            .await
+            .ok()
+            .flatten();
+        let read_back = conn
+            .call(&[b"GET", self.key.as_bytes()], |r| {
+                r.bytes()
+                    .and_then(|b| std::str::from_utf8(b).ok()?.parse::<u64>().ok())
+            })
+            .await
+            .map_err(|e| failure(&e))?;
         self.recorder.event(&ProbeEvent::Connected {
             ts: Utc::now(),
             endpoint: self.label(),
@@ -334,16 +330,6 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// The first element of a `ROLE` reply (`master`, `slave`, `sentinel`).
-fn first_text(value: &redis::Value) -> Option<String> {
-    match value {
-        redis::Value::Array(items) => items.first().and_then(first_text),
-        redis::Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-        redis::Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
 /// The server-side address of the connection (`laddr=` of `CLIENT INFO`): the node reached.
 fn local_address(info: &str) -> Option<String> {
     info.split_whitespace()
@@ -356,12 +342,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_the_role_and_the_address_reached() {
-        let role = redis::Value::Array(vec![
-            redis::Value::BulkString(b"slave".to_vec()),
-            redis::Value::BulkString(b"10.0.0.1".to_vec()),
-        ]);
-        assert_eq!(first_text(&role).as_deref(), Some("slave"));
+    fn reads_the_address_reached() {
         let info = "id=3 addr=127.0.0.1:50000 laddr=10.1.2.3:6379 fd=8 name= db=0";
         assert_eq!(local_address(info).as_deref(), Some("10.1.2.3:6379"));
         assert_eq!(
