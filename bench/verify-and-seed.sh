@@ -46,8 +46,13 @@ start() { # binary dir -> port
   # Its own output goes nowhere: an open stdout would keep the caller's $(...) waiting.
   "$1" --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$2" --logfile server.log \
     >/dev/null 2>&1 </dev/null &
-  echo $! >"$2/server.pid"
-  until redis-cli -p "$port" PING >/dev/null 2>&1; do sleep 0.05; done
+  local pid=$!
+  echo "$pid" >"$2/server.pid"
+  until redis-cli -p "$port" PING >/dev/null 2>&1; do
+    # A server that could not start (its port taken meanwhile) would be waited for forever.
+    kill -0 "$pid" 2>/dev/null || { echo "$1 did not start on port $port; see $2" >&2; exit 1; }
+    sleep 0.05
+  done
   echo "$port"
 }
 
