@@ -202,7 +202,8 @@ steps:
     timeout: 0s
     retry: { attempts: 1000000 }
 ";
-    let line4 = "4 |   endpoints: [\"redis://127.0.0.1:70000\", \"http://x\", \"\", \"127.0.0.1:6379\"]";
+    let line4 =
+        "4 |   endpoints: [\"redis://127.0.0.1:70000\", \"http://x\", \"\", \"127.0.0.1:6379\"]";
     let expected = format!(
         "error: probe endpoint: `redis://127.0.0.1:70000` is not an endpoint: invalid port number (expected redis://[user:password@]host:port[/db], rediss://… for TLS, or host:port)
  --> p.yaml:4:15
@@ -248,6 +249,9 @@ error: `attempts` must be a whole number from 1 to 100
     assert_eq!(plan_error(&ws, "p.yaml", text.as_bytes()), expected);
     // `run` checks the same before anything starts.
     let ran = ws.cmd(&["run", "p.yaml", "--yes"]).expect(2);
-    assert_eq!((ran.stdout.as_str(), ran.stderr.as_str()), ("", expected.as_str()));
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        ("", expected.as_str())
+    );
     assert!(!ws.path().join(".runbook/runs").exists());
 }
