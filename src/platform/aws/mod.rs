@@ -15,6 +15,7 @@ use crate::actions::ActionError;
 use crate::platform::{Platform, PlatformKind};
 
 pub mod clients;
+pub mod ec2;
 mod engine;
 mod group;
 mod metrics;
