@@ -26,10 +26,10 @@ use serde_json::{Value, json};
 use crate::aws_support::{RunDir, fast_waits};
 use crate::support::{Engine, Server};
 
-const GROUP: &str = "orders";
-const PRIMARY: &str = "master.orders.abc123.use1.cache.amazonaws.com";
+pub(crate) const GROUP: &str = "orders";
+pub(crate) const PRIMARY: &str = "master.orders.abc123.use1.cache.amazonaws.com";
 
-fn group(status: &str, engine: &str) -> ReplicationGroup {
+pub(crate) fn group(status: &str, engine: &str) -> ReplicationGroup {
     ReplicationGroup::builder()
         .replication_group_id(GROUP)
         .status(status)
@@ -56,7 +56,7 @@ fn group(status: &str, engine: &str) -> ReplicationGroup {
         .build()
 }
 
-fn described(
+pub(crate) fn described(
     status: &'static str,
     engine: &'static str,
 ) -> impl Fn() -> DescribeReplicationGroupsOutput {
@@ -68,12 +68,12 @@ fn described(
 }
 
 /// DescribeCacheClusters with nothing to say (no engine version known).
-fn no_clusters() -> Rule {
+pub(crate) fn no_clusters() -> Rule {
     mock!(Client::describe_cache_clusters)
         .then_output(|| DescribeCacheClustersOutput::builder().build())
 }
 
-fn events(messages: &'static [&'static str]) -> Rule {
+pub(crate) fn events(messages: &'static [&'static str]) -> Rule {
     mock!(Client::describe_events).then_output(move || {
         let now = chrono::Utc::now().timestamp();
         let mut out = DescribeEventsOutput::builder();
@@ -99,7 +99,7 @@ fn aws_error(code: &str, message: &str) -> String {
 
 /// The aws target over an ElastiCache client made of `rules`; the other clients point at
 /// a closed loopback port and are never called here.
-fn target(rules: &[&Rule], wait: WaitSettings) -> Aws {
+pub(crate) fn target(rules: &[&Rule], wait: WaitSettings) -> Aws {
     let elasticache = mock_client!(aws_sdk_elasticache, RuleMode::MatchAny, rules, |c| c
         .retry_config(
             RetryConfig::standard()

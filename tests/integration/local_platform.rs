@@ -14,6 +14,7 @@ use runbook::progress::Progress;
 use runbook::redact::Redactor;
 use serde_json::{Value, json};
 
+use crate::aws_support::assert_declared;
 use crate::support::{Engine, Server, Workspace};
 
 /// A rehearsal's run directory, journal and target. Stops every server it started when dropped.
@@ -69,7 +70,9 @@ impl Rehearsal {
             progress: &progress,
             assume_yes: true,
         };
-        action.run(&ctx).await.map_err(|e| e.message)
+        let out = action.run(&ctx).await.map_err(|e| e.message)?;
+        assert_declared(spec, &out);
+        Ok(out)
     }
 
     async fn ok(&self, action: &str, inputs: Value) -> Outputs {
@@ -349,8 +352,12 @@ async fn local_snapshot_restore_makes_a_valkey_group_from_a_redis_snapshot() {
             json!({"replication_group": "old-redis", "snapshot": "before"}),
         )
         .await;
-    assert_eq!(out_str(&snap, "engine"), "redis");
-    assert!(Path::new(out_str(&snap, "file")).exists());
+    let version = out_str(&snap, "engine_version").to_string();
+    assert_eq!(
+        Value::Object(snap),
+        json!({"snapshot": "before", "group": "old-redis", "status": "available", "engine": "redis", "engine_version": version})
+    );
+    assert!(r.run_dir().join("snapshots/before.rdb").exists());
 
     let restored = r
         .ok(
