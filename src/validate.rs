@@ -722,11 +722,11 @@ impl Validator {
             }
             None => return,
         }
-        let known = step.action.outputs;
+        let declared = step.action.outputs;
         if let Some(name) = parts.get(3)
-            && !known.contains(&"*")
-            && !known.contains(name)
+            && !declared.accepts(name)
         {
+            let known = declared.names();
             let d = Diagnostic::at(
                 at,
                 format!(
@@ -734,7 +734,7 @@ impl Validator {
                     step.action.name
                 ),
             );
-            let d = match suggest(name, known.iter().copied()) {
+            let d = match suggest(name, known.iter().map(String::as_str)) {
                 Some(near) => d.help(format!("did you mean `{near}`?")),
                 None if known.is_empty() => {
                     d.help(format!("`{}` has no outputs", step.action.name))
