@@ -317,11 +317,11 @@ impl Validator {
                 .filter_map(|n| {
                     let text = self.string(n, "a probe endpoint")?;
                     // A template is checked once it is rendered; a literal now.
-                    if !crate::template::is_template(&text) {
-                        if let Err(e) = crate::endpoint::Endpoint::parse(&text) {
-                            self.err(Diagnostic::at(self.loc(n), format!("probe endpoint: {e}")));
-                            return None;
-                        }
+                    if !crate::template::is_template(&text)
+                        && let Err(e) = crate::endpoint::Endpoint::parse(&text)
+                    {
+                        self.err(Diagnostic::at(self.loc(n), format!("probe endpoint: {e}")));
+                        return None;
                     }
                     Some(Value {
                         value: text.into(),
