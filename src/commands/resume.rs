@@ -7,7 +7,6 @@ use anyhow::Context as _;
 use crate::cli::Global;
 use crate::endpoint::Resolver;
 use crate::error::{Outcome, invalid};
-use crate::executor::finished_steps;
 use crate::journal::{self, Event, Journal, RunStatus};
 use crate::load::{LoadFailure, load_text};
 use crate::lock::RunLock;
@@ -37,9 +36,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let meta = state::read_meta(&dir)?;
     let lock = RunLock::acquire(&dir, &meta.id)?;
     let journal_path = dir.join("journal.jsonl");
-    let records = journal::read(&journal_path)?;
-    let (status, _, _) = state::replay(&records);
-    if status == RunStatus::Succeeded && args.from.is_none() {
+    let replay = journal::replay(&journal_path)?;
+    let status = replay.run().map(|r| r.status);
+    if status == Some(RunStatus::Succeeded) && args.from.is_none() {
         eprintln!(
             "run {} already succeeded: nothing to resume (use --from STEP to run steps again)",
             meta.id
@@ -78,7 +77,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         &meta.secrets_given,
     )?;
     let resolver = Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
-    let mut done = finished_steps(&records);
+    let mut done = replay.done();
     if let Some(from) = &args.from {
         let Some(pos) = rb.steps.iter().position(|s| &s.id == from) else {
             let ids: Vec<&str> = rb.steps.iter().map(|s| s.id.as_str()).collect();

@@ -12,7 +12,7 @@ use crate::cli::Global;
 use crate::endpoint::Resolver;
 use crate::error::{Outcome, invalid};
 use crate::executor::Executor;
-use crate::journal::{Event, Journal, RunStatus};
+use crate::journal::{Event, Journal, RunStatus, StepStatus};
 use crate::load::{LoadFailure, load};
 use crate::lock::RunLock;
 use crate::platform::PlatformKind;
@@ -169,13 +169,13 @@ pub async fn drive(
         .rev()
         .find(|s| {
             s.phase == crate::journal::Phase::Steps
-                && matches!(s.status.as_str(), "failed" | "interrupted")
+                && matches!(s.status, StepStatus::Failed | StepStatus::Interrupted)
         })
         .map(|s| {
             format!(
                 " at step `{}`: {}",
                 s.id,
-                s.error.clone().unwrap_or_else(|| s.status.clone())
+                s.error.clone().unwrap_or_else(|| s.status.to_string())
             )
         })
         .unwrap_or_default();

@@ -515,3 +515,43 @@ fn ctrl_c_stops_at_the_running_step_and_the_run_resumes() {
         "waited\nafter\n"
     );
 }
+
+/// `show` and `report` read the same replay of the journal: after `resume --from`, both
+/// count the attempt of the first run and the one of the resume.
+#[test]
+fn show_and_report_agree_on_attempts_after_resume_from() {
+    let ws = Workspace::new();
+    ws.write(
+        "rb.yaml",
+        "version: 1\nname: again\nsteps:\n  - id: first\n    action: exec\n    with: { command: \"true\" }\n  - id: second\n    action: exec\n    with: { command: \"true\" }\n",
+    );
+    let ran = ws.cmd(&["run", "rb.yaml"]).expect(0);
+    let id = ran.stdout.lines().next().unwrap().to_string();
+    ws.cmd(&["resume", &id, "--from", "second"]).expect(0);
+    let rows = |v: &serde_json::Value| -> Vec<(String, String, u64)> {
+        v["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap().to_string(),
+                    s["status"].as_str().unwrap().to_string(),
+                    s["attempts"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let show = rows(&ws.show(&id));
+    let report = ws
+        .cmd(&["report", &id, "--format", "json"])
+        .expect(0)
+        .stdout;
+    let report = rows(&serde_json::from_str(&report).unwrap());
+    let expected = [
+        ("first".to_string(), "succeeded".to_string(), 1),
+        ("second".to_string(), "succeeded".to_string(), 2),
+    ];
+    assert_eq!(show, expected);
+    assert_eq!(report, expected);
+}

@@ -80,9 +80,7 @@ pub async fn capture(
     let metrics = chosen(metrics);
     let info = elasticache::info(aws, &elasticache::describe(aws, group).await?).await?;
     let nodes: Vec<String> = info.nodes.iter().map(|n| n.id.clone()).collect();
-    let records = crate::journal::read(&ctx.run_dir.join("journal.jsonl"))
-        .map_err(|e| ActionError::fatal(format!("cannot read the run's step windows: {e}")))?;
-    let windows = step_windows(&records, ctx.step_id, Utc::now());
+    let windows = step_windows(&ctx.journal.replay(), ctx.step_id, Utc::now());
     ctx.note(format!(
         "{} metrics x {} nodes x {} steps from CloudWatch",
         metrics.len(),

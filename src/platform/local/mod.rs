@@ -94,9 +94,8 @@ pub fn recorded_servers(
     run_dir: &Path,
 ) -> Result<Vec<RecordedServer>, crate::journal::JournalError> {
     let mut servers = Vec::new();
-    for record in crate::journal::read(&run_dir.join("journal.jsonl"))? {
-        if let crate::journal::Event::StepResource { resource, .. } = record.event
-            && resource["kind"] == "server"
+    for resource in crate::journal::replay(&run_dir.join("journal.jsonl"))?.resources() {
+        if resource["kind"] == "server"
             && let (Some(port), Some(pid)) = (resource["port"].as_u64(), resource["pid"].as_u64())
         {
             servers.push(RecordedServer {
