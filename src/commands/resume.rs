@@ -5,7 +5,6 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::cli::Global;
-use crate::endpoint::Resolver;
 use crate::error::{Outcome, invalid};
 use crate::journal::{self, Event, Journal, RunStatus};
 use crate::load::{LoadFailure, load_text};
@@ -76,7 +75,6 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         Some(&meta.params),
         &meta.secrets_given,
     )?;
-    let resolver = Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
     let mut done = replay.done();
     if let Some(from) = &args.from {
         let Some(pos) = rb.steps.iter().position(|s| &s.id == from) else {
@@ -94,19 +92,17 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
             done.remove(&s.id);
         }
     }
-    let journal = Arc::new(Journal::open(&journal_path, params.redactor.clone())?);
-    journal
-        .append(Event::RunResumed {
-            from: args.from.clone(),
-            digest,
-            allow_changed: args.allow_changed,
-        })
-        .context("cannot write the journal")?;
+    let redactor = params.redactor.clone();
+    let settled = super::run::settle(global, rb, params, meta.platform, args.yes).await?;
+    // Everything below writes: nothing may be wrong with the input from here on.
+    let journal = Arc::new(Journal::open(&journal_path, redactor)?);
+    journal.append(Event::RunResumed {
+        from: args.from.clone(),
+        digest,
+        allow_changed: args.allow_changed,
+    })?;
     println!("{}", meta.id);
-    super::run::drive(
-        global, &rb, &meta, &dir, journal, params, resolver, &done, args.yes, lock,
-    )
-    .await
+    super::run::drive(global, settled, &meta, &dir, journal, &done, lock).await
 }
 
 fn short(digest: &str) -> &str {

@@ -555,3 +555,26 @@ fn show_and_report_agree_on_attempts_after_resume_from() {
     assert_eq!(show, expected);
     assert_eq!(report, expected);
 }
+
+/// `run` checks everything `plan` checks before it writes anything: a name no template
+/// can read, in a later step, stops the run before its first step and its run folder.
+#[test]
+fn run_refuses_what_plan_refuses_before_the_first_step() {
+    let ws = Workspace::new();
+    ws.write(
+        "rb.yaml",
+        "version: 1\nname: late\nsteps:\n  - id: first\n    action: exec\n    with: { command: \"touch ran\" }\n  - id: later\n    action: exec\n    when: \"{{ nope }}\"\n    with: { command: \"true\" }\n",
+    );
+    let planned = ws.cmd(&["plan", "rb.yaml"]).expect(2);
+    let ran = ws.cmd(&["run", "rb.yaml"]).expect(2);
+    assert_eq!(ran.stdout, "");
+    assert_eq!(ran.stderr, planned.stderr);
+    assert!(
+        ran.stderr
+            .starts_with("error: step `later`: `when`: Variable `nope` not found in context"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ws.path().join("ran").exists(), "no step ran");
+    assert!(!ws.state_dir().exists(), "no run folder was made");
+}
