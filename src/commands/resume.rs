@@ -66,7 +66,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     }
     let rb = load_text(&path, text).map_err(|e| match e {
         LoadFailure::Invalid(t) => invalid(t),
-        other => invalid(other.to_string()),
+        other => invalid(crate::error::chain(&other)),
     })?;
     let params = vars::resolve(
         &rb,

@@ -132,7 +132,7 @@ pub async fn settle(
 pub fn load_runbook(path: &Path) -> anyhow::Result<Runbook> {
     load(path).map_err(|e| match e {
         LoadFailure::Invalid(text) => invalid(text),
-        LoadFailure::Read { .. } => invalid(e.to_string()),
+        LoadFailure::Read { .. } => invalid(crate::error::chain(&e)),
     })
 }
 
@@ -186,10 +186,7 @@ pub async fn drive(
                 eprintln!("report: {}", p.display());
             }
         }
-        Err(e) => eprintln!(
-            "warning: the report could not be written: {}",
-            crate::error::message(&e)
-        ),
+        Err(e) => eprintln!("warning: the report could not be written: {e:#}"),
     }
     let state_flag = if global.state_dir == Path::new(".runbook") {
         String::new()

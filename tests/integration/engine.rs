@@ -92,10 +92,13 @@ fn yaml_syntax_errors_and_missing_files_are_invalid_input() {
     assert!(ran.stderr.contains("error: YAML syntax:"), "{}", ran.stderr);
     assert!(ran.stderr.contains("--> broken.yaml:"), "{}", ran.stderr);
     let ran = ws.cmd(&["run", "nope.yaml"]).expect(2);
-    assert!(
-        ran.stderr.contains("cannot read the runbook nope.yaml"),
-        "{}",
-        ran.stderr
+    // The cause is named once, after the error it caused.
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        (
+            "",
+            "error: cannot read the runbook nope.yaml: No such file or directory (os error 2)\n"
+        )
     );
 }
 

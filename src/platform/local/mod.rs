@@ -47,9 +47,9 @@ impl From<LocalError> for ActionError {
     fn from(e: LocalError) -> ActionError {
         match e {
             LocalError::Timeout(_) | LocalError::Server(ServerError::Command { .. }) => {
-                ActionError::transient(e.to_string())
+                ActionError::transient(crate::error::chain(&e))
             }
-            _ => ActionError::fatal(e.to_string()),
+            _ => ActionError::fatal(crate::error::chain(&e)),
         }
     }
 }
@@ -358,7 +358,11 @@ impl Run<'_, '_> {
                 "dir": node.dir,
             }))
             .map_err(|e| {
-                LocalError::Refused(format!("cannot journal the server {}: {e}", node.id))
+                LocalError::Refused(format!(
+                    "cannot journal the server {}: {}",
+                    node.id,
+                    crate::error::chain(&e)
+                ))
             })?;
         self.ctx.note(format!(
             "{} ({}) serves on 127.0.0.1:{} (pid {pid})",
