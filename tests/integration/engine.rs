@@ -138,7 +138,7 @@ fn plan_renders_every_step_and_writes_nothing() {
     let first = ran.stdout.lines().next().unwrap();
     assert_eq!(
         first,
-        "Plan: 3 steps, 1 change something, 0 destructive, 1 approval; 0 rollback steps, 1 finally step. Target: local."
+        "Plan: 3 steps, 1 change something, 0 destructive, 1 approval; 0 rollback steps, 1 finally step. Platform: local."
     );
     assert!(
         ran.stdout.contains("command: echo hello 6"),

@@ -2,10 +2,12 @@
 //! They run the real `runbook` binary against real servers on free loopback ports.
 
 mod bench;
+mod cli;
 mod engine;
 mod local_platform;
 mod local_runbooks;
 mod probe;
+mod regression;
 mod report;
 mod seed;
 mod support;
