@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::actions::{ActionError, Outputs, StepCtx};
 use crate::endpoint::{Endpoint, Resolver};
-use crate::journal::{Event, Journal, Phase, RunStatus};
+use crate::journal::{Event, Journal, JournalError, RunStatus};
 use crate::platform::Platform;
 use crate::probe::{ProbeConfig, RunProbe};
 use crate::progress::Progress;
@@ -47,11 +47,8 @@ enum StepEnd {
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     /// The journal could not be written: the run stops, since it could no longer be resumed safely.
-    #[error("cannot write the journal {path}: {source}")]
-    Journal {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("the run stopped: without its journal it could not be resumed safely")]
+    Journal(#[source] JournalError),
 }
 
 impl Executor<'_> {
@@ -168,10 +165,7 @@ impl Executor<'_> {
         self.journal
             .append(event)
             .map(|_| ())
-            .map_err(|source| ExecError::Journal {
-                path: self.journal.path().to_path_buf(),
-                source,
-            })
+            .map_err(ExecError::Journal)
     }
 
     /// Starts probing every probe endpoint whose value is now known.
@@ -385,30 +379,4 @@ fn interrupt_signal() -> watch::Receiver<bool> {
         let _ = tx.send(true);
     });
     rx
-}
-
-/// The outputs of the steps that succeeded in a journal, and the step to resume at.
-pub fn finished_steps(records: &[crate::journal::Record]) -> HashMap<String, Outputs> {
-    let mut done = HashMap::new();
-    for r in records {
-        match &r.event {
-            Event::StepSucceeded {
-                step,
-                outputs,
-                phase: Phase::Steps,
-                ..
-            } => {
-                done.insert(step.clone(), outputs.clone());
-            }
-            Event::StepStarted {
-                step,
-                phase: Phase::Steps,
-                ..
-            } => {
-                done.remove(step);
-            }
-            _ => {}
-        }
-    }
-    done
 }

@@ -16,9 +16,10 @@ use crate::runbook::{Runbook, Source};
 /// Why a runbook could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadFailure {
-    #[error("cannot read the runbook {path}: {source}")]
+    #[error("cannot read the runbook {path}")]
     Read {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     /// Syntax or meaning: every problem of the file, rendered with locations.

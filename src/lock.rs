@@ -22,8 +22,12 @@ pub enum LockError {
         "run {run} is being driven by another process ({holder}); wait for it to finish, or stop that process first"
     )]
     Held { run: String, holder: String },
-    #[error("cannot lock run {run}: {source}")]
-    Io { run: String, source: std::io::Error },
+    #[error("cannot lock run {run}")]
+    Io {
+        run: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl RunLock {

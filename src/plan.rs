@@ -85,6 +85,27 @@ pub struct PlanStep {
     pub on_failure: OnFailure,
 }
 
+/// Puts a placeholder for the output at `parts[..=depth]` and deeper: a reference to
+/// `steps.x.outputs.a.b` makes `a` an object holding `b`, so templates can read into it.
+fn put_placeholder(outputs: &mut Map<String, Value>, parts: &[&str], depth: usize) {
+    let key = parts[depth].to_string();
+    if depth + 1 == parts.len() {
+        outputs
+            .entry(key)
+            .or_insert_with(|| Value::String(template::placeholder(&parts[..=depth].join("."))));
+        return;
+    }
+    let slot = outputs
+        .entry(key)
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !slot.is_object() {
+        *slot = Value::Object(Map::new());
+    }
+    if let Value::Object(inner) = slot {
+        put_placeholder(inner, parts, depth + 1);
+    }
+}
+
 /// Builds the plan of `rb` with resolved `params`; template errors come back as diagnostics.
 pub fn build(
     rb: &Runbook,
@@ -113,10 +134,7 @@ pub fn build(
             for r in template::references(&text) {
                 let parts: Vec<&str> = r.path.split('.').collect();
                 if parts.len() >= 4 && parts[0] == "steps" && parts[2] == "outputs" {
-                    read.entry(parts[1].to_string()).or_default().insert(
-                        parts[3].to_string(),
-                        Value::String(template::placeholder(&parts[..4].join("."))),
-                    );
+                    put_placeholder(read.entry(parts[1].to_string()).or_default(), &parts, 3);
                 }
             }
         }

@@ -279,15 +279,17 @@ pub enum SeedError {
     #[error("{0}")]
     Options(String),
     /// The endpoint could not be reached.
-    #[error("cannot connect to {endpoint}: {source}")]
+    #[error("cannot connect to {endpoint}")]
     Connect {
         endpoint: Endpoint,
+        #[source]
         source: redis::RedisError,
     },
     /// The server refused a write (read-only replica, out of memory, wrong type…).
-    #[error("writing to {endpoint} failed: {source}")]
+    #[error("writing to {endpoint} failed")]
     Write {
         endpoint: Endpoint,
+        #[source]
         source: redis::RedisError,
     },
 }

@@ -4,13 +4,12 @@
 //! (who, what, which parameters — secrets masked), `journal.jsonl`, `lock`, the probe's
 //! data and the reports. Status is never stored twice: it is read back from the journal.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::journal::{self, Event, JournalError, Phase, Record, RunStatus};
+use crate::journal::{self, JournalError, Replay, RunStatus, StepState};
 use crate::lock::RunLock;
 
 /// Facts about a run fixed when it starts.
@@ -40,14 +39,16 @@ pub enum StateError {
         dir: PathBuf,
         hint: String,
     },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not a run's metadata: {source}")]
+    #[error("{path} is not a run's metadata")]
     BadMeta {
         path: PathBuf,
+        #[source]
         source: serde_json::Error,
     },
     #[error(transparent)]
@@ -170,38 +171,6 @@ pub fn write_meta(run_dir: &Path, meta: &RunMeta) -> std::io::Result<()> {
     std::fs::rename(tmp, run_dir.join("run.json"))
 }
 
-/// A step as the journal tells it.
-#[derive(Clone, Debug, Serialize)]
-pub struct StepSummary {
-    pub id: String,
-    pub action: String,
-    pub phase: Phase,
-    /// `running`, `succeeded`, `failed`, `skipped`, `interrupted`.
-    pub status: String,
-    pub attempts: u32,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub error: Option<String>,
-    #[serde(skip)]
-    pub outputs: serde_json::Map<String, serde_json::Value>,
-}
-
-impl StepSummary {
-    fn new(id: &str, action: &str, phase: Phase) -> StepSummary {
-        StepSummary {
-            id: id.to_string(),
-            action: action.to_string(),
-            phase,
-            status: String::new(),
-            attempts: 0,
-            started_at: None,
-            finished_at: None,
-            error: None,
-            outputs: Default::default(),
-        }
-    }
-}
-
 /// A run as the journal tells it.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunSummary {
@@ -211,22 +180,20 @@ pub struct RunSummary {
     pub status: RunStatus,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub steps: Vec<StepSummary>,
+    pub steps: Vec<StepState>,
 }
 
-/// Reads a run's metadata and journal; a run whose journal says `running` but whose lock
-/// nobody holds was killed: it is `interrupted`.
+/// Reads a run's metadata and replays its journal; a run whose journal says `running`
+/// but whose lock nobody holds was killed: it is `interrupted`.
 pub fn summarize(run_dir: &Path) -> Result<RunSummary, StateError> {
     let meta = read_meta(run_dir)?;
-    let records = journal::read(&run_dir.join("journal.jsonl"))?;
-    let (mut status, finished_at, steps) = replay(&records);
-    let mut steps = steps;
-    if status == RunStatus::Running && !RunLock::is_held(run_dir) {
-        status = RunStatus::Interrupted;
-        for s in steps.iter_mut().filter(|s| s.status == "running") {
-            s.status = "interrupted".into();
-        }
-    }
+    let replay = replay(run_dir)?;
+    let (status, finished_at) = match replay.run() {
+        Some(run) => (run.status, run.finished_at),
+        // Killed before its first event, or about to write it.
+        None if RunLock::is_held(run_dir) => (RunStatus::Running, None),
+        None => (RunStatus::Interrupted, None),
+    };
     Ok(RunSummary {
         id: meta.id,
         runbook: meta.runbook,
@@ -234,100 +201,16 @@ pub fn summarize(run_dir: &Path) -> Result<RunSummary, StateError> {
         status,
         started_at: meta.started_at,
         finished_at,
-        steps,
+        steps: replay.steps().to_vec(),
     })
 }
 
-/// The run status, end time and per-step summaries a journal describes.
-pub fn replay(records: &[Record]) -> (RunStatus, Option<DateTime<Utc>>, Vec<StepSummary>) {
-    let mut status = RunStatus::Running;
-    let mut finished_at = None;
-    let mut order: Vec<String> = Vec::new();
-    let mut steps: BTreeMap<String, StepSummary> = BTreeMap::new();
-    for r in records {
-        match &r.event {
-            Event::RunStarted { .. } | Event::RunResumed { .. } => {
-                status = RunStatus::Running;
-                finished_at = None;
-            }
-            Event::RunFinished { status: s } => {
-                status = *s;
-                finished_at = Some(r.ts);
-            }
-            Event::StepStarted {
-                step,
-                action,
-                phase,
-                attempt,
-                ..
-            } => {
-                if !steps.contains_key(step) {
-                    order.push(step.clone());
-                }
-                let s = steps
-                    .entry(step.clone())
-                    .or_insert_with(|| StepSummary::new(step, action, *phase));
-                if *attempt == 1 || s.started_at.is_none() {
-                    s.started_at = Some(r.ts);
-                }
-                s.attempts += 1;
-                s.status = "running".into();
-                s.finished_at = None;
-                s.error = None;
-            }
-            Event::StepSucceeded { step, outputs, .. } => {
-                if let Some(s) = steps.get_mut(step) {
-                    s.status = "succeeded".into();
-                    s.finished_at = Some(r.ts);
-                    s.outputs = outputs.clone();
-                }
-            }
-            Event::StepFailed {
-                step,
-                error,
-                will_retry,
-                ..
-            } => {
-                if let Some(s) = steps.get_mut(step) {
-                    s.error = Some(error.clone());
-                    if !will_retry {
-                        s.status = "failed".into();
-                        s.finished_at = Some(r.ts);
-                    }
-                }
-            }
-            Event::StepInterrupted { step, .. } => {
-                if let Some(s) = steps.get_mut(step) {
-                    s.status = "interrupted".into();
-                    s.finished_at = Some(r.ts);
-                }
-            }
-            Event::StepSkipped {
-                step,
-                action,
-                phase,
-                reason,
-            } => {
-                if !steps.contains_key(step) {
-                    order.push(step.clone());
-                }
-                let s = steps
-                    .entry(step.clone())
-                    .or_insert_with(|| StepSummary::new(step, action, *phase));
-                s.started_at.get_or_insert(r.ts);
-                s.status = "skipped".into();
-                s.finished_at = Some(r.ts);
-                s.error = Some(reason.clone());
-            }
-            Event::StepNote { .. }
-            | Event::StepResource { .. }
-            | Event::RollbackStarted { .. }
-            | Event::FinallyStarted => {}
-        }
+/// The run in `run_dir` as its journal tells it, with what was under way marked
+/// interrupted when no live process drives the run any more.
+pub fn replay(run_dir: &Path) -> Result<Replay, JournalError> {
+    let mut replay = journal::replay(&run_dir.join("journal.jsonl"))?;
+    if !RunLock::is_held(run_dir) {
+        replay.abandon();
     }
-    let steps = order
-        .into_iter()
-        .filter_map(|id| steps.remove(&id))
-        .collect();
-    (status, finished_at, steps)
+    Ok(replay)
 }

@@ -4,9 +4,10 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::journal::{Event, Record};
+use crate::journal::{Replay, StepStatus};
 
-/// When one step ran: from its first start to its last end (every attempt included).
+/// When one step ran: from the start of its latest round of attempts (retries included)
+/// to its end.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepWindow {
     pub step: String,
@@ -14,44 +15,20 @@ pub struct StepWindow {
     pub end: DateTime<Utc>,
 }
 
-/// The windows of the steps in a journal, in the order they started, leaving out
-/// `exclude` (the capturing step itself). A step still running ends at `now`.
-pub fn step_windows(records: &[Record], exclude: &str, now: DateTime<Utc>) -> Vec<StepWindow> {
-    let mut windows: Vec<(StepWindow, bool)> = Vec::new();
-    for record in records {
-        let (step, started) = match &record.event {
-            Event::StepStarted { step, .. } => (step, true),
-            Event::StepSucceeded { step, .. }
-            | Event::StepFailed { step, .. }
-            | Event::StepInterrupted { step, .. } => (step, false),
-            _ => continue,
-        };
-        if step == exclude {
-            continue;
-        }
-        match windows.iter_mut().find(|(w, _)| &w.step == step) {
-            Some((w, open)) => {
-                w.end = record.ts;
-                *open = started;
-            }
-            None if started => windows.push((
-                StepWindow {
-                    step: step.clone(),
-                    start: record.ts,
-                    end: record.ts,
-                },
-                true,
-            )),
-            None => {}
-        }
-    }
-    windows
-        .into_iter()
-        .map(|(mut w, open)| {
-            if open {
-                w.end = now;
-            }
-            w
+/// The windows of the steps the run went through, in the order they first started,
+/// leaving out `exclude` (the capturing step itself) and skipped steps. A step still
+/// running ends at `now`.
+pub fn step_windows(replay: &Replay, exclude: &str, now: DateTime<Utc>) -> Vec<StepWindow> {
+    replay
+        .steps()
+        .iter()
+        .filter(|s| s.id != exclude && s.status != StepStatus::Skipped)
+        .filter_map(|s| {
+            Some(StepWindow {
+                step: s.id.clone(),
+                start: s.started_at?,
+                end: s.finished_at.unwrap_or(now),
+            })
         })
         .collect()
 }
@@ -59,7 +36,7 @@ pub fn step_windows(records: &[Record], exclude: &str, now: DateTime<Utc>) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::Phase;
+    use crate::journal::{Event, Phase, Record};
 
     fn at(secs: i64, event: Event) -> Record {
         Record {
@@ -102,22 +79,50 @@ mod tests {
     #[test]
     fn windows_span_every_attempt_and_leave_out_the_capturing_step() {
         let records = vec![
+            at(
+                99,
+                Event::RunStarted {
+                    run_id: "r".into(),
+                    runbook: "rb".into(),
+                    file: "rb.yaml".into(),
+                    digest: "sha256:00".into(),
+                    platform: "aws".into(),
+                    params: Default::default(),
+                },
+            ),
             at(100, started("a", 1)),
             at(110, failed("a")),
             at(115, started("a", 2)),
             at(130, succeeded("a")),
             at(131, started("b", 1)),
+            at(
+                135,
+                Event::StepSkipped {
+                    step: "c".into(),
+                    action: "sleep".into(),
+                    phase: Phase::Steps,
+                    reason: "`when` is false".into(),
+                },
+            ),
             at(140, started("metrics", 1)),
         ];
+        let replay = Replay::of(&records).unwrap();
         let now = DateTime::from_timestamp(150, 0).unwrap();
-        let windows = step_windows(&records, "metrics", now);
-        assert_eq!(windows.len(), 2);
-        assert_eq!(windows[0].step, "a");
+        let t = |s| DateTime::from_timestamp(s, 0).unwrap();
         assert_eq!(
-            (windows[0].start.timestamp(), windows[0].end.timestamp()),
-            (100, 130)
+            step_windows(&replay, "metrics", now),
+            [
+                StepWindow {
+                    step: "a".into(),
+                    start: t(100),
+                    end: t(130)
+                },
+                StepWindow {
+                    step: "b".into(),
+                    start: t(131),
+                    end: now
+                },
+            ]
         );
-        assert_eq!(windows[1].step, "b");
-        assert_eq!(windows[1].end, now, "a step still running ends now");
     }
 }

@@ -138,7 +138,10 @@ impl StepCtx<'_> {
 
     /// Records something the step created that must be found again later
     /// (`runbook destroy`, a resumed run), e.g. a server process.
-    pub fn record_resource(&self, resource: serde_json::Value) -> std::io::Result<()> {
+    pub fn record_resource(
+        &self,
+        resource: serde_json::Value,
+    ) -> Result<(), crate::journal::JournalError> {
         self.journal.resource(self.step_id, resource)
     }
 

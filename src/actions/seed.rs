@@ -95,7 +95,7 @@ impl Action for DataSeed {
             .await
             .map_err(|e| match e {
                 SeedError::Options(m) => ActionError::fatal(m),
-                other => ActionError::transient(other.to_string()),
+                other => ActionError::transient(crate::error::chain(&other)),
             })?;
         ctx.note(format!(
             "wrote {} keys to {} ({:.0} keys/s)",

@@ -146,7 +146,7 @@ impl Action for DataVerify {
         .await
         .map_err(|e| match e {
             VerifyError::Options(m) => ActionError::fatal(m),
-            other => ActionError::transient(other.to_string()),
+            other => ActionError::transient(crate::error::chain(&other)),
         })?;
         ctx.note(summary(&report));
         if !report.parity && self.fail_on_mismatch {

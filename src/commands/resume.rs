@@ -5,9 +5,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::cli::Global;
-use crate::endpoint::Resolver;
 use crate::error::{Outcome, invalid};
-use crate::executor::finished_steps;
 use crate::journal::{self, Event, Journal, RunStatus};
 use crate::load::{LoadFailure, load_text};
 use crate::lock::RunLock;
@@ -37,9 +35,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let meta = state::read_meta(&dir)?;
     let lock = RunLock::acquire(&dir, &meta.id)?;
     let journal_path = dir.join("journal.jsonl");
-    let records = journal::read(&journal_path)?;
-    let (status, _, _) = state::replay(&records);
-    if status == RunStatus::Succeeded && args.from.is_none() {
+    let replay = journal::replay(&journal_path)?;
+    let status = replay.run().map(|r| r.status);
+    if status == Some(RunStatus::Succeeded) && args.from.is_none() {
         eprintln!(
             "run {} already succeeded: nothing to resume (use --from STEP to run steps again)",
             meta.id
@@ -68,7 +66,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     }
     let rb = load_text(&path, text).map_err(|e| match e {
         LoadFailure::Invalid(t) => invalid(t),
-        other => invalid(other.to_string()),
+        other => invalid(crate::error::chain(&other)),
     })?;
     let params = vars::resolve(
         &rb,
@@ -77,8 +75,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         Some(&meta.params),
         &meta.secrets_given,
     )?;
-    let resolver = Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
-    let mut done = finished_steps(&records);
+    let mut done = replay.done();
     if let Some(from) = &args.from {
         let Some(pos) = rb.steps.iter().position(|s| &s.id == from) else {
             let ids: Vec<&str> = rb.steps.iter().map(|s| s.id.as_str()).collect();
@@ -95,19 +92,17 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
             done.remove(&s.id);
         }
     }
-    let journal = Arc::new(Journal::open(&journal_path, params.redactor.clone())?);
-    journal
-        .append(Event::RunResumed {
-            from: args.from.clone(),
-            digest,
-            allow_changed: args.allow_changed,
-        })
-        .context("cannot write the journal")?;
+    let redactor = params.redactor.clone();
+    let settled = super::run::settle(global, rb, params, meta.platform, args.yes).await?;
+    // Everything below writes: nothing may be wrong with the input from here on.
+    let journal = Arc::new(Journal::open(&journal_path, redactor)?);
+    journal.append(Event::RunResumed {
+        from: args.from.clone(),
+        digest,
+        allow_changed: args.allow_changed,
+    })?;
     println!("{}", meta.id);
-    super::run::drive(
-        global, &rb, &meta, &dir, journal, params, resolver, &done, args.yes, lock,
-    )
-    .await
+    super::run::drive(global, settled, &meta, &dir, journal, &done, lock).await
 }
 
 fn short(digest: &str) -> &str {

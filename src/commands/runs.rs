@@ -21,7 +21,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
                 s.steps.clear();
                 runs.push(s);
             }
-            Err(e) => eprintln!("warning: run {id}: {e}"),
+            Err(e) => eprintln!("warning: run {id}: {}", crate::error::chain(&e)),
         }
     }
     runs.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));

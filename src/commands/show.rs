@@ -47,9 +47,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
                     "{:<24} {:<22} {:<12} {:>8}  {}",
                     s.id,
                     s.action,
-                    s.status,
+                    s.status.to_string(),
                     s.attempts,
-                    s.error.as_deref().unwrap_or("")
+                    s.error.as_deref().or(s.reason.as_deref()).unwrap_or("")
                 );
             }
             println!("\nfolder: {}", dir.display());

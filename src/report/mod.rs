@@ -1,11 +1,12 @@
 //! The per-step change-review report of a run.
 //!
-//! [`model::build`] reads the run directory (journal + probe data) into one model; the
+//! [`aggregate::build`] reads the run directory (journal + probe data) into one [`model`]; the
 //! Markdown and HTML reports are Tera templates (`templates/`) over it, and the JSON
 //! report is the model itself, versioned. The HTML report is one self-contained file
 //! (styles and the chart inline as SVG); the Markdown report embeds the chart as a PNG
 //! written next to it.
 
+pub mod aggregate;
 pub mod chart;
 pub mod model;
 
@@ -15,7 +16,8 @@ use std::sync::LazyLock;
 use serde_json::Value;
 use tera::Tera;
 
-pub use model::{FORMAT_VERSION, Report, ReportError, build};
+pub use aggregate::{ReportError, build};
+pub use model::{FORMAT_VERSION, Report};
 
 /// A report format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -40,16 +42,18 @@ impl Format {
 pub enum RenderError {
     #[error(transparent)]
     Model(#[from] ReportError),
-    #[error("cannot render the {format} report: {source}")]
+    #[error("cannot render the {format} report")]
     Template {
         format: &'static str,
+        #[source]
         source: tera::Error,
     },
     #[error(transparent)]
     Chart(#[from] chart::ChartError),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
 }

@@ -211,17 +211,19 @@ pub enum VerifyError {
     #[error("{0}")]
     Options(String),
     /// An endpoint could not be reached.
-    #[error("cannot connect to the {side} {endpoint}: {source}")]
+    #[error("cannot connect to the {side} {endpoint}")]
     Connect {
         side: Side,
         endpoint: Endpoint,
+        #[source]
         source: WireError,
     },
     /// An endpoint failed during the check (went away, timed out, refused a command).
-    #[error("the {side} {endpoint} failed during the check: {source}")]
+    #[error("the {side} {endpoint} failed during the check")]
     Redis {
         side: Side,
         endpoint: Endpoint,
+        #[source]
         source: WireError,
     },
 }

@@ -22,7 +22,7 @@ use crate::endpoint::{Endpoint, Resolver};
 /// Why a connection failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("no answer within {0:?}")]
     Timeout(Duration),

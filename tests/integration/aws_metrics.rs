@@ -90,6 +90,18 @@ async fn metrics_come_back_per_step_and_node() {
     let minute = TimeDelta::minutes(1);
     let base = DateTime::from_timestamp(Utc::now().timestamp() / 60 * 60, 0).unwrap() - minute * 10;
     let journal = [
+        record(
+            0,
+            base,
+            Event::RunStarted {
+                run_id: "test-run".into(),
+                runbook: "metrics".into(),
+                file: "metrics.yaml".into(),
+                digest: "sha256:00".into(),
+                platform: "aws".into(),
+                params: Default::default(),
+            },
+        ),
         record(1, base, started("baseline")),
         record(
             2,

@@ -152,6 +152,7 @@ impl RunDir {
 
     /// The context a step called `step` of this run sees.
     pub fn ctx<'a>(&'a self, target: &'a dyn Platform, step: &'a str) -> StepCtx<'a> {
+        crate::support::start_step(&self.journal, step);
         StepCtx {
             run_id: "test-run",
             run_dir: self.dir.path(),

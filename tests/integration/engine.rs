@@ -92,10 +92,13 @@ fn yaml_syntax_errors_and_missing_files_are_invalid_input() {
     assert!(ran.stderr.contains("error: YAML syntax:"), "{}", ran.stderr);
     assert!(ran.stderr.contains("--> broken.yaml:"), "{}", ran.stderr);
     let ran = ws.cmd(&["run", "nope.yaml"]).expect(2);
-    assert!(
-        ran.stderr.contains("cannot read the runbook nope.yaml"),
-        "{}",
-        ran.stderr
+    // The cause is named once, after the error it caused.
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        (
+            "",
+            "error: cannot read the runbook nope.yaml: No such file or directory (os error 2)\n"
+        )
     );
 }
 
@@ -135,7 +138,7 @@ fn plan_renders_every_step_and_writes_nothing() {
     let first = ran.stdout.lines().next().unwrap();
     assert_eq!(
         first,
-        "Plan: 3 steps, 1 change something, 0 destructive, 1 approval; 0 rollback steps, 1 finally step. Target: local."
+        "Plan: 3 steps, 1 change something, 0 destructive, 1 approval; 0 rollback steps, 1 finally step. Platform: local."
     );
     assert!(
         ran.stdout.contains("command: echo hello 6"),
@@ -514,4 +517,67 @@ fn ctrl_c_stops_at_the_running_step_and_the_run_resumes() {
         std::fs::read_to_string(ws.path().join("log")).unwrap(),
         "waited\nafter\n"
     );
+}
+
+/// `show` and `report` read the same replay of the journal: after `resume --from`, both
+/// count the attempt of the first run and the one of the resume.
+#[test]
+fn show_and_report_agree_on_attempts_after_resume_from() {
+    let ws = Workspace::new();
+    ws.write(
+        "rb.yaml",
+        "version: 1\nname: again\nsteps:\n  - id: first\n    action: exec\n    with: { command: \"true\" }\n  - id: second\n    action: exec\n    with: { command: \"true\" }\n",
+    );
+    let ran = ws.cmd(&["run", "rb.yaml"]).expect(0);
+    let id = ran.stdout.lines().next().unwrap().to_string();
+    ws.cmd(&["resume", &id, "--from", "second"]).expect(0);
+    let rows = |v: &serde_json::Value| -> Vec<(String, String, u64)> {
+        v["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap().to_string(),
+                    s["status"].as_str().unwrap().to_string(),
+                    s["attempts"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let show = rows(&ws.show(&id));
+    let report = ws
+        .cmd(&["report", &id, "--format", "json"])
+        .expect(0)
+        .stdout;
+    let report = rows(&serde_json::from_str(&report).unwrap());
+    let expected = [
+        ("first".to_string(), "succeeded".to_string(), 1),
+        ("second".to_string(), "succeeded".to_string(), 2),
+    ];
+    assert_eq!(show, expected);
+    assert_eq!(report, expected);
+}
+
+/// `run` checks everything `plan` checks before it writes anything: a name no template
+/// can read, in a later step, stops the run before its first step and its run folder.
+#[test]
+fn run_refuses_what_plan_refuses_before_the_first_step() {
+    let ws = Workspace::new();
+    ws.write(
+        "rb.yaml",
+        "version: 1\nname: late\nsteps:\n  - id: first\n    action: exec\n    with: { command: \"touch ran\" }\n  - id: later\n    action: exec\n    when: \"{{ nope }}\"\n    with: { command: \"true\" }\n",
+    );
+    let planned = ws.cmd(&["plan", "rb.yaml"]).expect(2);
+    let ran = ws.cmd(&["run", "rb.yaml"]).expect(2);
+    assert_eq!(ran.stdout, "");
+    assert_eq!(ran.stderr, planned.stderr);
+    assert!(
+        ran.stderr
+            .starts_with("error: step `later`: `when`: Variable `nope` not found in context"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ws.path().join("ran").exists(), "no step ran");
+    assert!(!ws.state_dir().exists(), "no run folder was made");
 }

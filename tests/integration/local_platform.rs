@@ -15,7 +15,7 @@ use runbook::redact::Redactor;
 use serde_json::{Value, json};
 
 use crate::aws_support::assert_declared;
-use crate::support::{Engine, Server, Workspace};
+use crate::support::{Engine, Server, Workspace, resume_run, start_step};
 
 /// A rehearsal's run directory, journal and target. Stops every server it started when dropped.
 struct Rehearsal {
@@ -50,6 +50,7 @@ impl Rehearsal {
         self.journal = Arc::new(
             Journal::open(&self.run_dir().join("journal.jsonl"), Redactor::default()).unwrap(),
         );
+        resume_run(&self.journal);
         self.target = Local::new();
     }
 
@@ -59,6 +60,7 @@ impl Rehearsal {
         let resolver = Resolver::default();
         let progress = Progress::hidden();
         let run_dir = self.run_dir();
+        start_step(&self.journal, "step");
         let ctx = StepCtx {
             run_id: &self.run_id,
             run_dir: &run_dir,

@@ -303,3 +303,48 @@ impl Workspace {
         serde_json::from_str(&ran.stdout).expect("show prints JSON")
     }
 }
+
+/// Journals step `step` as started, as the executor does before it runs an action (and
+/// the run as started first), so that what the step records follows from the journal.
+pub fn start_step(journal: &runbook::journal::Journal, step: &str) {
+    use runbook::journal::{Event, Phase, StepStatus};
+    let replay = journal.replay();
+    if replay.run().is_none() {
+        journal
+            .append(Event::RunStarted {
+                run_id: "test-run".into(),
+                runbook: "test".into(),
+                file: "test.yaml".into(),
+                digest: "sha256:00".into(),
+                platform: "test".into(),
+                params: Default::default(),
+            })
+            .expect("journal the start");
+    }
+    if replay
+        .step(step)
+        .is_some_and(|s| s.status == StepStatus::Running)
+    {
+        return;
+    }
+    journal
+        .append(Event::StepStarted {
+            step: step.into(),
+            action: "test".into(),
+            phase: Phase::Steps,
+            attempt: 1,
+            inputs: serde_json::Value::Null,
+        })
+        .expect("journal the step's start");
+}
+
+/// Journals that a new process took the run over, as `resume` does.
+pub fn resume_run(journal: &runbook::journal::Journal) {
+    journal
+        .append(runbook::journal::Event::RunResumed {
+            from: None,
+            digest: "sha256:00".into(),
+            allow_changed: false,
+        })
+        .expect("journal the resume");
+}

@@ -83,9 +83,7 @@ async fn capture(
 ) -> Result<MetricsCaptured, ActionError> {
     let info = info(aws, &describe(aws, group).await?).await?;
     let nodes: Vec<String> = info.nodes.iter().map(|n| n.id.clone()).collect();
-    let records = crate::journal::read(&ctx.run_dir.join("journal.jsonl"))
-        .map_err(|e| ActionError::fatal(format!("cannot read the run's step windows: {e}")))?;
-    let windows = step_windows(&records, ctx.step_id, Utc::now());
+    let windows = step_windows(&ctx.journal.replay(), ctx.step_id, Utc::now());
     ctx.note(format!(
         "{} metrics x {} nodes x {} steps from CloudWatch",
         metrics.len(),

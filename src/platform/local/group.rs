@@ -120,7 +120,11 @@ impl Run<'_, '_> {
                 "dir": node.dir,
             }))
             .map_err(|e| {
-                LocalError::Refused(format!("cannot journal the server {}: {e}", node.id))
+                LocalError::Refused(format!(
+                    "cannot journal the server {}: {}",
+                    node.id,
+                    crate::error::chain(&e)
+                ))
             })?;
         self.ctx.note(format!(
             "{} ({}) serves on 127.0.0.1:{} (pid {pid})",

@@ -45,9 +45,7 @@ impl Handles<CaptureMetrics> for Local {
         let metrics = run
             .sample(&request.replication_group, &request.chosen())
             .await?;
-        let records = crate::journal::read(&ctx.run_dir.join("journal.jsonl"))
-            .map_err(|e| ActionError::fatal(format!("cannot read the run's step windows: {e}")))?;
-        let windows = step_windows(&records, ctx.step_id, Utc::now());
+        let windows = step_windows(&ctx.journal.replay(), ctx.step_id, Utc::now());
         Ok(MetricsCaptured {
             group: request.replication_group.clone(),
             metrics,

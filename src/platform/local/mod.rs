@@ -49,9 +49,9 @@ impl From<LocalError> for ActionError {
     fn from(e: LocalError) -> ActionError {
         match e {
             LocalError::Timeout(_) | LocalError::Server(ServerError::Command { .. }) => {
-                ActionError::transient(e.to_string())
+                ActionError::transient(crate::error::chain(&e))
             }
-            _ => ActionError::fatal(e.to_string()),
+            _ => ActionError::fatal(crate::error::chain(&e)),
         }
     }
 }
@@ -96,9 +96,8 @@ pub fn recorded_servers(
     run_dir: &Path,
 ) -> Result<Vec<RecordedServer>, crate::journal::JournalError> {
     let mut servers = Vec::new();
-    for record in crate::journal::read(&run_dir.join("journal.jsonl"))? {
-        if let crate::journal::Event::StepResource { resource, .. } = record.event
-            && resource["kind"] == "server"
+    for resource in crate::journal::replay(&run_dir.join("journal.jsonl"))?.resources() {
+        if resource["kind"] == "server"
             && let (Some(port), Some(pid)) = (resource["port"].as_u64(), resource["pid"].as_u64())
         {
             servers.push(RecordedServer {

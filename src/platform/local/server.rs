@@ -100,9 +100,10 @@ pub enum ServerError {
         log: PathBuf,
     },
     /// A file of the server's directory could not be written.
-    #[error("cannot prepare {path}: {source}")]
+    #[error("cannot prepare {path}")]
     Io {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     /// A command to a running server failed.

@@ -112,19 +112,22 @@ pub struct Snapshot {
 /// Why the state could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("cannot read the local state {path}: {source}")]
+    #[error("cannot read the local state {path}")]
     Read {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
-    #[error("the local state {path} is damaged: {source}")]
+    #[error("the local state {path} is damaged")]
     Parse {
         path: PathBuf,
+        #[source]
         source: serde_json::Error,
     },
-    #[error("cannot write the local state {path}: {source}")]
+    #[error("cannot write the local state {path}")]
     Write {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
 }

@@ -18,9 +18,10 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 /// Why a template could not be read or evaluated.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
-    #[error("cannot read the template {path}: {source}")]
+    #[error("cannot read the template {path}")]
     Io {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     #[error("{path}:{line}:{column}: {why}")]
