@@ -3,8 +3,8 @@
 
 mod bench;
 mod engine;
-mod local_runbooks;
 mod local_platform;
+mod local_runbooks;
 mod probe;
 mod report;
 mod seed;
