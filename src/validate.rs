@@ -41,7 +41,7 @@ const STEP_FIELDS: &[&str] = &[
 ];
 const RETRY_FIELDS: &[&str] = &["attempts", "backoff"];
 /// The names under `run` in templates.
-pub const RUN_FIELDS: &[&str] = &["id", "target", "started_at", "dir"];
+pub const RUN_FIELDS: &[&str] = &["id", "platform", "started_at", "dir"];
 
 /// Validates a parsed runbook; on failure returns every problem found.
 pub fn validate(root: &Node, source: Source) -> Result<Runbook, Vec<Diagnostic>> {
@@ -608,7 +608,11 @@ impl Validator {
     ) {
         for text in template::strings(&v.value) {
             if let Err(e) = template::check_syntax(text) {
-                self.err(Diagnostic::at(v.loc, format!("template syntax: {e}")));
+                let at = self.loc_in(v.loc, text, e.offset, 1);
+                self.err(Diagnostic::at(
+                    at,
+                    format!("template syntax: {}", e.message),
+                ));
                 continue;
             }
             for r in template::references(text) {
