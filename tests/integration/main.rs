@@ -3,6 +3,7 @@
 
 mod bench;
 mod engine;
+mod error_messages;
 mod local_platform;
 mod local_runbooks;
 mod probe;
