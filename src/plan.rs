@@ -314,7 +314,7 @@ impl Plan {
     pub fn headline(&self) -> String {
         let s = &self.summary;
         format!(
-            "Plan: {} steps, {} change something, {} destructive, {} approval{}; {} rollback step{}, {} finally step{}. Target: {}.",
+            "Plan: {} steps, {} change something, {} destructive, {} approval{}; {} rollback step{}, {} finally step{}. Platform: {}.",
             s.steps,
             s.changes,
             s.destructive,

@@ -27,7 +27,13 @@ const TOP_FIELDS: &[&str] = &[
     "rollback",
     "finally",
 ];
-const PARAM_FIELDS: &[&str] = &["default", "description", "required", "secret"];
+const PARAM_FIELDS: &[&str] = &[
+    "default",
+    "description",
+    "required",
+    "allow_empty",
+    "secret",
+];
 const PROBE_FIELDS: &[&str] = &["endpoints", "interval", "timeout", "key_prefix"];
 const STEP_FIELDS: &[&str] = &[
     "id",
@@ -254,6 +260,7 @@ impl Validator {
                 default: None,
                 description: None,
                 required: false,
+                allow_empty: false,
                 secret: false,
                 loc: self.key_loc(key),
             };
@@ -267,6 +274,10 @@ impl Validator {
                     p.secret = m
                         .get_node("secret")
                         .and_then(|n| self.boolean(n, "`secret`"))
+                        .unwrap_or(false);
+                    p.allow_empty = m
+                        .get_node("allow_empty")
+                        .and_then(|n| self.boolean(n, "`allow_empty`"))
                         .unwrap_or(false);
                     // A param with no default must be given, unless `required: false` says otherwise.
                     p.required = match m.get_node("required") {

@@ -2,11 +2,13 @@
 //! They run the real `runbook` binary against real servers on free loopback ports.
 
 mod bench;
+mod cli;
 mod engine;
 mod error_messages;
 mod local_platform;
 mod local_runbooks;
 mod probe;
+mod regression;
 mod report;
 mod seed;
 mod support;
