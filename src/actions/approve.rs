@@ -10,7 +10,7 @@ use super::{Action, ActionError, ActionSpec, Effect, Operation, Outputs, PlanCtx
 pub const SPEC: ActionSpec = ActionSpec {
     name: "approve",
     summary: "Ask a person to approve; `--yes` approves; without a terminal it fails closed.",
-    outputs: &["approved_by"],
+    outputs: super::Declared::Listed(&["approved_by"]),
     effect: Effect::Observes,
     build: super::build::<Approve>,
     schema: super::schema::<Approve>,

@@ -11,7 +11,7 @@ use crate::endpoint::redact_url;
 pub const SPEC: ActionSpec = ActionSpec {
     name: "bench.run",
     summary: "Benchmark endpoints in turn with the same workloads; `results` holds ops/s and latency percentiles per endpoint and operation.",
-    outputs: &["results", "table"],
+    outputs: super::Declared::Listed(&["results", "table"]),
     effect: Effect::Changes,
     build: super::build::<BenchRun>,
     schema: super::schema::<BenchRun>,

@@ -11,7 +11,7 @@ use super::{Action, ActionError, ActionSpec, Effect, Operation, Outputs, PlanCtx
 pub const SPEC: ActionSpec = ActionSpec {
     name: "exec",
     summary: "Run a command with `sh -c`; its standard output becomes the output `stdout`.",
-    outputs: &["stdout", "exit_status"],
+    outputs: super::Declared::Listed(&["stdout", "exit_status"]),
     effect: Effect::Changes,
     build: super::build::<Exec>,
     schema: super::schema::<Exec>,

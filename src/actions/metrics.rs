@@ -1,80 +1,10 @@
-//! `metrics.capture`: the group's server-side metrics for every earlier step of the run.
-//!
-//! The probe says what clients felt; these metrics (CloudWatch on aws) say what the nodes
-//! went through in the same step windows, so the report can show both per step.
+//! The step windows `metrics.capture` measures: the probe says what clients felt, the
+//! group's metrics (CloudWatch on aws) say what the nodes went through in the same windows,
+//! so the report can show both per step.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
-use super::{Action, ActionError, ActionSpec, Effect, Operation, Outputs, PlanCtx, StepCtx};
 use crate::journal::{Event, Record};
-use crate::platform::ControlOp;
-
-pub const SPEC: ActionSpec = ActionSpec {
-    name: "metrics.capture",
-    summary: "Capture the replication group's metrics (CloudWatch on aws) for every earlier step.",
-    outputs: &["group", "metrics", "windows"],
-    effect: Effect::Observes,
-    build: super::build::<CaptureMetrics>,
-    schema: super::schema::<CaptureMetrics>,
-};
-
-/// The metrics worth capturing around an engine change or a migration.
-pub const DEFAULT_METRICS: &[&str] = &[
-    "CPUUtilization",
-    "EngineCPUUtilization",
-    "DatabaseMemoryUsagePercentage",
-    "CurrConnections",
-    "NewConnections",
-    "CacheHits",
-    "CacheMisses",
-    "Evictions",
-    "NetworkBytesIn",
-    "NetworkBytesOut",
-    "ReplicationLag",
-];
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CaptureMetrics {
-    /// The replication group whose nodes are measured.
-    replication_group: String,
-    /// Metric names (ElastiCache's CloudWatch names); by default CPUUtilization,
-    /// EngineCPUUtilization, DatabaseMemoryUsagePercentage, CurrConnections, NewConnections,
-    /// CacheHits, CacheMisses, Evictions, NetworkBytesIn, NetworkBytesOut, ReplicationLag.
-    #[serde(default)]
-    metrics: Vec<String>,
-}
-
-impl CaptureMetrics {
-    fn op(&self) -> ControlOp {
-        let metrics = if self.metrics.is_empty() {
-            DEFAULT_METRICS.iter().map(|m| m.to_string()).collect()
-        } else {
-            self.metrics.clone()
-        };
-        ControlOp::CaptureMetrics {
-            group: self.replication_group.clone(),
-            metrics,
-        }
-    }
-}
-
-#[async_trait]
-impl Action for CaptureMetrics {
-    fn effect(&self) -> Effect {
-        Effect::Observes
-    }
-
-    fn plan(&self, ctx: &PlanCtx<'_>) -> Vec<Operation> {
-        ctx.platform.explain(&self.op())
-    }
-
-    async fn run(&self, ctx: &StepCtx<'_>) -> Result<Outputs, ActionError> {
-        ctx.platform.apply(ctx, &self.op()).await
-    }
-}
 
 /// When one step ran: from its first start to its last end (every attempt included).
 #[derive(Clone, Debug, PartialEq)]
@@ -165,7 +95,7 @@ mod tests {
             step: step.into(),
             phase: Phase::Steps,
             attempt: 2,
-            outputs: Outputs::new(),
+            outputs: crate::actions::Outputs::new(),
         }
     }
 

@@ -13,7 +13,7 @@ use crate::seed::{DataType, SeedError, SeedOptions, seed};
 pub const SPEC: ActionSpec = ActionSpec {
     name: "data.seed",
     summary: "Write deterministic keys of every common type (some with TTLs) to an endpoint.",
-    outputs: &["keys", "by_type", "with_ttl", "keys_per_sec"],
+    outputs: super::Declared::Listed(&["keys", "by_type", "with_ttl", "keys_per_sec"]),
     effect: Effect::Changes,
     build: super::build::<DataSeed>,
     schema: super::schema::<DataSeed>,

@@ -11,7 +11,6 @@ use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use chrono::{DateTime, TimeDelta, Utc};
 use runbook::journal::{Event, Phase, Record};
 use runbook::platform::aws::Aws;
-use runbook::platform::{ControlOp, Platform};
 
 use crate::aws_support::{Moto, RunDir};
 
@@ -153,13 +152,12 @@ async fn metrics_come_back_per_step_and_node() {
     let mut clients = moto.clients();
     clients.cloudwatch = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, &[&get]);
     let aws = Aws::from_clients(clients).with_wait(crate::aws_support::fast_waits());
-    let out = aws
-        .apply(
-            &run.ctx(&aws, "metrics"),
-            &ControlOp::CaptureMetrics {
-                group: "cache-w".into(),
-                metrics: vec!["CPUUtilization".into(), "CurrConnections".into()],
-            },
+    let out = run
+        .step(
+            &aws,
+            "metrics",
+            "metrics.capture",
+            serde_json::json!({"replication_group": "cache-w", "metrics": ["CPUUtilization", "CurrConnections"]}),
         )
         .await
         .expect("capture");

@@ -1,8 +1,6 @@
 //! What the aws tests share: a real moto server on a free port (killed on drop), AWS
-//! clients pointed at it or made of aws-smithy-mocks rules, and a step context built by
-//! hand so the aws target can be driven directly.
-
-#![allow(dead_code)]
+//! clients pointed at it or made of aws-smithy-mocks rules, and a run directory whose steps
+//! run registered actions with a step context built as the executor builds it.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -11,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_elasticache::config::{Credentials, SharedCredentialsProvider};
-use runbook::actions::StepCtx;
+use runbook::actions::{ActionError, ActionSpec, Outputs, StepCtx, lookup};
 use runbook::endpoint::Resolver;
 use runbook::journal::{Journal, Record};
 use runbook::platform::Platform;
@@ -167,6 +165,22 @@ impl RunDir {
         }
     }
 
+    /// Runs the registered action `action` with `inputs` as the step `step` of this run on
+    /// `platform`, and checks its outputs against what the action declares.
+    pub async fn step(
+        &self,
+        platform: &dyn Platform,
+        step: &str,
+        action: &str,
+        inputs: serde_json::Value,
+    ) -> Result<Outputs, ActionError> {
+        let spec = lookup(action).unwrap_or_else(|| panic!("{action} is not registered"));
+        let built = (spec.build)(inputs).unwrap_or_else(|e| panic!("inputs of {action}: {e}"));
+        let out = built.run(&self.ctx(platform, step)).await?;
+        assert_declared(spec, &out);
+        Ok(out)
+    }
+
     pub fn records(&self) -> Vec<Record> {
         runbook::journal::read(&self.path().join("journal.jsonl")).expect("journal reads back")
     }
@@ -183,4 +197,26 @@ impl RunDir {
             })
             .collect()
     }
+}
+
+/// The outputs a step returned are exactly those its action declares (an open reply, like a
+/// stack's, may add names of its own).
+pub fn assert_declared(spec: &ActionSpec, out: &Outputs) {
+    let undeclared: Vec<&String> = out.keys().filter(|k| !spec.outputs.accepts(k)).collect();
+    assert!(
+        undeclared.is_empty(),
+        "{} returned outputs it does not declare: {undeclared:?}",
+        spec.name
+    );
+    let missing: Vec<String> = spec
+        .outputs
+        .names()
+        .into_iter()
+        .filter(|n| !out.contains_key(n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} declares outputs it did not return: {missing:?}",
+        spec.name
+    );
 }

@@ -10,11 +10,11 @@ use runbook::actions::{Outputs, StepCtx, lookup};
 use runbook::endpoint::Resolver;
 use runbook::journal::Journal;
 use runbook::platform::local::{Local, recorded_servers, stop_recorded};
-use runbook::platform::{ControlOp, Platform};
 use runbook::progress::Progress;
 use runbook::redact::Redactor;
 use serde_json::{Value, json};
 
+use crate::aws_support::assert_declared;
 use crate::support::{Engine, Server, Workspace};
 
 /// A rehearsal's run directory, journal and target. Stops every server it started when dropped.
@@ -70,26 +70,9 @@ impl Rehearsal {
             progress: &progress,
             assume_yes: true,
         };
-        action.run(&ctx).await.map_err(|e| e.message)
-    }
-
-    /// A control-plane op straight to the target, for ops no action exposes.
-    async fn apply(&self, op: ControlOp) -> Outputs {
-        let resolver = Resolver::default();
-        let progress = Progress::hidden();
-        let run_dir = self.run_dir();
-        let ctx = StepCtx {
-            run_id: &self.run_id,
-            run_dir: &run_dir,
-            base_dir: Path::new(env!("CARGO_MANIFEST_DIR")),
-            step_id: "step",
-            platform: &self.target,
-            resolver: &resolver,
-            journal: &self.journal,
-            progress: &progress,
-            assume_yes: true,
-        };
-        self.target.apply(&ctx, &op).await.expect("the op succeeds")
+        let out = action.run(&ctx).await.map_err(|e| e.message)?;
+        assert_declared(spec, &out);
+        Ok(out)
     }
 
     async fn ok(&self, action: &str, inputs: Value) -> Outputs {
@@ -216,7 +199,10 @@ async fn local_online_migration_moves_the_data_and_promotes_the_target() {
         .await;
 
     let deleted = r.ok("stack.delete", json!({"stack_name": "om"})).await;
-    assert!(deleted["deleted_groups"].as_array().unwrap().len() == 2);
+    assert_eq!(
+        Value::Object(deleted),
+        json!({"stack_name": "om", "deleted": true})
+    );
     assert_eq!(
         cli(&target, &["PING"]),
         "",
@@ -261,16 +247,31 @@ async fn local_deploy_is_found_again_by_a_new_process_and_heals_a_dead_node() {
     assert_eq!(recorded_servers(&r.run_dir()).unwrap().len(), 3);
 
     let metrics = r
-        .apply(ControlOp::CaptureMetrics {
-            group: "cache-a".into(),
-            metrics: vec!["used_memory".into()],
-        })
+        .ok(
+            "metrics.capture",
+            json!({"replication_group": "cache-a", "metrics": ["BytesUsedForCache", "CurrConnections", "CPUUtilization"]}),
+        )
         .await;
-    let nodes = metrics["nodes"].as_object().unwrap();
-    assert_eq!(nodes.len(), 2);
-    for (node, m) in nodes {
-        assert!(m["used_memory"].as_u64().unwrap() > 0, "{node}: {m}");
-        assert!(m["connected_clients"].as_u64().unwrap() >= 1, "{node}: {m}");
+    assert_eq!(metrics["group"], "cache-a");
+    let series = metrics["metrics"].as_array().unwrap();
+    let labels: Vec<(&str, &str)> = series
+        .iter()
+        .map(|s| (s["node"].as_str().unwrap(), s["metric"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("cache-a-001", "CurrConnections"),
+            ("cache-a-001", "BytesUsedForCache"),
+            ("cache-a-002", "CurrConnections"),
+            ("cache-a-002", "BytesUsedForCache"),
+        ],
+        "one sample per node of each metric with a local equivalent (none for CPU)"
+    );
+    for s in series {
+        assert_eq!(s["stat"], "Sample");
+        assert_eq!(s["step"], "step");
+        assert!(s["values"][0].as_f64().unwrap() >= 1.0, "{s}");
     }
 }
 
@@ -351,8 +352,12 @@ async fn local_snapshot_restore_makes_a_valkey_group_from_a_redis_snapshot() {
             json!({"replication_group": "old-redis", "snapshot": "before"}),
         )
         .await;
-    assert_eq!(out_str(&snap, "engine"), "redis");
-    assert!(Path::new(out_str(&snap, "file")).exists());
+    let version = out_str(&snap, "engine_version").to_string();
+    assert_eq!(
+        Value::Object(snap),
+        json!({"snapshot": "before", "group": "old-redis", "status": "available", "engine": "redis", "engine_version": version})
+    );
+    assert!(r.run_dir().join("snapshots/before.rdb").exists());
 
     let restored = r
         .ok(

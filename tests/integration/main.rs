@@ -18,5 +18,6 @@ mod aws_cli;
 mod aws_elasticache;
 mod aws_metrics;
 mod aws_mocks;
+mod aws_runbooks;
 mod aws_stack;
 mod aws_support;

@@ -186,3 +186,72 @@ fn a_huge_runbook_is_refused_before_it_is_parsed() {
         )
     );
 }
+
+#[test]
+fn bad_probe_endpoints_zero_timeouts_and_endless_retries_are_refused_by_plan() {
+    let ws = Workspace::new();
+    let text = "version: 1
+name: x
+probe:
+  endpoints: [\"redis://127.0.0.1:70000\", \"http://x\", \"\", \"127.0.0.1:6379\"]
+  interval: 0s
+steps:
+  - id: a
+    action: sleep
+    with: { duration: 1s }
+    timeout: 0s
+    retry: { attempts: 1000000 }
+";
+    let line4 =
+        "4 |   endpoints: [\"redis://127.0.0.1:70000\", \"http://x\", \"\", \"127.0.0.1:6379\"]";
+    let expected = format!(
+        "error: probe endpoint: `redis://127.0.0.1:70000` is not an endpoint: invalid port number (expected redis://[user:password@]host:port[/db], rediss://… for TLS, or host:port)
+ --> p.yaml:4:15
+  |
+{line4}
+  |               ^^^^^^^^^^^^^^^^^^^^^^^^^
+
+error: probe endpoint: `http://x` is not an endpoint: unknown scheme `http` (expected redis://[user:password@]host:port[/db], rediss://… for TLS, or host:port)
+ --> p.yaml:4:42
+  |
+{line4}
+  |                                          ^^^^^^^^^^
+
+error: probe endpoint: `` is not an endpoint: no host (expected redis://[user:password@]host:port[/db], rediss://… for TLS, or host:port)
+ --> p.yaml:4:54
+  |
+{line4}
+  |                                                      ^^
+
+error: `interval` must be more than zero
+ --> p.yaml:5:13
+  |
+5 |   interval: 0s
+  |             ^^
+  = help: e.g. `10s`, `500ms`, `40m`
+
+error: `timeout` must be more than zero
+  --> p.yaml:10:14
+   |
+10 |     timeout: 0s
+   |              ^^
+   = help: e.g. `10s`, `500ms`, `40m`
+
+error: `attempts` must be a whole number from 1 to 100
+  --> p.yaml:11:24
+   |
+11 |     retry: {{ attempts: 1000000 }}
+   |                        ^^^^^^^
+
+6 errors in p.yaml
+"
+    );
+    assert_eq!(plan_error(&ws, "p.yaml", text.as_bytes()), expected);
+    // `run` checks the same before anything starts.
+    let ran = ws.cmd(&["run", "p.yaml", "--yes"]).expect(2);
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        ("", expected.as_str())
+    );
+    assert!(!ws.path().join(".runbook/runs").exists());
+}

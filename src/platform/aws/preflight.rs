@@ -9,69 +9,60 @@
 use std::time::Duration;
 
 use aws_sdk_elasticache::types::{MultiAzStatus, ReplicationGroup};
-use serde_json::{Value, json};
 
-use super::{Aws, elasticache, sdk_error};
-use crate::actions::{ActionError, Operation, Outputs, StepCtx};
+use super::group::{clusters_call, describe, describe_call};
+use super::{Aws, sdk_error};
+use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
 use crate::endpoint::Endpoint;
+use crate::platform::Handles;
+use crate::platform::contract::{Check, CheckMigrationTarget, TargetChecks};
 
-/// One check, in the shape `migration.preflight` merges with its source-side checks.
-fn check(name: &str, ok: bool, detail: impl Into<String>) -> Value {
-    json!({ "name": name, "ok": ok, "detail": detail.into() })
-}
-
-/// What `check` will call, for `plan`.
-pub fn explain(group: &str, sources: &[Endpoint]) -> Vec<Operation> {
-    let mut ops = vec![
-        Operation::new("aws", "elasticache:DescribeReplicationGroups")
-            .param("ReplicationGroupId", group),
-        Operation::new("aws", "elasticache:DescribeCacheClusters")
-            .param("CacheClusterId", "<first member>"),
-    ];
-    for source in sources {
-        ops.push(Operation::new("redis", "INFO cluster, CLUSTER INFO").param("endpoint", source));
+#[async_trait::async_trait]
+impl Handles<CheckMigrationTarget> for Aws {
+    fn explain(&self, _: &PlanCtx<'_>, request: &CheckMigrationTarget) -> Vec<Operation> {
+        let mut ops = vec![describe_call(&request.replication_group), clusters_call()];
+        if let Ok(source) = Endpoint::parse(&request.source) {
+            ops.push(
+                Operation::new("redis", "INFO cluster, CLUSTER INFO").param("endpoint", &source),
+            );
+            ops.push(
+                Operation::new("aws", "ec2:DescribeInstances")
+                    .param("Filters", format!("private-ip-address={}", source.host)),
+            );
+        }
         ops.push(
-            Operation::new("aws", "ec2:DescribeInstances")
-                .param("Filters", format!("private-ip-address={}", source.host)),
+            Operation::new("aws", "ec2:DescribeSecurityGroups")
+                .param("GroupIds", "<the source instance's groups>"),
         );
+        ops
     }
-    ops.push(
-        Operation::new("aws", "ec2:DescribeSecurityGroups")
-            .param("GroupIds", "<the source instance's groups>"),
-    );
-    ops
+
+    /// Every target-side check, passed or not: failing the step is the caller's decision,
+    /// so it can list the source's failures too.
+    async fn call(
+        &self,
+        ctx: &StepCtx<'_>,
+        request: &CheckMigrationTarget,
+    ) -> Result<TargetChecks, ActionError> {
+        let source = request.source()?;
+        let group = &request.replication_group;
+        let g = describe(self, group).await?;
+        let mut checks = group_checks(&g, group);
+        checks.push(shard_check(ctx, &g, group, &source).await);
+        checks.extend(security_group_checks(self, &g, std::slice::from_ref(&source)).await?);
+        Ok(TargetChecks { checks })
+    }
 }
 
-/// Every target-side check; `ok` is false when one fails. Failing the step is the
-/// caller's decision, so it can list the source's failures too.
-pub async fn check_target(
-    aws: &Aws,
-    ctx: &StepCtx<'_>,
-    group: &str,
-    sources: &[Endpoint],
-) -> Result<Outputs, ActionError> {
-    let g = elasticache::describe(aws, group).await?;
-    let mut checks = group_checks(&g, group);
-    for source in sources {
-        checks.push(shard_check(ctx, &g, group, source).await);
-    }
-    checks.extend(security_group_checks(aws, &g, sources).await?);
-    let ok = checks.iter().all(|c| c["ok"] == true);
-    let mut out = Outputs::new();
-    out.insert("ok".into(), ok.into());
-    out.insert("checks".into(), Value::Array(checks));
-    Ok(out)
-}
-
-fn group_checks(g: &ReplicationGroup, group: &str) -> Vec<Value> {
+fn group_checks(g: &ReplicationGroup, group: &str) -> Vec<Check> {
     let status = g.status().unwrap_or("unknown");
     vec![
-        check(
+        Check::new(
             "target_available",
             status == "available",
             format!("{group} is {status}"),
         ),
-        check(
+        Check::new(
             "target_multi_az",
             g.multi_az() == Some(&MultiAzStatus::Enabled),
             format!(
@@ -79,7 +70,7 @@ fn group_checks(g: &ReplicationGroup, group: &str) -> Vec<Value> {
                 g.multi_az().map(|m| m.as_str()).unwrap_or("not reported")
             ),
         ),
-        check(
+        Check::new(
             "target_in_transit_encryption_off",
             g.transit_encryption_enabled() != Some(true),
             format!(
@@ -100,7 +91,7 @@ async fn shard_check(
     g: &ReplicationGroup,
     group: &str,
     source: &Endpoint,
-) -> Value {
+) -> Check {
     let group_shards = g.node_groups().len().max(1);
     let source_shards = match ctx.resolver.connect(source, Duration::from_secs(5)).await {
         Ok(mut conn) => {
@@ -125,7 +116,7 @@ async fn shard_check(
         Err(_) => None,
     };
     match source_shards {
-        Some(n) => check(
+        Some(n) => Check::new(
             "target_shard_count",
             n == group_shards,
             format!(
@@ -133,7 +124,7 @@ async fn shard_check(
                 source.host_port()
             ),
         ),
-        None => check(
+        None => Check::new(
             "target_shard_count",
             group_shards == 1 && g.cluster_enabled() != Some(true),
             format!(
@@ -150,7 +141,7 @@ async fn security_group_checks(
     aws: &Aws,
     g: &ReplicationGroup,
     sources: &[Endpoint],
-) -> Result<Vec<Value>, ActionError> {
+) -> Result<Vec<Check>, ActionError> {
     const NAME: &str = "security_group_allows_target";
     let cache_groups = cache_security_groups(aws, g).await?;
     let mut checks = Vec::new();
@@ -160,7 +151,7 @@ async fn security_group_checks(
             source.port
         );
         if source.host.parse::<std::net::IpAddr>().is_err() {
-            checks.push(check(
+            checks.push(Check::new(
                 NAME,
                 true,
                 format!("not checked: the source is given by name; {by_hand}"),
@@ -174,7 +165,7 @@ async fn security_group_checks(
             .await
             .map_err(|e| ec2_error("ec2:DescribeInstances", e))?;
         if group_ids.is_empty() {
-            checks.push(check(
+            checks.push(Check::new(
                 NAME,
                 true,
                 format!(
@@ -203,7 +194,7 @@ async fn security_group_checks(
                 from_groups.chain(from_cidrs).collect::<Vec<_>>()
             })
             .collect();
-        checks.push(check(
+        checks.push(Check::new(
             NAME,
             !allowed.is_empty(),
             if allowed.is_empty() {
