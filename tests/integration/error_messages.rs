@@ -167,7 +167,7 @@ fn the_error_corpus_is_reported_whole() {
               |             ^^^^^
               = help: add `duration:` under `with:`
 
-            error: `attempts` must be a whole number, 1 or more
+            error: `attempts` must be a whole number from 1 to 100
              --> errors.yaml:9:24
               |
             9 |     retry: { attempts: 0, backof: x }
