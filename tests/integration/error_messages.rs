@@ -545,7 +545,9 @@ fn flag_values_are_checked_before_anything_runs() {
         "5parsecs",
     ])
     .status(2)
-    .stderr("error: --interval: `parsecs` in `5parsecs` is not a unit (use ms, s, m, h or d)\n")
+    .stderr(
+        "error: invalid value '5parsecs' for '--interval <DURATION>': `parsecs` in `5parsecs` is not a unit (use ms, s, m, h or d)\n\nFor more information, try '--help'.\n",
+    )
     .check();
     ws.cmd(&["probe", "--endpoint", "nope://x"])
         .status(2)
