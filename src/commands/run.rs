@@ -105,20 +105,7 @@ pub async fn settle(
         endpoint_url: global.endpoint_url.clone(),
     };
     let platform = crate::platform::open(kind, &opts).await?;
-    crate::plan::build(
-        &rb,
-        &params.values,
-        &params.redacted(&rb),
-        platform.as_ref(),
-        &params.redactor,
-    )
-    .map_err(|diags| {
-        invalid(crate::diagnostic::render(
-            &rb.source.path,
-            &rb.source.text,
-            &diags,
-        ))
-    })?;
+    crate::plan::checked(&rb, &params, platform.as_ref())?;
     Ok(Settled {
         rb,
         params,
