@@ -2,9 +2,10 @@
 //! They run the real `runbook` binary against real servers on free loopback ports.
 
 mod bench;
+mod docs;
 mod engine;
-mod local_runbooks;
 mod local_platform;
+mod local_runbooks;
 mod probe;
 mod report;
 mod seed;
