@@ -41,7 +41,7 @@ const STEP_FIELDS: &[&str] = &[
 ];
 const RETRY_FIELDS: &[&str] = &["attempts", "backoff"];
 /// The names under `run` in templates.
-pub const RUN_FIELDS: &[&str] = &["id", "target", "started_at", "dir"];
+pub const RUN_FIELDS: &[&str] = &["id", "platform", "started_at", "dir"];
 
 /// Validates a parsed runbook; on failure returns every problem found.
 pub fn validate(root: &Node, source: Source) -> Result<Runbook, Vec<Diagnostic>> {

@@ -76,7 +76,7 @@ fn plan_lists_the_aws_operations_by_their_reference_names_without_credentials() 
 fn a_run_without_a_region_is_invalid_input() {
     let ws = Workspace::new();
     ws.write("capture.yaml", CAPTURE);
-    let mut cmd = ws.cmd(&["run", "capture.yaml", "--target", "aws", "--yes"]);
+    let mut cmd = ws.cmd(&["run", "capture.yaml", "--platform", "aws", "--yes"]);
     for (k, v) in MOTO_ENV.iter().filter(|(k, _)| *k != "AWS_REGION") {
         cmd = cmd.env(k, v);
     }

@@ -142,7 +142,7 @@ async fn the_preflight_finds_the_security_group_that_lets_the_cache_reach_the_so
     let moto = Moto::start();
     create_group(&moto, "cache-m", true).await;
     create_group(&moto, "cache-single-az", false).await;
-    let ec2 = moto.clients().ec2;
+    let ec2 = moto.ec2();
     let vpc = ec2
         .create_vpc()
         .cidr_block("10.40.0.0/16")

@@ -51,8 +51,7 @@ fn shipped(name: &str) -> PathBuf {
 
 async fn security_groups_described(moto: &Moto, description: &str) -> usize {
     let out = moto
-        .clients()
-        .ec2
+        .ec2()
         .describe_security_groups()
         .send()
         .await

@@ -86,6 +86,11 @@ impl Moto {
         Clients::from_config(&self.sdk_config())
     }
 
+    /// The official EC2 client, for fixtures (VPCs, security groups, instances) in moto.
+    pub fn ec2(&self) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.sdk_config())
+    }
+
     /// The aws target against this moto, polling fast.
     pub fn aws(&self) -> Aws {
         Aws::from_clients(self.clients()).with_wait(fast_waits())

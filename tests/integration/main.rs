@@ -2,6 +2,7 @@
 //! They run the real `runbook` binary against real servers on free loopback ports.
 
 mod bench;
+mod cli;
 mod docs;
 mod engine;
 mod local_platform;

@@ -15,6 +15,7 @@ use crate::actions::{ActionError, Operation, Outputs, StepCtx};
 use crate::platform::{ControlOp, Platform, PlatformKind};
 
 pub mod clients;
+pub mod ec2;
 mod elasticache;
 mod metrics;
 mod preflight;

@@ -167,26 +167,12 @@ async fn security_group_checks(
             ));
             continue;
         }
-        let instances = aws
+        let group_ids = aws
             .clients
             .ec2
-            .describe_instances()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("private-ip-address")
-                    .values(&source.host)
-                    .build(),
-            )
-            .send()
+            .security_groups_of_instance(&source.host)
             .await
-            .map_err(|e| sdk_error("ec2:DescribeInstances", e))?;
-        let group_ids: Vec<String> = instances
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .flat_map(|i| i.security_groups())
-            .filter_map(|sg| sg.group_id().map(str::to_string))
-            .collect();
+            .map_err(|e| ec2_error("ec2:DescribeInstances", e))?;
         if group_ids.is_empty() {
             checks.push(check(
                 NAME,
@@ -198,37 +184,22 @@ async fn security_group_checks(
             ));
             continue;
         }
-        let groups = aws
+        let rules = aws
             .clients
             .ec2
-            .describe_security_groups()
-            .set_group_ids(Some(group_ids.clone()))
-            .send()
+            .inbound_rules(&group_ids)
             .await
-            .map_err(|e| sdk_error("ec2:DescribeSecurityGroups", e))?;
+            .map_err(|e| ec2_error("ec2:DescribeSecurityGroups", e))?;
         let port = i32::from(source.port);
-        let allowed: Vec<String> = groups
-            .security_groups()
+        let allowed: Vec<String> = rules
             .iter()
-            .flat_map(|sg| sg.ip_permissions())
-            .filter(|p| {
-                p.ip_protocol() == Some("-1")
-                    || (p.ip_protocol() == Some("tcp")
-                        && p.from_port().unwrap_or(0) <= port
-                        && port <= p.to_port().unwrap_or(65535))
-            })
-            .flat_map(|p| {
-                let from_groups = p
-                    .user_id_group_pairs()
-                    .iter()
-                    .filter_map(|pair| pair.group_id())
+            .filter(|rule| rule.allows_tcp(port))
+            .flat_map(|rule| {
+                let from_groups = rule
+                    .source_groups()
                     .filter(|id| cache_groups.is_empty() || cache_groups.iter().any(|c| c == id))
                     .map(|id| format!("group {id}"));
-                let from_cidrs = p
-                    .ip_ranges()
-                    .iter()
-                    .filter_map(|r| r.cidr_ip())
-                    .map(|c| format!("CIDR {c}"));
+                let from_cidrs = rule.cidrs().map(|c| format!("CIDR {c}"));
                 from_groups.chain(from_cidrs).collect::<Vec<_>>()
             })
             .collect();
@@ -255,6 +226,17 @@ async fn security_group_checks(
         ));
     }
     Ok(checks)
+}
+
+/// A failed EC2 call as a step failure, transient where trying again may pass.
+fn ec2_error(operation: &str, err: super::ec2::Ec2Error) -> ActionError {
+    let transient = err.is_transient();
+    let message = format!("{operation} failed: {:#}", anyhow::Error::new(err));
+    if transient {
+        ActionError::transient(message)
+    } else {
+        ActionError::fatal(message)
+    }
 }
 
 /// The VPC security groups of the group's nodes (empty when ElastiCache does not say).
