@@ -5,7 +5,7 @@
 //! target, so the operations listed are the ones `run` would issue. Nothing is started,
 //! nothing is called, nothing is written.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -105,26 +105,24 @@ pub fn build(
     ] {
         scope.run.insert(k.into(), Value::String(v));
     }
-    // Every output any template reads stands as a placeholder until its step runs.
-    for step in rb.all_steps() {
-        let mut outputs = Map::new();
-        for other in rb.all_steps() {
-            for text in step_texts(other) {
-                for r in template::references(&text) {
-                    let parts: Vec<&str> = r.path.split('.').collect();
-                    if parts.len() >= 4
-                        && parts[0] == "steps"
-                        && parts[1] == step.id
-                        && parts[2] == "outputs"
-                    {
-                        outputs.insert(
-                            parts[3].to_string(),
-                            Value::String(template::placeholder(&parts[..4].join("."))),
-                        );
-                    }
+    // Every output any template reads stands as a placeholder until its step runs. One pass
+    // over every template: going over them again for each step made plan quadratic.
+    let mut read: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    for other in rb.all_steps() {
+        for text in step_texts(other) {
+            for r in template::references(&text) {
+                let parts: Vec<&str> = r.path.split('.').collect();
+                if parts.len() >= 4 && parts[0] == "steps" && parts[2] == "outputs" {
+                    read.entry(parts[1].to_string()).or_default().insert(
+                        parts[3].to_string(),
+                        Value::String(template::placeholder(&parts[..4].join("."))),
+                    );
                 }
             }
         }
+    }
+    for step in rb.all_steps() {
+        let outputs = read.remove(&step.id).unwrap_or_default();
         scope.set_outputs(&step.id, &outputs);
     }
     let ctx = PlanCtx {
@@ -314,7 +312,7 @@ impl Plan {
     pub fn headline(&self) -> String {
         let s = &self.summary;
         format!(
-            "Plan: {} steps, {} change something, {} destructive, {} approval{}; {} rollback step{}, {} finally step{}. Target: {}.",
+            "Plan: {} steps, {} change something, {} destructive, {} approval{}; {} rollback step{}, {} finally step{}. Platform: {}.",
             s.steps,
             s.changes,
             s.destructive,

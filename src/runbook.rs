@@ -40,6 +40,9 @@ pub struct Param {
     pub default: Option<serde_json::Value>,
     pub description: Option<String>,
     pub required: bool,
+    /// An empty value (`--var x=`, `x:` in a vars file) counts as given. Off by default:
+    /// `rm -rf {{ params.dir }}/` must not become `rm -rf /` because a value was left out.
+    pub allow_empty: bool,
     pub secret: bool,
     pub loc: Loc,
 }

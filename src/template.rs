@@ -99,14 +99,46 @@ impl Scope {
             .insert(step.to_string(), serde_json::json!({ "outputs": outputs }));
     }
 
-    fn context(&self) -> tera::Context {
+    /// The context for rendering `texts`: only the steps and environment names they read,
+    /// so a template's cost does not grow with the number of steps before it (a runbook of
+    /// n steps would otherwise plan in n² time). A bare `steps` or `env` gets all of it.
+    fn context<'a>(&self, texts: impl IntoIterator<Item = &'a str>) -> tera::Context {
+        let (mut step_ids, mut env_names) = (Vec::new(), Vec::new());
+        let (mut all_steps, mut all_env) = (false, false);
+        for text in texts {
+            for r in references(text) {
+                let mut parts = r.path.splitn(3, '.');
+                match (parts.next(), parts.next()) {
+                    (Some("steps"), Some(id)) => step_ids.push(id.to_string()),
+                    (Some("steps"), None) => all_steps = true,
+                    (Some("env"), Some(name)) => env_names.push(name.to_string()),
+                    (Some("env"), None) => all_env = true,
+                    _ => {}
+                }
+            }
+        }
         let mut ctx = tera::Context::new();
         ctx.insert("params", &self.params);
-        ctx.insert("steps", &self.steps);
+        if all_steps {
+            ctx.insert("steps", &self.steps);
+        } else {
+            let steps: Map<String, Value> = step_ids
+                .iter()
+                .filter_map(|id| Some((id.clone(), self.steps.get(id)?.clone())))
+                .collect();
+            ctx.insert("steps", &steps);
+        }
         ctx.insert("run", &self.run);
-        let env: Map<String, Value> = std::env::vars()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect();
+        let env: Map<String, Value> = if all_env {
+            std::env::vars()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect()
+        } else {
+            env_names
+                .iter()
+                .filter_map(|k| Some((k.clone(), Value::String(std::env::var(k).ok()?))))
+                .collect()
+        };
         ctx.insert("env", &env);
         if let Some(f) = &self.failed_step {
             ctx.insert("failed_step", f);
@@ -119,7 +151,7 @@ impl Scope {
         if !has_template(value) {
             return Ok(value.clone());
         }
-        let ctx = self.context();
+        let ctx = self.context(strings(value));
         render_with(value, &ctx)
     }
 
@@ -130,8 +162,8 @@ impl Scope {
         } else {
             format!("{{{{ {text} }}}}")
         };
-        let rendered =
-            tera::Tera::one_off(&template, &self.context(), false).map_err(|e| error_text(&e))?;
+        let rendered = tera::Tera::one_off(&template, &self.context([template.as_str()]), false)
+            .map_err(|e| error_text(&e))?;
         match rendered.trim() {
             "true" => Ok(true),
             "false" => Ok(false),

@@ -27,7 +27,13 @@ const TOP_FIELDS: &[&str] = &[
     "rollback",
     "finally",
 ];
-const PARAM_FIELDS: &[&str] = &["default", "description", "required", "secret"];
+const PARAM_FIELDS: &[&str] = &[
+    "default",
+    "description",
+    "required",
+    "allow_empty",
+    "secret",
+];
 const PROBE_FIELDS: &[&str] = &["endpoints", "interval", "timeout", "key_prefix"];
 const STEP_FIELDS: &[&str] = &[
     "id",
@@ -40,6 +46,8 @@ const STEP_FIELDS: &[&str] = &[
     "when",
 ];
 const RETRY_FIELDS: &[&str] = &["attempts", "backoff"];
+/// The most attempts a `retry` may ask for: past that a failure is not transient.
+const MAX_ATTEMPTS: u32 = 100;
 /// The names under `run` in templates.
 pub const RUN_FIELDS: &[&str] = &["id", "platform", "started_at", "dir"];
 
@@ -136,6 +144,19 @@ impl Validator {
                 None
             }
         }
+    }
+
+    /// A duration that must be more than zero (a timeout, an interval).
+    fn positive_duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
+        let d = self.duration(node, what)?;
+        if d.is_zero() {
+            self.err(
+                Diagnostic::at(self.loc(node), format!("{what} must be more than zero"))
+                    .help("e.g. `10s`, `500ms`, `40m`"),
+            );
+            return None;
+        }
+        Some(d)
     }
 
     fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
@@ -254,6 +275,7 @@ impl Validator {
                 default: None,
                 description: None,
                 required: false,
+                allow_empty: false,
                 secret: false,
                 loc: self.key_loc(key),
             };
@@ -267,6 +289,10 @@ impl Validator {
                     p.secret = m
                         .get_node("secret")
                         .and_then(|n| self.boolean(n, "`secret`"))
+                        .unwrap_or(false);
+                    p.allow_empty = m
+                        .get_node("allow_empty")
+                        .and_then(|n| self.boolean(n, "`allow_empty`"))
                         .unwrap_or(false);
                     // A param with no default must be given, unless `required: false` says otherwise.
                     p.required = match m.get_node("required") {
@@ -285,38 +311,46 @@ impl Validator {
         let map = self.mapping(node, "`probe`")?;
         self.known_fields(map, PROBE_FIELDS, "`probe`");
         let defaults = crate::probe::ProbeConfig::default();
-        let endpoints =
-            match map.get_node("endpoints") {
-                Some(Node::Sequence(seq)) => seq
-                    .iter()
-                    .filter_map(|n| {
-                        let text = self.string(n, "a probe endpoint")?;
-                        Some(Value {
-                            value: text.into(),
-                            loc: self.loc(n),
-                        })
+        let endpoints = match map.get_node("endpoints") {
+            Some(Node::Sequence(seq)) => seq
+                .iter()
+                .filter_map(|n| {
+                    let text = self.string(n, "a probe endpoint")?;
+                    // A template is checked once it is rendered; a literal now.
+                    if !crate::template::is_template(&text) {
+                        if let Err(e) = crate::endpoint::Endpoint::parse(&text) {
+                            self.err(Diagnostic::at(self.loc(n), format!("probe endpoint: {e}")));
+                            return None;
+                        }
+                    }
+                    Some(Value {
+                        value: text.into(),
+                        loc: self.loc(n),
                     })
-                    .collect(),
-                Some(n) => {
-                    self.err(Diagnostic::at(
-                        self.loc(n),
-                        "`endpoints` must be a list of endpoint URLs",
-                    ));
-                    Vec::new()
-                }
-                None => {
-                    self.err(Diagnostic::at(self.loc(node), "`probe` needs `endpoints`").help(
-                    "e.g. `endpoints: [\"{{ steps.deploy.outputs.ValkeyPrimaryEndpoint }}\"]`",
+                })
+                .collect(),
+            Some(n) => {
+                self.err(Diagnostic::at(
+                    self.loc(n),
+                    "`endpoints` must be a list of endpoint URLs",
                 ));
-                    Vec::new()
-                }
-            };
+                Vec::new()
+            }
+            None => {
+                self.err(
+                    Diagnostic::at(self.loc(node), "`probe` needs `endpoints`").help(
+                        "e.g. `endpoints: [\"{{ steps.deploy.outputs.ValkeyPrimaryEndpoint }}\"]`",
+                    ),
+                );
+                Vec::new()
+            }
+        };
         let interval = map
             .get_node("interval")
-            .and_then(|n| self.duration(n, "`interval`"));
+            .and_then(|n| self.positive_duration(n, "`interval`"));
         let timeout = map
             .get_node("timeout")
-            .and_then(|n| self.duration(n, "`timeout`"));
+            .and_then(|n| self.positive_duration(n, "`timeout`"));
         let key_prefix = map
             .get_node("key_prefix")
             .and_then(|n| self.string(n, "`key_prefix`"));
@@ -431,7 +465,7 @@ impl Validator {
             .and_then(|n| self.string(n, "`description`"));
         let timeout = map
             .get_node("timeout")
-            .and_then(|n| self.duration(n, "`timeout`"));
+            .and_then(|n| self.positive_duration(n, "`timeout`"));
         let retry = map
             .get_node("retry")
             .and_then(|n| self.retry(n))
@@ -480,12 +514,16 @@ impl Validator {
         self.known_fields(map, RETRY_FIELDS, "`retry`");
         let attempts = match map.get_node("attempts") {
             None => 1,
-            Some(n) => match n.as_scalar().and_then(|s| s.as_u32()).filter(|a| *a >= 1) {
+            Some(n) => match n
+                .as_scalar()
+                .and_then(|s| s.as_u32())
+                .filter(|a| (1..=MAX_ATTEMPTS).contains(a))
+            {
                 Some(a) => a,
                 None => {
                     self.err(Diagnostic::at(
                         self.loc(n),
-                        "`attempts` must be a whole number, 1 or more",
+                        format!("`attempts` must be a whole number from 1 to {MAX_ATTEMPTS}"),
                     ));
                     1
                 }

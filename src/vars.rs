@@ -60,7 +60,7 @@ pub fn resolve(
     let mut given: Map<String, Value> = Map::new();
     let mut problems = Vec::new();
     if let Some(path) = vars_file {
-        let text = std::fs::read_to_string(path)
+        let text = crate::load::read_text(path)
             .map_err(|e| invalid(format!("cannot read the vars file {}: {e}", path.display())))?;
         let node = crate::load::parse(&text)
             .map_err(|d| invalid(crate::diagnostic::render(path, &text, &[d])))?;
@@ -107,6 +107,10 @@ pub fn resolve(
             .or(earlier)
             .or_else(|| p.default.clone());
         match value {
+            Some(v) if p.required && !p.allow_empty && is_empty(&v) => problems.push(format!(
+                "param `{0}` is empty: a required param needs a value (pass --var {0}=VALUE; or declare `allow_empty: true` if empty is meant)",
+                p.name
+            )),
             Some(v) => {
                 if p.secret {
                     redactor.add(&plain(&v));
@@ -143,6 +147,15 @@ fn typed(text: &str) -> Value {
             .parse::<i64>()
             .map(Value::from)
             .unwrap_or_else(|_| Value::String(text.to_string())),
+    }
+}
+
+/// Nothing in it: `--var x=`, `RUNBOOK_VAR_x=`, or `x:` / `x: ""` in a vars file.
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        _ => false,
     }
 }
 

@@ -70,7 +70,8 @@ pub fn schema() -> Value {
                 "anyOf": [
                     {"type": "object", "additionalProperties": false, "properties": {
                         "default": {}, "description": {"type": "string"},
-                        "required": {"type": "boolean"}, "secret": {"type": "boolean"}}},
+                        "required": {"type": "boolean"}, "allow_empty": {"type": "boolean"},
+                        "secret": {"type": "boolean"}}},
                     {"type": ["string", "number", "boolean"]}
                 ]}},
             "probe": {"type": "object", "required": ["endpoints"], "additionalProperties": false, "properties": {

@@ -8,6 +8,7 @@ mod engine;
 mod local_platform;
 mod local_runbooks;
 mod probe;
+mod regression;
 mod report;
 mod seed;
 mod support;

@@ -1,0 +1,253 @@
+//! Regression tests named after the behaviour they guard: input a careless or hostile user
+//! could give, each once reported broken (a crash, a silent cut, a dangerous default).
+
+use crate::support::Workspace;
+
+/// A runbook whose only param is required and ends up in a destructive command.
+const RM: &str = "version: 1
+name: cleanup
+params:
+  dir: { description: the folder to empty }
+steps:
+  - id: clean
+    action: exec
+    with: { command: \"rm -rf {{ params.dir }}/\" }
+";
+
+const EMPTY_DIR: &str = "error: param `dir` is empty: a required param needs a value (pass --var dir=VALUE; or declare `allow_empty: true` if empty is meant)\n";
+
+#[test]
+fn an_empty_var_does_not_satisfy_a_required_param() {
+    let ws = Workspace::new();
+    ws.write("rm.yaml", RM);
+    for args in [
+        &["plan", "rm.yaml", "--var", "dir="][..],
+        &["run", "rm.yaml", "--var", "dir=", "--yes"][..],
+    ] {
+        let ran = ws.cmd(args).expect(2);
+        assert_eq!((ran.stdout.as_str(), ran.stderr.as_str()), ("", EMPTY_DIR));
+    }
+    assert!(
+        !ws.path().join(".runbook/runs").exists(),
+        "no run may start"
+    );
+}
+
+#[test]
+fn an_empty_environment_value_does_not_satisfy_a_required_param() {
+    let ws = Workspace::new();
+    ws.write("rm.yaml", RM);
+    let ran = ws
+        .cmd(&["plan", "rm.yaml"])
+        .env("RUNBOOK_VAR_dir", "")
+        .expect(2);
+    assert_eq!((ran.stdout.as_str(), ran.stderr.as_str()), ("", EMPTY_DIR));
+}
+
+#[test]
+fn an_empty_vars_file_entry_does_not_satisfy_a_required_param() {
+    let ws = Workspace::new();
+    ws.write("rm.yaml", RM);
+    for text in ["dir:\n", "dir: \"\"\n", "dir: \"  \"\n"] {
+        ws.write("vars.yaml", text);
+        let ran = ws
+            .cmd(&["plan", "rm.yaml", "--vars-file", "vars.yaml"])
+            .expect(2);
+        assert_eq!((ran.stdout.as_str(), ran.stderr.as_str()), ("", EMPTY_DIR));
+    }
+}
+
+#[test]
+fn allow_empty_lets_an_empty_value_through() {
+    let ws = Workspace::new();
+    ws.write(
+        "rm.yaml",
+        &RM.replace(
+            "{ description: the folder to empty }",
+            "{ allow_empty: true }",
+        ),
+    );
+    let ran = ws
+        .cmd(&["plan", "rm.yaml", "--var", "dir=", "--format", "json"])
+        .expect(0);
+    let plan: serde_json::Value = serde_json::from_str(&ran.stdout).expect("json");
+    assert_eq!(plan["steps"][0]["inputs"]["command"], "rm -rf /");
+}
+
+/// Runs `plan FILE` and returns stderr, asserting exit 2 and nothing on stdout.
+fn plan_error(ws: &Workspace, file: &str, text: &[u8]) -> String {
+    std::fs::write(ws.path().join(file), text).expect("write");
+    let ran = ws.cmd(&["plan", file]).expect(2);
+    assert_eq!(ran.stdout, "");
+    ran.stderr
+}
+
+#[test]
+fn a_nul_byte_is_an_error_not_the_end_of_the_runbook() {
+    let ws = Workspace::new();
+    let text = b"version: 1\nname: x\nsteps:\n  - id: a\n    action: sleep\n    with: { duration: 1s }\n\0rollback:\n  - id: b\n    action: sleep\n    with: { duration: 1s }\n";
+    assert_eq!(
+        plan_error(&ws, "nul.yaml", text),
+        "error: a NUL byte: this is not a text file\n --> nul.yaml:7:1\n  |\n7 | \0rollback:\n  | ^\n  = help: remove the NUL byte; YAML text cannot contain one\n\n1 error in nul.yaml\n"
+    );
+}
+
+#[test]
+fn a_second_yaml_document_is_an_error_not_ignored() {
+    let ws = Workspace::new();
+    let text = b"version: 1\nname: x\nsteps: []\n---\nversion: 1\nname: y\nsteps: []\n";
+    assert_eq!(
+        plan_error(&ws, "two.yaml", text),
+        "error: a second YAML document\n --> two.yaml:4:1\n  |\n4 | ---\n  | ^\n  = help: a file holds one runbook: remove the `---` and what follows, or move it to its own file\n\n1 error in two.yaml\n"
+    );
+}
+
+#[test]
+fn a_byte_order_mark_is_ignored() {
+    let ws = Workspace::new();
+    ws.write(
+        "bom.yaml",
+        "\u{feff}version: 1\nname: bom\nsteps:\n  - id: a\n    action: sleep\n    with: { duration: 1s }\n",
+    );
+    ws.write("vars.yaml", "\u{feff}{}\n");
+    let ran = ws
+        .cmd(&[
+            "plan",
+            "bom.yaml",
+            "--vars-file",
+            "vars.yaml",
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    let plan: serde_json::Value = serde_json::from_str(&ran.stdout).expect("json");
+    assert_eq!(plan["runbook"], "bom");
+    assert_eq!(ran.stderr, "");
+}
+
+/// `depth` levels of block mappings under a param's default, each one space further in.
+fn deep(depth: usize) -> String {
+    let mut text = String::from("version: 1\nname: x\nsteps: []\nparams:\n  p:\n    default:\n");
+    for i in 0..depth {
+        text.push_str(&" ".repeat(6 + i));
+        text.push_str("a:\n");
+    }
+    text
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    let ws = Workspace::new();
+    let stderr = plan_error(&ws, "deep.yaml", deep(2000).as_bytes());
+    let line = format!("{}a:", " ".repeat(67));
+    assert_eq!(
+        stderr,
+        format!(
+            "error: nested more than 64 levels deep\n  --> deep.yaml:68:69\n   |\n68 | {line}\n   | {}^\n   = help: flatten the structure\n\n1 error in deep.yaml\n",
+            " ".repeat(68)
+        )
+    );
+}
+
+#[test]
+fn deep_nesting_in_a_vars_file_is_an_error_not_a_crash() {
+    let ws = Workspace::new();
+    ws.write("rm.yaml", RM);
+    let mut vars = String::from("dir:\n");
+    for i in 0..2000 {
+        vars.push_str(&" ".repeat(1 + i));
+        vars.push_str("a:\n");
+    }
+    ws.write("vars.yaml", &vars);
+    let ran = ws
+        .cmd(&["plan", "rm.yaml", "--vars-file", "vars.yaml"])
+        .expect(2);
+    assert_eq!(ran.stdout, "");
+    let line = format!("{}a:", " ".repeat(64));
+    assert_eq!(
+        ran.stderr,
+        format!(
+            "error: nested more than 64 levels deep\n  --> vars.yaml:65:66\n   |\n65 | {line}\n   | {}^\n   = help: flatten the structure\n\n1 error in vars.yaml\n",
+            " ".repeat(65)
+        )
+    );
+}
+
+#[test]
+fn a_huge_runbook_is_refused_before_it_is_parsed() {
+    let ws = Workspace::new();
+    let mut text = String::from("version: 1\nname: x\nsteps: []\n");
+    text.push_str(&"# padding\n".repeat(500_000));
+    assert_eq!(
+        plan_error(&ws, "big.yaml", text.as_bytes()),
+        format!(
+            "error: the file is {} bytes; at most 4194304 are read\n --> big.yaml:1:1\n  |\n1 | version: 1\n  | ^\n  = help: split it, or move data into files the steps read\n\n1 error in big.yaml\n",
+            text.len()
+        )
+    );
+}
+
+#[test]
+fn bad_probe_endpoints_zero_timeouts_and_endless_retries_are_refused_by_plan() {
+    let ws = Workspace::new();
+    let text = "version: 1
+name: x
+probe:
+  endpoints: [\"redis://127.0.0.1:70000\", \"http://x\", \"\", \"127.0.0.1:6379\"]
+  interval: 0s
+steps:
+  - id: a
+    action: sleep
+    with: { duration: 1s }
+    timeout: 0s
+    retry: { attempts: 1000000 }
+";
+    let line4 = "4 |   endpoints: [\"redis://127.0.0.1:70000\", \"http://x\", \"\", \"127.0.0.1:6379\"]";
+    let expected = format!(
+        "error: probe endpoint: `redis://127.0.0.1:70000` is not an endpoint: invalid port number (expected redis://[user:password@]host:port[/db], rediss://… for TLS, or host:port)
+ --> p.yaml:4:15
+  |
+{line4}
+  |               ^^^^^^^^^^^^^^^^^^^^^^^^^
+
+error: probe endpoint: `http://x` is not an endpoint: unknown scheme `http` (expected redis://[user:password@]host:port[/db], rediss://… for TLS, or host:port)
+ --> p.yaml:4:42
+  |
+{line4}
+  |                                          ^^^^^^^^^^
+
+error: probe endpoint: `` is not an endpoint: no host (expected redis://[user:password@]host:port[/db], rediss://… for TLS, or host:port)
+ --> p.yaml:4:54
+  |
+{line4}
+  |                                                      ^^
+
+error: `interval` must be more than zero
+ --> p.yaml:5:13
+  |
+5 |   interval: 0s
+  |             ^^
+  = help: e.g. `10s`, `500ms`, `40m`
+
+error: `timeout` must be more than zero
+  --> p.yaml:10:14
+   |
+10 |     timeout: 0s
+   |              ^^
+   = help: e.g. `10s`, `500ms`, `40m`
+
+error: `attempts` must be a whole number from 1 to 100
+  --> p.yaml:11:24
+   |
+11 |     retry: {{ attempts: 1000000 }}
+   |                        ^^^^^^^
+
+6 errors in p.yaml
+"
+    );
+    assert_eq!(plan_error(&ws, "p.yaml", text.as_bytes()), expected);
+    // `run` checks the same before anything starts.
+    let ran = ws.cmd(&["run", "p.yaml", "--yes"]).expect(2);
+    assert_eq!((ran.stdout.as_str(), ran.stderr.as_str()), ("", expected.as_str()));
+    assert!(!ws.path().join(".runbook/runs").exists());
+}
