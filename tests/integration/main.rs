@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod docs;
 mod engine;
 mod error_messages;
 mod local_platform;
