@@ -44,7 +44,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         ListFormat::Text => {
             println!(
                 "{:<44} {:<12} {:<6} {:<25} RUNBOOK",
-                "ID", "STATUS", "TARGET", "STARTED"
+                "ID", "STATUS", "PLATFORM", "STARTED"
             );
             for r in &runs {
                 println!(

@@ -583,3 +583,50 @@ fn testing() {
 fn verify_and_seed() {
     check("docs/verify-and-seed.md");
 }
+
+/// docs/actions.md names every registered action under its own heading, and its `Outputs:`
+/// paragraph names exactly the outputs the action declares (from its reply type), so the
+/// reference cannot promise an output the platforms do not return.
+#[test]
+fn the_actions_reference_lists_every_action_with_its_declared_outputs() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/actions.md"))
+            .expect("docs/actions.md");
+    let mut wrong = Vec::new();
+    for spec in runbook::actions::REGISTRY {
+        let heading = format!("### `{}`\n", spec.name);
+        let Some(at) = text.find(&heading) else {
+            wrong.push(format!("{}: no section", spec.name));
+            continue;
+        };
+        let section = &text[at + heading.len()..];
+        let section = &section[..section.find("\n#").unwrap_or(section.len())];
+        let Some(outputs) = section.find("Outputs:").map(|i| &section[i..]) else {
+            wrong.push(format!("{}: no `Outputs:` paragraph", spec.name));
+            continue;
+        };
+        let paragraph = &outputs[..outputs.find("\n\n").unwrap_or(outputs.len())];
+        // Every name in backticks is an output; nested fields and other words are written plain.
+        let mut named: Vec<String> = paragraph
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect();
+        named.sort();
+        named.dedup();
+        let mut declared = spec.outputs.names();
+        declared.sort();
+        if named != declared {
+            wrong.push(format!(
+                "{}: the docs name {named:?}, the action declares {declared:?}",
+                spec.name
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "docs/actions.md is out of date:\n{}",
+        wrong.join("\n")
+    );
+}
