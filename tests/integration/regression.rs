@@ -255,3 +255,35 @@ error: `attempts` must be a whole number from 1 to 100
     );
     assert!(!ws.path().join(".runbook/runs").exists());
 }
+
+#[test]
+fn a_deeply_nested_cloudformation_template_fails_its_step_not_the_process() {
+    let ws = Workspace::new();
+    let mut template =
+        String::from("Resources:\n  R:\n    Type: AWS::SSM::Parameter\n    Properties:\n");
+    for i in 0..2000 {
+        template.push_str(&" ".repeat(6 + i));
+        template.push_str("a:\n");
+    }
+    ws.write("deep.yaml", &template);
+    ws.write(
+        "deploy.yaml",
+        "version: 1\nname: deep\nsteps:\n  - id: deploy\n    action: stack.deploy\n    with: { stack_name: deep, template: deep.yaml }\n",
+    );
+    let why = "./deep.yaml:66:69: nested more than 64 levels deep";
+    ws.cmd(&["run", "deploy.yaml", "--yes"])
+        .status(1)
+        .filter(crate::support::vary::RUN_ID, "[RUN]")
+        .stdout("[RUN]\n")
+        .stderr(&format!(
+            "[1/1] deploy (stack.deploy)
+  deploy: failed: {why}
+report: .runbook/runs/[RUN]/report.md
+report: .runbook/runs/[RUN]/report.html
+report: .runbook/runs/[RUN]/report.json
+run [RUN] failed at step `deploy`: {why}
+fix the cause, then: runbook resume [RUN]
+"
+        ))
+        .check();
+}
