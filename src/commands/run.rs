@@ -48,6 +48,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
             global.state_dir.display()
         )
     })?;
+    let lock = RunLock::acquire(&dir, &id)?;
     std::fs::write(dir.join("runbook.yaml"), &rb.source.text)
         .context("cannot keep a copy of the runbook")?;
     let meta = RunMeta {
@@ -61,7 +62,6 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         secrets_given: params.secrets_given(rb),
     };
     state::write_meta(&dir, &meta).context("cannot write run.json")?;
-    let lock = RunLock::acquire(&dir, &id)?;
     let journal = Arc::new(Journal::open(
         &dir.join("journal.jsonl"),
         params.redactor.clone(),

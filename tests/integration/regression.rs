@@ -1,6 +1,8 @@
 //! Regression tests named after the behaviour they guard: input a careless or hostile user
 //! could give, each once reported broken (a crash, a silent cut, a dangerous default).
 
+use std::time::{Duration, Instant};
+
 use crate::support::Workspace;
 
 /// A runbook whose only param is required and ends up in a destructive command.
@@ -254,4 +256,70 @@ error: `attempts` must be a whole number from 1 to 100
         ("", expected.as_str())
     );
     assert!(!ws.path().join(".runbook/runs").exists());
+}
+
+/// Waits until the journal of run `id` holds `needle`.
+fn wait_for_journal(ws: &Workspace, id: &str, needle: &str) {
+    let journal = ws.state_dir().join("runs").join(id).join("journal.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .contains(needle)
+    {
+        assert!(Instant::now() < deadline, "the journal never held {needle}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+const LONG: &str =
+    "version: 1\nname: long\nsteps:\n  - id: wait\n    action: sleep\n    with: { duration: 5s }\n";
+
+#[test]
+fn deleting_the_lock_file_of_a_live_run_does_not_let_a_second_process_drive_it() {
+    let ws = Workspace::new();
+    ws.write("rb.yaml", LONG);
+    let (mut child, id) = ws.spawn(&["run", "rb.yaml"]);
+    wait_for_journal(&ws, &id, "\"step\":\"wait\"");
+    std::fs::remove_file(ws.state_dir().join("runs").join(&id).join("lock")).unwrap();
+    let ran = ws.cmd(&["resume", &id]).expect(1);
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        (
+            "",
+            format!(
+                "error: run {id} is being driven by another process (its `lock` file, which names it, is gone); wait for it to finish, or stop that process first\n"
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(ws.show(&id)["status"], "running");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn destroy_refuses_a_live_run_and_names_its_holder() {
+    let ws = Workspace::new();
+    ws.write("rb.yaml", LONG);
+    let (mut child, id) = ws.spawn(&["run", "rb.yaml"]);
+    wait_for_journal(&ws, &id, "\"step\":\"wait\"");
+    let lock = std::fs::read_to_string(ws.state_dir().join("runs").join(&id).join("lock")).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let since = lock.lines().nth(2).unwrap();
+    assert!(since.starts_with("since 20"), "{lock}");
+    let ran = ws.cmd(&["destroy", &id]).expect(1);
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        (
+            "",
+            format!(
+                "error: run {id} is being driven by another process (pid {}, host {}, {since}); wait for it to finish, or stop that process first\n",
+                child.id(),
+                host.trim()
+            )
+            .as_str()
+        )
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
