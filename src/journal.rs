@@ -98,6 +98,12 @@ pub enum Event {
         step: String,
         resource: serde_json::Value,
     },
+    /// A step started a process group (`exec`), written before the command may run: a
+    /// resume ends what a killed run left of it before running anything.
+    StepProcess {
+        step: String,
+        pgid: i32,
+    },
     StepSucceeded {
         step: String,
         phase: Phase,
@@ -141,6 +147,7 @@ impl Event {
             Event::StepStarted { .. } => "step_started",
             Event::StepNote { .. } => "step_note",
             Event::StepResource { .. } => "step_resource",
+            Event::StepProcess { .. } => "step_process",
             Event::StepSucceeded { .. } => "step_succeeded",
             Event::StepFailed { .. } => "step_failed",
             Event::StepSkipped { .. } => "step_skipped",

@@ -19,7 +19,7 @@ use crate::progress::Progress;
 mod approve;
 mod assert;
 mod bench;
-mod exec;
+pub mod exec;
 mod forward;
 pub mod metrics;
 mod preflight;

@@ -95,6 +95,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let redactor = params.redactor.clone();
     let settled = super::run::settle(global, rb, params, meta.platform, args.yes).await?;
     // Everything below writes: nothing may be wrong with the input from here on.
+    // A command that a killed attempt left running must not finish behind this one's back.
+    for (step, pgid) in replay.process_groups() {
+        if crate::actions::exec::end_leftover(pgid, &meta.id) {
+            eprintln!("ended what step `{step}` left running (process group {pgid})");
+        }
+    }
     let journal = Arc::new(Journal::open(&journal_path, redactor)?);
     journal.append(Event::RunResumed {
         from: args.from.clone(),

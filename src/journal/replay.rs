@@ -76,6 +76,9 @@ pub struct StepState {
     /// What it created (a server process, a stack), in order.
     #[serde(skip)]
     pub resources: Vec<Value>,
+    /// The process groups its attempts started, in order.
+    #[serde(skip)]
+    pub process_groups: Vec<i32>,
     /// The rendered inputs of its latest attempt.
     #[serde(skip)]
     pub inputs: Value,
@@ -311,6 +314,9 @@ impl Replay {
                     .resources
                     .push(resource.clone());
             }
+            Event::StepProcess { step, pgid } => {
+                self.running(name, step, None)?.process_groups.push(*pgid);
+            }
             Event::StepSucceeded {
                 step,
                 attempt,
@@ -389,6 +395,13 @@ impl Replay {
         self.steps.iter().flat_map(|s| &s.resources)
     }
 
+    /// Every process group any step started, in order.
+    pub fn process_groups(&self) -> impl Iterator<Item = (&str, i32)> {
+        self.steps
+            .iter()
+            .flat_map(|s| s.process_groups.iter().map(|&g| (s.id.as_str(), g)))
+    }
+
     fn step_mut(&mut self, id: &str, action: &str, phase: Phase) -> &mut StepState {
         let i = *self.index.entry(id.to_string()).or_insert_with(|| {
             self.steps.push(StepState {
@@ -403,6 +416,7 @@ impl Replay {
                 reason: None,
                 notes: Vec::new(),
                 resources: Vec::new(),
+                process_groups: Vec::new(),
                 inputs: Value::Null,
                 outputs: None,
                 attempt: 0,

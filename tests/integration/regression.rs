@@ -323,3 +323,95 @@ fn destroy_refuses_a_live_run_and_names_its_holder() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A step whose command starts a grandchild that appends a line to `effects` after 3 s.
+const GRANDCHILD: &str = "version: 1
+name: grandchild
+steps:
+  - id: effect
+    action: exec
+    with: { command: \"sh slow.sh\" }
+";
+
+const SLOW_SH: &str = "sh -c 'sleep 3; echo once >> effects' &\nwait\n";
+
+/// Runs GRANDCHILD, stops `runbook` with `signal` about a second into the step, resumes,
+/// and returns what `effects` holds then.
+fn grandchild_after(signal: libc::c_int) -> String {
+    let ws = Workspace::new();
+    ws.write("rb.yaml", GRANDCHILD);
+    ws.write("slow.sh", SLOW_SH);
+    let (mut child, id) = ws.spawn(&["run", "rb.yaml"]);
+    wait_for_journal(&ws, &id, "\"event\":\"step_process\"");
+    std::thread::sleep(Duration::from_secs(1));
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    child.wait().unwrap();
+    assert_eq!(ws.show(&id)["status"], "interrupted");
+    let ran = ws.cmd(&["resume", &id]).expect(0);
+    assert_eq!(ran.stdout, format!("{id}\n"));
+    // Past the time the first grandchild would have written.
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::read_to_string(ws.path().join("effects")).unwrap()
+}
+
+#[test]
+fn a_grandchild_of_exec_does_not_outlive_kill_9_of_runbook() {
+    assert_eq!(grandchild_after(libc::SIGKILL), "once\n");
+}
+
+#[test]
+fn a_grandchild_of_exec_does_not_outlive_sigterm_of_runbook() {
+    assert_eq!(grandchild_after(libc::SIGTERM), "once\n");
+}
+
+#[test]
+fn sigterm_during_rollback_still_runs_finally() {
+    let ws = Workspace::new();
+    ws.write(
+        "rb.yaml",
+        "version: 1
+name: undo
+steps:
+  - id: boom
+    action: exec
+    with: { command: \"exit 3\" }
+rollback:
+  - id: undo
+    action: exec
+    with: { command: \"sleep 5; echo undone >> log\" }
+finally:
+  - id: clean
+    action: exec
+    with: { command: \"echo cleaned >> log\" }
+",
+    );
+    let (child, id) = ws.spawn(&["run", "rb.yaml"]);
+    wait_for_journal(&ws, &id, "\"step\":\"undo\"");
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("log")).unwrap(),
+        "cleaned\n"
+    );
+    let v = ws.show(&id);
+    let steps: Vec<(&str, &str)> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        (v["status"].as_str().unwrap(), steps),
+        (
+            "interrupted",
+            vec![
+                ("boom", "failed"),
+                ("undo", "interrupted"),
+                ("clean", "succeeded")
+            ]
+        )
+    );
+}
