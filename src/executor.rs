@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::actions::{ActionError, Outputs, StepCtx};
 use crate::endpoint::{Endpoint, Resolver};
-use crate::journal::{Event, Journal, JournalError, RunStatus};
+use crate::journal::{Event, Journal, JournalError, Phase, RunStatus};
 use crate::platform::Platform;
 use crate::probe::{ProbeConfig, RunProbe};
 use crate::progress::Progress;
@@ -41,6 +41,8 @@ enum StepEnd {
     Skipped,
     Failed,
     Interrupted,
+    /// An approval could not be asked for: the run stops here.
+    AwaitingApproval,
 }
 
 /// Why a run stopped before its end.
@@ -73,6 +75,7 @@ impl Executor<'_> {
         let total = self.runbook.steps.len();
         let mut failed: Option<String> = None;
         let mut interrupted = false;
+        let mut awaiting = false;
         let mut any_failed = false;
         let rb = self.runbook;
 
@@ -99,6 +102,10 @@ impl Executor<'_> {
                     interrupted = true;
                     break;
                 }
+                StepEnd::AwaitingApproval => {
+                    awaiting = true;
+                    break;
+                }
             }
         }
         self.watch_probe(probe.as_ref(), &mut watched);
@@ -122,7 +129,7 @@ impl Executor<'_> {
         // An interrupt in the main steps leaves the run to be resumed, with `finally` still
         // ahead; one during the rollback does not spare the clean-up of `finally`, which a
         // further interrupt stops.
-        if (!interrupted || rolled_back) && !rb.finally.is_empty() {
+        if (!interrupted || rolled_back) && !awaiting && !rb.finally.is_empty() {
             self.append(Event::FinallyStarted)?;
             let stop = Stop::from_now(&signals);
             let finally_interrupted;
@@ -131,7 +138,9 @@ impl Executor<'_> {
             interrupted |= finally_interrupted;
         }
         let _ = step_tx.send(None);
-        let status = if interrupted {
+        let status = if awaiting {
+            RunStatus::AwaitingApproval
+        } else if interrupted {
             RunStatus::Interrupted
         } else if failed.is_some() {
             if !rb.rollback.is_empty() && rollback_ok {
@@ -164,7 +173,7 @@ impl Executor<'_> {
             let _ = step_tx.send(Some(step.id.clone()));
             match self.run_step(step, i + 1, steps.len(), interrupt).await? {
                 StepEnd::Succeeded | StepEnd::Skipped => {}
-                StepEnd::Failed => all_ok = false,
+                StepEnd::Failed | StepEnd::AwaitingApproval => all_ok = false,
                 StepEnd::Interrupted => return Ok((all_ok, true)),
             }
         }
@@ -295,6 +304,17 @@ impl Executor<'_> {
                     })?;
                     self.scope.set_outputs(&step.id, &outputs);
                     return Ok(StepEnd::Succeeded);
+                }
+                Some(Err(e)) if e.awaits_approval && step.phase == Phase::Steps => {
+                    let message = self.journal.redact(&e.message);
+                    self.append(Event::StepAwaitingApproval {
+                        step: step.id.clone(),
+                        phase: step.phase,
+                        attempt,
+                        message: message.clone(),
+                    })?;
+                    self.progress.note(&step.id, &message);
+                    return Ok(StepEnd::AwaitingApproval);
                 }
                 Some(Err(e)) => {
                     let will_retry = e.transient && attempt < attempts;

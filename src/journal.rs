@@ -51,6 +51,8 @@ pub enum RunStatus {
     Failed,
     Interrupted,
     RolledBack,
+    /// Stopped at an approval nobody could be asked for; `resume --yes` goes on from there.
+    AwaitingApproval,
 }
 
 impl std::fmt::Display for RunStatus {
@@ -61,6 +63,7 @@ impl std::fmt::Display for RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Interrupted => "interrupted",
             RunStatus::RolledBack => "rolled_back",
+            RunStatus::AwaitingApproval => "awaiting_approval",
         })
     }
 }
@@ -129,6 +132,13 @@ pub enum Event {
         phase: Phase,
         attempt: u32,
     },
+    /// An approval step could not ask anyone: the run stops here, without rolling back.
+    StepAwaitingApproval {
+        step: String,
+        phase: Phase,
+        attempt: u32,
+        message: String,
+    },
     RollbackStarted {
         failed_step: String,
     },
@@ -152,6 +162,7 @@ impl Event {
             Event::StepFailed { .. } => "step_failed",
             Event::StepSkipped { .. } => "step_skipped",
             Event::StepInterrupted { .. } => "step_interrupted",
+            Event::StepAwaitingApproval { .. } => "step_awaiting_approval",
             Event::RollbackStarted { .. } => "rollback_started",
             Event::FinallyStarted => "finally_started",
             Event::RunFinished { .. } => "run_finished",

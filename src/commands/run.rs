@@ -200,7 +200,10 @@ pub async fn drive(
         .rev()
         .find(|s| {
             s.phase == crate::journal::Phase::Steps
-                && matches!(s.status, StepStatus::Failed | StepStatus::Interrupted)
+                && matches!(
+                    s.status,
+                    StepStatus::Failed | StepStatus::Interrupted | StepStatus::AwaitingApproval
+                )
         })
         .map(|s| {
             format!(
@@ -218,6 +221,13 @@ pub async fn drive(
         RunStatus::Interrupted => {
             eprintln!(
                 "run {} was interrupted{stopped_at}\ncontinue with: runbook resume {}{state_flag}",
+                meta.id, meta.id
+            );
+            Ok(Outcome::Failed)
+        }
+        RunStatus::AwaitingApproval => {
+            eprintln!(
+                "run {} is awaiting approval{stopped_at}\nnothing was rolled back; to approve and go on: runbook resume {}{state_flag} --yes",
                 meta.id, meta.id
             );
             Ok(Outcome::Failed)

@@ -30,6 +30,8 @@ pub enum StepStatus {
     Skipped,
     /// Stopped by Ctrl+C, SIGTERM, or the end of the process that ran it.
     Interrupted,
+    /// An approval nobody could be asked for; it runs again when the run is resumed.
+    AwaitingApproval,
 }
 
 impl StepStatus {
@@ -48,6 +50,7 @@ impl std::fmt::Display for StepStatus {
             StepStatus::Failed => "failed",
             StepStatus::Skipped => "skipped",
             StepStatus::Interrupted => "interrupted",
+            StepStatus::AwaitingApproval => "awaiting_approval",
         })
     }
 }
@@ -343,6 +346,17 @@ impl Replay {
                 };
                 s.finished_at = Some(ts);
                 s.error = Some(error.clone());
+            }
+            Event::StepAwaitingApproval {
+                step,
+                attempt,
+                message,
+                ..
+            } => {
+                let s = self.running(name, step, Some(*attempt))?;
+                s.status = StepStatus::AwaitingApproval;
+                s.finished_at = Some(ts);
+                s.error = Some(message.clone());
             }
             Event::StepInterrupted { step, attempt, .. } => {
                 let s = self.open(name, step, Some(*attempt))?;

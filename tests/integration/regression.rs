@@ -415,3 +415,69 @@ finally:
         )
     );
 }
+
+#[test]
+fn an_approval_without_a_terminal_stops_the_run_instead_of_rolling_back() {
+    let ws = Workspace::new();
+    ws.write(
+        "rb.yaml",
+        "version: 1
+name: careful
+steps:
+  - id: prepare
+    action: exec
+    with: { command: \"echo prepared >> log\" }
+  - id: ask
+    action: approve
+    with: { message: \"Complete the migration?\" }
+  - id: complete
+    action: exec
+    with: { command: \"echo completed >> log\" }
+rollback:
+  - id: undo
+    action: exec
+    with: { command: \"echo undone >> log\" }
+finally:
+  - id: clean
+    action: exec
+    with: { command: \"echo cleaned >> log\" }
+",
+    );
+    let ran = ws.cmd(&["run", "rb.yaml"]).expect(1);
+    let id = ran.stdout.trim().to_string();
+    let message = "approval needed: Complete the migration? — there is no terminal to ask on";
+    let reports = format!(".runbook/runs/{id}/report");
+    assert_eq!(
+        ran.stderr,
+        format!(
+            "[1/3] prepare (exec)\n[2/3] ask (approve)\n  ask: {message}\n\
+             report: {reports}.md\nreport: {reports}.html\nreport: {reports}.json\n\
+             run {id} is awaiting approval at step `ask`: {message}\n\
+             nothing was rolled back; to approve and go on: runbook resume {id} --yes\n"
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("log")).unwrap(),
+        "prepared\n",
+        "neither rollback nor finally ran"
+    );
+    let v = ws.show(&id);
+    assert_eq!(
+        (
+            &v["status"],
+            &v["steps"][1]["status"],
+            &v["steps"][1]["error"]
+        ),
+        (
+            &serde_json::json!("awaiting_approval"),
+            &serde_json::json!("awaiting_approval"),
+            &serde_json::json!(message)
+        )
+    );
+    ws.cmd(&["resume", &id, "--yes"]).expect(0);
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("log")).unwrap(),
+        "prepared\ncompleted\ncleaned\n"
+    );
+    assert_eq!(ws.show(&id)["status"], "succeeded");
+}
