@@ -75,8 +75,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         Some(&meta.params),
         &meta.secrets_given,
     )?;
+    // After a rollback, steps that succeeded before it may be undone: they run again
+    // (each finds what is already done), unless `--from` says where to start.
     let mut done = replay.done();
     if let Some(from) = &args.from {
+        done = replay.done_before_rollback();
         let Some(pos) = rb.steps.iter().position(|s| &s.id == from) else {
             let ids: Vec<&str> = rb.steps.iter().map(|s| s.id.as_str()).collect();
             let hint = match crate::diagnostic::suggest(from, ids.iter().copied()) {

@@ -12,7 +12,7 @@ use crate::cli::Global;
 use crate::endpoint::Resolver;
 use crate::error::{Outcome, invalid};
 use crate::executor::Executor;
-use crate::journal::{Event, Journal, RunStatus, StepStatus};
+use crate::journal::{Event, Journal, Phase, RunStatus, StepStatus};
 use crate::load::{LoadFailure, load};
 use crate::lock::RunLock;
 use crate::platform::{Platform, PlatformKind, PlatformOptions};
@@ -199,7 +199,7 @@ pub async fn drive(
         .iter()
         .rev()
         .find(|s| {
-            s.phase == crate::journal::Phase::Steps
+            s.phase == Phase::Steps
                 && matches!(
                     s.status,
                     StepStatus::Failed | StepStatus::Interrupted | StepStatus::AwaitingApproval
@@ -242,6 +242,12 @@ pub async fn drive(
                 "run {} failed{stopped_at}{rolled}\nfix the cause, then: runbook resume {}{state_flag}",
                 meta.id, meta.id
             );
+            let replay = journal.replay();
+            if replay.done().len() != replay.done_before_rollback().len() {
+                eprintln!(
+                    "the rollback may have undone earlier steps: resume runs every step again from the first (each finds what is already done); `--from STEP` starts at STEP instead"
+                );
+            }
             Ok(Outcome::Failed)
         }
     }

@@ -82,6 +82,9 @@ pub struct StepState {
     /// The process groups its attempts started, in order.
     #[serde(skip)]
     pub process_groups: Vec<i32>,
+    /// How many rollbacks had started when it last succeeded: a later one may have undone it.
+    #[serde(skip)]
+    rollbacks_before: u32,
     /// The rendered inputs of its latest attempt.
     #[serde(skip)]
     pub inputs: Value,
@@ -164,6 +167,8 @@ pub struct Replay {
     index: HashMap<String, usize>,
     /// The block under way since the latest start or resume.
     block: Option<Phase>,
+    /// How many rollbacks started, over every resume of the run.
+    rollbacks: u32,
 }
 
 impl Replay {
@@ -247,6 +252,7 @@ impl Replay {
                 self.run.as_mut().expect("checked above").rolled_back_after =
                     Some(failed_step.clone());
                 self.block = Some(Phase::Rollback);
+                self.rollbacks += 1;
             }
             Event::FinallyStarted => {
                 if block == Phase::Finally {
@@ -326,10 +332,12 @@ impl Replay {
                 outputs,
                 ..
             } => {
+                let rollbacks = self.rollbacks;
                 let s = self.running(name, step, Some(*attempt))?;
                 s.status = StepStatus::Succeeded;
                 s.finished_at = Some(ts);
                 s.outputs = Some(outputs.clone());
+                s.rollbacks_before = rollbacks;
             }
             Event::StepFailed {
                 step,
@@ -394,12 +402,22 @@ impl Replay {
         self.index.get(id).map(|&i| &self.steps[i])
     }
 
-    /// The outputs of the main steps whose latest attempt succeeded: a resumed run does
-    /// not run them again.
+    /// The outputs of the main steps whose latest attempt succeeded and that no rollback
+    /// may have undone since: a resumed run does not run them again.
     pub fn done(&self) -> HashMap<String, Outputs> {
+        self.succeeded(|s| s.rollbacks_before == self.rollbacks)
+    }
+
+    /// The outputs of the main steps whose latest attempt succeeded, rolled back or not:
+    /// what `resume --from` keeps of the steps before the one it starts at.
+    pub fn done_before_rollback(&self) -> HashMap<String, Outputs> {
+        self.succeeded(|_| true)
+    }
+
+    fn succeeded(&self, keep: impl Fn(&StepState) -> bool) -> HashMap<String, Outputs> {
         self.steps
             .iter()
-            .filter(|s| s.phase == Phase::Steps && s.status == StepStatus::Succeeded)
+            .filter(|s| s.phase == Phase::Steps && s.status == StepStatus::Succeeded && keep(s))
             .filter_map(|s| Some((s.id.clone(), s.outputs.clone()?)))
             .collect()
     }
@@ -431,6 +449,7 @@ impl Replay {
                 notes: Vec::new(),
                 resources: Vec::new(),
                 process_groups: Vec::new(),
+                rollbacks_before: 0,
                 inputs: Value::Null,
                 outputs: None,
                 attempt: 0,
@@ -767,6 +786,7 @@ mod tests {
         let run = r.run().unwrap();
         assert_eq!(run.status, RunStatus::Succeeded);
         assert_eq!(run.rolled_back_after.as_deref(), Some("a"));
+        assert_eq!(r.done().keys().collect::<Vec<_>>(), ["a"]);
         let a = r.step("a").unwrap();
         assert_eq!(
             (a.status, a.attempts, a.error.as_deref()),

@@ -481,3 +481,97 @@ finally:
     );
     assert_eq!(ws.show(&id)["status"], "succeeded");
 }
+
+#[test]
+fn resume_after_a_rollback_runs_again_the_steps_the_rollback_undid() {
+    let ws = Workspace::new();
+    ws.write(
+        "rb.yaml",
+        "version: 1
+name: undone
+steps:
+  - id: create
+    action: exec
+    with: { command: \"touch made\" }
+  - id: use
+    action: exec
+    with: { command: \"test -f fixed && test -f made\" }
+rollback:
+  - id: remove
+    action: exec
+    with: { command: \"rm made\" }
+",
+    );
+    let ran = ws.cmd(&["run", "rb.yaml"]).expect(1);
+    let id = ran.stdout.trim().to_string();
+    let reports = format!(".runbook/runs/{id}/report");
+    assert_eq!(
+        ran.stderr,
+        format!(
+            "[1/2] create (exec)\n[2/2] use (exec)\n  use: failed: command exited with status 1\n\
+             rolling back: step `use` failed\n[1/1] remove (exec)\n\
+             report: {reports}.md\nreport: {reports}.html\nreport: {reports}.json\n\
+             run {id} failed at step `use`: command exited with status 1 (rolled back)\n\
+             fix the cause, then: runbook resume {id}\n\
+             the rollback may have undone earlier steps: resume runs every step again from the first (each finds what is already done); `--from STEP` starts at STEP instead\n"
+        )
+    );
+    assert!(!ws.path().join("made").exists());
+    ws.write("fixed", "");
+    let ran = ws.cmd(&["resume", &id]).expect(0);
+    assert_eq!(
+        (ran.stdout, ran.stderr),
+        (
+            format!("{id}\n"),
+            format!(
+                "[1/2] create (exec)\n[2/2] use (exec)\n\
+                 report: {reports}.md\nreport: {reports}.html\nreport: {reports}.json\n\
+                 run {id} succeeded\n"
+            )
+        )
+    );
+    assert!(ws.path().join("made").exists());
+}
+
+#[test]
+fn resume_from_after_a_rollback_keeps_the_steps_before_it() {
+    let ws = Workspace::new();
+    ws.write(
+        "rb.yaml",
+        "version: 1
+name: chosen
+steps:
+  - id: create
+    action: exec
+    with: { command: \"echo create >> log\" }
+  - id: use
+    action: exec
+    with: { command: \"test -f fixed && echo use >> log\" }
+rollback:
+  - id: note
+    action: exec
+    with: { command: \"echo rollback >> log\" }
+",
+    );
+    let id = ws
+        .cmd(&["run", "rb.yaml"])
+        .expect(1)
+        .stdout
+        .trim()
+        .to_string();
+    ws.write("fixed", "");
+    let ran = ws.cmd(&["resume", &id, "--from", "use"]).expect(0);
+    let reports = format!(".runbook/runs/{id}/report");
+    assert_eq!(
+        ran.stderr,
+        format!(
+            "[1/2] create (done in an earlier attempt: skipped)\n[2/2] use (exec)\n\
+             report: {reports}.md\nreport: {reports}.html\nreport: {reports}.json\n\
+             run {id} succeeded\n"
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("log")).unwrap(),
+        "create\nrollback\nuse\n"
+    );
+}
