@@ -136,11 +136,10 @@ fn approval_without_a_terminal_fails_closed_then_resume_with_yes_finishes() {
         ran.stderr
     );
     let v = ws.show(&id);
-    assert_eq!(v["status"], "failed");
-    assert_eq!(v["steps"][2]["status"], "failed");
-    // The finally step ran even though the run failed.
-    assert!(ws.path().join("bye.txt").exists());
-    std::fs::remove_file(ws.path().join("bye.txt")).unwrap();
+    assert_eq!(v["status"], "awaiting_approval");
+    assert_eq!(v["steps"][2]["status"], "awaiting_approval");
+    // The run stopped, it did not end: `finally` waits for its end.
+    assert!(!ws.path().join("bye.txt").exists());
     let resumed = ws.cmd(&["resume", &id, "--yes"]).expect(0);
     assert!(
         resumed
