@@ -18,15 +18,15 @@ use crate::aws_support::assert_declared;
 use crate::support::{Engine, Server, Workspace};
 
 /// A rehearsal's run directory, journal and target. Stops every server it started when dropped.
-struct Rehearsal {
-    work: Workspace,
+pub(crate) struct Rehearsal {
+    pub(crate) work: Workspace,
     run_id: String,
     journal: Arc<Journal>,
     target: Local,
 }
 
 impl Rehearsal {
-    fn new() -> Rehearsal {
+    pub(crate) fn new() -> Rehearsal {
         let work = Workspace::new();
         let run_id = "20261122-0000-local-test".to_string();
         let run_dir = work.state_dir().join("runs").join(&run_id);
@@ -41,7 +41,7 @@ impl Rehearsal {
         }
     }
 
-    fn run_dir(&self) -> PathBuf {
+    pub(crate) fn run_dir(&self) -> PathBuf {
         self.work.state_dir().join("runs").join(&self.run_id)
     }
 
@@ -53,7 +53,7 @@ impl Rehearsal {
         self.target = Local::new();
     }
 
-    async fn step(&self, action: &str, inputs: Value) -> Result<Outputs, String> {
+    pub(crate) async fn step(&self, action: &str, inputs: Value) -> Result<Outputs, String> {
         let spec = lookup(action).unwrap_or_else(|| panic!("{action} is registered"));
         let action = (spec.build)(inputs).map_err(|e| e.to_string())?;
         let resolver = Resolver::default();
@@ -75,7 +75,7 @@ impl Rehearsal {
         Ok(out)
     }
 
-    async fn ok(&self, action: &str, inputs: Value) -> Outputs {
+    pub(crate) async fn ok(&self, action: &str, inputs: Value) -> Outputs {
         match self.step(action, inputs).await {
             Ok(out) => out,
             Err(e) => panic!("{action} failed: {e}"),
@@ -98,7 +98,7 @@ impl Drop for Rehearsal {
 }
 
 /// `redis-cli -h host -p port args…` against a `host:port` endpoint.
-fn cli(endpoint: &str, args: &[&str]) -> String {
+pub(crate) fn cli(endpoint: &str, args: &[&str]) -> String {
     let (host, port) = endpoint.rsplit_once(':').expect("host:port");
     let out = Command::new("redis-cli")
         .args(["-h", host, "-p", port])
@@ -108,14 +108,14 @@ fn cli(endpoint: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim_end().to_string()
 }
 
-fn info_field(endpoint: &str, section: &str, field: &str) -> Option<String> {
+pub(crate) fn info_field(endpoint: &str, section: &str, field: &str) -> Option<String> {
     cli(endpoint, &["INFO", section]).lines().find_map(|l| {
         l.strip_prefix(&format!("{field}:"))
             .map(|v| v.trim().to_string())
     })
 }
 
-fn out_str<'a>(out: &'a Outputs, key: &str) -> &'a str {
+pub(crate) fn out_str<'a>(out: &'a Outputs, key: &str) -> &'a str {
     out.get(key)
         .and_then(Value::as_str)
         .unwrap_or_else(|| panic!("output {key} in {out:?}"))

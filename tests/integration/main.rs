@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod engine;
+mod local_cluster;
 mod local_platform;
 mod local_runbooks;
 mod probe;
