@@ -276,7 +276,7 @@ async fn local_deploy_is_found_again_by_a_new_process_and_heals_a_dead_node() {
 }
 
 #[tokio::test]
-async fn local_engine_change_restarts_every_node_on_valkey_with_its_data() {
+async fn local_engine_change_replaces_every_node_with_valkey_and_its_data() {
     let r = Rehearsal::new();
     let out = r
         .ok(
@@ -299,11 +299,13 @@ async fn local_engine_change_restarts_every_node_on_valkey_with_its_data() {
         )
         .await;
     assert_eq!(out_str(&after, "engine"), "valkey");
+    let old_replica = before["nodes"][1]["endpoint"].as_str().unwrap();
     assert_eq!(
         out_str(&after, "primary_endpoint"),
-        primary,
-        "the endpoint stays"
+        old_replica,
+        "the upgraded replica took over, as on ElastiCache"
     );
+    assert_eq!(after["nodes"][1]["endpoint"], json!(primary));
     for node in after["nodes"].as_array().unwrap() {
         let endpoint = node["endpoint"].as_str().unwrap();
         assert!(
