@@ -67,12 +67,17 @@ mod tests {
     #[test]
     fn outputs_are_the_fields_of_the_reply_flattened_ones_included() {
         let group = [
+            "auth",
+            "cluster_mode",
+            "configuration_endpoint",
             "engine",
             "engine_version",
             "id",
             "nodes",
             "primary_endpoint",
+            "shards",
             "status",
+            "tls",
         ];
         assert_eq!(names("group.describe"), group);
         assert_eq!(names("engine.modify"), group);

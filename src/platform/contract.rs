@@ -112,9 +112,32 @@ pub struct GroupInfo {
     pub status: String,
     pub engine: String,
     pub engine_version: String,
-    /// `host:port` of the primary endpoint.
+    /// `host:port` of the primary endpoint (of the configuration endpoint in cluster mode).
     pub primary_endpoint: String,
     pub nodes: Vec<NodeInfo>,
+    /// Whether the group is sharded (cluster mode enabled).
+    pub cluster_mode: bool,
+    /// `host:port` of the configuration endpoint, in cluster mode.
+    pub configuration_endpoint: Option<String>,
+    /// The node groups: one without cluster mode.
+    pub shards: Vec<ShardInfo>,
+    /// In-transit encryption: clients connect with TLS (`rediss://`).
+    pub tls: bool,
+    /// Clients authenticate (an AUTH token or a user group).
+    pub auth: bool,
+}
+
+/// One shard (node group) of a replication group.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ShardInfo {
+    /// ElastiCache's node group id, `0001`, …
+    pub id: String,
+    /// The hash slots it serves, `0-5461` (`0-16383` without cluster mode).
+    pub slots: String,
+    /// `host:port` of its primary.
+    pub primary_endpoint: String,
+    /// `host:port` of each of its replicas.
+    pub replicas: Vec<String>,
 }
 
 /// One node of a replication group.

@@ -11,7 +11,7 @@ use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
 pub use contract::{
     CaptureMetrics, CheckMigrationTarget, CompleteMigration, CreateSnapshot, DeleteGroup,
     DeleteStack, DeployStack, DescribeGroup, GroupInfo, Handles, ModifyEngine, NodeInfo, Request,
-    RestoreSnapshot, StartMigration, TestMigration,
+    RestoreSnapshot, ShardInfo, StartMigration, TestMigration,
 };
 
 /// Which control plane a run drives.

@@ -18,15 +18,15 @@ use crate::aws_support::assert_declared;
 use crate::support::{Engine, Server, Workspace, resume_run, start_step};
 
 /// A rehearsal's run directory, journal and target. Stops every server it started when dropped.
-struct Rehearsal {
-    work: Workspace,
+pub(crate) struct Rehearsal {
+    pub(crate) work: Workspace,
     run_id: String,
     journal: Arc<Journal>,
     target: Local,
 }
 
 impl Rehearsal {
-    fn new() -> Rehearsal {
+    pub(crate) fn new() -> Rehearsal {
         let work = Workspace::new();
         let run_id = "20261122-0000-local-test".to_string();
         let run_dir = work.state_dir().join("runs").join(&run_id);
@@ -41,7 +41,7 @@ impl Rehearsal {
         }
     }
 
-    fn run_dir(&self) -> PathBuf {
+    pub(crate) fn run_dir(&self) -> PathBuf {
         self.work.state_dir().join("runs").join(&self.run_id)
     }
 
@@ -54,7 +54,7 @@ impl Rehearsal {
         self.target = Local::new();
     }
 
-    async fn step(&self, action: &str, inputs: Value) -> Result<Outputs, String> {
+    pub(crate) async fn step(&self, action: &str, inputs: Value) -> Result<Outputs, String> {
         let spec = lookup(action).unwrap_or_else(|| panic!("{action} is registered"));
         let action = (spec.build)(inputs).map_err(|e| e.to_string())?;
         let resolver = Resolver::default();
@@ -77,7 +77,7 @@ impl Rehearsal {
         Ok(out)
     }
 
-    async fn ok(&self, action: &str, inputs: Value) -> Outputs {
+    pub(crate) async fn ok(&self, action: &str, inputs: Value) -> Outputs {
         match self.step(action, inputs).await {
             Ok(out) => out,
             Err(e) => panic!("{action} failed: {e}"),
@@ -100,7 +100,7 @@ impl Drop for Rehearsal {
 }
 
 /// `redis-cli -h host -p port args…` against a `host:port` endpoint.
-fn cli(endpoint: &str, args: &[&str]) -> String {
+pub(crate) fn cli(endpoint: &str, args: &[&str]) -> String {
     let (host, port) = endpoint.rsplit_once(':').expect("host:port");
     let out = Command::new("redis-cli")
         .args(["-h", host, "-p", port])
@@ -110,14 +110,14 @@ fn cli(endpoint: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim_end().to_string()
 }
 
-fn info_field(endpoint: &str, section: &str, field: &str) -> Option<String> {
+pub(crate) fn info_field(endpoint: &str, section: &str, field: &str) -> Option<String> {
     cli(endpoint, &["INFO", section]).lines().find_map(|l| {
         l.strip_prefix(&format!("{field}:"))
             .map(|v| v.trim().to_string())
     })
 }
 
-fn out_str<'a>(out: &'a Outputs, key: &str) -> &'a str {
+pub(crate) fn out_str<'a>(out: &'a Outputs, key: &str) -> &'a str {
     out.get(key)
         .and_then(Value::as_str)
         .unwrap_or_else(|| panic!("output {key} in {out:?}"))
@@ -278,7 +278,7 @@ async fn local_deploy_is_found_again_by_a_new_process_and_heals_a_dead_node() {
 }
 
 #[tokio::test]
-async fn local_engine_change_restarts_every_node_on_valkey_with_its_data() {
+async fn local_engine_change_replaces_every_node_with_valkey_and_its_data() {
     let r = Rehearsal::new();
     let out = r
         .ok(
@@ -301,11 +301,13 @@ async fn local_engine_change_restarts_every_node_on_valkey_with_its_data() {
         )
         .await;
     assert_eq!(out_str(&after, "engine"), "valkey");
+    let old_replica = before["nodes"][1]["endpoint"].as_str().unwrap();
     assert_eq!(
         out_str(&after, "primary_endpoint"),
-        primary,
-        "the endpoint stays"
+        old_replica,
+        "the upgraded replica took over, as on ElastiCache"
     );
+    assert_eq!(after["nodes"][1]["endpoint"], json!(primary));
     for node in after["nodes"].as_array().unwrap() {
         let endpoint = node["endpoint"].as_str().unwrap();
         assert!(

@@ -6,6 +6,7 @@ mod cli;
 mod docs;
 mod engine;
 mod error_messages;
+mod local_cluster;
 mod local_platform;
 mod local_runbooks;
 mod probe;

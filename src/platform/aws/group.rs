@@ -1,13 +1,15 @@
 //! ElastiCache replication groups: describe one, delete one, and what the other
 //! operations share (finding a group, its description, waiting for it to settle).
 
-use aws_sdk_elasticache::types::ReplicationGroup;
+use aws_sdk_elasticache::types::{NodeGroup, ReplicationGroup};
 
 use super::wait::{self, Events, Poll};
 use super::{Aws, sdk_error};
 use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
 use crate::platform::Handles;
-use crate::platform::contract::{DeleteGroup, DescribeGroup, GroupDeleted, GroupInfo, NodeInfo};
+use crate::platform::contract::{
+    DeleteGroup, DescribeGroup, GroupDeleted, GroupInfo, NodeInfo, ShardInfo,
+};
 
 /// The status of a group that takes changes.
 pub const AVAILABLE: &str = "available";
@@ -154,6 +156,39 @@ fn host_port(endpoint: Option<&aws_sdk_elasticache::types::Endpoint>) -> String 
         .unwrap_or_default()
 }
 
+/// The index of a node group's primary among its members.
+fn primary_member(group: &NodeGroup) -> usize {
+    group
+        .node_group_members()
+        .iter()
+        .position(|m| m.current_role() == Some("primary"))
+        .unwrap_or(0)
+}
+
+/// The shard of a node group: its primary is the member ElastiCache calls primary (in
+/// cluster mode no member has a role: the first is its primary), the others its replicas.
+fn shard(group: &NodeGroup) -> ShardInfo {
+    let members = group.node_group_members();
+    let primary = primary_member(group);
+    ShardInfo {
+        id: group.node_group_id().unwrap_or("0001").to_string(),
+        slots: group.slots().unwrap_or("0-16383").to_string(),
+        primary_endpoint: match group.primary_endpoint() {
+            Some(e) => host_port(Some(e)),
+            None => members
+                .get(primary)
+                .map(|m| host_port(m.read_endpoint()))
+                .unwrap_or_default(),
+        },
+        replicas: members
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != primary)
+            .map(|(_, m)| host_port(m.read_endpoint()))
+            .collect(),
+    }
+}
+
 /// The group as the contract describes it.
 pub async fn info(aws: &Aws, group: &ReplicationGroup) -> Result<GroupInfo, ActionError> {
     let primary = group.configuration_endpoint().or_else(|| {
@@ -165,13 +200,19 @@ pub async fn info(aws: &Aws, group: &ReplicationGroup) -> Result<GroupInfo, Acti
     let nodes = group
         .node_groups()
         .iter()
-        .flat_map(|g| g.node_group_members())
-        .map(|m| NodeInfo {
-            id: m.cache_cluster_id().unwrap_or_default().to_string(),
-            role: m.current_role().unwrap_or("replica").to_string(),
-            endpoint: host_port(m.read_endpoint()),
+        .flat_map(|g| {
+            let primary = primary_member(g);
+            g.node_group_members()
+                .iter()
+                .enumerate()
+                .map(move |(i, m)| NodeInfo {
+                    id: m.cache_cluster_id().unwrap_or_default().to_string(),
+                    role: if i == primary { "primary" } else { "replica" }.to_string(),
+                    endpoint: host_port(m.read_endpoint()),
+                })
         })
         .collect();
+    let configuration_endpoint = group.configuration_endpoint().map(|e| host_port(Some(e)));
     Ok(GroupInfo {
         id: group.replication_group_id().unwrap_or_default().to_string(),
         status: status(group).to_string(),
@@ -179,6 +220,13 @@ pub async fn info(aws: &Aws, group: &ReplicationGroup) -> Result<GroupInfo, Acti
         engine_version: engine_version(aws, group).await?.unwrap_or_default(),
         primary_endpoint: host_port(primary),
         nodes,
+        cluster_mode: group
+            .cluster_enabled()
+            .unwrap_or(configuration_endpoint.is_some()),
+        configuration_endpoint,
+        shards: group.node_groups().iter().map(shard).collect(),
+        tls: group.transit_encryption_enabled().unwrap_or(false),
+        auth: group.auth_token_enabled().unwrap_or(false) || !group.user_group_ids().is_empty(),
     })
 }
 

@@ -7,12 +7,16 @@ use serde_json::json;
 
 use async_trait::async_trait;
 
-use super::server::{self, Engine, ServerError};
-use super::state::{Group, Node};
+use super::cluster;
+use super::secure;
+use super::server::{self, Access, Engine, Launch, ServerError};
+use super::state::{Group, Node, slots_text};
 use super::{Local, LocalError, Result, Run};
 use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
 use crate::platform::Handles;
-use crate::platform::contract::{DeleteGroup, DescribeGroup, GroupDeleted, GroupInfo, NodeInfo};
+use crate::platform::contract::{
+    DeleteGroup, DescribeGroup, GroupDeleted, GroupInfo, NodeInfo, ShardInfo,
+};
 
 #[async_trait]
 impl Handles<DescribeGroup> for Local {
@@ -69,34 +73,64 @@ impl Run<'_, '_> {
         })
     }
 
+    /// How the control plane reaches `node` of `g`.
+    pub(super) fn access(&self, g: &Group, node: &Node) -> Result<Access> {
+        Ok(Access {
+            port: node.port,
+            tls: g.transit_encryption,
+            password: if g.auth {
+                Some(secure::token(&self.dir, &g.id)?)
+            } else {
+                None
+            },
+        })
+    }
+
     /// Starts node `index` of `group` (on its recorded port and data) unless it runs,
-    /// as a replica of the group's primary (or of the migration source), and journals it.
+    /// as a replica of its shard's primary (or of the migration source), and journals it.
+    /// A cluster node finds its role in its own `nodes.conf`.
     pub(super) async fn ensure_node(&mut self, group: &str, index: usize) -> Result<()> {
         let g = self.group(group)?.clone();
         let node = &g.nodes[index];
-        if server::is_alive(node.pid, node.port).await {
+        let mut access = self.access(&g, node)?;
+        if server::is_alive(node.pid, &access).await {
             return Ok(());
         }
-        let replica_of = if index == 0 {
+        let primary = g.primary_of(index);
+        let replica_of = if g.cluster_mode {
+            None
+        } else if primary == index {
             g.migration.as_ref().map(|m| m.source.clone())
         } else {
-            Some(format!("127.0.0.1:{}", g.primary().port))
+            Some(format!("127.0.0.1:{}", g.nodes[primary].port))
         };
-        let mut port = node.port;
+        let certs = if g.transit_encryption {
+            Some(secure::ensure_certs(&self.dir, &g.id)?)
+        } else {
+            None
+        };
         let mut tries = 0;
         let pid = loop {
-            match server::start(node.engine, port, &node.dir, replica_of.as_deref()).await {
+            let launch = Launch {
+                engine: node.engine,
+                access: &access,
+                dir: &node.dir,
+                replica_of: replica_of.as_deref(),
+                cluster: g.cluster_mode,
+                certs: certs.as_deref(),
+            };
+            match server::start(&launch).await {
                 Ok(pid) => break pid,
                 // A node never started yet may have lost its free port to another process
                 // between choosing and binding it: choose again.
                 Err(ServerError::Start { .. }) if node.pid == 0 && tries < 3 => {
                     tries += 1;
-                    port = server::free_port()
-                        .map_err(|e| LocalError::Refused(format!("no free port: {e}")))?;
+                    access.port = node_port(g.cluster_mode)?;
                 }
                 Err(e) => return Err(e.into()),
             }
         };
+        let port = access.port;
         let node = {
             let n = &mut self
                 .state
@@ -133,28 +167,36 @@ impl Run<'_, '_> {
         Ok(())
     }
 
-    /// Creates a group of `nodes` servers (primary first) and starts them. `seed` is an RDB
-    /// file the primary loads.
+    /// Creates a group of `nodes[s]` servers in shard `s` (primary first), starts them and,
+    /// in cluster mode, forms the cluster. `seed` is an RDB file the primary loads.
     pub(super) async fn create_group(
         &mut self,
         mut group: Group,
-        count: u32,
+        nodes: &[u32],
         engine: Engine,
         seed: Option<&Path>,
     ) -> Result<()> {
         server::binary(engine)?;
         let id = group.id.clone();
-        for i in 1..=count.max(1) {
-            let node_id = format!("{id}-{i:03}");
-            let dir = self.dir.join("servers").join(&node_id);
-            group.nodes.push(Node {
-                id: node_id,
-                engine,
-                port: server::free_port()
-                    .map_err(|e| LocalError::Refused(format!("no free port: {e}")))?,
-                pid: 0,
-                dir,
-            });
+        for (s, &count) in nodes.iter().enumerate() {
+            for i in 1..=count.max(1) {
+                let node_id = match group.shards.get(s) {
+                    Some(shard) if group.cluster_mode => format!("{id}-{}-{i:03}", shard.id),
+                    _ => format!("{id}-{i:03}"),
+                };
+                let dir = self.dir.join("servers").join(&node_id);
+                group.nodes.push(Node {
+                    id: node_id,
+                    shard: s,
+                    engine,
+                    port: node_port(group.cluster_mode)?,
+                    pid: 0,
+                    dir,
+                });
+            }
+        }
+        if group.cluster_mode {
+            group.configuration_port = Some(group.nodes[0].port);
         }
         if let Some(seed) = seed {
             let dir = &group.nodes[0].dir;
@@ -169,10 +211,26 @@ impl Run<'_, '_> {
                 })?;
         }
         let count = group.nodes.len();
+        let cluster = group.cluster_mode;
         self.state.groups.insert(id.clone(), group);
         self.save()?;
         for i in 0..count {
             self.ensure_node(&id, i).await?;
+        }
+        if cluster {
+            self.form_cluster(&id).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts every node of the group that does not run, and heals its cluster.
+    pub(super) async fn ensure_group(&mut self, id: &str) -> Result<()> {
+        let n = self.group(id)?.nodes.len();
+        for i in 0..n {
+            self.ensure_node(id, i).await?;
+        }
+        if self.group(id)?.cluster_mode {
+            self.form_cluster(id).await?;
         }
         Ok(())
     }
@@ -207,18 +265,45 @@ impl Run<'_, '_> {
         let mut nodes = Vec::new();
         let mut down = Vec::new();
         let (mut engine, mut version) = (g.primary().engine, String::new());
+        let endpoint = |n: &Node| format!("127.0.0.1:{}", n.port);
         for (i, n) in g.nodes.iter().enumerate() {
-            if !server::is_alive(n.pid, n.port).await {
+            let access = self.access(g, n)?;
+            if !server::is_alive(n.pid, &access).await {
                 down.push(n.id.clone());
-            } else if i == 0 {
-                (engine, version) = server::engine_of(&server::info(n.port, "server").await?);
+            } else if version.is_empty() {
+                (engine, version) = server::engine_of(&server::info(&access, "server").await?);
             }
             nodes.push(NodeInfo {
                 id: n.id.clone(),
-                role: if i == 0 { "primary" } else { "replica" }.into(),
-                endpoint: format!("127.0.0.1:{}", n.port),
+                role: if g.primary_of(i) == i {
+                    "primary"
+                } else {
+                    "replica"
+                }
+                .into(),
+                endpoint: endpoint(n),
             });
         }
+        let shards = (0..g.shard_count())
+            .map(|s| {
+                let members = g.shard_nodes(s);
+                ShardInfo {
+                    id: g
+                        .shards
+                        .get(s)
+                        .map_or_else(|| "0001".to_string(), |shard| shard.id.clone()),
+                    slots: g.shards.get(s).map_or_else(
+                        || slots_text(&[(0, cluster::SLOTS - 1)]),
+                        |shard| shard.slots_text(),
+                    ),
+                    primary_endpoint: endpoint(&g.nodes[members[0]]),
+                    replicas: members[1..]
+                        .iter()
+                        .map(|&r| endpoint(&g.nodes[r]))
+                        .collect(),
+                }
+            })
+            .collect();
         let status = if !down.is_empty() {
             format!("unavailable ({} not running)", down.join(", "))
         } else if g.migration.is_some() {
@@ -226,6 +311,10 @@ impl Run<'_, '_> {
         } else {
             "available".into()
         };
+        let configuration_endpoint = g
+            .configuration_port
+            .filter(|_| g.cluster_mode)
+            .map(|p| format!("127.0.0.1:{p}"));
         Ok(GroupInfo {
             id: g.id.clone(),
             status,
@@ -235,8 +324,25 @@ impl Run<'_, '_> {
             } else {
                 version
             },
-            primary_endpoint: format!("127.0.0.1:{}", g.primary().port),
+            primary_endpoint: configuration_endpoint
+                .clone()
+                .unwrap_or_else(|| endpoint(g.primary())),
             nodes,
+            cluster_mode: g.cluster_mode,
+            configuration_endpoint,
+            shards,
+            tls: g.transit_encryption,
+            auth: g.auth,
         })
     }
+}
+
+/// A free port for a new node (with its bus port free too, in cluster mode).
+fn node_port(cluster: bool) -> Result<u16> {
+    if cluster {
+        server::free_cluster_port()
+    } else {
+        server::free_port()
+    }
+    .map_err(|e| LocalError::Refused(format!("no free port: {e}")))
 }

@@ -64,7 +64,7 @@ impl Run<'_, '_> {
                 if !metrics.iter().any(|m| m == metric) {
                     continue;
                 }
-                let info = server::info(n.port, section).await?;
+                let info = server::info(&self.access(g, n)?, section).await?;
                 if let Some(value) = info.get(*field).and_then(|v| v.parse::<f64>().ok()) {
                     series.push(Series {
                         metric: metric.to_string(),

@@ -192,7 +192,7 @@ impl Run<'_, '_> {
                 self.source_info(&source).await?;
                 let (host, port) = addr.rsplit_once(':').expect("host:port");
                 server::command::<()>(
-                    g.primary().port,
+                    &self.access(&g, g.primary())?,
                     redis::cmd("REPLICAOF").arg(host).arg(port),
                 )
                 .await?;
@@ -206,7 +206,7 @@ impl Run<'_, '_> {
             }
         }
         let offset = self.wait_in_sync(id, &source).await?;
-        let info = server::info(g.primary().port, "replication").await?;
+        let info = server::info(&self.access(&g, g.primary())?, "replication").await?;
         let field = |name: &str| info.get(name).cloned().unwrap_or_default();
         Ok(MigrationStarted {
             group: self.describe(id).await?,
@@ -224,14 +224,16 @@ impl Run<'_, '_> {
     /// the source's replication offset as it was when the wait began. Fails at once when
     /// the replica cannot load what the source sends (an RDB version it does not know).
     async fn wait_in_sync(&self, id: &str, source: &Endpoint) -> Result<u64> {
-        let primary = self.group(id)?.primary().clone();
+        let g = self.group(id)?;
+        let primary = g.primary().clone();
+        let access = self.access(g, &primary)?;
         let deadline = Instant::now() + SYNC_DEADLINE;
         let mut target_offset: Option<u64> = None;
         let mut last_status = String::new();
         let log = server::log_path(&primary.dir);
         let log_start = server::log_len(&log);
         loop {
-            let info = server::info(primary.port, "replication").await?;
+            let info = server::info(&access, "replication").await?;
             let link = info.get("master_link_status").cloned().unwrap_or_default();
             let syncing = info
                 .get("master_sync_in_progress")
@@ -327,7 +329,7 @@ impl Run<'_, '_> {
         } else {
             let source = Endpoint::parse(&migration.source)
                 .map_err(|e| LocalError::Refused(format!("the recorded source: {e}")))?;
-            let info = server::info(g.primary().port, "replication").await?;
+            let info = server::info(&self.access(&g, g.primary())?, "replication").await?;
             if info.get("master_link_status").is_none_or(|s| s != "up") {
                 return Err(LocalError::Refused(format!(
                     "{id} is not in sync with {} (replication link down); fix the source or complete with force: true",
@@ -337,7 +339,7 @@ impl Run<'_, '_> {
             self.wait_in_sync(id, &source).await?;
         }
         server::command::<()>(
-            g.primary().port,
+            &self.access(&g, g.primary())?,
             redis::cmd("REPLICAOF").arg("NO").arg("ONE"),
         )
         .await?;

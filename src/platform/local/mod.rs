@@ -8,11 +8,13 @@
 //! made is kept in the run directory ([`state`]), so a new `runbook` process resuming the
 //! run finds it again, and every server started is journaled for `runbook destroy`.
 
+mod cluster;
 mod engine;
 mod group;
 mod metrics;
 mod migration;
 mod preflight;
+mod secure;
 pub mod server;
 mod snapshot;
 mod stack;
@@ -24,6 +26,7 @@ use std::time::Duration;
 
 use crate::actions::{ActionError, StepCtx};
 use crate::platform::{Platform, PlatformKind};
+use secure::SecureError;
 use server::ServerError;
 use state::{State, StateError};
 use template::TemplateError;
@@ -37,6 +40,8 @@ pub enum LocalError {
     Template(#[from] TemplateError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Secure(#[from] SecureError),
     /// The request cannot be done as asked; the message says what to do instead.
     #[error("{0}")]
     Refused(String),

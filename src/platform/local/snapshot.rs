@@ -82,9 +82,10 @@ impl Run<'_, '_> {
         let g = self.group(id)?;
         // Like ElastiCache, back up from a replica when there is one.
         let node = g.nodes.get(1).unwrap_or(g.primary()).clone();
-        let before = rdb_saves(node.port).await?;
+        let access = self.access(g, &node)?;
+        let before = rdb_saves(&access).await?;
         let started: Result<String, ServerError> =
-            server::command(node.port, &redis::cmd("BGSAVE")).await;
+            server::command(&access, &redis::cmd("BGSAVE")).await;
         if let Err(e) = started
             && !e.to_string().contains("in progress")
         {
@@ -92,7 +93,7 @@ impl Run<'_, '_> {
         }
         let deadline = Instant::now() + SYNC_DEADLINE;
         loop {
-            let info = server::info(node.port, "persistence").await?;
+            let info = server::info(&access, "persistence").await?;
             let done = info.get("rdb_bgsave_in_progress").is_some_and(|v| v == "0")
                 && info
                     .get("rdb_saves")
@@ -119,7 +120,7 @@ impl Run<'_, '_> {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let (engine, version) = server::engine_of(&server::info(node.port, "server").await?);
+        let (engine, version) = server::engine_of(&server::info(&access, "server").await?);
         let copy = || -> std::io::Result<()> {
             std::fs::create_dir_all(snapshot_file.parent().expect("has a parent"))?;
             let tmp = snapshot_file.with_extension("rdb.tmp");
@@ -155,10 +156,7 @@ impl Run<'_, '_> {
         replicas: u32,
     ) -> Result<GroupInfo> {
         if self.state.groups.contains_key(id) {
-            let n = self.group(id)?.nodes.len();
-            for i in 0..n {
-                self.ensure_node(id, i).await?;
-            }
+            self.ensure_group(id).await?;
             self.ctx.note(format!("{id} already exists"));
             return self.describe(id).await;
         }
@@ -183,15 +181,18 @@ impl Run<'_, '_> {
             requested_version: version.map(str::to_string),
             multi_az: replicas > 0,
             transit_encryption: false,
+            auth: false,
+            cluster_mode: false,
+            shards: Vec::new(),
+            configuration_port: None,
             nodes: Vec::new(),
             migration: None,
             completed_migration: None,
         };
-        self.create_group(group, replicas + 1, engine, Some(&snapshot.file))
+        self.create_group(group, &[replicas + 1], engine, Some(&snapshot.file))
             .await?;
-        let g = self.group(id)?.clone();
-        for (i, n) in g.nodes.iter().enumerate() {
-            self.wait_serving(&n.id, n.port, i != 0).await?;
+        for i in 0..self.group(id)?.nodes.len() {
+            self.wait_serving(id, i).await?;
         }
         self.ctx.note(format!(
             "{id} restored from {name} ({} {})",
@@ -201,8 +202,8 @@ impl Run<'_, '_> {
     }
 }
 
-async fn rdb_saves(port: u16) -> Result<u64> {
-    Ok(server::info(port, "persistence")
+async fn rdb_saves(access: &server::Access) -> Result<u64> {
+    Ok(server::info(access, "persistence")
         .await?
         .get("rdb_saves")
         .and_then(|v| v.parse().ok())

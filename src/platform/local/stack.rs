@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use async_trait::async_trait;
 
+use super::cluster;
+use super::secure;
 use super::server::Engine;
 use super::state::{Group, GroupKind, Stack, StackResource};
 use super::template::{self, Scope, Template};
@@ -16,6 +18,10 @@ use super::{Local, LocalError, Result, Run};
 use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
 use crate::platform::Handles;
 use crate::platform::contract::{DeleteStack, DeployStack, StackDeleted, StackDeployed};
+
+/// A replication group or server of the template, before it starts: its logical id, the
+/// group, the nodes of each shard, the engine, and the AUTH token.
+type Planned = (String, Group, Vec<u32>, Engine, Option<String>);
 
 /// What a stack rehearsed on this machine reports as its id.
 fn stack_id(name: &str) -> String {
@@ -93,10 +99,7 @@ impl Run<'_, '_> {
             let groups: Vec<String> = self.groups_of(name);
             let outputs = stack.outputs.clone();
             for g in &groups {
-                let count = self.group(g)?.nodes.len();
-                for i in 0..count {
-                    self.ensure_node(g, i).await?;
-                }
+                self.ensure_group(g).await?;
             }
             self.ctx
                 .note(format!("stack {name} is already deployed; its servers run"));
@@ -129,7 +132,7 @@ impl Run<'_, '_> {
         scope.refs.insert("AWS::NoValue".into(), Value::Null);
 
         // First what each resource is and its Ref, so properties can refer to each other.
-        let mut planned: Vec<(String, Group, u32, Engine)> = Vec::new();
+        let mut planned: Vec<Planned> = Vec::new();
         let mut resources = Vec::new();
         for (logical, r) in &t.resources {
             let ctx = format!("Resources.{logical}");
@@ -141,13 +144,8 @@ impl Run<'_, '_> {
                     .map_err(LocalError::from)
             };
             let marker = r.metadata.get("Runbook");
-            let (kind, engine, count, id) = match r.kind.as_str() {
+            let (kind, engine, layout, id) = match r.kind.as_str() {
                 "AWS::ElastiCache::ReplicationGroup" => {
-                    if prop("NumNodeGroups")?.is_some_and(|n| template::text(&n) != "1") {
-                        return Err(LocalError::Refused(format!(
-                            "{ctx}: cluster mode (NumNodeGroups > 1) cannot be rehearsed locally"
-                        )));
-                    }
                     let engine_text = prop("Engine")?
                         .map(|v| template::text(&v))
                         .unwrap_or_else(|| "redis".into());
@@ -156,16 +154,11 @@ impl Run<'_, '_> {
                             "{ctx}: Engine `{engine_text}` is neither redis nor valkey"
                         ))
                     })?;
-                    let count = match prop("NumCacheClusters")? {
-                        Some(n) => template::text(&n).parse().unwrap_or(1),
-                        None => prop("ReplicasPerNodeGroup")?
-                            .and_then(|n| template::text(&n).parse::<u32>().ok())
-                            .map_or(1, |r| r + 1),
-                    };
+                    let layout = cluster::layout(&ctx, prop)?;
                     let id = prop("ReplicationGroupId")?
                         .map(|v| template::text(&v))
                         .unwrap_or_else(|| format!("{name}-{}", logical.to_ascii_lowercase()));
-                    (GroupKind::ReplicationGroup, engine, count, id)
+                    (GroupKind::ReplicationGroup, engine, layout, id)
                 }
                 "AWS::EC2::Instance" if marker.is_some() => {
                     let marker = marker.expect("checked");
@@ -179,7 +172,11 @@ impl Run<'_, '_> {
                     (
                         GroupKind::Instance,
                         engine,
-                        1,
+                        cluster::Layout {
+                            cluster_mode: false,
+                            shards: Vec::new(),
+                            nodes: vec![1],
+                        },
                         format!("{name}-{}", logical.to_ascii_lowercase()),
                     )
                 }
@@ -198,6 +195,23 @@ impl Run<'_, '_> {
                     continue;
                 }
             };
+            let transit_encryption =
+                prop("TransitEncryptionEnabled")?.is_some_and(|v| template::text(&v) == "true");
+            let token = prop("AuthToken")?
+                .map(|v| template::text(&v))
+                .filter(|t| !t.is_empty());
+            if let Some(t) = &token {
+                if !transit_encryption {
+                    return Err(LocalError::Refused(format!(
+                        "{ctx}.Properties.AuthToken: ElastiCache takes an AUTH token only with TransitEncryptionEnabled: true"
+                    )));
+                }
+                if let Some(why) = secure::token_problem(t) {
+                    return Err(LocalError::Refused(format!(
+                        "{ctx}.Properties.AuthToken: {why}"
+                    )));
+                }
+            }
             let group = match self.state.groups.get(&id) {
                 Some(existing) if existing.stack.as_deref() != Some(name) => {
                     return Err(LocalError::Refused(format!(
@@ -210,8 +224,11 @@ impl Run<'_, '_> {
                     stack: Some(name.to_string()),
                     requested_version: prop("EngineVersion")?.map(|v| template::text(&v)),
                     multi_az: prop("MultiAZEnabled")?.is_some_and(|v| template::text(&v) == "true"),
-                    transit_encryption: prop("TransitEncryptionEnabled")?
-                        .is_some_and(|v| template::text(&v) == "true"),
+                    transit_encryption,
+                    auth: token.is_some(),
+                    cluster_mode: layout.cluster_mode,
+                    shards: layout.shards,
+                    configuration_port: None,
                     nodes: Vec::new(),
                     migration: None,
                     completed_migration: None,
@@ -231,34 +248,44 @@ impl Run<'_, '_> {
                 local: "process".into(),
                 physical_id: physical,
             });
-            planned.push((logical.clone(), group, count, engine));
+            planned.push((logical.clone(), group, layout.nodes, engine, token));
         }
 
-        for (logical, group, count, engine) in planned {
+        for (logical, group, nodes, engine, token) in planned {
             let id = group.id.clone();
             if self.state.groups.contains_key(&id) {
-                let n = self.group(&id)?.nodes.len();
-                for i in 0..n {
-                    self.ensure_node(&id, i).await?;
-                }
+                self.ensure_group(&id).await?;
             } else {
-                self.create_group(group, count, engine, None).await?;
+                if let Some(token) = &token {
+                    secure::store_token(&self.dir, &id, token)?;
+                }
+                self.create_group(group, &nodes, engine, None).await?;
             }
             let g = self.group(&id)?;
             let primary = g.primary().port.to_string();
             let reader = g.nodes.get(1).unwrap_or(g.primary()).port.to_string();
             let t = &t.resources[&logical];
-            let attrs = [
-                ("PrimaryEndPoint.Address", "127.0.0.1".to_string()),
-                ("PrimaryEndPoint.Port", primary.clone()),
-                ("ReaderEndPoint.Address", "127.0.0.1".to_string()),
-                ("ReaderEndPoint.Port", reader),
+            // CloudFormation gives a sharded group a configuration endpoint and no primary
+            // or reader endpoint, and a group without cluster mode the other way round.
+            let endpoints = match g.configuration_port.filter(|_| g.cluster_mode) {
+                Some(port) => vec![
+                    ("ConfigurationEndPoint.Address", "127.0.0.1".to_string()),
+                    ("ConfigurationEndPoint.Port", port.to_string()),
+                ],
+                None => vec![
+                    ("PrimaryEndPoint.Address", "127.0.0.1".to_string()),
+                    ("PrimaryEndPoint.Port", primary.clone()),
+                    ("ReaderEndPoint.Address", "127.0.0.1".to_string()),
+                    ("ReaderEndPoint.Port", reader),
+                ],
+            };
+            let attrs = endpoints.into_iter().chain([
                 ("PrivateIp", "127.0.0.1".to_string()),
                 ("PublicIp", "127.0.0.1".to_string()),
                 ("PrivateDnsName", "localhost".to_string()),
                 ("PublicDnsName", "localhost".to_string()),
                 ("AvailabilityZone", "local-a".to_string()),
-            ];
+            ]);
             if let Some(param) = t
                 .metadata
                 .get("Runbook")
