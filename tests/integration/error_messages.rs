@@ -614,12 +614,12 @@ fn resume_refuses_a_changed_runbook_and_says_how_to_go_on() {
             [1/2] first (exec)
               first: hello
             [2/2] ask (approve)
-              ask: failed: approval needed: Go on? — there is no terminal to ask on; run again with --yes to approve
+              ask: approval needed: Go on? — there is no terminal to ask on
             report: .runbook/runs/[RUN]/report.md
             report: .runbook/runs/[RUN]/report.html
             report: .runbook/runs/[RUN]/report.json
-            run [RUN] failed at step `ask`: approval needed: Go on? — there is no terminal to ask on; run again with --yes to approve
-            fix the cause, then: runbook resume [RUN]
+            run [RUN] is awaiting approval at step `ask`: approval needed: Go on? — there is no terminal to ask on
+            nothing was rolled back; to approve and go on: runbook resume [RUN] --yes
         "})
         .check()
         .first_line()
