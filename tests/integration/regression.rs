@@ -255,3 +255,284 @@ error: `attempts` must be a whole number from 1 to 100
     );
     assert!(!ws.path().join(".runbook/runs").exists());
 }
+
+/// Three `exec` steps that each append their name to `log`.
+const THREE: &str = "version: 1
+name: three
+steps:
+  - id: a
+    action: exec
+    with: { command: \"echo a >> log\" }
+  - id: b
+    action: exec
+    with: { command: \"echo b >> log\" }
+  - id: c
+    action: exec
+    with: { command: \"echo c >> log\" }
+";
+
+/// Runs [`THREE`] to its end; returns the run id and its journal's path (relative to the
+/// workspace, as the tool prints it).
+fn run_three(ws: &Workspace) -> (String, String) {
+    ws.write("three.yaml", THREE);
+    let ran = ws.cmd(&["run", "three.yaml", "--yes"]).expect(0);
+    let id = ran.stdout.trim().to_string();
+    (id.clone(), format!(".runbook/runs/{id}/journal.jsonl"))
+}
+
+fn lines(ws: &Workspace, journal: &str) -> Vec<String> {
+    std::fs::read_to_string(ws.path().join(journal))
+        .expect("journal")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn hint(id: &str) -> String {
+    format!(
+        "run {id} cannot be trusted as it is (`runbook resume {id} --repair` says how it would be cut back to its last good line)"
+    )
+}
+
+/// `show`, `report` and `resume` all refuse the run with `damage`, and nothing runs.
+fn assert_refused(ws: &Workspace, id: &str, damage: &str) {
+    let expected = format!("error: {}: {damage}\n", hint(id));
+    for args in [
+        &["show", id][..],
+        &["report", id, "--format", "md"][..],
+        &["resume", id, "--yes"][..],
+    ] {
+        let ran = ws.cmd(args).expect(1);
+        assert_eq!(
+            (ran.stdout.as_str(), ran.stderr.as_str()),
+            ("", expected.as_str()),
+            "{args:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("log")).expect("log"),
+        "a\nb\nc\n",
+        "no step ran again"
+    );
+}
+
+#[test]
+fn a_journal_that_lost_or_gained_lines_is_damaged_not_believed() {
+    let seq_of = |line: &str, seq: u64| {
+        let mut v: serde_json::Value = serde_json::from_str(line).expect("json");
+        v["seq"] = seq.into();
+        serde_json::to_string(&v).expect("json")
+    };
+    type Edit = fn(&mut Vec<String>);
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "a line deleted",
+            |l| {
+                l.remove(3);
+            },
+            "damaged at line 4: `seq` is 5 where 4 should follow (a line was deleted, repeated or moved)",
+        ),
+        (
+            "two lines swapped",
+            |l| l.swap(3, 4),
+            "damaged at line 4: `seq` is 5 where 4 should follow (a line was deleted, repeated or moved)",
+        ),
+        (
+            "a line repeated",
+            |l| {
+                let again = l[2].clone();
+                l.insert(3, again);
+            },
+            "damaged at line 4: `seq` is 3 where 4 should follow (a line was deleted, repeated or moved)",
+        ),
+        (
+            "a line edited",
+            |l| {
+                *l = l
+                    .iter()
+                    .map(|x| {
+                        x.replacen(
+                            "\"attempt\":1",
+                            "\"attempt\":2",
+                            usize::from(x.contains("\"seq\":3,")),
+                        )
+                    })
+                    .collect()
+            },
+            "damaged at line 4: its `prev` is not the digest of line 3 (a line was edited or replaced)",
+        ),
+        (
+            "the first lines removed",
+            |l| {
+                l.drain(..2);
+            },
+            "damaged at line 1: `seq` is 3 where 1 should follow (a line was deleted, repeated or moved)",
+        ),
+    ];
+    for (what, edit, damage) in cases {
+        let ws = Workspace::new();
+        let (id, journal) = run_three(&ws);
+        let mut l = lines(&ws, &journal);
+        edit(&mut l);
+        ws.write(&journal, &(l.join("\n") + "\n"));
+        eprintln!("case: {what}");
+        assert_refused(&ws, &id, &format!("the journal {journal} is {damage}"));
+    }
+    // `seq` going backwards, with the digests made to match: the numbers alone give it away.
+    let ws = Workspace::new();
+    let (id, journal) = run_three(&ws);
+    let mut l = lines(&ws, &journal);
+    l[4] = seq_of(&l[4], 2);
+    ws.write(&journal, &(l.join("\n") + "\n"));
+    assert_refused(
+        &ws,
+        &id,
+        &format!(
+            "the journal {journal} is damaged at line 5: `seq` is 2 where 5 should follow (a line was deleted, repeated or moved)"
+        ),
+    );
+}
+
+#[test]
+fn a_missing_or_emptied_journal_is_damaged_not_an_interrupted_run() {
+    for what in ["missing", "empty"] {
+        let ws = Workspace::new();
+        let (id, journal) = run_three(&ws);
+        if what == "missing" {
+            std::fs::remove_file(ws.path().join(&journal)).expect("rm");
+        } else {
+            ws.write(&journal, "");
+        }
+        assert_refused(
+            &ws,
+            &id,
+            &format!(
+                "the journal {journal} is {what} although the run's run.json exists: what the run did is lost"
+            ),
+        );
+    }
+}
+
+#[test]
+fn another_runs_journal_is_damaged_not_believed() {
+    let ws = Workspace::new();
+    let (id, journal) = run_three(&ws);
+    let (other, other_journal) = run_three(&ws);
+    std::fs::write(ws.path().join("log"), "a\nb\nc\n").expect("reset log");
+    std::fs::copy(ws.path().join(other_journal), ws.path().join(&journal)).expect("cp");
+    assert_refused(
+        &ws,
+        &id,
+        &format!(
+            "the journal {journal} is damaged at line 1: it is the journal of run `{other}`, not of `{id}`"
+        ),
+    );
+}
+
+#[test]
+fn a_torn_last_line_is_tolerated() {
+    let ws = Workspace::new();
+    let (id, journal) = run_three(&ws);
+    let mut text = std::fs::read_to_string(ws.path().join(&journal)).expect("journal");
+    text.push_str("{\"seq\":9,\"ts\":\"2026-");
+    ws.write(&journal, &text);
+    assert_eq!(ws.show(&id)["status"], "succeeded");
+    let ran = ws.cmd(&["resume", &id, "--yes"]).expect(0);
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        (
+            "",
+            format!("run {id} already succeeded: nothing to resume (use --from STEP to run steps again)\n").as_str()
+        )
+    );
+}
+
+#[test]
+fn a_journal_without_digests_is_refused_with_what_to_do() {
+    let ws = Workspace::new();
+    let (id, journal) = run_three(&ws);
+    let old: Vec<String> = lines(&ws, &journal)
+        .iter()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).expect("json");
+            v.as_object_mut().expect("object").remove("prev");
+            serde_json::to_string(&v).expect("json")
+        })
+        .collect();
+    ws.write(&journal, &(old.join("\n") + "\n"));
+    assert_refused(
+        &ws,
+        &id,
+        &format!(
+            "the journal {journal} has no digest at line 1: it was written by an older runbook, before journals carried them, and cannot be checked; inspect or finish that run with the version that started it, or start a new run"
+        ),
+    );
+}
+
+#[test]
+fn resume_repair_says_what_it_will_do_and_does_it_only_with_yes() {
+    let ws = Workspace::new();
+    let (id, journal) = run_three(&ws);
+    let mut l = lines(&ws, &journal);
+    l.remove(5); // `c` started: `c` succeeded no longer follows
+    ws.write(&journal, &(l.join("\n") + "\n"));
+    let said = format!(
+        "the journal {journal} is damaged at line 6: `seq` is 7 where 6 should follow (a line was deleted, repeated or moved)\nrepair: keep lines 1-5 and remove lines 6-7; then step `c` is not finished and run again on resume\n"
+    );
+    let ran = ws.cmd(&["resume", &id, "--repair"]).expect(1);
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        (
+            format!("{said}nothing was changed; pass --yes to do it\n").as_str(),
+            ""
+        )
+    );
+    assert_eq!(lines(&ws, &journal), l, "nothing changed without --yes");
+    let ran = ws.cmd(&["resume", &id, "--repair", "--yes"]).expect(0);
+    let kept: Vec<String> = std::fs::read_dir(ws.path().join(format!(".runbook/runs/{id}")))
+        .expect("run dir")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+        .filter(|n| n.starts_with("journal.damaged-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        (
+            format!(
+                "{said}done; the damaged journal is kept as .runbook/runs/{id}/{}\ncontinue with: runbook resume {id}\n",
+                kept[0]
+            )
+            .as_str(),
+            ""
+        )
+    );
+    assert_eq!(lines(&ws, &journal), l[..5]);
+    let statuses: Vec<String> = ws.show(&id)["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["id"].as_str().unwrap(),
+                s["status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(statuses, ["a succeeded", "b succeeded"]);
+    let ran = ws.cmd(&["resume", &id, "--yes"]).expect(0);
+    assert_eq!(ran.stdout, format!("{id}\n"));
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("log")).expect("log"),
+        "a\nb\nc\nc\n",
+        "only `c`, whose end the journal lost, ran again"
+    );
+    let ran = ws.cmd(&["resume", &id, "--repair"]).expect(0);
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        (
+            format!("the journal of run {id} is sound: nothing to repair\n").as_str(),
+            ""
+        )
+    );
+}
