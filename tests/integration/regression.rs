@@ -536,3 +536,106 @@ fn resume_repair_says_what_it_will_do_and_does_it_only_with_yes() {
         )
     );
 }
+
+const NOT_AN_ID: &str = "is not a run id: run ids have letters, digits, `-`, `_` and `.` (not first), as `runbook runs` lists them";
+
+/// Every file under `dir` with its contents, sorted: to see that nothing was written.
+fn tree(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir") {
+            let path = e.expect("entry").path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let name = path
+                    .strip_prefix(dir)
+                    .expect("inside")
+                    .display()
+                    .to_string();
+                out.push((name, std::fs::read(&path).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_run_id_that_climbs_out_of_the_state_dir_is_refused_and_nothing_is_written() {
+    let ws = Workspace::new();
+    run_three(&ws);
+    // `.runbook/runs/../../outside` is a folder of the workspace: it must stay as it is.
+    ws.write("outside/keep", "x");
+    let before = tree(ws.path());
+    for id in ["../../outside", "../../../../etc"] {
+        let ran = ws.cmd(&["report", id, "--format", "md"]).expect(2);
+        assert_eq!(
+            (ran.stdout.as_str(), ran.stderr.as_str()),
+            (
+                "",
+                format!("error: `{id}` {NOT_AN_ID}; nor is it a run or probe folder (one that holds journal.jsonl or probe/)\n").as_str()
+            )
+        );
+    }
+    for args in [
+        &["show", "../x"][..],
+        &["resume", "../x", "--yes"],
+        &["show", ".hidden"],
+    ] {
+        let ran = ws.cmd(args).expect(2);
+        assert_eq!(
+            (ran.stdout.as_str(), ran.stderr.as_str()),
+            ("", format!("error: `{}` {NOT_AN_ID}\n", args[1]).as_str())
+        );
+    }
+    assert_eq!(tree(ws.path()), before, "nothing was written");
+}
+
+#[test]
+fn report_output_goes_where_it_is_told_and_nowhere_else() {
+    let ws = Workspace::new();
+    let (id, _) = run_three(&ws);
+    let run_dir = ws.path().join(format!(".runbook/runs/{id}"));
+    let before = tree(&run_dir);
+    let ran = ws
+        .cmd(&["report", &id, "--format", "md", "-o", "elsewhere/r.md"])
+        .expect(0);
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        ("elsewhere/r.md\n", "")
+    );
+    assert_eq!(tree(&run_dir), before, "the run folder is untouched");
+    let written: Vec<String> = tree(&ws.path().join("elsewhere"))
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(written, ["r.md"]);
+}
+
+#[test]
+fn probe_refuses_an_out_folder_that_is_not_empty() {
+    let ws = Workspace::new();
+    ws.write("old/probe/events.jsonl", "old data\n");
+    let before = tree(ws.path());
+    let ran = ws
+        .cmd(&[
+            "probe",
+            "--endpoint",
+            "redis://127.0.0.1:1",
+            "--duration",
+            "1s",
+            "--out",
+            "old",
+        ])
+        .expect(2);
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        (
+            "",
+            "error: --out old is not empty: its old data would mix into the new report; name a new or empty folder\n"
+        )
+    );
+    assert_eq!(tree(ws.path()), before);
+}
