@@ -54,7 +54,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
                     s.action,
                     s.status.to_string(),
                     s.attempts,
-                    s.error.as_deref().or(s.reason.as_deref()).unwrap_or("")
+                    crate::redact::printable(
+                        s.error.as_deref().or(s.reason.as_deref()).unwrap_or("")
+                    )
                 );
             }
             println!("\nfolder: {}", dir.display());

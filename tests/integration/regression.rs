@@ -639,3 +639,95 @@ fn probe_refuses_an_out_folder_that_is_not_empty() {
     );
     assert_eq!(tree(ws.path()), before);
 }
+
+#[test]
+fn what_a_step_prints_is_capped_and_escaped_in_the_journal_the_terminal_and_the_reports() {
+    let ws = Workspace::new();
+    ws.write(
+        "loud.yaml",
+        "version: 1
+name: loud
+steps:
+  - id: loud
+    action: exec
+    with: { command: \"printf '<script>alert(1)</script> \\\\033[32msucceeded\\\\033[0m\\\\n'; head -c 200000 /dev/zero | tr '\\\\0' x\" }
+",
+    );
+    let ran = ws.cmd(&["run", "loud.yaml", "--yes"]).expect(0);
+    let id = ran.stdout.trim();
+    let dir = format!(".runbook/runs/{id}");
+    let first = "<script>alert(1)</script> \x1b[32msucceeded\x1b[0m\n";
+    let whole = format!("{first}{}", "x".repeat(200_000));
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join(&dir).join("steps/loud/stdout")).expect("stdout"),
+        whole,
+        "the whole output is kept in the run folder"
+    );
+    let marker = format!(
+        "… {} bytes left out, whole output in {dir}/steps/loud/stdout",
+        whole.len() - 65536
+    );
+    let capped = format!(
+        "{}\n{marker}\n{}",
+        &whole[..32768],
+        &whole[whole.len() - 32768..]
+    );
+    let journal =
+        std::fs::read_to_string(ws.path().join(&dir).join("journal.jsonl")).expect("journal");
+    let outputs: Vec<serde_json::Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .filter(|v| v["event"] == "step_succeeded")
+        .map(|v| v["outputs"].clone())
+        .collect();
+    assert_eq!(
+        outputs,
+        [serde_json::json!({"stdout": capped, "exit_status": 0})]
+    );
+    assert!(
+        journal.len() < 80 * 1024,
+        "journal of {} bytes",
+        journal.len()
+    );
+    let shown = "<script>alert(1)</script> \\u{1b}[32msucceeded\\u{1b}[0m";
+    let x512 = "x".repeat(512);
+    assert_eq!(
+        ran.stderr,
+        format!(
+            "[1/1] loud (exec)\n  loud: {shown}\n  loud: {x512}\n  loud: {marker}\n  loud: {x512}\n\
+             report: {dir}/report.md\nreport: {dir}/report.html\nreport: {dir}/report.json\nrun {id} succeeded\n"
+        )
+    );
+    let md = std::fs::read_to_string(ws.path().join(&dir).join("report.md")).expect("md");
+    let row: Vec<&str> = md
+        .lines()
+        .find(|l| l.starts_with("| `loud` |"))
+        .expect("the step's row")
+        .split(" | ")
+        .collect();
+    assert_eq!(
+        [&row[..4], &row[5..]].concat(),
+        [
+            "| `loud`",
+            "exec",
+            "succeeded",
+            "1",
+            format!("&lt;script&gt;alert(1)&lt;/script&gt; \\u{{1b}}[32msucceeded\\u{{1b}}[0m; {x512}; {marker} (+1 more)").as_str(),
+            "–",
+            "–",
+            "–",
+            "–",
+            "0",
+            "0.00 s |"
+        ]
+    );
+    let html = std::fs::read_to_string(ws.path().join(&dir).join("report.html")).expect("html");
+    assert!(
+        !html.contains("<script>alert") && !html.contains('\x1b'),
+        "{html}"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;&#x2F;script&gt; \\u{1b}[32msucceeded\\u{1b}[0m"),
+        "{html}"
+    );
+}
