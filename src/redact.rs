@@ -23,16 +23,25 @@ pub struct Redactor {
 
 impl Redactor {
     /// Adds a secret; empty strings are ignored. Longer secrets are replaced first so a
-    /// secret that contains another is masked whole.
+    /// secret that contains another is masked whole. What a command may turn it into is
+    /// added too: reversed (`rev`), and base64 (`base64`) of its leading whole 3-byte
+    /// groups, which encode the same wherever the secret starts a base64 text.
     pub fn add(&self, secret: &str) {
+        use base64::Engine as _;
         if secret.is_empty() {
             return;
         }
+        let reversed: String = secret.chars().rev().collect();
+        let whole_groups = secret.len() / 3 * 3;
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(&secret.as_bytes()[..whole_groups]);
         let mut secrets = self.secrets.write().unwrap_or_else(|e| e.into_inner());
-        if !secrets.iter().any(|s| s == secret) {
-            secrets.push(secret.to_string());
-            secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for form in [secret.to_string(), reversed, encoded] {
+            if !form.is_empty() && !secrets.contains(&form) {
+                secrets.push(form);
+            }
         }
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     }
 
     /// `text` with every known secret and every URL password masked.

@@ -731,3 +731,97 @@ steps:
         "{html}"
     );
 }
+
+/// A runbook that reads a secret from the environment, changes it with filters and with
+/// commands, and one public variable.
+const FROM_ENV: &str = "version: 1
+name: from-env
+env: [RB_SHOWN]
+steps:
+  - id: leak
+    action: exec
+    with: { command: \"echo {{ env.RB_TOKEN }} | base64; echo {{ env.RB_TOKEN | upper }}; echo {{ env.RB_TOKEN | replace(from='hunter', to='HUNTER') }} | rev; echo {{ env.RB_SHOWN }}\" }
+";
+
+#[test]
+fn environment_values_are_secret_unless_the_runbook_declares_them_public() {
+    let ws = Workspace::new();
+    ws.write("env.yaml", FROM_ENV);
+    let with_env = |args: &[&str]| {
+        ws.cmd(args)
+            .env("RB_TOKEN", "hunter2secret")
+            .env("RB_SHOWN", "visible")
+    };
+    let ran = with_env(&["plan", "env.yaml"]).expect(0);
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        (
+            "Plan: 1 steps, 1 change something, 0 destructive, 0 approvals; 0 rollback steps, 0 finally steps. Platform: local.
+
+Runbook from-env (env.yaml)
+
+Steps:
+  1. leak  exec  [changes]
+       command: echo *** | base64; echo ***; echo *** | rev; echo visible
+       → sh -c \"echo *** | base64; echo ***; echo *** | rev; echo visible\"
+",
+            ""
+        )
+    );
+    let ran = with_env(&["run", "env.yaml", "--yes"]).expect(0);
+    let id = ran.stdout.trim();
+    let dir = ws.path().join(format!(".runbook/runs/{id}"));
+    // base64 keeps the encoding of the secret's last byte and the newline: `dAo=`.
+    let printed = "***dAo=\n***\n***\nvisible\n";
+    assert_eq!(
+        std::fs::read_to_string(dir.join("steps/leak/stdout")).expect("stdout"),
+        printed
+    );
+    assert_eq!(
+        ran.stderr,
+        format!(
+            "[1/1] leak (exec)\n  leak: ***dAo=\n  leak: ***\n  leak: ***\n  leak: visible\n\
+             report: .runbook/runs/{id}/report.md\nreport: .runbook/runs/{id}/report.html\nreport: .runbook/runs/{id}/report.json\nrun {id} succeeded\n"
+        )
+    );
+    for (name, text) in tree(&dir) {
+        let text = String::from_utf8_lossy(&text).to_lowercase();
+        for form in ["hunter2secret", "terces2retnuh", "ahvudgvymnnly3jl"] {
+            assert!(!text.contains(form), "{form} in {name}");
+        }
+    }
+}
+
+#[test]
+fn the_whole_template_context_is_not_available() {
+    let ws = Workspace::new();
+    ws.write(
+        "ctx.yaml",
+        "version: 1\nname: x\nsteps:\n  - id: a\n    action: exec\n    with: { command: \"echo {{ __tera_context }}\" }\n",
+    );
+    let expected = "error: template syntax: `__tera_context` is not available: name the values you need (`params.NAME`, `env.NAME`, …)
+ --> ctx.yaml:6:22
+  |
+6 |     with: { command: \"echo {{ __tera_context }}\" }
+  |                      ^^^^^^^^^^^^^^^^^^^^^^^^^^^
+
+1 error in ctx.yaml
+";
+    for args in [&["plan", "ctx.yaml"][..], &["run", "ctx.yaml", "--yes"]] {
+        let ran = ws.cmd(args).expect(2);
+        assert_eq!((ran.stdout.as_str(), ran.stderr.as_str()), ("", expected));
+    }
+}
+
+#[test]
+fn env_must_list_variable_names() {
+    let ws = Workspace::new();
+    assert_eq!(
+        plan_error(
+            &ws,
+            "e.yaml",
+            b"version: 1\nname: x\nenv: [HOME, \"a b\"]\nsteps: []\n"
+        ),
+        "error: `a b` is not a variable name\n --> e.yaml:3:13\n  |\n3 | env: [HOME, \"a b\"]\n  |             ^^^^^\n  = help: names have letters, digits and `_`, and do not start with a digit\n\n1 error in e.yaml\n"
+    );
+}
