@@ -55,6 +55,8 @@ pub enum RunStatus {
     Failed,
     Interrupted,
     RolledBack,
+    /// Stopped at an approval nobody could be asked for; `resume --yes` goes on from there.
+    AwaitingApproval,
 }
 
 impl std::fmt::Display for RunStatus {
@@ -65,6 +67,7 @@ impl std::fmt::Display for RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Interrupted => "interrupted",
             RunStatus::RolledBack => "rolled_back",
+            RunStatus::AwaitingApproval => "awaiting_approval",
         })
     }
 }
@@ -102,6 +105,12 @@ pub enum Event {
         step: String,
         resource: serde_json::Value,
     },
+    /// A step started a process group (`exec`), written before the command may run: a
+    /// resume ends what a killed run left of it before running anything.
+    StepProcess {
+        step: String,
+        pgid: i32,
+    },
     StepSucceeded {
         step: String,
         phase: Phase,
@@ -127,6 +136,13 @@ pub enum Event {
         phase: Phase,
         attempt: u32,
     },
+    /// An approval step could not ask anyone: the run stops here, without rolling back.
+    StepAwaitingApproval {
+        step: String,
+        phase: Phase,
+        attempt: u32,
+        message: String,
+    },
     RollbackStarted {
         failed_step: String,
     },
@@ -145,10 +161,12 @@ impl Event {
             Event::StepStarted { .. } => "step_started",
             Event::StepNote { .. } => "step_note",
             Event::StepResource { .. } => "step_resource",
+            Event::StepProcess { .. } => "step_process",
             Event::StepSucceeded { .. } => "step_succeeded",
             Event::StepFailed { .. } => "step_failed",
             Event::StepSkipped { .. } => "step_skipped",
             Event::StepInterrupted { .. } => "step_interrupted",
+            Event::StepAwaitingApproval { .. } => "step_awaiting_approval",
             Event::RollbackStarted { .. } => "rollback_started",
             Event::FinallyStarted => "finally_started",
             Event::RunFinished { .. } => "run_finished",

@@ -53,8 +53,8 @@ pub fn load_text(path: &Path, text: String) -> Result<Runbook, LoadFailure> {
         digest: digest(&text),
         text,
     };
-    let root =
-        parse(&source.text).map_err(|d| LoadFailure::Invalid(render(path, &source.text, &[d])))?;
+    let root = parse(&source.text, Document::Runbook)
+        .map_err(|d| LoadFailure::Invalid(render(path, &source.text, &[d])))?;
     crate::validate::validate(&root, source.clone())
         .map_err(|diags| LoadFailure::Invalid(render(path, &source.text, &diags)))
 }
@@ -133,18 +133,30 @@ pub fn check_shape(text: &str) -> Result<(), Diagnostic> {
     }
 }
 
+/// What a YAML file holds, which says how to write its top level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Document {
+    Runbook,
+    /// A `--vars-file`.
+    Vars,
+}
+
 /// Parses YAML text into a node tree with locations, after [`check_shape`].
-pub fn parse(text: &str) -> Result<Node, Diagnostic> {
+pub fn parse(text: &str, document: Document) -> Result<Node, Diagnostic> {
     check_shape(text)?;
     let options = LoaderOptions::default()
         .error_on_duplicate_keys(true)
         .toplevel_mapping();
-    marked_yaml::parse_yaml_with_options(0, text, options).map_err(yaml_error)
+    marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| yaml_error(e, document))
 }
 
-fn yaml_error(e: LoadError) -> Diagnostic {
+fn yaml_error(e: LoadError, document: Document) -> Diagnostic {
     let at = |m: &marked_yaml::Marker| Loc::new(m.line(), m.column(), 1);
     match e {
+        LoadError::TopLevelMustBeMapping(m) if document == Document::Vars => {
+            Diagnostic::at(at(&m), "a vars file is a YAML mapping of params to values")
+                .help("write one `name: value` line per param")
+        }
         LoadError::TopLevelMustBeMapping(m) => Diagnostic::at(
             at(&m),
             "a runbook is a YAML mapping (version, name, steps, ...)",

@@ -106,6 +106,29 @@ fn put_placeholder(outputs: &mut Map<String, Value>, parts: &[&str], depth: usiz
     }
 }
 
+/// [`build`] for a command: the runbook's template errors rendered with their places, as
+/// invalid input (exit 2). `plan` prints the result; `run` and `resume` only need it to pass.
+pub fn checked(
+    rb: &Runbook,
+    params: &crate::vars::Params,
+    platform: &dyn Platform,
+) -> anyhow::Result<Plan> {
+    build(
+        rb,
+        &params.values,
+        &params.redacted(rb),
+        platform,
+        &params.redactor,
+    )
+    .map_err(|diags| {
+        crate::error::invalid(crate::diagnostic::render(
+            &rb.source.path,
+            &rb.source.text,
+            &diags,
+        ))
+    })
+}
+
 /// Builds the plan of `rb` with resolved `params`; template errors come back as diagnostics.
 pub fn build(
     rb: &Runbook,

@@ -50,16 +50,58 @@ fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
 /// Tera's name for the whole context: it would dump every secret in it.
 const WHOLE_CONTEXT: &str = "__tera_context";
 
+/// A template that does not parse: what was expected, and the byte offset in the text
+/// where it was not found.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub message: String,
+    pub offset: usize,
+}
+
 /// Parses a template without rendering it.
-pub fn check_syntax(text: &str) -> Result<(), String> {
+pub fn check_syntax(text: &str) -> Result<(), SyntaxError> {
     if !is_template(text) {
         return Ok(());
     }
-    refuse_whole_context(text)?;
+    if let (Err(message), Some(offset)) = (refuse_whole_context(text), text.find(WHOLE_CONTEXT)) {
+        return Err(SyntaxError { message, offset });
+    }
     let mut tera = tera::Tera::default();
     tera.add_raw_template("value", text)
         .map(|_| ())
-        .map_err(|e| error_text(&e))
+        .map_err(|e| syntax_error(text, &error_text(&e)))
+}
+
+/// Tera tells a parse error as a drawing of its own (` --> 1:7`, the line, a caret,
+/// `= expected …`); the runbook's diagnostic draws the place itself, so only the position
+/// and the expectation are kept.
+fn syntax_error(text: &str, drawn: &str) -> SyntaxError {
+    static AT: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"--> (\d+):(\d+)").expect("static regex"));
+    let message = drawn
+        .lines()
+        .rev()
+        .find_map(|l| l.trim_start().strip_prefix("= "))
+        .unwrap_or(drawn)
+        .to_string();
+    let offset = AT
+        .captures(drawn)
+        .and_then(|c| Some((c[1].parse::<usize>().ok()?, c[2].parse::<usize>().ok()?)))
+        .and_then(|(line, column)| {
+            let start: usize = text
+                .split_inclusive('\n')
+                .take(line - 1)
+                .map(str::len)
+                .sum();
+            let rest = text.get(start..)?;
+            let within = rest
+                .char_indices()
+                .nth(column - 1)
+                .map_or(rest.len(), |(i, _)| i);
+            Some(start + within)
+        })
+        .unwrap_or(0);
+    SyntaxError { message, offset }
 }
 
 /// A dotted name a template reads (`params.keys`, `steps.deploy.outputs.Endpoint`), and
@@ -496,6 +538,18 @@ fn types_of(root: &Value, schema: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_syntax_error_says_what_was_expected_and_where() {
+        let e = check_syntax("ok\n{{ a }} {% if %}").unwrap_err();
+        assert_eq!(
+            e,
+            SyntaxError {
+                message: "expected a value that can be negated".into(),
+                offset: 17,
+            }
+        );
+    }
 
     #[test]
     fn finds_references_outside_quotes() {

@@ -678,7 +678,11 @@ impl Validator {
     ) {
         for text in template::strings(&v.value) {
             if let Err(e) = template::check_syntax(text) {
-                self.err(Diagnostic::at(v.loc, format!("template syntax: {e}")));
+                let at = self.loc_in(v.loc, text, e.offset, 1);
+                self.err(Diagnostic::at(
+                    at,
+                    format!("template syntax: {}", e.message),
+                ));
                 continue;
             }
             for r in template::references(text) {

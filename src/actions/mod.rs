@@ -19,7 +19,7 @@ use crate::progress::Progress;
 mod approve;
 mod assert;
 mod bench;
-mod exec;
+pub mod exec;
 mod forward;
 pub mod metrics;
 mod preflight;
@@ -85,6 +85,9 @@ impl Operation {
 pub struct ActionError {
     pub message: String,
     pub transient: bool,
+    /// Not a failure: a person must approve, and nobody could be asked. The run stops,
+    /// to be resumed with the approval.
+    pub awaits_approval: bool,
 }
 
 impl ActionError {
@@ -93,6 +96,7 @@ impl ActionError {
         ActionError {
             message: message.into(),
             transient: false,
+            awaits_approval: false,
         }
     }
 
@@ -101,6 +105,16 @@ impl ActionError {
         ActionError {
             message: message.into(),
             transient: true,
+            awaits_approval: false,
+        }
+    }
+
+    /// An approval that could not be asked for: the run stops instead of failing.
+    pub fn awaiting_approval(message: impl Into<String>) -> ActionError {
+        ActionError {
+            message: message.into(),
+            transient: false,
+            awaits_approval: true,
         }
     }
 }

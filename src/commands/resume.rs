@@ -83,8 +83,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         Some(&meta.params),
         &meta.secrets_given,
     )?;
+    // After a rollback, steps that succeeded before it may be undone: they run again
+    // (each finds what is already done), unless `--from` says where to start.
     let mut done = replay.done();
     if let Some(from) = &args.from {
+        done = replay.done_before_rollback();
         let Some(pos) = rb.steps.iter().position(|s| &s.id == from) else {
             let ids: Vec<&str> = rb.steps.iter().map(|s| s.id.as_str()).collect();
             let hint = match crate::diagnostic::suggest(from, ids.iter().copied()) {
@@ -103,6 +106,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let redactor = params.redactor.clone();
     let settled = super::run::settle(global, rb, params, meta.platform, args.yes).await?;
     // Everything below writes: nothing may be wrong with the input from here on.
+    // A command that a killed attempt left running must not finish behind this one's back.
+    for (step, pgid) in replay.process_groups() {
+        if crate::actions::exec::end_leftover(pgid, &meta.id) {
+            eprintln!("ended what step `{step}` left running (process group {pgid})");
+        }
+    }
     let journal = Arc::new(Journal::open(&journal_path, redactor)?);
     journal.append(Event::RunResumed {
         from: args.from.clone(),

@@ -12,7 +12,7 @@ use crate::cli::Global;
 use crate::endpoint::Resolver;
 use crate::error::{Outcome, invalid};
 use crate::executor::Executor;
-use crate::journal::{Event, Journal, RunStatus, StepStatus};
+use crate::journal::{Event, Journal, Phase, RunStatus, StepStatus};
 use crate::load::{LoadFailure, load};
 use crate::lock::RunLock;
 use crate::platform::{Platform, PlatformKind, PlatformOptions};
@@ -48,6 +48,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
             global.state_dir.display()
         )
     })?;
+    let lock = RunLock::acquire(&dir, &id)?;
     std::fs::write(dir.join("runbook.yaml"), &rb.source.text)
         .context("cannot keep a copy of the runbook")?;
     let meta = RunMeta {
@@ -61,7 +62,6 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         secrets_given: params.secrets_given(rb),
     };
     state::write_meta(&dir, &meta).context("cannot write run.json")?;
-    let lock = RunLock::acquire(&dir, &id)?;
     let journal = Arc::new(Journal::open(
         &dir.join("journal.jsonl"),
         params.redactor.clone(),
@@ -105,20 +105,7 @@ pub async fn settle(
         endpoint_url: global.endpoint_url.clone(),
     };
     let platform = crate::platform::open(kind, &opts).await?;
-    crate::plan::build(
-        &rb,
-        &params.values,
-        &params.redacted(&rb),
-        platform.as_ref(),
-        &params.redactor,
-    )
-    .map_err(|diags| {
-        invalid(crate::diagnostic::render(
-            &rb.source.path,
-            &rb.source.text,
-            &diags,
-        ))
-    })?;
+    crate::plan::checked(&rb, &params, platform.as_ref())?;
     Ok(Settled {
         rb,
         params,
@@ -199,8 +186,11 @@ pub async fn drive(
         .iter()
         .rev()
         .find(|s| {
-            s.phase == crate::journal::Phase::Steps
-                && matches!(s.status, StepStatus::Failed | StepStatus::Interrupted)
+            s.phase == Phase::Steps
+                && matches!(
+                    s.status,
+                    StepStatus::Failed | StepStatus::Interrupted | StepStatus::AwaitingApproval
+                )
         })
         .map(|s| {
             format!(
@@ -222,6 +212,13 @@ pub async fn drive(
             );
             Ok(Outcome::Failed)
         }
+        RunStatus::AwaitingApproval => {
+            eprintln!(
+                "run {} is awaiting approval{stopped_at}\nnothing was rolled back; to approve and go on: runbook resume {}{state_flag} --yes",
+                meta.id, meta.id
+            );
+            Ok(Outcome::Failed)
+        }
         other => {
             let rolled = if other == RunStatus::RolledBack {
                 " (rolled back)"
@@ -232,6 +229,12 @@ pub async fn drive(
                 "run {} failed{stopped_at}{rolled}\nfix the cause, then: runbook resume {}{state_flag}",
                 meta.id, meta.id
             );
+            let replay = journal.replay();
+            if replay.done().len() != replay.done_before_rollback().len() {
+                eprintln!(
+                    "the rollback may have undone earlier steps: resume runs every step again from the first (each finds what is already done); `--from STEP` starts at STEP instead"
+                );
+            }
             Ok(Outcome::Failed)
         }
     }

@@ -43,12 +43,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         }
         ListFormat::Text => {
             println!(
-                "{:<44} {:<12} {:<6} {:<25} RUNBOOK",
-                "ID", "STATUS", "TARGET", "STARTED"
+                "{:<44} {:<12} {:<8} {:<25} RUNBOOK",
+                "ID", "STATUS", "PLATFORM", "STARTED"
             );
             for r in &runs {
                 println!(
-                    "{:<44} {:<12} {:<6} {:<25} {}",
+                    "{:<44} {:<12} {:<8} {:<25} {}",
                     r.id,
                     r.status.to_string(),
                     r.platform.to_string(),

@@ -30,6 +30,8 @@ pub enum StepStatus {
     Skipped,
     /// Stopped by Ctrl+C, SIGTERM, or the end of the process that ran it.
     Interrupted,
+    /// An approval nobody could be asked for; it runs again when the run is resumed.
+    AwaitingApproval,
 }
 
 impl StepStatus {
@@ -48,6 +50,7 @@ impl std::fmt::Display for StepStatus {
             StepStatus::Failed => "failed",
             StepStatus::Skipped => "skipped",
             StepStatus::Interrupted => "interrupted",
+            StepStatus::AwaitingApproval => "awaiting_approval",
         })
     }
 }
@@ -76,6 +79,12 @@ pub struct StepState {
     /// What it created (a server process, a stack), in order.
     #[serde(skip)]
     pub resources: Vec<Value>,
+    /// The process groups its attempts started, in order.
+    #[serde(skip)]
+    pub process_groups: Vec<i32>,
+    /// How many rollbacks had started when it last succeeded: a later one may have undone it.
+    #[serde(skip)]
+    rollbacks_before: u32,
     /// The rendered inputs of its latest attempt.
     #[serde(skip)]
     pub inputs: Value,
@@ -158,6 +167,8 @@ pub struct Replay {
     index: HashMap<String, usize>,
     /// The block under way since the latest start or resume.
     block: Option<Phase>,
+    /// How many rollbacks started, over every resume of the run.
+    rollbacks: u32,
 }
 
 impl Replay {
@@ -241,6 +252,7 @@ impl Replay {
                 self.run.as_mut().expect("checked above").rolled_back_after =
                     Some(failed_step.clone());
                 self.block = Some(Phase::Rollback);
+                self.rollbacks += 1;
             }
             Event::FinallyStarted => {
                 if block == Phase::Finally {
@@ -311,16 +323,21 @@ impl Replay {
                     .resources
                     .push(resource.clone());
             }
+            Event::StepProcess { step, pgid } => {
+                self.running(name, step, None)?.process_groups.push(*pgid);
+            }
             Event::StepSucceeded {
                 step,
                 attempt,
                 outputs,
                 ..
             } => {
+                let rollbacks = self.rollbacks;
                 let s = self.running(name, step, Some(*attempt))?;
                 s.status = StepStatus::Succeeded;
                 s.finished_at = Some(ts);
                 s.outputs = Some(outputs.clone());
+                s.rollbacks_before = rollbacks;
             }
             Event::StepFailed {
                 step,
@@ -337,6 +354,17 @@ impl Replay {
                 };
                 s.finished_at = Some(ts);
                 s.error = Some(error.clone());
+            }
+            Event::StepAwaitingApproval {
+                step,
+                attempt,
+                message,
+                ..
+            } => {
+                let s = self.running(name, step, Some(*attempt))?;
+                s.status = StepStatus::AwaitingApproval;
+                s.finished_at = Some(ts);
+                s.error = Some(message.clone());
             }
             Event::StepInterrupted { step, attempt, .. } => {
                 let s = self.open(name, step, Some(*attempt))?;
@@ -374,12 +402,22 @@ impl Replay {
         self.index.get(id).map(|&i| &self.steps[i])
     }
 
-    /// The outputs of the main steps whose latest attempt succeeded: a resumed run does
-    /// not run them again.
+    /// The outputs of the main steps whose latest attempt succeeded and that no rollback
+    /// may have undone since: a resumed run does not run them again.
     pub fn done(&self) -> HashMap<String, Outputs> {
+        self.succeeded(|s| s.rollbacks_before == self.rollbacks)
+    }
+
+    /// The outputs of the main steps whose latest attempt succeeded, rolled back or not:
+    /// what `resume --from` keeps of the steps before the one it starts at.
+    pub fn done_before_rollback(&self) -> HashMap<String, Outputs> {
+        self.succeeded(|_| true)
+    }
+
+    fn succeeded(&self, keep: impl Fn(&StepState) -> bool) -> HashMap<String, Outputs> {
         self.steps
             .iter()
-            .filter(|s| s.phase == Phase::Steps && s.status == StepStatus::Succeeded)
+            .filter(|s| s.phase == Phase::Steps && s.status == StepStatus::Succeeded && keep(s))
             .filter_map(|s| Some((s.id.clone(), s.outputs.clone()?)))
             .collect()
     }
@@ -387,6 +425,13 @@ impl Replay {
     /// Everything any step recorded as created, in order.
     pub fn resources(&self) -> impl Iterator<Item = &Value> {
         self.steps.iter().flat_map(|s| &s.resources)
+    }
+
+    /// Every process group any step started, in order.
+    pub fn process_groups(&self) -> impl Iterator<Item = (&str, i32)> {
+        self.steps
+            .iter()
+            .flat_map(|s| s.process_groups.iter().map(|&g| (s.id.as_str(), g)))
     }
 
     fn step_mut(&mut self, id: &str, action: &str, phase: Phase) -> &mut StepState {
@@ -403,6 +448,8 @@ impl Replay {
                 reason: None,
                 notes: Vec::new(),
                 resources: Vec::new(),
+                process_groups: Vec::new(),
+                rollbacks_before: 0,
                 inputs: Value::Null,
                 outputs: None,
                 attempt: 0,
@@ -739,6 +786,7 @@ mod tests {
         let run = r.run().unwrap();
         assert_eq!(run.status, RunStatus::Succeeded);
         assert_eq!(run.rolled_back_after.as_deref(), Some("a"));
+        assert_eq!(r.done().keys().collect::<Vec<_>>(), ["a"]);
         let a = r.step("a").unwrap();
         assert_eq!(
             (a.status, a.attempts, a.error.as_deref()),

