@@ -5,6 +5,10 @@
 //! a crash in the middle of a write — is dropped on open; any other damage is reported,
 //! never silently skipped. Every string is redacted before it is written.
 //!
+//! Each line carries its `seq` (1, 2, 3, …) and `prev`, the sha256 of the line before it
+//! (of the empty text for the first), so a line deleted, repeated, moved or edited breaks
+//! the chain at the line after it: a journal that lost its past cannot pass for a shorter one.
+//!
 //! What the events mean is [`Replay`]'s business alone: it is checked before an event is
 //! appended and again when the journal is read.
 
@@ -189,6 +193,8 @@ pub struct Journal {
 struct Inner {
     file: File,
     next_seq: u64,
+    /// The digest of the last line written, which the next line names as `prev`.
+    prev: String,
     replay: Replay,
 }
 
@@ -226,6 +232,26 @@ pub enum JournalError {
         #[source]
         source: IllegalEvent,
     },
+    /// A line is not where the chain says it should be: one was deleted, repeated, moved
+    /// or edited.
+    #[error("the journal {path} is damaged at line {line}: {why}")]
+    Broken {
+        path: PathBuf,
+        line: usize,
+        why: String,
+    },
+    /// The run has its `run.json` but its journal lost every line: nothing tells what ran.
+    #[error(
+        "the journal {path} is {what} although the run's run.json exists: what the run did is lost"
+    )]
+    Lost { path: PathBuf, what: &'static str },
+    /// A line without `prev`: the journal was written before lines carried digests.
+    #[error(
+        "the journal {path} has no digest at line {line}: it was written by an older runbook, \
+         before journals carried them, and cannot be checked; inspect or finish that run with \
+         the version that started it, or start a new run"
+    )]
+    NoDigest { path: PathBuf, line: usize },
     /// The executor tried to record an event that does not follow: a defect, refused
     /// before it could make the journal lie.
     #[error("refusing to add `{event}` to the journal {path}")]
@@ -245,7 +271,16 @@ impl Journal {
             path: path.to_path_buf(),
             source,
         };
-        let (records, good_len) = read_records(path)?;
+        let scan = scan(path)?;
+        if let Some(damage) = scan.damage {
+            return Err(damage);
+        }
+        let good_len = scan.good_len();
+        let Scan {
+            records,
+            last_digest,
+            ..
+        } = scan;
         let replay = replay_records(path, &records)?;
         let mut file = OpenOptions::new()
             .create(true)
@@ -265,6 +300,7 @@ impl Journal {
             inner: Mutex::new(Inner {
                 file,
                 next_seq,
+                prev: last_digest,
                 replay,
             }),
             redactor,
@@ -313,13 +349,17 @@ impl Journal {
             path: self.path.clone(),
             source,
         };
-        let value = serde_json::to_value(&record).map_err(|e| write_err(io::Error::other(e)))?;
-        let mut line = serde_json::to_string(&self.redactor.redact_json(&value))
-            .map_err(|e| write_err(io::Error::other(e)))?;
-        line.push('\n');
-        inner.file.write_all(line.as_bytes()).map_err(write_err)?;
+        let value = self.redactor.redact_json(
+            &serde_json::to_value(&record).map_err(|e| write_err(io::Error::other(e)))?,
+        );
+        let line = encode_line(value, &inner.prev).map_err(|e| write_err(io::Error::other(e)))?;
+        inner
+            .file
+            .write_all(format!("{line}\n").as_bytes())
+            .map_err(write_err)?;
         inner.file.sync_data().map_err(write_err)?;
         inner.next_seq += 1;
+        inner.prev = crate::load::digest(&line);
         inner.replay.apply(&record).expect("checked before writing");
         Ok(record)
     }
@@ -344,12 +384,49 @@ impl Journal {
 
 /// Reads every record of a journal, tolerating a torn last line.
 pub fn read(path: &Path) -> Result<Vec<Record>, JournalError> {
-    read_records(path).map(|(records, _)| records)
+    let scan = scan(path)?;
+    match scan.damage {
+        Some(damage) => Err(damage),
+        None => Ok(scan.records),
+    }
 }
 
 /// The run's state as the journal at `path` tells it (empty when there is no journal).
 pub fn replay(path: &Path) -> Result<Replay, JournalError> {
     replay_records(path, &read(path)?)
+}
+
+/// The journal lines of `records`, chained as [`Journal::append`] writes them: for a
+/// journal written by other means (an import, a test) that must read back as sound.
+pub fn encode(records: &[Record]) -> Result<String, serde_json::Error> {
+    let mut text = String::new();
+    let mut prev = crate::load::digest("");
+    for record in records {
+        let line = encode_line(serde_json::to_value(record)?, &prev)?;
+        prev = crate::load::digest(&line);
+        text.push_str(&line);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// One line: the record with `prev` (the digest of the line before) after `seq` and `ts`.
+fn encode_line(record: serde_json::Value, prev: &str) -> Result<String, serde_json::Error> {
+    let serde_json::Value::Object(fields) = record else {
+        return serde_json::to_string(&record);
+    };
+    let mut ordered = serde_json::Map::new();
+    let mut rest = fields.into_iter();
+    for (k, v) in rest.by_ref() {
+        let last_head = k == "ts";
+        ordered.insert(k, v);
+        if last_head {
+            break;
+        }
+    }
+    ordered.insert("prev".into(), prev.into());
+    ordered.extend(rest);
+    serde_json::to_string(&ordered)
 }
 
 fn replay_records(path: &Path, records: &[Record]) -> Result<Replay, JournalError> {
@@ -360,49 +437,136 @@ fn replay_records(path: &Path, records: &[Record]) -> Result<Replay, JournalErro
     })
 }
 
-/// The records, and the length of the file up to the end of the last good line.
-fn read_records(path: &Path) -> Result<(Vec<Record>, u64), JournalError> {
+/// A journal read up to its first damage.
+pub struct Scan {
+    /// The records before the damage (all of them when there is none).
+    pub records: Vec<Record>,
+    /// Where each of `records`' lines ends in the file.
+    pub ends: Vec<u64>,
+    /// The digest of the last of `records`' lines.
+    last_digest: String,
+    /// How many lines the file has, a torn last one included.
+    pub lines: usize,
+    /// The first damage, if any; a torn last line is not damage.
+    pub damage: Option<JournalError>,
+}
+
+impl Scan {
+    /// The length of the file up to the end of the last of `records`.
+    pub fn good_len(&self) -> u64 {
+        self.ends.last().copied().unwrap_or(0)
+    }
+}
+
+/// Reads a journal line by line, checking that each line parses, follows the previous
+/// one's digest and carries the next `seq`, and stops at the first line that does not.
+pub fn scan(path: &Path) -> Result<Scan, JournalError> {
     let io_err = |source| JournalError::Io {
         path: path.to_path_buf(),
         source,
     };
+    let mut scan = Scan {
+        records: Vec::new(),
+        ends: Vec::new(),
+        last_digest: crate::load::digest(""),
+        lines: 0,
+        damage: None,
+    };
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(scan),
         Err(e) => return Err(io_err(e)),
     };
     let mut reader = BufReader::new(file);
-    let mut records = Vec::new();
-    let mut good_len = 0u64;
     let mut buf = Vec::new();
-    let mut line_no = 0;
-    let mut pending_damage: Option<(usize, serde_json::Error)> = None;
+    let mut pending: Option<JournalError> = None;
     loop {
         buf.clear();
         let n = reader.read_until(b'\n', &mut buf).map_err(io_err)?;
         if n == 0 {
             break;
         }
-        line_no += 1;
-        if let Some((line, source)) = pending_damage.take() {
+        scan.lines += 1;
+        if let Some(damage) = pending.take() {
             // A bad line followed by more lines is damage, not a torn write.
-            return Err(JournalError::Damaged {
-                path: path.to_path_buf(),
-                line,
-                source,
-            });
-        }
-        let complete = buf.ends_with(b"\n");
-        match serde_json::from_slice::<Record>(&buf) {
-            Ok(record) if complete => {
-                records.push(record);
-                good_len += n as u64;
+            scan.damage = Some(damage);
+            // Count the remaining lines all the same.
+            while reader.read_until(b'\n', &mut buf).map_err(io_err)? > 0 {
+                scan.lines += 1;
+                buf.clear();
             }
-            Ok(_) => {} // a last line without its newline: the write was cut short
-            Err(e) => pending_damage = Some((line_no, e)),
+            break;
+        }
+        let Some(line) = buf.strip_suffix(b"\n") else {
+            // A last line without its newline: the write was cut short.
+            break;
+        };
+        match check_line(path, scan.lines, line, &scan) {
+            Ok((record, digest)) => {
+                scan.records.push(record);
+                scan.ends.push(scan.good_len() + n as u64);
+                scan.last_digest = digest;
+            }
+            Err(damage) => pending = Some(damage),
         }
     }
-    Ok((records, good_len))
+    // A damaged line that is the last one is what a torn write may leave, except when it
+    // parses but breaks the chain: that is an edit.
+    if let Some(damage @ (JournalError::Broken { .. } | JournalError::NoDigest { .. })) = pending {
+        scan.damage = Some(damage);
+    }
+    Ok(scan)
+}
+
+/// The record of line `line_no` and its digest, if it follows the lines before it.
+fn check_line(
+    path: &Path,
+    line_no: usize,
+    line: &[u8],
+    before: &Scan,
+) -> Result<(Record, String), JournalError> {
+    let damaged = |source| JournalError::Damaged {
+        path: path.to_path_buf(),
+        line: line_no,
+        source,
+    };
+    let broken = |why: String| JournalError::Broken {
+        path: path.to_path_buf(),
+        line: line_no,
+        why,
+    };
+    let mut value: serde_json::Value = serde_json::from_slice(line).map_err(damaged)?;
+    let prev = value.as_object_mut().and_then(|o| o.remove("prev"));
+    let record: Record = serde_json::from_value(value).map_err(damaged)?;
+    let expected = before.records.last().map_or(1, |r| r.seq + 1);
+    if record.seq != expected {
+        return Err(broken(format!(
+            "`seq` is {} where {expected} should follow (a line was deleted, repeated or moved)",
+            record.seq
+        )));
+    }
+    match prev {
+        None => {
+            return Err(JournalError::NoDigest {
+                path: path.to_path_buf(),
+                line: line_no,
+            });
+        }
+        Some(serde_json::Value::String(p)) if p == before.last_digest => {}
+        Some(_) if line_no == 1 => {
+            return Err(broken(
+                "its `prev` is not the digest of the empty text, as a first line's is (lines were removed before it)".into(),
+            ));
+        }
+        Some(_) => {
+            return Err(broken(format!(
+                "its `prev` is not the digest of line {} (a line was edited or replaced)",
+                line_no - 1
+            )));
+        }
+    }
+    let text = std::str::from_utf8(line).map_err(|e| broken(format!("not UTF-8 ({e})")))?;
+    Ok((record, crate::load::digest(text)))
 }
 
 #[cfg(test)]
@@ -491,14 +655,13 @@ mod tests {
         assert_eq!(read(&path).unwrap().len(), 2, "nothing was written");
         drop(j);
         // The same event written behind the journal's back is caught when read.
-        let line = serde_json::to_string(&Record {
+        let mut records = read(&path).unwrap();
+        records.push(Record {
             seq: 3,
             ts: Utc::now(),
             event: finished,
-        })
-        .unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, format!("{text}{line}\n")).unwrap();
+        });
+        std::fs::write(&path, encode(&records).unwrap()).unwrap();
         let err = replay(&path).unwrap_err();
         assert_eq!(
             format!("{:#}", anyhow::Error::from(err)),

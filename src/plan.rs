@@ -139,7 +139,7 @@ pub fn build(
 ) -> Result<Plan, Vec<Diagnostic>> {
     let mut scope = Scope {
         params: params.clone(),
-        ..Scope::default()
+        ..Scope::for_runbook(rb, redactor)
     };
     for (k, v) in [
         ("id", template::placeholder("run.id")),

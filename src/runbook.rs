@@ -17,6 +17,9 @@ pub struct Runbook {
     pub name: String,
     pub description: Option<String>,
     pub params: Vec<Param>,
+    /// The environment variables whose values are not secret (`env:`); every other
+    /// `env.NAME` a template reads is masked like a secret param.
+    pub env: Vec<String>,
     pub probe: Option<ProbeSpec>,
     pub steps: Vec<Step>,
     pub rollback: Vec<Step>,

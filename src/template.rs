@@ -1,6 +1,12 @@
 //! Templates in runbook values: Tera over `params`, `steps.<id>.outputs`, `run`, `env`
 //! (and `failed_step` in rollback steps).
 //!
+//! Secrets stay secret through templates: `env.NAME` is secret unless the runbook lists
+//! `NAME` under `env:` (a bare `env` holds only those), `__tera_context` is refused, and a
+//! value computed from a secret (`{{ env.TOKEN | upper }}`) is rendered a second time with
+//! stand-ins for the secrets; what differs is registered with the redactor, so it is masked
+//! wherever it shows up.
+//!
 //! Rendering gives text; an action's input schema then says which inputs are numbers or
 //! booleans, and [`coerce`] converts them, so `keys: "{{ params.keys }}"` reaches the
 //! action as a number while `engine_version: "8.0"` stays text.
@@ -8,6 +14,8 @@
 use std::sync::LazyLock;
 
 use regex::Regex;
+
+use crate::redact::Redactor;
 use serde_json::{Map, Value};
 
 /// Marks a value `plan` cannot know yet: it comes from a step that has not run.
@@ -39,6 +47,9 @@ fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
     }
 }
 
+/// Tera's name for the whole context: it would dump every secret in it.
+const WHOLE_CONTEXT: &str = "__tera_context";
+
 /// A template that does not parse: what was expected, and the byte offset in the text
 /// where it was not found.
 #[derive(Debug, PartialEq, Eq)]
@@ -51,6 +62,9 @@ pub struct SyntaxError {
 pub fn check_syntax(text: &str) -> Result<(), SyntaxError> {
     if !is_template(text) {
         return Ok(());
+    }
+    if let (Err(message), Some(offset)) = (refuse_whole_context(text), text.find(WHOLE_CONTEXT)) {
+        return Err(SyntaxError { message, offset });
     }
     let mut tera = tera::Tera::default();
     tera.add_raw_template("value", text)
@@ -131,9 +145,30 @@ pub struct Scope {
     pub steps: Map<String, Value>,
     pub run: Map<String, Value>,
     pub failed_step: Option<String>,
+    /// The params whose values are secret.
+    pub secret_params: Vec<String>,
+    /// The environment variables whose values are not secret.
+    pub public_env: Vec<String>,
+    /// Learns the secrets read from the environment and the values computed from secrets.
+    pub redactor: Redactor,
 }
 
 impl Scope {
+    /// An empty scope that knows which of `rb`'s values are secret, and tells `redactor`.
+    pub fn for_runbook(rb: &crate::runbook::Runbook, redactor: &Redactor) -> Scope {
+        Scope {
+            secret_params: rb
+                .params
+                .iter()
+                .filter(|p| p.secret)
+                .map(|p| p.name.clone())
+                .collect(),
+            public_env: rb.env.clone(),
+            redactor: redactor.clone(),
+            ..Scope::default()
+        }
+    }
+
     pub fn set_outputs(&mut self, step: &str, outputs: &Map<String, Value>) {
         self.steps
             .insert(step.to_string(), serde_json::json!({ "outputs": outputs }));
@@ -141,10 +176,17 @@ impl Scope {
 
     /// The context for rendering `texts`: only the steps and environment names they read,
     /// so a template's cost does not grow with the number of steps before it (a runbook of
-    /// n steps would otherwise plan in n² time). A bare `steps` or `env` gets all of it.
-    fn context<'a>(&self, texts: impl IntoIterator<Item = &'a str>) -> tera::Context {
+    /// n steps would otherwise plan in n² time). A bare `steps` gets all of them, a bare
+    /// `env` the public variables. With `masked`, every secret stands as a stand-in text.
+    /// Also says whether a secret was read.
+    fn context<'a>(
+        &self,
+        texts: impl IntoIterator<Item = &'a str>,
+        masked: bool,
+    ) -> (tera::Context, bool) {
         let (mut step_ids, mut env_names) = (Vec::new(), Vec::new());
-        let (mut all_steps, mut all_env) = (false, false);
+        let mut all_steps = false;
+        let mut secret_read = false;
         for text in texts {
             for r in references(text) {
                 let mut parts = r.path.splitn(3, '.');
@@ -152,13 +194,26 @@ impl Scope {
                     (Some("steps"), Some(id)) => step_ids.push(id.to_string()),
                     (Some("steps"), None) => all_steps = true,
                     (Some("env"), Some(name)) => env_names.push(name.to_string()),
-                    (Some("env"), None) => all_env = true,
+                    (Some("env"), None) => env_names.extend(self.public_env.iter().cloned()),
+                    (Some("params"), Some(name)) => {
+                        secret_read |= self.secret_params.iter().any(|p| p == name)
+                    }
+                    (Some("params"), None) => secret_read |= !self.secret_params.is_empty(),
                     _ => {}
                 }
             }
         }
+        let stand_in = |name: &str| Value::String(format!("\u{1}secret {name}\u{1}"));
         let mut ctx = tera::Context::new();
-        ctx.insert("params", &self.params);
+        let mut params = self.params.clone();
+        if masked {
+            for name in &self.secret_params {
+                if let Some(v) = params.get_mut(name) {
+                    *v = stand_in(name);
+                }
+            }
+        }
+        ctx.insert("params", &params);
         if all_steps {
             ctx.insert("steps", &self.steps);
         } else {
@@ -169,21 +224,29 @@ impl Scope {
             ctx.insert("steps", &steps);
         }
         ctx.insert("run", &self.run);
-        let env: Map<String, Value> = if all_env {
-            std::env::vars()
-                .map(|(k, v)| (k, Value::String(v)))
-                .collect()
-        } else {
-            env_names
-                .iter()
-                .filter_map(|k| Some((k.clone(), Value::String(std::env::var(k).ok()?))))
-                .collect()
-        };
+        let mut env = Map::new();
+        for name in env_names {
+            let Ok(value) = std::env::var(&name) else {
+                continue;
+            };
+            let value = if self.public_env.contains(&name) {
+                Value::String(value)
+            } else {
+                self.redactor.add(&value);
+                secret_read = true;
+                if masked {
+                    stand_in(&name)
+                } else {
+                    Value::String(value)
+                }
+            };
+            env.insert(name, value);
+        }
         ctx.insert("env", &env);
         if let Some(f) = &self.failed_step {
             ctx.insert("failed_step", f);
         }
-        ctx
+        (ctx, secret_read)
     }
 
     /// A value with every template string rendered.
@@ -191,8 +254,58 @@ impl Scope {
         if !has_template(value) {
             return Ok(value.clone());
         }
-        let ctx = self.context(strings(value));
-        render_with(value, &ctx)
+        let texts = strings(value);
+        for text in &texts {
+            refuse_whole_context(text)?;
+        }
+        let (ctx, secret_read) = self.context(texts.iter().copied(), false);
+        let rendered = render_with(value, &ctx)?;
+        if secret_read {
+            let (masked_ctx, _) = self.context(texts, true);
+            if let Ok(masked) = render_with(value, &masked_ctx) {
+                self.learn_computed(value, &rendered, &masked);
+            }
+        }
+        Ok(rendered)
+    }
+
+    /// Registers as secret what the secrets made of `value`: each `{{ }}` of it rendered
+    /// with the secrets and with stand-ins, and kept when the two differ. Text under
+    /// `{% %}` cannot be cut so: where such a string differs, its differing middle is kept.
+    fn learn_computed(&self, value: &Value, real: &Value, masked: &Value) {
+        match (value, real, masked) {
+            (Value::String(t), Value::String(r), Value::String(m)) if r != m => {
+                if t.contains("{%") {
+                    self.redactor.add(differing_middle(r, m));
+                }
+                static EXPR: LazyLock<Regex> =
+                    LazyLock::new(|| Regex::new(r"(?s)\{\{.*?\}\}").expect("static regex"));
+                for expr in EXPR.find_iter(t) {
+                    let one = |masked| {
+                        let (ctx, _) = self.context([expr.as_str()], masked);
+                        tera::Tera::one_off(expr.as_str(), &ctx, false).ok()
+                    };
+                    if let (Some(r), Some(m)) = (one(false), one(true))
+                        && r != m
+                    {
+                        self.redactor.add(&r);
+                    }
+                }
+            }
+            (Value::Array(t), Value::Array(r), Value::Array(m)) => {
+                for ((t, r), m) in t.iter().zip(r).zip(m) {
+                    self.learn_computed(t, r, m);
+                }
+            }
+            (Value::Object(t), Value::Object(r), Value::Object(m)) => {
+                for (k, t) in t {
+                    if let (Some(r), Some(m)) = (r.get(k), m.get(k)) {
+                        self.learn_computed(t, r, m);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     /// A `when` / condition: a template rendering to `true` or `false`, or a bare expression.
@@ -202,8 +315,9 @@ impl Scope {
         } else {
             format!("{{{{ {text} }}}}")
         };
-        let rendered = tera::Tera::one_off(&template, &self.context([template.as_str()]), false)
-            .map_err(|e| error_text(&e))?;
+        refuse_whole_context(&template)?;
+        let (ctx, _) = self.context([template.as_str()], false);
+        let rendered = tera::Tera::one_off(&template, &ctx, false).map_err(|e| error_text(&e))?;
         match rendered.trim() {
             "true" => Ok(true),
             "false" => Ok(false),
@@ -233,6 +347,32 @@ fn render_with(value: &Value, ctx: &tera::Context) -> Result<Value, String> {
         ),
         other => other.clone(),
     })
+}
+
+fn refuse_whole_context(text: &str) -> Result<(), String> {
+    if text.contains(WHOLE_CONTEXT) {
+        return Err(format!(
+            "`{WHOLE_CONTEXT}` is not available: name the values you need (`params.NAME`, `env.NAME`, …)"
+        ));
+    }
+    Ok(())
+}
+
+/// The part of `real` between what it shares with `masked` at the start and at the end.
+fn differing_middle<'a>(real: &'a str, masked: &str) -> &'a str {
+    let prefix = real
+        .char_indices()
+        .zip(masked.chars())
+        .find(|((_, a), b)| a != b)
+        .map_or(real.len().min(masked.len()), |((i, _), _)| i);
+    let suffix: usize = real[prefix..]
+        .chars()
+        .rev()
+        .zip(masked[prefix..].chars().rev())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a.len_utf8())
+        .sum();
+    &real[prefix..real.len() - suffix]
 }
 
 /// Tera's error chain in one line, without its generic first line.

@@ -22,6 +22,7 @@ const TOP_FIELDS: &[&str] = &[
     "name",
     "description",
     "params",
+    "env",
     "probe",
     "steps",
     "rollback",
@@ -222,6 +223,7 @@ impl Validator {
             .get_node("params")
             .map(|n| self.params(n))
             .unwrap_or_default();
+        let env = map.get_node("env").map(|n| self.env(n)).unwrap_or_default();
         let probe = map.get_node("probe").and_then(|n| self.probe(n));
         let mut seen: BTreeMap<String, Loc> = BTreeMap::new();
         let mut blocks: [Vec<Step>; 3] = Default::default();
@@ -244,6 +246,7 @@ impl Validator {
             name: name.unwrap_or_default(),
             description,
             params,
+            env,
             probe,
             steps,
             rollback,
@@ -252,6 +255,35 @@ impl Validator {
         };
         self.references(&runbook);
         Some(runbook)
+    }
+
+    /// `env:`, the environment variables whose values are not secret.
+    fn env(&mut self, node: &Node) -> Vec<String> {
+        let Node::Sequence(seq) = node else {
+            self.err(
+                Diagnostic::at(self.loc(node), "`env` must be a list of names").help(
+                    "e.g. `env: [AWS_REGION, USER]`: the variables whose values are not secret",
+                ),
+            );
+            return Vec::new();
+        };
+        seq.iter()
+            .filter_map(|n| {
+                let name = self.string(n, "a name under `env`")?;
+                let fine = !name.is_empty()
+                    && !name.starts_with(|c: char| c.is_ascii_digit())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !fine {
+                    self.err(
+                        Diagnostic::at(self.loc(n), format!("`{name}` is not a variable name"))
+                            .help(
+                                "names have letters, digits and `_`, and do not start with a digit",
+                            ),
+                    );
+                }
+                fine.then_some(name)
+            })
+            .collect()
     }
 
     fn params(&mut self, node: &Node) -> Vec<Param> {

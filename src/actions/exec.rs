@@ -5,6 +5,10 @@
 //! (it waits at a gate until the journal has the group); the group is ended when the step
 //! is interrupted or times out, and a resume ends what a killed `runbook` left behind —
 //! so a side effect happens once, not once per attempt that was cut short.
+//!
+//! What a command prints may be huge: the whole of it (secrets masked) goes to
+//! `steps/<id>/stdout` and `stderr` in the run folder; the output `stdout`, which the
+//! journal and the reports keep, holds at most its head and tail.
 
 use std::io::Write as _;
 use std::os::fd::AsRawFd as _;
@@ -43,6 +47,11 @@ pub struct Exec {
 
 /// How many lines of a command's output are shown as notes.
 const SHOWN_LINES: usize = 10;
+/// The most of a command's output kept in its output `stdout` (and so in the journal and
+/// the reports): its head and its tail; the whole of it goes to a file of the run.
+const KEPT_BYTES: usize = 64 * 1024;
+/// The longest line of output shown as a note or in an error.
+const SHOWN_LINE_BYTES: usize = 512;
 
 fn default_ok() -> Vec<i32> {
     vec![0]
@@ -134,11 +143,22 @@ impl Action for Exec {
             .map_err(|e| ActionError::fatal(format!("cannot wait for `sh`: {e}")))?;
         // The command ended on its own: what it left running in the background is its business.
         std::mem::forget(group);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = ctx.journal.redact(&String::from_utf8_lossy(&out.stdout));
+        let stderr = ctx.journal.redact(&String::from_utf8_lossy(&out.stderr));
+        let dir = ctx.run_dir.join("steps").join(ctx.step_id);
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(dir.join("stdout"), &stdout))
+            .and_then(|()| std::fs::write(dir.join("stderr"), &stderr))
+            .map_err(|e| {
+                ActionError::fatal(format!(
+                    "cannot keep the command's output in {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        let stdout = cap(&stdout, &dir.join("stdout"));
         let code = out.status.code().unwrap_or(-1);
         if !self.ok_status.contains(&code) {
-            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+            let tail: Vec<&str> = stderr.lines().rev().take(5).map(short_line).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             return Err(ActionError::fatal(format!(
                 "command exited with status {code}{}",
@@ -152,7 +172,7 @@ impl Action for Exec {
         // The person watching (and the journal) sees what the command said, briefly.
         let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
         for line in lines.iter().take(SHOWN_LINES) {
-            ctx.note(*line);
+            ctx.note(short_line(line));
         }
         if lines.len() > SHOWN_LINES {
             ctx.note(format!(
@@ -162,6 +182,27 @@ impl Action for Exec {
         }
         Ok(outputs(stdout.trim_end_matches('\n').to_string(), code))
     }
+}
+
+/// `text` if it is at most [`KEPT_BYTES`] long, else its head and tail around a marker
+/// that says how much was left out and where the whole is.
+fn cap(text: &str, whole: &std::path::Path) -> String {
+    if text.len() <= KEPT_BYTES {
+        return text.to_string();
+    }
+    let half = KEPT_BYTES / 2;
+    let head = &text[..text.floor_char_boundary(half)];
+    let tail = &text[text.ceil_char_boundary(text.len() - half)..];
+    format!(
+        "{head}\n… {} bytes left out, whole output in {}\n{tail}",
+        text.len() - head.len() - tail.len(),
+        whole.display()
+    )
+}
+
+/// A line cut to [`SHOWN_LINE_BYTES`].
+fn short_line(line: &str) -> &str {
+    &line[..line.floor_char_boundary(SHOWN_LINE_BYTES)]
 }
 
 /// The file descriptor the gate is on in the command.

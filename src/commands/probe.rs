@@ -57,6 +57,14 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         timeout: args.timeout,
         key_prefix: args.key_prefix.clone(),
     };
+    if let Some(out) = &args.out
+        && std::fs::read_dir(out).is_ok_and(|mut entries| entries.next().is_some())
+    {
+        return Err(invalid(format!(
+            "--out {} is not empty: its old data would mix into the new report; name a new or empty folder",
+            out.display()
+        )));
+    }
     let dir = args.out.clone().unwrap_or_else(|| {
         global
             .state_dir

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use crate::cli::Global;
 use crate::error::{Outcome, invalid};
-use crate::journal::{self, Event, Journal, RunStatus};
+use crate::journal::{Event, Journal, RunStatus};
 use crate::load::{LoadFailure, load_text};
 use crate::lock::RunLock;
 use crate::state::{self, StateDir};
@@ -22,9 +22,13 @@ pub struct Args {
     /// Resume even though the runbook file changed since the run started.
     #[arg(long)]
     pub allow_changed: bool,
-    /// Approve every `approve` step without asking.
+    /// Approve every `approve` step without asking; with --repair, do the repair.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Say how a damaged journal would be cut back to its last good line (and, with
+    /// --yes, do it), then stop: nothing runs.
+    #[arg(long, conflicts_with_all = ["from", "allow_changed"])]
+    pub repair: bool,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
@@ -34,8 +38,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         .map_err(|e| invalid(e.to_string()))?;
     let meta = state::read_meta(&dir)?;
     let lock = RunLock::acquire(&dir, &meta.id)?;
+    if args.repair {
+        return repair(&dir, &meta.id, args.yes);
+    }
     let journal_path = dir.join("journal.jsonl");
-    let replay = journal::replay(&journal_path)?;
+    let replay = state::history(&dir, &meta.id, false)
+        .map_err(|e| anyhow::Error::from(e).context(state::repair_hint(&meta.id)))?;
     let status = replay.run().map(|r| r.status);
     if status == Some(RunStatus::Succeeded) && args.from.is_none() {
         eprintln!(
@@ -112,6 +120,51 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     })?;
     println!("{}", meta.id);
     super::run::drive(global, settled, &meta, &dir, journal, &done, lock).await
+}
+
+/// `resume --repair`: what cutting the journal back does, done only with `--yes`.
+fn repair(dir: &std::path::Path, id: &str, yes: bool) -> anyhow::Result<Outcome> {
+    let Some(repair) = state::plan_repair(dir, id)? else {
+        println!("the journal of run {id} is sound: nothing to repair");
+        return Ok(Outcome::Success);
+    };
+    println!("{}", crate::error::chain(&repair.damage));
+    if repair.keep == 0 {
+        println!(
+            "no line of it can be kept: run {id} cannot be resumed; start a new run with `runbook run`"
+        );
+        return Ok(Outcome::Failed);
+    }
+    let unfinished = if repair.unfinished.is_empty() {
+        "no step becomes unfinished".to_string()
+    } else {
+        let names: Vec<String> = repair.unfinished.iter().map(|s| format!("`{s}`")).collect();
+        format!(
+            "then {} not finished and run again on resume",
+            if names.len() == 1 {
+                format!("step {} is", names[0])
+            } else {
+                format!("steps {} are", names.join(", "))
+            }
+        )
+    };
+    println!(
+        "repair: keep lines 1-{} and remove lines {}-{}; {unfinished}",
+        repair.keep,
+        repair.keep + 1,
+        repair.lines
+    );
+    if !yes {
+        println!("nothing was changed; pass --yes to do it");
+        return Ok(Outcome::Failed);
+    }
+    let copy = state::apply_repair(dir, &repair)
+        .with_context(|| format!("cannot repair the journal of run {id}"))?;
+    println!(
+        "done; the damaged journal is kept as {}\ncontinue with: runbook resume {id}",
+        copy.display()
+    );
+    Ok(Outcome::Success)
 }
 
 fn short(digest: &str) -> &str {

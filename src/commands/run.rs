@@ -142,7 +142,7 @@ pub async fn drive(
     } = settled;
     let mut scope = Scope {
         params: params.values,
-        ..Scope::default()
+        ..Scope::for_runbook(&rb, &params.redactor)
     };
     scope.run.insert("id".into(), meta.id.clone().into());
     scope

@@ -74,6 +74,8 @@ pub fn schema() -> Value {
                         "secret": {"type": "boolean"}}},
                     {"type": ["string", "number", "boolean"]}
                 ]}},
+            "env": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                "description": "Environment variables whose values are not secret; any other `env.NAME` is masked."},
             "probe": {"type": "object", "required": ["endpoints"], "additionalProperties": false, "properties": {
                 "endpoints": {"type": "array", "items": {"type": "string"}},
                 "interval": {"$ref": "#/$defs/duration"},

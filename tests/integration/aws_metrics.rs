@@ -14,8 +14,8 @@ use runbook::platform::aws::Aws;
 
 use crate::aws_support::{Moto, RunDir};
 
-fn record(seq: u64, ts: DateTime<Utc>, event: Event) -> String {
-    serde_json::to_string(&Record { seq, ts, event }).unwrap()
+fn record(seq: u64, ts: DateTime<Utc>, event: Event) -> Record {
+    Record { seq, ts, event }
 }
 
 fn started(step: &str) -> Event {
@@ -89,9 +89,9 @@ async fn metrics_come_back_per_step_and_node() {
     // Two earlier steps, each in its own whole minutes, and the capturing step.
     let minute = TimeDelta::minutes(1);
     let base = DateTime::from_timestamp(Utc::now().timestamp() / 60 * 60, 0).unwrap() - minute * 10;
-    let journal = [
+    let journal = runbook::journal::encode(&[
         record(
-            0,
+            1,
             base,
             Event::RunStarted {
                 run_id: "test-run".into(),
@@ -102,20 +102,20 @@ async fn metrics_come_back_per_step_and_node() {
                 params: Default::default(),
             },
         ),
-        record(1, base, started("baseline")),
+        record(2, base, started("baseline")),
         record(
-            2,
+            3,
             base + minute * 2 - TimeDelta::seconds(1),
             succeeded("baseline"),
         ),
-        record(3, base + minute * 4, started("engine")),
+        record(4, base + minute * 4, started("engine")),
         record(
-            4,
+            5,
             base + minute * 6 - TimeDelta::seconds(1),
             succeeded("engine"),
         ),
         record(
-            5,
+            6,
             base + minute * 9,
             Event::StepStarted {
                 step: "metrics".into(),
@@ -125,9 +125,8 @@ async fn metrics_come_back_per_step_and_node() {
                 inputs: serde_json::Value::Null,
             },
         ),
-    ]
-    .join("\n")
-        + "\n";
+    ])
+    .unwrap();
     let run = RunDir::with_journal(&journal);
     let points: Arc<Vec<Point>> = Arc::new(vec![
         ("CPUUtilization", node, base + TimeDelta::seconds(30), 11.0),

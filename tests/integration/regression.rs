@@ -607,3 +607,585 @@ rollback:
         "create\nrollback\nuse\n"
     );
 }
+
+/// Three `exec` steps that each append their name to `log`.
+const THREE: &str = "version: 1
+name: three
+steps:
+  - id: a
+    action: exec
+    with: { command: \"echo a >> log\" }
+  - id: b
+    action: exec
+    with: { command: \"echo b >> log\" }
+  - id: c
+    action: exec
+    with: { command: \"echo c >> log\" }
+";
+
+/// Runs [`THREE`] to its end; returns the run id and its journal's path (relative to the
+/// workspace, as the tool prints it).
+fn run_three(ws: &Workspace) -> (String, String) {
+    ws.write("three.yaml", THREE);
+    let ran = ws.cmd(&["run", "three.yaml", "--yes"]).expect(0);
+    let id = ran.stdout.trim().to_string();
+    (id.clone(), format!(".runbook/runs/{id}/journal.jsonl"))
+}
+
+fn lines(ws: &Workspace, journal: &str) -> Vec<String> {
+    std::fs::read_to_string(ws.path().join(journal))
+        .expect("journal")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn hint(id: &str) -> String {
+    format!(
+        "run {id} cannot be trusted as it is (`runbook resume {id} --repair` says how it would be cut back to its last good line)"
+    )
+}
+
+/// `show`, `report` and `resume` all refuse the run with `damage`, and nothing runs.
+fn assert_refused(ws: &Workspace, id: &str, damage: &str) {
+    let expected = format!("error: {}: {damage}\n", hint(id));
+    for args in [
+        &["show", id][..],
+        &["report", id, "--format", "md"][..],
+        &["resume", id, "--yes"][..],
+    ] {
+        let ran = ws.cmd(args).expect(1);
+        assert_eq!(
+            (ran.stdout.as_str(), ran.stderr.as_str()),
+            ("", expected.as_str()),
+            "{args:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("log")).expect("log"),
+        "a\nb\nc\n",
+        "no step ran again"
+    );
+}
+
+#[test]
+fn a_journal_that_lost_or_gained_lines_is_damaged_not_believed() {
+    let seq_of = |line: &str, seq: u64| {
+        let mut v: serde_json::Value = serde_json::from_str(line).expect("json");
+        v["seq"] = seq.into();
+        serde_json::to_string(&v).expect("json")
+    };
+    type Edit = fn(&mut Vec<String>);
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "a line deleted",
+            |l| {
+                l.remove(3);
+            },
+            "damaged at line 4: `seq` is 5 where 4 should follow (a line was deleted, repeated or moved)",
+        ),
+        (
+            "two lines swapped",
+            |l| l.swap(3, 4),
+            "damaged at line 4: `seq` is 5 where 4 should follow (a line was deleted, repeated or moved)",
+        ),
+        (
+            "a line repeated",
+            |l| {
+                let again = l[2].clone();
+                l.insert(3, again);
+            },
+            "damaged at line 4: `seq` is 3 where 4 should follow (a line was deleted, repeated or moved)",
+        ),
+        (
+            "the first lines removed",
+            |l| {
+                l.drain(..2);
+            },
+            "damaged at line 1: `seq` is 3 where 1 should follow (a line was deleted, repeated or moved)",
+        ),
+    ];
+    for (what, edit, damage) in cases {
+        let ws = Workspace::new();
+        let (id, journal) = run_three(&ws);
+        let mut l = lines(&ws, &journal);
+        edit(&mut l);
+        ws.write(&journal, &(l.join("\n") + "\n"));
+        eprintln!("case: {what}");
+        assert_refused(&ws, &id, &format!("the journal {journal} is {damage}"));
+    }
+    // An edited line: the next one's `prev` no longer matches.
+    let ws = Workspace::new();
+    let (id, journal) = run_three(&ws);
+    let mut l = lines(&ws, &journal);
+    let at = l
+        .iter()
+        .position(|x| x.contains("\"event\":\"step_succeeded\",\"step\":\"a\""))
+        .expect("a succeeded");
+    l[at] = l[at].replace("\"attempt\":1", "\"attempt\":2");
+    ws.write(&journal, &(l.join("\n") + "\n"));
+    assert_refused(
+        &ws,
+        &id,
+        &format!(
+            "the journal {journal} is damaged at line {}: its `prev` is not the digest of line {} (a line was edited or replaced)",
+            at + 2,
+            at + 1
+        ),
+    );
+    // `seq` going backwards, with the digests made to match: the numbers alone give it away.
+    let ws = Workspace::new();
+    let (id, journal) = run_three(&ws);
+    let mut l = lines(&ws, &journal);
+    l[4] = seq_of(&l[4], 2);
+    ws.write(&journal, &(l.join("\n") + "\n"));
+    assert_refused(
+        &ws,
+        &id,
+        &format!(
+            "the journal {journal} is damaged at line 5: `seq` is 2 where 5 should follow (a line was deleted, repeated or moved)"
+        ),
+    );
+}
+
+#[test]
+fn a_missing_or_emptied_journal_is_damaged_not_an_interrupted_run() {
+    for what in ["missing", "empty"] {
+        let ws = Workspace::new();
+        let (id, journal) = run_three(&ws);
+        if what == "missing" {
+            std::fs::remove_file(ws.path().join(&journal)).expect("rm");
+        } else {
+            ws.write(&journal, "");
+        }
+        assert_refused(
+            &ws,
+            &id,
+            &format!(
+                "the journal {journal} is {what} although the run's run.json exists: what the run did is lost"
+            ),
+        );
+    }
+}
+
+#[test]
+fn another_runs_journal_is_damaged_not_believed() {
+    let ws = Workspace::new();
+    let (id, journal) = run_three(&ws);
+    let (other, other_journal) = run_three(&ws);
+    std::fs::write(ws.path().join("log"), "a\nb\nc\n").expect("reset log");
+    std::fs::copy(ws.path().join(other_journal), ws.path().join(&journal)).expect("cp");
+    assert_refused(
+        &ws,
+        &id,
+        &format!(
+            "the journal {journal} is damaged at line 1: it is the journal of run `{other}`, not of `{id}`"
+        ),
+    );
+}
+
+#[test]
+fn a_torn_last_line_is_tolerated() {
+    let ws = Workspace::new();
+    let (id, journal) = run_three(&ws);
+    let mut text = std::fs::read_to_string(ws.path().join(&journal)).expect("journal");
+    text.push_str("{\"seq\":9,\"ts\":\"2026-");
+    ws.write(&journal, &text);
+    assert_eq!(ws.show(&id)["status"], "succeeded");
+    let ran = ws.cmd(&["resume", &id, "--yes"]).expect(0);
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        (
+            "",
+            format!("run {id} already succeeded: nothing to resume (use --from STEP to run steps again)\n").as_str()
+        )
+    );
+}
+
+#[test]
+fn a_journal_without_digests_is_refused_with_what_to_do() {
+    let ws = Workspace::new();
+    let (id, journal) = run_three(&ws);
+    let old: Vec<String> = lines(&ws, &journal)
+        .iter()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).expect("json");
+            v.as_object_mut().expect("object").remove("prev");
+            serde_json::to_string(&v).expect("json")
+        })
+        .collect();
+    ws.write(&journal, &(old.join("\n") + "\n"));
+    assert_refused(
+        &ws,
+        &id,
+        &format!(
+            "the journal {journal} has no digest at line 1: it was written by an older runbook, before journals carried them, and cannot be checked; inspect or finish that run with the version that started it, or start a new run"
+        ),
+    );
+}
+
+#[test]
+fn resume_repair_says_what_it_will_do_and_does_it_only_with_yes() {
+    let ws = Workspace::new();
+    let (id, journal) = run_three(&ws);
+    let mut l = lines(&ws, &journal);
+    let at = l
+        .iter()
+        .position(|x| x.contains("\"event\":\"step_started\",\"step\":\"c\""))
+        .expect("c started");
+    l.remove(at); // what follows `c`'s start no longer follows
+    ws.write(&journal, &(l.join("\n") + "\n"));
+    let said = format!(
+        "the journal {journal} is damaged at line {}: `seq` is {} where {} should follow (a line was deleted, repeated or moved)\nrepair: keep lines 1-{at} and remove lines {}-{}; then step `c` is not finished and run again on resume\n",
+        at + 1,
+        at + 2,
+        at + 1,
+        at + 1,
+        l.len()
+    );
+    let ran = ws.cmd(&["resume", &id, "--repair"]).expect(1);
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        (
+            format!("{said}nothing was changed; pass --yes to do it\n").as_str(),
+            ""
+        )
+    );
+    assert_eq!(lines(&ws, &journal), l, "nothing changed without --yes");
+    let ran = ws.cmd(&["resume", &id, "--repair", "--yes"]).expect(0);
+    let kept: Vec<String> = std::fs::read_dir(ws.path().join(format!(".runbook/runs/{id}")))
+        .expect("run dir")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+        .filter(|n| n.starts_with("journal.damaged-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        (
+            format!(
+                "{said}done; the damaged journal is kept as .runbook/runs/{id}/{}\ncontinue with: runbook resume {id}\n",
+                kept[0]
+            )
+            .as_str(),
+            ""
+        )
+    );
+    assert_eq!(lines(&ws, &journal), l[..at]);
+    let statuses: Vec<String> = ws.show(&id)["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["id"].as_str().unwrap(),
+                s["status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(statuses, ["a succeeded", "b succeeded"]);
+    let ran = ws.cmd(&["resume", &id, "--yes"]).expect(0);
+    assert_eq!(ran.stdout, format!("{id}\n"));
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("log")).expect("log"),
+        "a\nb\nc\nc\n",
+        "only `c`, whose end the journal lost, ran again"
+    );
+    let ran = ws.cmd(&["resume", &id, "--repair"]).expect(0);
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        (
+            format!("the journal of run {id} is sound: nothing to repair\n").as_str(),
+            ""
+        )
+    );
+}
+
+const NOT_AN_ID: &str = "is not a run id: run ids have letters, digits, `-`, `_` and `.` (not first), as `runbook runs` lists them";
+
+/// Every file under `dir` with its contents, sorted: to see that nothing was written.
+fn tree(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir") {
+            let path = e.expect("entry").path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let name = path
+                    .strip_prefix(dir)
+                    .expect("inside")
+                    .display()
+                    .to_string();
+                out.push((name, std::fs::read(&path).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_run_id_that_climbs_out_of_the_state_dir_is_refused_and_nothing_is_written() {
+    let ws = Workspace::new();
+    run_three(&ws);
+    // `.runbook/runs/../../outside` is a folder of the workspace: it must stay as it is.
+    ws.write("outside/keep", "x");
+    let before = tree(ws.path());
+    for id in ["../../outside", "../../../../etc"] {
+        let ran = ws.cmd(&["report", id, "--format", "md"]).expect(2);
+        assert_eq!(
+            (ran.stdout.as_str(), ran.stderr.as_str()),
+            (
+                "",
+                format!("error: `{id}` {NOT_AN_ID}; nor is it a run or probe folder (one that holds journal.jsonl or probe/)\n").as_str()
+            )
+        );
+    }
+    for args in [
+        &["show", "../x"][..],
+        &["resume", "../x", "--yes"],
+        &["show", ".hidden"],
+    ] {
+        let ran = ws.cmd(args).expect(2);
+        assert_eq!(
+            (ran.stdout.as_str(), ran.stderr.as_str()),
+            ("", format!("error: `{}` {NOT_AN_ID}\n", args[1]).as_str())
+        );
+    }
+    assert_eq!(tree(ws.path()), before, "nothing was written");
+}
+
+#[test]
+fn report_output_goes_where_it_is_told_and_nowhere_else() {
+    let ws = Workspace::new();
+    let (id, _) = run_three(&ws);
+    let run_dir = ws.path().join(format!(".runbook/runs/{id}"));
+    let before = tree(&run_dir);
+    let ran = ws
+        .cmd(&["report", &id, "--format", "md", "-o", "elsewhere/r.md"])
+        .expect(0);
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        ("elsewhere/r.md\n", "")
+    );
+    assert_eq!(tree(&run_dir), before, "the run folder is untouched");
+    let written: Vec<String> = tree(&ws.path().join("elsewhere"))
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(written, ["r.md"]);
+}
+
+#[test]
+fn probe_refuses_an_out_folder_that_is_not_empty() {
+    let ws = Workspace::new();
+    ws.write("old/probe/events.jsonl", "old data\n");
+    let before = tree(ws.path());
+    let ran = ws
+        .cmd(&[
+            "probe",
+            "--endpoint",
+            "redis://127.0.0.1:1",
+            "--duration",
+            "1s",
+            "--out",
+            "old",
+        ])
+        .expect(2);
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        (
+            "",
+            "error: --out old is not empty: its old data would mix into the new report; name a new or empty folder\n"
+        )
+    );
+    assert_eq!(tree(ws.path()), before);
+}
+
+#[test]
+fn what_a_step_prints_is_capped_and_escaped_in_the_journal_the_terminal_and_the_reports() {
+    let ws = Workspace::new();
+    ws.write(
+        "loud.yaml",
+        "version: 1
+name: loud
+steps:
+  - id: loud
+    action: exec
+    with: { command: \"printf '<script>alert(1)</script> \\\\033[32msucceeded\\\\033[0m\\\\n'; head -c 200000 /dev/zero | tr '\\\\0' x\" }
+",
+    );
+    let ran = ws.cmd(&["run", "loud.yaml", "--yes"]).expect(0);
+    let id = ran.stdout.trim();
+    let dir = format!(".runbook/runs/{id}");
+    let first = "<script>alert(1)</script> \x1b[32msucceeded\x1b[0m\n";
+    let whole = format!("{first}{}", "x".repeat(200_000));
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join(&dir).join("steps/loud/stdout")).expect("stdout"),
+        whole,
+        "the whole output is kept in the run folder"
+    );
+    let marker = format!(
+        "… {} bytes left out, whole output in {dir}/steps/loud/stdout",
+        whole.len() - 65536
+    );
+    let capped = format!(
+        "{}\n{marker}\n{}",
+        &whole[..32768],
+        &whole[whole.len() - 32768..]
+    );
+    let journal =
+        std::fs::read_to_string(ws.path().join(&dir).join("journal.jsonl")).expect("journal");
+    let outputs: Vec<serde_json::Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .filter(|v| v["event"] == "step_succeeded")
+        .map(|v| v["outputs"].clone())
+        .collect();
+    assert_eq!(
+        outputs,
+        [serde_json::json!({"stdout": capped, "exit_status": 0})]
+    );
+    assert!(
+        journal.len() < 80 * 1024,
+        "journal of {} bytes",
+        journal.len()
+    );
+    let shown = "<script>alert(1)</script> \\u{1b}[32msucceeded\\u{1b}[0m";
+    let x512 = "x".repeat(512);
+    assert_eq!(
+        ran.stderr,
+        format!(
+            "[1/1] loud (exec)\n  loud: {shown}\n  loud: {x512}\n  loud: {marker}\n  loud: {x512}\n\
+             report: {dir}/report.md\nreport: {dir}/report.html\nreport: {dir}/report.json\nrun {id} succeeded\n"
+        )
+    );
+    let md = std::fs::read_to_string(ws.path().join(&dir).join("report.md")).expect("md");
+    let row: Vec<&str> = md
+        .lines()
+        .find(|l| l.starts_with("| `loud` |"))
+        .expect("the step's row")
+        .split(" | ")
+        .collect();
+    assert_eq!(
+        [&row[..4], &row[5..]].concat(),
+        [
+            "| `loud`",
+            "exec",
+            "succeeded",
+            "1",
+            format!("&lt;script&gt;alert(1)&lt;/script&gt; \\u{{1b}}[32msucceeded\\u{{1b}}[0m; {x512}; {marker} (+1 more)").as_str(),
+            "–",
+            "–",
+            "–",
+            "–",
+            "0",
+            "0.00 s |"
+        ]
+    );
+    let html = std::fs::read_to_string(ws.path().join(&dir).join("report.html")).expect("html");
+    assert!(
+        !html.contains("<script>alert") && !html.contains('\x1b'),
+        "{html}"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;&#x2F;script&gt; \\u{1b}[32msucceeded\\u{1b}[0m"),
+        "{html}"
+    );
+}
+
+/// A runbook that reads a secret from the environment, changes it with filters and with
+/// commands, and one public variable.
+const FROM_ENV: &str = "version: 1
+name: from-env
+env: [RB_SHOWN]
+steps:
+  - id: leak
+    action: exec
+    with: { command: \"echo {{ env.RB_TOKEN }} | base64; echo {{ env.RB_TOKEN | upper }}; echo {{ env.RB_TOKEN | replace(from='hunter', to='HUNTER') }} | rev; echo {{ env.RB_SHOWN }}\" }
+";
+
+#[test]
+fn environment_values_are_secret_unless_the_runbook_declares_them_public() {
+    let ws = Workspace::new();
+    ws.write("env.yaml", FROM_ENV);
+    let with_env = |args: &[&str]| {
+        ws.cmd(args)
+            .env("RB_TOKEN", "hunter2secret")
+            .env("RB_SHOWN", "visible")
+    };
+    let ran = with_env(&["plan", "env.yaml"]).expect(0);
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        (
+            "Plan: 1 steps, 1 change something, 0 destructive, 0 approvals; 0 rollback steps, 0 finally steps. Platform: local.
+
+Runbook from-env (env.yaml)
+
+Steps:
+  1. leak  exec  [changes]
+       command: echo *** | base64; echo ***; echo *** | rev; echo visible
+       → sh -c \"echo *** | base64; echo ***; echo *** | rev; echo visible\"
+",
+            ""
+        )
+    );
+    let ran = with_env(&["run", "env.yaml", "--yes"]).expect(0);
+    let id = ran.stdout.trim();
+    let dir = ws.path().join(format!(".runbook/runs/{id}"));
+    // base64 keeps the encoding of the secret's last byte and the newline: `dAo=`.
+    let printed = "***dAo=\n***\n***\nvisible\n";
+    assert_eq!(
+        std::fs::read_to_string(dir.join("steps/leak/stdout")).expect("stdout"),
+        printed
+    );
+    assert_eq!(
+        ran.stderr,
+        format!(
+            "[1/1] leak (exec)\n  leak: ***dAo=\n  leak: ***\n  leak: ***\n  leak: visible\n\
+             report: .runbook/runs/{id}/report.md\nreport: .runbook/runs/{id}/report.html\nreport: .runbook/runs/{id}/report.json\nrun {id} succeeded\n"
+        )
+    );
+    for (name, text) in tree(&dir) {
+        let text = String::from_utf8_lossy(&text).to_lowercase();
+        for form in ["hunter2secret", "terces2retnuh", "ahvudgvymnnly3jl"] {
+            assert!(!text.contains(form), "{form} in {name}");
+        }
+    }
+}
+
+#[test]
+fn the_whole_template_context_is_not_available() {
+    let ws = Workspace::new();
+    ws.write(
+        "ctx.yaml",
+        "version: 1\nname: x\nsteps:\n  - id: a\n    action: exec\n    with: { command: \"echo {{ __tera_context }}\" }\n",
+    );
+    let expected = "error: template syntax: `__tera_context` is not available: name the values you need (`params.NAME`, `env.NAME`, …)
+ --> ctx.yaml:6:31
+  |
+6 |     with: { command: \"echo {{ __tera_context }}\" }
+  |                               ^
+
+1 error in ctx.yaml
+";
+    for args in [&["plan", "ctx.yaml"][..], &["run", "ctx.yaml", "--yes"]] {
+        let ran = ws.cmd(args).expect(2);
+        assert_eq!((ran.stdout.as_str(), ran.stderr.as_str()), ("", expected));
+    }
+}
+
+#[test]
+fn env_must_list_variable_names() {
+    let ws = Workspace::new();
+    assert_eq!(
+        plan_error(
+            &ws,
+            "e.yaml",
+            b"version: 1\nname: x\nenv: [HOME, \"a b\"]\nsteps: []\n"
+        ),
+        "error: `a b` is not a variable name\n --> e.yaml:3:13\n  |\n3 | env: [HOME, \"a b\"]\n  |             ^^^^^\n  = help: names have letters, digits and `_`, and do not start with a digit\n\n1 error in e.yaml\n"
+    );
+}

@@ -2,7 +2,6 @@
 //! writers): sections in order, the disconnect in the step that caused it, a versioned
 //! JSON, a self-contained HTML page that a real headless Chromium loads without errors.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -156,15 +155,20 @@ fn synthetic_run(dir: &Path) {
             },
         ),
     ];
-    let mut journal = std::fs::File::create(dir.join("journal.jsonl")).unwrap();
-    for (seq, (s, event)) in events.into_iter().enumerate() {
-        let record = Record {
+    let records: Vec<Record> = events
+        .into_iter()
+        .enumerate()
+        .map(|(seq, (s, event))| Record {
             seq: seq as u64 + 1,
             ts: at(t0, s),
             event,
-        };
-        writeln!(journal, "{}", serde_json::to_string(&record).unwrap()).unwrap();
-    }
+        })
+        .collect();
+    std::fs::write(
+        dir.join("journal.jsonl"),
+        runbook::journal::encode(&records).unwrap(),
+    )
+    .unwrap();
     std::fs::write(
         dir.join("run.json"),
         json!({"id": RUN_ID, "runbook": "engine-change", "file": "runbooks/engine-change.yaml",
