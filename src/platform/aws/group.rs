@@ -115,11 +115,12 @@ pub fn status(group: &ReplicationGroup) -> &str {
     group.status().unwrap_or("unknown")
 }
 
-/// The engine version the group's nodes run, when ElastiCache says (it is per node).
-pub async fn engine_version(
+/// The group's first node as ElastiCache describes it (its engine version and security groups
+/// are per node); none when the group has no node yet or the node is gone.
+pub async fn first_node(
     aws: &Aws,
     group: &ReplicationGroup,
-) -> Result<Option<String>, ActionError> {
+) -> Result<Option<aws_sdk_elasticache::types::CacheCluster>, ActionError> {
     let Some(member) = group.member_clusters().first() else {
         return Ok(None);
     };
@@ -131,11 +132,7 @@ pub async fn engine_version(
         .send()
         .await;
     match result {
-        Ok(out) => Ok(out
-            .cache_clusters()
-            .first()
-            .and_then(|c| c.engine_version())
-            .map(str::to_string)),
+        Ok(out) => Ok(out.cache_clusters().first().cloned()),
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_cache_cluster_not_found_fault()) =>
@@ -144,6 +141,16 @@ pub async fn engine_version(
         }
         Err(e) => Err(sdk_error("elasticache:DescribeCacheClusters", e)),
     }
+}
+
+/// The engine version the group's nodes run, when ElastiCache says (it is per node).
+pub async fn engine_version(
+    aws: &Aws,
+    group: &ReplicationGroup,
+) -> Result<Option<String>, ActionError> {
+    Ok(first_node(aws, group)
+        .await?
+        .and_then(|c| c.engine_version().map(str::to_string)))
 }
 
 /// `host:port` of an ElastiCache endpoint.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use aws_sdk_elasticache::types::{MultiAzStatus, ReplicationGroup};
 
 use super::group::{clusters_call, describe, describe_call};
-use super::{Aws, sdk_error};
+use super::Aws;
 use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
 use crate::endpoint::Endpoint;
 use crate::platform::Handles;
@@ -235,29 +235,13 @@ async fn cache_security_groups(
     aws: &Aws,
     g: &ReplicationGroup,
 ) -> Result<Vec<String>, ActionError> {
-    let Some(member) = g.member_clusters().first() else {
-        return Ok(Vec::new());
-    };
-    let result = aws
-        .clients
-        .elasticache
-        .describe_cache_clusters()
-        .cache_cluster_id(member)
-        .send()
-        .await;
-    match result {
-        Ok(out) => Ok(out
-            .cache_clusters()
-            .iter()
-            .flat_map(|c| c.security_groups())
-            .filter_map(|s| s.security_group_id().map(str::to_string))
-            .collect()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_cache_cluster_not_found_fault()) =>
-        {
-            Ok(Vec::new())
-        }
-        Err(e) => Err(sdk_error("elasticache:DescribeCacheClusters", e)),
-    }
+    Ok(super::group::first_node(aws, g)
+        .await?
+        .map(|c| {
+            c.security_groups()
+                .iter()
+                .filter_map(|s| s.security_group_id().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
 }
