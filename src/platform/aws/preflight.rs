@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use aws_sdk_elasticache::types::{MultiAzStatus, ReplicationGroup};
 
-use super::group::{clusters_call, describe, describe_call};
 use super::Aws;
+use super::group::{clusters_call, describe, describe_call};
 use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
 use crate::endpoint::Endpoint;
 use crate::platform::Handles;
