@@ -563,20 +563,22 @@ mod tests {
 
     #[test]
     fn renders_and_coerces_by_schema() {
-        #[derive(schemars::JsonSchema)]
-        #[allow(dead_code)]
-        struct In {
-            keys: u64,
-            force: bool,
-            version: String,
-            maybe: Option<u32>,
-        }
+        // An action's input schema: a number, a boolean, text, and an optional number.
+        let schema = schemars::json_schema!({
+            "type": "object",
+            "properties": {
+                "keys": {"type": "integer", "minimum": 0},
+                "force": {"type": "boolean"},
+                "version": {"type": "string"},
+                "maybe": {"type": ["integer", "null"], "minimum": 0}
+            }
+        });
         let mut scope = Scope::default();
         scope.params.insert("n".into(), 5.into());
         let v = scope
             .render(&serde_json::json!({"keys": "{{ params.n * 2 }}", "force": "true", "version": "8.0", "maybe": "3"}))
             .unwrap();
-        let c = coerce(&schemars::schema_for!(In), v);
+        let c = coerce(&schema, v);
         assert_eq!(
             c,
             serde_json::json!({"keys": 10, "force": true, "version": "8.0", "maybe": 3})
