@@ -73,18 +73,7 @@ fn run_locally(runbook: &Path, vars: &[&str]) -> Vec<LocalStep> {
     let ws = Workspace::new();
     let state = ws.state_dir().display().to_string();
     let path = runbook.display().to_string();
-    let mut args = vec!["run", &path, "--yes", "--state-dir", &state];
-    for v in vars {
-        args.extend(["--var", v]);
-    }
-    let ran = ws.cmd(&args).run();
-    let run_id = ran
-        .stdout
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let (ran, run_id) = ws.run_runbook(&path, vars);
     let journal = std::fs::read_to_string(
         ws.state_dir()
             .join("runs")

@@ -21,19 +21,7 @@ impl Rehearsal {
     /// Runs `runbook` (a path) with `--yes`, expecting exit status `code`.
     fn run(runbook: &str, vars: &[&str], code: i32) -> (Rehearsal, Ran) {
         let ws = Workspace::new();
-        let state = ws.state_dir().display().to_string();
-        let mut args = vec!["run", runbook, "--yes", "--state-dir", &state];
-        for v in vars {
-            args.extend(["--var", v]);
-        }
-        let ran = ws.cmd(&args).run();
-        let run_id = ran
-            .stdout
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+        let (ran, run_id) = ws.run_runbook(runbook, vars);
         let rehearsal = Rehearsal { ws, run_id };
         assert_eq!(
             ran.status, code,

@@ -445,6 +445,25 @@ impl Workspace {
         (child, first.trim().to_string())
     }
 
+    /// `runbook run FILE --yes` with `--var` for each of `vars`, in this workspace's state dir:
+    /// what it printed and the run id it printed first.
+    pub fn run_runbook(&self, file: &str, vars: &[&str]) -> (Ran, String) {
+        let state = self.state_dir().display().to_string();
+        let mut args = vec!["run", file, "--yes", "--state-dir", &state];
+        for v in vars {
+            args.extend(["--var", v]);
+        }
+        let ran = self.cmd(&args).run();
+        let run_id = ran
+            .stdout
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        (ran, run_id)
+    }
+
     /// `runbook show RUN_ID --format json`, parsed.
     pub fn show(&self, id: &str) -> serde_json::Value {
         let ran = self
