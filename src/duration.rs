@@ -51,6 +51,15 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// Parses a duration that must be more than zero (an interval, a timeout). Like
+/// [`parse`], usable as a clap value parser.
+pub fn positive(text: &str) -> Result<Duration, String> {
+    match parse(text)? {
+        d if d.is_zero() => Err("must be more than zero".into()),
+        d => Ok(d),
+    }
+}
+
 /// `1h2m3s`, `250ms`: the short form runbooks use.
 pub fn format(d: Duration) -> String {
     let ms = d.as_millis();
@@ -104,6 +113,8 @@ mod tests {
         assert!(parse("10").unwrap_err().contains("no unit"));
         assert!(parse("5 parsecs").is_err());
         assert!(parse("").is_err());
+        assert_eq!(positive("0ms").unwrap_err(), "must be more than zero");
+        assert_eq!(positive("10ms").unwrap(), Duration::from_millis(10));
         assert_eq!(format(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format(Duration::from_millis(20)), "20ms");

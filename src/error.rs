@@ -29,19 +29,16 @@ pub fn exit_status(err: &anyhow::Error) -> u8 {
     }
 }
 
-/// The error and its causes on one line, `outer: cause: root`. Our error types already
-/// show their cause (`cannot read the journal …: permission denied`), so a cause whose text
-/// the line already ends with is not repeated.
-pub fn message(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if line.is_empty() {
-            line = text;
-        } else if !line.ends_with(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
+/// An error and its causes on one line, `outer: cause: root`, for the places that keep
+/// an error as text (a step's failure in the journal, a warning). Error types keep their
+/// cause in `source`, never in their message, so each cause shows once.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut cause = err.source();
+    while let Some(e) = cause {
+        line.push_str(": ");
+        line.push_str(&e.to_string());
+        cause = e.source();
     }
     line
 }
@@ -56,20 +53,26 @@ mod tests {
     use super::*;
 
     #[derive(Debug, thiserror::Error)]
-    #[error("cannot connect: {source}")]
+    #[error("cannot connect")]
     struct Connect {
+        #[source]
         source: std::io::Error,
     }
 
     #[test]
     fn a_cause_is_shown_once() {
         let refused = std::io::Error::other("WRONGPASS invalid password");
-        let err = anyhow::Error::from(Connect { source: refused }).context("the check failed");
+        let connect = Connect { source: refused };
         assert_eq!(
-            message(&err),
+            chain(&connect),
+            "cannot connect: WRONGPASS invalid password"
+        );
+        let err = anyhow::Error::from(connect).context("the check failed");
+        assert_eq!(
+            format!("{err:#}"),
             "the check failed: cannot connect: WRONGPASS invalid password"
         );
         let plain = anyhow::anyhow!("disk full").context("cannot save");
-        assert_eq!(message(&plain), "cannot save: disk full");
+        assert_eq!(format!("{plain:#}"), "cannot save: disk full");
     }
 }

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::actions::{ActionError, Outputs, StepCtx};
 use crate::endpoint::{Endpoint, Resolver};
-use crate::journal::{Event, Journal, Phase, RunStatus};
+use crate::journal::{Event, Journal, JournalError, Phase, RunStatus};
 use crate::platform::Platform;
 use crate::probe::{ProbeConfig, RunProbe};
 use crate::progress::Progress;
@@ -41,17 +41,16 @@ enum StepEnd {
     Skipped,
     Failed,
     Interrupted,
+    /// An approval could not be asked for: the run stops here.
+    AwaitingApproval,
 }
 
 /// Why a run stopped before its end.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     /// The journal could not be written: the run stops, since it could no longer be resumed safely.
-    #[error("cannot write the journal {path}: {source}")]
-    Journal {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("the run stopped: without its journal it could not be resumed safely")]
+    Journal(#[source] JournalError),
 }
 
 impl Executor<'_> {
@@ -62,7 +61,8 @@ impl Executor<'_> {
         done: &HashMap<String, Outputs>,
     ) -> Result<RunStatus, ExecError> {
         let (step_tx, step_rx) = watch::channel::<Option<String>>(None);
-        let interrupt = interrupt_signal();
+        let signals = interrupt_signal();
+        let interrupt = Stop::from_now(&signals);
         let probe = self.runbook.probe.as_ref().map(|p| {
             let config = ProbeConfig {
                 interval: p.interval,
@@ -75,6 +75,7 @@ impl Executor<'_> {
         let total = self.runbook.steps.len();
         let mut failed: Option<String> = None;
         let mut interrupted = false;
+        let mut awaiting = false;
         let mut any_failed = false;
         let rb = self.runbook;
 
@@ -101,11 +102,16 @@ impl Executor<'_> {
                     interrupted = true;
                     break;
                 }
+                StepEnd::AwaitingApproval => {
+                    awaiting = true;
+                    break;
+                }
             }
         }
         self.watch_probe(probe.as_ref(), &mut watched);
 
         let mut rollback_ok = true;
+        let mut rolled_back = false;
         if let (Some(failed_step), false) = (&failed, interrupted)
             && !rb.rollback.is_empty()
         {
@@ -115,16 +121,26 @@ impl Executor<'_> {
             self.progress
                 .line(&format!("rolling back: step `{failed_step}` failed"));
             self.scope.failed_step = Some(failed_step.clone());
+            rolled_back = true;
             // Roll back as much as possible: a failed rollback step does not stop the others.
             (rollback_ok, interrupted) = self.run_block(&rb.rollback, &step_tx, &interrupt).await?;
         }
         let mut finally_ok = true;
-        if !interrupted && !rb.finally.is_empty() {
+        // An interrupt in the main steps leaves the run to be resumed, with `finally` still
+        // ahead; one during the rollback does not spare the clean-up of `finally`, which a
+        // further interrupt stops.
+        if (!interrupted || rolled_back) && !awaiting && !rb.finally.is_empty() {
             self.append(Event::FinallyStarted)?;
-            (finally_ok, interrupted) = self.run_block(&rb.finally, &step_tx, &interrupt).await?;
+            let stop = Stop::from_now(&signals);
+            let finally_interrupted;
+            (finally_ok, finally_interrupted) =
+                self.run_block(&rb.finally, &step_tx, &stop).await?;
+            interrupted |= finally_interrupted;
         }
         let _ = step_tx.send(None);
-        let status = if interrupted {
+        let status = if awaiting {
+            RunStatus::AwaitingApproval
+        } else if interrupted {
             RunStatus::Interrupted
         } else if failed.is_some() {
             if !rb.rollback.is_empty() && rollback_ok {
@@ -150,14 +166,14 @@ impl Executor<'_> {
         &mut self,
         steps: &[Step],
         step_tx: &watch::Sender<Option<String>>,
-        interrupt: &watch::Receiver<bool>,
+        interrupt: &Stop,
     ) -> Result<(bool, bool), ExecError> {
         let mut all_ok = true;
         for (i, step) in steps.iter().enumerate() {
             let _ = step_tx.send(Some(step.id.clone()));
             match self.run_step(step, i + 1, steps.len(), interrupt).await? {
                 StepEnd::Succeeded | StepEnd::Skipped => {}
-                StepEnd::Failed => all_ok = false,
+                StepEnd::Failed | StepEnd::AwaitingApproval => all_ok = false,
                 StepEnd::Interrupted => return Ok((all_ok, true)),
             }
         }
@@ -168,10 +184,7 @@ impl Executor<'_> {
         self.journal
             .append(event)
             .map(|_| ())
-            .map_err(|source| ExecError::Journal {
-                path: self.journal.path().to_path_buf(),
-                source,
-            })
+            .map_err(ExecError::Journal)
     }
 
     /// Starts probing every probe endpoint whose value is now known.
@@ -202,7 +215,7 @@ impl Executor<'_> {
         step: &Step,
         index: usize,
         total: usize,
-        interrupt: &watch::Receiver<bool>,
+        interrupt: &Stop,
     ) -> Result<StepEnd, ExecError> {
         let action_name = step.action.name.to_string();
         self.progress.step(index, total, &step.id, &action_name);
@@ -268,10 +281,9 @@ impl Executor<'_> {
                     None => run.await,
                 }
             };
-            let mut stop = interrupt.clone();
             let result = tokio::select! {
                 r = timed => Some(r),
-                _ = stop.wait_for(|v| *v) => None,
+                () = interrupt.requested() => None,
             };
             match result {
                 None => {
@@ -292,6 +304,17 @@ impl Executor<'_> {
                     })?;
                     self.scope.set_outputs(&step.id, &outputs);
                     return Ok(StepEnd::Succeeded);
+                }
+                Some(Err(e)) if e.awaits_approval && step.phase == Phase::Steps => {
+                    let message = self.journal.redact(&e.message);
+                    self.append(Event::StepAwaitingApproval {
+                        step: step.id.clone(),
+                        phase: step.phase,
+                        attempt,
+                        message: message.clone(),
+                    })?;
+                    self.progress.note(&step.id, &message);
+                    return Ok(StepEnd::AwaitingApproval);
                 }
                 Some(Err(e)) => {
                     let will_retry = e.transient && attempt < attempts;
@@ -319,10 +342,9 @@ impl Executor<'_> {
                             crate::duration::format(wait)
                         ),
                     );
-                    let mut stop = interrupt.clone();
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = stop.wait_for(|v| *v) => {
+                        () = interrupt.requested() => {
                             self.append(Event::StepInterrupted { step: step.id.clone(), phase: step.phase, attempt })?;
                             return Ok(StepEnd::Interrupted);
                         }
@@ -364,51 +386,51 @@ pub fn base_dir(runbook_path: &Path) -> &Path {
     }
 }
 
-/// Becomes `true` at the first Ctrl+C or SIGTERM.
-fn interrupt_signal() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
+/// Counts Ctrl+C and SIGTERM: a block stops at the first one that comes after it began.
+fn interrupt_signal() -> watch::Receiver<u32> {
+    let (tx, rx) = watch::channel(0);
     tokio::spawn(async move {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let terminated = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
+        loop {
+            let terminated = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
                 }
-                None => std::future::pending::<()>().await,
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminated => {}
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminated => {}
+            tx.send_modify(|n| *n += 1);
         }
-        let _ = tx.send(true);
     });
     rx
 }
 
-/// The outputs of the steps that succeeded in a journal, and the step to resume at.
-pub fn finished_steps(records: &[crate::journal::Record]) -> HashMap<String, Outputs> {
-    let mut done = HashMap::new();
-    for r in records {
-        match &r.event {
-            Event::StepSucceeded {
-                step,
-                outputs,
-                phase: Phase::Steps,
-                ..
-            } => {
-                done.insert(step.clone(), outputs.clone());
-            }
-            Event::StepStarted {
-                step,
-                phase: Phase::Steps,
-                ..
-            } => {
-                done.remove(step);
-            }
-            _ => {}
+/// The interrupts a block stops at: those after the ones already seen when it began.
+#[derive(Clone)]
+struct Stop {
+    signals: watch::Receiver<u32>,
+    seen: u32,
+}
+
+impl Stop {
+    /// Stops at the next interrupt from now on.
+    fn from_now(signals: &watch::Receiver<u32>) -> Stop {
+        Stop {
+            seen: *signals.borrow(),
+            signals: signals.clone(),
         }
     }
-    done
+
+    /// Resolves once an interrupt came.
+    async fn requested(&self) {
+        let seen = self.seen;
+        let mut signals = self.signals.clone();
+        let _ = signals.wait_for(|n| *n > seen).await;
+    }
 }

@@ -16,9 +16,10 @@ use crate::runbook::{Runbook, Source};
 /// Why a runbook could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadFailure {
-    #[error("cannot read the runbook {path}: {source}")]
+    #[error("cannot read the runbook {path}")]
     Read {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     /// Syntax or meaning: every problem of the file, rendered with locations.
@@ -28,11 +29,21 @@ pub enum LoadFailure {
 
 /// Reads, parses and validates the runbook at `path`.
 pub fn load(path: &Path) -> Result<Runbook, LoadFailure> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadFailure::Read {
+    let text = read_text(path).map_err(|source| LoadFailure::Read {
         path: path.to_path_buf(),
         source,
     })?;
     load_text(path, text)
+}
+
+/// A YAML file's text, without the byte-order mark some editors put first (it is not part
+/// of the YAML; left in, it would be read as part of the first key).
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    })
 }
 
 /// Parses and validates runbook text that came from `path`.
@@ -42,8 +53,8 @@ pub fn load_text(path: &Path, text: String) -> Result<Runbook, LoadFailure> {
         digest: digest(&text),
         text,
     };
-    let root =
-        parse(&source.text).map_err(|d| LoadFailure::Invalid(render(path, &source.text, &[d])))?;
+    let root = parse(&source.text, Document::Runbook)
+        .map_err(|d| LoadFailure::Invalid(render(path, &source.text, &[d])))?;
     crate::validate::validate(&root, source.clone())
         .map_err(|diags| LoadFailure::Invalid(render(path, &source.text, &diags)))
 }
@@ -55,17 +66,97 @@ pub fn digest(text: &str) -> String {
     format!("sha256:{hex}")
 }
 
-/// Parses YAML text into a node tree with locations.
-pub fn parse(text: &str) -> Result<Node, Diagnostic> {
+/// The most a runbook or vars file may weigh; real ones are a few kilobytes.
+pub const MAX_BYTES: usize = 4 * 1024 * 1024;
+/// The deepest nesting of mappings and sequences accepted. Real runbooks stay under 10; the
+/// tree is read recursively, so without a bound a few thousand levels overflow the stack.
+pub const MAX_DEPTH: usize = 64;
+
+/// Checks what the tree builder cannot be trusted with, before it runs: size, NUL bytes,
+/// nesting depth and a second YAML document (which would otherwise be silently ignored).
+/// The event parser used here keeps its own stack, so deep input cannot overflow ours.
+pub fn check_shape(text: &str) -> Result<(), Diagnostic> {
+    use yaml_rust2::parser::{Event, Parser};
+    let at_offset = |offset: usize| {
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Loc::new(line, column, 1)
+    };
+    if text.len() > MAX_BYTES {
+        return Err(Diagnostic::at(
+            Loc::new(1, 1, 1),
+            format!(
+                "the file is {} bytes; at most {MAX_BYTES} are read",
+                text.len()
+            ),
+        )
+        .help("split it, or move data into files the steps read"));
+    }
+    if let Some(offset) = text.find('\0') {
+        return Err(
+            Diagnostic::at(at_offset(offset), "a NUL byte: this is not a text file")
+                .help("remove the NUL byte; YAML text cannot contain one"),
+        );
+    }
+    let mut parser = Parser::new_from_str(text);
+    let (mut depth, mut documents) = (0usize, 0usize);
+    loop {
+        let (event, mark) = match parser.next_token() {
+            Ok(next) => next,
+            // Syntax errors are reported, with their place, by the tree builder.
+            Err(_) => return Ok(()),
+        };
+        let loc = Loc::new(mark.line(), mark.col() + 1, 1);
+        match event {
+            Event::StreamEnd => return Ok(()),
+            Event::DocumentStart => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(Diagnostic::at(loc, "a second YAML document")
+                        .help("a file holds one runbook: remove the `---` and what follows, or move it to its own file"));
+                }
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(Diagnostic::at(
+                        loc,
+                        format!("nested more than {MAX_DEPTH} levels deep"),
+                    )
+                    .help("flatten the structure"));
+                }
+            }
+            Event::MappingEnd | Event::SequenceEnd => depth -= 1,
+            _ => {}
+        }
+    }
+}
+
+/// What a YAML file holds, which says how to write its top level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Document {
+    Runbook,
+    /// A `--vars-file`.
+    Vars,
+}
+
+/// Parses YAML text into a node tree with locations, after [`check_shape`].
+pub fn parse(text: &str, document: Document) -> Result<Node, Diagnostic> {
+    check_shape(text)?;
     let options = LoaderOptions::default()
         .error_on_duplicate_keys(true)
         .toplevel_mapping();
-    marked_yaml::parse_yaml_with_options(0, text, options).map_err(yaml_error)
+    marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| yaml_error(e, document))
 }
 
-fn yaml_error(e: LoadError) -> Diagnostic {
+fn yaml_error(e: LoadError, document: Document) -> Diagnostic {
     let at = |m: &marked_yaml::Marker| Loc::new(m.line(), m.column(), 1);
     match e {
+        LoadError::TopLevelMustBeMapping(m) if document == Document::Vars => {
+            Diagnostic::at(at(&m), "a vars file is a YAML mapping of params to values")
+                .help("write one `name: value` line per param")
+        }
         LoadError::TopLevelMustBeMapping(m) => Diagnostic::at(
             at(&m),
             "a runbook is a YAML mapping (version, name, steps, ...)",

@@ -1,17 +1,19 @@
 //! One process drives a run at a time.
 //!
-//! The lock is an OS file lock (`flock`) on `lock` in the run directory, so it vanishes
-//! with its holder — a killed run's lock is free for `resume` to take, with nothing stale
-//! to break by hand. The file names the holder (pid, host, since) for the refusal message.
+//! The lock is an OS lock (`flock`) on the run directory itself, so it vanishes with its
+//! holder — a killed run's lock is free for `resume` to take — and nobody can take it from
+//! under a live holder by deleting a file: a directory in use cannot be unlinked and
+//! recreated while its holder keeps it open. The `lock` file only names the holder (pid,
+//! host, since) for the refusal message.
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::fs::{File, TryLockError};
+use std::io::Write;
 use std::path::Path;
 
 /// A held run lock; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub struct RunLock {
-    _file: File,
+    _dir: File,
 }
 
 /// Why a run could not be locked.
@@ -22,8 +24,13 @@ pub enum LockError {
         "run {run} is being driven by another process ({holder}); wait for it to finish, or stop that process first"
     )]
     Held { run: String, holder: String },
-    #[error("cannot lock run {run}: {source}")]
-    Io { run: String, source: std::io::Error },
+    /// The run directory could not be opened or locked.
+    #[error("cannot lock run {run}")]
+    Io {
+        run: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl RunLock {
@@ -33,32 +40,18 @@ impl RunLock {
             run: run.to_string(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(run_dir.join("lock"))
-            .map_err(io)?;
-        match file.try_lock() {
+        let dir = File::open(run_dir).map_err(io)?;
+        match dir.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim().replace('\n', ", ");
                 return Err(LockError::Held {
                     run: run.to_string(),
-                    holder: if holder.is_empty() {
-                        "unknown holder".into()
-                    } else {
-                        holder
-                    },
+                    holder: holder(run_dir),
                 });
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
-        file.set_len(0).map_err(io)?;
-        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        let mut file = File::create(run_dir.join("lock")).map_err(io)?;
         write!(
             file,
             "pid {}\nhost {}\nsince {}\n",
@@ -68,21 +61,32 @@ impl RunLock {
         )
         .map_err(io)?;
         file.sync_data().map_err(io)?;
-        Ok(RunLock { _file: file })
+        Ok(RunLock { _dir: dir })
     }
 
     /// Whether some live process holds the lock of the run in `run_dir` right now.
     pub fn is_held(run_dir: &Path) -> bool {
-        let Ok(file) = File::open(run_dir.join("lock")) else {
+        let Ok(dir) = File::open(run_dir) else {
             return false;
         };
-        match file.try_lock_shared() {
+        match dir.try_lock_shared() {
             Ok(()) => {
-                let _ = file.unlock();
+                let _ = dir.unlock();
                 false
             }
             Err(_) => true,
         }
+    }
+}
+
+/// The holder as its `lock` file names it: `pid 123, host db1, since 2026-…`.
+fn holder(run_dir: &Path) -> String {
+    let text = std::fs::read_to_string(run_dir.join("lock")).unwrap_or_default();
+    let text = text.trim().replace('\n', ", ");
+    if text.is_empty() {
+        "its `lock` file, which names it, is gone".into()
+    } else {
+        text
     }
 }
 
@@ -102,13 +106,31 @@ mod tests {
         let first = RunLock::acquire(dir.path(), "r1").unwrap();
         assert!(RunLock::is_held(dir.path()));
         let err = RunLock::acquire(dir.path(), "r1").unwrap_err();
-        assert!(
-            err.to_string()
-                .contains(&format!("pid {}", std::process::id())),
-            "{err}"
+        let since = std::fs::read_to_string(dir.path().join("lock")).unwrap();
+        let since = since.lines().nth(2).unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "run r1 is being driven by another process (pid {}, host {}, {since}); wait for it to finish, or stop that process first",
+                std::process::id(),
+                hostname()
+            )
         );
         drop(first);
         assert!(!RunLock::is_held(dir.path()));
         RunLock::acquire(dir.path(), "r1").unwrap();
+    }
+
+    #[test]
+    fn deleting_the_lock_file_does_not_free_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = RunLock::acquire(dir.path(), "r1").unwrap();
+        std::fs::remove_file(dir.path().join("lock")).unwrap();
+        assert!(RunLock::is_held(dir.path()));
+        let err = RunLock::acquire(dir.path(), "r1").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "run r1 is being driven by another process (its `lock` file, which names it, is gone); wait for it to finish, or stop that process first"
+        );
     }
 }

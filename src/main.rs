@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     match runtime.block_on(runbook::cli::dispatch(cli)) {
         Ok(outcome) => ExitCode::from(outcome as u8),
         Err(err) => {
-            let message = runbook::error::message(&err);
+            let message = format!("{err:#}");
             // Diagnostics of a runbook come rendered, each with its own `error:` line.
             if message.starts_with("error: ") {
                 eprintln!("{message}");

@@ -5,7 +5,7 @@
 //! target, so the operations listed are the ones `run` would issue. Nothing is started,
 //! nothing is called, nothing is written.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -85,6 +85,50 @@ pub struct PlanStep {
     pub on_failure: OnFailure,
 }
 
+/// Puts a placeholder for the output at `parts[..=depth]` and deeper: a reference to
+/// `steps.x.outputs.a.b` makes `a` an object holding `b`, so templates can read into it.
+fn put_placeholder(outputs: &mut Map<String, Value>, parts: &[&str], depth: usize) {
+    let key = parts[depth].to_string();
+    if depth + 1 == parts.len() {
+        outputs
+            .entry(key)
+            .or_insert_with(|| Value::String(template::placeholder(&parts[..=depth].join("."))));
+        return;
+    }
+    let slot = outputs
+        .entry(key)
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !slot.is_object() {
+        *slot = Value::Object(Map::new());
+    }
+    if let Value::Object(inner) = slot {
+        put_placeholder(inner, parts, depth + 1);
+    }
+}
+
+/// [`build`] for a command: the runbook's template errors rendered with their places, as
+/// invalid input (exit 2). `plan` prints the result; `run` and `resume` only need it to pass.
+pub fn checked(
+    rb: &Runbook,
+    params: &crate::vars::Params,
+    platform: &dyn Platform,
+) -> anyhow::Result<Plan> {
+    build(
+        rb,
+        &params.values,
+        &params.redacted(rb),
+        platform,
+        &params.redactor,
+    )
+    .map_err(|diags| {
+        crate::error::invalid(crate::diagnostic::render(
+            &rb.source.path,
+            &rb.source.text,
+            &diags,
+        ))
+    })
+}
+
 /// Builds the plan of `rb` with resolved `params`; template errors come back as diagnostics.
 pub fn build(
     rb: &Runbook,
@@ -95,7 +139,7 @@ pub fn build(
 ) -> Result<Plan, Vec<Diagnostic>> {
     let mut scope = Scope {
         params: params.clone(),
-        ..Scope::default()
+        ..Scope::for_runbook(rb, redactor)
     };
     for (k, v) in [
         ("id", template::placeholder("run.id")),
@@ -105,26 +149,21 @@ pub fn build(
     ] {
         scope.run.insert(k.into(), Value::String(v));
     }
-    // Every output any template reads stands as a placeholder until its step runs.
-    for step in rb.all_steps() {
-        let mut outputs = Map::new();
-        for other in rb.all_steps() {
-            for text in step_texts(other) {
-                for r in template::references(&text) {
-                    let parts: Vec<&str> = r.path.split('.').collect();
-                    if parts.len() >= 4
-                        && parts[0] == "steps"
-                        && parts[1] == step.id
-                        && parts[2] == "outputs"
-                    {
-                        outputs.insert(
-                            parts[3].to_string(),
-                            Value::String(template::placeholder(&parts[..4].join("."))),
-                        );
-                    }
+    // Every output any template reads stands as a placeholder until its step runs. One pass
+    // over every template: going over them again for each step made plan quadratic.
+    let mut read: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    for other in rb.all_steps() {
+        for text in step_texts(other) {
+            for r in template::references(&text) {
+                let parts: Vec<&str> = r.path.split('.').collect();
+                if parts.len() >= 4 && parts[0] == "steps" && parts[2] == "outputs" {
+                    put_placeholder(read.entry(parts[1].to_string()).or_default(), &parts, 3);
                 }
             }
         }
+    }
+    for step in rb.all_steps() {
+        let outputs = read.remove(&step.id).unwrap_or_default();
         scope.set_outputs(&step.id, &outputs);
     }
     let ctx = PlanCtx {
@@ -314,7 +353,7 @@ impl Plan {
     pub fn headline(&self) -> String {
         let s = &self.summary;
         format!(
-            "Plan: {} steps, {} change something, {} destructive, {} approval{}; {} rollback step{}, {} finally step{}. Target: {}.",
+            "Plan: {} steps, {} change something, {} destructive, {} approval{}; {} rollback step{}, {} finally step{}. Platform: {}.",
             s.steps,
             s.changes,
             s.destructive,

@@ -55,8 +55,10 @@ impl Progress {
         self.line(&format!("  {step}: {message}"));
     }
 
-    /// A line printed as it is.
+    /// A line printed as it is, but for control characters, shown escaped.
     pub fn line(&self, message: &str) {
+        let message = crate::redact::printable(message);
+        let message = message.as_ref();
         match &self.bar {
             Some(bar) => bar.println(message),
             None if !self.quiet => eprintln!("{message}"),

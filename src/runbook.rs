@@ -17,6 +17,9 @@ pub struct Runbook {
     pub name: String,
     pub description: Option<String>,
     pub params: Vec<Param>,
+    /// The environment variables whose values are not secret (`env:`); every other
+    /// `env.NAME` a template reads is masked like a secret param.
+    pub env: Vec<String>,
     pub probe: Option<ProbeSpec>,
     pub steps: Vec<Step>,
     pub rollback: Vec<Step>,
@@ -40,6 +43,9 @@ pub struct Param {
     pub default: Option<serde_json::Value>,
     pub description: Option<String>,
     pub required: bool,
+    /// An empty value (`--var x=`, `x:` in a vars file) counts as given. Off by default:
+    /// `rm -rf {{ params.dir }}/` must not become `rm -rf /` because a value was left out.
+    pub allow_empty: bool,
     pub secret: bool,
     pub loc: Loc,
 }

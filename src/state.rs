@@ -4,13 +4,12 @@
 //! (who, what, which parameters — secrets masked), `journal.jsonl`, `lock`, the probe's
 //! data and the reports. Status is never stored twice: it is read back from the journal.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::journal::{self, Event, JournalError, Phase, Record, RunStatus};
+use crate::journal::{self, Event, JournalError, Replay, RunStatus, StepState};
 use crate::lock::RunLock;
 
 /// Facts about a run fixed when it starts.
@@ -34,20 +33,25 @@ pub struct RunMeta {
 /// Why a run could not be found or read.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// Not something `create_run` makes: it could name a path outside the state dir.
+    #[error("{0}")]
+    BadId(String),
     #[error("no run `{id}` in {dir}{hint}")]
     NoSuchRun {
         id: String,
         dir: PathBuf,
         hint: String,
     },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not a run's metadata: {source}")]
+    #[error("{path} is not a run's metadata")]
     BadMeta {
         path: PathBuf,
+        #[source]
         source: serde_json::Error,
     },
     #[error(transparent)]
@@ -107,8 +111,9 @@ impl StateDir {
 
     /// The folder of run `id`, or an error that lists near ids.
     pub fn run_dir(&self, id: &str) -> Result<PathBuf, StateError> {
+        check_run_id(id).map_err(StateError::BadId)?;
         let dir = self.runs().join(id);
-        if !id.is_empty() && !id.contains('/') && dir.join("run.json").is_file() {
+        if dir.join("run.json").is_file() {
             return Ok(dir);
         }
         let ids = self.run_ids();
@@ -135,6 +140,24 @@ impl StateDir {
             .collect();
         ids.sort();
         ids
+    }
+}
+
+/// Whether `id` can be a run id: letters, digits, `-`, `_` and `.` (not first), so it
+/// names a folder right inside `runs/` and never a path elsewhere (`..`, `/`, `\`).
+pub fn check_run_id(id: &str) -> Result<(), String> {
+    let fine = !id.is_empty()
+        && id.len() <= 200
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if fine {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{id}` is not a run id: run ids have letters, digits, `-`, `_` and `.` (not first), as `runbook runs` lists them"
+        ))
     }
 }
 
@@ -170,38 +193,6 @@ pub fn write_meta(run_dir: &Path, meta: &RunMeta) -> std::io::Result<()> {
     std::fs::rename(tmp, run_dir.join("run.json"))
 }
 
-/// A step as the journal tells it.
-#[derive(Clone, Debug, Serialize)]
-pub struct StepSummary {
-    pub id: String,
-    pub action: String,
-    pub phase: Phase,
-    /// `running`, `succeeded`, `failed`, `skipped`, `interrupted`.
-    pub status: String,
-    pub attempts: u32,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub error: Option<String>,
-    #[serde(skip)]
-    pub outputs: serde_json::Map<String, serde_json::Value>,
-}
-
-impl StepSummary {
-    fn new(id: &str, action: &str, phase: Phase) -> StepSummary {
-        StepSummary {
-            id: id.to_string(),
-            action: action.to_string(),
-            phase,
-            status: String::new(),
-            attempts: 0,
-            started_at: None,
-            finished_at: None,
-            error: None,
-            outputs: Default::default(),
-        }
-    }
-}
-
 /// A run as the journal tells it.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunSummary {
@@ -211,22 +202,20 @@ pub struct RunSummary {
     pub status: RunStatus,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub steps: Vec<StepSummary>,
+    pub steps: Vec<StepState>,
 }
 
-/// Reads a run's metadata and journal; a run whose journal says `running` but whose lock
-/// nobody holds was killed: it is `interrupted`.
+/// Reads a run's metadata and replays its journal; a run whose journal says `running`
+/// but whose lock nobody holds was killed: it is `interrupted`.
 pub fn summarize(run_dir: &Path) -> Result<RunSummary, StateError> {
     let meta = read_meta(run_dir)?;
-    let records = journal::read(&run_dir.join("journal.jsonl"))?;
-    let (mut status, finished_at, steps) = replay(&records);
-    let mut steps = steps;
-    if status == RunStatus::Running && !RunLock::is_held(run_dir) {
-        status = RunStatus::Interrupted;
-        for s in steps.iter_mut().filter(|s| s.status == "running") {
-            s.status = "interrupted".into();
-        }
-    }
+    let replay = replay(run_dir)?;
+    let (status, finished_at) = match replay.run() {
+        Some(run) => (run.status, run.finished_at),
+        // Killed before its first event, or about to write it.
+        None if RunLock::is_held(run_dir) => (RunStatus::Running, None),
+        None => (RunStatus::Interrupted, None),
+    };
     Ok(RunSummary {
         id: meta.id,
         runbook: meta.runbook,
@@ -234,100 +223,157 @@ pub fn summarize(run_dir: &Path) -> Result<RunSummary, StateError> {
         status,
         started_at: meta.started_at,
         finished_at,
-        steps,
+        steps: replay.steps().to_vec(),
     })
 }
 
-/// The run status, end time and per-step summaries a journal describes.
-pub fn replay(records: &[Record]) -> (RunStatus, Option<DateTime<Utc>>, Vec<StepSummary>) {
-    let mut status = RunStatus::Running;
-    let mut finished_at = None;
-    let mut order: Vec<String> = Vec::new();
-    let mut steps: BTreeMap<String, StepSummary> = BTreeMap::new();
-    for r in records {
-        match &r.event {
-            Event::RunStarted { .. } | Event::RunResumed { .. } => {
-                status = RunStatus::Running;
-                finished_at = None;
+/// The run in `run_dir` as its journal tells it, with what was under way marked
+/// interrupted when no live process drives the run any more. A run folder's journal must
+/// be that run's, whole: see [`history`]. A probe folder has no journal to check.
+pub fn replay(run_dir: &Path) -> Result<Replay, JournalError> {
+    let live = RunLock::is_held(run_dir);
+    let mut replay = match read_meta(run_dir) {
+        Ok(meta) => history(run_dir, &meta.id, live)?,
+        Err(_) => journal::replay(&run_dir.join("journal.jsonl"))?,
+    };
+    if !live {
+        replay.abandon();
+    }
+    Ok(replay)
+}
+
+/// The journal of run `id` replayed, refused when it is damaged, belongs to another run, or
+/// — unless the run is `live`, between writing `run.json` and its first event — has no line.
+pub fn history(run_dir: &Path, id: &str, live: bool) -> Result<Replay, JournalError> {
+    let path = run_dir.join("journal.jsonl");
+    let records = journal::read(&path)?;
+    match records.first().map(|r| &r.event) {
+        None if live => {}
+        None => {
+            return Err(JournalError::Lost {
+                what: if path.exists() { "empty" } else { "missing" },
+                path,
+            });
+        }
+        Some(Event::RunStarted { run_id, .. }) if run_id != id => {
+            return Err(foreign(&path, run_id, id));
+        }
+        Some(_) => {}
+    }
+    Replay::of(&records).map_err(|(i, source)| JournalError::Illegal {
+        path,
+        line: i + 1,
+        source,
+    })
+}
+
+fn foreign(path: &Path, found: &str, id: &str) -> JournalError {
+    JournalError::Broken {
+        path: path.to_path_buf(),
+        line: 1,
+        why: format!("it is the journal of run `{found}`, not of `{id}`"),
+    }
+}
+
+/// What follows a damage report: how an operator gets the run going again.
+pub fn repair_hint(id: &str) -> String {
+    format!(
+        "run {id} cannot be trusted as it is (`runbook resume {id} --repair` says how it would be cut back to its last good line)"
+    )
+}
+
+/// How `resume --repair` would cut a damaged journal back to its last good line.
+#[derive(Debug)]
+pub struct Repair {
+    /// The damage found first.
+    pub damage: JournalError,
+    /// How many lines are kept, from the first.
+    pub keep: usize,
+    /// The file's length once cut.
+    pub keep_len: u64,
+    /// How many lines the file has now.
+    pub lines: usize,
+    /// The steps that, once the lines are gone, have not finished: they run on resume.
+    pub unfinished: Vec<String>,
+}
+
+/// The repair of run `id`'s journal, or `None` when it is sound.
+pub fn plan_repair(run_dir: &Path, id: &str) -> Result<Option<Repair>, JournalError> {
+    let path = run_dir.join("journal.jsonl");
+    let mut scan = journal::scan(&path)?;
+    let mut damage = scan.damage.take();
+    let mut keep = scan.records.len();
+    if damage.is_none() {
+        match scan.records.first().map(|r| &r.event) {
+            None => {
+                damage = Some(JournalError::Lost {
+                    what: if path.exists() { "empty" } else { "missing" },
+                    path: path.clone(),
+                })
             }
-            Event::RunFinished { status: s } => {
-                status = *s;
-                finished_at = Some(r.ts);
+            Some(Event::RunStarted { run_id, .. }) if run_id != id => {
+                damage = Some(foreign(&path, run_id, id));
+                keep = 0;
             }
-            Event::StepStarted {
-                step,
-                action,
-                phase,
-                attempt,
-                ..
-            } => {
-                if !steps.contains_key(step) {
-                    order.push(step.clone());
+            Some(_) => {
+                if let Err((i, source)) = Replay::of(&scan.records) {
+                    damage = Some(JournalError::Illegal {
+                        path: path.clone(),
+                        line: i + 1,
+                        source,
+                    });
+                    keep = i;
                 }
-                let s = steps
-                    .entry(step.clone())
-                    .or_insert_with(|| StepSummary::new(step, action, *phase));
-                if *attempt == 1 || s.started_at.is_none() {
-                    s.started_at = Some(r.ts);
-                }
-                s.attempts += 1;
-                s.status = "running".into();
-                s.finished_at = None;
-                s.error = None;
             }
-            Event::StepSucceeded { step, outputs, .. } => {
-                if let Some(s) = steps.get_mut(step) {
-                    s.status = "succeeded".into();
-                    s.finished_at = Some(r.ts);
-                    s.outputs = outputs.clone();
-                }
-            }
-            Event::StepFailed {
-                step,
-                error,
-                will_retry,
-                ..
-            } => {
-                if let Some(s) = steps.get_mut(step) {
-                    s.error = Some(error.clone());
-                    if !will_retry {
-                        s.status = "failed".into();
-                        s.finished_at = Some(r.ts);
-                    }
-                }
-            }
-            Event::StepInterrupted { step, .. } => {
-                if let Some(s) = steps.get_mut(step) {
-                    s.status = "interrupted".into();
-                    s.finished_at = Some(r.ts);
-                }
-            }
-            Event::StepSkipped {
-                step,
-                action,
-                phase,
-                reason,
-            } => {
-                if !steps.contains_key(step) {
-                    order.push(step.clone());
-                }
-                let s = steps
-                    .entry(step.clone())
-                    .or_insert_with(|| StepSummary::new(step, action, *phase));
-                s.started_at.get_or_insert(r.ts);
-                s.status = "skipped".into();
-                s.finished_at = Some(r.ts);
-                s.error = Some(reason.clone());
-            }
-            Event::StepNote { .. }
-            | Event::StepResource { .. }
-            | Event::RollbackStarted { .. }
-            | Event::FinallyStarted => {}
         }
     }
-    let steps = order
-        .into_iter()
-        .filter_map(|id| steps.remove(&id))
+    let Some(damage) = damage else {
+        return Ok(None);
+    };
+    let kept = &scan.records[..keep];
+    let before = Replay::of(kept).unwrap_or_default();
+    let done = before.done();
+    let keep_len = if keep == 0 { 0 } else { scan.ends[keep - 1] };
+    // The steps the removed lines speak of, and those left open by the cut.
+    let text = std::fs::read(&path).unwrap_or_default();
+    let removed = text.get(keep_len as usize..).unwrap_or_default();
+    let mut unfinished: Vec<String> = before
+        .steps()
+        .iter()
+        .filter(|s| s.status.is_open())
+        .map(|s| s.id.clone())
         .collect();
-    (status, finished_at, steps)
+    for line in removed.split(|&b| b == b'\n') {
+        let step = serde_json::from_slice::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get("step")?.as_str().map(str::to_string));
+        if let Some(step) = step
+            && !done.contains_key(&step)
+            && !unfinished.contains(&step)
+        {
+            unfinished.push(step);
+        }
+    }
+    Ok(Some(Repair {
+        damage,
+        keep,
+        keep_len,
+        lines: scan.lines,
+        unfinished,
+    }))
+}
+
+/// Cuts the journal back as `repair` says, keeping the damaged file next to it; returns
+/// where the damaged copy went.
+pub fn apply_repair(run_dir: &Path, repair: &Repair) -> std::io::Result<PathBuf> {
+    let path = run_dir.join("journal.jsonl");
+    let copy = run_dir.join(format!(
+        "journal.damaged-{}.jsonl",
+        Utc::now().format("%Y%m%dT%H%M%S%.3f")
+    ));
+    std::fs::copy(&path, &copy)?;
+    let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+    file.set_len(repair.keep_len)?;
+    file.sync_all()?;
+    Ok(copy)
 }

@@ -1,6 +1,12 @@
 //! Templates in runbook values: Tera over `params`, `steps.<id>.outputs`, `run`, `env`
 //! (and `failed_step` in rollback steps).
 //!
+//! Secrets stay secret through templates: `env.NAME` is secret unless the runbook lists
+//! `NAME` under `env:` (a bare `env` holds only those), `__tera_context` is refused, and a
+//! value computed from a secret (`{{ env.TOKEN | upper }}`) is rendered a second time with
+//! stand-ins for the secrets; what differs is registered with the redactor, so it is masked
+//! wherever it shows up.
+//!
 //! Rendering gives text; an action's input schema then says which inputs are numbers or
 //! booleans, and [`coerce`] converts them, so `keys: "{{ params.keys }}"` reaches the
 //! action as a number while `engine_version: "8.0"` stays text.
@@ -8,6 +14,8 @@
 use std::sync::LazyLock;
 
 use regex::Regex;
+
+use crate::redact::Redactor;
 use serde_json::{Map, Value};
 
 /// Marks a value `plan` cannot know yet: it comes from a step that has not run.
@@ -39,15 +47,61 @@ fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
     }
 }
 
+/// Tera's name for the whole context: it would dump every secret in it.
+const WHOLE_CONTEXT: &str = "__tera_context";
+
+/// A template that does not parse: what was expected, and the byte offset in the text
+/// where it was not found.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub message: String,
+    pub offset: usize,
+}
+
 /// Parses a template without rendering it.
-pub fn check_syntax(text: &str) -> Result<(), String> {
+pub fn check_syntax(text: &str) -> Result<(), SyntaxError> {
     if !is_template(text) {
         return Ok(());
+    }
+    if let (Err(message), Some(offset)) = (refuse_whole_context(text), text.find(WHOLE_CONTEXT)) {
+        return Err(SyntaxError { message, offset });
     }
     let mut tera = tera::Tera::default();
     tera.add_raw_template("value", text)
         .map(|_| ())
-        .map_err(|e| error_text(&e))
+        .map_err(|e| syntax_error(text, &error_text(&e)))
+}
+
+/// Tera tells a parse error as a drawing of its own (` --> 1:7`, the line, a caret,
+/// `= expected …`); the runbook's diagnostic draws the place itself, so only the position
+/// and the expectation are kept.
+fn syntax_error(text: &str, drawn: &str) -> SyntaxError {
+    static AT: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"--> (\d+):(\d+)").expect("static regex"));
+    let message = drawn
+        .lines()
+        .rev()
+        .find_map(|l| l.trim_start().strip_prefix("= "))
+        .unwrap_or(drawn)
+        .to_string();
+    let offset = AT
+        .captures(drawn)
+        .and_then(|c| Some((c[1].parse::<usize>().ok()?, c[2].parse::<usize>().ok()?)))
+        .and_then(|(line, column)| {
+            let start: usize = text
+                .split_inclusive('\n')
+                .take(line - 1)
+                .map(str::len)
+                .sum();
+            let rest = text.get(start..)?;
+            let within = rest
+                .char_indices()
+                .nth(column - 1)
+                .map_or(rest.len(), |(i, _)| i);
+            Some(start + within)
+        })
+        .unwrap_or(0);
+    SyntaxError { message, offset }
 }
 
 /// A dotted name a template reads (`params.keys`, `steps.deploy.outputs.Endpoint`), and
@@ -91,27 +145,108 @@ pub struct Scope {
     pub steps: Map<String, Value>,
     pub run: Map<String, Value>,
     pub failed_step: Option<String>,
+    /// The params whose values are secret.
+    pub secret_params: Vec<String>,
+    /// The environment variables whose values are not secret.
+    pub public_env: Vec<String>,
+    /// Learns the secrets read from the environment and the values computed from secrets.
+    pub redactor: Redactor,
 }
 
 impl Scope {
+    /// An empty scope that knows which of `rb`'s values are secret, and tells `redactor`.
+    pub fn for_runbook(rb: &crate::runbook::Runbook, redactor: &Redactor) -> Scope {
+        Scope {
+            secret_params: rb
+                .params
+                .iter()
+                .filter(|p| p.secret)
+                .map(|p| p.name.clone())
+                .collect(),
+            public_env: rb.env.clone(),
+            redactor: redactor.clone(),
+            ..Scope::default()
+        }
+    }
+
     pub fn set_outputs(&mut self, step: &str, outputs: &Map<String, Value>) {
         self.steps
             .insert(step.to_string(), serde_json::json!({ "outputs": outputs }));
     }
 
-    fn context(&self) -> tera::Context {
+    /// The context for rendering `texts`: only the steps and environment names they read,
+    /// so a template's cost does not grow with the number of steps before it (a runbook of
+    /// n steps would otherwise plan in n² time). A bare `steps` gets all of them, a bare
+    /// `env` the public variables. With `masked`, every secret stands as a stand-in text.
+    /// Also says whether a secret was read.
+    fn context<'a>(
+        &self,
+        texts: impl IntoIterator<Item = &'a str>,
+        masked: bool,
+    ) -> (tera::Context, bool) {
+        let (mut step_ids, mut env_names) = (Vec::new(), Vec::new());
+        let mut all_steps = false;
+        let mut secret_read = false;
+        for text in texts {
+            for r in references(text) {
+                let mut parts = r.path.splitn(3, '.');
+                match (parts.next(), parts.next()) {
+                    (Some("steps"), Some(id)) => step_ids.push(id.to_string()),
+                    (Some("steps"), None) => all_steps = true,
+                    (Some("env"), Some(name)) => env_names.push(name.to_string()),
+                    (Some("env"), None) => env_names.extend(self.public_env.iter().cloned()),
+                    (Some("params"), Some(name)) => {
+                        secret_read |= self.secret_params.iter().any(|p| p == name)
+                    }
+                    (Some("params"), None) => secret_read |= !self.secret_params.is_empty(),
+                    _ => {}
+                }
+            }
+        }
+        let stand_in = |name: &str| Value::String(format!("\u{1}secret {name}\u{1}"));
         let mut ctx = tera::Context::new();
-        ctx.insert("params", &self.params);
-        ctx.insert("steps", &self.steps);
+        let mut params = self.params.clone();
+        if masked {
+            for name in &self.secret_params {
+                if let Some(v) = params.get_mut(name) {
+                    *v = stand_in(name);
+                }
+            }
+        }
+        ctx.insert("params", &params);
+        if all_steps {
+            ctx.insert("steps", &self.steps);
+        } else {
+            let steps: Map<String, Value> = step_ids
+                .iter()
+                .filter_map(|id| Some((id.clone(), self.steps.get(id)?.clone())))
+                .collect();
+            ctx.insert("steps", &steps);
+        }
         ctx.insert("run", &self.run);
-        let env: Map<String, Value> = std::env::vars()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect();
+        let mut env = Map::new();
+        for name in env_names {
+            let Ok(value) = std::env::var(&name) else {
+                continue;
+            };
+            let value = if self.public_env.contains(&name) {
+                Value::String(value)
+            } else {
+                self.redactor.add(&value);
+                secret_read = true;
+                if masked {
+                    stand_in(&name)
+                } else {
+                    Value::String(value)
+                }
+            };
+            env.insert(name, value);
+        }
         ctx.insert("env", &env);
         if let Some(f) = &self.failed_step {
             ctx.insert("failed_step", f);
         }
-        ctx
+        (ctx, secret_read)
     }
 
     /// A value with every template string rendered.
@@ -119,8 +254,58 @@ impl Scope {
         if !has_template(value) {
             return Ok(value.clone());
         }
-        let ctx = self.context();
-        render_with(value, &ctx)
+        let texts = strings(value);
+        for text in &texts {
+            refuse_whole_context(text)?;
+        }
+        let (ctx, secret_read) = self.context(texts.iter().copied(), false);
+        let rendered = render_with(value, &ctx)?;
+        if secret_read {
+            let (masked_ctx, _) = self.context(texts, true);
+            if let Ok(masked) = render_with(value, &masked_ctx) {
+                self.learn_computed(value, &rendered, &masked);
+            }
+        }
+        Ok(rendered)
+    }
+
+    /// Registers as secret what the secrets made of `value`: each `{{ }}` of it rendered
+    /// with the secrets and with stand-ins, and kept when the two differ. Text under
+    /// `{% %}` cannot be cut so: where such a string differs, its differing middle is kept.
+    fn learn_computed(&self, value: &Value, real: &Value, masked: &Value) {
+        match (value, real, masked) {
+            (Value::String(t), Value::String(r), Value::String(m)) if r != m => {
+                if t.contains("{%") {
+                    self.redactor.add(differing_middle(r, m));
+                }
+                static EXPR: LazyLock<Regex> =
+                    LazyLock::new(|| Regex::new(r"(?s)\{\{.*?\}\}").expect("static regex"));
+                for expr in EXPR.find_iter(t) {
+                    let one = |masked| {
+                        let (ctx, _) = self.context([expr.as_str()], masked);
+                        tera::Tera::one_off(expr.as_str(), &ctx, false).ok()
+                    };
+                    if let (Some(r), Some(m)) = (one(false), one(true))
+                        && r != m
+                    {
+                        self.redactor.add(&r);
+                    }
+                }
+            }
+            (Value::Array(t), Value::Array(r), Value::Array(m)) => {
+                for ((t, r), m) in t.iter().zip(r).zip(m) {
+                    self.learn_computed(t, r, m);
+                }
+            }
+            (Value::Object(t), Value::Object(r), Value::Object(m)) => {
+                for (k, t) in t {
+                    if let (Some(r), Some(m)) = (r.get(k), m.get(k)) {
+                        self.learn_computed(t, r, m);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     /// A `when` / condition: a template rendering to `true` or `false`, or a bare expression.
@@ -130,8 +315,9 @@ impl Scope {
         } else {
             format!("{{{{ {text} }}}}")
         };
-        let rendered =
-            tera::Tera::one_off(&template, &self.context(), false).map_err(|e| error_text(&e))?;
+        refuse_whole_context(&template)?;
+        let (ctx, _) = self.context([template.as_str()], false);
+        let rendered = tera::Tera::one_off(&template, &ctx, false).map_err(|e| error_text(&e))?;
         match rendered.trim() {
             "true" => Ok(true),
             "false" => Ok(false),
@@ -161,6 +347,32 @@ fn render_with(value: &Value, ctx: &tera::Context) -> Result<Value, String> {
         ),
         other => other.clone(),
     })
+}
+
+fn refuse_whole_context(text: &str) -> Result<(), String> {
+    if text.contains(WHOLE_CONTEXT) {
+        return Err(format!(
+            "`{WHOLE_CONTEXT}` is not available: name the values you need (`params.NAME`, `env.NAME`, …)"
+        ));
+    }
+    Ok(())
+}
+
+/// The part of `real` between what it shares with `masked` at the start and at the end.
+fn differing_middle<'a>(real: &'a str, masked: &str) -> &'a str {
+    let prefix = real
+        .char_indices()
+        .zip(masked.chars())
+        .find(|((_, a), b)| a != b)
+        .map_or(real.len().min(masked.len()), |((i, _), _)| i);
+    let suffix: usize = real[prefix..]
+        .chars()
+        .rev()
+        .zip(masked[prefix..].chars().rev())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a.len_utf8())
+        .sum();
+    &real[prefix..real.len() - suffix]
 }
 
 /// Tera's error chain in one line, without its generic first line.
@@ -328,6 +540,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_syntax_error_says_what_was_expected_and_where() {
+        let e = check_syntax("ok\n{{ a }} {% if %}").unwrap_err();
+        assert_eq!(
+            e,
+            SyntaxError {
+                message: "expected a value that can be negated".into(),
+                offset: 17,
+            }
+        );
+    }
+
+    #[test]
     fn finds_references_outside_quotes() {
         let refs = references(
             "x {{ steps.deploy.outputs.Endpoint | default(value='params.no') }} {{ params.keys + 1 }}",
@@ -339,20 +563,22 @@ mod tests {
 
     #[test]
     fn renders_and_coerces_by_schema() {
-        #[derive(schemars::JsonSchema)]
-        #[allow(dead_code)]
-        struct In {
-            keys: u64,
-            force: bool,
-            version: String,
-            maybe: Option<u32>,
-        }
+        // An action's input schema: a number, a boolean, text, and an optional number.
+        let schema = schemars::json_schema!({
+            "type": "object",
+            "properties": {
+                "keys": {"type": "integer", "minimum": 0},
+                "force": {"type": "boolean"},
+                "version": {"type": "string"},
+                "maybe": {"type": ["integer", "null"], "minimum": 0}
+            }
+        });
         let mut scope = Scope::default();
         scope.params.insert("n".into(), 5.into());
         let v = scope
             .render(&serde_json::json!({"keys": "{{ params.n * 2 }}", "force": "true", "version": "8.0", "maybe": "3"}))
             .unwrap();
-        let c = coerce(&schemars::schema_for!(In), v);
+        let c = coerce(&schema, v);
         assert_eq!(
             c,
             serde_json::json!({"keys": 10, "force": true, "version": "8.0", "maybe": 3})

@@ -22,12 +22,19 @@ const TOP_FIELDS: &[&str] = &[
     "name",
     "description",
     "params",
+    "env",
     "probe",
     "steps",
     "rollback",
     "finally",
 ];
-const PARAM_FIELDS: &[&str] = &["default", "description", "required", "secret"];
+const PARAM_FIELDS: &[&str] = &[
+    "default",
+    "description",
+    "required",
+    "allow_empty",
+    "secret",
+];
 const PROBE_FIELDS: &[&str] = &["endpoints", "interval", "timeout", "key_prefix"];
 const STEP_FIELDS: &[&str] = &[
     "id",
@@ -40,8 +47,10 @@ const STEP_FIELDS: &[&str] = &[
     "when",
 ];
 const RETRY_FIELDS: &[&str] = &["attempts", "backoff"];
+/// The most attempts a `retry` may ask for: past that a failure is not transient.
+const MAX_ATTEMPTS: u32 = 100;
 /// The names under `run` in templates.
-pub const RUN_FIELDS: &[&str] = &["id", "target", "started_at", "dir"];
+pub const RUN_FIELDS: &[&str] = &["id", "platform", "started_at", "dir"];
 
 /// Validates a parsed runbook; on failure returns every problem found.
 pub fn validate(root: &Node, source: Source) -> Result<Runbook, Vec<Diagnostic>> {
@@ -138,6 +147,19 @@ impl Validator {
         }
     }
 
+    /// A duration that must be more than zero (a timeout, an interval).
+    fn positive_duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
+        let d = self.duration(node, what)?;
+        if d.is_zero() {
+            self.err(
+                Diagnostic::at(self.loc(node), format!("{what} must be more than zero"))
+                    .help("e.g. `10s`, `500ms`, `40m`"),
+            );
+            return None;
+        }
+        Some(d)
+    }
+
     fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
         let text = self.string(node, what)?;
         match crate::duration::parse(&text) {
@@ -201,6 +223,7 @@ impl Validator {
             .get_node("params")
             .map(|n| self.params(n))
             .unwrap_or_default();
+        let env = map.get_node("env").map(|n| self.env(n)).unwrap_or_default();
         let probe = map.get_node("probe").and_then(|n| self.probe(n));
         let mut seen: BTreeMap<String, Loc> = BTreeMap::new();
         let mut blocks: [Vec<Step>; 3] = Default::default();
@@ -223,6 +246,7 @@ impl Validator {
             name: name.unwrap_or_default(),
             description,
             params,
+            env,
             probe,
             steps,
             rollback,
@@ -231,6 +255,35 @@ impl Validator {
         };
         self.references(&runbook);
         Some(runbook)
+    }
+
+    /// `env:`, the environment variables whose values are not secret.
+    fn env(&mut self, node: &Node) -> Vec<String> {
+        let Node::Sequence(seq) = node else {
+            self.err(
+                Diagnostic::at(self.loc(node), "`env` must be a list of names").help(
+                    "e.g. `env: [AWS_REGION, USER]`: the variables whose values are not secret",
+                ),
+            );
+            return Vec::new();
+        };
+        seq.iter()
+            .filter_map(|n| {
+                let name = self.string(n, "a name under `env`")?;
+                let fine = !name.is_empty()
+                    && !name.starts_with(|c: char| c.is_ascii_digit())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !fine {
+                    self.err(
+                        Diagnostic::at(self.loc(n), format!("`{name}` is not a variable name"))
+                            .help(
+                                "names have letters, digits and `_`, and do not start with a digit",
+                            ),
+                    );
+                }
+                fine.then_some(name)
+            })
+            .collect()
     }
 
     fn params(&mut self, node: &Node) -> Vec<Param> {
@@ -254,6 +307,7 @@ impl Validator {
                 default: None,
                 description: None,
                 required: false,
+                allow_empty: false,
                 secret: false,
                 loc: self.key_loc(key),
             };
@@ -267,6 +321,10 @@ impl Validator {
                     p.secret = m
                         .get_node("secret")
                         .and_then(|n| self.boolean(n, "`secret`"))
+                        .unwrap_or(false);
+                    p.allow_empty = m
+                        .get_node("allow_empty")
+                        .and_then(|n| self.boolean(n, "`allow_empty`"))
                         .unwrap_or(false);
                     // A param with no default must be given, unless `required: false` says otherwise.
                     p.required = match m.get_node("required") {
@@ -285,38 +343,46 @@ impl Validator {
         let map = self.mapping(node, "`probe`")?;
         self.known_fields(map, PROBE_FIELDS, "`probe`");
         let defaults = crate::probe::ProbeConfig::default();
-        let endpoints =
-            match map.get_node("endpoints") {
-                Some(Node::Sequence(seq)) => seq
-                    .iter()
-                    .filter_map(|n| {
-                        let text = self.string(n, "a probe endpoint")?;
-                        Some(Value {
-                            value: text.into(),
-                            loc: self.loc(n),
-                        })
+        let endpoints = match map.get_node("endpoints") {
+            Some(Node::Sequence(seq)) => seq
+                .iter()
+                .filter_map(|n| {
+                    let text = self.string(n, "a probe endpoint")?;
+                    // A template is checked once it is rendered; a literal now.
+                    if !crate::template::is_template(&text)
+                        && let Err(e) = crate::endpoint::Endpoint::parse(&text)
+                    {
+                        self.err(Diagnostic::at(self.loc(n), format!("probe endpoint: {e}")));
+                        return None;
+                    }
+                    Some(Value {
+                        value: text.into(),
+                        loc: self.loc(n),
                     })
-                    .collect(),
-                Some(n) => {
-                    self.err(Diagnostic::at(
-                        self.loc(n),
-                        "`endpoints` must be a list of endpoint URLs",
-                    ));
-                    Vec::new()
-                }
-                None => {
-                    self.err(Diagnostic::at(self.loc(node), "`probe` needs `endpoints`").help(
-                    "e.g. `endpoints: [\"{{ steps.deploy.outputs.ValkeyPrimaryEndpoint }}\"]`",
+                })
+                .collect(),
+            Some(n) => {
+                self.err(Diagnostic::at(
+                    self.loc(n),
+                    "`endpoints` must be a list of endpoint URLs",
                 ));
-                    Vec::new()
-                }
-            };
+                Vec::new()
+            }
+            None => {
+                self.err(
+                    Diagnostic::at(self.loc(node), "`probe` needs `endpoints`").help(
+                        "e.g. `endpoints: [\"{{ steps.deploy.outputs.ValkeyPrimaryEndpoint }}\"]`",
+                    ),
+                );
+                Vec::new()
+            }
+        };
         let interval = map
             .get_node("interval")
-            .and_then(|n| self.duration(n, "`interval`"));
+            .and_then(|n| self.positive_duration(n, "`interval`"));
         let timeout = map
             .get_node("timeout")
-            .and_then(|n| self.duration(n, "`timeout`"));
+            .and_then(|n| self.positive_duration(n, "`timeout`"));
         let key_prefix = map
             .get_node("key_prefix")
             .and_then(|n| self.string(n, "`key_prefix`"));
@@ -431,7 +497,7 @@ impl Validator {
             .and_then(|n| self.string(n, "`description`"));
         let timeout = map
             .get_node("timeout")
-            .and_then(|n| self.duration(n, "`timeout`"));
+            .and_then(|n| self.positive_duration(n, "`timeout`"));
         let retry = map
             .get_node("retry")
             .and_then(|n| self.retry(n))
@@ -480,12 +546,16 @@ impl Validator {
         self.known_fields(map, RETRY_FIELDS, "`retry`");
         let attempts = match map.get_node("attempts") {
             None => 1,
-            Some(n) => match n.as_scalar().and_then(|s| s.as_u32()).filter(|a| *a >= 1) {
+            Some(n) => match n
+                .as_scalar()
+                .and_then(|s| s.as_u32())
+                .filter(|a| (1..=MAX_ATTEMPTS).contains(a))
+            {
                 Some(a) => a,
                 None => {
                     self.err(Diagnostic::at(
                         self.loc(n),
-                        "`attempts` must be a whole number, 1 or more",
+                        format!("`attempts` must be a whole number from 1 to {MAX_ATTEMPTS}"),
                     ));
                     1
                 }
@@ -608,7 +678,11 @@ impl Validator {
     ) {
         for text in template::strings(&v.value) {
             if let Err(e) = template::check_syntax(text) {
-                self.err(Diagnostic::at(v.loc, format!("template syntax: {e}")));
+                let at = self.loc_in(v.loc, text, e.offset, 1);
+                self.err(Diagnostic::at(
+                    at,
+                    format!("template syntax: {}", e.message),
+                ));
                 continue;
             }
             for r in template::references(text) {
@@ -684,11 +758,11 @@ impl Validator {
             }
             None => return,
         }
-        let known = step.action.outputs;
+        let declared = step.action.outputs;
         if let Some(name) = parts.get(3)
-            && !known.contains(&"*")
-            && !known.contains(name)
+            && !declared.accepts(name)
         {
+            let known = declared.names();
             let d = Diagnostic::at(
                 at,
                 format!(
@@ -696,7 +770,7 @@ impl Validator {
                     step.action.name
                 ),
             );
-            let d = match suggest(name, known.iter().copied()) {
+            let d = match suggest(name, known.iter().map(String::as_str)) {
                 Some(near) => d.help(format!("did you mean `{near}`?")),
                 None if known.is_empty() => {
                     d.help(format!("`{}` has no outputs", step.action.name))

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::diagnostic::suggest;
+use crate::diagnostic::{Diagnostic, Loc, render, suggest};
 use crate::error::invalid;
 use crate::redact::{MASK, Redactor};
 use crate::runbook::Runbook;
@@ -58,12 +58,39 @@ pub fn resolve(
     secrets_needed: &[String],
 ) -> anyhow::Result<Params> {
     let mut given: Map<String, Value> = Map::new();
+    // Each problem is a whole message: a one-line `error: …`, or the vars file's
+    // diagnostics drawn with their places.
     let mut problems = Vec::new();
+    let names: Vec<&str> = rb.params.iter().map(|p| p.name.as_str()).collect();
+    let hint = |k: &str| match suggest(k, names.iter().copied()) {
+        Some(near) => format!("did you mean `{near}`?"),
+        None if names.is_empty() => "the runbook declares no params".into(),
+        None => format!("its params: {}", names.join(", ")),
+    };
     if let Some(path) = vars_file {
-        let text = std::fs::read_to_string(path)
+        let text = crate::load::read_text(path)
             .map_err(|e| invalid(format!("cannot read the vars file {}: {e}", path.display())))?;
-        let node = crate::load::parse(&text)
-            .map_err(|d| invalid(crate::diagnostic::render(path, &text, &[d])))?;
+        let node = crate::load::parse(&text, crate::load::Document::Vars)
+            .map_err(|d| invalid(render(path, &text, &[d])))?;
+        let unknown: Vec<Diagnostic> = node
+            .as_mapping()
+            .into_iter()
+            .flat_map(|map| map.keys())
+            .filter(|k| rb.param(k.as_str()).is_none())
+            .map(|k| {
+                let at = k.span().start().map_or_else(Loc::default, |m| {
+                    Loc::new(m.line(), m.column(), k.as_str().chars().count())
+                });
+                Diagnostic::at(
+                    at,
+                    format!("`{}` is not a param of runbook `{}`", k.as_str(), rb.name),
+                )
+                .help(hint(k.as_str()))
+            })
+            .collect();
+        if !unknown.is_empty() {
+            problems.push(render(path, &text, &unknown));
+        }
         if let Value::Object(map) = crate::validate::to_json(&node, true) {
             given.extend(map);
         }
@@ -71,23 +98,17 @@ pub fn resolve(
     for var in vars {
         match var.split_once('=') {
             Some((k, v)) if !k.trim().is_empty() => {
-                given.insert(k.trim().to_string(), typed(v));
+                let k = k.trim();
+                if rb.param(k).is_none() {
+                    problems.push(format!(
+                        "error: `{k}` is not a param of runbook `{}`: {}",
+                        rb.name,
+                        hint(k)
+                    ));
+                }
+                given.insert(k.to_string(), typed(v));
             }
-            _ => problems.push(format!("--var `{var}` is not NAME=VALUE")),
-        }
-    }
-    let names: Vec<&str> = rb.params.iter().map(|p| p.name.as_str()).collect();
-    for k in given.keys() {
-        if rb.param(k).is_none() {
-            let hint = match suggest(k, names.iter().copied()) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None if names.is_empty() => "the runbook declares no params".into(),
-                None => format!("its params: {}", names.join(", ")),
-            };
-            problems.push(format!(
-                "`{k}` is not a param of runbook `{}`: {hint}",
-                rb.name
-            ));
+            _ => problems.push(format!("error: --var `{var}` is not NAME=VALUE")),
         }
     }
     let redactor = Redactor::default();
@@ -107,6 +128,10 @@ pub fn resolve(
             .or(earlier)
             .or_else(|| p.default.clone());
         match value {
+            Some(v) if p.required && !p.allow_empty && is_empty(&v) => problems.push(format!(
+                "error: param `{0}` is empty: a required param needs a value (pass --var {0}=VALUE; or declare `allow_empty: true` if empty is meant)",
+                p.name
+            )),
             Some(v) => {
                 if p.secret {
                     redactor.add(&plain(&v));
@@ -114,11 +139,11 @@ pub fn resolve(
                 values.insert(p.name.clone(), v);
             }
             None if p.secret && secrets_needed.contains(&p.name) => problems.push(format!(
-                "the secret param `{0}` is not stored with the run: give it again with RUNBOOK_VAR_{0}=... or --var {0}=...",
+                "error: the secret param `{0}` is not stored with the run: give it again with RUNBOOK_VAR_{0}=... or --var {0}=...",
                 p.name
             )),
             None if p.required => problems.push(format!(
-                "param `{0}` is required: pass --var {0}=VALUE{1}",
+                "error: param `{0}` is required: pass --var {0}=VALUE{1}",
                 p.name,
                 if p.secret { format!(" (better: set RUNBOOK_VAR_{})", p.name) } else { String::new() }
             )),
@@ -130,7 +155,7 @@ pub fn resolve(
     if problems.is_empty() {
         Ok(Params { values, redactor })
     } else {
-        Err(invalid(redactor.redact(&problems.join("\n"))))
+        Err(invalid(redactor.redact(&problems.join("\n\n"))))
     }
 }
 
@@ -143,6 +168,15 @@ fn typed(text: &str) -> Value {
             .parse::<i64>()
             .map(Value::from)
             .unwrap_or_else(|_| Value::String(text.to_string())),
+    }
+}
+
+/// Nothing in it: `--var x=`, `RUNBOOK_VAR_x=`, or `x:` / `x: ""` in a vars file.
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        _ => false,
     }
 }
 

@@ -1,4 +1,5 @@
-//! `approve`: a person says yes before the run goes on. Fails closed without a terminal.
+//! `approve`: a person says yes before the run goes on. Without a terminal to ask on it
+//! fails closed: the run stops there, awaiting approval, and nothing is rolled back.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -9,8 +10,8 @@ use super::{Action, ActionError, ActionSpec, Effect, Operation, Outputs, PlanCtx
 
 pub const SPEC: ActionSpec = ActionSpec {
     name: "approve",
-    summary: "Ask a person to approve; `--yes` approves; without a terminal it fails closed.",
-    outputs: &["approved_by"],
+    summary: "Ask a person to approve; `--yes` approves; without a terminal the run stops, awaiting approval.",
+    outputs: super::Declared::Listed(&["approved_by"]),
     effect: Effect::Observes,
     build: super::build::<Approve>,
     schema: super::schema::<Approve>,
@@ -41,8 +42,8 @@ impl Action for Approve {
             return Ok(out);
         }
         if !std::io::stdin().is_terminal() {
-            return Err(ActionError::fatal(format!(
-                "approval needed: {} — there is no terminal to ask on; run again with --yes to approve",
+            return Err(ActionError::awaiting_approval(format!(
+                "approval needed: {} — there is no terminal to ask on",
                 self.message
             )));
         }

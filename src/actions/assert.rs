@@ -8,7 +8,7 @@ use super::{Action, ActionError, ActionSpec, Effect, Operation, Outputs, PlanCtx
 pub const SPEC: ActionSpec = ActionSpec {
     name: "assert",
     summary: "Fail the step unless a condition is true.",
-    outputs: &[],
+    outputs: super::Declared::Listed(&[]),
     effect: Effect::Observes,
     build: super::build::<Assert>,
     schema: super::schema::<Assert>,

@@ -11,7 +11,7 @@ use crate::endpoint::redact_url;
 pub const SPEC: ActionSpec = ActionSpec {
     name: "bench.run",
     summary: "Benchmark endpoints in turn with the same workloads; `results` holds ops/s and latency percentiles per endpoint and operation.",
-    outputs: &["results", "table"],
+    outputs: super::Declared::Listed(&["results", "table"]),
     effect: Effect::Changes,
     build: super::build::<BenchRun>,
     schema: super::schema::<BenchRun>,
@@ -188,9 +188,9 @@ impl Action for BenchRun {
             .map_err(|e| match e {
                 // A group that is still starting or failing over may answer later.
                 BenchError::Connect { .. } | BenchError::Stopped(_) => {
-                    ActionError::transient(crate::error::message(&e.into()))
+                    ActionError::transient(crate::error::chain(&e))
                 }
-                other => ActionError::fatal(crate::error::message(&other.into())),
+                other => ActionError::fatal(crate::error::chain(&other)),
             })?;
         let errors: u64 = results.iter().map(|r| r.errors).sum();
         if errors > 0 {

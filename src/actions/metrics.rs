@@ -1,82 +1,13 @@
-//! `metrics.capture`: the group's server-side metrics for every earlier step of the run.
-//!
-//! The probe says what clients felt; these metrics (CloudWatch on aws) say what the nodes
-//! went through in the same step windows, so the report can show both per step.
+//! The step windows `metrics.capture` measures: the probe says what clients felt, the
+//! group's metrics (CloudWatch on aws) say what the nodes went through in the same windows,
+//! so the report can show both per step.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
-use super::{Action, ActionError, ActionSpec, Effect, Operation, Outputs, PlanCtx, StepCtx};
-use crate::journal::{Event, Record};
-use crate::platform::ControlOp;
+use crate::journal::{Replay, StepStatus};
 
-pub const SPEC: ActionSpec = ActionSpec {
-    name: "metrics.capture",
-    summary: "Capture the replication group's metrics (CloudWatch on aws) for every earlier step.",
-    outputs: &["group", "metrics", "windows"],
-    effect: Effect::Observes,
-    build: super::build::<CaptureMetrics>,
-    schema: super::schema::<CaptureMetrics>,
-};
-
-/// The metrics worth capturing around an engine change or a migration.
-pub const DEFAULT_METRICS: &[&str] = &[
-    "CPUUtilization",
-    "EngineCPUUtilization",
-    "DatabaseMemoryUsagePercentage",
-    "CurrConnections",
-    "NewConnections",
-    "CacheHits",
-    "CacheMisses",
-    "Evictions",
-    "NetworkBytesIn",
-    "NetworkBytesOut",
-    "ReplicationLag",
-];
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CaptureMetrics {
-    /// The replication group whose nodes are measured.
-    replication_group: String,
-    /// Metric names (ElastiCache's CloudWatch names); by default CPUUtilization,
-    /// EngineCPUUtilization, DatabaseMemoryUsagePercentage, CurrConnections, NewConnections,
-    /// CacheHits, CacheMisses, Evictions, NetworkBytesIn, NetworkBytesOut, ReplicationLag.
-    #[serde(default)]
-    metrics: Vec<String>,
-}
-
-impl CaptureMetrics {
-    fn op(&self) -> ControlOp {
-        let metrics = if self.metrics.is_empty() {
-            DEFAULT_METRICS.iter().map(|m| m.to_string()).collect()
-        } else {
-            self.metrics.clone()
-        };
-        ControlOp::CaptureMetrics {
-            group: self.replication_group.clone(),
-            metrics,
-        }
-    }
-}
-
-#[async_trait]
-impl Action for CaptureMetrics {
-    fn effect(&self) -> Effect {
-        Effect::Observes
-    }
-
-    fn plan(&self, ctx: &PlanCtx<'_>) -> Vec<Operation> {
-        ctx.platform.explain(&self.op())
-    }
-
-    async fn run(&self, ctx: &StepCtx<'_>) -> Result<Outputs, ActionError> {
-        ctx.platform.apply(ctx, &self.op()).await
-    }
-}
-
-/// When one step ran: from its first start to its last end (every attempt included).
+/// When one step ran: from the start of its latest round of attempts (retries included)
+/// to its end.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepWindow {
     pub step: String,
@@ -84,44 +15,20 @@ pub struct StepWindow {
     pub end: DateTime<Utc>,
 }
 
-/// The windows of the steps in a journal, in the order they started, leaving out
-/// `exclude` (the capturing step itself). A step still running ends at `now`.
-pub fn step_windows(records: &[Record], exclude: &str, now: DateTime<Utc>) -> Vec<StepWindow> {
-    let mut windows: Vec<(StepWindow, bool)> = Vec::new();
-    for record in records {
-        let (step, started) = match &record.event {
-            Event::StepStarted { step, .. } => (step, true),
-            Event::StepSucceeded { step, .. }
-            | Event::StepFailed { step, .. }
-            | Event::StepInterrupted { step, .. } => (step, false),
-            _ => continue,
-        };
-        if step == exclude {
-            continue;
-        }
-        match windows.iter_mut().find(|(w, _)| &w.step == step) {
-            Some((w, open)) => {
-                w.end = record.ts;
-                *open = started;
-            }
-            None if started => windows.push((
-                StepWindow {
-                    step: step.clone(),
-                    start: record.ts,
-                    end: record.ts,
-                },
-                true,
-            )),
-            None => {}
-        }
-    }
-    windows
-        .into_iter()
-        .map(|(mut w, open)| {
-            if open {
-                w.end = now;
-            }
-            w
+/// The windows of the steps the run went through, in the order they first started,
+/// leaving out `exclude` (the capturing step itself) and skipped steps. A step still
+/// running ends at `now`.
+pub fn step_windows(replay: &Replay, exclude: &str, now: DateTime<Utc>) -> Vec<StepWindow> {
+    replay
+        .steps()
+        .iter()
+        .filter(|s| s.id != exclude && s.status != StepStatus::Skipped)
+        .filter_map(|s| {
+            Some(StepWindow {
+                step: s.id.clone(),
+                start: s.started_at?,
+                end: s.finished_at.unwrap_or(now),
+            })
         })
         .collect()
 }
@@ -129,7 +36,7 @@ pub fn step_windows(records: &[Record], exclude: &str, now: DateTime<Utc>) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::Phase;
+    use crate::journal::{Event, Phase, Record};
 
     fn at(secs: i64, event: Event) -> Record {
         Record {
@@ -165,29 +72,57 @@ mod tests {
             step: step.into(),
             phase: Phase::Steps,
             attempt: 2,
-            outputs: Outputs::new(),
+            outputs: crate::actions::Outputs::new(),
         }
     }
 
     #[test]
     fn windows_span_every_attempt_and_leave_out_the_capturing_step() {
         let records = vec![
+            at(
+                99,
+                Event::RunStarted {
+                    run_id: "r".into(),
+                    runbook: "rb".into(),
+                    file: "rb.yaml".into(),
+                    digest: "sha256:00".into(),
+                    platform: "aws".into(),
+                    params: Default::default(),
+                },
+            ),
             at(100, started("a", 1)),
             at(110, failed("a")),
             at(115, started("a", 2)),
             at(130, succeeded("a")),
             at(131, started("b", 1)),
+            at(
+                135,
+                Event::StepSkipped {
+                    step: "c".into(),
+                    action: "sleep".into(),
+                    phase: Phase::Steps,
+                    reason: "`when` is false".into(),
+                },
+            ),
             at(140, started("metrics", 1)),
         ];
+        let replay = Replay::of(&records).unwrap();
         let now = DateTime::from_timestamp(150, 0).unwrap();
-        let windows = step_windows(&records, "metrics", now);
-        assert_eq!(windows.len(), 2);
-        assert_eq!(windows[0].step, "a");
+        let t = |s| DateTime::from_timestamp(s, 0).unwrap();
         assert_eq!(
-            (windows[0].start.timestamp(), windows[0].end.timestamp()),
-            (100, 130)
+            step_windows(&replay, "metrics", now),
+            [
+                StepWindow {
+                    step: "a".into(),
+                    start: t(100),
+                    end: t(130)
+                },
+                StepWindow {
+                    step: "b".into(),
+                    start: t(131),
+                    end: now
+                },
+            ]
         );
-        assert_eq!(windows[1].step, "b");
-        assert_eq!(windows[1].end, now, "a step still running ends now");
     }
 }

@@ -13,22 +13,18 @@ use serde::de::DeserializeOwned;
 
 use crate::endpoint::Resolver;
 use crate::journal::Journal;
-use crate::platform::Platform;
+use crate::platform::{Platform, contract as ops};
 use crate::progress::Progress;
 
 mod approve;
 mod assert;
 mod bench;
-mod engine;
-mod exec;
-mod group;
+pub mod exec;
+mod forward;
 pub mod metrics;
-mod migration;
 mod preflight;
 mod seed;
 mod sleep;
-mod snapshot;
-mod stack;
 mod verify;
 
 /// Named outputs of a step, visible to later steps as `steps.<id>.outputs.<name>`.
@@ -89,6 +85,9 @@ impl Operation {
 pub struct ActionError {
     pub message: String,
     pub transient: bool,
+    /// Not a failure: a person must approve, and nobody could be asked. The run stops,
+    /// to be resumed with the approval.
+    pub awaits_approval: bool,
 }
 
 impl ActionError {
@@ -97,6 +96,7 @@ impl ActionError {
         ActionError {
             message: message.into(),
             transient: false,
+            awaits_approval: false,
         }
     }
 
@@ -105,6 +105,16 @@ impl ActionError {
         ActionError {
             message: message.into(),
             transient: true,
+            awaits_approval: false,
+        }
+    }
+
+    /// An approval that could not be asked for: the run stops instead of failing.
+    pub fn awaiting_approval(message: impl Into<String>) -> ActionError {
+        ActionError {
+            message: message.into(),
+            transient: false,
+            awaits_approval: true,
         }
     }
 }
@@ -142,7 +152,10 @@ impl StepCtx<'_> {
 
     /// Records something the step created that must be found again later
     /// (`runbook destroy`, a resumed run), e.g. a server process.
-    pub fn record_resource(&self, resource: serde_json::Value) -> std::io::Result<()> {
+    pub fn record_resource(
+        &self,
+        resource: serde_json::Value,
+    ) -> Result<(), crate::journal::JournalError> {
         self.journal.resource(self.step_id, resource)
     }
 
@@ -169,8 +182,8 @@ pub trait Action: Send + Sync {
 pub struct ActionSpec {
     pub name: &'static str,
     pub summary: &'static str,
-    /// The names of the outputs the action produces, for `plan` and references.
-    pub outputs: &'static [&'static str],
+    /// The outputs the action produces, for `plan` and references.
+    pub outputs: Declared,
     /// The effect `plan` shows when the inputs depend on outputs not known yet
     /// (the most the action can do).
     pub effect: Effect,
@@ -181,6 +194,55 @@ pub struct ActionSpec {
 impl std::fmt::Debug for ActionSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ActionSpec({})", self.name)
+    }
+}
+
+/// The outputs an action declares.
+#[derive(Clone, Copy, Debug)]
+pub enum Declared {
+    /// Listed with the action, for actions that compute their outputs themselves.
+    Listed(&'static [&'static str]),
+    /// The properties of a reply type's JSON schema; a reply that is an open map
+    /// (`additionalProperties`, like a stack's outputs) accepts any name.
+    Reply(fn() -> schemars::Schema),
+}
+
+impl Declared {
+    /// The output names known in advance.
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            Declared::Listed(names) => names.iter().map(|n| n.to_string()).collect(),
+            Declared::Reply(schema) => crate::template::schema_fields(&schema()),
+        }
+    }
+
+    /// Whether `name` is an output of the action.
+    pub fn accepts(&self, name: &str) -> bool {
+        match self {
+            Declared::Listed(names) => names.contains(&name),
+            Declared::Reply(schema) => {
+                let schema = schema();
+                let open = schema
+                    .get("additionalProperties")
+                    .is_some_and(|a| a != &serde_json::Value::Bool(false));
+                open || crate::template::schema_fields(&schema)
+                    .iter()
+                    .any(|f| f == name)
+            }
+        }
+    }
+}
+
+/// A reply as step outputs: its JSON object.
+pub fn outputs_of(reply: &impl Serialize) -> Result<Outputs, ActionError> {
+    match serde_json::to_value(reply) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(other) => Err(ActionError::fatal(format!(
+            "the platform's reply is not an object of outputs: {other}"
+        ))),
+        Err(e) => Err(ActionError::fatal(format!(
+            "the platform's reply cannot be read as outputs: {e}"
+        ))),
     }
 }
 
@@ -205,18 +267,51 @@ pub static REGISTRY: &[ActionSpec] = &[
     verify::SPEC,
     exec::SPEC,
     sleep::SPEC,
-    stack::DEPLOY,
-    stack::DELETE,
-    group::SPEC,
-    group::DELETE,
+    forward::spec::<ops::DeployStack>(
+        "stack.deploy",
+        "Create or update a CloudFormation stack (local: start its servers); outputs are the stack's Outputs.",
+    ),
+    forward::spec::<ops::DeleteStack>(
+        "stack.delete",
+        "Delete a stack and everything it made (local: stop its servers).",
+    ),
+    forward::spec::<ops::DescribeGroup>(
+        "group.describe",
+        "Describe a replication group: status, engine, version, primary endpoint, nodes.",
+    ),
+    forward::spec::<ops::DeleteGroup>(
+        "group.delete",
+        "Delete a replication group a runbook made (e.g. one restored from a snapshot).",
+    ),
     preflight::SPEC,
-    migration::TEST,
-    migration::START,
-    migration::COMPLETE,
-    engine::SPEC,
-    snapshot::CREATE,
-    snapshot::RESTORE,
-    metrics::SPEC,
+    forward::spec::<ops::TestMigration>(
+        "migration.test",
+        "Check that a replication group can migrate from a source (TestMigration).",
+    ),
+    forward::spec::<ops::StartMigration>(
+        "migration.start",
+        "Start an online migration (StartMigration) and wait until the group replicates and has caught up.",
+    ),
+    forward::spec::<ops::CompleteMigration>(
+        "migration.complete",
+        "Complete an online migration (CompleteMigration); `force: true` stops without ensuring sync.",
+    ),
+    forward::spec::<ops::ModifyEngine>(
+        "engine.modify",
+        "Change a replication group's engine and/or version in place and wait until it is available.",
+    ),
+    forward::spec::<ops::CreateSnapshot>(
+        "snapshot.create",
+        "Snapshot a replication group and wait until the snapshot is available.",
+    ),
+    forward::spec::<ops::RestoreSnapshot>(
+        "snapshot.restore",
+        "Create a new replication group from a snapshot and wait until it is available.",
+    ),
+    forward::spec::<ops::CaptureMetrics>(
+        "metrics.capture",
+        "Capture the replication group's metrics (CloudWatch on aws) for every earlier step.",
+    ),
 ];
 
 /// The registry entry for `name`.

@@ -2,30 +2,26 @@
 //! changes (DESIGN.md, "Facts the runbooks must respect").
 //!
 //! The source-side checks speak the Redis protocol to the source and are the same code for
-//! both targets; the target-side checks (status, Multi-AZ, in-transit encryption, the
-//! source reachable from the target) go through the target as `CheckMigrationTarget`.
+//! both platforms; the target-side checks (status, Multi-AZ, in-transit encryption, the
+//! source reachable from the target) go through the platform as [`CheckMigrationTarget`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-use super::{Action, ActionError, ActionSpec, Effect, Operation, Outputs, PlanCtx, StepCtx};
+use super::{
+    Action, ActionError, ActionSpec, Declared, Effect, Operation, Outputs, PlanCtx, StepCtx,
+};
 use crate::endpoint::Endpoint;
-use crate::platform::{ControlOp, GroupInfo, PlatformKind};
+use crate::platform::contract::Check;
+use crate::platform::{CheckMigrationTarget, DescribeGroup, GroupInfo, PlatformKind};
 
 pub const SPEC: ActionSpec = ActionSpec {
     name: "migration.preflight",
     summary: "Check an online migration's prerequisites on the source and the target; fails listing every unmet one.",
-    outputs: &[
-        "ok",
-        "checks",
-        "source_engine",
-        "source_version",
-        "source_used_memory",
-    ],
+    outputs: Declared::Reply(super::schema::<Passed>),
     effect: Effect::Observes,
     build: super::build::<Preflight>,
     schema: super::schema::<Preflight>,
@@ -41,6 +37,25 @@ pub struct Preflight {
     replication_group: String,
     /// The self-hosted source, `host:port` or `redis://host:port`.
     source: String,
+}
+
+/// Every prerequisite met (an unmet one fails the step).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+struct Passed {
+    ok: bool,
+    checks: Vec<Check>,
+    source_engine: String,
+    source_version: String,
+    source_used_memory: u64,
+}
+
+impl Preflight {
+    fn target(&self) -> CheckMigrationTarget {
+        CheckMigrationTarget {
+            replication_group: self.replication_group.clone(),
+            source: self.source.clone(),
+        }
+    }
 }
 
 #[async_trait]
@@ -61,61 +76,33 @@ impl Action for Preflight {
                 "the source's RDB version loads on the target engine",
             ),
         ];
-        ops.extend(ctx.platform.explain(&ControlOp::CheckMigrationTarget {
-            group: self.replication_group.clone(),
-            sources: Endpoint::parse(&self.source).into_iter().collect(),
-        }));
+        ops.extend(ctx.platform.plan(ctx, &self.target()));
         ops
     }
 
     async fn run(&self, ctx: &StepCtx<'_>) -> Result<Outputs, ActionError> {
-        let source = super::migration::source(&self.source)?;
-        let described = ctx
+        let request = self.target();
+        let source = request.source()?;
+        let target = ctx
             .platform
-            .apply(
+            .serve(
                 ctx,
-                &ControlOp::DescribeGroup {
-                    group: self.replication_group.clone(),
+                &DescribeGroup {
+                    replication_group: self.replication_group.clone(),
                 },
             )
             .await?;
-        let target: GroupInfo = serde_json::from_value(Value::Object(described))
-            .map_err(|e| ActionError::fatal(format!("the target's description: {e}")))?;
-        let mut checks = Checks::default();
+        let mut checks = Vec::new();
         let facts = source_checks(ctx, &source, &target, &mut checks).await;
-
-        let target_side = ctx
-            .platform
-            .apply(
-                ctx,
-                &ControlOp::CheckMigrationTarget {
-                    group: self.replication_group.clone(),
-                    sources: vec![source.clone()],
-                },
-            )
-            .await?;
-        if let Some(Value::Array(items)) = target_side.get("checks") {
-            checks.items.extend(items.iter().cloned());
-        }
-        for c in &checks.items {
-            let mark = if c["ok"] == true { "ok" } else { "FAILED" };
-            ctx.note(format!(
-                "{mark} {}: {}",
-                c["name"].as_str().unwrap_or(""),
-                c["detail"].as_str().unwrap_or("")
-            ));
+        checks.extend(ctx.platform.serve(ctx, &request).await?.checks);
+        for c in &checks {
+            let mark = if c.ok { "ok" } else { "FAILED" };
+            ctx.note(format!("{mark} {}: {}", c.name, c.detail));
         }
         let failed: Vec<String> = checks
-            .items
             .iter()
-            .filter(|c| c["ok"] != true)
-            .map(|c| {
-                format!(
-                    "{}: {}",
-                    c["name"].as_str().unwrap_or(""),
-                    c["detail"].as_str().unwrap_or("")
-                )
-            })
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.detail))
             .collect();
         if !failed.is_empty() {
             return Err(ActionError::fatal(format!(
@@ -124,26 +111,18 @@ impl Action for Preflight {
                 failed.join("; ")
             )));
         }
-        let mut out = Outputs::new();
-        out.insert("ok".into(), true.into());
-        out.insert("checks".into(), Value::Array(checks.items));
-        out.insert("source_engine".into(), facts.engine.into());
-        out.insert("source_version".into(), facts.version.into());
-        out.insert("source_used_memory".into(), facts.used_memory.into());
-        Ok(out)
+        super::outputs_of(&Passed {
+            ok: true,
+            checks,
+            source_engine: facts.engine,
+            source_version: facts.version,
+            source_used_memory: facts.used_memory,
+        })
     }
 }
 
-#[derive(Default)]
-struct Checks {
-    items: Vec<Value>,
-}
-
-impl Checks {
-    fn add(&mut self, name: &str, ok: bool, detail: impl Into<String>) {
-        self.items
-            .push(json!({"name": name, "ok": ok, "detail": detail.into()}));
-    }
+fn add(checks: &mut Vec<Check>, name: &str, ok: bool, detail: impl Into<String>) {
+    checks.push(Check::new(name, ok, detail));
 }
 
 #[derive(Default)]
@@ -157,10 +136,11 @@ async fn source_checks(
     ctx: &StepCtx<'_>,
     source: &Endpoint,
     target: &GroupInfo,
-    checks: &mut Checks,
+    checks: &mut Vec<Check>,
 ) -> SourceFacts {
     let mut facts = SourceFacts::default();
-    checks.add(
+    add(
+        checks,
         "source_no_tls",
         !source.tls,
         if source.tls {
@@ -172,7 +152,8 @@ async fn source_checks(
     let mut conn = match ctx.resolver.connect(source, Duration::from_secs(5)).await {
         Ok(c) => c,
         Err(e) => {
-            checks.add(
+            add(
+                checks,
                 "source_ping",
                 false,
                 format!("{source} cannot be reached: {e}"),
@@ -181,9 +162,15 @@ async fn source_checks(
         }
     };
     match redis::cmd("PING").query_async::<String>(&mut conn).await {
-        Ok(_) => checks.add("source_ping", true, format!("{source} answers PONG")),
+        Ok(_) => add(
+            checks,
+            "source_ping",
+            true,
+            format!("{source} answers PONG"),
+        ),
         Err(e) if e.to_string().contains("NOAUTH") => {
-            checks.add(
+            add(
+                checks,
                 "source_no_auth",
                 false,
                 "the source requires AUTH; online migration needs a source without AUTH",
@@ -191,11 +178,12 @@ async fn source_checks(
             return facts;
         }
         Err(e) => {
-            checks.add("source_ping", false, format!("{source}: {e}"));
+            add(checks, "source_ping", false, format!("{source}: {e}"));
             return facts;
         }
     }
-    checks.add(
+    add(
+        checks,
         "source_no_auth",
         source.password.is_none(),
         if source.password.is_some() {
@@ -225,9 +213,9 @@ async fn source_checks(
                 &target.engine,
                 &target.engine_version,
             );
-            checks.add("rdb_compatible", ok, detail);
+            add(checks, "rdb_compatible", ok, detail);
         }
-        Err(e) => checks.add("source_version", false, format!("INFO server: {e}")),
+        Err(e) => add(checks, "source_version", false, format!("INFO server: {e}")),
     }
     let config = |name: &'static str| {
         let mut conn = conn.clone();
@@ -241,12 +229,14 @@ async fn source_checks(
         }
     };
     match config("protected-mode").await {
-        Ok(v) => checks.add(
+        Ok(v) => add(
+            checks,
             "source_protected_mode_off",
             v == "no",
             format!("protected-mode is {v}"),
         ),
-        Err(e) => checks.add(
+        Err(e) => add(
+            checks,
             "source_protected_mode_off",
             false,
             format!("CONFIG GET protected-mode: {e}"),
@@ -267,21 +257,28 @@ async fn source_checks(
                     "bind `{bind}` only accepts loopback clients; bind an address the ElastiCache nodes can reach"
                 )
             };
-            checks.add("source_bind", ok, detail);
+            add(checks, "source_bind", ok, detail);
         }
-        Err(e) => checks.add("source_bind", false, format!("CONFIG GET bind: {e}")),
+        Err(e) => add(
+            checks,
+            "source_bind",
+            false,
+            format!("CONFIG GET bind: {e}"),
+        ),
     }
     let target_databases = target_databases(ctx, target).await;
     match config("databases").await {
         Ok(v) => {
             let n: u64 = v.parse().unwrap_or(0);
-            checks.add(
+            add(
+                checks,
                 "same_databases",
                 n == target_databases,
                 format!("source has {n} databases, target {target_databases}"),
             );
         }
-        Err(e) => checks.add(
+        Err(e) => add(
+            checks,
             "same_databases",
             false,
             format!("CONFIG GET databases: {e}"),
@@ -310,9 +307,9 @@ async fn source_checks(
                     ),
                 ),
             };
-            checks.add("memory_fits", ok, detail);
+            add(checks, "memory_fits", ok, detail);
         }
-        Err(e) => checks.add("memory_fits", false, format!("INFO memory: {e}")),
+        Err(e) => add(checks, "memory_fits", false, format!("INFO memory: {e}")),
     }
     facts
 }

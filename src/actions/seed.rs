@@ -13,7 +13,7 @@ use crate::seed::{DataType, SeedError, SeedOptions, seed};
 pub const SPEC: ActionSpec = ActionSpec {
     name: "data.seed",
     summary: "Write deterministic keys of every common type (some with TTLs) to an endpoint.",
-    outputs: &["keys", "by_type", "with_ttl", "keys_per_sec"],
+    outputs: super::Declared::Listed(&["keys", "by_type", "with_ttl", "keys_per_sec"]),
     effect: Effect::Changes,
     build: super::build::<DataSeed>,
     schema: super::schema::<DataSeed>,
@@ -95,7 +95,7 @@ impl Action for DataSeed {
             .await
             .map_err(|e| match e {
                 SeedError::Options(m) => ActionError::fatal(m),
-                other => ActionError::transient(crate::error::message(&other.into())),
+                other => ActionError::transient(crate::error::chain(&other)),
             })?;
         ctx.note(format!(
             "wrote {} keys to {} ({:.0} keys/s)",

@@ -10,7 +10,7 @@ use super::{Action, ActionError, ActionSpec, Effect, Operation, Outputs, PlanCtx
 pub const SPEC: ActionSpec = ActionSpec {
     name: "sleep",
     summary: "Wait for a duration.",
-    outputs: &[],
+    outputs: super::Declared::Listed(&[]),
     effect: Effect::Observes,
     build: super::build::<Sleep>,
     schema: super::schema::<Sleep>,

@@ -13,7 +13,7 @@ use crate::verify::{VerifyError, VerifyOptions, VerifyReport, verify};
 pub const SPEC: ActionSpec = ActionSpec {
     name: "data.verify",
     summary: "Compare every key of a source and a target (type, value, TTL); fail on persistent mismatches.",
-    outputs: &[
+    outputs: super::Declared::Listed(&[
         "parity",
         "keys_checked",
         "by_type",
@@ -26,7 +26,7 @@ pub const SPEC: ActionSpec = ActionSpec {
         "rounds",
         "examples",
         "keys_per_sec",
-    ],
+    ]),
     effect: Effect::Observes,
     build: super::build::<DataVerify>,
     schema: super::schema::<DataVerify>,
@@ -146,7 +146,7 @@ impl Action for DataVerify {
         .await
         .map_err(|e| match e {
             VerifyError::Options(m) => ActionError::fatal(m),
-            other => ActionError::transient(crate::error::message(&other.into())),
+            other => ActionError::transient(crate::error::chain(&other)),
         })?;
         ctx.note(summary(&report));
         if !report.parity && self.fail_on_mismatch {

@@ -640,7 +640,7 @@ impl Worker {
                     Err(e) => {
                         tallies[sent_ops[0]]
                             .first_error
-                            .get_or_insert(crate::error::message(&e.into()));
+                            .get_or_insert(crate::error::chain(&e));
                         break;
                     }
                 }

@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use crate::cli::Global;
 use crate::error::{Outcome, invalid};
+use crate::lock::RunLock;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -29,6 +30,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
             global.state_dir.display()
         )));
     }
+    // A live run may be starting or using these servers: only a run nobody drives is destroyed.
+    let _lock = RunLock::acquire(&run_dir, &args.run_id)?;
     let recorded = crate::platform::local::recorded_servers(&run_dir)?;
     let stopped = crate::platform::local::stop_recorded(&run_dir)
         .await

@@ -29,20 +29,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let params = crate::vars::resolve(&rb, &global.vars, global.vars_file.as_deref(), None, &[])?;
     crate::endpoint::Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
     let platform = crate::platform::for_plan(args.platform);
-    let plan = crate::plan::build(
-        &rb,
-        &params.values,
-        &params.redacted(&rb),
-        platform.as_ref(),
-        &params.redactor,
-    )
-    .map_err(|diags| {
-        invalid(crate::diagnostic::render(
-            &rb.source.path,
-            &rb.source.text,
-            &diags,
-        ))
-    })?;
+    let plan = crate::plan::checked(&rb, &params, platform.as_ref())?;
     let text = match args.format {
         Format::Text => plan.to_text(),
         Format::Md => plan.to_markdown(),

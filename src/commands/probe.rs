@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::cli::Global;
+use crate::duration;
 use crate::endpoint::{Endpoint, Resolver};
 use crate::error::{Outcome, invalid};
 use crate::probe::{ProbeConfig, RunProbe};
@@ -26,14 +27,14 @@ pub struct Args {
     #[arg(long = "endpoint", value_name = "URL", required = true)]
     pub endpoints: Vec<String>,
     /// Stop after this long (e.g. 30s, 10m); without it, run until Ctrl+C.
-    #[arg(long, value_name = "DURATION")]
-    pub duration: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = duration::positive)]
+    pub duration: Option<Duration>,
     /// Time between ticks; each tick writes and reads once.
-    #[arg(long, default_value = "10ms", value_name = "DURATION")]
-    pub interval: String,
+    #[arg(long, default_value = "10ms", value_name = "DURATION", value_parser = duration::positive)]
+    pub interval: Duration,
     /// Per-request timeout.
-    #[arg(long, default_value = "250ms", value_name = "DURATION")]
-    pub timeout: String,
+    #[arg(long, default_value = "250ms", value_name = "DURATION", value_parser = duration::positive)]
+    pub timeout: Duration,
     /// Prefix of the probe's own keys.
     #[arg(long, default_value = "runbook:probe:", value_name = "PREFIX")]
     pub key_prefix: String,
@@ -44,14 +45,6 @@ pub struct Args {
     pub format: OutputFormat,
 }
 
-fn duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
-    let d = crate::duration::parse(text).map_err(|e| invalid(format!("--{flag}: {e}")))?;
-    if d.is_zero() {
-        return Err(invalid(format!("--{flag} must be more than zero")));
-    }
-    Ok(d)
-}
-
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let endpoints = args
         .endpoints
@@ -60,15 +53,18 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let resolver = Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
     let config = ProbeConfig {
-        interval: duration("interval", &args.interval)?,
-        timeout: duration("timeout", &args.timeout)?,
+        interval: args.interval,
+        timeout: args.timeout,
         key_prefix: args.key_prefix.clone(),
     };
-    let limit = args
-        .duration
-        .as_deref()
-        .map(|d| duration("duration", d))
-        .transpose()?;
+    if let Some(out) = &args.out
+        && std::fs::read_dir(out).is_ok_and(|mut entries| entries.next().is_some())
+    {
+        return Err(invalid(format!(
+            "--out {} is not empty: its old data would mix into the new report; name a new or empty folder",
+            out.display()
+        )));
+    }
     let dir = args.out.clone().unwrap_or_else(|| {
         global
             .state_dir
@@ -89,14 +85,14 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", "),
-        args.interval,
+        duration::format(args.interval),
         dir.display(),
-        match &args.duration {
-            Some(d) => format!("stopping after {d} (or Ctrl+C)"),
+        match args.duration {
+            Some(d) => format!("stopping after {} (or Ctrl+C)", duration::format(d)),
             None => "Ctrl+C to stop".into(),
         }
     );
-    match limit {
+    match args.duration {
         Some(limit) => {
             tokio::select! {
                 () = tokio::time::sleep(limit) => {}

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use crate::cli::Global;
 use crate::error::{Outcome, invalid};
 use crate::report::{self, Format};
+use crate::state;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,13 +22,19 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
-    let by_id = global.state_dir.join("runs").join(&args.run_id);
-    let dir = if by_id.is_dir() {
+    let as_path = PathBuf::from(&args.run_id);
+    let by_id = state::check_run_id(&args.run_id)
+        .ok()
+        .map(|()| global.state_dir.join("runs").join(&args.run_id))
+        .filter(|d| d.join("run.json").is_file());
+    let dir = if let Some(by_id) = by_id {
         by_id
-    } else if PathBuf::from(&args.run_id).join("journal.jsonl").is_file()
-        || PathBuf::from(&args.run_id).join("probe").is_dir()
-    {
-        PathBuf::from(&args.run_id)
+    } else if as_path.join("journal.jsonl").is_file() || as_path.join("probe").is_dir() {
+        as_path
+    } else if let Err(why) = state::check_run_id(&args.run_id) {
+        return Err(invalid(format!(
+            "{why}; nor is it a run or probe folder (one that holds journal.jsonl or probe/)"
+        )));
     } else {
         return Err(invalid(format!(
             "no run `{}` in {} (list the runs with `runbook runs`)",
@@ -35,6 +42,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
             global.state_dir.join("runs").display()
         )));
     };
+    // A report tells what the journal says: a damaged one is refused, with the way out.
+    if let (Ok(meta), Err(e)) = (state::read_meta(&dir), state::replay(&dir)) {
+        return Err(anyhow::Error::from(e).context(state::repair_hint(&meta.id)));
+    }
     match (&args.output, args.format) {
         (None, Format::Json) => println!("{}", report::to_json(&report::build(&dir)?)),
         (output, format) => {

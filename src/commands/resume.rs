@@ -5,10 +5,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::cli::Global;
-use crate::endpoint::Resolver;
 use crate::error::{Outcome, invalid};
-use crate::executor::finished_steps;
-use crate::journal::{self, Event, Journal, RunStatus};
+use crate::journal::{Event, Journal, RunStatus};
 use crate::load::{LoadFailure, load_text};
 use crate::lock::RunLock;
 use crate::state::{self, StateDir};
@@ -24,9 +22,13 @@ pub struct Args {
     /// Resume even though the runbook file changed since the run started.
     #[arg(long)]
     pub allow_changed: bool,
-    /// Approve every `approve` step without asking.
+    /// Approve every `approve` step without asking; with --repair, do the repair.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Say how a damaged journal would be cut back to its last good line (and, with
+    /// --yes, do it), then stop: nothing runs.
+    #[arg(long, conflicts_with_all = ["from", "allow_changed"])]
+    pub repair: bool,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
@@ -36,10 +38,14 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         .map_err(|e| invalid(e.to_string()))?;
     let meta = state::read_meta(&dir)?;
     let lock = RunLock::acquire(&dir, &meta.id)?;
+    if args.repair {
+        return repair(&dir, &meta.id, args.yes);
+    }
     let journal_path = dir.join("journal.jsonl");
-    let records = journal::read(&journal_path)?;
-    let (status, _, _) = state::replay(&records);
-    if status == RunStatus::Succeeded && args.from.is_none() {
+    let replay = state::history(&dir, &meta.id, false)
+        .map_err(|e| anyhow::Error::from(e).context(state::repair_hint(&meta.id)))?;
+    let status = replay.run().map(|r| r.status);
+    if status == Some(RunStatus::Succeeded) && args.from.is_none() {
         eprintln!(
             "run {} already succeeded: nothing to resume (use --from STEP to run steps again)",
             meta.id
@@ -68,7 +74,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     }
     let rb = load_text(&path, text).map_err(|e| match e {
         LoadFailure::Invalid(t) => invalid(t),
-        other => invalid(other.to_string()),
+        other => invalid(crate::error::chain(&other)),
     })?;
     let params = vars::resolve(
         &rb,
@@ -77,9 +83,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         Some(&meta.params),
         &meta.secrets_given,
     )?;
-    let resolver = Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
-    let mut done = finished_steps(&records);
+    // After a rollback, steps that succeeded before it may be undone: they run again
+    // (each finds what is already done), unless `--from` says where to start.
+    let mut done = replay.done();
     if let Some(from) = &args.from {
+        done = replay.done_before_rollback();
         let Some(pos) = rb.steps.iter().position(|s| &s.id == from) else {
             let ids: Vec<&str> = rb.steps.iter().map(|s| s.id.as_str()).collect();
             let hint = match crate::diagnostic::suggest(from, ids.iter().copied()) {
@@ -95,19 +103,68 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
             done.remove(&s.id);
         }
     }
-    let journal = Arc::new(Journal::open(&journal_path, params.redactor.clone())?);
-    journal
-        .append(Event::RunResumed {
-            from: args.from.clone(),
-            digest,
-            allow_changed: args.allow_changed,
-        })
-        .context("cannot write the journal")?;
+    let redactor = params.redactor.clone();
+    let settled = super::run::settle(global, rb, params, meta.platform, args.yes).await?;
+    // Everything below writes: nothing may be wrong with the input from here on.
+    // A command that a killed attempt left running must not finish behind this one's back.
+    for (step, pgid) in replay.process_groups() {
+        if crate::actions::exec::end_leftover(pgid, &meta.id) {
+            eprintln!("ended what step `{step}` left running (process group {pgid})");
+        }
+    }
+    let journal = Arc::new(Journal::open(&journal_path, redactor)?);
+    journal.append(Event::RunResumed {
+        from: args.from.clone(),
+        digest,
+        allow_changed: args.allow_changed,
+    })?;
     println!("{}", meta.id);
-    super::run::drive(
-        global, &rb, &meta, &dir, journal, params, resolver, &done, args.yes, lock,
-    )
-    .await
+    super::run::drive(global, settled, &meta, &dir, journal, &done, lock).await
+}
+
+/// `resume --repair`: what cutting the journal back does, done only with `--yes`.
+fn repair(dir: &std::path::Path, id: &str, yes: bool) -> anyhow::Result<Outcome> {
+    let Some(repair) = state::plan_repair(dir, id)? else {
+        println!("the journal of run {id} is sound: nothing to repair");
+        return Ok(Outcome::Success);
+    };
+    println!("{}", crate::error::chain(&repair.damage));
+    if repair.keep == 0 {
+        println!(
+            "no line of it can be kept: run {id} cannot be resumed; start a new run with `runbook run`"
+        );
+        return Ok(Outcome::Failed);
+    }
+    let unfinished = if repair.unfinished.is_empty() {
+        "no step becomes unfinished".to_string()
+    } else {
+        let names: Vec<String> = repair.unfinished.iter().map(|s| format!("`{s}`")).collect();
+        format!(
+            "then {} not finished and run again on resume",
+            if names.len() == 1 {
+                format!("step {} is", names[0])
+            } else {
+                format!("steps {} are", names.join(", "))
+            }
+        )
+    };
+    println!(
+        "repair: keep lines 1-{} and remove lines {}-{}; {unfinished}",
+        repair.keep,
+        repair.keep + 1,
+        repair.lines
+    );
+    if !yes {
+        println!("nothing was changed; pass --yes to do it");
+        return Ok(Outcome::Failed);
+    }
+    let copy = state::apply_repair(dir, &repair)
+        .with_context(|| format!("cannot repair the journal of run {id}"))?;
+    println!(
+        "done; the damaged journal is kept as {}\ncontinue with: runbook resume {id}",
+        copy.display()
+    );
+    Ok(Outcome::Success)
 }
 
 fn short(digest: &str) -> &str {

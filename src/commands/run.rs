@@ -12,11 +12,10 @@ use crate::cli::Global;
 use crate::endpoint::Resolver;
 use crate::error::{Outcome, invalid};
 use crate::executor::Executor;
-use crate::journal::{Event, Journal, RunStatus};
+use crate::journal::{Event, Journal, Phase, RunStatus, StepStatus};
 use crate::load::{LoadFailure, load};
 use crate::lock::RunLock;
-use crate::platform::PlatformKind;
-use crate::platform::PlatformOptions;
+use crate::platform::{Platform, PlatformKind, PlatformOptions};
 use crate::progress::Progress;
 use crate::runbook::Runbook;
 use crate::state::{self, RunMeta, StateDir};
@@ -38,7 +37,9 @@ pub struct Args {
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let rb = load_runbook(&args.file)?;
     let params = vars::resolve(&rb, &global.vars, global.vars_file.as_deref(), None, &[])?;
-    let resolver = Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
+    let settled = settle(global, rb, params, args.platform, args.yes).await?;
+    // Everything below writes: nothing may be wrong with the input from here on.
+    let Settled { rb, params, .. } = &settled;
     let state = StateDir::new(&global.state_dir);
     let started_at = Utc::now();
     let (id, dir) = state.create_run(&rb.name, started_at).with_context(|| {
@@ -47,6 +48,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
             global.state_dir.display()
         )
     })?;
+    let lock = RunLock::acquire(&dir, &id)?;
     std::fs::write(dir.join("runbook.yaml"), &rb.source.text)
         .context("cannot keep a copy of the runbook")?;
     let meta = RunMeta {
@@ -56,72 +58,91 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         digest: rb.source.digest.clone(),
         platform: args.platform,
         started_at,
-        params: params.redacted(&rb),
-        secrets_given: params.secrets_given(&rb),
+        params: params.redacted(rb),
+        secrets_given: params.secrets_given(rb),
     };
     state::write_meta(&dir, &meta).context("cannot write run.json")?;
-    let lock = RunLock::acquire(&dir, &id)?;
     let journal = Arc::new(Journal::open(
         &dir.join("journal.jsonl"),
         params.redactor.clone(),
     )?);
-    journal
-        .append(Event::RunStarted {
-            run_id: id.clone(),
-            runbook: rb.name.clone(),
-            file: meta.file.display().to_string(),
-            digest: meta.digest.clone(),
-            platform: args.platform.to_string(),
-            params: meta.params.clone(),
-        })
-        .context("cannot write the journal")?;
+    journal.append(Event::RunStarted {
+        run_id: id.clone(),
+        runbook: rb.name.clone(),
+        file: meta.file.display().to_string(),
+        digest: meta.digest.clone(),
+        platform: args.platform.to_string(),
+        params: meta.params.clone(),
+    })?;
     println!("{id}");
-    drive(
-        global,
-        &rb,
-        &meta,
-        &dir,
-        journal,
+    drive(global, settled, &meta, &dir, journal, &HashMap::new(), lock).await
+}
+
+/// A run's input once every part of it is known to be right: what `plan` checks has
+/// passed and the platform is open. Nothing is written before a run has this.
+pub struct Settled {
+    pub rb: Runbook,
+    pub params: Params,
+    pub resolver: Resolver,
+    pub platform: Box<dyn Platform>,
+    /// `--yes`: every approval passes.
+    pub assume_yes: bool,
+}
+
+/// Checks the rest of a run's input (resolver rules, the platform's configuration,
+/// everything `plan` validates) and opens the platform, without writing anything.
+pub async fn settle(
+    global: &Global,
+    rb: Runbook,
+    params: Params,
+    kind: PlatformKind,
+    assume_yes: bool,
+) -> anyhow::Result<Settled> {
+    let resolver = Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
+    let opts = PlatformOptions {
+        profile: global.profile.clone(),
+        region: global.region.clone(),
+        endpoint_url: global.endpoint_url.clone(),
+    };
+    let platform = crate::platform::open(kind, &opts).await?;
+    crate::plan::checked(&rb, &params, platform.as_ref())?;
+    Ok(Settled {
+        rb,
         params,
         resolver,
-        &HashMap::new(),
-        args.yes,
-        lock,
-    )
-    .await
+        platform,
+        assume_yes,
+    })
 }
 
 /// Loads a runbook; a missing file or a wrong one is invalid input (exit 2).
 pub fn load_runbook(path: &Path) -> anyhow::Result<Runbook> {
     load(path).map_err(|e| match e {
         LoadFailure::Invalid(text) => invalid(text),
-        LoadFailure::Read { .. } => invalid(e.to_string()),
+        LoadFailure::Read { .. } => invalid(crate::error::chain(&e)),
     })
 }
 
 /// Runs (or resumes) a run whose journal is open, then writes its reports and says how it ended.
-#[allow(clippy::too_many_arguments)]
 pub async fn drive(
     global: &Global,
-    rb: &Runbook,
+    settled: Settled,
     meta: &RunMeta,
     dir: &Path,
     journal: Arc<Journal>,
-    params: Params,
-    resolver: Resolver,
     done: &HashMap<String, Outputs>,
-    assume_yes: bool,
     _lock: RunLock,
 ) -> anyhow::Result<Outcome> {
-    let opts = PlatformOptions {
-        profile: global.profile.clone(),
-        region: global.region.clone(),
-        endpoint_url: global.endpoint_url.clone(),
-    };
-    let platform = crate::platform::open(meta.platform, &opts).await?;
+    let Settled {
+        rb,
+        params,
+        resolver,
+        platform,
+        assume_yes,
+    } = settled;
     let mut scope = Scope {
         params: params.values,
-        ..Scope::default()
+        ..Scope::for_runbook(&rb, &params.redactor)
     };
     scope.run.insert("id".into(), meta.id.clone().into());
     scope
@@ -134,7 +155,7 @@ pub async fn drive(
         .run
         .insert("dir".into(), dir.display().to_string().into());
     let mut executor = Executor {
-        runbook: rb,
+        runbook: &rb,
         run_id: meta.id.clone(),
         run_dir: dir.to_path_buf(),
         journal: journal.clone(),
@@ -152,10 +173,7 @@ pub async fn drive(
                 eprintln!("report: {}", p.display());
             }
         }
-        Err(e) => eprintln!(
-            "warning: the report could not be written: {}",
-            crate::error::message(&e)
-        ),
+        Err(e) => eprintln!("warning: the report could not be written: {e:#}"),
     }
     let state_flag = if global.state_dir == Path::new(".runbook") {
         String::new()
@@ -168,14 +186,17 @@ pub async fn drive(
         .iter()
         .rev()
         .find(|s| {
-            s.phase == crate::journal::Phase::Steps
-                && matches!(s.status.as_str(), "failed" | "interrupted")
+            s.phase == Phase::Steps
+                && matches!(
+                    s.status,
+                    StepStatus::Failed | StepStatus::Interrupted | StepStatus::AwaitingApproval
+                )
         })
         .map(|s| {
             format!(
                 " at step `{}`: {}",
                 s.id,
-                s.error.clone().unwrap_or_else(|| s.status.clone())
+                s.error.clone().unwrap_or_else(|| s.status.to_string())
             )
         })
         .unwrap_or_default();
@@ -191,6 +212,13 @@ pub async fn drive(
             );
             Ok(Outcome::Failed)
         }
+        RunStatus::AwaitingApproval => {
+            eprintln!(
+                "run {} is awaiting approval{stopped_at}\nnothing was rolled back; to approve and go on: runbook resume {}{state_flag} --yes",
+                meta.id, meta.id
+            );
+            Ok(Outcome::Failed)
+        }
         other => {
             let rolled = if other == RunStatus::RolledBack {
                 " (rolled back)"
@@ -201,6 +229,12 @@ pub async fn drive(
                 "run {} failed{stopped_at}{rolled}\nfix the cause, then: runbook resume {}{state_flag}",
                 meta.id, meta.id
             );
+            let replay = journal.replay();
+            if replay.done().len() != replay.done_before_rollback().len() {
+                eprintln!(
+                    "the rollback may have undone earlier steps: resume runs every step again from the first (each finds what is already done); `--from STEP` starts at STEP instead"
+                );
+            }
             Ok(Outcome::Failed)
         }
     }

@@ -21,7 +21,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
                 s.steps.clear();
                 runs.push(s);
             }
-            Err(e) => eprintln!("warning: run {id}: {e}"),
+            Err(e) => eprintln!("warning: run {id}: {}", crate::error::chain(&e)),
         }
     }
     runs.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
@@ -43,12 +43,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         }
         ListFormat::Text => {
             println!(
-                "{:<44} {:<12} {:<6} {:<25} RUNBOOK",
-                "ID", "STATUS", "TARGET", "STARTED"
+                "{:<44} {:<12} {:<8} {:<25} RUNBOOK",
+                "ID", "STATUS", "PLATFORM", "STARTED"
             );
             for r in &runs {
                 println!(
-                    "{:<44} {:<12} {:<6} {:<25} {}",
+                    "{:<44} {:<12} {:<8} {:<25} {}",
                     r.id,
                     r.status.to_string(),
                     r.platform.to_string(),

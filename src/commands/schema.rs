@@ -70,9 +70,12 @@ pub fn schema() -> Value {
                 "anyOf": [
                     {"type": "object", "additionalProperties": false, "properties": {
                         "default": {}, "description": {"type": "string"},
-                        "required": {"type": "boolean"}, "secret": {"type": "boolean"}}},
+                        "required": {"type": "boolean"}, "allow_empty": {"type": "boolean"},
+                        "secret": {"type": "boolean"}}},
                     {"type": ["string", "number", "boolean"]}
                 ]}},
+            "env": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                "description": "Environment variables whose values are not secret; any other `env.NAME` is masked."},
             "probe": {"type": "object", "required": ["endpoints"], "additionalProperties": false, "properties": {
                 "endpoints": {"type": "array", "items": {"type": "string"}},
                 "interval": {"$ref": "#/$defs/duration"},

@@ -1,6 +1,7 @@
 //! `runbook seed`: write deterministic test data to an endpoint before a rehearsal.
 
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -31,8 +32,8 @@ pub struct Args {
     #[arg(long, default_value_t = 0.1, value_name = "SHARE")]
     ttl_share: f64,
     /// The shortest TTL; TTLs spread from it to twice it.
-    #[arg(long, default_value = "1h", value_name = "DURATION")]
-    ttl: String,
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = crate::duration::parse)]
+    ttl: Duration,
     /// The types to write, in turn (string, hash, list, set, zset, stream).
     #[arg(
         long,
@@ -61,7 +62,6 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let resolver = Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
     let endpoint =
         Endpoint::parse(&args.endpoint).map_err(|e| invalid(format!("--endpoint: {e}")))?;
-    let ttl = crate::duration::parse(&args.ttl).map_err(|e| invalid(format!("--ttl: {e}")))?;
     let types = args
         .types
         .iter()
@@ -74,7 +74,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         value_size: args.value_size,
         elements: args.elements,
         ttl_share: args.ttl_share,
-        ttl,
+        ttl: args.ttl,
         types,
         connections: args.connections,
         pipeline: args.pipeline,

@@ -17,7 +17,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let dir = StateDir::new(&global.state_dir)
         .run_dir(&args.run_id)
         .map_err(|e| invalid(e.to_string()))?;
-    let summary = state::summarize(&dir)?;
+    let summary = state::summarize(&dir).map_err(|e| match e {
+        state::StateError::Journal(j) => {
+            anyhow::Error::from(j).context(state::repair_hint(&args.run_id))
+        }
+        other => other.into(),
+    })?;
     match args.format {
         ListFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
         ListFormat::Text => {
@@ -47,9 +52,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
                     "{:<24} {:<22} {:<12} {:>8}  {}",
                     s.id,
                     s.action,
-                    s.status,
+                    s.status.to_string(),
                     s.attempts,
-                    s.error.as_deref().unwrap_or("")
+                    crate::redact::printable(
+                        s.error.as_deref().or(s.reason.as_deref()).unwrap_or("")
+                    )
                 );
             }
             println!("\nfolder: {}", dir.display());

@@ -1,6 +1,7 @@
 //! `runbook verify`: key parity between a source and a target, standalone.
 
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -25,14 +26,14 @@ pub struct Args {
     #[arg(long, default_value_t = 10, value_name = "N")]
     examples: usize,
     /// How far apart the two sides' TTLs may be.
-    #[arg(long, default_value = "2s", value_name = "DURATION")]
-    ttl_tolerance: String,
+    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = crate::duration::parse)]
+    ttl_tolerance: Duration,
     /// Passes in all: the full one, then re-checks of the mismatches (1 = no re-check).
     #[arg(long, default_value_t = 3, value_name = "N")]
     rounds: u32,
     /// Pause before a re-check when the target is not a replica.
-    #[arg(long, default_value = "1s", value_name = "DURATION")]
-    recheck_delay: String,
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = crate::duration::parse)]
+    recheck_delay: Duration,
     /// Keys per SCAN page and pipelined batch.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     batch: usize,
@@ -61,16 +62,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let resolver = Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
     let source = Endpoint::parse(&args.source).map_err(|e| invalid(format!("--source: {e}")))?;
     let target = Endpoint::parse(&args.target).map_err(|e| invalid(format!("--target: {e}")))?;
-    let duration = |flag: &str, text: &str| {
-        crate::duration::parse(text).map_err(|e| invalid(format!("{flag}: {e}")))
-    };
     let opts = VerifyOptions {
         batch: args.batch,
         in_flight: args.in_flight,
         connections: args.connections,
-        ttl_tolerance: duration("--ttl-tolerance", &args.ttl_tolerance)?,
+        ttl_tolerance: args.ttl_tolerance,
         rounds: args.rounds,
-        recheck_delay: duration("--recheck-delay", &args.recheck_delay)?,
+        recheck_delay: args.recheck_delay,
         examples: args.examples,
         skip_prefixes: args.skip_prefixes,
         ..VerifyOptions::default()

@@ -1,18 +1,18 @@
-//! The control plane, behind one contract that both targets implement.
+//! The control plane, behind one contract that both platforms implement.
 //!
-//! Actions never talk to AWS or start processes themselves: they describe a [`ControlOp`]
-//! and hand it to the run's [`Target`]. `local` turns the op into real `redis-server` /
-//! `valkey-server` processes, `aws` into AWS API calls. `plan` asks the same target to
-//! [`Target::explain`] an op, so what `plan` prints is what `run` does.
+//! Actions never talk to AWS or start processes themselves: they hand a typed request of
+//! the [`contract`] to the run's [`Platform`]. `local` turns it into real `redis-server` /
+//! `valkey-server` processes, `aws` into AWS API calls. `plan` asks the same platform to
+//! [`Handles::explain`] the request, so what `plan` prints is what `run` does.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::actions::{ActionError, Operation, Outputs, StepCtx};
-use crate::endpoint::Endpoint;
+use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
+pub use contract::{
+    CaptureMetrics, CheckMigrationTarget, CompleteMigration, CreateSnapshot, DeleteGroup,
+    DeleteStack, DeployStack, DescribeGroup, GroupInfo, Handles, ModifyEngine, NodeInfo, Request,
+    RestoreSnapshot, ShardInfo, StartMigration, TestMigration,
+};
 
 /// Which control plane a run drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
@@ -33,98 +33,49 @@ impl std::fmt::Display for PlatformKind {
     }
 }
 
-/// One control-plane request. Adding one means handling it in every target.
-#[derive(Clone, Debug, Serialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum ControlOp {
-    /// Create or update a CloudFormation stack from a template; outputs are the stack outputs.
-    DeployStack {
-        stack_name: String,
-        template: PathBuf,
-        parameters: BTreeMap<String, String>,
-    },
-    /// Delete a stack and everything it made.
-    DeleteStack { stack_name: String },
-    /// Observe a replication group; outputs are a [`GroupInfo`].
-    DescribeGroup { group: String },
-    /// The target-side prerequisites of an online migration (status, Multi-AZ,
-    /// in-transit encryption off, shard count, network reachability of the source).
-    CheckMigrationTarget {
-        group: String,
-        sources: Vec<Endpoint>,
-    },
-    /// elasticache:TestMigration.
-    TestMigration {
-        group: String,
-        sources: Vec<Endpoint>,
-    },
-    /// elasticache:StartMigration, then wait until the group replicates and has caught up.
-    StartMigration {
-        group: String,
-        sources: Vec<Endpoint>,
-    },
-    /// elasticache:CompleteMigration (`force` stops without ensuring sync).
-    CompleteMigration { group: String, force: bool },
-    /// elasticache:ModifyReplicationGroup with a new engine and/or version; waits for `available`.
-    ModifyEngine {
-        group: String,
-        engine: String,
-        engine_version: Option<String>,
-        parameter_group: Option<String>,
-    },
-    /// elasticache:CreateSnapshot of a group; waits until the snapshot is available.
-    CreateSnapshot { group: String, snapshot: String },
-    /// A new replication group seeded from a snapshot (elasticache:CreateReplicationGroup
-    /// with SnapshotName); waits for `available`.
-    RestoreSnapshot {
-        snapshot: String,
-        group: String,
-        engine: String,
-        engine_version: Option<String>,
-        replicas: u32,
-    },
-    /// Delete a replication group made by a runbook.
-    DeleteGroup { group: String },
-    /// Metrics of a group's nodes over the run's steps (CloudWatch GetMetricData on aws).
-    CaptureMetrics { group: String, metrics: Vec<String> },
-}
-
-/// What a replication group looks like right now, as actions' outputs carry it.
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
-pub struct GroupInfo {
-    pub id: String,
-    pub status: String,
-    pub engine: String,
-    pub engine_version: String,
-    /// `host:port` of the primary endpoint.
-    pub primary_endpoint: String,
-    pub nodes: Vec<NodeInfo>,
-}
-
-/// One node of a replication group.
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
-pub struct NodeInfo {
-    pub id: String,
-    /// `primary` or `replica`.
-    pub role: String,
-    /// `host:port`.
-    pub endpoint: String,
-}
-
-/// A control plane: local processes or AWS.
-#[async_trait]
-pub trait Platform: Send + Sync {
+/// A control plane: local processes or AWS. It serves every request of the [`contract`],
+/// each with its own typed reply.
+pub trait Platform:
+    Handles<DeployStack>
+    + Handles<DeleteStack>
+    + Handles<DescribeGroup>
+    + Handles<DeleteGroup>
+    + Handles<CheckMigrationTarget>
+    + Handles<TestMigration>
+    + Handles<StartMigration>
+    + Handles<CompleteMigration>
+    + Handles<ModifyEngine>
+    + Handles<CreateSnapshot>
+    + Handles<RestoreSnapshot>
+    + Handles<CaptureMetrics>
+{
     fn kind(&self) -> PlatformKind;
+}
 
-    /// What `apply` would do for `op`, without doing any of it.
-    fn explain(&self, op: &ControlOp) -> Vec<Operation>;
+impl dyn Platform + '_ {
+    /// Serves `request` on this platform.
+    pub async fn serve<R: Request>(
+        &self,
+        ctx: &StepCtx<'_>,
+        request: &R,
+    ) -> Result<R::Reply, ActionError>
+    where
+        Self: Handles<R>,
+    {
+        Handles::<R>::call(self, ctx, request).await
+    }
 
-    /// Observes the current state, does what is missing, waits until done.
-    /// Safe to call again after a crash part-way through (resume relies on it).
-    async fn apply(&self, ctx: &StepCtx<'_>, op: &ControlOp) -> Result<Outputs, ActionError>;
+    /// What serving `request` would do, for `plan`.
+    pub fn plan<R: Request>(&self, ctx: &PlanCtx<'_>, request: &R) -> Vec<Operation>
+    where
+        Self: Handles<R>,
+    {
+        Handles::<R>::explain(self, ctx, request)
+    }
 }
 
 pub mod aws;
+pub mod contract;
 pub mod local;
 
 /// How to reach the control plane, from the command line.
@@ -154,7 +105,7 @@ pub async fn open(kind: PlatformKind, opts: &PlatformOptions) -> anyhow::Result<
     })
 }
 
-/// A target that can only explain ops: `plan` makes no call and starts nothing.
+/// A platform that can only explain requests: `plan` makes no call and starts nothing.
 pub fn for_plan(kind: PlatformKind) -> Box<dyn Platform> {
     match kind {
         PlatformKind::Local => Box::new(local::Local::new()),

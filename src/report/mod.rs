@@ -1,11 +1,12 @@
 //! The per-step change-review report of a run.
 //!
-//! [`model::build`] reads the run directory (journal + probe data) into one model; the
+//! [`aggregate::build`] reads the run directory (journal + probe data) into one [`model`]; the
 //! Markdown and HTML reports are Tera templates (`templates/`) over it, and the JSON
 //! report is the model itself, versioned. The HTML report is one self-contained file
 //! (styles and the chart inline as SVG); the Markdown report embeds the chart as a PNG
 //! written next to it.
 
+pub mod aggregate;
 pub mod chart;
 pub mod model;
 
@@ -15,7 +16,8 @@ use std::sync::LazyLock;
 use serde_json::Value;
 use tera::Tera;
 
-pub use model::{FORMAT_VERSION, Report, ReportError, build};
+pub use aggregate::{ReportError, build};
+pub use model::{FORMAT_VERSION, Report};
 
 /// A report format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -40,29 +42,46 @@ impl Format {
 pub enum RenderError {
     #[error(transparent)]
     Model(#[from] ReportError),
-    #[error("cannot render the {format} report: {source}")]
+    #[error("cannot render the {format} report")]
     Template {
         format: &'static str,
+        #[source]
         source: tera::Error,
     },
     #[error(transparent)]
     Chart(#[from] chart::ChartError),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
 }
 
-static TEMPLATES: LazyLock<Result<Tera, tera::Error>> = LazyLock::new(|| {
+/// The Markdown report: every value is escaped ([`escape_markdown`]), so a command's
+/// output cannot put raw HTML or terminal escapes into it.
+static MARKDOWN: LazyLock<Result<Tera, tera::Error>> = LazyLock::new(|| {
+    engine(
+        "report.md",
+        include_str!("../../templates/report.md.tera"),
+        escape_markdown,
+    )
+});
+
+/// The HTML report: every value is escaped as HTML, control characters made visible.
+static HTML: LazyLock<Result<Tera, tera::Error>> = LazyLock::new(|| {
+    engine(
+        "report.html",
+        include_str!("../../templates/report.html.tera"),
+        escape_html,
+    )
+});
+
+fn engine(name: &'static str, text: &str, escape: fn(&str) -> String) -> Result<Tera, tera::Error> {
     let mut tera = Tera::default();
-    tera.add_raw_templates([
-        ("report.md", include_str!("../../templates/report.md.tera")),
-        (
-            "report.html",
-            include_str!("../../templates/report.html.tera"),
-        ),
-    ])?;
+    tera.add_raw_template(name, text)?;
+    tera.autoescape_on(vec![name]);
+    tera.set_escape_fn(escape);
     tera.register_filter("ms", filter_ms);
     tera.register_filter("secs", filter_secs);
     tera.register_filter("clock", filter_clock);
@@ -70,7 +89,20 @@ static TEMPLATES: LazyLock<Result<Tera, tera::Error>> = LazyLock::new(|| {
     tera.register_filter("num", filter_num);
     tera.register_filter("cell", filter_cell);
     Ok(tera)
-});
+}
+
+/// Markdown text that shows `text` as it is: no HTML tag, entity or control character
+/// of it takes effect.
+fn escape_markdown(text: &str) -> String {
+    crate::redact::printable(text)
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn escape_html(text: &str) -> String {
+    tera::escape_html(&crate::redact::printable(text))
+}
 
 /// `1234.5` (ms) → `1.23 s`, `12.3` → `12.3 ms`, `0.21` → `0.21 ms`.
 fn filter_ms(v: &Value, _: &std::collections::HashMap<String, Value>) -> tera::Result<Value> {
@@ -148,8 +180,10 @@ fn filter_cell(v: &Value, _: &std::collections::HashMap<String, Value>) -> tera:
     ))
 }
 
-fn templates() -> Result<&'static Tera, RenderError> {
-    TEMPLATES.as_ref().map_err(|e| RenderError::Template {
+fn templates(
+    tera: &'static LazyLock<Result<Tera, tera::Error>>,
+) -> Result<&'static Tera, RenderError> {
+    tera.as_ref().map_err(|e| RenderError::Template {
         format: "any",
         source: tera::Error::msg(e.to_string()),
     })
@@ -170,7 +204,7 @@ pub fn to_markdown(report: &Report, images: &Images) -> Result<String, RenderErr
         })?;
     ctx.insert("timeline_png", &images.timeline);
     ctx.insert("bench_png", &images.bench);
-    templates()?
+    templates(&MARKDOWN)?
         .render("report.md", &ctx)
         .map_err(|source| RenderError::Template {
             format: "md",
@@ -197,7 +231,7 @@ pub fn to_html(report: &Report) -> Result<String, RenderError> {
     };
     ctx.insert("timeline_svg", &timeline);
     ctx.insert("bench_svg", &bench);
-    templates()?
+    templates(&HTML)?
         .render("report.html", &ctx)
         .map_err(|source| RenderError::Template {
             format: "html",

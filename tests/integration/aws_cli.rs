@@ -72,11 +72,13 @@ fn plan_lists_the_aws_operations_by_their_reference_names_without_credentials() 
     assert_eq!(get["destructive"], false);
 }
 
+/// The platform's configuration is settled before anything is written: no run folder, no
+/// ghost "interrupted" run.
 #[test]
-fn a_run_without_a_region_is_invalid_input() {
+fn a_run_without_a_region_is_invalid_input_and_leaves_no_run() {
     let ws = Workspace::new();
     ws.write("capture.yaml", CAPTURE);
-    let mut cmd = ws.cmd(&["run", "capture.yaml", "--target", "aws", "--yes"]);
+    let mut cmd = ws.cmd(&["run", "capture.yaml", "--platform", "aws", "--yes"]);
     for (k, v) in MOTO_ENV.iter().filter(|(k, _)| *k != "AWS_REGION") {
         cmd = cmd.env(k, v);
     }
@@ -84,8 +86,14 @@ fn a_run_without_a_region_is_invalid_input() {
         .env_remove("AWS_REGION")
         .env_remove("AWS_DEFAULT_REGION");
     let ran = cmd.expect(2);
-    assert!(ran.stderr.contains("no AWS region"), "{}", ran.stderr);
-    assert!(ran.stderr.contains("--region"), "{}", ran.stderr);
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        (
+            "",
+            "error: no AWS region: pass --region, set AWS_REGION, or set `region` in the profile\n"
+        )
+    );
+    assert!(!ws.state_dir().exists(), "no run folder may be left behind");
 }
 
 #[test]

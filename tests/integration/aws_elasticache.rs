@@ -2,8 +2,10 @@
 //! (ModifyReplicationGroup, then the wait for `available`), snapshots and the
 //! migration preflight's security-group path through EC2.
 
-use runbook::endpoint::{Endpoint, Resolver};
-use runbook::platform::{ControlOp, Platform};
+use runbook::endpoint::Resolver;
+use runbook::platform::Platform;
+use runbook::platform::contract::{CheckMigrationTarget, TargetChecks};
+use serde_json::json;
 
 use crate::aws_support::{Moto, RunDir};
 use crate::support::{Engine, Server};
@@ -32,12 +34,12 @@ async fn the_engine_change_modifies_the_group_once_and_reports_it() {
     let aws = moto.aws();
     let run = RunDir::new();
 
-    let before = aws
-        .apply(
-            &run.ctx(&aws, "describe"),
-            &ControlOp::DescribeGroup {
-                group: "cache-a".into(),
-            },
+    let before = run
+        .step(
+            &aws,
+            "describe",
+            "group.describe",
+            json!({"replication_group": "cache-a"}),
         )
         .await
         .expect("describe");
@@ -51,14 +53,9 @@ async fn the_engine_change_modifies_the_group_once_and_reports_it() {
     );
     assert_eq!(before["nodes"][0]["role"], "primary");
 
-    let op = ControlOp::ModifyEngine {
-        group: "cache-a".into(),
-        engine: "valkey".into(),
-        engine_version: None,
-        parameter_group: None,
-    };
-    let after = aws
-        .apply(&run.ctx(&aws, "engine"), &op)
+    let inputs = json!({"replication_group": "cache-a", "engine": "valkey"});
+    let after = run
+        .step(&aws, "engine", "engine.modify", inputs.clone())
         .await
         .expect("engine change");
     assert_eq!(after["engine"], "valkey");
@@ -78,7 +75,7 @@ async fn the_engine_change_modifies_the_group_once_and_reports_it() {
     );
 
     // Resumed after the change: observed as done, not sent again.
-    aws.apply(&run.ctx(&aws, "engine-again"), &op)
+    run.step(&aws, "engine-again", "engine.modify", inputs)
         .await
         .expect("again");
     let notes = run.notes("engine-again");
@@ -93,12 +90,12 @@ async fn a_missing_group_is_a_clear_failure() {
     let moto = Moto::start();
     let aws = moto.aws();
     let run = RunDir::new();
-    let err = aws
-        .apply(
-            &run.ctx(&aws, "describe"),
-            &ControlOp::DescribeGroup {
-                group: "nope".into(),
-            },
+    let err = run
+        .step(
+            &aws,
+            "describe",
+            "group.describe",
+            json!({"replication_group": "nope"}),
         )
         .await
         .unwrap_err();
@@ -117,17 +114,15 @@ async fn a_snapshot_is_taken_once() {
     create_group(&moto, "cache-s", true).await;
     let aws = moto.aws();
     let run = RunDir::new();
-    let op = ControlOp::CreateSnapshot {
-        group: "cache-s".into(),
-        snapshot: "before-valkey".into(),
-    };
-    let out = aws
-        .apply(&run.ctx(&aws, "snap"), &op)
+    let inputs = json!({"replication_group": "cache-s", "snapshot": "before-valkey"});
+    let out = run
+        .step(&aws, "snap", "snapshot.create", inputs.clone())
         .await
         .expect("snapshot");
     assert_eq!(out["snapshot"], "before-valkey");
+    assert_eq!(out["group"], "cache-s");
     assert_eq!(out["status"], "available");
-    aws.apply(&run.ctx(&aws, "snap-again"), &op)
+    run.step(&aws, "snap-again", "snapshot.create", inputs)
         .await
         .expect("again");
     assert!(
@@ -142,7 +137,7 @@ async fn the_preflight_finds_the_security_group_that_lets_the_cache_reach_the_so
     let moto = Moto::start();
     create_group(&moto, "cache-m", true).await;
     create_group(&moto, "cache-single-az", false).await;
-    let ec2 = moto.clients().ec2;
+    let ec2 = moto.ec2();
     let vpc = ec2
         .create_vpc()
         .cidr_block("10.40.0.0/16")
@@ -210,46 +205,44 @@ async fn the_preflight_finds_the_security_group_that_lets_the_cache_reach_the_so
     .unwrap();
     let run = RunDir::with_resolver(resolver);
     let aws = moto.aws();
-    let check = |group: &str, host: &str| ControlOp::CheckMigrationTarget {
-        group: group.into(),
-        sources: vec![Endpoint::parse(&format!("{host}:6379")).unwrap()],
+    // Not an action of its own (`migration.preflight` asks it): the typed reply is what
+    // the contract checks here.
+    let platform: &dyn Platform = &aws;
+    let check = |step: &'static str, group: &str, host: &str| {
+        let request = CheckMigrationTarget {
+            replication_group: group.into(),
+            source: format!("{host}:6379"),
+        };
+        let run = &run;
+        async move {
+            platform
+                .serve(&run.ctx(platform, step), &request)
+                .await
+                .expect("the checks are made")
+        }
     };
-    let find = |out: &runbook::actions::Outputs, name: &str| {
-        out["checks"]
-            .as_array()
-            .unwrap()
+    let ok = |checks: &TargetChecks, name: &str| {
+        checks
+            .checks
             .iter()
-            .find(|c| c["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no check {name} in {out:?}"))
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no check {name} in {checks:?}"))
+            .ok
     };
 
-    let good = aws
-        .apply(&run.ctx(&aws, "pre"), &check("cache-m", "10.40.1.10"))
-        .await
+    let good = check("pre", "cache-m", "10.40.1.10").await;
+    assert!(good.checks.iter().all(|c| c.ok), "{good:?}");
+    let sg = good
+        .checks
+        .iter()
+        .find(|c| c.name == "security_group_allows_target")
         .unwrap();
-    assert_eq!(good["ok"], true, "{good:?}");
-    let sg = find(&good, "security_group_allows_target");
-    assert!(
-        sg["detail"].as_str().unwrap().contains("10.40.0.0/16"),
-        "{sg}"
-    );
-    assert_eq!(find(&good, "target_shard_count")["ok"], true);
+    assert!(sg.detail.contains("10.40.0.0/16"), "{sg:?}");
+    assert!(ok(&good, "target_shard_count"));
 
-    let closed = aws
-        .apply(&run.ctx(&aws, "pre2"), &check("cache-m", "10.40.1.11"))
-        .await
-        .unwrap();
-    assert_eq!(closed["ok"], false);
-    assert_eq!(find(&closed, "security_group_allows_target")["ok"], false);
+    let closed = check("pre2", "cache-m", "10.40.1.11").await;
+    assert!(!ok(&closed, "security_group_allows_target"), "{closed:?}");
 
-    let single = aws
-        .apply(
-            &run.ctx(&aws, "pre3"),
-            &check("cache-single-az", "10.40.1.10"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(single["ok"], false);
-    assert_eq!(find(&single, "target_multi_az")["ok"], false);
+    let single = check("pre3", "cache-single-az", "10.40.1.10").await;
+    assert!(!ok(&single, "target_multi_az"), "{single:?}");
 }

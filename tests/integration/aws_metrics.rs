@@ -11,12 +11,11 @@ use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use chrono::{DateTime, TimeDelta, Utc};
 use runbook::journal::{Event, Phase, Record};
 use runbook::platform::aws::Aws;
-use runbook::platform::{ControlOp, Platform};
 
 use crate::aws_support::{Moto, RunDir};
 
-fn record(seq: u64, ts: DateTime<Utc>, event: Event) -> String {
-    serde_json::to_string(&Record { seq, ts, event }).unwrap()
+fn record(seq: u64, ts: DateTime<Utc>, event: Event) -> Record {
+    Record { seq, ts, event }
 }
 
 fn started(step: &str) -> Event {
@@ -90,21 +89,33 @@ async fn metrics_come_back_per_step_and_node() {
     // Two earlier steps, each in its own whole minutes, and the capturing step.
     let minute = TimeDelta::minutes(1);
     let base = DateTime::from_timestamp(Utc::now().timestamp() / 60 * 60, 0).unwrap() - minute * 10;
-    let journal = [
-        record(1, base, started("baseline")),
+    let journal = runbook::journal::encode(&[
         record(
-            2,
+            1,
+            base,
+            Event::RunStarted {
+                run_id: "test-run".into(),
+                runbook: "metrics".into(),
+                file: "metrics.yaml".into(),
+                digest: "sha256:00".into(),
+                platform: "aws".into(),
+                params: Default::default(),
+            },
+        ),
+        record(2, base, started("baseline")),
+        record(
+            3,
             base + minute * 2 - TimeDelta::seconds(1),
             succeeded("baseline"),
         ),
-        record(3, base + minute * 4, started("engine")),
+        record(4, base + minute * 4, started("engine")),
         record(
-            4,
+            5,
             base + minute * 6 - TimeDelta::seconds(1),
             succeeded("engine"),
         ),
         record(
-            5,
+            6,
             base + minute * 9,
             Event::StepStarted {
                 step: "metrics".into(),
@@ -114,9 +125,8 @@ async fn metrics_come_back_per_step_and_node() {
                 inputs: serde_json::Value::Null,
             },
         ),
-    ]
-    .join("\n")
-        + "\n";
+    ])
+    .unwrap();
     let run = RunDir::with_journal(&journal);
     let points: Arc<Vec<Point>> = Arc::new(vec![
         ("CPUUtilization", node, base + TimeDelta::seconds(30), 11.0),
@@ -153,13 +163,12 @@ async fn metrics_come_back_per_step_and_node() {
     let mut clients = moto.clients();
     clients.cloudwatch = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, &[&get]);
     let aws = Aws::from_clients(clients).with_wait(crate::aws_support::fast_waits());
-    let out = aws
-        .apply(
-            &run.ctx(&aws, "metrics"),
-            &ControlOp::CaptureMetrics {
-                group: "cache-w".into(),
-                metrics: vec!["CPUUtilization".into(), "CurrConnections".into()],
-            },
+    let out = run
+        .step(
+            &aws,
+            "metrics",
+            "metrics.capture",
+            serde_json::json!({"replication_group": "cache-w", "metrics": ["CPUUtilization", "CurrConnections"]}),
         )
         .await
         .expect("capture");

@@ -19,17 +19,17 @@ use aws_sdk_elasticache::types::{
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_types::DateTime;
-use runbook::endpoint::{Endpoint, Resolver};
+use runbook::endpoint::Resolver;
 use runbook::platform::aws::{Aws, Clients, WaitSettings};
-use runbook::platform::{ControlOp, Platform};
+use serde_json::{Value, json};
 
 use crate::aws_support::{RunDir, fast_waits};
 use crate::support::{Engine, Server};
 
-const GROUP: &str = "orders";
-const PRIMARY: &str = "master.orders.abc123.use1.cache.amazonaws.com";
+pub(crate) const GROUP: &str = "orders";
+pub(crate) const PRIMARY: &str = "master.orders.abc123.use1.cache.amazonaws.com";
 
-fn group(status: &str, engine: &str) -> ReplicationGroup {
+pub(crate) fn group(status: &str, engine: &str) -> ReplicationGroup {
     ReplicationGroup::builder()
         .replication_group_id(GROUP)
         .status(status)
@@ -56,7 +56,7 @@ fn group(status: &str, engine: &str) -> ReplicationGroup {
         .build()
 }
 
-fn described(
+pub(crate) fn described(
     status: &'static str,
     engine: &'static str,
 ) -> impl Fn() -> DescribeReplicationGroupsOutput {
@@ -68,12 +68,12 @@ fn described(
 }
 
 /// DescribeCacheClusters with nothing to say (no engine version known).
-fn no_clusters() -> Rule {
+pub(crate) fn no_clusters() -> Rule {
     mock!(Client::describe_cache_clusters)
         .then_output(|| DescribeCacheClustersOutput::builder().build())
 }
 
-fn events(messages: &'static [&'static str]) -> Rule {
+pub(crate) fn events(messages: &'static [&'static str]) -> Rule {
     mock!(Client::describe_events).then_output(move || {
         let now = chrono::Utc::now().timestamp();
         let mut out = DescribeEventsOutput::builder();
@@ -99,7 +99,7 @@ fn aws_error(code: &str, message: &str) -> String {
 
 /// The aws target over an ElastiCache client made of `rules`; the other clients point at
 /// a closed loopback port and are never called here.
-fn target(rules: &[&Rule], wait: WaitSettings) -> Aws {
+pub(crate) fn target(rules: &[&Rule], wait: WaitSettings) -> Aws {
     let elasticache = mock_client!(aws_sdk_elasticache, RuleMode::MatchAny, rules, |c| c
         .retry_config(
             RetryConfig::standard()
@@ -116,8 +116,9 @@ fn target(rules: &[&Rule], wait: WaitSettings) -> Aws {
     Aws::from_clients(clients).with_wait(wait)
 }
 
-fn sources(host: &str) -> Vec<Endpoint> {
-    vec![Endpoint::parse(&format!("{host}:6379")).unwrap()]
+/// The inputs of a migration step of the group from the source `10.0.1.5:6379`.
+fn migration() -> Value {
+    json!({"replication_group": GROUP, "source": "10.0.1.5:6379"})
 }
 
 #[tokio::test]
@@ -154,20 +155,17 @@ async fn start_migration_waits_for_migrating_and_a_finished_sync_and_is_not_repe
     let evts = events(&["Migration started for replication group orders"]);
     let clusters = no_clusters();
     let aws = target(&[&describe, &start, &evts, &clusters], fast_waits());
-    let op = ControlOp::StartMigration {
-        group: GROUP.into(),
-        sources: sources("10.0.1.5"),
-    };
-
-    let out = aws
-        .apply(&run.ctx(&aws, "start"), &op)
+    let out = run
+        .step(&aws, "start", "migration.start", migration())
         .await
         .expect("start migration");
     assert_eq!(start.num_calls(), 1);
     assert_eq!(out["status"], "migrating");
-    assert_eq!(out["replication"]["checked"], true);
-    assert_eq!(out["replication"]["master_link_status"], "up");
-    assert_eq!(out["replication"]["master_host"], "127.0.0.1");
+    let offset = out["replication"]["offset"].as_u64().unwrap();
+    assert_eq!(
+        out["replication"],
+        json!({"checked": true, "master_link_status": "up", "master_host": "127.0.0.1", "offset": offset})
+    );
     let notes = run.notes("start");
     assert!(
         notes.iter().any(|n| n.contains("status modifying")),
@@ -181,7 +179,7 @@ async fn start_migration_waits_for_migrating_and_a_finished_sync_and_is_not_repe
     );
 
     // Resumed: the group already migrates, so StartMigration is not called again.
-    aws.apply(&run.ctx(&aws, "start-resumed"), &op)
+    run.step(&aws, "start-resumed", "migration.start", migration())
         .await
         .expect("resumed start");
     assert_eq!(start.num_calls(), 1);
@@ -210,14 +208,8 @@ async fn test_migration_fails_on_a_failed_test_event() {
     ]);
     let clusters = no_clusters();
     let aws = target(&[&describe, &test, &evts, &clusters], fast_waits());
-    let err = aws
-        .apply(
-            &run.ctx(&aws, "test"),
-            &ControlOp::TestMigration {
-                group: GROUP.into(),
-                sources: sources("10.0.1.5"),
-            },
-        )
+    let err = run
+        .step(&aws, "test", "migration.test", migration())
         .await
         .unwrap_err();
     assert_eq!(test.num_calls(), 1);
@@ -246,20 +238,15 @@ async fn test_migration_passes_with_its_events_as_outputs() {
     let evts = events(&["Test migration succeeded for replication group orders"]);
     let clusters = no_clusters();
     let aws = target(&[&describe, &test, &evts, &clusters], fast_waits());
-    let out = aws
-        .apply(
-            &run.ctx(&aws, "test"),
-            &ControlOp::TestMigration {
-                group: GROUP.into(),
-                sources: sources("10.0.1.5"),
-            },
-        )
+    let out = run
+        .step(&aws, "test", "migration.test", migration())
         .await
         .expect("test migration");
     assert_eq!(
-        out["events"][0],
-        "Test migration succeeded for replication group orders"
+        out["events"],
+        json!(["Test migration succeeded for replication group orders"])
     );
+    assert_eq!(out["status"], "available");
 }
 
 #[tokio::test]
@@ -282,21 +269,19 @@ async fn complete_migration_sends_force_and_waits_for_available() {
     let evts = events(&["Complete migration to replication group orders completed"]);
     let clusters = no_clusters();
     let aws = target(&[&describe, &complete, &evts, &clusters], fast_waits());
-    let op = ControlOp::CompleteMigration {
-        group: GROUP.into(),
-        force: true,
-    };
-    let out = aws
-        .apply(&run.ctx(&aws, "complete"), &op)
+    let inputs = json!({"replication_group": GROUP, "force": true});
+    let out = run
+        .step(&aws, "complete", "migration.complete", inputs.clone())
         .await
         .expect("complete");
     assert_eq!(complete.num_calls(), 1);
     assert_eq!(out["status"], "available");
+    assert_eq!(out["forced"], true);
     let notes = run.notes("complete");
     assert!(notes.iter().any(|n| n.contains("(forced)")), "{notes:?}");
     assert!(notes.iter().any(|n| n.contains("completed")), "{notes:?}");
     // Resumed after it finished: nothing left to complete.
-    aws.apply(&run.ctx(&aws, "again"), &op)
+    run.step(&aws, "again", "migration.complete", inputs)
         .await
         .expect("again");
     assert_eq!(complete.num_calls(), 1);
@@ -315,14 +300,8 @@ async fn throttling_through_every_retry_is_a_transient_failure_naming_the_call()
     let evts = events(&[]);
     let clusters = no_clusters();
     let aws = target(&[&describe, &start, &evts, &clusters], fast_waits());
-    let err = aws
-        .apply(
-            &run.ctx(&aws, "start"),
-            &ControlOp::StartMigration {
-                group: GROUP.into(),
-                sources: sources("10.0.1.5"),
-            },
-        )
+    let err = run
+        .step(&aws, "start", "migration.start", migration())
         .await
         .unwrap_err();
     assert_eq!(start.num_calls(), 3, "the SDK retried a throttled call");
@@ -359,15 +338,12 @@ async fn a_busy_group_refuses_the_engine_change_with_what_to_do() {
         .build();
     let clusters = no_clusters();
     let aws = target(&[&describe, &modify, &clusters], fast_waits());
-    let err = aws
-        .apply(
-            &run.ctx(&aws, "engine"),
-            &ControlOp::ModifyEngine {
-                group: GROUP.into(),
-                engine: "valkey".into(),
-                engine_version: Some("8.0".into()),
-                parameter_group: None,
-            },
+    let err = run
+        .step(
+            &aws,
+            "engine",
+            "engine.modify",
+            json!({"replication_group": GROUP, "engine": "valkey", "engine_version": "8.0"}),
         )
         .await
         .unwrap_err();
@@ -405,14 +381,12 @@ async fn a_wait_past_its_deadline_stops_with_a_message_and_a_resume_picks_it_up(
     });
     let evts = events(&["Replication group orders engine change to valkey in progress"]);
     let clusters = no_clusters();
-    let op = ControlOp::ModifyEngine {
-        group: GROUP.into(),
-        engine: "valkey".into(),
-        engine_version: None,
-        parameter_group: None,
-    };
+    let inputs = json!({"replication_group": GROUP, "engine": "valkey"});
     let aws = target(&[&describe, &modify, &evts, &clusters], short);
-    let err = aws.apply(&run.ctx(&aws, "engine"), &op).await.unwrap_err();
+    let err = run
+        .step(&aws, "engine", "engine.modify", inputs.clone())
+        .await
+        .unwrap_err();
     assert!(err.transient);
     assert!(err.message.contains("gave up waiting"), "{}", err.message);
     assert!(
@@ -440,8 +414,8 @@ async fn a_wait_past_its_deadline_stops_with_a_message_and_a_resume_picks_it_up(
     });
     let evts = events(&[]);
     let aws = target(&[&describe, &modify_again, &evts, &clusters], short);
-    let out = aws
-        .apply(&run.ctx(&aws, "engine"), &op)
+    let out = run
+        .step(&aws, "engine", "engine.modify", inputs)
         .await
         .expect("resumed");
     assert_eq!(out["engine"], "valkey");
@@ -531,16 +505,13 @@ async fn a_stack_that_rolls_back_fails_with_its_failed_resources() {
     );
     let aws = Aws::from_clients(aws_clients).with_wait(fast_waits());
     let run = RunDir::new();
-    let template = run.path().join("cache.yaml");
-    std::fs::write(&template, "Resources: {}\n").unwrap();
-    let err = aws
-        .apply(
-            &run.ctx(&aws, "deploy"),
-            &ControlOp::DeployStack {
-                stack_name: "cache".into(),
-                template,
-                parameters: Default::default(),
-            },
+    std::fs::write(run.path().join("cache.yaml"), "Resources: {}\n").unwrap();
+    let err = run
+        .step(
+            &aws,
+            "deploy",
+            "stack.deploy",
+            json!({"stack_name": "cache", "template": "cache.yaml"}),
         )
         .await
         .unwrap_err();

@@ -2,10 +2,9 @@
 //! moto cannot make ElastiCache resources through CloudFormation, so the shipped template's
 //! EC2 part (VPC, subnets, security group) is what gets deployed.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use runbook::platform::{ControlOp, Platform};
+use serde_json::json;
 
 use crate::aws_support::{Moto, RunDir};
 
@@ -51,8 +50,7 @@ fn shipped(name: &str) -> PathBuf {
 
 async fn security_groups_described(moto: &Moto, description: &str) -> usize {
     let out = moto
-        .clients()
-        .ec2
+        .ec2()
         .describe_security_groups()
         .send()
         .await
@@ -75,14 +73,14 @@ async fn deploys_updates_and_deletes_the_ec2_part_of_the_engine_change_template(
         "{body}"
     );
     std::fs::write(&template, &body).unwrap();
-    let deploy = ControlOp::DeployStack {
-        stack_name: "engine-change".into(),
-        template: template.clone(),
-        parameters: BTreeMap::from([("NodeType".to_string(), "cache.t4g.micro".to_string())]),
-    };
+    let deploy = json!({
+        "stack_name": "engine-change",
+        "template": "engine-change-ec2.yaml",
+        "parameters": {"NodeType": "cache.t4g.micro"},
+    });
 
-    let out = aws
-        .apply(&run.ctx(&aws, "deploy"), &deploy)
+    let out = run
+        .step(&aws, "deploy", "stack.deploy", deploy.clone())
         .await
         .expect("create");
     assert_eq!(out["stack_status"], "CREATE_COMPLETE");
@@ -104,8 +102,8 @@ async fn deploys_updates_and_deletes_the_ec2_part_of_the_engine_change_template(
     );
 
     // The same template again: a change set with no changes, nothing executed.
-    let again = aws
-        .apply(&run.ctx(&aws, "redeploy"), &deploy)
+    let again = run
+        .step(&aws, "redeploy", "stack.deploy", deploy.clone())
         .await
         .expect("no-op update");
     assert_eq!(again["stack_status"], "CREATE_COMPLETE");
@@ -124,8 +122,8 @@ async fn deploys_updates_and_deletes_the_ec2_part_of_the_engine_change_template(
         1,
     );
     std::fs::write(&template, extra).unwrap();
-    let updated = aws
-        .apply(&run.ctx(&aws, "update"), &deploy)
+    let updated = run
+        .step(&aws, "update", "stack.deploy", deploy.clone())
         .await
         .expect("update");
     assert_eq!(updated["stack_status"], "UPDATE_COMPLETE");
@@ -141,22 +139,25 @@ async fn deploys_updates_and_deletes_the_ec2_part_of_the_engine_change_template(
         1
     );
 
-    let delete = ControlOp::DeleteStack {
-        stack_name: "engine-change".into(),
-    };
-    let gone = aws
-        .apply(&run.ctx(&aws, "delete"), &delete)
+    let delete = json!({"stack_name": "engine-change"});
+    let gone = run
+        .step(&aws, "delete", "stack.delete", delete.clone())
         .await
         .expect("delete");
-    assert_eq!(gone["deleted"], true);
+    assert_eq!(
+        serde_json::Value::Object(gone),
+        json!({"stack_name": "engine-change", "deleted": true})
+    );
     assert_eq!(
         security_groups_described(&moto, "Clients of the cache").await,
         0
     );
     // Deleting what is gone is a no-op, as a resumed run needs.
-    aws.apply(&run.ctx(&aws, "delete-again"), &delete)
+    let again = run
+        .step(&aws, "delete-again", "stack.delete", delete)
         .await
         .expect("delete again");
+    assert_eq!(again["deleted"], false);
     assert!(
         run.notes("delete-again")
             .iter()
@@ -177,13 +178,13 @@ async fn a_template_moto_refuses_is_a_clear_failure() {
         "AWSTemplateFormatVersion: \"2010-09-09\"\nResources:\n  Subnet:\n    Type: AWS::EC2::Subnet\n    Properties:\n      VpcId: vpc-does-not-exist\n      CidrBlock: 10.9.0.0/24\n",
     )
     .unwrap();
-    let deploy = ControlOp::DeployStack {
-        stack_name: "bad".into(),
-        template,
-        parameters: BTreeMap::new(),
-    };
-    let err = aws
-        .apply(&run.ctx(&aws, "deploy"), &deploy)
+    let err = run
+        .step(
+            &aws,
+            "deploy",
+            "stack.deploy",
+            json!({"stack_name": "bad", "template": "bad.yaml"}),
+        )
         .await
         .unwrap_err();
     assert!(!err.transient);
@@ -229,22 +230,24 @@ async fn the_snapshot_restore_template_ec2_part_deploys_and_deletes() {
     let body = ec2_part(&shipped("snapshot-restore.yaml"));
     assert!(!body.contains("AWS::ElastiCache"), "{body}");
     std::fs::write(&template, &body).unwrap();
-    let deploy = ControlOp::DeployStack {
-        stack_name: "snapshot-restore".into(),
-        template,
-        parameters: BTreeMap::new(),
-    };
-    let out = aws
-        .apply(&run.ctx(&aws, "deploy"), &deploy)
+    let out = run
+        .step(
+            &aws,
+            "deploy",
+            "stack.deploy",
+            json!({"stack_name": "snapshot-restore", "template": "snapshot-restore-ec2.yaml"}),
+        )
         .await
         .expect("create");
     assert_eq!(out["stack_status"], "CREATE_COMPLETE");
-    let delete = ControlOp::DeleteStack {
-        stack_name: "snapshot-restore".into(),
-    };
-    aws.apply(&run.ctx(&aws, "delete"), &delete)
-        .await
-        .expect("delete");
+    run.step(
+        &aws,
+        "delete",
+        "stack.delete",
+        json!({"stack_name": "snapshot-restore"}),
+    )
+    .await
+    .expect("delete");
     let stacks = moto
         .clients()
         .cloudformation

@@ -1,8 +1,6 @@
 //! What the aws tests share: a real moto server on a free port (killed on drop), AWS
-//! clients pointed at it or made of aws-smithy-mocks rules, and a step context built by
-//! hand so the aws target can be driven directly.
-
-#![allow(dead_code)]
+//! clients pointed at it or made of aws-smithy-mocks rules, and a run directory whose steps
+//! run registered actions with a step context built as the executor builds it.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -11,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_elasticache::config::{Credentials, SharedCredentialsProvider};
-use runbook::actions::StepCtx;
+use runbook::actions::{ActionError, ActionSpec, Outputs, StepCtx, lookup};
 use runbook::endpoint::Resolver;
 use runbook::journal::{Journal, Record};
 use runbook::platform::Platform;
@@ -86,6 +84,11 @@ impl Moto {
         Clients::from_config(&self.sdk_config())
     }
 
+    /// The official EC2 client, for fixtures (VPCs, security groups, instances) in moto.
+    pub fn ec2(&self) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.sdk_config())
+    }
+
     /// The aws target against this moto, polling fast.
     pub fn aws(&self) -> Aws {
         Aws::from_clients(self.clients()).with_wait(fast_waits())
@@ -149,6 +152,7 @@ impl RunDir {
 
     /// The context a step called `step` of this run sees.
     pub fn ctx<'a>(&'a self, target: &'a dyn Platform, step: &'a str) -> StepCtx<'a> {
+        crate::support::start_step(&self.journal, step);
         StepCtx {
             run_id: "test-run",
             run_dir: self.dir.path(),
@@ -160,6 +164,22 @@ impl RunDir {
             progress: &self.progress,
             assume_yes: true,
         }
+    }
+
+    /// Runs the registered action `action` with `inputs` as the step `step` of this run on
+    /// `platform`, and checks its outputs against what the action declares.
+    pub async fn step(
+        &self,
+        platform: &dyn Platform,
+        step: &str,
+        action: &str,
+        inputs: serde_json::Value,
+    ) -> Result<Outputs, ActionError> {
+        let spec = lookup(action).unwrap_or_else(|| panic!("{action} is not registered"));
+        let built = (spec.build)(inputs).unwrap_or_else(|e| panic!("inputs of {action}: {e}"));
+        let out = built.run(&self.ctx(platform, step)).await?;
+        assert_declared(spec, &out);
+        Ok(out)
     }
 
     pub fn records(&self) -> Vec<Record> {
@@ -178,4 +198,26 @@ impl RunDir {
             })
             .collect()
     }
+}
+
+/// The outputs a step returned are exactly those its action declares (an open reply, like a
+/// stack's, may add names of its own).
+pub fn assert_declared(spec: &ActionSpec, out: &Outputs) {
+    let undeclared: Vec<&String> = out.keys().filter(|k| !spec.outputs.accepts(k)).collect();
+    assert!(
+        undeclared.is_empty(),
+        "{} returned outputs it does not declare: {undeclared:?}",
+        spec.name
+    );
+    let missing: Vec<String> = spec
+        .outputs
+        .names()
+        .into_iter()
+        .filter(|n| !out.contains_key(n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} declares outputs it did not return: {missing:?}",
+        spec.name
+    );
 }

@@ -1,5 +1,5 @@
-//! The engine through the binary: errors a person can act on, a plan that changes nothing,
-//! runs, resume after kill -9 at every step, locks, approvals, secrets, runs/show.
+//! The engine through the binary: a plan that changes nothing, runs, resume after kill -9 at
+//! every step, locks, approvals, secrets, runs/show (error messages: error_messages.rs).
 
 use std::time::{Duration, Instant};
 
@@ -30,102 +30,6 @@ finally:
 "#;
 
 #[test]
-fn errors_point_at_file_line_and_column_with_suggestions_all_at_once() {
-    let ws = Workspace::new();
-    ws.write(
-        "bad.yaml",
-        r#"version: 1
-name: bad
-params:
-  keys: 10
-stepz: []
-steps:
-  - id: one
-    action: exce
-  - id: one
-    action: sleep
-    with: { duraton: 1s }
-  - id: three
-    action: sleep
-    timeout: 10 parsecs
-    with: { duration: "{{ params.kyes }}" }
-  - id: four
-    action: exec
-    with: { command: "echo {{ steps.thre.outputs.stdout }}" }
-"#,
-    );
-    let ran = ws.cmd(&["plan", "bad.yaml"]).expect(2);
-    let expected = [
-        "error: unknown field `stepz` in the runbook\n --> bad.yaml:5:1\n  |\n5 | stepz: []\n  | ^^^^^\n  = help: did you mean `steps`?",
-        "error: unknown action `exce`\n --> bad.yaml:8:13\n  |\n8 |     action: exce\n  |             ^^^^\n  = help: did you mean `exec`?",
-        "error: duplicate step id `one`\n --> bad.yaml:9:9",
-        "error: `sleep` has no input `duraton`\n  --> bad.yaml:11:13\n   |\n11 |     with: { duraton: 1s }\n   |             ^^^^^^^\n   = help: did you mean `duration`?",
-        "error: `sleep` needs the input `duration`",
-        "error: `timeout`: `parsecs` in `10 parsecs` is not a unit (use ms, s, m, h or d)\n  --> bad.yaml:14:14\n   |\n14 |     timeout: 10 parsecs\n   |              ^^^^^^^^^^",
-        "error: unknown param `kyes`\n  --> bad.yaml:15:27\n   |\n15 |     with: { duration: \"{{ params.kyes }}\" }\n   |                           ^^^^^^^^^^^\n   = help: did you mean `params.keys`?",
-        "error: no step has the id `thre`\n  --> bad.yaml:18:31",
-        "= help: did you mean `steps.three`?",
-        "\n8 errors in bad.yaml",
-    ];
-    for e in expected {
-        assert!(
-            ran.stderr.contains(e),
-            "missing:\n{e}\n--- in:\n{}",
-            ran.stderr
-        );
-    }
-    assert!(
-        ran.stderr.starts_with("error: unknown field `stepz`"),
-        "{}",
-        ran.stderr
-    );
-}
-
-#[test]
-fn yaml_syntax_errors_and_missing_files_are_invalid_input() {
-    let ws = Workspace::new();
-    ws.write(
-        "broken.yaml",
-        "version: 1\nname: x\nsteps:\n  - id: a\n    action: [exec\n",
-    );
-    let ran = ws.cmd(&["plan", "broken.yaml"]).expect(2);
-    assert!(ran.stderr.contains("error: YAML syntax:"), "{}", ran.stderr);
-    assert!(ran.stderr.contains("--> broken.yaml:"), "{}", ran.stderr);
-    let ran = ws.cmd(&["run", "nope.yaml"]).expect(2);
-    assert!(
-        ran.stderr.contains("cannot read the runbook nope.yaml"),
-        "{}",
-        ran.stderr
-    );
-}
-
-#[test]
-fn unknown_vars_and_wrong_types_are_refused_with_exit_2() {
-    let ws = Workspace::new();
-    ws.write("demo.yaml", DEMO);
-    let ran = ws
-        .cmd(&["plan", "demo.yaml", "--var", "greting=hi"])
-        .expect(2);
-    assert!(
-        ran.stderr
-            .contains("`greting` is not a param of runbook `demo`: did you mean `greeting`?"),
-        "{}",
-        ran.stderr
-    );
-    ws.write(
-        "typed.yaml",
-        "version: 1\nname: t\nsteps:\n  - id: a\n    action: exec\n    with: { command: true, ok_status: [zero] }\n",
-    );
-    let ran = ws.cmd(&["plan", "typed.yaml"]).expect(2);
-    assert!(
-        ran.stderr.contains("invalid input for `exec`"),
-        "{}",
-        ran.stderr
-    );
-    assert!(ran.stderr.contains("typed.yaml:6:"), "{}", ran.stderr);
-}
-
-#[test]
 fn plan_renders_every_step_and_writes_nothing() {
     let ws = Workspace::new();
     ws.write("demo.yaml", DEMO);
@@ -135,7 +39,7 @@ fn plan_renders_every_step_and_writes_nothing() {
     let first = ran.stdout.lines().next().unwrap();
     assert_eq!(
         first,
-        "Plan: 3 steps, 1 change something, 0 destructive, 1 approval; 0 rollback steps, 1 finally step. Target: local."
+        "Plan: 3 steps, 1 change something, 0 destructive, 1 approval; 0 rollback steps, 1 finally step. Platform: local."
     );
     assert!(
         ran.stdout.contains("command: echo hello 6"),
@@ -232,11 +136,10 @@ fn approval_without_a_terminal_fails_closed_then_resume_with_yes_finishes() {
         ran.stderr
     );
     let v = ws.show(&id);
-    assert_eq!(v["status"], "failed");
-    assert_eq!(v["steps"][2]["status"], "failed");
-    // The finally step ran even though the run failed.
-    assert!(ws.path().join("bye.txt").exists());
-    std::fs::remove_file(ws.path().join("bye.txt")).unwrap();
+    assert_eq!(v["status"], "awaiting_approval");
+    assert_eq!(v["steps"][2]["status"], "awaiting_approval");
+    // The run stopped, it did not end: `finally` waits for its end.
+    assert!(!ws.path().join("bye.txt").exists());
     let resumed = ws.cmd(&["resume", &id, "--yes"]).expect(0);
     assert!(
         resumed
@@ -435,27 +338,6 @@ fn a_live_run_cannot_be_resumed_by_a_second_process() {
 }
 
 #[test]
-fn unknown_run_ids_get_a_suggestion() {
-    let ws = Workspace::new();
-    ws.write("demo.yaml", DEMO);
-    let id = ws
-        .cmd(&["run", "demo.yaml", "--yes"])
-        .expect(0)
-        .stdout
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
-    let typo = format!("{}x", &id[..id.len() - 1]);
-    let ran = ws.cmd(&["show", &typo]).expect(2);
-    assert!(
-        ran.stderr.contains(&format!("did you mean `{id}`?")),
-        "{}",
-        ran.stderr
-    );
-}
-
-#[test]
 fn schema_lists_every_action() {
     let ws = Workspace::new();
     let ran = ws.cmd(&["schema"]).expect(0);
@@ -514,4 +396,67 @@ fn ctrl_c_stops_at_the_running_step_and_the_run_resumes() {
         std::fs::read_to_string(ws.path().join("log")).unwrap(),
         "waited\nafter\n"
     );
+}
+
+/// `show` and `report` read the same replay of the journal: after `resume --from`, both
+/// count the attempt of the first run and the one of the resume.
+#[test]
+fn show_and_report_agree_on_attempts_after_resume_from() {
+    let ws = Workspace::new();
+    ws.write(
+        "rb.yaml",
+        "version: 1\nname: again\nsteps:\n  - id: first\n    action: exec\n    with: { command: \"true\" }\n  - id: second\n    action: exec\n    with: { command: \"true\" }\n",
+    );
+    let ran = ws.cmd(&["run", "rb.yaml"]).expect(0);
+    let id = ran.stdout.lines().next().unwrap().to_string();
+    ws.cmd(&["resume", &id, "--from", "second"]).expect(0);
+    let rows = |v: &serde_json::Value| -> Vec<(String, String, u64)> {
+        v["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap().to_string(),
+                    s["status"].as_str().unwrap().to_string(),
+                    s["attempts"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let show = rows(&ws.show(&id));
+    let report = ws
+        .cmd(&["report", &id, "--format", "json"])
+        .expect(0)
+        .stdout;
+    let report = rows(&serde_json::from_str(&report).unwrap());
+    let expected = [
+        ("first".to_string(), "succeeded".to_string(), 1),
+        ("second".to_string(), "succeeded".to_string(), 2),
+    ];
+    assert_eq!(show, expected);
+    assert_eq!(report, expected);
+}
+
+/// `run` checks everything `plan` checks before it writes anything: a name no template
+/// can read, in a later step, stops the run before its first step and its run folder.
+#[test]
+fn run_refuses_what_plan_refuses_before_the_first_step() {
+    let ws = Workspace::new();
+    ws.write(
+        "rb.yaml",
+        "version: 1\nname: late\nsteps:\n  - id: first\n    action: exec\n    with: { command: \"touch ran\" }\n  - id: later\n    action: exec\n    when: \"{{ nope }}\"\n    with: { command: \"true\" }\n",
+    );
+    let planned = ws.cmd(&["plan", "rb.yaml"]).expect(2);
+    let ran = ws.cmd(&["run", "rb.yaml"]).expect(2);
+    assert_eq!(ran.stdout, "");
+    assert_eq!(ran.stderr, planned.stderr);
+    assert!(
+        ran.stderr
+            .starts_with("error: step `later`: `when`: Variable `nope` not found in context"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ws.path().join("ran").exists(), "no step ran");
+    assert!(!ws.state_dir().exists(), "no run folder was made");
 }

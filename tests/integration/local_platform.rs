@@ -10,23 +10,23 @@ use runbook::actions::{Outputs, StepCtx, lookup};
 use runbook::endpoint::Resolver;
 use runbook::journal::Journal;
 use runbook::platform::local::{Local, recorded_servers, stop_recorded};
-use runbook::platform::{ControlOp, Platform};
 use runbook::progress::Progress;
 use runbook::redact::Redactor;
 use serde_json::{Value, json};
 
-use crate::support::{Engine, Server, Workspace};
+use crate::aws_support::assert_declared;
+use crate::support::{Engine, Server, Workspace, resume_run, start_step};
 
 /// A rehearsal's run directory, journal and target. Stops every server it started when dropped.
-struct Rehearsal {
-    work: Workspace,
+pub(crate) struct Rehearsal {
+    pub(crate) work: Workspace,
     run_id: String,
     journal: Arc<Journal>,
     target: Local,
 }
 
 impl Rehearsal {
-    fn new() -> Rehearsal {
+    pub(crate) fn new() -> Rehearsal {
         let work = Workspace::new();
         let run_id = "20261122-0000-local-test".to_string();
         let run_dir = work.state_dir().join("runs").join(&run_id);
@@ -41,7 +41,7 @@ impl Rehearsal {
         }
     }
 
-    fn run_dir(&self) -> PathBuf {
+    pub(crate) fn run_dir(&self) -> PathBuf {
         self.work.state_dir().join("runs").join(&self.run_id)
     }
 
@@ -50,15 +50,17 @@ impl Rehearsal {
         self.journal = Arc::new(
             Journal::open(&self.run_dir().join("journal.jsonl"), Redactor::default()).unwrap(),
         );
+        resume_run(&self.journal);
         self.target = Local::new();
     }
 
-    async fn step(&self, action: &str, inputs: Value) -> Result<Outputs, String> {
+    pub(crate) async fn step(&self, action: &str, inputs: Value) -> Result<Outputs, String> {
         let spec = lookup(action).unwrap_or_else(|| panic!("{action} is registered"));
         let action = (spec.build)(inputs).map_err(|e| e.to_string())?;
         let resolver = Resolver::default();
         let progress = Progress::hidden();
         let run_dir = self.run_dir();
+        start_step(&self.journal, "step");
         let ctx = StepCtx {
             run_id: &self.run_id,
             run_dir: &run_dir,
@@ -70,29 +72,12 @@ impl Rehearsal {
             progress: &progress,
             assume_yes: true,
         };
-        action.run(&ctx).await.map_err(|e| e.message)
+        let out = action.run(&ctx).await.map_err(|e| e.message)?;
+        assert_declared(spec, &out);
+        Ok(out)
     }
 
-    /// A control-plane op straight to the target, for ops no action exposes.
-    async fn apply(&self, op: ControlOp) -> Outputs {
-        let resolver = Resolver::default();
-        let progress = Progress::hidden();
-        let run_dir = self.run_dir();
-        let ctx = StepCtx {
-            run_id: &self.run_id,
-            run_dir: &run_dir,
-            base_dir: Path::new(env!("CARGO_MANIFEST_DIR")),
-            step_id: "step",
-            platform: &self.target,
-            resolver: &resolver,
-            journal: &self.journal,
-            progress: &progress,
-            assume_yes: true,
-        };
-        self.target.apply(&ctx, &op).await.expect("the op succeeds")
-    }
-
-    async fn ok(&self, action: &str, inputs: Value) -> Outputs {
+    pub(crate) async fn ok(&self, action: &str, inputs: Value) -> Outputs {
         match self.step(action, inputs).await {
             Ok(out) => out,
             Err(e) => panic!("{action} failed: {e}"),
@@ -115,7 +100,7 @@ impl Drop for Rehearsal {
 }
 
 /// `redis-cli -h host -p port args…` against a `host:port` endpoint.
-fn cli(endpoint: &str, args: &[&str]) -> String {
+pub(crate) fn cli(endpoint: &str, args: &[&str]) -> String {
     let (host, port) = endpoint.rsplit_once(':').expect("host:port");
     let out = Command::new("redis-cli")
         .args(["-h", host, "-p", port])
@@ -125,14 +110,14 @@ fn cli(endpoint: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim_end().to_string()
 }
 
-fn info_field(endpoint: &str, section: &str, field: &str) -> Option<String> {
+pub(crate) fn info_field(endpoint: &str, section: &str, field: &str) -> Option<String> {
     cli(endpoint, &["INFO", section]).lines().find_map(|l| {
         l.strip_prefix(&format!("{field}:"))
             .map(|v| v.trim().to_string())
     })
 }
 
-fn out_str<'a>(out: &'a Outputs, key: &str) -> &'a str {
+pub(crate) fn out_str<'a>(out: &'a Outputs, key: &str) -> &'a str {
     out.get(key)
         .and_then(Value::as_str)
         .unwrap_or_else(|| panic!("output {key} in {out:?}"))
@@ -216,7 +201,10 @@ async fn local_online_migration_moves_the_data_and_promotes_the_target() {
         .await;
 
     let deleted = r.ok("stack.delete", json!({"stack_name": "om"})).await;
-    assert!(deleted["deleted_groups"].as_array().unwrap().len() == 2);
+    assert_eq!(
+        Value::Object(deleted),
+        json!({"stack_name": "om", "deleted": true})
+    );
     assert_eq!(
         cli(&target, &["PING"]),
         "",
@@ -261,21 +249,36 @@ async fn local_deploy_is_found_again_by_a_new_process_and_heals_a_dead_node() {
     assert_eq!(recorded_servers(&r.run_dir()).unwrap().len(), 3);
 
     let metrics = r
-        .apply(ControlOp::CaptureMetrics {
-            group: "cache-a".into(),
-            metrics: vec!["used_memory".into()],
-        })
+        .ok(
+            "metrics.capture",
+            json!({"replication_group": "cache-a", "metrics": ["BytesUsedForCache", "CurrConnections", "CPUUtilization"]}),
+        )
         .await;
-    let nodes = metrics["nodes"].as_object().unwrap();
-    assert_eq!(nodes.len(), 2);
-    for (node, m) in nodes {
-        assert!(m["used_memory"].as_u64().unwrap() > 0, "{node}: {m}");
-        assert!(m["connected_clients"].as_u64().unwrap() >= 1, "{node}: {m}");
+    assert_eq!(metrics["group"], "cache-a");
+    let series = metrics["metrics"].as_array().unwrap();
+    let labels: Vec<(&str, &str)> = series
+        .iter()
+        .map(|s| (s["node"].as_str().unwrap(), s["metric"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("cache-a-001", "CurrConnections"),
+            ("cache-a-001", "BytesUsedForCache"),
+            ("cache-a-002", "CurrConnections"),
+            ("cache-a-002", "BytesUsedForCache"),
+        ],
+        "one sample per node of each metric with a local equivalent (none for CPU)"
+    );
+    for s in series {
+        assert_eq!(s["stat"], "Sample");
+        assert_eq!(s["step"], "step");
+        assert!(s["values"][0].as_f64().unwrap() >= 1.0, "{s}");
     }
 }
 
 #[tokio::test]
-async fn local_engine_change_restarts_every_node_on_valkey_with_its_data() {
+async fn local_engine_change_replaces_every_node_with_valkey_and_its_data() {
     let r = Rehearsal::new();
     let out = r
         .ok(
@@ -298,11 +301,13 @@ async fn local_engine_change_restarts_every_node_on_valkey_with_its_data() {
         )
         .await;
     assert_eq!(out_str(&after, "engine"), "valkey");
+    let old_replica = before["nodes"][1]["endpoint"].as_str().unwrap();
     assert_eq!(
         out_str(&after, "primary_endpoint"),
-        primary,
-        "the endpoint stays"
+        old_replica,
+        "the upgraded replica took over, as on ElastiCache"
     );
+    assert_eq!(after["nodes"][1]["endpoint"], json!(primary));
     for node in after["nodes"].as_array().unwrap() {
         let endpoint = node["endpoint"].as_str().unwrap();
         assert!(
@@ -351,8 +356,12 @@ async fn local_snapshot_restore_makes_a_valkey_group_from_a_redis_snapshot() {
             json!({"replication_group": "old-redis", "snapshot": "before"}),
         )
         .await;
-    assert_eq!(out_str(&snap, "engine"), "redis");
-    assert!(Path::new(out_str(&snap, "file")).exists());
+    let version = out_str(&snap, "engine_version").to_string();
+    assert_eq!(
+        Value::Object(snap),
+        json!({"snapshot": "before", "group": "old-redis", "status": "available", "engine": "redis", "engine_version": version})
+    );
+    assert!(r.run_dir().join("snapshots/before.rdb").exists());
 
     let restored = r
         .ok(

@@ -2,10 +2,15 @@
 //! They run the real `runbook` binary against real servers on free loopback ports.
 
 mod bench;
+mod cli;
+mod docs;
 mod engine;
-mod local_runbooks;
+mod error_messages;
+mod local_cluster;
 mod local_platform;
+mod local_runbooks;
 mod probe;
+mod regression;
 mod report;
 mod seed;
 mod support;
@@ -15,5 +20,6 @@ mod aws_cli;
 mod aws_elasticache;
 mod aws_metrics;
 mod aws_mocks;
+mod aws_runbooks;
 mod aws_stack;
 mod aws_support;

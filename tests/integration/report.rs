@@ -2,7 +2,6 @@
 //! writers): sections in order, the disconnect in the step that caused it, a versioned
 //! JSON, a self-contained HTML page that a real headless Chromium loads without errors.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -12,7 +11,7 @@ use runbook::probe::record::{ProbeEvent, Recorder};
 use runbook::probe::{ErrorClass, Op};
 use serde_json::{Value, json};
 
-use crate::support::Workspace;
+use crate::support::{Workspace, vary};
 
 const RUN_ID: &str = "20261122-0300-engine-change-test";
 
@@ -48,10 +47,11 @@ const WINDOWS: [(&str, f64, f64); 5] = [
     ("metrics", 25.0, 26.0),
 ];
 
-/// Writes a finished run into `dir`: journal, run.json and probe files.
-fn synthetic_run(dir: &Path) -> DateTime<Utc> {
+/// Writes a finished run into `dir`: journal, run.json and probe files. It starts at a
+/// fixed time, so its reports are the same text on every run of the test.
+fn synthetic_run(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
-    let t0 = DateTime::from_timestamp(Utc::now().timestamp() - 60, 0).unwrap();
+    let t0: DateTime<Utc> = "2026-11-22T03:00:00Z".parse().unwrap();
     let events: Vec<(f64, Event)> = vec![
         (
             0.0,
@@ -155,15 +155,20 @@ fn synthetic_run(dir: &Path) -> DateTime<Utc> {
             },
         ),
     ];
-    let mut journal = std::fs::File::create(dir.join("journal.jsonl")).unwrap();
-    for (seq, (s, event)) in events.into_iter().enumerate() {
-        let record = Record {
+    let records: Vec<Record> = events
+        .into_iter()
+        .enumerate()
+        .map(|(seq, (s, event))| Record {
             seq: seq as u64 + 1,
             ts: at(t0, s),
             event,
-        };
-        writeln!(journal, "{}", serde_json::to_string(&record).unwrap()).unwrap();
-    }
+        })
+        .collect();
+    std::fs::write(
+        dir.join("journal.jsonl"),
+        runbook::journal::encode(&records).unwrap(),
+    )
+    .unwrap();
     std::fs::write(
         dir.join("run.json"),
         json!({"id": RUN_ID, "runbook": "engine-change", "file": "runbooks/engine-change.yaml",
@@ -224,8 +229,98 @@ fn synthetic_run(dir: &Path) -> DateTime<Utc> {
         endpoint: endpoint.into(),
     });
     rec.flush(None);
-    t0
 }
+
+/// The Markdown report of the synthetic run. Its figures follow from the samples: 200 to
+/// 380 µs, twice that after 13 s (the split of the halves), refused from 12.0 to 13.5 s.
+const REPORT_MD: &str = r"# Run report: engine-change (`20261122-0300-engine-change-test`)
+
+Platform: `local` · Started 2026-11-22 03:00:00 UTC · Finished 2026-11-22 03:00:26 UTC · Duration 26.00 s
+Probed: `redis://127.0.0.1:7001` every 10 ms
+
+## Outcome
+
+- **Succeeded** (status: `succeeded`)
+- What changed: `deploy: exec`, `verify_before: data.verify`, `engine_change: exec`, `bench: bench.run`, `metrics: metrics.capture`
+- Time clients could not write: **1.50 s** in 1 disconnect
+- Lost acknowledged writes: 0
+- Key parity: **equal** (1000 keys checked)
+
+## Steps
+
+| Step | Action | Status | Attempts | Duration | Operations | p50 | p95 | p99 | max | Errors | Disconnected |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+| `deploy` | exec | succeeded | 1 | 5.00 s | started redis-server on 127.0.0.1:7001 | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0 | 0.00 s |
+| `verify_before` | data.verify | succeeded | 1 | 3.00 s |  | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0 | 0.00 s |
+| `engine_change` | exec | succeeded | 2 | 12.00 s | node 002: stopping redis; node 002 \| valkey serves again; node 001: stopping redis (+1 more) | 0.46 ms | 0.76 ms | 0.76 ms | 0.76 ms | 300 | 1.50 s |
+| `bench` | bench.run | succeeded | 1 | 5.00 s |  | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0 | 0.00 s |
+| `metrics` | metrics.capture | succeeded | 1 | 1.00 s |  | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0 | 0.00 s |
+
+## Disconnects
+
+| Endpoint | Step | Start (UTC) | End (UTC) | Duration | Cause | Failed requests |
+|---|---|---|---|---|---|---|
+| `redis://127.0.0.1:7001` | `engine_change` | 03:00:12.000 | 03:00:13.500 | 1.50 s | refused | 300 |
+
+### Connections
+
+| Time (UTC) | Endpoint | Address reached | Role |
+|---|---|---|---|
+| 03:00:13.500 | `redis://127.0.0.1:7001` | 127.0.0.1:7001 | master |
+
+
+## Verify
+
+| Step | Keys checked | Missing on target | Extra on target | Type | Value | TTL | Keys/s |
+|---|---|---|---|---|---|---|---|
+| `verify_before` | 1000 | 0 | 0 | 0 | 0 | 0 | 25000 |
+
+## First half against second half
+
+Split at 03:00:13.000 UTC.
+
+| Operation | Half | Requests | Errors | p50 | p95 | p99 | max | mean |
+|---|---|---|---|---|---|---|---|---|
+| read | first | 1300 | 100 | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0.29 ms |
+| read | second | 1300 | 50 | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0.58 ms |
+| write | first | 1300 | 100 | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0.29 ms |
+| write | second | 1300 | 50 | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0.58 ms |
+
+- read: p50 100 %, p99 100 % from the first half to the second.
+- write: p50 100 %, p99 100 % from the first half to the second.
+
+### Latency per operation (whole run)
+
+| Operation | Requests | Errors | p50 | p95 | p99 | max | mean |
+|---|---|---|---|---|---|---|---|
+| read | 2600 | 150 | 0.40 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0.44 ms |
+| write | 2600 | 150 | 0.40 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0.44 ms |
+
+Errors by class: refused 300.
+
+## Benchmarks
+
+| Step | Endpoint | Operation | ops/s | p50 | p95 | p99 | max | Errors |
+|---|---|---|---|---|---|---|---|---|
+| `bench` | `redis://127.0.0.1:7001` | SET | 80000 | 0.30 ms | 0.50 ms | 0.90 ms | 3.00 ms | 0 |
+| `bench` | `redis://127.0.0.1:7002` | SET | 95000 | 0.25 ms | 0.40 ms | 0.80 ms | 2.00 ms | 0 |
+
+![Benchmark throughput](report-bench.png)
+
+## CloudWatch metrics
+
+| Step | Metric | Node | Points | min | mean | max |
+|---|---|---|---|---|---|---|
+| `engine_change` | CurrConnections | 0001 | 2 | 10 | 12 | 14 |
+
+## Latency timeline
+
+![Latency timeline: steps as bands, outages in red](report-timeline.png)
+
+The chart shows per-second p50, p99 and max latency of all probe requests (log scale); each
+step is a shaded band, each disconnect a red area.
+
+";
 
 fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
     report["steps"]
@@ -294,28 +389,7 @@ fn a_run_report_has_every_section_and_puts_the_outage_in_its_step() {
     );
 
     let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
-    in_order(
-        &md,
-        &[
-            "## Outcome",
-            "**Succeeded**",
-            "Time clients could not write: **1.50 s**",
-            "Key parity: **equal**",
-            "## Steps",
-            "| `engine_change` | exec | succeeded | 2 |",
-            "node 002 \\| valkey serves again; node 001: stopping redis (+1 more)",
-            "## Disconnects",
-            "| `redis://127.0.0.1:7001` | `engine_change` |",
-            "## Verify",
-            "## First half against second half",
-            "## Benchmarks",
-            "## CloudWatch metrics",
-            "CurrConnections",
-            "## Latency timeline",
-            "![Latency timeline",
-        ],
-    );
-    assert!(!md.contains("-0.00"), "negative zero in:\n{md}");
+    pretty_assertions::assert_eq!(md, REPORT_MD);
     let png = std::fs::read(dir.path().join("report-timeline.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "the Markdown chart is a PNG");
     assert!(dir.path().join("report-bench.png").is_file());
@@ -400,25 +474,45 @@ fn the_html_report_loads_in_headless_chromium_without_console_errors() {
 #[test]
 fn runbook_report_renders_a_run_by_id_and_rejects_unknown_ids() {
     let ws = Workspace::new();
-    synthetic_run(&ws.state_dir().join("runs").join(RUN_ID));
-    let ran = ws.cmd(&["report", RUN_ID, "--format", "json"]).expect(0);
-    let report: Value = serde_json::from_str(&ran.stdout).unwrap();
-    assert_eq!(report["run"]["id"], RUN_ID);
-    assert_eq!(report["disconnects"][0]["step"], "engine_change");
+    let dir = ws.state_dir().join("runs").join(RUN_ID);
+    synthetic_run(&dir);
+    ws.cmd(&["report", RUN_ID, "--format", "md", "-o", "out/review.md"])
+        .stdout("out/review.md\n")
+        .check();
+    pretty_assertions::assert_eq!(
+        std::fs::read_to_string(ws.path().join("out/review.md")).unwrap(),
+        REPORT_MD.replace("](report-", "](review-")
+    );
+    assert!(ws.path().join("out/review-timeline.png").is_file());
+    assert!(ws.path().join("out/review-bench.png").is_file());
 
     ws.cmd(&["report", RUN_ID, "--format", "html", "-o", "review.html"])
-        .expect(0);
+        .stdout("review.html\n")
+        .check();
     assert!(
         std::fs::read_to_string(ws.path().join("review.html"))
             .unwrap()
             .contains("engine_change")
     );
-    ws.cmd(&["report", RUN_ID, "--format", "md", "-o", "out/review.md"])
-        .expect(0);
-    assert!(ws.path().join("out/review-timeline.png").is_file());
 
-    let ran = ws.cmd(&["report", "no-such-run"]).expect(2);
-    assert!(ran.stderr.contains("runbook runs"), "{}", ran.stderr);
+    // The JSON on stdout is the document the run keeps; only the time it was made differs.
+    runbook::report::write_run_reports(&dir).unwrap();
+    let mut kept: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    kept["generated_at"] = "[TIME]".into();
+    assert_eq!(kept["run"]["id"], RUN_ID);
+    assert_eq!(kept["disconnects"][0]["step"], "engine_change");
+    ws.cmd(&["report", RUN_ID, "--format", "json"])
+        .filter(r#""generated_at": "[^"]+""#, r#""generated_at": "[TIME]""#)
+        .stdout_json(kept)
+        .check();
+
+    ws.cmd(&["report", "no-such-run"])
+        .status(2)
+        .stderr(
+            "error: no run `no-such-run` in .runbook/runs (list the runs with `runbook runs`)\n",
+        )
+        .check();
 }
 
 /// Stops a server that a runbook step started itself (the harness does not own it).
@@ -467,21 +561,25 @@ steps:
 "#
         ),
     );
-    let ran = ws.cmd(&["run", "drill.yaml", "--yes"]).expect(0);
-    let run_id = ran
-        .stdout
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let runs = ws.state_dir().join("runs");
-    let dir = std::fs::read_dir(&runs)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.join("report.json").is_file())
-        .unwrap_or_else(|| panic!("no report under {} ({run_id})", runs.display()));
+    let ran = ws
+        .cmd(&["run", "drill.yaml", "--yes"])
+        .filter(vary::RUN_ID, "[RUN]")
+        .replace(&port.to_string(), "[PORT]")
+        .stdout("[RUN]\n")
+        .stderr(indoc::indoc! {"
+            [1/4] where (exec)
+              where: [PORT]
+            probe: watching redis://127.0.0.1:[PORT]
+            [2/4] steady (sleep)
+            [3/4] restart (exec)
+            [4/4] after (sleep)
+            report: .runbook/runs/[RUN]/report.md
+            report: .runbook/runs/[RUN]/report.html
+            report: .runbook/runs/[RUN]/report.json
+            run [RUN] succeeded
+        "})
+        .check();
+    let dir = ws.state_dir().join("runs").join(ran.first_line());
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
     let disconnects = report["disconnects"].as_array().unwrap();

@@ -1,8 +1,6 @@
 //! What the integration tests share: real servers on free ports that stop when dropped,
 //! a fluent way to run the `runbook` binary, and temporary working folders.
 
-#![allow(dead_code)]
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -229,13 +227,40 @@ impl Workspace {
             .args(args)
             .env_remove("RUNBOOK_STATE_DIR")
             .stdin(Stdio::null());
-        Cmd { command }
+        Cmd::new(command).replace(&self.dir.path().display().to_string(), "[WS]")
     }
 }
 
-/// A `runbook` invocation being built.
+/// Patterns of text that varies from run to run by right, for [`Cmd::filter`].
+pub mod vary {
+    /// A run id: `20261122-0300-demo-1a2b`.
+    pub const RUN_ID: &str = r"\b\d{8}-\d{4}-[a-z0-9-]+?-[0-9a-f]{4}\b";
+    /// An RFC 3339 time: `2026-11-22T03:00:00.123Z`.
+    pub const TIMESTAMP: &str = r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})";
+}
+
+/// What a stream must hold.
+enum Expected {
+    /// Exactly this text, after the filters.
+    Text(String),
+    /// JSON equal to this value, after the filters.
+    Json(serde_json::Value),
+    /// Anything: output the test reads itself.
+    Any,
+}
+
+/// A `runbook` invocation being built, and what it must print.
+///
+/// As in a compiler's UI tests, the streams are compared whole and are expected empty unless
+/// said otherwise, and the exit status 0, so any stray line fails the test. What varies by
+/// right (run ids, temporary paths, ports, times) is replaced by a placeholder first
+/// ([`Cmd::replace`], [`Cmd::filter`]); the workspace's path always reads `[WS]`.
 pub struct Cmd {
     pub command: Command,
+    status: i32,
+    stdout: Expected,
+    stderr: Expected,
+    filters: Vec<(regex::Regex, String)>,
 }
 
 /// What a finished invocation printed, and its status.
@@ -246,26 +271,78 @@ pub struct Ran {
     pub stderr: String,
 }
 
+impl Ran {
+    /// The first line of stdout: `run` prints the run id there.
+    pub fn first_line(&self) -> &str {
+        self.stdout.lines().next().unwrap_or_default()
+    }
+}
+
 impl Cmd {
+    fn new(command: Command) -> Cmd {
+        Cmd {
+            command,
+            status: 0,
+            stdout: Expected::Text(String::new()),
+            stderr: Expected::Text(String::new()),
+            filters: Vec::new(),
+        }
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Cmd {
         self.command.env(k, v);
         self
     }
 
-    pub fn run(mut self) -> Ran {
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = self.command.output().expect("run runbook");
-        Ran {
-            status: status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        }
+    /// The exit status it must end with (0 unless given).
+    pub fn status(mut self, code: i32) -> Cmd {
+        self.status = code;
+        self
     }
 
-    /// Runs and asserts exit status `code`, showing both streams when it differs.
+    /// The whole of stdout (empty unless given).
+    pub fn stdout(mut self, text: &str) -> Cmd {
+        self.stdout = Expected::Text(text.to_string());
+        self
+    }
+
+    /// Stdout is this JSON document.
+    pub fn stdout_json(mut self, value: serde_json::Value) -> Cmd {
+        self.stdout = Expected::Json(value);
+        self
+    }
+
+    /// Stdout is read by the test itself (a JSON document it takes values from).
+    pub fn stdout_any(mut self) -> Cmd {
+        self.stdout = Expected::Any;
+        self
+    }
+
+    /// The whole of stderr (empty unless given).
+    pub fn stderr(mut self, text: &str) -> Cmd {
+        self.stderr = Expected::Text(text.to_string());
+        self
+    }
+
+    /// Reads `text` as `placeholder` in both streams before comparing.
+    pub fn replace(self, text: &str, placeholder: &str) -> Cmd {
+        self.filter(&regex::escape(text), placeholder)
+    }
+
+    /// Reads what matches the regular expression `pattern` as `placeholder` (which may
+    /// refer to groups: `$1`) in both streams before comparing; see [`vary`].
+    pub fn filter(mut self, pattern: &str, placeholder: &str) -> Cmd {
+        let re = regex::Regex::new(pattern).unwrap_or_else(|e| panic!("filter {pattern}: {e}"));
+        self.filters.push((re, placeholder.to_string()));
+        self
+    }
+
+    /// Runs without checking anything.
+    pub fn run(mut self) -> Ran {
+        output(&mut self.command)
+    }
+
+    /// Runs and asserts exit status `code` only, showing both streams when it differs.
     pub fn expect(self, code: i32) -> Ran {
         let ran = self.run();
         assert_eq!(
@@ -274,6 +351,77 @@ impl Cmd {
             ran.stdout, ran.stderr
         );
         ran
+    }
+
+    /// Runs and asserts the exit status and both whole streams, showing every difference
+    /// at once. Returns what it printed, unfiltered.
+    pub fn check(self) -> Ran {
+        let Cmd {
+            mut command,
+            status,
+            stdout,
+            stderr,
+            filters,
+        } = self;
+        let line = std::iter::once(command.get_program())
+            .chain(command.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let ran = output(&mut command);
+        let filter = |text: &str| {
+            filters.iter().fold(text.to_string(), |text, (re, with)| {
+                re.replace_all(&text, with.as_str()).into_owned()
+            })
+        };
+        let mut wrong = Vec::new();
+        if ran.status != status {
+            wrong.push(format!("exit status {} instead of {status}", ran.status));
+        }
+        for (name, expected, got) in [
+            ("stdout", stdout, &ran.stdout),
+            ("stderr", stderr, &ran.stderr),
+        ] {
+            if let Some(diff) = differs(&expected, &filter(got)) {
+                wrong.push(format!("{name} (< expected, > printed):\n{diff}"));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{line}\n{}\n--- stdout\n{}\n--- stderr\n{}",
+            wrong.join("\n"),
+            ran.stdout,
+            ran.stderr
+        );
+        ran
+    }
+}
+
+fn output(command: &mut Command) -> Ran {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("run runbook");
+    Ran {
+        status: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// How `got` differs from what was expected, if it does.
+fn differs(expected: &Expected, got: &str) -> Option<String> {
+    match expected {
+        Expected::Any => None,
+        Expected::Text(text) => {
+            (text != got).then(|| pretty_assertions::StrComparison::new(text, got).to_string())
+        }
+        Expected::Json(value) => match serde_json::from_str::<serde_json::Value>(got) {
+            Ok(parsed) if parsed == *value => None,
+            Ok(parsed) => Some(pretty_assertions::Comparison::new(value, &parsed).to_string()),
+            Err(e) => Some(format!("not JSON ({e})")),
+        },
     }
 }
 
@@ -297,9 +445,129 @@ impl Workspace {
         (child, first.trim().to_string())
     }
 
+    /// `runbook run FILE --yes` with `--var` for each of `vars`, in this workspace's state dir:
+    /// what it printed and the run id it printed first.
+    pub fn run_runbook(&self, file: &str, vars: &[&str]) -> (Ran, String) {
+        let state = self.state_dir().display().to_string();
+        let mut args = vec!["run", file, "--yes", "--state-dir", &state];
+        for v in vars {
+            args.extend(["--var", v]);
+        }
+        let ran = self.cmd(&args).run();
+        let run_id = ran
+            .stdout
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        (ran, run_id)
+    }
+
     /// `runbook show RUN_ID --format json`, parsed.
     pub fn show(&self, id: &str) -> serde_json::Value {
-        let ran = self.cmd(&["show", id, "--format", "json"]).expect(0);
+        let ran = self
+            .cmd(&["show", id, "--format", "json"])
+            .stdout_any()
+            .check();
         serde_json::from_str(&ran.stdout).expect("show prints JSON")
     }
+}
+
+/// Journals step `step` as started, as the executor does before it runs an action (and
+/// the run as started first), so that what the step records follows from the journal.
+pub fn start_step(journal: &runbook::journal::Journal, step: &str) {
+    use runbook::journal::{Event, Phase, StepStatus};
+    let replay = journal.replay();
+    if replay.run().is_none() {
+        journal
+            .append(Event::RunStarted {
+                run_id: "test-run".into(),
+                runbook: "test".into(),
+                file: "test.yaml".into(),
+                digest: "sha256:00".into(),
+                platform: "test".into(),
+                params: Default::default(),
+            })
+            .expect("journal the start");
+    }
+    if replay
+        .step(step)
+        .is_some_and(|s| s.status == StepStatus::Running)
+    {
+        return;
+    }
+    journal
+        .append(Event::StepStarted {
+            step: step.into(),
+            action: "test".into(),
+            phase: Phase::Steps,
+            attempt: 1,
+            inputs: serde_json::Value::Null,
+        })
+        .expect("journal the step's start");
+}
+
+/// Journals that a new process took the run over, as `resume` does.
+pub fn resume_run(journal: &runbook::journal::Journal) {
+    journal
+        .append(runbook::journal::Event::RunResumed {
+            from: None,
+            digest: "sha256:00".into(),
+            allow_changed: false,
+        })
+        .expect("journal the resume");
+}
+
+#[test]
+#[should_panic(expected = "stderr (< expected, > printed)")]
+fn output_nobody_expected_fails_a_check() {
+    Workspace::new()
+        .cmd(&["plan", "missing.yaml"])
+        .status(2)
+        .check();
+}
+
+#[test]
+fn filters_read_what_varies_as_placeholders() {
+    let ws = Workspace::new();
+    ws.write(
+        "hi.yaml",
+        "version: 1\nname: hi\nsteps:\n  - id: a\n    action: exec\n    with: { command: 'echo hi' }\n",
+    );
+    let ran = ws
+        .cmd(&["run", "hi.yaml"])
+        .filter(vary::RUN_ID, "[RUN]")
+        .stdout("[RUN]\n")
+        .stderr(indoc::indoc! {"
+            [1/1] a (exec)
+              a: hi
+            report: .runbook/runs/[RUN]/report.md
+            report: .runbook/runs/[RUN]/report.html
+            report: .runbook/runs/[RUN]/report.json
+            run [RUN] succeeded
+        "})
+        .check();
+    ws.cmd(&["show", ran.first_line(), "--format", "json"])
+        .filter(vary::RUN_ID, "[RUN]")
+        .filter(vary::TIMESTAMP, "[TIME]")
+        .stdout_json(serde_json::json!({
+            "id": "[RUN]",
+            "runbook": "hi",
+            "platform": "local",
+            "status": "succeeded",
+            "started_at": "[TIME]",
+            "finished_at": "[TIME]",
+            "steps": [{
+                "id": "a",
+                "action": "exec",
+                "phase": "steps",
+                "status": "succeeded",
+                "attempts": 1,
+                "started_at": "[TIME]",
+                "finished_at": "[TIME]",
+                "error": null
+            }]
+        }))
+        .check();
 }

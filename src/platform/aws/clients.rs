@@ -21,7 +21,7 @@ const MAX_ATTEMPTS: u32 = 5;
 pub struct Clients {
     pub cloudformation: aws_sdk_cloudformation::Client,
     pub elasticache: aws_sdk_elasticache::Client,
-    pub ec2: aws_sdk_ec2::Client,
+    pub ec2: super::ec2::Ec2,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
@@ -31,7 +31,7 @@ impl Clients {
         Clients {
             cloudformation: aws_sdk_cloudformation::Client::new(config),
             elasticache: aws_sdk_elasticache::Client::new(config),
-            ec2: aws_sdk_ec2::Client::new(config),
+            ec2: super::ec2::Ec2::new(config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
         }
     }

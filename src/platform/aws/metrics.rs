@@ -8,9 +8,12 @@ use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, 
 use aws_smithy_types::DateTime;
 use chrono::{DateTime as ChronoTime, DurationRound, TimeDelta, Utc};
 
-use super::{Aws, elasticache, sdk_error};
-use crate::actions::metrics::{DEFAULT_METRICS, StepWindow, step_windows};
-use crate::actions::{ActionError, Operation, Outputs, StepCtx};
+use super::group::{describe, describe_call, info};
+use super::{Aws, sdk_error};
+use crate::actions::metrics::{StepWindow, step_windows};
+use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
+use crate::platform::Handles;
+use crate::platform::contract::{CaptureMetrics, MetricsCaptured, Series, Window};
 
 /// ElastiCache publishes its host and engine metrics per minute.
 const PERIOD_SECS: i32 = 60;
@@ -26,26 +29,27 @@ fn stat(metric: &str) -> &'static str {
     }
 }
 
-fn chosen(metrics: &[String]) -> Vec<String> {
-    if metrics.is_empty() {
-        DEFAULT_METRICS.iter().map(|m| m.to_string()).collect()
-    } else {
-        metrics.to_vec()
+#[async_trait::async_trait]
+impl Handles<CaptureMetrics> for Aws {
+    fn explain(&self, _: &PlanCtx<'_>, request: &CaptureMetrics) -> Vec<Operation> {
+        vec![
+            describe_call(&request.replication_group),
+            Operation::new("aws", "cloudwatch:GetMetricData")
+                .param("Namespace", "AWS/ElastiCache")
+                .param("MetricNames", request.chosen())
+                .param("Dimensions", "CacheClusterId=<each node>, CacheNodeId=0001")
+                .param("Period", PERIOD_SECS)
+                .param("window", "each earlier step of the run"),
+        ]
     }
-}
 
-/// What `capture` will call, for `plan`.
-pub fn explain(group: &str, metrics: &[String]) -> Vec<Operation> {
-    vec![
-        Operation::new("aws", "elasticache:DescribeReplicationGroups")
-            .param("ReplicationGroupId", group),
-        Operation::new("aws", "cloudwatch:GetMetricData")
-            .param("Namespace", "AWS/ElastiCache")
-            .param("MetricNames", chosen(metrics))
-            .param("Dimensions", "CacheClusterId=<each node>, CacheNodeId=0001")
-            .param("Period", PERIOD_SECS)
-            .param("window", "each earlier step of the run"),
-    ]
+    async fn call(
+        &self,
+        ctx: &StepCtx<'_>,
+        request: &CaptureMetrics,
+    ) -> Result<MetricsCaptured, ActionError> {
+        capture(self, ctx, &request.replication_group, &request.chosen()).await
+    }
 }
 
 /// One query's meaning, to label its result.
@@ -71,18 +75,15 @@ fn widen(window: &StepWindow) -> (ChronoTime<Utc>, ChronoTime<Utc>) {
 }
 
 /// GetMetricData for every metric, node and earlier step of the run.
-pub async fn capture(
+async fn capture(
     aws: &Aws,
     ctx: &StepCtx<'_>,
     group: &str,
     metrics: &[String],
-) -> Result<Outputs, ActionError> {
-    let metrics = chosen(metrics);
-    let info = elasticache::info(aws, &elasticache::describe(aws, group).await?).await?;
+) -> Result<MetricsCaptured, ActionError> {
+    let info = info(aws, &describe(aws, group).await?).await?;
     let nodes: Vec<String> = info.nodes.iter().map(|n| n.id.clone()).collect();
-    let records = crate::journal::read(&ctx.run_dir.join("journal.jsonl"))
-        .map_err(|e| ActionError::fatal(format!("cannot read the run's step windows: {e}")))?;
-    let windows = step_windows(&records, ctx.step_id, Utc::now());
+    let windows = step_windows(&ctx.journal.replay(), ctx.step_id, Utc::now());
     ctx.note(format!(
         "{} metrics x {} nodes x {} steps from CloudWatch",
         metrics.len(),
@@ -106,26 +107,16 @@ pub async fn capture(
             results.extend(fetch(aws, chunk, start, end, &windows).await?);
         }
     }
-    let with_data = results
-        .iter()
-        .filter(|r| r["values"].as_array().is_some_and(|v| !v.is_empty()))
-        .count();
+    let with_data = results.iter().filter(|r| !r.values.is_empty()).count();
     ctx.note(format!(
         "{with_data} of {} series have data points",
         results.len()
     ));
-    let mut out = Outputs::new();
-    out.insert("group".into(), group.into());
-    out.insert("metrics".into(), results.into());
-    out.insert(
-        "windows".into(),
-        windows
-            .iter()
-            .map(|w| serde_json::json!({ "step": w.step, "start": w.start, "end": w.end }))
-            .collect::<Vec<_>>()
-            .into(),
-    );
-    Ok(out)
+    Ok(MetricsCaptured {
+        group: group.to_string(),
+        metrics: results,
+        windows: windows.into_iter().map(Window::from).collect(),
+    })
 }
 
 /// One GetMetricData round (all pages) for up to [`QUERIES_PER_CALL`] queries.
@@ -135,7 +126,7 @@ async fn fetch(
     start: ChronoTime<Utc>,
     end: ChronoTime<Utc>,
     windows: &[StepWindow],
-) -> Result<Vec<serde_json::Value>, ActionError> {
+) -> Result<Vec<Series>, ActionError> {
     let data_queries: Vec<MetricDataQuery> = queries
         .iter()
         .enumerate()
@@ -208,16 +199,14 @@ async fn fetch(
     Ok(queries
         .iter()
         .zip(series)
-        .map(|(q, (timestamps, values))| {
-            serde_json::json!({
-                "metric": q.metric,
-                "node": q.node,
-                "step": windows[q.step].step,
-                "stat": stat(&q.metric),
-                "period_secs": PERIOD_SECS,
-                "timestamps": timestamps,
-                "values": values,
-            })
+        .map(|(q, (timestamps, values))| Series {
+            metric: q.metric.clone(),
+            node: q.node.clone(),
+            step: windows[q.step].step.clone(),
+            stat: stat(&q.metric).to_string(),
+            period_secs: PERIOD_SECS,
+            timestamps,
+            values,
         })
         .collect())
 }

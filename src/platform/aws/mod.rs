@@ -1,23 +1,27 @@
-//! The aws target: ElastiCache, CloudFormation, EC2 and CloudWatch through the AWS SDK.
+//! The aws platform: ElastiCache, CloudFormation, EC2 and CloudWatch through the AWS SDK.
 //!
-//! Each [`ControlOp`] becomes AWS API calls that observe first and then do only what is
-//! missing, so a resumed run never repeats a change that already happened; long changes
-//! are waited for with a deadline ([`wait`]). [`Target::explain`] names the same calls,
-//! as the AWS API reference does, without making any of them.
+//! Each request of the contract becomes AWS API calls that observe first and then do only
+//! what is missing, so a resumed run never repeats a change that already happened; long
+//! changes are waited for with a deadline ([`wait`]). `explain` names the same calls, as
+//! the AWS API reference does, without making any of them. One file per noun: stack,
+//! group, migration (and its preflight), engine, snapshot, metrics.
 
 use std::sync::atomic::AtomicBool;
 
-use async_trait::async_trait;
 use aws_sdk_elasticache::config::http::HttpResponse;
 use aws_sdk_elasticache::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
-use crate::actions::{ActionError, Operation, Outputs, StepCtx};
-use crate::platform::{ControlOp, Platform, PlatformKind};
+use crate::actions::ActionError;
+use crate::platform::{Platform, PlatformKind};
 
 pub mod clients;
-mod elasticache;
+pub mod ec2;
+mod engine;
+mod group;
 mod metrics;
+mod migration;
 mod preflight;
+mod snapshot;
 mod stack;
 pub mod wait;
 
@@ -87,91 +91,9 @@ impl Aws {
     }
 }
 
-#[async_trait]
 impl Platform for Aws {
     fn kind(&self) -> PlatformKind {
         PlatformKind::Aws
-    }
-
-    fn explain(&self, op: &ControlOp) -> Vec<Operation> {
-        match op {
-            ControlOp::DeployStack { .. } | ControlOp::DeleteStack { .. } => stack::explain(op),
-            ControlOp::CaptureMetrics { group, metrics } => metrics::explain(group, metrics),
-            ControlOp::CheckMigrationTarget { group, sources } => {
-                preflight::explain(group, sources)
-            }
-            _ => elasticache::explain(op),
-        }
-    }
-
-    async fn apply(&self, ctx: &StepCtx<'_>, op: &ControlOp) -> Result<Outputs, ActionError> {
-        match op {
-            ControlOp::DeployStack {
-                stack_name,
-                template,
-                parameters,
-            } => stack::deploy(self, ctx, stack_name, template, parameters).await,
-            ControlOp::DeleteStack { stack_name } => stack::delete(self, ctx, stack_name).await,
-            ControlOp::DescribeGroup { group } => {
-                let group = elasticache::describe(self, group).await?;
-                Ok(elasticache::outputs(
-                    &elasticache::info(self, &group).await?,
-                ))
-            }
-            ControlOp::CheckMigrationTarget { group, sources } => {
-                preflight::check_target(self, ctx, group, sources).await
-            }
-            ControlOp::TestMigration { group, sources } => {
-                elasticache::test_migration(self, ctx, group, sources).await
-            }
-            ControlOp::StartMigration { group, sources } => {
-                elasticache::start_migration(self, ctx, group, sources).await
-            }
-            ControlOp::CompleteMigration { group, force } => {
-                elasticache::complete_migration(self, ctx, group, *force).await
-            }
-            ControlOp::ModifyEngine {
-                group,
-                engine,
-                engine_version,
-                parameter_group,
-            } => {
-                elasticache::modify_engine(
-                    self,
-                    ctx,
-                    group,
-                    engine,
-                    engine_version.as_deref(),
-                    parameter_group.as_deref(),
-                )
-                .await
-            }
-            ControlOp::CreateSnapshot { group, snapshot } => {
-                elasticache::create_snapshot(self, ctx, group, snapshot).await
-            }
-            ControlOp::RestoreSnapshot {
-                snapshot,
-                group,
-                engine,
-                engine_version,
-                replicas,
-            } => {
-                elasticache::restore_snapshot(
-                    self,
-                    ctx,
-                    snapshot,
-                    group,
-                    engine,
-                    engine_version.as_deref(),
-                    *replicas,
-                )
-                .await
-            }
-            ControlOp::DeleteGroup { group } => elasticache::delete_group(self, ctx, group).await,
-            ControlOp::CaptureMetrics { group, metrics } => {
-                metrics::capture(self, ctx, group, metrics).await
-            }
-        }
     }
 }
 

