@@ -608,12 +608,13 @@ impl Run<'_, '_> {
                 return Ok(());
             }
             SYNCING | STOPPED => {}
-            PREPARED if force => {
+            PREPARED | "" if force => {
                 let entry = self.state.serverless.get_mut(name).expect("checked");
                 entry.prepared_source = None;
                 self.set_status(name, "")?;
-                self.ctx
-                    .note(format!("{name} never synced: the migration is cancelled"));
+                self.ctx.note(format!(
+                    "{name} never synced: there is no migration left to stop"
+                ));
                 return Ok(());
             }
             other => {
