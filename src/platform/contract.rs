@@ -716,6 +716,20 @@ pub struct SnapshotExported {
     /// The S3 objects' ARNs (`arn:aws:s3:::bucket/key`), one per shard: what
     /// `snapshot.import` takes in `snapshot_arns`, `serverless.create` too.
     pub objects: Vec<String>,
+    /// The first of `objects` (the only one of a group without cluster mode), for a
+    /// runbook to pass on as one value.
+    pub first_object: String,
+}
+
+impl SnapshotExported {
+    pub fn new(snapshot: &str, bucket: &str, objects: Vec<String>) -> SnapshotExported {
+        SnapshotExported {
+            snapshot: snapshot.to_string(),
+            bucket: bucket.to_string(),
+            first_object: objects.first().cloned().unwrap_or_default(),
+            objects,
+        }
+    }
 }
 
 /// `serverless.export_snapshot`: export a serverless snapshot to an S3 bucket of the same

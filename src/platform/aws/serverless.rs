@@ -646,11 +646,7 @@ impl Handles<ExportServerlessSnapshot> for Aws {
             ));
         }
         wait_snapshot(self, ctx, snapshot).await?;
-        Ok(SnapshotExported {
-            snapshot: snapshot.clone(),
-            bucket: bucket.clone(),
-            objects: vec![exported_object(bucket, snapshot, 1)],
-        })
+        Ok(SnapshotExported::new(snapshot, bucket, vec![exported_object(bucket, snapshot, 1)]))
     }
 }
 

@@ -176,11 +176,7 @@ impl Run<'_, '_> {
             })?;
             self.ctx.note(format!("exported {snapshot} to {arn}"));
         }
-        Ok(SnapshotExported {
-            snapshot: snapshot.to_string(),
-            bucket: bucket.to_string(),
-            objects: vec![arn],
-        })
+        Ok(SnapshotExported::new(snapshot, bucket, vec![arn]))
     }
 
     async fn import(&mut self, r: &ImportSnapshot) -> Result<GroupInfo> {
