@@ -185,9 +185,13 @@ impl Handles<ExportSnapshot> for Aws {
         )
         .await?;
         let shards = usize::try_from(done.num_node_groups().unwrap_or(1).max(1)).unwrap_or(1);
-        Ok(SnapshotExported::new(snapshot, bucket, (1..=shards)
+        Ok(SnapshotExported::new(
+            snapshot,
+            bucket,
+            (1..=shards)
                 .map(|i| exported_object(bucket, snapshot, i))
-                .collect()))
+                .collect(),
+        ))
     }
 }
 

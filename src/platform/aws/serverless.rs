@@ -646,7 +646,11 @@ impl Handles<ExportServerlessSnapshot> for Aws {
             ));
         }
         wait_snapshot(self, ctx, snapshot).await?;
-        Ok(SnapshotExported::new(snapshot, bucket, vec![exported_object(bucket, snapshot, 1)]))
+        Ok(SnapshotExported::new(
+            snapshot,
+            bucket,
+            vec![exported_object(bucket, snapshot, 1)],
+        ))
     }
 }
 
