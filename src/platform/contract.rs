@@ -518,3 +518,447 @@ impl From<crate::actions::metrics::StepWindow> for Window {
         }
     }
 }
+
+// ---- serverless caches -------------------------------------------------------------
+
+/// What a serverless cache looks like right now.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ServerlessInfo {
+    pub name: String,
+    /// `available`, `creating`, `modifying`, `deleting`, …
+    pub status: String,
+    pub engine: String,
+    /// E.g. `8`.
+    pub major_engine_version: String,
+    /// E.g. `8.1.1`.
+    pub full_engine_version: String,
+    /// `host:port` of the one endpoint (it owns every hash slot).
+    pub endpoint: String,
+    /// `host:port` of the reader endpoint.
+    pub reader_endpoint: String,
+    /// The endpoint as a URL: `rediss://` when it serves TLS (always, on ElastiCache).
+    pub url: String,
+    pub tls: bool,
+    pub arn: String,
+    /// The migration's status as ElastiCache reports it; empty when none was prepared.
+    pub migration_status: String,
+}
+
+/// `serverless.describe`: status, engine, version and endpoint of a serverless cache.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DescribeServerless {
+    /// The serverless cache's name.
+    pub serverless_cache: String,
+}
+
+impl Request for DescribeServerless {
+    type Reply = ServerlessInfo;
+    const EFFECT: Effect = Effect::Observes;
+}
+
+/// `serverless.prepare_migration`: name the self-hosted source of an online migration into a
+/// serverless cache (elasticache:PrepareMigration) and wait until the cache is ready for it.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrepareServerlessMigration {
+    /// The serverless cache that will receive the data (available and empty).
+    pub serverless_cache: String,
+    /// The self-hosted source, `host:port` or `redis://host:port` (no password here: see
+    /// `source_secret_arn`).
+    pub source: String,
+    /// A Secrets Manager secret holding the source's credentials. ElastiCache reads it
+    /// (secretsmanager:GetSecretValue is granted to ElastiCache, not to this tool).
+    #[serde(default)]
+    pub source_secret_arn: Option<String>,
+    /// The source serves TLS.
+    #[serde(default)]
+    pub source_tls: bool,
+}
+
+impl PrepareServerlessMigration {
+    pub fn source(&self) -> Result<Endpoint, ActionError> {
+        let source = parse_source(&self.source)?;
+        if source.password.is_some() {
+            return Err(ActionError::fatal(format!(
+                "source {source}: put the source's credentials in a Secrets Manager secret and pass its ARN as source_secret_arn, not in the URL"
+            )));
+        }
+        Ok(source)
+    }
+}
+
+impl Request for PrepareServerlessMigration {
+    type Reply = ServerlessInfo;
+    const EFFECT: Effect = Effect::Changes;
+}
+
+/// `serverless.start_migration`: start (or restart) the data sync from the prepared source
+/// (elasticache:StartMigration with ServerlessCacheName) and wait until it is in sync.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartServerlessMigration {
+    /// The prepared serverless cache.
+    pub serverless_cache: String,
+    /// ElastiCache completes the migration by itself once in sync.
+    #[serde(default)]
+    pub auto_cutover: bool,
+    /// Delete the cache's data before the sync begins; required to start again after
+    /// `serverless.stop_migration`.
+    #[serde(default)]
+    pub clear_target_cache_data: bool,
+}
+
+impl Request for StartServerlessMigration {
+    type Reply = ServerlessInfo;
+    const EFFECT: Effect = Effect::Destructive;
+}
+
+/// `serverless.stop_migration`: pause the data sync (elasticache:StopMigration); refused
+/// during the cutover.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopServerlessMigration {
+    /// The migrating serverless cache.
+    pub serverless_cache: String,
+}
+
+impl Request for StopServerlessMigration {
+    type Reply = ServerlessInfo;
+    const EFFECT: Effect = Effect::Changes;
+}
+
+/// `serverless.complete_migration`: cut over to the serverless cache
+/// (elasticache:CompleteMigration with ServerlessCacheName); `force: true` stops without
+/// ensuring sync (a rollback).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteServerlessMigration {
+    /// The migrating serverless cache.
+    pub serverless_cache: String,
+    /// Stop without ensuring the cache has caught up.
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ServerlessMigrationCompleted {
+    #[serde(flatten)]
+    pub cache: ServerlessInfo,
+    /// True when it was asked to stop without ensuring sync.
+    pub forced: bool,
+}
+
+impl Request for CompleteServerlessMigration {
+    type Reply = ServerlessMigrationCompleted;
+    const EFFECT: Effect = Effect::Destructive;
+
+    fn effect(&self) -> Effect {
+        if self.force {
+            Effect::Destructive
+        } else {
+            Effect::Changes
+        }
+    }
+}
+
+/// `serverless.modify_engine`: change a serverless cache's engine in place
+/// (elasticache:ModifyServerlessCache), wait until it is available.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModifyServerlessEngine {
+    /// The serverless cache's name.
+    pub serverless_cache: String,
+    /// `valkey` (from `redis`; AWS documents no way back).
+    pub engine: String,
+    /// E.g. `8`.
+    #[serde(default)]
+    pub major_engine_version: Option<String>,
+}
+
+impl Request for ModifyServerlessEngine {
+    type Reply = ServerlessInfo;
+    const EFFECT: Effect = Effect::Destructive;
+}
+
+/// `serverless.snapshot`: snapshot a serverless cache and wait until it is available.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateServerlessSnapshot {
+    /// The serverless cache to back up.
+    pub serverless_cache: String,
+    /// The snapshot's name.
+    pub snapshot: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ServerlessSnapshotInfo {
+    pub snapshot: String,
+    /// What `serverless.create` takes in `snapshot_arns`.
+    pub arn: String,
+    pub serverless_cache: String,
+    /// `available`.
+    pub status: String,
+    pub engine: String,
+    pub major_engine_version: String,
+}
+
+impl Request for CreateServerlessSnapshot {
+    type Reply = ServerlessSnapshotInfo;
+    const EFFECT: Effect = Effect::Changes;
+}
+
+/// RDB files in an S3 bucket, made by an export.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SnapshotExported {
+    pub snapshot: String,
+    pub bucket: String,
+    /// The S3 objects' ARNs (`arn:aws:s3:::bucket/key`), one per shard: what
+    /// `snapshot.import` takes in `snapshot_arns`, `serverless.create` too.
+    pub objects: Vec<String>,
+    /// The first of `objects` (the only one of a group without cluster mode), for a
+    /// runbook to pass on as one value.
+    pub first_object: String,
+}
+
+impl SnapshotExported {
+    pub fn new(snapshot: &str, bucket: &str, objects: Vec<String>) -> SnapshotExported {
+        SnapshotExported {
+            snapshot: snapshot.to_string(),
+            bucket: bucket.to_string(),
+            first_object: objects.first().cloned().unwrap_or_default(),
+            objects,
+        }
+    }
+}
+
+/// `serverless.export_snapshot`: export a serverless snapshot to an S3 bucket of the same
+/// region (elasticache:ExportServerlessCacheSnapshot), wait until done.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportServerlessSnapshot {
+    /// The serverless snapshot.
+    pub snapshot: String,
+    /// The S3 bucket, in the snapshot's region, that grants ElastiCache write access.
+    pub bucket: String,
+}
+
+impl Request for ExportServerlessSnapshot {
+    type Reply = SnapshotExported;
+    const EFFECT: Effect = Effect::Changes;
+}
+
+/// `serverless.create`: a new serverless cache, empty or seeded from snapshots
+/// (`SnapshotArnsToRestore`: a serverless snapshot's ARN or RDB files in S3), waited for
+/// until available.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateServerless {
+    /// The new cache's name.
+    pub serverless_cache: String,
+    /// `valkey` or `redis`.
+    pub engine: String,
+    /// E.g. `8`.
+    #[serde(default)]
+    pub major_engine_version: Option<String>,
+    /// What to load: ARNs of serverless snapshots or of RDB files in S3.
+    #[serde(default)]
+    pub snapshot_arns: Vec<String>,
+}
+
+impl Request for CreateServerless {
+    type Reply = ServerlessInfo;
+    const EFFECT: Effect = Effect::Changes;
+}
+
+/// `serverless.delete`: delete a serverless cache (optionally keeping a final snapshot).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteServerless {
+    /// The serverless cache's name.
+    pub serverless_cache: String,
+    /// A snapshot to take before the cache goes.
+    #[serde(default)]
+    pub final_snapshot: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ServerlessDeleted {
+    pub serverless_cache: String,
+    /// False when there was no such cache to delete.
+    pub deleted: bool,
+}
+
+impl Request for DeleteServerless {
+    type Reply = ServerlessDeleted;
+    const EFFECT: Effect = Effect::Destructive;
+}
+
+// ---- snapshots through S3 ----------------------------------------------------------
+
+/// `snapshot.export`: copy a node-based snapshot to an S3 bucket as RDB files
+/// (elasticache:CopySnapshot with TargetBucket), wait until done.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSnapshot {
+    /// The snapshot to export.
+    pub snapshot: String,
+    /// The S3 bucket, in the snapshot's region, that grants ElastiCache write access.
+    pub bucket: String,
+}
+
+impl Request for ExportSnapshot {
+    type Reply = SnapshotExported;
+    const EFFECT: Effect = Effect::Changes;
+}
+
+/// `snapshot.preflight`: what AWS requires before a snapshot goes through S3 into a new
+/// group: the snapshot is available, was not taken with data tiering, and holds an RDB
+/// version the target engine loads.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSnapshotExport {
+    /// The snapshot that will be exported.
+    pub snapshot: String,
+    /// The bucket it will be exported to.
+    pub bucket: String,
+    /// The engine of the group that will load it.
+    pub engine: String,
+    /// Its version, e.g. `8.2`.
+    #[serde(default)]
+    pub engine_version: Option<String>,
+}
+
+impl Request for CheckSnapshotExport {
+    type Reply = TargetChecks;
+    const EFFECT: Effect = Effect::Observes;
+}
+
+/// `snapshot.import`: a new replication group seeded from RDB files in S3
+/// (elasticache:CreateReplicationGroup with SnapshotArns), waited for until available.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportSnapshot {
+    /// The RDB files' ARNs, `arn:aws:s3:::bucket/key`.
+    pub snapshot_arns: Vec<String>,
+    /// The id of the new replication group.
+    pub replication_group: String,
+    /// `valkey` or `redis`.
+    pub engine: String,
+    /// E.g. `8.2`.
+    #[serde(default)]
+    pub engine_version: Option<String>,
+    /// The node type (aws); by default cache.t4g.small.
+    #[serde(default)]
+    pub node_type: Option<String>,
+    /// Replicas besides the primary.
+    #[serde(default = "one")]
+    pub replicas: u32,
+}
+
+impl Request for ImportSnapshot {
+    type Reply = GroupInfo;
+    const EFFECT: Effect = Effect::Changes;
+}
+
+/// The bucket and key of an S3 object's ARN (`arn:aws:s3:::bucket/key`).
+pub fn s3_object(arn: &str) -> Result<(&str, &str), ActionError> {
+    arn.strip_prefix("arn:aws:s3:::")
+        .and_then(|rest| rest.split_once('/'))
+        .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
+        .ok_or_else(|| {
+            ActionError::fatal(format!(
+                "`{arn}` is not the ARN of an S3 object; write arn:aws:s3:::BUCKET/KEY"
+            ))
+        })
+}
+
+/// The ARN of the RDB file an export to `bucket` makes for shard `shard` (1-based) of
+/// `snapshot`, as ElastiCache names it (`snapshot-0001.rdb`).
+pub fn exported_object(bucket: &str, snapshot: &str, shard: usize) -> String {
+    format!("arn:aws:s3:::{bucket}/{snapshot}-{shard:04}.rdb")
+}
+
+/// `major.minor` of a version string (`7.0.15` → (7, 0)); none when it does not start so.
+pub fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next().map_or(Some(0), |m| m.parse().ok())?;
+    Some((major, minor))
+}
+
+/// Why a source cannot migrate online into a serverless cache of `target_version`
+/// (AWS: Redis OSS 4.0 to 7.2 or Valkey 7.2 to 8.1, not newer than the target).
+pub fn serverless_source_problem(
+    engine: &str,
+    version: &str,
+    target_version: &str,
+) -> Option<String> {
+    let Some(v) = major_minor(version) else {
+        return Some(format!("the source's version `{version}` cannot be read"));
+    };
+    let supported = match engine {
+        "valkey" => ((7, 2), (8, 1)),
+        _ => ((4, 0), (7, 2)),
+    };
+    let label = if engine == "valkey" {
+        "Valkey"
+    } else {
+        "Redis OSS"
+    };
+    if v < supported.0 || v > supported.1 {
+        return Some(format!(
+            "the source runs {label} {version}; a serverless migration takes {label} {}.{} to {}.{}",
+            supported.0.0, supported.0.1, supported.1.0, supported.1.1
+        ));
+    }
+    if engine == "valkey"
+        && let Some(t) = major_minor(target_version)
+        && v > t
+    {
+        return Some(format!(
+            "the source runs Valkey {version}, newer than the serverless cache's {target_version}"
+        ));
+    }
+    None
+}
+
+/// Why a `target_engine` at `target_version` cannot load an RDB written by `engine` at
+/// `version`: Valkey's RDB is not Redis's, Redis 7.4 and later write RDB 12 which Valkey
+/// 7.x/8.x refuse, and no engine loads an RDB of a newer version of itself.
+pub fn rdb_problem(
+    engine: &str,
+    version: &str,
+    target_engine: &str,
+    target_version: Option<&str>,
+) -> Option<String> {
+    let (from, to) = (major_minor(version), target_version.and_then(major_minor));
+    match (engine, target_engine) {
+        ("valkey", "redis") => Some(format!(
+            "the snapshot was written by Valkey {version}: Redis OSS cannot load Valkey's RDB; load it into valkey"
+        )),
+        ("redis", "valkey") if from >= Some((7, 4)) && to.is_none_or(|t| t < (9, 0)) => {
+            Some(format!(
+                "the snapshot was written by Redis {version} (RDB 12), which Valkey 7.x/8.x refuse; take it from Redis 7.2 or earlier"
+            ))
+        }
+        (a, b) if a == b && from.is_some() && to.is_some() && from > to => Some(format!(
+            "the snapshot was written by {engine} {version}, newer than the target's {}",
+            target_version.unwrap_or_default()
+        )),
+        _ => None,
+    }
+}
+
+/// What S3 would refuse in a bucket name (3 to 63 lowercase letters, digits, dots, hyphens).
+pub fn bucket_name_problem(name: &str) -> Option<String> {
+    let ok = (3..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    (!ok).then(|| {
+        format!("`{name}` is not an S3 bucket name (3 to 63 lowercase letters, digits, dots and hyphens)")
+    })
+}

@@ -9,9 +9,12 @@ use serde::Serialize;
 
 use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
 pub use contract::{
-    CaptureMetrics, CheckMigrationTarget, CompleteMigration, CreateSnapshot, DeleteGroup,
-    DeleteStack, DeployStack, DescribeGroup, GroupInfo, Handles, ModifyEngine, NodeInfo, Request,
-    RestoreSnapshot, ShardInfo, StartMigration, TestMigration,
+    CaptureMetrics, CheckMigrationTarget, CheckSnapshotExport, CompleteMigration,
+    CompleteServerlessMigration, CreateServerless, CreateServerlessSnapshot, CreateSnapshot,
+    DeleteGroup, DeleteServerless, DeleteStack, DeployStack, DescribeGroup, DescribeServerless,
+    ExportServerlessSnapshot, ExportSnapshot, GroupInfo, Handles, ImportSnapshot, ModifyEngine,
+    ModifyServerlessEngine, NodeInfo, PrepareServerlessMigration, Request, RestoreSnapshot,
+    ShardInfo, StartMigration, StartServerlessMigration, StopServerlessMigration, TestMigration,
 };
 
 /// Which control plane a run drives.
@@ -48,6 +51,19 @@ pub trait Platform:
     + Handles<CreateSnapshot>
     + Handles<RestoreSnapshot>
     + Handles<CaptureMetrics>
+    + Handles<DescribeServerless>
+    + Handles<PrepareServerlessMigration>
+    + Handles<StartServerlessMigration>
+    + Handles<StopServerlessMigration>
+    + Handles<CompleteServerlessMigration>
+    + Handles<ModifyServerlessEngine>
+    + Handles<CreateServerlessSnapshot>
+    + Handles<ExportServerlessSnapshot>
+    + Handles<CreateServerless>
+    + Handles<DeleteServerless>
+    + Handles<ExportSnapshot>
+    + Handles<CheckSnapshotExport>
+    + Handles<ImportSnapshot>
 {
     fn kind(&self) -> PlatformKind;
 }

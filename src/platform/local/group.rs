@@ -256,6 +256,7 @@ impl Run<'_, '_> {
         }
         self.stop_group(id).await?;
         self.state.groups.remove(id);
+        self.state.serverless.remove(id);
         self.save()?;
         Ok(true)
     }

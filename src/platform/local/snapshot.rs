@@ -71,7 +71,7 @@ impl Handles<RestoreSnapshot> for Local {
 }
 
 impl Run<'_, '_> {
-    async fn create_snapshot(&mut self, id: &str, name: &str) -> Result<SnapshotInfo> {
+    pub(super) async fn create_snapshot(&mut self, id: &str, name: &str) -> Result<SnapshotInfo> {
         let snapshot_file = self.dir.join("snapshots").join(format!("{name}.rdb"));
         if let Some(s) = self.state.snapshots.get(name)
             && s.file.exists()
