@@ -24,6 +24,7 @@ pub const SPEC: ActionSpec = ActionSpec {
         "expired",
         "skipped",
         "rounds",
+        "databases",
         "examples",
         "keys_per_sec",
     ]),
@@ -63,6 +64,9 @@ pub struct DataVerify {
     /// Key prefixes not compared (default: the probe's `runbook:probe:`).
     #[serde(default)]
     skip_prefixes: Option<Vec<String>>,
+    /// The databases to compare (default: every database that holds keys on either side).
+    #[serde(default)]
+    db: Option<Vec<i64>>,
     /// Fail the step when keys differ (default true). With `false` the step succeeds and
     /// a later `assert` can look at the outputs.
     #[serde(default = "yes")]
@@ -105,6 +109,7 @@ impl DataVerify {
                 .skip_prefixes
                 .clone()
                 .unwrap_or(d.skip_prefixes.clone()),
+            dbs: self.db.clone().unwrap_or_default(),
             ..d
         }
     }
@@ -126,6 +131,14 @@ impl Action for DataVerify {
             .param("compare", "TYPE, PTTL, GET/HSCAN/SSCAN/ZSCAN/LRANGE/XRANGE")
             .param("ttl_tolerance", crate::duration::format(o.ttl_tolerance))
             .param("rounds", o.rounds)
+            .param(
+                "databases",
+                if o.dbs.is_empty() {
+                    serde_json::json!("every database that holds keys")
+                } else {
+                    serde_json::json!(o.dbs)
+                },
+            )
             .param("skip_prefixes", &o.skip_prefixes),
             Operation::new(
                 "check",
@@ -182,7 +195,7 @@ fn failure(r: &VerifyReport) -> String {
         .examples
         .iter()
         .filter(|e| e.persistent)
-        .map(|e| format!("{} ({})", e.key, e.class.as_str()))
+        .map(|e| format!("{} in db {} ({})", e.key, e.db, e.class.as_str()))
         .collect();
     format!(
         "{} of {} keys differ between {} and {}: missing on target {}, extra on target {}, type {}, value {}, ttl {}; for example {}",

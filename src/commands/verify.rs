@@ -50,6 +50,10 @@ pub struct Args {
         default_value = "runbook:probe:"
     )]
     skip_prefixes: Vec<String>,
+    /// Compare only this database (repeatable; default: every database that holds keys on
+    /// either side).
+    #[arg(long = "db", value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
+    dbs: Vec<i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -71,6 +75,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         recheck_delay: args.recheck_delay,
         examples: args.examples,
         skip_prefixes: args.skip_prefixes,
+        dbs: args.dbs,
         ..VerifyOptions::default()
     };
     opts.validate().map_err(|e| invalid(e.to_string()))?;
@@ -136,6 +141,19 @@ pub fn text(r: &VerifyReport) -> String {
         "  expired during the check {}, skipped {}, rounds {}\n",
         r.expired, r.skipped, r.rounds
     ));
+    if r.databases.len() > 1 || r.databases.iter().any(|d| d.db != 0) {
+        let dbs: Vec<String> = r
+            .databases
+            .iter()
+            .map(|d| {
+                format!(
+                    "db{} {} ({} persistent)",
+                    d.db, d.keys_checked, d.persistent
+                )
+            })
+            .collect();
+        out.push_str(&format!("  by database: {}\n", dbs.join(", ")));
+    }
     if r.not_rechecked > 0 {
         out.push_str(&format!(
             "  {} mismatches beyond the re-check cap were counted as persistent\n",
@@ -151,9 +169,10 @@ pub fn text(r: &VerifyReport) -> String {
                 "transient"
             };
             out.push_str(&format!(
-                "    {:<18} {:<10} {}\n",
+                "    {:<18} {:<10} db{:<3} {}\n",
                 e.class.as_str(),
                 when,
+                e.db,
                 e.key
             ));
         }

@@ -23,9 +23,10 @@ impl Sides {
     /// or where the source has no value to read: one command less per key on the target.
     pub(super) async fn observe(
         &self,
+        db: i64,
         keys: &[Vec<u8>],
     ) -> Result<(Vec<Observed>, Vec<Observed>), VerifyError> {
-        let mut src_conn = self.src.get().await;
+        let mut src_conn = self.lease(Side::Source, db).await?;
         let mut p = Pipeline::new();
         for key in keys {
             p.cmd(&[b"TYPE", key]).cmd(&[b"PTTL", key]);
@@ -51,7 +52,7 @@ impl Sides {
                     .map(drop)
             },
             async {
-                let mut conn = self.dst.get().await;
+                let mut conn = self.lease(Side::Target, db).await?;
                 self.read_values(Side::Target, &mut conn, keys, &kinds, &mut dst)
                     .await
             }
@@ -62,7 +63,7 @@ impl Sides {
             for &i in &wrong_type {
                 p.cmd(&[b"TYPE", &keys[i]]);
             }
-            self.run(Side::Target, &p, |j, r| {
+            self.run(Side::Target, db, &p, |j, r| {
                 let i = wrong_type[j];
                 let o = &mut dst[i];
                 o.kind = Kind::parse(r.ok()?);

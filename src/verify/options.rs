@@ -35,6 +35,8 @@ pub struct VerifyOptions {
     pub chunk: usize,
     /// Connect and response timeout.
     pub timeout: Duration,
+    /// The databases to compare; empty: every database that holds keys on either side.
+    pub dbs: Vec<i64>,
 }
 
 impl Default for VerifyOptions {
@@ -52,6 +54,7 @@ impl Default for VerifyOptions {
             recheck_cap: 10_000,
             chunk: 1000,
             timeout: Duration::from_secs(30),
+            dbs: Vec::new(),
         }
     }
 }
@@ -65,6 +68,9 @@ impl VerifyOptions {
         }
         if self.rounds == 0 {
             return bad("rounds must be at least 1 (1 = no re-check)");
+        }
+        if self.dbs.iter().any(|&db| db < 0) {
+            return bad("a database number is 0 or more");
         }
         Ok(())
     }

@@ -264,10 +264,10 @@ fn a_key_fixed_during_the_check_is_transient_and_a_lasting_one_persistent() {
     assert_eq!(r["rounds"], 3);
     let examples = r["examples"].as_array().unwrap();
     assert!(examples.contains(
-        &serde_json::json!({"key": "never", "class": "missing_on_target", "persistent": true})
+        &serde_json::json!({"db": 0, "key": "never", "class": "missing_on_target", "persistent": true})
     ));
     assert!(examples.contains(
-        &serde_json::json!({"key": "late", "class": "missing_on_target", "persistent": false})
+        &serde_json::json!({"db": 0, "key": "late", "class": "missing_on_target", "persistent": false})
     ));
 }
 
@@ -432,7 +432,7 @@ fn the_data_actions_seed_and_verify_inside_a_runbook() {
     let ran = ws.cmd(&args).expect(1);
     assert!(
         ran.stderr
-            .contains("seed:string:000000000004 (missing_on_target)"),
+            .contains("seed:string:000000000004 in db 0 (missing_on_target)"),
         "{}",
         ran.stderr
     );
@@ -440,4 +440,133 @@ fn the_data_actions_seed_and_verify_inside_a_runbook() {
 
     args.extend(["--var", "fail=false"]);
     ws.cmd(&args).expect(0);
+}
+
+/// `(db, key, class)` of every example.
+fn examples(r: &serde_json::Value) -> Vec<(i64, String, String)> {
+    r["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["db"].as_i64().unwrap(),
+                e["key"].as_str().unwrap().to_string(),
+                e["class"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_database_is_compared_and_named() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    for server in [&source, &target] {
+        let ran = ws
+            .cmd(&[
+                "seed",
+                "--endpoint",
+                &server.url(),
+                "--keys",
+                "300",
+                "--ttl-share",
+                "0",
+                "--db",
+                "0",
+                "--db",
+                "3",
+                "--db",
+                "15",
+                "--format",
+                "json",
+            ])
+            .expect(0);
+        let s = json(&ran.stdout);
+        assert_eq!(
+            (s["keys"].clone(), s["databases"].clone()),
+            (900.into(), serde_json::json!([0, 3, 15]))
+        );
+    }
+    assert_eq!(target.cli(&["-n", "15", "DBSIZE"]), "300");
+    let r = verify(&ws, &source, &target, &["--rounds", "1"], 0);
+    let counted: Vec<(i64, u64)> = r["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["db"].as_i64().unwrap(),
+                d["keys_checked"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(counted, [(0, 300), (3, 300), (15, 300)], "{r:#}");
+    assert_eq!(r["keys_checked"], 900);
+
+    // The same key name tampered in two databases: each is caught in its own.
+    target.cli(&["-n", "3", "HSET", "seed:hash:000000000002", "f1", "changed"]);
+    target.cli(&["-n", "15", "DEL", "seed:hash:000000000002"]);
+    let r = verify(&ws, &source, &target, &["--rounds", "1"], 1);
+    assert_eq!(
+        examples(&r),
+        [
+            (3, "seed:hash:000000000002".to_string(), "value".to_string()),
+            (
+                15,
+                "seed:hash:000000000002".to_string(),
+                "missing_on_target".to_string()
+            ),
+        ],
+        "{r:#}"
+    );
+    let db = |n: usize| r["databases"][n].clone();
+    assert_eq!(db(0)["persistent"], 0, "{r:#}");
+    assert_eq!(db(1)["mismatches"]["value"], 1, "{r:#}");
+    assert_eq!(db(2)["mismatches"]["missing_on_target"], 1, "{r:#}");
+    assert_eq!(db(2)["keys_checked"], 300, "{r:#}");
+    // --db restricts the check: database 0 alone is in parity.
+    let r = verify(&ws, &source, &target, &["--rounds", "1", "--db", "0"], 0);
+    assert_eq!(r["databases"].as_array().unwrap().len(), 1, "{r:#}");
+
+    // A database only the source uses is a failure, not `0 keys checked`.
+    let empty = Server::start(Engine::Valkey);
+    source.cli(&["FLUSHALL"]);
+    source.cli(&["-n", "3", "SET", "only:in:db3", "v"]);
+    let r = verify(&ws, &source, &empty, &["--rounds", "1"], 1);
+    assert_eq!(
+        examples(&r),
+        [(
+            3,
+            "only:in:db3".to_string(),
+            "missing_on_target".to_string()
+        )]
+    );
+    assert_eq!(r["keys_checked"], 1);
+    let text = ws
+        .cmd(&[
+            "verify",
+            "--source",
+            &source.url(),
+            "--target",
+            &empty.url(),
+            "--rounds",
+            "1",
+        ])
+        .expect(1)
+        .stdout;
+    let shown: Vec<&str> = text.lines().skip(3).collect();
+    assert_eq!(
+        shown,
+        [
+            "  by type: string 1",
+            "  persistent: missing on target 1, extra on target 0, type 0, value 0, ttl 0",
+            "  expired during the check 0, skipped 0, rounds 1",
+            "  by database: db3 1 (1 persistent)",
+            "  examples:",
+            "    missing_on_target  persistent db3   only:in:db3",
+        ],
+        "{text}"
+    );
 }
