@@ -184,14 +184,15 @@ pub async fn verify(
     let rechecked = recheck::rounds(&sides, &mut tally, progress).await?;
 
     let mut persistent_by_db: BTreeMap<i64, ClassCounts> = BTreeMap::new();
-    for (key, class) in &tally.pending {
-        persistent_by_db.entry(key.db).or_default().add(*class, 1);
+    for (key, m) in &tally.pending {
+        persistent_by_db.entry(key.db).or_default().add(m.class, 1);
     }
-    let mut persistent_keys: Vec<(&Key, &Class)> = tally.pending.iter().collect();
+    let mut persistent_keys: Vec<(&Key, Class)> =
+        tally.pending.iter().map(|(k, m)| (k, m.class)).collect();
     persistent_keys.sort();
     let examples: Vec<Example> = persistent_keys
         .into_iter()
-        .map(|(k, c)| (k, *c, true))
+        .map(|(k, c)| (k, c, true))
         .chain(tally.overflow_examples.iter().map(|(k, c)| (k, *c, true)))
         .chain(rechecked.transient_keys.iter().map(|(k, c)| (k, *c, false)))
         .take(opts.examples)

@@ -3,13 +3,14 @@
 //! page by page and keep several batches in flight.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::task::JoinSet;
 
 use crate::resp::{Pipeline, RespError};
 
 use super::digest::Kind;
-use super::judge::{self, Class, Verdict};
+use super::judge::{self, Class, Mismatch, Observed, Verdict};
 use super::observe::ttl;
 use super::sides::Sides;
 use super::tally::{Key, Tally};
@@ -97,6 +98,7 @@ impl Sides {
     async fn compare(&self, db: i64, keys: Vec<Vec<u8>>) -> Result<Tally, VerifyError> {
         let mut tally = Tally::default();
         let (src, dst) = self.observe(db, &keys).await?;
+        let at = Instant::now();
         for ((key, s), d) in keys.into_iter().zip(&src).zip(&dst) {
             if s.kind == Kind::None {
                 // Gone from the source since SCAN listed it: expired or deleted. The target
@@ -107,9 +109,11 @@ impl Sides {
             match judge::judge(s, d, self.opts.ttl_tolerance) {
                 Verdict::Equal | Verdict::Vanished => {}
                 Verdict::Expired => tally.db(db).expired += 1,
-                Verdict::Mismatch(class) => {
-                    tally.mismatch(Key { db, name: key }, class, self.opts.recheck_cap)
-                }
+                Verdict::Mismatch(class) => tally.mismatch(
+                    Key { db, name: key },
+                    Mismatch::new(class, s, d, at),
+                    self.opts.recheck_cap,
+                ),
             }
         }
         Ok(tally)
@@ -157,6 +161,7 @@ impl Sides {
             Ok(())
         })
         .await?;
+        let at = Instant::now();
         for (i, (ttl, kind)) in absent.into_iter().zip(target) {
             if ttl == -2 || kind == Kind::None {
                 continue;
@@ -169,7 +174,13 @@ impl Sides {
                     db,
                     name: keys[i].clone(),
                 };
-                tally.mismatch(key, Class::ExtraOnTarget, self.opts.recheck_cap);
+                let on_target = Observed {
+                    kind,
+                    pttl: ttl,
+                    ..Observed::default()
+                };
+                let m = Mismatch::new(Class::ExtraOnTarget, &Observed::default(), &on_target, at);
+                tally.mismatch(key, m, self.opts.recheck_cap);
             }
         }
         Ok(tally)

@@ -4,6 +4,7 @@
 //! persistent.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
 use super::judge::{self, Class, ClassCounts, Verdict};
 use super::sides::Sides;
@@ -28,8 +29,6 @@ pub(super) async fn rounds(
     progress: &(dyn Fn(VerifyProgress) + Send + Sync),
 ) -> Result<Rechecked, VerifyError> {
     let opts = &sides.opts;
-    let mut first_class: HashMap<Key, Class> =
-        tally.pending.iter().map(|(k, c)| (k.clone(), *c)).collect();
     let mut done = Rechecked {
         rounds: 1,
         transient: BTreeMap::new(),
@@ -50,18 +49,22 @@ pub(super) async fn rounds(
         for (db, names) in by_db {
             for chunk in names.chunks(opts.batch) {
                 let (src, dst) = sides.observe(db, chunk).await?;
+                let at = Instant::now();
                 for ((name, s), d) in chunk.iter().zip(&src).zip(&dst) {
                     let key = Key {
                         db,
                         name: name.clone(),
                     };
-                    match judge::judge(s, d, opts.ttl_tolerance) {
-                        Verdict::Mismatch(class) => {
-                            still.insert(key, class);
+                    let Some(mut m) = tally.pending.get(&key).copied() else {
+                        continue;
+                    };
+                    match judge::rejudge(&mut m, s, d, at, opts.ttl_tolerance) {
+                        Verdict::Mismatch(_) => {
+                            still.insert(key, m);
                         }
                         Verdict::Expired => tally.db(db).expired += 1,
                         Verdict::Equal | Verdict::Vanished => {
-                            let class = first_class.remove(&key).unwrap_or(Class::Value);
+                            let class = m.first;
                             done.transient.entry(db).or_default().add(class, 1);
                             if done.transient_keys.len() < opts.examples {
                                 done.transient_keys.push((key, class));

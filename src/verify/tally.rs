@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::judge::{Class, ClassCounts};
+use super::judge::{Class, ClassCounts, Mismatch};
 
 /// Example keys kept of the mismatches beyond the cap.
 const OVERFLOW_EXAMPLES: usize = 16;
@@ -52,8 +52,8 @@ impl DbTally {
 #[derive(Default)]
 pub(super) struct Tally {
     pub dbs: BTreeMap<i64, DbTally>,
-    /// Mismatched keys to re-check, with their latest class.
-    pub pending: HashMap<Key, Class>,
+    /// Mismatched keys to re-check.
+    pub pending: HashMap<Key, Mismatch>,
     /// A few keys of those beyond the cap, for examples.
     pub overflow_examples: Vec<(Key, Class)>,
 }
@@ -63,13 +63,13 @@ impl Tally {
         self.dbs.entry(db).or_default()
     }
 
-    pub fn mismatch(&mut self, key: Key, class: Class, cap: usize) {
+    pub fn mismatch(&mut self, key: Key, m: Mismatch, cap: usize) {
         if self.pending.len() < cap || self.pending.contains_key(&key) {
-            self.pending.insert(key, class);
+            self.pending.insert(key, m);
         } else {
-            self.db(key.db).unrechecked.add(class, 1);
+            self.db(key.db).unrechecked.add(m.class, 1);
             if self.overflow_examples.len() < OVERFLOW_EXAMPLES {
-                self.overflow_examples.push((key, class));
+                self.overflow_examples.push((key, m.class));
             }
         }
     }
@@ -78,8 +78,8 @@ impl Tally {
         for (db, counts) in other.dbs {
             self.db(db).merge(counts);
         }
-        for (key, class) in other.pending {
-            self.mismatch(key, class, cap);
+        for (key, m) in other.pending {
+            self.mismatch(key, m, cap);
         }
         self.overflow_examples.extend(other.overflow_examples);
         self.overflow_examples.truncate(OVERFLOW_EXAMPLES);
@@ -88,7 +88,15 @@ impl Tally {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
+    use super::super::judge::Observed;
     use super::*;
+
+    fn m(class: Class) -> Mismatch {
+        let o = Observed::default();
+        Mismatch::new(class, &o, &o, Instant::now())
+    }
 
     fn key(db: i64, name: u8) -> Key {
         Key {
@@ -101,12 +109,12 @@ mod tests {
     fn the_recheck_set_is_capped() {
         let mut t = Tally::default();
         for i in 0..5u8 {
-            t.mismatch(key(0, i), Class::Value, 3);
+            t.mismatch(key(0, i), m(Class::Value), 3);
         }
-        t.mismatch(key(0, 0), Class::Ttl, 3);
-        t.mismatch(key(3, 0), Class::Ttl, 3);
+        t.mismatch(key(0, 0), m(Class::Ttl), 3);
+        t.mismatch(key(3, 0), m(Class::Ttl), 3);
         assert_eq!(t.pending.len(), 3);
-        assert_eq!(t.pending[&key(0, 0)], Class::Ttl);
+        assert_eq!(t.pending[&key(0, 0)].class, Class::Ttl);
         assert_eq!(t.dbs[&0].unrechecked.value, 2);
         assert_eq!(t.dbs[&3].unrechecked.ttl, 1);
         let mut sum = Tally::default();

@@ -570,3 +570,42 @@ fn every_database_is_compared_and_named() {
         "{text}"
     );
 }
+
+#[test]
+fn a_never_copied_key_is_missing_however_its_ttl_runs_out_during_the_rounds() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    // Never copied: 3.5 s of TTL, gone from the source by the second round 5 s later.
+    source.cli(&["SET", "never:copied", "v", "PX", "3500"]);
+    // Copied, then expired on the target a moment early: its TTL ends within the tolerance.
+    source.cli(&["SET", "about:to:expire", "v", "PX", "1500"]);
+    let r = verify(
+        &ws,
+        &source,
+        &target,
+        &["--rounds", "2", "--recheck-delay", "5s"],
+        1,
+    );
+    assert_eq!(
+        (
+            r["expired"].clone(),
+            r["mismatches"].clone(),
+            r["transient"].clone()
+        ),
+        (
+            1.into(),
+            serde_json::json!({"missing_on_target": 1, "extra_on_target": 0, "type": 0, "value": 0, "ttl": 0}),
+            0.into()
+        ),
+        "{r:#}"
+    );
+    assert_eq!(
+        examples(&r),
+        [(
+            0,
+            "never:copied".to_string(),
+            "missing_on_target".to_string()
+        )]
+    );
+}
