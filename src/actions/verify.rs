@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{Action, ActionError, ActionSpec, Effect, Operation, Outputs, PlanCtx, StepCtx};
 use crate::endpoint::Endpoint;
-use crate::verify::{VerifyError, VerifyOptions, VerifyReport, verify};
+use crate::verify::{VerifyError, VerifyOptions, VerifyReport, keyname, verify};
 
 pub const SPEC: ActionSpec = ActionSpec {
     name: "data.verify",
@@ -195,7 +195,10 @@ fn failure(r: &VerifyReport) -> String {
         .examples
         .iter()
         .filter(|e| e.persistent)
-        .map(|e| format!("{} in db {} ({})", e.key, e.db, e.class.as_str()))
+        .map(|e| {
+            let key = keyname::shorten(&e.key, e.key_bytes);
+            format!("{key} in db {} ({})", e.db, e.class.as_str())
+        })
         .collect();
     format!(
         "{} of {} keys differ between {} and {}: missing on target {}, extra on target {}, type {}, value {}, ttl {}; for example {}",

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::cli::Global;
 use crate::endpoint::{Endpoint, Resolver};
 use crate::error::{Outcome, invalid};
-use crate::verify::{VerifyError, VerifyOptions, VerifyProgress, VerifyReport, verify};
+use crate::verify::{VerifyError, VerifyOptions, VerifyProgress, VerifyReport, keyname, verify};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -173,7 +173,7 @@ pub fn text(r: &VerifyReport) -> String {
                 e.class.as_str(),
                 when,
                 e.db,
-                e.key
+                keyname::shorten(&e.key, e.key_bytes)
             ));
         }
     }

@@ -11,6 +11,7 @@
 
 pub mod digest;
 mod judge;
+pub mod keyname;
 mod observe;
 mod options;
 mod pass;
@@ -37,8 +38,11 @@ use tally::{Key, Tally};
 pub struct Example {
     /// The source database it is in (the target database paired with it, for an extra key).
     pub db: i64,
-    /// The key name (bytes that are not UTF-8 shown as U+FFFD).
+    /// The key name, as `redis-cli` reads it back: plain text as it is, otherwise quoted,
+    /// with bytes that are not UTF-8 and control characters as `\xHH`.
     pub key: String,
+    /// The name's length in bytes.
+    pub key_bytes: usize,
     pub class: Class,
     /// Still different after the last round.
     pub persistent: bool,
@@ -198,7 +202,8 @@ pub async fn verify(
         .take(opts.examples)
         .map(|(k, class, persistent)| Example {
             db: k.db,
-            key: String::from_utf8_lossy(&k.name).into_owned(),
+            key: keyname::escape(&k.name),
+            key_bytes: k.name.len(),
             class,
             persistent,
         })

@@ -165,6 +165,15 @@ fn every_mismatch_class_is_caught_and_expiring_keys_are_not_missing() {
         1,
     );
     let m = &r["mismatches"];
+    // Every source key and the one only the target has, by type: the two counts agree.
+    assert_eq!(r["keys_checked"], 503, "{r:#}");
+    let by_type: u64 = r["by_type"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(by_type, 503, "{r:#}");
     assert_eq!(m["missing_on_target"], 1, "{r:#}");
     assert_eq!(m["extra_on_target"], 1, "{r:#}");
     assert_eq!(m["type"], 1, "{r:#}");
@@ -264,10 +273,10 @@ fn a_key_fixed_during_the_check_is_transient_and_a_lasting_one_persistent() {
     assert_eq!(r["rounds"], 3);
     let examples = r["examples"].as_array().unwrap();
     assert!(examples.contains(
-        &serde_json::json!({"db": 0, "key": "never", "class": "missing_on_target", "persistent": true})
+        &serde_json::json!({"db": 0, "key": "never", "key_bytes": 5, "class": "missing_on_target", "persistent": true})
     ));
     assert!(examples.contains(
-        &serde_json::json!({"db": 0, "key": "late", "class": "missing_on_target", "persistent": false})
+        &serde_json::json!({"db": 0, "key": "late", "key_bytes": 4, "class": "missing_on_target", "persistent": false})
     ));
 }
 
@@ -607,5 +616,86 @@ fn a_never_copied_key_is_missing_however_its_ttl_runs_out_during_the_rounds() {
             "never:copied".to_string(),
             "missing_on_target".to_string()
         )]
+    );
+}
+
+/// What `redis-cli` answers to `line` typed at its prompt (read from stdin).
+fn typed(server: &Server, line: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("redis-cli")
+        .args(["-p", &server.port.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("redis-cli");
+    writeln!(child.stdin.take().unwrap(), "{line}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+#[test]
+fn example_keys_are_shown_losslessly_and_can_be_pasted_into_redis_cli() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    let long = format!("long:{}:end", "k".repeat(200));
+    let client = redis::Client::open(source.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    for key in [&b"bin:\xfe"[..], b"bin:\xff", b"two words", long.as_bytes()] {
+        redis::cmd("SET")
+            .arg(key)
+            .arg("v")
+            .query::<()>(&mut conn)
+            .unwrap();
+    }
+    let r = verify(&ws, &source, &target, &["--rounds", "1"], 1);
+    let keys: Vec<(String, u64)> = r["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["key"].as_str().unwrap().to_string(),
+                e["key_bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (r#""bin:\xfe""#.to_string(), 5),
+            (r#""bin:\xff""#.to_string(), 5),
+            (long.clone(), 209),
+            (r#""two words""#.to_string(), 9),
+        ]
+    );
+    for (key, _) in &keys {
+        assert_eq!(typed(&source, &format!("STRLEN {key}")), "1", "{key}");
+    }
+    let text = ws
+        .cmd(&[
+            "verify",
+            "--source",
+            &source.url(),
+            "--target",
+            &target.url(),
+            "--rounds",
+            "1",
+        ])
+        .expect(1)
+        .stdout;
+    let shown: Vec<&str> = text.lines().skip(7).collect();
+    assert_eq!(
+        shown,
+        [
+            r#"    missing_on_target  persistent db0   "bin:\xfe""#.to_string(),
+            r#"    missing_on_target  persistent db0   "bin:\xff""#.to_string(),
+            format!(
+                "    missing_on_target  persistent db0   long:{}…kkkkkkkkkkkk:end (209 bytes)",
+                "k".repeat(51)
+            ),
+            r#"    missing_on_target  persistent db0   "two words""#.to_string(),
+        ],
+        "{text}"
     );
 }
