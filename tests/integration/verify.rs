@@ -699,3 +699,34 @@ fn example_keys_are_shown_losslessly_and_can_be_pasted_into_redis_cli() {
         "{text}"
     );
 }
+
+#[test]
+fn a_byte_changed_in_the_middle_of_a_50_mb_string_is_caught() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    let value: Vec<u8> = (0..50 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    for server in [&source, &target] {
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        redis::cmd("SET")
+            .arg("big:string")
+            .arg(&value)
+            .query::<()>(&mut conn)
+            .unwrap();
+        redis::cmd("SET")
+            .arg("small")
+            .arg("v")
+            .query::<()>(&mut conn)
+            .unwrap();
+    }
+    let r = verify(&ws, &source, &target, &["--rounds", "1"], 0);
+    assert_eq!(r["keys_checked"], 2, "{r:#}");
+    target.cli(&["SETRANGE", "big:string", "26214400", "!"]);
+    assert_eq!(target.cli(&["STRLEN", "big:string"]), "52428800");
+    let r = verify(&ws, &source, &target, &["--rounds", "1"], 1);
+    assert_eq!(
+        examples(&r),
+        [(0, "big:string".to_string(), "value".to_string())]
+    );
+}
