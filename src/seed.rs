@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::endpoint::{Endpoint, Resolver};
 use crate::resp::{Conn, Pipeline, Pool, RespError};
+use crate::verify::pace::Pacer;
 
 /// The value types seeding can write.
 #[derive(
@@ -118,6 +119,8 @@ pub struct SeedOptions {
     /// The databases to write the keys into, each getting all of them; empty: the
     /// endpoint's.
     pub dbs: Vec<i64>,
+    /// Keys per second written at most (none: as fast as it can).
+    pub max_rate: Option<u64>,
 }
 
 impl Default for SeedOptions {
@@ -134,6 +137,7 @@ impl Default for SeedOptions {
             pipeline: 256,
             timeout: Duration::from_secs(10),
             dbs: Vec::new(),
+            max_rate: None,
         }
     }
 }
@@ -349,12 +353,13 @@ pub async fn seed(
         elapsed_ms: 0,
         keys_per_sec: 0.0,
     };
+    let pacer = Pacer::new(opts.max_rate);
     for db in dbs {
         let one = Endpoint {
             db,
             ..endpoint.clone()
         };
-        seed_db(resolver, &one, opts, progress, &mut summary).await?;
+        seed_db(resolver, &one, opts, pacer.as_ref(), progress, &mut summary).await?;
     }
     let elapsed = started.elapsed();
     summary.elapsed_ms = elapsed.as_millis() as u64;
@@ -367,6 +372,7 @@ async fn seed_db(
     resolver: &Resolver,
     endpoint: &Endpoint,
     opts: &SeedOptions,
+    pacer: Option<&Pacer>,
     progress: &(dyn Fn(u64) + Send + Sync),
     summary: &mut SeedSummary,
 ) -> Result<(), SeedError> {
@@ -381,7 +387,7 @@ async fn seed_db(
         conns.push(conn);
     }
     let pool = Arc::new(Pool::new(conns));
-    let batch = opts.pipeline as u64;
+    let batch = pacer.map_or(opts.pipeline, |p| p.batch(opts.pipeline)) as u64;
     let batches = opts.keys.div_ceil(batch);
     // One batch per connection in flight, one more being encoded.
     let in_flight = opts.connections * 2;
@@ -412,6 +418,9 @@ async fn seed_db(
         let pool = pool.clone();
         let opts = shared.clone();
         let range = b * batch..((b + 1) * batch).min(opts.keys);
+        if let Some(pacer) = pacer {
+            pacer.take(range.end - range.start).await;
+        }
         tasks.spawn(async move {
             let mut p = Pipeline::new();
             let mut tally = Tally::default();

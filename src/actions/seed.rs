@@ -54,6 +54,9 @@ pub struct DataSeed {
     /// endpoint's).
     #[serde(default)]
     db: Option<Vec<i64>>,
+    /// Keys per second written at most (default: as fast as it can).
+    #[serde(default)]
+    max_rate: Option<u64>,
 }
 
 impl DataSeed {
@@ -68,6 +71,7 @@ impl DataSeed {
             ttl: self.ttl.unwrap_or(d.ttl),
             types: self.types.clone().unwrap_or(d.types.clone()),
             dbs: self.db.clone().unwrap_or_default(),
+            max_rate: self.max_rate,
             ..d
         }
     }
@@ -90,6 +94,7 @@ impl Action for DataSeed {
             .param("types", types)
             .param("ttl_share", o.ttl_share)
             .param("databases", &o.dbs)
+            .param("max_rate", o.max_rate)
             .param("commands", "SET, DEL + HSET/RPUSH/SADD/ZADD/XADD, PEXPIRE"),
         ]
     }

@@ -51,6 +51,9 @@ pub struct Args {
     /// endpoint's).
     #[arg(long = "db", value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
     dbs: Vec<i64>,
+    /// Write at most this many keys per second (default: as fast as it can).
+    #[arg(long, value_name = "KEYS_PER_SEC", value_parser = clap::value_parser!(u64).range(1..))]
+    max_rate: Option<u64>,
     /// `text` for people, `json` for scripts.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -83,6 +86,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         connections: args.connections,
         pipeline: args.pipeline,
         dbs: args.dbs,
+        max_rate: args.max_rate,
         ..SeedOptions::default()
     };
     opts.validate().map_err(|e| invalid(e.to_string()))?;

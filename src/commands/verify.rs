@@ -9,7 +9,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::cli::Global;
 use crate::endpoint::{Endpoint, Resolver};
 use crate::error::{Outcome, invalid};
-use crate::verify::{VerifyError, VerifyOptions, VerifyProgress, VerifyReport, keyname, verify};
+use crate::verify::{
+    ReadFrom, VerifyError, VerifyOptions, VerifyProgress, VerifyReport, keyname, verify,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -54,6 +56,13 @@ pub struct Args {
     /// either side).
     #[arg(long = "db", value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
     dbs: Vec<i64>,
+    /// Read at most this many keys per second from each side (default: as fast as it can).
+    #[arg(long, value_name = "KEYS_PER_SEC", value_parser = clap::value_parser!(u64).range(1..))]
+    max_rate: Option<u64>,
+    /// Read the keys from the endpoints, or from a replica of each (the endpoint itself
+    /// when it is one), to spare a production primary.
+    #[arg(long, value_enum, default_value_t = ReadFrom::Primary)]
+    read_from: ReadFrom,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -76,6 +85,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         examples: args.examples,
         skip_prefixes: args.skip_prefixes,
         dbs: args.dbs,
+        max_rate: args.max_rate,
+        read_from: args.read_from,
         ..VerifyOptions::default()
     };
     opts.validate().map_err(|e| invalid(e.to_string()))?;
@@ -130,6 +141,12 @@ pub fn text(r: &VerifyReport) -> String {
         r.transient
     );
     out.push_str(&format!("  source  {}\n  target  {}\n", r.source, r.target));
+    if r.read_from.source != r.source || r.read_from.target != r.target {
+        out.push_str(&format!(
+            "  read from {} and {}\n",
+            r.read_from.source, r.read_from.target
+        ));
+    }
     let types: Vec<String> = r.by_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
     out.push_str(&format!("  by type: {}\n", types.join(", ")));
     let m = &r.mismatches;

@@ -14,6 +14,7 @@ mod judge;
 pub mod keyname;
 mod observe;
 mod options;
+pub mod pace;
 mod pass;
 mod recheck;
 mod replication;
@@ -29,7 +30,7 @@ use serde::Serialize;
 use crate::endpoint::{Endpoint, Resolver};
 use crate::resp::RespError;
 pub use judge::{Class, ClassCounts};
-pub use options::{ELASTICACHE_TIMESTAMP_KEY, VerifyOptions};
+pub use options::{ELASTICACHE_TIMESTAMP_KEY, ReadFrom, VerifyOptions};
 use sides::Sides;
 use tally::{Key, Tally};
 
@@ -65,11 +66,20 @@ pub struct DbReport {
     pub skipped: u64,
 }
 
+/// The servers a check read.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReadServers {
+    pub source: Endpoint,
+    pub target: Endpoint,
+}
+
 /// The outcome of a check.
 #[derive(Clone, Debug, Serialize)]
 pub struct VerifyReport {
     pub source: Endpoint,
     pub target: Endpoint,
+    /// The servers read: the endpoints, or their replicas with `--read-from replica`.
+    pub read_from: ReadServers,
     /// No persistent mismatch.
     pub parity: bool,
     /// Keys compared, in every database: every source key, plus the keys only the target
@@ -131,6 +141,11 @@ pub enum VerifyError {
         #[source]
         source: RespError,
     },
+    /// `--read-from replica`, and the endpoint has no replica online.
+    #[error(
+        "the {side} {endpoint} has no online replica to read from (read from the primary, or give a replica's URL)"
+    )]
+    NoReplica { side: Side, endpoint: Endpoint },
     /// An endpoint failed during the check (went away, timed out, refused a command).
     #[error("the {side} {endpoint} failed during the check")]
     Failed {
@@ -212,6 +227,10 @@ pub async fn verify(
     let mut report = VerifyReport {
         source: source.clone(),
         target: target.clone(),
+        read_from: ReadServers {
+            source: sides.src.endpoint.clone(),
+            target: sides.dst.endpoint.clone(),
+        },
         parity: true,
         keys_checked: 0,
         by_type: BTreeMap::new(),

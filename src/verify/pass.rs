@@ -31,7 +31,10 @@ impl Sides {
         tally.db(db);
         let mut tasks: JoinSet<Result<Tally, VerifyError>> = JoinSet::new();
         let mut cursor = b"0".to_vec();
-        let count = opts.batch.to_string();
+        let pacer = self.pacers[scanned as usize].as_ref();
+        let count = pacer
+            .map_or(opts.batch, |p| p.batch(opts.batch))
+            .to_string();
         let absorb = |done: Result<Result<Tally, VerifyError>, tokio::task::JoinError>,
                       tally: &mut Tally|
          -> Result<(), VerifyError> {
@@ -71,6 +74,9 @@ impl Sides {
                 tally.db(db).skipped += skipped;
             }
             if !keys.is_empty() {
+                if let Some(pacer) = pacer {
+                    pacer.take(keys.len() as u64).await;
+                }
                 while tasks.len() >= opts.in_flight {
                     if let Some(done) = tasks.join_next().await {
                         absorb(done, &mut tally)?;

@@ -9,10 +9,12 @@ use std::collections::BTreeMap;
 use crate::endpoint::{Endpoint, Resolver};
 use crate::resp::{Conn, Frame, Lease, Pipeline, Pool, RespError};
 
-use super::{Side, VerifyError, VerifyOptions};
+use super::pace::Pacer;
+use super::{ReadFrom, Side, VerifyError, VerifyOptions};
 
 /// The connections that read one side.
 pub(super) struct Reader {
+    /// The server read: the endpoint given, or its replica.
     pub endpoint: Endpoint,
     pool: Pool,
 }
@@ -21,18 +23,39 @@ impl Reader {
     async fn connect(
         resolver: &Resolver,
         side: Side,
-        endpoint: &Endpoint,
+        given: &Endpoint,
         opts: &VerifyOptions,
     ) -> Result<Reader, VerifyError> {
+        let connect_err = |endpoint: &Endpoint| {
+            let endpoint = endpoint.clone();
+            move |source| VerifyError::Connect {
+                side,
+                endpoint,
+                source,
+            }
+        };
+        let endpoint = match opts.read_from {
+            ReadFrom::Primary => given.clone(),
+            ReadFrom::Replica => {
+                let mut conn = Conn::connect(resolver, given, opts.timeout)
+                    .await
+                    .map_err(connect_err(given))?;
+                let info = conn
+                    .call(&[b"INFO", b"replication"], |r| r.text())
+                    .await
+                    .map_err(connect_err(given))?;
+                replica(given, &info).ok_or_else(|| VerifyError::NoReplica {
+                    side,
+                    endpoint: given.clone(),
+                })?
+            }
+        };
+        let endpoint = &endpoint;
         let mut conns = Vec::with_capacity(opts.connections);
         for _ in 0..opts.connections {
             let conn = Conn::connect(resolver, endpoint, opts.timeout)
                 .await
-                .map_err(|source| VerifyError::Connect {
-                    side,
-                    endpoint: endpoint.clone(),
-                    source,
-                })?;
+                .map_err(connect_err(endpoint))?;
             conns.push(conn);
         }
         Ok(Reader {
@@ -51,12 +74,41 @@ impl Reader {
     }
 }
 
+/// `given` itself when it is a replica, else its first online replica (from its
+/// `INFO replication`), reached with the same credentials and TLS.
+fn replica(given: &Endpoint, info: &str) -> Option<Endpoint> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
+    };
+    if matches!(field("role"), Some("slave" | "replica")) {
+        return Some(given.clone());
+    }
+    info.lines().find_map(|line| {
+        let (name, fields) = line.trim_end().split_once(':')?;
+        name.strip_prefix("slave")?.parse::<u32>().ok()?;
+        let value = |k: &str| {
+            fields
+                .split(',')
+                .find_map(|f| f.strip_prefix(k)?.strip_prefix('='))
+        };
+        (value("state") == Some("online")).then_some(())?;
+        Some(Endpoint {
+            host: value("ip")?.to_string(),
+            port: value("port")?.parse().ok()?,
+            ..given.clone()
+        })
+    })
+}
+
 /// The connections to both sides, and which target database each source database is
 /// compared with.
 pub(super) struct Sides {
     pub src: Reader,
     pub dst: Reader,
     pub opts: VerifyOptions,
+    /// The cap on keys per second, one for each pass.
+    pub pacers: [Option<Pacer>; 2],
     /// Source database → target database; every database of the check is a key.
     pub dbs: BTreeMap<i64, i64>,
 }
@@ -72,6 +124,7 @@ impl Sides {
             src: Reader::connect(resolver, Side::Source, source, opts).await?,
             dst: Reader::connect(resolver, Side::Target, target, opts).await?,
             opts: opts.clone(),
+            pacers: [Pacer::new(opts.max_rate), Pacer::new(opts.max_rate)],
             dbs: BTreeMap::new(),
         })
     }
@@ -166,7 +219,25 @@ fn keyspace(info: &str) -> BTreeMap<i64, u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::keyspace;
+    use super::*;
+
+    #[test]
+    fn finds_a_replica_to_read_from() {
+        let primary = Endpoint::parse("redis://:pw@10.0.0.1:6379").unwrap();
+        let info = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\n\
+            slave0:ip=10.0.0.2,port=6380,state=wait_bgsave,offset=0,lag=0\r\n\
+            slave1:ip=10.0.0.3,port=6381,state=online,offset=9,lag=0\r\n";
+        let r = replica(&primary, info).unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.port, r.password.as_deref()),
+            ("10.0.0.3", 6381, Some("pw"))
+        );
+        assert_eq!(replica(&primary, "role:slave\r\n"), Some(primary.clone()));
+        assert_eq!(
+            replica(&primary, "role:master\r\nconnected_slaves:0\r\n"),
+            None
+        );
+    }
 
     #[test]
     fn reads_the_databases_that_hold_keys() {

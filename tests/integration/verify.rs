@@ -730,3 +730,122 @@ fn a_byte_changed_in_the_middle_of_a_50_mb_string_is_caught() {
         [(0, "big:string".to_string(), "value".to_string())]
     );
 }
+
+#[test]
+fn max_rate_holds_the_keys_read_per_second() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    for server in [&source, &target] {
+        ws.cmd(&[
+            "seed",
+            "--endpoint",
+            &server.url(),
+            "--keys",
+            "6000",
+            "--types",
+            "string",
+            "--ttl-share",
+            "0",
+        ])
+        .expect(0);
+    }
+    // 6000 keys at 2000 keys/s: the last batch (of 100) cannot start before 2.95 s.
+    let r = verify(&ws, &source, &target, &["--max-rate", "2000"], 0);
+    assert_eq!(r["keys_checked"], 6000, "{r:#}");
+    let elapsed = r["elapsed_ms"].as_u64().unwrap();
+    assert!(elapsed >= 2950, "{elapsed} ms");
+    let rate = r["keys_per_sec"].as_f64().unwrap();
+    assert!(rate <= 2200.0, "{rate} keys/s");
+
+    // Seeding holds its cap the same way: 3000 keys at 1500 keys/s, batches of 75.
+    let started = Instant::now();
+    let ran = ws
+        .cmd(&[
+            "seed",
+            "--endpoint",
+            &source.url(),
+            "--keys",
+            "3000",
+            "--max-rate",
+            "1500",
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    let s = json(&ran.stdout);
+    assert!(started.elapsed() >= Duration::from_millis(1950));
+    assert!(s["keys_per_sec"].as_f64().unwrap() <= 1650.0, "{s:#}");
+}
+
+#[test]
+fn read_from_replica_reads_each_side_from_its_replica() {
+    let source = Server::start(Engine::Redis);
+    let source_replica = Server::start_with(Engine::Valkey, &["--replica-read-only", "no"]);
+    let target = Server::start(Engine::Valkey);
+    let target_replica = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    seed(&ws, &source, "300");
+    seed(&ws, &target, "300");
+    replicate(&source, &source_replica);
+    replicate(&target, &target_replica);
+    // Only the source's replica has this key: reading from it shows it.
+    source_replica.cli(&["SET", "only:on:the:replica", "v"]);
+
+    let r = verify(
+        &ws,
+        &source,
+        &target,
+        &["--rounds", "1", "--ttl-tolerance", "10s"],
+        0,
+    );
+    assert_eq!(r["read_from"]["source"], source.url(), "{r:#}");
+    let r = verify(
+        &ws,
+        &source,
+        &target,
+        &[
+            "--rounds",
+            "1",
+            "--ttl-tolerance",
+            "10s",
+            "--read-from",
+            "replica",
+        ],
+        1,
+    );
+    assert_eq!(
+        r["read_from"],
+        serde_json::json!({"source": source_replica.url(), "target": target_replica.url()}),
+        "{r:#}"
+    );
+    assert_eq!(
+        examples(&r),
+        [(
+            0,
+            "only:on:the:replica".to_string(),
+            "missing_on_target".to_string()
+        )]
+    );
+    // A server without a replica is named, and nothing is read from its primary instead.
+    let alone = Server::start(Engine::Valkey);
+    let ran = ws
+        .cmd(&[
+            "verify",
+            "--source",
+            &source.url(),
+            "--target",
+            &alone.url(),
+            "--read-from",
+            "replica",
+        ])
+        .expect(1);
+    assert!(
+        ran.stderr.contains(&format!(
+            "the target {} has no online replica to read from",
+            alone.url()
+        )),
+        "{}",
+        ran.stderr
+    );
+}
