@@ -849,3 +849,62 @@ fn read_from_replica_reads_each_side_from_its_replica() {
         ran.stderr
     );
 }
+
+const DATA_ACTIONS_RUNBOOK: &str = r#"version: 1
+name: data-actions
+params:
+  source: {}
+  target: {}
+steps:
+  - id: sync
+    action: data.sync_check
+    with: { source: "{{ params.source }}", target: "{{ params.target }}", deadline: 5s }
+  - id: memory
+    action: data.info
+    with:
+      endpoints: ["{{ params.source }}", "{{ params.target }}"]
+      labels: [source, target]
+      fields: [used_memory, role, no_such_field]
+  - id: checked
+    action: assert
+    with:
+      that: "{{ steps.sync.outputs.key == 'runbook:sync-check' and steps.memory.outputs.values.source.role == 'master' and steps.memory.outputs.values.target.role == 'slave' }}"
+"#;
+
+#[test]
+fn sync_check_and_info_read_live_replication_without_a_shell() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    replicate(&source, &target);
+    let ws = Workspace::new();
+    ws.write("data.yaml", DATA_ACTIONS_RUNBOOK);
+    let vars = |target: &Server| {
+        vec![
+            "run".to_string(),
+            "data.yaml".into(),
+            "--var".into(),
+            format!("source={}", source.url()),
+            "--var".into(),
+            format!("target={}", target.url()),
+        ]
+    };
+    let args = vars(&target);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ws.cmd(&args).expect(0);
+    assert_eq!(target.cli(&["EXISTS", "runbook:sync-check"]), "1");
+
+    // A target that does not replicate: the step fails naming both ends and the deadline.
+    let alone = Server::start(Engine::Valkey);
+    let args = vars(&alone);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ran = ws.cmd(&args).expect(1);
+    assert!(
+        ran.stderr.contains(&format!(
+            "the key runbook:sync-check written to the source {} did not reach the target {} within 5s: is the migration replicating?",
+            source.url(),
+            alone.url()
+        )),
+        "{}",
+        ran.stderr
+    );
+}
