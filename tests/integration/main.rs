@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod cluster_data;
 mod docs;
 mod engine;
 mod error_messages;
