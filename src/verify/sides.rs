@@ -64,6 +64,11 @@ impl Reader {
         })
     }
 
+    /// A connection on whatever database, for server-wide questions.
+    pub async fn any(&self) -> Lease<'_> {
+        self.pool.get().await
+    }
+
     /// A connection on database `db`.
     pub async fn lease(&self, db: i64) -> Result<Lease<'_>, RespError> {
         let mut conn = self.pool.get().await;
