@@ -15,6 +15,7 @@ pub const SPEC: ActionSpec = ActionSpec {
     summary: "Compare every key of a source and a target (type, value, TTL); fail on persistent mismatches.",
     outputs: super::Declared::Listed(&[
         "parity",
+        "functions",
         "keys_checked",
         "by_type",
         "mismatches",
@@ -201,6 +202,17 @@ fn summary(r: &VerifyReport) -> String {
 
 /// The failure message: what differs, with example keys to look at.
 fn failure(r: &VerifyReport) -> String {
+    let f = &r.functions;
+    if r.persistent == 0 {
+        return format!(
+            "the function libraries differ between {} and {}: missing on target [{}], extra on target [{}], different code [{}]",
+            r.source,
+            r.target,
+            f.missing_on_target.join(", "),
+            f.extra_on_target.join(", "),
+            f.different.join(", ")
+        );
+    }
     let m = &r.mismatches;
     let examples: Vec<String> = r
         .examples

@@ -171,6 +171,17 @@ pub fn text(r: &VerifyReport) -> String {
             .collect();
         out.push_str(&format!("  by database: {}\n", dbs.join(", ")));
     }
+    let f = &r.functions;
+    if f.checked && (f.source > 0 || f.target > 0 || !f.parity) {
+        out.push_str(&format!(
+            "  function libraries: {} on the source, {} on the target; missing on target [{}], extra on target [{}], different code [{}]\n",
+            f.source,
+            f.target,
+            f.missing_on_target.join(", "),
+            f.extra_on_target.join(", "),
+            f.different.join(", ")
+        ));
+    }
     if r.not_rechecked > 0 {
         out.push_str(&format!(
             "  {} mismatches beyond the re-check cap were counted as persistent\n",

@@ -10,6 +10,7 @@
 //! are held.
 
 pub mod digest;
+mod functions;
 mod judge;
 pub mod keyname;
 mod observe;
@@ -30,6 +31,7 @@ use serde::Serialize;
 use crate::endpoint::{Endpoint, Resolver};
 use crate::resp::RespError;
 use crate::resp::cluster::TopologyError;
+pub use functions::Functions;
 pub use judge::{Class, ClassCounts};
 pub use options::{ELASTICACHE_TIMESTAMP_KEY, ReadFrom, VerifyOptions};
 use sides::{Reader, Sides};
@@ -99,8 +101,10 @@ pub struct VerifyReport {
     pub target: Endpoint,
     /// The servers read: the endpoints, or their replicas with `--read-from replica`.
     pub read_from: ReadServers,
-    /// No persistent mismatch.
+    /// No persistent mismatch, and the same function libraries.
     pub parity: bool,
+    /// The function libraries, a server-state check beside the keys.
+    pub functions: Functions,
     /// Keys compared, in every database: every source key, plus the keys only the target
     /// has.
     pub keys_checked: u64,
@@ -235,6 +239,7 @@ pub async fn verify(
         tally.merge(reverse, opts.recheck_cap);
     }
     let rechecked = recheck::rounds(&sides, &mut tally, progress).await?;
+    let functions = sides.functions().await?;
 
     let mut persistent_by_db: BTreeMap<i64, ClassCounts> = BTreeMap::new();
     for (key, m) in &tally.pending {
@@ -285,6 +290,7 @@ pub async fn verify(
             }
         }),
         parity: true,
+        functions,
         keys_checked: 0,
         by_type: BTreeMap::new(),
         mismatches: ClassCounts::default(),
@@ -326,7 +332,7 @@ pub async fn verify(
     }
     report.persistent = report.mismatches.total();
     report.transient = report.transient_mismatches.total();
-    report.parity = report.persistent == 0;
+    report.parity = report.persistent == 0 && report.functions.parity;
     let elapsed = started.elapsed();
     report.elapsed_ms = elapsed.as_millis() as u64;
     report.keys_per_sec = report.keys_checked as f64 / elapsed.as_secs_f64().max(1e-9);

@@ -85,6 +85,12 @@ impl Reader {
         Ok(Reader { topology, nodes })
     }
 
+    /// A connection on whatever database, for server-wide questions: the first shard's
+    /// (function libraries are loaded on every node of a cluster alike).
+    pub async fn any(&self) -> Lease<'_> {
+        self.nodes[0].pool.get().await
+    }
+
     /// A connection to shard `shard`, on database `db`.
     pub async fn lease(&self, shard: usize, db: i64) -> Result<Lease<'_>, RespError> {
         let mut conn = self.nodes[shard].pool.get().await;

@@ -908,3 +908,36 @@ fn sync_check_and_info_read_live_replication_without_a_shell() {
         ran.stderr
     );
 }
+
+#[test]
+fn function_libraries_are_compared_by_name_and_code() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    let lib = |name: &str, body: &str| {
+        format!(
+            "#!lua name={name}\nredis.register_function('{name}_f', function() return {body} end)"
+        )
+    };
+    source.cli(&["FUNCTION", "LOAD", &lib("kept", "1")]);
+    source.cli(&["FUNCTION", "LOAD", &lib("lost", "2")]);
+    source.cli(&["FUNCTION", "LOAD", &lib("changed", "3")]);
+    target.cli(&["FUNCTION", "LOAD", &lib("kept", "1")]);
+    target.cli(&["FUNCTION", "LOAD", &lib("changed", "4")]);
+    target.cli(&["FUNCTION", "LOAD", &lib("added", "5")]);
+    let r = verify(&ws, &source, &target, &["--rounds", "1"], 1);
+    assert_eq!(
+        r["functions"],
+        serde_json::json!({"checked": true, "parity": false, "source": 3, "target": 3,
+            "missing_on_target": ["lost"], "extra_on_target": ["added"], "different": ["changed"]}),
+        "{r:#}"
+    );
+    assert_eq!(r["persistent"], 0);
+    for name in ["lost", "changed", "added"] {
+        target.cli(&["FUNCTION", "DELETE", name]);
+    }
+    target.cli(&["FUNCTION", "LOAD", &lib("lost", "2")]);
+    target.cli(&["FUNCTION", "LOAD", &lib("changed", "3")]);
+    let r = verify(&ws, &source, &target, &["--rounds", "1"], 0);
+    assert_eq!(r["functions"]["parity"], true, "{r:#}");
+}
