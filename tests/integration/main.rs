@@ -6,6 +6,7 @@ mod cli;
 mod docs;
 mod engine;
 mod error_messages;
+mod local_changes;
 mod local_cluster;
 mod local_platform;
 mod local_runbooks;
@@ -17,6 +18,7 @@ mod seed;
 mod support;
 mod verify;
 
+mod aws_changes;
 mod aws_cli;
 mod aws_elasticache;
 mod aws_metrics;
