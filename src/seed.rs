@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::endpoint::{Endpoint, Resolver};
 use crate::resp::{Conn, Pipeline, Pool, RespError};
+use crate::verify::pace::Pacer;
 
 /// The value types seeding can write.
 #[derive(
@@ -115,6 +116,11 @@ pub struct SeedOptions {
     pub pipeline: usize,
     /// Connect and response timeout.
     pub timeout: Duration,
+    /// The databases to write the keys into, each getting all of them; empty: the
+    /// endpoint's.
+    pub dbs: Vec<i64>,
+    /// Keys per second written at most (none: as fast as it can).
+    pub max_rate: Option<u64>,
 }
 
 impl Default for SeedOptions {
@@ -130,6 +136,8 @@ impl Default for SeedOptions {
             connections: 4,
             pipeline: 256,
             timeout: Duration::from_secs(10),
+            dbs: Vec::new(),
+            max_rate: None,
         }
     }
 }
@@ -152,6 +160,9 @@ impl SeedOptions {
         }
         if self.ttl_share > 0.0 && self.ttl < Duration::from_millis(1) {
             return bad("the TTL must be at least 1ms");
+        }
+        if self.dbs.iter().any(|&db| db < 0) {
+            return bad("a database number is 0 or more");
         }
         Ok(())
     }
@@ -278,7 +289,10 @@ impl SeedOptions {
 #[derive(Clone, Debug, Serialize)]
 pub struct SeedSummary {
     pub endpoint: Endpoint,
+    /// Keys written, in every database.
     pub keys: u64,
+    /// The databases written to, each with every key.
+    pub databases: Vec<i64>,
     /// Keys written per type.
     pub by_type: BTreeMap<DataType, u64>,
     /// Keys given a TTL.
@@ -310,8 +324,8 @@ pub enum SeedError {
     },
 }
 
-/// Writes `opts.keys` keys to `endpoint`. `progress` is called with the number of keys
-/// written since its last call.
+/// Writes `opts.keys` keys to `endpoint`, in each of `opts.dbs` (or the endpoint's
+/// database). `progress` is called with the number of keys written since its last call.
 pub async fn seed(
     resolver: &Resolver,
     endpoint: &Endpoint,
@@ -319,6 +333,49 @@ pub async fn seed(
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<SeedSummary, SeedError> {
     opts.validate()?;
+    if endpoint.db != 0 && !opts.dbs.is_empty() {
+        return Err(SeedError::Options(
+            "name the database either in the URL (/N) or with --db, not both".into(),
+        ));
+    }
+    let dbs = if opts.dbs.is_empty() {
+        vec![endpoint.db]
+    } else {
+        opts.dbs.clone()
+    };
+    let started = Instant::now();
+    let mut summary = SeedSummary {
+        endpoint: endpoint.clone(),
+        keys: 0,
+        databases: dbs.clone(),
+        by_type: BTreeMap::new(),
+        with_ttl: 0,
+        elapsed_ms: 0,
+        keys_per_sec: 0.0,
+    };
+    let pacer = Pacer::new(opts.max_rate);
+    for db in dbs {
+        let one = Endpoint {
+            db,
+            ..endpoint.clone()
+        };
+        seed_db(resolver, &one, opts, pacer.as_ref(), progress, &mut summary).await?;
+    }
+    let elapsed = started.elapsed();
+    summary.elapsed_ms = elapsed.as_millis() as u64;
+    summary.keys_per_sec = summary.keys as f64 / elapsed.as_secs_f64().max(1e-9);
+    Ok(summary)
+}
+
+/// Writes every key to `endpoint`'s database, adding to `summary`.
+async fn seed_db(
+    resolver: &Resolver,
+    endpoint: &Endpoint,
+    opts: &SeedOptions,
+    pacer: Option<&Pacer>,
+    progress: &(dyn Fn(u64) + Send + Sync),
+    summary: &mut SeedSummary,
+) -> Result<(), SeedError> {
     let mut conns = Vec::with_capacity(opts.connections);
     for _ in 0..opts.connections {
         let conn = Conn::connect(resolver, endpoint, opts.timeout)
@@ -330,21 +387,12 @@ pub async fn seed(
         conns.push(conn);
     }
     let pool = Arc::new(Pool::new(conns));
-    let started = Instant::now();
-    let batch = opts.pipeline as u64;
+    let batch = pacer.map_or(opts.pipeline, |p| p.batch(opts.pipeline)) as u64;
     let batches = opts.keys.div_ceil(batch);
     // One batch per connection in flight, one more being encoded.
     let in_flight = opts.connections * 2;
     let shared = Arc::new(opts.clone());
     let mut tasks = JoinSet::new();
-    let mut summary = SeedSummary {
-        endpoint: endpoint.clone(),
-        keys: 0,
-        by_type: BTreeMap::new(),
-        with_ttl: 0,
-        elapsed_ms: 0,
-        keys_per_sec: 0.0,
-    };
     let merge = |done: Result<Result<Tally, RespError>, tokio::task::JoinError>,
                  summary: &mut SeedSummary| {
         let tally = done
@@ -364,12 +412,15 @@ pub async fn seed(
     for b in 0..batches {
         while tasks.len() >= in_flight {
             if let Some(done) = tasks.join_next().await {
-                merge(done, &mut summary)?;
+                merge(done, summary)?;
             }
         }
         let pool = pool.clone();
         let opts = shared.clone();
         let range = b * batch..((b + 1) * batch).min(opts.keys);
+        if let Some(pacer) = pacer {
+            pacer.take(range.end - range.start).await;
+        }
         tasks.spawn(async move {
             let mut p = Pipeline::new();
             let mut tally = Tally::default();
@@ -393,12 +444,9 @@ pub async fn seed(
         });
     }
     while let Some(done) = tasks.join_next().await {
-        merge(done, &mut summary)?;
+        merge(done, summary)?;
     }
-    let elapsed = started.elapsed();
-    summary.elapsed_ms = elapsed.as_millis() as u64;
-    summary.keys_per_sec = summary.keys as f64 / elapsed.as_secs_f64().max(1e-9);
-    Ok(summary)
+    Ok(())
 }
 
 /// What one pipeline wrote.

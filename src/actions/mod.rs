@@ -21,10 +21,12 @@ mod assert;
 mod bench;
 pub mod exec;
 mod forward;
+mod info;
 pub mod metrics;
 mod preflight;
 mod seed;
 mod sleep;
+mod sync_check;
 mod verify;
 
 /// Named outputs of a step, visible to later steps as `steps.<id>.outputs.<name>`.
@@ -265,6 +267,8 @@ pub static REGISTRY: &[ActionSpec] = &[
     bench::SPEC,
     seed::SPEC,
     verify::SPEC,
+    sync_check::SPEC,
+    info::SPEC,
     exec::SPEC,
     sleep::SPEC,
     forward::spec::<ops::DeployStack>(

@@ -7,10 +7,8 @@
 //! directly and routes each key by its slot. A standalone server is a map of one shard that
 //! owns every slot, so callers treat both the same way.
 
-use std::time::Duration;
-
 use super::{Conn, Frame, RespError};
-use crate::endpoint::{Endpoint, Resolver};
+use crate::endpoint::Endpoint;
 
 /// Slots of a cluster, numbered `0..SLOTS`.
 pub const SLOTS: usize = 16384;
@@ -67,22 +65,6 @@ impl Topology {
             }],
             owner: vec![0; SLOTS],
         }
-    }
-
-    /// Connects to `endpoint` and reads its topology (see [`Topology::of`]).
-    pub async fn discover(
-        resolver: &Resolver,
-        endpoint: &Endpoint,
-        timeout: Duration,
-    ) -> Result<Topology, TopologyError> {
-        let ask = |source| TopologyError::Ask {
-            endpoint: endpoint.clone(),
-            source,
-        };
-        let mut conn = Conn::connect(resolver, endpoint, timeout)
-            .await
-            .map_err(ask)?;
-        Topology::of(&mut conn, endpoint).await
     }
 
     /// The topology `conn` (a connection to `endpoint`) reports: standalone unless
