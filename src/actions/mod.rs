@@ -364,6 +364,26 @@ pub static REGISTRY: &[ActionSpec] = &[
         "serverless.delete",
         "Delete a serverless cache (optionally after a final snapshot).",
     ),
+    forward::spec::<ops::CheckHealth>(
+        "group.health",
+        "Check memory use, engine CPU, connections and evictions of a group's nodes against limits; fails listing every one passed.",
+    ),
+    forward::spec::<ops::FailoverGroup>(
+        "group.failover",
+        "Promote a replica of one shard (TestFailover) and wait until the group is available with its new primary.",
+    ),
+    forward::spec::<ops::ModifyReplicas>(
+        "group.modify_replicas",
+        "Set the number of replicas per shard (IncreaseReplicaCount / DecreaseReplicaCount) and wait until available.",
+    ),
+    forward::spec::<ops::ModifyNodeType>(
+        "group.modify_node_type",
+        "Move a group to another node type (ModifyReplicationGroup CacheNodeType) and wait until available.",
+    ),
+    forward::spec::<ops::ModifyParameters>(
+        "parameters.modify",
+        "Set parameters of a cache parameter group (ModifyCacheParameterGroup), make it the group's, and wait until every node applies them.",
+    ),
     forward::spec::<ops::CaptureMetrics>(
         "metrics.capture",
         "Capture the replication group's metrics (CloudWatch on aws) for every earlier step.",

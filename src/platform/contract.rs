@@ -962,3 +962,280 @@ pub fn bucket_name_problem(name: &str) -> Option<String> {
         format!("`{name}` is not an S3 bucket name (3 to 63 lowercase letters, digits, dots and hyphens)")
     })
 }
+
+// ---- everyday changes of a replication group ---------------------------------------
+
+/// `group.failover`: promote a replica of one shard (elasticache:TestFailover), wait until
+/// the group is available with the new primary.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverGroup {
+    /// The replication group id.
+    pub replication_group: String,
+    /// The shard (node group) to fail over, `0001`, …; by default the first.
+    #[serde(default)]
+    pub node_group: Option<String>,
+}
+
+impl FailoverGroup {
+    /// The shard asked for, `0001` by default.
+    pub fn node_group(&self) -> &str {
+        self.node_group.as_deref().unwrap_or("0001")
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FailedOver {
+    #[serde(flatten)]
+    pub group: GroupInfo,
+    /// The shard that failed over.
+    pub node_group: String,
+    /// The node id of its primary before, and after.
+    pub old_primary: String,
+    pub new_primary: String,
+}
+
+impl Request for FailoverGroup {
+    type Reply = FailedOver;
+    const EFFECT: Effect = Effect::Destructive;
+}
+
+/// `group.modify_replicas`: the number of replicas in each shard
+/// (elasticache:IncreaseReplicaCount / DecreaseReplicaCount), waited for until available.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModifyReplicas {
+    /// The replication group id.
+    pub replication_group: String,
+    /// Replicas per shard, besides its primary (0 to 5).
+    pub replicas: u32,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ReplicasModified {
+    #[serde(flatten)]
+    pub group: GroupInfo,
+    /// Replicas per shard before the change (the fewest of any shard).
+    pub replicas_before: u32,
+    /// Replicas per shard now.
+    pub replicas: u32,
+}
+
+impl Request for ModifyReplicas {
+    type Reply = ReplicasModified;
+    const EFFECT: Effect = Effect::Changes;
+}
+
+/// The most replicas ElastiCache gives a shard.
+pub const MAX_REPLICAS: u32 = 5;
+
+impl ModifyReplicas {
+    /// The count, refused when ElastiCache would refuse it.
+    pub fn checked(&self) -> Result<u32, ActionError> {
+        if self.replicas > MAX_REPLICAS {
+            return Err(ActionError::fatal(format!(
+                "replicas: {} asked for; a shard has at most {MAX_REPLICAS} replicas",
+                self.replicas
+            )));
+        }
+        Ok(self.replicas)
+    }
+}
+
+/// `group.modify_node_type`: move a group to another node type
+/// (elasticache:ModifyReplicationGroup CacheNodeType), waited for until available.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModifyNodeType {
+    /// The replication group id.
+    pub replication_group: String,
+    /// E.g. `cache.r7g.large`.
+    pub node_type: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct NodeTypeModified {
+    #[serde(flatten)]
+    pub group: GroupInfo,
+    /// The node type before the change (empty when not known).
+    pub node_type_before: String,
+    pub node_type: String,
+}
+
+impl Request for ModifyNodeType {
+    type Reply = NodeTypeModified;
+    const EFFECT: Effect = Effect::Destructive;
+}
+
+/// `parameters.modify`: set parameters of a cache parameter group
+/// (elasticache:ModifyCacheParameterGroup), make it the group's parameter group if it is
+/// not, and wait until every node applies them.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModifyParameters {
+    /// The replication group whose nodes use the parameter group.
+    pub replication_group: String,
+    /// A custom cache parameter group (a `default.*` one cannot be changed).
+    pub parameter_group: String,
+    /// Parameter name → value, e.g. `maxmemory-policy: volatile-lru`.
+    pub parameters: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ParametersModified {
+    pub replication_group: String,
+    pub parameter_group: String,
+    /// Each parameter asked for and its value now.
+    pub parameters: BTreeMap<String, String>,
+    /// The parameters whose value changed.
+    pub changed: Vec<String>,
+    /// `in-sync` once every node applies them.
+    pub apply_status: String,
+}
+
+impl Request for ModifyParameters {
+    type Reply = ParametersModified;
+    const EFFECT: Effect = Effect::Changes;
+}
+
+impl ModifyParameters {
+    /// Refused when there is nothing to set or the group is one AWS keeps fixed.
+    pub fn checked(&self) -> Result<(), ActionError> {
+        if self.parameters.is_empty() {
+            return Err(ActionError::fatal(
+                "parameters: name at least one parameter to set, e.g. `maxmemory-policy: volatile-lru`",
+            ));
+        }
+        if self.parameter_group.starts_with("default.") {
+            return Err(ActionError::fatal(format!(
+                "`{}` is a default parameter group, which ElastiCache does not let anyone change; create a custom one (AWS::ElastiCache::ParameterGroup) and name it",
+                self.parameter_group
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `group.health`: the troubles an everyday change must not start from or end in: memory
+/// use, evictions, CPU and connections (CloudWatch over `window` on aws; INFO locally).
+/// Fails listing every threshold passed.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckHealth {
+    /// The replication group id.
+    pub replication_group: String,
+    /// The highest DatabaseMemoryUsagePercentage allowed on any node.
+    #[serde(default = "ninety")]
+    pub max_memory_percent: f64,
+    /// The highest EngineCPUUtilization allowed on any node.
+    #[serde(default = "ninety")]
+    pub max_cpu_percent: f64,
+    /// The most CurrConnections allowed on any node.
+    #[serde(default = "max_connections")]
+    pub max_connections: u64,
+    /// The most evictions allowed (over the window on aws, since start locally); by default
+    /// they are counted, not limited.
+    #[serde(default)]
+    pub max_evictions: Option<u64>,
+    /// How far back CloudWatch is read on aws, e.g. `15m`.
+    #[serde(default = "health_window", with = "crate::duration::serde_text")]
+    #[schemars(with = "String")]
+    pub window: std::time::Duration,
+}
+
+fn ninety() -> f64 {
+    90.0
+}
+
+/// ElastiCache's `maxclients`.
+fn max_connections() -> u64 {
+    65_000
+}
+
+fn health_window() -> std::time::Duration {
+    std::time::Duration::from_secs(15 * 60)
+}
+
+/// What the nodes went through, the highest of any node (evictions: their sum).
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+pub struct HealthFigures {
+    pub memory_percent: f64,
+    pub cpu_percent: f64,
+    pub connections: u64,
+    pub evictions: u64,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Health {
+    pub replication_group: String,
+    #[serde(flatten)]
+    pub figures: HealthFigures,
+    /// One check per trouble; all passed (a failed one fails the step).
+    pub checks: Vec<Check>,
+}
+
+impl Request for CheckHealth {
+    type Reply = Health;
+    const EFFECT: Effect = Effect::Observes;
+}
+
+impl CheckHealth {
+    /// The checks of `figures` against the thresholds; `measured` says where they come from.
+    pub fn judge(&self, figures: HealthFigures, measured: &str) -> Result<Health, ActionError> {
+        let mut checks = vec![
+            Check::new(
+                "memory",
+                figures.memory_percent <= self.max_memory_percent,
+                format!(
+                    "{:.1}% of maxmemory used at most (limit {}%), {measured}",
+                    figures.memory_percent, self.max_memory_percent
+                ),
+            ),
+            Check::new(
+                "cpu",
+                figures.cpu_percent <= self.max_cpu_percent,
+                format!(
+                    "{:.1}% engine CPU at most (limit {}%), {measured}",
+                    figures.cpu_percent, self.max_cpu_percent
+                ),
+            ),
+            Check::new(
+                "connections",
+                figures.connections <= self.max_connections,
+                format!(
+                    "{} client connections at most (limit {})",
+                    figures.connections, self.max_connections
+                ),
+            ),
+        ];
+        checks.push(match self.max_evictions {
+            Some(max) => Check::new(
+                "evictions",
+                figures.evictions <= max,
+                format!("{} keys evicted (limit {max})", figures.evictions),
+            ),
+            None => Check::new(
+                "evictions",
+                true,
+                format!("{} keys evicted (counted, not limited)", figures.evictions),
+            ),
+        });
+        let failed: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        if !failed.is_empty() {
+            return Err(ActionError::fatal(format!(
+                "{} is not healthy enough for the change: {}",
+                self.replication_group,
+                failed.join("; ")
+            )));
+        }
+        Ok(Health {
+            replication_group: self.replication_group.clone(),
+            figures,
+            checks,
+        })
+    }
+}

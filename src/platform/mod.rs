@@ -16,6 +16,7 @@ pub use contract::{
     ModifyServerlessEngine, NodeInfo, PrepareServerlessMigration, Request, RestoreSnapshot,
     ShardInfo, StartMigration, StartServerlessMigration, StopServerlessMigration, TestMigration,
 };
+pub use contract::{CheckHealth, FailoverGroup, ModifyNodeType, ModifyParameters, ModifyReplicas};
 
 /// Which control plane a run drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
@@ -64,6 +65,11 @@ pub trait Platform:
     + Handles<ExportSnapshot>
     + Handles<CheckSnapshotExport>
     + Handles<ImportSnapshot>
+    + Handles<FailoverGroup>
+    + Handles<ModifyReplicas>
+    + Handles<ModifyNodeType>
+    + Handles<ModifyParameters>
+    + Handles<CheckHealth>
 {
     fn kind(&self) -> PlatformKind;
 }

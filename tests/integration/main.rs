@@ -7,6 +7,7 @@ mod cluster_data;
 mod docs;
 mod engine;
 mod error_messages;
+mod local_changes;
 mod local_cluster;
 mod local_platform;
 mod local_runbooks;
@@ -18,6 +19,7 @@ mod seed;
 mod support;
 mod verify;
 
+mod aws_changes;
 mod aws_cli;
 mod aws_elasticache;
 mod aws_metrics;

@@ -189,6 +189,7 @@ impl Run<'_, '_> {
                     id: node_id,
                     shard: s,
                     engine,
+                    node_type: group.node_type.clone(),
                     port: node_port(group.cluster_mode)?,
                     pid: 0,
                     dir,

@@ -8,6 +8,7 @@
 //! made is kept in the run directory ([`state`]), so a new `runbook` process resuming the
 //! run finds it again, and every server started is journaled for `runbook destroy`.
 
+mod changes;
 mod cluster;
 mod engine;
 mod group;

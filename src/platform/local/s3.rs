@@ -201,6 +201,7 @@ impl Run<'_, '_> {
             kind: GroupKind::ReplicationGroup,
             stack: None,
             requested_version: r.engine_version.clone(),
+            node_type: None,
             multi_az: r.replicas > 0,
             transit_encryption: false,
             auth: false,

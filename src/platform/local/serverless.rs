@@ -50,6 +50,7 @@ pub fn cache_group(name: &str, stack: Option<&str>, version: Option<String>) -> 
         kind: GroupKind::Serverless,
         stack: stack.map(str::to_string),
         requested_version: version,
+        node_type: None,
         multi_az: true,
         transit_encryption: false,
         auth: false,

@@ -179,6 +179,7 @@ impl Run<'_, '_> {
             kind: GroupKind::ReplicationGroup,
             stack: None,
             requested_version: version.map(str::to_string),
+            node_type: None,
             multi_az: replicas > 0,
             transit_encryption: false,
             auth: false,

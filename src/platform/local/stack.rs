@@ -253,6 +253,7 @@ impl Run<'_, '_> {
                         "EngineVersion"
                     })?
                     .map(|v| template::text(&v)),
+                    node_type: prop("CacheNodeType")?.map(|v| template::text(&v)),
                     multi_az: kind == GroupKind::Serverless
                         || prop("MultiAZEnabled")?.is_some_and(|v| template::text(&v) == "true"),
                     transit_encryption,

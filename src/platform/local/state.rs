@@ -81,6 +81,10 @@ pub struct Group {
     pub stack: Option<String>,
     /// The engine version the template or the runbook asked for.
     pub requested_version: Option<String>,
+    /// The node type the template or the runbook asked for (a label: a local server has
+    /// no instance size).
+    #[serde(default)]
+    pub node_type: Option<String>,
     pub multi_az: bool,
     /// In-transit encryption: the nodes serve TLS only.
     pub transit_encryption: bool,
@@ -160,6 +164,9 @@ pub struct Node {
     #[serde(default)]
     pub shard: usize,
     pub engine: Engine,
+    /// The node type it was last started as.
+    #[serde(default)]
+    pub node_type: Option<String>,
     pub port: u16,
     pub pid: u32,
     pub dir: PathBuf,
