@@ -375,5 +375,6 @@ pub fn apply_repair(run_dir: &Path, repair: &Repair) -> std::io::Result<PathBuf>
     let file = std::fs::OpenOptions::new().write(true).open(&path)?;
     file.set_len(repair.keep_len)?;
     file.sync_all()?;
+    journal::reseal(&path).map_err(std::io::Error::other)?;
     Ok(copy)
 }
