@@ -308,8 +308,9 @@ fn plan_step(
             }
         }
     });
-    let inputs = match template::coerce(schema, Value::Object(rendered.clone())) {
-        Ok(inputs) => inputs,
+    let coerced = template::coerce(schema, Value::Object(rendered.clone()));
+    let inputs = match &coerced {
+        Ok(inputs) => inputs.clone(),
         Err(e) => {
             let at = step
                 .with
@@ -326,15 +327,21 @@ fn plan_step(
             Value::Object(rendered)
         }
     };
-    let (effect, operations, deferred) = match (step.action.build)(inputs.clone()) {
-        Ok(action) => (action.effect(), action.plan(ctx), None),
+    let (effect, operations, deferred) = match coerced.map(step.action.build) {
+        // Already reported, with the input named.
+        Err(_) => (Effect::Changes, Vec::new(), None),
+        Ok(Ok(action)) => (action.effect(), action.plan(ctx), None),
         // Until those outputs exist the inputs cannot be parsed.
-        Err(_) if template::value_has_placeholder(&inputs) || template::has_template(&inputs) => (
-            step.action.effect,
-            Vec::new(),
-            Some("decided at run time: the inputs use outputs of earlier steps".to_string()),
-        ),
-        Err(e) => {
+        Ok(Err(_))
+            if template::value_has_placeholder(&inputs) || template::has_template(&inputs) =>
+        {
+            (
+                step.action.effect,
+                Vec::new(),
+                Some("decided at run time: the inputs use outputs of earlier steps".to_string()),
+            )
+        }
+        Ok(Err(e)) => {
             diags.push(Diagnostic::at(
                 step.loc,
                 format!(
