@@ -237,7 +237,15 @@ impl Executor<'_> {
             }
         }
         let rendered = match self.scope.render(&step.inputs()) {
-            Ok(v) => template::coerce(&(step.action.schema)(), v),
+            Ok(v) => match template::coerce(&(step.action.schema)(), v) {
+                Ok(v) => v,
+                Err(e) => {
+                    return self.fail_before_start(
+                        step,
+                        format!("invalid input for `{}`: {e}", step.action.name),
+                    );
+                }
+            },
             Err(e) => return self.fail_before_start(step, format!("inputs: {e}")),
         };
         let action = match (step.action.build)(rendered.clone()) {
