@@ -110,22 +110,37 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     match args.format {
         OutputFormat::Json => println!("{}", report::to_json(&model)),
         OutputFormat::Text => {
+            let o = &model.outcome;
             println!(
-                "{} disconnect(s), {:.2} s without writes, {} lost acknowledged write(s)",
-                model.disconnects.len(),
-                model.outcome.unwritable_s,
-                model.outcome.lost_writes
+                "{} disconnect(s), {} stall(s), {} refusal(s), {} error(s); {} without writes, {} without reads; {} lost acknowledged write(s)",
+                o.disconnects,
+                o.stalls,
+                o.refusals,
+                o.errors,
+                seconds(o.unwritable_s),
+                seconds(o.unreadable_s),
+                o.lost_writes
             );
-            for d in &model.disconnects {
+            if let Some(note) = &o.probe_note {
+                println!("  note: {note}");
+            }
+            for d in &model.outages {
                 println!(
-                    "  {} {} → {}: {:.0} ms ({})",
+                    "  {} {} {} → {}: {:.0} ms {} ({}, {} failed)",
                     d.endpoint,
+                    d.kind,
                     d.start.format("%H:%M:%S%.3f"),
                     d.end.map_or("still down".into(), |t| t
                         .format("%H:%M:%S%.3f")
                         .to_string()),
                     d.duration_ms,
-                    d.cause
+                    d.ops
+                        .iter()
+                        .map(|op| op.as_str())
+                        .collect::<Vec<_>>()
+                        .join("+"),
+                    d.cause,
+                    d.failed_requests
                 );
             }
             for (op, s) in &model.latency {
@@ -140,4 +155,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// `1.23 s`, or `not measured`.
+fn seconds(s: Option<f64>) -> String {
+    s.map_or("not measured".into(), |s| format!("{s:.2} s"))
 }

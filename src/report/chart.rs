@@ -190,7 +190,7 @@ where
             .map_err(&e)?;
         row += 1;
     }
-    for d in &report.disconnects {
+    for d in &report.outages {
         let a = secs(d.start, t0);
         let b = a + (d.duration_ms / 1000.0).max(0.05);
         chart

@@ -88,6 +88,7 @@ fn engine(name: &'static str, text: &str, escape: fn(&str) -> String) -> Result<
     tera.register_filter("utc", filter_utc);
     tera.register_filter("num", filter_num);
     tera.register_filter("cell", filter_cell);
+    tera.register_filter("outages", filter_outages);
     Ok(tera)
 }
 
@@ -165,6 +166,38 @@ fn filter_num(v: &Value, _: &std::collections::HashMap<String, Value>) -> tera::
         Value::Number(n) => n.to_string(),
         Value::Null => "–".into(),
         other => other.to_string(),
+    }))
+}
+
+/// A step's outages in a few words: `1 disconnect (1.50 s), 2 stalls`, or `–`.
+fn filter_outages(v: &Value, _: &std::collections::HashMap<String, Value>) -> tera::Result<Value> {
+    let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let mut parts = Vec::new();
+    for (key, word) in [
+        ("disconnects", "disconnect"),
+        ("stalls", "stall"),
+        ("refusals", "refusal"),
+        ("errors", "error"),
+    ] {
+        let count = n(key);
+        if count == 0 {
+            continue;
+        }
+        let plural = if count == 1 { "" } else { "s" };
+        let mut part = format!("{count} {word}{plural}");
+        if key == "disconnects" {
+            let s = v
+                .get("disconnected_s")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            part.push_str(&format!(" ({s:.2} s)"));
+        }
+        parts.push(part);
+    }
+    Ok(Value::String(if parts.is_empty() {
+        "–".into()
+    } else {
+        parts.join(", ")
     }))
 }
 

@@ -8,7 +8,7 @@ use std::process::Command;
 use chrono::{DateTime, Duration, Utc};
 use runbook::journal::{Event, Phase, Record, RunStatus};
 use runbook::probe::record::{ProbeEvent, Recorder};
-use runbook::probe::{ErrorClass, Op};
+use runbook::probe::{ErrorClass, Op, OutageKind};
 use serde_json::{Value, json};
 
 use crate::support::{Workspace, vary};
@@ -182,11 +182,12 @@ fn synthetic_run(dir: &Path) {
     rec.event(&ProbeEvent::Started {
         ts: t0,
         endpoint: endpoint.into(),
+        name: None,
         interval_ms: 10.0,
         timeout_ms: 250.0,
     });
     // 100 ticks a second; the engine change drops the endpoint from 12.0 s to 13.5 s.
-    for tick in 0..2600 {
+    for tick in 0..2600u32 {
         let s = f64::from(tick) / 100.0;
         let step = WINDOWS
             .iter()
@@ -208,18 +209,23 @@ fn synthetic_run(dir: &Path) {
             }
         }
     }
-    rec.event(&ProbeEvent::Disconnect {
-        endpoint: endpoint.into(),
-        step: Some("engine_change".into()),
-        start: at(t0, 12.0),
-        end: Some(at(t0, 13.5)),
-        duration_ms: 1500.0,
-        cause: ErrorClass::Refused,
-        failed_requests: 300,
-    });
+    for op in [Op::Write, Op::Read] {
+        rec.event(&ProbeEvent::Outage {
+            endpoint: endpoint.into(),
+            op,
+            kind: OutageKind::Disconnect,
+            step: Some("engine_change".into()),
+            start: at(t0, 12.0),
+            end: Some(at(t0, 13.5)),
+            duration_ms: 1500.0,
+            cause: ErrorClass::Refused,
+            failed_requests: 150,
+        });
+    }
     rec.event(&ProbeEvent::Connected {
         ts: at(t0, 13.5),
         endpoint: endpoint.into(),
+        op: Op::Write,
         resolved: vec!["127.0.0.1:7001".into()],
         address: Some("127.0.0.1:7001".into()),
         role: Some("master".into()),
@@ -227,6 +233,7 @@ fn synthetic_run(dir: &Path) {
     rec.event(&ProbeEvent::Stopped {
         ts: at(t0, 26.0),
         endpoint: endpoint.into(),
+        ticks: 2600,
     });
     rec.flush(None);
 }
@@ -236,37 +243,37 @@ fn synthetic_run(dir: &Path) {
 const REPORT_MD: &str = r"# Run report: engine-change (`20261122-0300-engine-change-test`)
 
 Platform: `local` · Started 2026-11-22 03:00:00 UTC · Finished 2026-11-22 03:00:26 UTC · Duration 26.00 s
-Probed: `redis://127.0.0.1:7001` every 10 ms
+Probed: `redis://127.0.0.1:7001` (2600 ticks) every 10 ms
 
 ## Outcome
 
 - **Succeeded** (status: `succeeded`)
 - What changed: `deploy: exec`, `verify_before: data.verify`, `engine_change: exec`, `bench: bench.run`, `metrics: metrics.capture`
-- Time clients could not write: **1.50 s** in 1 disconnect
+- Time clients could not write: **1.50 s** (1 disconnect, 0 stalls, 0 refusals, 0 errors); could not read: 1.50 s
 - Lost acknowledged writes: 0
-- Key parity: **equal** (1000 keys checked)
+- Key parity: **equal** (1000 keys, last of 1 check: `verify_before`)
 
 ## Steps
 
-| Step | Action | Status | Attempts | Duration | Operations | p50 | p95 | p99 | max | Errors | Disconnected |
-|---|---|---|---|---|---|---|---|---|---|---|---|
-| `deploy` | exec | succeeded | 1 | 5.00 s | started redis-server on 127.0.0.1:7001 | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0 | 0.00 s |
-| `verify_before` | data.verify | succeeded | 1 | 3.00 s |  | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0 | 0.00 s |
-| `engine_change` | exec | succeeded | 2 | 12.00 s | node 002: stopping redis; node 002 \| valkey serves again; node 001: stopping redis (+1 more) | 0.46 ms | 0.76 ms | 0.76 ms | 0.76 ms | 300 | 1.50 s |
-| `bench` | bench.run | succeeded | 1 | 5.00 s |  | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0 | 0.00 s |
-| `metrics` | metrics.capture | succeeded | 1 | 1.00 s |  | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0 | 0.00 s |
+| Step | Action | Status | Attempts | Duration | Operations | Clients on | p50 | p95 | p99 | max | Errors | Outages |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| `deploy` | exec | succeeded | 1 | 5.00 s | started redis-server on 127.0.0.1:7001 | – | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0 | – |
+| `verify_before` | data.verify | succeeded | 1 | 3.00 s |  | – | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0 | – |
+| `engine_change` | exec | succeeded | 2 | 12.00 s | node 002: stopping redis; node 002 \| valkey serves again; node 001: stopping redis (+1 more) | – | 0.46 ms | 0.76 ms | 0.76 ms | 0.76 ms | 300 | 1 disconnect (1.50 s) |
+| `bench` | bench.run | succeeded | 1 | 5.00 s |  | – | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0 | – |
+| `metrics` | metrics.capture | succeeded | 1 | 1.00 s |  | – | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0 | – |
 
-## Disconnects
+## Outages
 
-| Endpoint | Step | Start (UTC) | End (UTC) | Duration | Cause | Failed requests |
-|---|---|---|---|---|---|---|
-| `redis://127.0.0.1:7001` | `engine_change` | 03:00:12.000 | 03:00:13.500 | 1.50 s | refused | 300 |
+| Endpoint | Kind | Requests | Step | Start (UTC) | End (UTC) | Duration | Cause | Failed requests | Clients there |
+|---|---|---|---|---|---|---|---|---|---|
+| `redis://127.0.0.1:7001` | disconnect | write+read | `engine_change` | 03:00:12.000 | 03:00:13.500 | 1.50 s | refused | 300 | yes |
 
 ### Connections
 
-| Time (UTC) | Endpoint | Address reached | Role |
-|---|---|---|---|
-| 03:00:13.500 | `redis://127.0.0.1:7001` | 127.0.0.1:7001 | master |
+| Time (UTC) | Endpoint | For | Address reached | Role |
+|---|---|---|---|---|
+| 03:00:13.500 | `redis://127.0.0.1:7001` | writes | 127.0.0.1:7001 | master |
 
 
 ## Verify
@@ -318,7 +325,7 @@ Errors by class: refused 300.
 ![Latency timeline: steps as bands, outages in red](report-timeline.png)
 
 The chart shows per-second p50, p99 and max latency of all probe requests (log scale); each
-step is a shaded band, each disconnect a red area.
+step is a shaded band, each outage a red area.
 
 ";
 
@@ -353,11 +360,40 @@ fn a_run_report_has_every_section_and_puts_the_outage_in_its_step() {
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
             .unwrap();
-    assert_eq!(report["format_version"], 1);
-    assert_eq!(report["outcome"]["succeeded"], true);
-    assert!((report["outcome"]["unwritable_s"].as_f64().unwrap() - 1.5).abs() < 1e-6);
-    assert_eq!(report["outcome"]["parity"]["equal"], true);
-    assert_eq!(report["outcome"]["parity"]["keys_checked"], 1000);
+    assert_eq!(report["format_version"], 2);
+    assert_eq!(
+        report["outcome"],
+        json!({
+            "succeeded": true,
+            "status": "succeeded",
+            "changed": ["deploy: exec", "verify_before: data.verify", "engine_change: exec",
+                        "bench: bench.run", "metrics: metrics.capture"],
+            "probed": "whole",
+            "probed_s": 26.0,
+            "run_s": 26.0,
+            "probe_note": null,
+            "unwritable_s": 1.5,
+            "unreadable_s": 1.5,
+            "disconnects": 1,
+            "stalls": 0,
+            "refusals": 0,
+            "errors": 0,
+            "lost_writes": 0,
+            "cutover": null,
+            "parity": {"step": "verify_before", "keys_checked": 1000, "mismatches": 0,
+                       "equal": true, "checks": 1}
+        })
+    );
+    // The write and the read outage of the endpoint are one outage.
+    assert_eq!(
+        report["outages"],
+        json!([{
+            "endpoint": "redis://127.0.0.1:7001", "name": null, "kind": "disconnect",
+            "ops": ["write", "read"], "step": "engine_change",
+            "start": "2026-11-22T03:00:12Z", "end": "2026-11-22T03:00:13.500Z",
+            "duration_ms": 1500.0, "cause": "refused", "failed_requests": 300, "clients": true
+        }])
+    );
     let change = step(&report, "engine_change");
     assert_eq!(change["attempts"], 2);
     assert_eq!(change["status"], "succeeded");
@@ -368,7 +404,6 @@ fn a_run_report_has_every_section_and_puts_the_outage_in_its_step() {
         step(&report, "deploy")["operations"][0],
         "started redis-server on 127.0.0.1:7001"
     );
-    assert_eq!(report["disconnects"][0]["step"], "engine_change");
     assert_eq!(report["benchmarks"].as_array().map(Vec::len), Some(2));
     assert_eq!(report["metrics"][0]["max"], 14.0);
     // The second half is slower by construction (latency doubles after 13 s).
@@ -399,8 +434,9 @@ fn a_run_report_has_every_section_and_puts_the_outage_in_its_step() {
         &html,
         &[
             "id=\"outcome\"",
+            "id=\"connection-state\"",
             "id=\"steps\"",
-            "id=\"disconnects\"",
+            "id=\"outages\"",
             "id=\"verify\"",
             "id=\"halves\"",
             "id=\"metrics\"",
@@ -501,7 +537,7 @@ fn runbook_report_renders_a_run_by_id_and_rejects_unknown_ids() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
     kept["generated_at"] = "[TIME]".into();
     assert_eq!(kept["run"]["id"], RUN_ID);
-    assert_eq!(kept["disconnects"][0]["step"], "engine_change");
+    assert_eq!(kept["outages"][0]["step"], "engine_change");
     ws.cmd(&["report", RUN_ID, "--format", "json"])
         .filter(r#""generated_at": "[^"]+""#, r#""generated_at": "[TIME]""#)
         .stdout_json(kept)
@@ -582,10 +618,12 @@ steps:
     let dir = ws.state_dir().join("runs").join(ran.first_line());
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
-    let disconnects = report["disconnects"].as_array().unwrap();
-    assert_eq!(disconnects.len(), 1, "{disconnects:#?}");
-    assert_eq!(disconnects[0]["step"], "restart");
-    let down = disconnects[0]["duration_ms"].as_f64().unwrap();
+    let outages = report["outages"].as_array().unwrap();
+    assert_eq!(outages.len(), 1, "{outages:#?}");
+    assert_eq!(outages[0]["step"], "restart");
+    assert_eq!(outages[0]["kind"], "disconnect");
+    assert_eq!(outages[0]["ops"], json!(["write", "read"]));
+    let down = outages[0]["duration_ms"].as_f64().unwrap();
     assert!((900.0..5000.0).contains(&down), "down for {down} ms");
     assert!(step(&report, "restart")["disconnected_s"].as_f64().unwrap() > 0.9);
     assert_eq!(step(&report, "steady")["disconnected_s"], 0.0);
