@@ -67,6 +67,7 @@ pub struct ProbeSpec {
 #[derive(Debug, Clone)]
 pub struct ProbeEndpoint {
     pub name: Option<String>,
+    pub name_loc: Loc,
     pub value: Value,
 }
 

@@ -374,7 +374,7 @@ impl Validator {
                 if names.contains(&name.as_str()) {
                     self.err(
                         Diagnostic::at(
-                            e.value.loc,
+                            e.name_loc,
                             format!("two probe endpoints are named `{name}`"),
                         )
                         .help("give each endpoint its own name"),
@@ -397,9 +397,17 @@ impl Validator {
             }
             None => Vec::new(),
         };
-        let interval = map
-            .get_node("interval")
-            .and_then(|n| self.positive_duration(n, "`interval`"));
+        let interval = map.get_node("interval").and_then(|n| {
+            let d = self.positive_duration(n, "`interval`")?;
+            if d < Duration::from_millis(1) {
+                self.err(
+                    Diagnostic::at(self.loc(n), "the probe's `interval` must be at least 1ms")
+                        .help("the probe ticks at most once a millisecond"),
+                );
+                return None;
+            }
+            Some(d)
+        });
         let timeout = map
             .get_node("timeout")
             .and_then(|n| self.positive_duration(n, "`timeout`"));
@@ -417,11 +425,15 @@ impl Validator {
 
     /// A probe endpoint: a URL (template), or `{ name, endpoint }`.
     fn probe_endpoint(&mut self, node: &Node) -> Option<ProbeEndpoint> {
+        let mut name_loc = self.loc(node);
         let (name, value_node) = match node {
             Node::Mapping(m) => {
                 self.known_fields(m, PROBE_ENDPOINT_FIELDS, "a probe endpoint");
                 let name = match m.get_node("name") {
-                    Some(n) => self.string(n, "`name`"),
+                    Some(n) => {
+                        name_loc = self.loc(n);
+                        self.string(n, "`name`")
+                    }
                     None => {
                         self.err(
                             Diagnostic::at(self.loc(node), "a probe endpoint entry needs a `name`")
@@ -459,6 +471,7 @@ impl Validator {
         }
         Some(ProbeEndpoint {
             name,
+            name_loc,
             value: Value {
                 value: text.into(),
                 loc: self.loc(value_node),
@@ -500,7 +513,6 @@ impl Validator {
                 )),
             };
             self.err(d);
-            return None;
         }
         let (from, from_loc) = match from {
             Some((step, at)) => (Some(step), at),

@@ -29,7 +29,7 @@ pub struct Args {
     /// Stop after this long (e.g. 30s, 10m); without it, run until Ctrl+C.
     #[arg(long, value_name = "DURATION", value_parser = duration::positive)]
     pub duration: Option<Duration>,
-    /// Time between ticks; each tick writes and reads once.
+    /// Time between ticks (at least 1ms); each tick writes once and reads once.
     #[arg(long, default_value = "10ms", value_name = "DURATION", value_parser = duration::positive)]
     pub interval: Duration,
     /// Per-request timeout.
@@ -51,6 +51,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         .iter()
         .map(|e| Endpoint::parse(e).map_err(|e| invalid(e.to_string())))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.interval < Duration::from_millis(1) {
+        return Err(invalid(
+            "--interval must be at least 1ms: the probe ticks at most once a millisecond",
+        ));
+    }
     let resolver = Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
     let config = ProbeConfig {
         interval: args.interval,

@@ -628,9 +628,11 @@ impl ClientsView {
         let probed_s = measure(&self.probed);
         outcome.run_s = round_ms(run_s);
         outcome.probed_s = round_ms(probed_s);
+        // A probe starts a moment after the run, and its last tick ends a moment before.
+        let slack = 2.0 * probe.interval_ms.unwrap_or(10.0) / 1000.0 + 0.05;
         outcome.probed = if probed_s <= 0.0 {
             Coverage::None
-        } else if run_s - probed_s <= 1.0 {
+        } else if run_s - probed_s <= slack {
             Coverage::Whole
         } else {
             Coverage::Partly
@@ -888,7 +890,9 @@ fn from_unix(t: f64) -> DateTime<Utc> {
 
 /// Rounded to a thousandth: figures in the report do not pretend to float precision.
 fn round_ms(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
+    let r = (x * 1000.0).round() / 1000.0;
+    // No `-0`: a sum of nothing is nothing.
+    if r == 0.0 { 0.0 } else { r }
 }
 
 /// The spans merged where they overlap, in order.

@@ -542,3 +542,125 @@ fn bad_probe_flags_are_invalid_input() {
         .expect(2);
     assert!(ran.stderr.contains("--duration"), "{}", ran.stderr);
 }
+
+#[test]
+fn a_clients_plan_that_names_no_endpoint_or_step_is_invalid_input_with_its_place() {
+    let ws = Workspace::new();
+    ws.write(
+        "clients.yaml",
+        indoc::indoc! {r#"
+            version: 1
+            name: clients
+            probe:
+              endpoints:
+                - { name: source, endpoint: "redis://127.0.0.1:6379" }
+                - { name: target, endpoint: "redis://127.0.0.1:6380" }
+                - { name: target, endpoint: "redis://127.0.0.1:6381", port: 1 }
+              clients:
+                - sorce
+                - { endpoint: target, from: complete }
+                - { endpoint: source }
+                - { endpoint: source, from: first }
+                - { endpoint: source, from: complet }
+            steps:
+              - id: first
+                action: sleep
+                with: { duration: 1ms }
+              - id: complete
+                action: sleep
+                with: { duration: 1ms }
+        "#},
+    );
+    ws.cmd(&["plan", "clients.yaml"])
+        .status(2)
+        .stderr(indoc::indoc! {r#"
+            error: two probe endpoints are named `target`
+             --> clients.yaml:7:15
+              |
+            7 |     - { name: target, endpoint: "redis://127.0.0.1:6381", port: 1 }
+              |               ^^^^^^
+              = help: give each endpoint its own name
+
+            error: unknown field `port` in a probe endpoint
+             --> clients.yaml:7:59
+              |
+            7 |     - { name: target, endpoint: "redis://127.0.0.1:6381", port: 1 }
+              |                                                           ^^^^
+              = help: known fields: name, endpoint
+
+            error: no probe endpoint is named `sorce`
+             --> clients.yaml:9:7
+              |
+            9 |     - sorce
+              |       ^^^^^
+              = help: did you mean `source`?
+
+            error: only the first `clients` entry may leave out `from`
+              --> clients.yaml:11:19
+               |
+            11 |     - { endpoint: source }
+               |                   ^^^^^^
+               = help: say from which step the clients use this endpoint: `from: <step id>`
+
+            error: `first` does not come after the previous entry's step
+              --> clients.yaml:12:33
+               |
+            12 |     - { endpoint: source, from: first }
+               |                                 ^^^^^
+               = help: list the moves of the clients in the order of the steps
+
+            error: no step has the id `complet`
+              --> clients.yaml:13:33
+               |
+            13 |     - { endpoint: source, from: complet }
+               |                                 ^^^^^^^
+               = help: did you mean `complete`?
+
+            6 errors in clients.yaml
+        "#})
+        .check();
+}
+
+/// Issue 14: a probe that measured nothing does not give a clean bill of health.
+#[test]
+fn a_run_whose_probe_endpoints_are_all_invalid_says_nothing_was_measured() {
+    let ws = Workspace::new();
+    ws.write(
+        "unprobed.yaml",
+        indoc::indoc! {r#"
+            version: 1
+            name: unprobed
+            probe:
+              endpoints: ["{{ steps.where.outputs.stdout }}"]
+            steps:
+              - id: where
+                action: exec
+                with: { command: "echo http://nowhere" }
+              - id: wait
+                action: sleep
+                with: { duration: 200ms }
+        "#},
+    );
+    let ran = ws.cmd(&["run", "unprobed.yaml", "--yes"]).run();
+    let id = ran.stdout.lines().next().unwrap_or_default().to_string();
+    let dir = ws.state_dir().join("runs").join(&id);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let outcome = report["outcome"].clone();
+    let run_s = outcome["run_s"].as_f64().unwrap_or(-1.0);
+    assert!((0.2..10.0).contains(&run_s), "{outcome:#}");
+    assert_eq!(
+        outcome,
+        json!({"succeeded": true, "status": "succeeded",
+               "changed": ["where: exec"], "probed": "none", "probed_s": 0.0,
+               "run_s": run_s,
+               "probe_note": "no endpoint was probed (none of `probe.endpoints` had a value the probe could use): nothing was measured",
+               "unwritable_s": null, "unreadable_s": null, "disconnects": 0, "stalls": 0,
+               "refusals": 0, "errors": 0, "lost_writes": 0, "cutover": null, "parity": null})
+    );
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("- Time clients could not write: **not measured**\n- **Not measured:** no endpoint was probed"),
+        "{md}"
+    );
+}

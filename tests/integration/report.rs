@@ -641,3 +641,87 @@ steps:
         "{md}"
     );
 }
+
+/// Issue 14: the clients write to the source until the cutover; the target's READONLY while
+/// it replicates is expected, not their outage, and the cutover has its own write gap.
+#[test]
+fn an_online_migration_rehearsal_reports_what_the_clients_felt_across_the_cutover() {
+    let ws = Workspace::new();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/online-migration.yaml");
+    let (ran, run_id) = ws.run_runbook(&file.display().to_string(), &["key_count=300"]);
+    let _destroy = Destroy(&ws, run_id.clone());
+    assert!(ran.stderr.contains("succeeded"), "{}", ran.stderr);
+    let dir = ws.state_dir().join("runs").join(&run_id);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let mut outcome = report["outcome"].clone();
+    eprintln!("online migration: {outcome:#}");
+    let unwritable = outcome["unwritable_s"].as_f64().expect("unwritable_s");
+    assert!(unwritable < 0.5, "{outcome:#}");
+    let gap = outcome["cutover"]["write_gap_ms"]
+        .as_f64()
+        .expect("write gap");
+    assert!((0.0..2000.0).contains(&gap), "{outcome:#}");
+    // Until `deploy` has run there is no source to probe, and the report says so.
+    assert_eq!(outcome["probed"], "partly");
+    let note = outcome["probe_note"].as_str().unwrap().to_string();
+    assert!(
+        note.starts_with("the clients' endpoint was probed for "),
+        "{note}"
+    );
+    let cutover = &outcome["cutover"];
+    let expected_cutover = json!({
+        "step": "complete_migration", "from": "source", "to": "target",
+        "from_endpoint": cutover["from_endpoint"], "to_endpoint": cutover["to_endpoint"],
+        "at": cutover["at"], "first_write_at": cutover["first_write_at"],
+        "write_gap_ms": gap, "note": null
+    });
+    assert_eq!(cutover, &expected_cutover);
+    for key in ["changed", "probed_s", "run_s", "unreadable_s", "cutover"] {
+        outcome.as_object_mut().unwrap().remove(key);
+    }
+    assert_eq!(
+        outcome,
+        json!({"succeeded": true, "status": "succeeded", "probed": "partly", "probe_note": note,
+               "unwritable_s": unwritable, "disconnects": 0, "stalls": 0, "refusals": 0,
+               "errors": 0, "lost_writes": 0,
+               "parity": {"step": "verify_after", "keys_checked": 301, "mismatches": 0,
+                          "equal": true, "checks": 2}})
+    );
+    // The target's own timeline stays: it refused writes while it replicated.
+    let target = report["outages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "target")
+        .expect("the target's refusal");
+    assert_eq!(
+        (
+            &target["kind"],
+            &target["ops"],
+            &target["cause"],
+            &target["clients"]
+        ),
+        (
+            &json!("refusal"),
+            &json!(["write"]),
+            &json!("readonly"),
+            &json!(false)
+        )
+    );
+    assert_eq!(step(&report, "start_migration")["clients"], "source");
+    assert_eq!(step(&report, "complete_migration")["clients"], "target");
+}
+
+/// Stops what a rehearsal started, whatever the test found.
+struct Destroy<'a>(&'a Workspace, String);
+
+impl Drop for Destroy<'_> {
+    fn drop(&mut self) {
+        let state = self.0.state_dir().display().to_string();
+        let _ = self
+            .0
+            .cmd(&["destroy", &self.1, "--state-dir", &state])
+            .run();
+    }
+}
