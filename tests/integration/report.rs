@@ -456,13 +456,10 @@ fn chromium() -> PathBuf {
     PathBuf::from(std::env::var("RUNBOOK_CHROMIUM").unwrap_or_else(|_| "chromium".into()))
 }
 
-#[test]
-fn the_html_report_loads_in_headless_chromium_without_console_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    synthetic_run(dir.path());
-    runbook::report::write_run_reports(dir.path()).unwrap();
+/// Runs headless Chromium on `page` in a 1280-pixel window with `extra` arguments; returns
+/// stdout, after checking it ran and logged no console error.
+fn chromium_at_1280(page: &Path, height: u32, extra: &[String]) -> String {
     let profile = tempfile::tempdir().unwrap();
-    let shot = dir.path().join("report.png");
     let output = Command::new(chromium())
         .args([
             "--headless",
@@ -477,16 +474,10 @@ fn the_html_report_loads_in_headless_chromium_without_console_errors() {
             "--disable-sync",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args([
-            "--enable-logging=stderr",
-            "--v=0",
-            "--window-size=1280,3000",
-        ])
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!(
-            "file://{}",
-            dir.path().join("report.html").display()
-        ))
+        .args(["--enable-logging=stderr", "--v=0"])
+        .arg(format!("--window-size=1280,{height}"))
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
         .output()
         .expect("chromium (run scripts/setup)");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -494,17 +485,80 @@ fn the_html_report_loads_in_headless_chromium_without_console_errors() {
     for line in stderr.lines() {
         assert!(
             !(line.contains("Uncaught") || line.contains(":CONSOLE(") || line.contains("console")),
-            "console error in the report: {line}"
+            "console error in {}: {line}",
+            page.display()
         );
     }
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Loads `html` in a 1280-pixel window: no console error, a real screenshot, and nothing
+/// wider than the window (measured by a copy of the page that reports its widths).
+fn fits_1280_pixels(html: &Path) {
+    let shot = html.with_extension("png");
+    chromium_at_1280(html, 3000, &[format!("--screenshot={}", shot.display())]);
     let png = std::fs::read(&shot).expect("screenshot");
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
-        "empty screenshot"
+        "empty screenshot of {}",
+        html.display()
     );
     if let Ok(keep) = std::env::var("RUNBOOK_KEEP_SCREENSHOT") {
-        std::fs::copy(&shot, keep).unwrap();
+        let name = shot.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::copy(&shot, format!("{keep}-{name}")).unwrap();
     }
+    let measured = html.with_extension("measured.html");
+    let page = std::fs::read_to_string(html).unwrap().replace(
+        "</body>",
+        "<script>document.title = 'widths ' + document.documentElement.scrollWidth + ' ' + document.documentElement.clientWidth;</script></body>",
+    );
+    std::fs::write(&measured, page).unwrap();
+    let dom = chromium_at_1280(&measured, 900, &["--dump-dom".to_string()]);
+    let title = dom
+        .split("<title>widths ")
+        .nth(1)
+        .and_then(|t| t.split("</title>").next())
+        .unwrap_or_else(|| panic!("no widths in {dom}"));
+    let widths: Vec<u32> = title.split(' ').map(|w| w.parse().unwrap()).collect();
+    assert!(
+        widths[0] <= widths[1] && widths[1] <= 1280,
+        "{} is {} pixels wide in a window of {}",
+        html.display(),
+        widths[0],
+        widths[1]
+    );
+}
+
+#[test]
+fn the_html_report_and_comparison_fit_a_1280_pixel_window_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    synthetic_run(&a);
+    synthetic_run(&b);
+    runbook::report::write_run_reports(&a).unwrap();
+    fits_1280_pixels(&a.join("report.html"));
+    let html = std::fs::read_to_string(a.join("report.html")).unwrap();
+    // The connection-state strip of the endpoint: answering, then the 1.5 s outage from
+    // 12.0 s to 13.5 s of the 26 s run (46.154 % to 51.923 %), then answering again.
+    in_order(
+        &html,
+        &[
+            "class=\"seg s-ok clients\" style=\"left: 0%; width: 46.154%\"",
+            "class=\"seg s-disconnect clients\" style=\"left: 46.154%; width: 5.769%\"",
+            "class=\"seg s-ok clients\" style=\"left: 51.923%; width: 48.077%\"",
+        ],
+    );
+    let comparison = runbook::report::compare(
+        &runbook::report::build(&a).unwrap(),
+        &runbook::report::build(&b).unwrap(),
+    );
+    let page = dir.path().join("compare.html");
+    std::fs::write(
+        &page,
+        runbook::report::render_comparison(&comparison, runbook::report::Format::Html).unwrap(),
+    )
+    .unwrap();
+    fits_1280_pixels(&page);
 }
 
 #[test]
@@ -725,3 +779,72 @@ impl Drop for Destroy<'_> {
             .run();
     }
 }
+
+#[test]
+fn runbook_report_compare_sets_two_runs_side_by_side_step_by_step() {
+    let ws = Workspace::new();
+    synthetic_run(&ws.state_dir().join("runs").join(RUN_ID));
+    synthetic_run(&ws.path().join("other"));
+    ws.cmd(&["report", RUN_ID, "--compare", "other", "--format", "text"])
+        .stdout(COMPARE_TEXT)
+        .check();
+    let ran = ws
+        .cmd(&["report", RUN_ID, "--compare", "other", "--format", "json"])
+        .stdout_any()
+        .check();
+    let json: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(json["format_version"], 1);
+    let change = &json["steps"][2];
+    let figures = json!({"status": "succeeded", "duration_s": 12.0, "disconnects": 1,
+        "disconnected_s": 1.5, "stalls": 0, "refusals": 0, "errors": 0, "requests": 2400,
+        "failed_requests": 300, "p50_ms": change["left"]["p50_ms"], "p95_ms": change["left"]["p95_ms"],
+        "p99_ms": change["left"]["p99_ms"], "max_ms": change["left"]["max_ms"],
+        "keys_checked": null, "mismatches": null});
+    assert_eq!(
+        change,
+        &json!({"id": "engine_change", "action": "exec", "left": figures, "right": figures})
+    );
+    ws.cmd(&[
+        "report",
+        RUN_ID,
+        "--compare",
+        "other",
+        "--format",
+        "md",
+        "-o",
+        "cmp.md",
+    ])
+    .stdout("cmp.md\n")
+    .check();
+    let md = std::fs::read_to_string(ws.path().join("cmp.md")).unwrap();
+    in_order(
+        &md,
+        &[
+            "| Time clients could not write | 1.50 s | 1.50 s |",
+            "| `engine_change` | 12.00 s | 12.00 s | 1 disconnect (1.50 s) | 1 disconnect (1.50 s) |",
+        ],
+    );
+    ws.cmd(&["report", RUN_ID, "--compare", "nowhere"])
+        .status(2)
+        .stderr("error: no run `nowhere` in .runbook/runs (list the runs with `runbook runs`)\n")
+        .check();
+}
+
+const COMPARE_TEXT: &str = "\
+A: 20261122-0300-engine-change-test (succeeded)
+B: 20261122-0300-engine-change-test (succeeded)
+
+duration           A 26.00 s                      B 26.00 s
+could not write    A 1.50 s                       B 1.50 s
+disconnects        A 1                            B 1
+stalls             A 0                            B 0
+cutover write gap  A –                            B –
+key parity         A equal (1000 keys, 1 check)   B equal (1000 keys, 1 check)
+
+step                      A time    B time  A disc B disc      A p50     B p50      A p99     B p99  parity
+deploy                    5.00 s    5.00 s       0      0    0.29 ms   0.29 ms    0.38 ms   0.38 ms
+verify_before             3.00 s    3.00 s       0      0    0.29 ms   0.29 ms    0.38 ms   0.38 ms  A 1000/0 B 1000/0 (keys/mismatches)
+engine_change            12.00 s   12.00 s       1      1    0.46 ms   0.46 ms    0.76 ms   0.76 ms
+bench                     5.00 s    5.00 s       0      0    0.58 ms   0.58 ms    0.76 ms   0.76 ms
+metrics                   1.00 s    1.00 s       0      0    0.58 ms   0.58 ms    0.76 ms   0.76 ms
+";
