@@ -672,10 +672,15 @@ steps:
     let dir = ws.state_dir().join("runs").join(ran.first_line());
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
-    let outages = report["outages"].as_array().unwrap();
-    assert_eq!(outages.len(), 1, "{outages:#?}");
+    // The restart is the one disconnect (a busy machine may add a stall of its own).
+    let outages: Vec<&Value> = report["outages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["kind"] == "disconnect")
+        .collect();
+    assert_eq!(outages.len(), 1, "{:#}", report["outages"]);
     assert_eq!(outages[0]["step"], "restart");
-    assert_eq!(outages[0]["kind"], "disconnect");
     assert_eq!(outages[0]["ops"], json!(["write", "read"]));
     let down = outages[0]["duration_ms"].as_f64().unwrap();
     assert!((900.0..5000.0).contains(&down), "down for {down} ms");
@@ -687,7 +692,7 @@ steps:
             .unwrap()
             > 50
     );
-    assert_eq!(step(&report, "after")["latency"]["errors"], 0);
+    assert_eq!(step(&report, "after")["disconnects"], 0);
     assert!(dir.join("report.md").is_file() && dir.join("report.html").is_file());
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(
