@@ -7,8 +7,10 @@
 #   verify  replicate to Valkey, promote, then
 #           `runbook verify` source against target   vs  redis-benchmark -P reading every seeded
 #                                                        value from both servers at once
-# and print keys/s and the ratios. The verify goal is a ratio (time / baseline time) of 2
-# or less; its peak RSS must not grow with the key count.
+# and print keys/s and the ratios, for two workloads: 100-byte strings, and the mixed seeded
+# types (string, hash, list, set, zset; 32-byte values, 8 elements). The verify goal is a
+# ratio (time / baseline time) of 1.5 or less; its peak RSS must not grow with the key
+# count. Last, the peak RSS of verifying one 50 MB string.
 #
 # Usage: bench/verify-and-seed.sh [KEYS...]    (default: 100000 1000000)
 # Needs redis-server, valkey-server, redis-benchmark, redis-cli, /usr/bin/time, python3.
@@ -18,7 +20,6 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(100000 1000000)
 pipeline=64
-types=(string hash list set zset)
 
 cargo build --release --locked --manifest-path "$here/Cargo.toml" >&2
 bin="${CARGO_TARGET_DIR:-$here/target}/release/runbook"
@@ -76,19 +77,25 @@ read_cmd() { # type -> redis-benchmark arguments that read one whole seeded valu
 }
 
 declare -A peak
-printf '%-9s %-7s %12s %12s %8s %10s\n' keys what runbook/s baseline/s ratio peak_rss
+printf '%-9s %-8s %-7s %12s %12s %8s %10s\n' keys workload what runbook/s baseline/s ratio peak_rss
 for n in "${counts[@]}"; do
-  src="$(start "$redis_server" "$work/src-$n")"
-  dst="$(start "$valkey_server" "$work/dst-$n")"
+for workload in strings mixed; do
+  case "$workload" in
+    strings) types=(string) seed_args=(--types string --value-size 100) ;;
+    mixed) types=(string hash list set zset) seed_args=() ;;
+  esac
+  src="$(start "$redis_server" "$work/src-$n-$workload")"
+  dst="$(start "$valkey_server" "$work/dst-$n-$workload")"
 
   # Seeding: the same number of pipelined writes with redis-benchmark first (then flushed).
   t0="$(now)"
   redis-benchmark -p "$src" -n "$n" -r "$n" -P "$pipeline" -d 32 -q -t set >/dev/null
   base_seed="$(calc "$n / ($(now) - $t0)")"
   redis-cli -p "$src" FLUSHALL >/dev/null
-  /usr/bin/time -v -o "$work/seed-$n.time" "$bin" seed --endpoint "127.0.0.1:$src" --keys "$n" --format json >"$work/seed-$n.json"
+  /usr/bin/time -v -o "$work/seed-$n.time" "$bin" seed --endpoint "127.0.0.1:$src" --keys "$n" \
+    ${seed_args[@]+"${seed_args[@]}"} --format json >"$work/seed-$n.json"
   seed_rate="$(json "['keys_per_sec']" <"$work/seed-$n.json")"
-  printf '%-9s %-7s %12.0f %12.0f %8.2f %9sK\n' "$n" seed "$seed_rate" "$base_seed" \
+  printf '%-9s %-8s %-7s %12.0f %12.0f %8.2f %9sK\n' "$n" "$workload" seed "$seed_rate" "$base_seed" \
     "$(calc "$base_seed / $seed_rate")" "$(peak_kb "$work/seed-$n.time")"
 
   # Replicate to Valkey, wait for it to have everything, promote.
@@ -123,14 +130,29 @@ for n in "${counts[@]}"; do
   verify_rate="$(calc "$n / ($verify_ms / 1000)")"
   base_rate="$(calc "$n / $base_s")"
   peak[$n]="$(peak_kb "$work/verify-$n.time")"
-  printf '%-9s %-7s %12.0f %12.0f %8.2f %9sK\n' "$n" verify "$verify_rate" "$base_rate" \
+  printf '%-9s %-8s %-7s %12.0f %12.0f %8.2f %9sK\n' "$n" "$workload" verify "$verify_rate" "$base_rate" \
     "$(calc "$base_rate / $verify_rate")" "${peak[$n]}"
 
   redis-cli -p "$src" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
   redis-cli -p "$dst" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
 done
+done
 
-echo "ratio = baseline keys/s / runbook keys/s (verify goal: <= 2)"
+# One big string: verify reads it in GETRANGE ranges, so its peak RSS stays that of the
+# key-count runs however big the value.
+big_mb=50
+src="$(start "$redis_server" "$work/src-big")"
+dst="$(start "$valkey_server" "$work/dst-big")"
+head -c "$((big_mb * 1024 * 1024))" /dev/urandom >"$work/big.bin"
+for port in "$src" "$dst"; do redis-cli -p "$port" -x SET big:string <"$work/big.bin" >/dev/null; done
+/usr/bin/time -v -o "$work/verify-big.time" "$bin" verify --source "127.0.0.1:$src" --target "127.0.0.1:$dst" \
+  --format json >"$work/verify-big.json"
+[ "$(json "['parity']" <"$work/verify-big.json")" = True ] || { echo "the big string differs" >&2; exit 1; }
+echo "verify of one ${big_mb} MB string: peak RSS $(peak_kb "$work/verify-big.time")K"
+redis-cli -p "$src" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+redis-cli -p "$dst" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+
+echo "ratio = baseline keys/s / runbook keys/s (verify goal: <= 1.5)"
 if [ ${#counts[@]} -ge 2 ]; then
   first="${counts[0]}"
   last="${counts[-1]}"

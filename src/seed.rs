@@ -6,7 +6,8 @@
 //! what should be there. Keys are named `{prefix}{type}:{n:012}` where `n` counts the keys
 //! of that type, so `redis-benchmark -r` can address the same keys (`__rand_int__` is a
 //! zero-padded 12-digit number). Writes are pipelined over a few connections, the next batch
-//! encoded while the last is in flight.
+//! encoded while the last is in flight; into a cluster, each shard's primary gets the keys of
+//! its slots.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,7 +19,9 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::endpoint::{Endpoint, Resolver};
+use crate::resp::cluster::{Topology, TopologyError};
 use crate::resp::{Conn, Pipeline, Pool, RespError};
+use crate::verify::pace::Pacer;
 
 /// The value types seeding can write.
 #[derive(
@@ -115,6 +118,11 @@ pub struct SeedOptions {
     pub pipeline: usize,
     /// Connect and response timeout.
     pub timeout: Duration,
+    /// The databases to write the keys into, each getting all of them; empty: the
+    /// endpoint's.
+    pub dbs: Vec<i64>,
+    /// Keys per second written at most (none: as fast as it can).
+    pub max_rate: Option<u64>,
 }
 
 impl Default for SeedOptions {
@@ -130,6 +138,8 @@ impl Default for SeedOptions {
             connections: 4,
             pipeline: 256,
             timeout: Duration::from_secs(10),
+            dbs: Vec::new(),
+            max_rate: None,
         }
     }
 }
@@ -152,6 +162,9 @@ impl SeedOptions {
         }
         if self.ttl_share > 0.0 && self.ttl < Duration::from_millis(1) {
             return bad("the TTL must be at least 1ms");
+        }
+        if self.dbs.iter().any(|&db| db < 0) {
+            return bad("a database number is 0 or more");
         }
         Ok(())
     }
@@ -278,7 +291,10 @@ impl SeedOptions {
 #[derive(Clone, Debug, Serialize)]
 pub struct SeedSummary {
     pub endpoint: Endpoint,
+    /// Keys written, in every database.
     pub keys: u64,
+    /// The databases written to, each with every key.
+    pub databases: Vec<i64>,
     /// Keys written per type.
     pub by_type: BTreeMap<DataType, u64>,
     /// Keys given a TTL.
@@ -300,6 +316,9 @@ pub enum SeedError {
         #[source]
         source: RespError,
     },
+    /// A cluster-mode endpoint's slot map could not be read or used.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
     /// The server refused a write (read-only replica, out of memory, wrong type…) or the
     /// connection failed.
     #[error("writing to {endpoint} failed")]
@@ -310,8 +329,8 @@ pub enum SeedError {
     },
 }
 
-/// Writes `opts.keys` keys to `endpoint`. `progress` is called with the number of keys
-/// written since its last call.
+/// Writes `opts.keys` keys to `endpoint`, in each of `opts.dbs` (or the endpoint's
+/// database). `progress` is called with the number of keys written since its last call.
 pub async fn seed(
     resolver: &Resolver,
     endpoint: &Endpoint,
@@ -319,32 +338,75 @@ pub async fn seed(
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<SeedSummary, SeedError> {
     opts.validate()?;
-    let mut conns = Vec::with_capacity(opts.connections);
-    for _ in 0..opts.connections {
-        let conn = Conn::connect(resolver, endpoint, opts.timeout)
-            .await
-            .map_err(|source| SeedError::Connect {
-                endpoint: endpoint.clone(),
-                source,
-            })?;
-        conns.push(conn);
+    if endpoint.db != 0 && !opts.dbs.is_empty() {
+        return Err(SeedError::Options(
+            "name the database either in the URL (/N) or with --db, not both".into(),
+        ));
     }
-    let pool = Arc::new(Pool::new(conns));
+    let dbs = if opts.dbs.is_empty() {
+        vec![endpoint.db]
+    } else {
+        opts.dbs.clone()
+    };
     let started = Instant::now();
-    let batch = opts.pipeline as u64;
-    let batches = opts.keys.div_ceil(batch);
-    // One batch per connection in flight, one more being encoded.
-    let in_flight = opts.connections * 2;
-    let shared = Arc::new(opts.clone());
-    let mut tasks = JoinSet::new();
     let mut summary = SeedSummary {
         endpoint: endpoint.clone(),
         keys: 0,
+        databases: dbs.clone(),
         by_type: BTreeMap::new(),
         with_ttl: 0,
         elapsed_ms: 0,
         keys_per_sec: 0.0,
     };
+    let pacer = Pacer::new(opts.max_rate);
+    for db in dbs {
+        let one = Endpoint {
+            db,
+            ..endpoint.clone()
+        };
+        seed_db(resolver, &one, opts, pacer.as_ref(), progress, &mut summary).await?;
+    }
+    let elapsed = started.elapsed();
+    summary.elapsed_ms = elapsed.as_millis() as u64;
+    summary.keys_per_sec = summary.keys as f64 / elapsed.as_secs_f64().max(1e-9);
+    Ok(summary)
+}
+
+/// Writes every key to `endpoint`'s database, adding to `summary`.
+async fn seed_db(
+    resolver: &Resolver,
+    endpoint: &Endpoint,
+    opts: &SeedOptions,
+    pacer: Option<&Pacer>,
+    progress: &(dyn Fn(u64) + Send + Sync),
+    summary: &mut SeedSummary,
+) -> Result<(), SeedError> {
+    let connect = async |at: &Endpoint| {
+        Conn::connect(resolver, at, opts.timeout)
+            .await
+            .map_err(|source| SeedError::Connect {
+                endpoint: at.clone(),
+                source,
+            })
+    };
+    let mut first = connect(endpoint).await?;
+    // In a cluster, every shard's primary gets the keys of its slots.
+    let topology = Arc::new(Topology::of(&mut first, endpoint).await?);
+    let mut pools = Vec::with_capacity(topology.shards.len());
+    for shard in &topology.shards {
+        let mut conns = Vec::with_capacity(opts.connections);
+        for _ in 0..opts.connections {
+            conns.push(connect(&shard.primary).await?);
+        }
+        pools.push(Pool::new(conns));
+    }
+    let pools = Arc::new(pools);
+    let batch = pacer.map_or(opts.pipeline, |p| p.batch(opts.pipeline)) as u64;
+    let batches = opts.keys.div_ceil(batch);
+    // One batch per connection in flight, one more being encoded.
+    let in_flight = opts.connections * 2;
+    let shared = Arc::new(opts.clone());
+    let mut tasks = JoinSet::new();
     let merge = |done: Result<Result<Tally, RespError>, tokio::task::JoinError>,
                  summary: &mut SeedSummary| {
         let tally = done
@@ -364,41 +426,49 @@ pub async fn seed(
     for b in 0..batches {
         while tasks.len() >= in_flight {
             if let Some(done) = tasks.join_next().await {
-                merge(done, &mut summary)?;
+                merge(done, summary)?;
             }
         }
-        let pool = pool.clone();
+        let (pools, topology) = (pools.clone(), topology.clone());
         let opts = shared.clone();
         let range = b * batch..((b + 1) * batch).min(opts.keys);
+        if let Some(pacer) = pacer {
+            pacer.take(range.end - range.start).await;
+        }
         tasks.spawn(async move {
-            let mut p = Pipeline::new();
+            let mut per_shard = vec![Pipeline::new(); pools.len()];
             let mut tally = Tally::default();
             for i in range {
-                let kind = opts.write(&mut p, i);
+                let shard = if topology.cluster {
+                    topology.shard_of(opts.key(i).as_bytes())
+                } else {
+                    0
+                };
+                let kind = opts.write(&mut per_shard[shard], i);
                 *tally.by_type.entry(kind).or_default() += 1;
                 tally.keys += 1;
                 tally.with_ttl += u64::from(opts.ttl_ms(i).is_some());
             }
             // The first refusal says it all (READONLY, OOM…); the others repeat it.
             let mut refused = None;
-            pool.get()
-                .await
-                .batch(p.as_bytes(), p.len(), |reply| {
-                    if let Some(text) = reply.error {
-                        refused.get_or_insert_with(|| String::from_utf8_lossy(text).into_owned());
-                    }
-                })
-                .await?;
+            for (pool, p) in pools.iter().zip(&per_shard).filter(|(_, p)| !p.is_empty()) {
+                pool.get()
+                    .await
+                    .batch(p.as_bytes(), p.len(), |reply| {
+                        if let Some(text) = reply.error {
+                            refused
+                                .get_or_insert_with(|| String::from_utf8_lossy(text).into_owned());
+                        }
+                    })
+                    .await?;
+            }
             refused.map_or(Ok(tally), |text| Err(RespError::Server(text)))
         });
     }
     while let Some(done) = tasks.join_next().await {
-        merge(done, &mut summary)?;
+        merge(done, summary)?;
     }
-    let elapsed = started.elapsed();
-    summary.elapsed_ms = elapsed.as_millis() as u64;
-    summary.keys_per_sec = summary.keys as f64 / elapsed.as_secs_f64().max(1e-9);
-    Ok(summary)
+    Ok(())
 }
 
 /// What one pipeline wrote.

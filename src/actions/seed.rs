@@ -13,7 +13,7 @@ use crate::seed::{DataType, SeedError, SeedOptions, seed};
 pub const SPEC: ActionSpec = ActionSpec {
     name: "data.seed",
     summary: "Write deterministic keys of every common type (some with TTLs) to an endpoint.",
-    outputs: super::Declared::Listed(&["keys", "by_type", "with_ttl", "keys_per_sec"]),
+    outputs: super::Declared::Listed(&["keys", "databases", "by_type", "with_ttl", "keys_per_sec"]),
     effect: Effect::Changes,
     build: super::build::<DataSeed>,
     schema: super::schema::<DataSeed>,
@@ -50,6 +50,13 @@ pub struct DataSeed {
     /// The types, assigned to keys in turn (default string, hash, list, set, zset).
     #[serde(default)]
     types: Option<Vec<DataType>>,
+    /// The databases to write the keys into, each getting all of them (default the
+    /// endpoint's).
+    #[serde(default)]
+    db: Option<Vec<i64>>,
+    /// Keys per second written at most (default: as fast as it can).
+    #[serde(default)]
+    max_rate: Option<u64>,
 }
 
 impl DataSeed {
@@ -63,6 +70,8 @@ impl DataSeed {
             ttl_share: self.ttl_share.unwrap_or(d.ttl_share),
             ttl: self.ttl.unwrap_or(d.ttl),
             types: self.types.clone().unwrap_or(d.types.clone()),
+            dbs: self.db.clone().unwrap_or_default(),
+            max_rate: self.max_rate,
             ..d
         }
     }
@@ -84,6 +93,8 @@ impl Action for DataSeed {
             )
             .param("types", types)
             .param("ttl_share", o.ttl_share)
+            .param("databases", &o.dbs)
+            .param("max_rate", o.max_rate)
             .param("commands", "SET, DEL + HSET/RPUSH/SADD/ZADD/XADD, PEXPIRE"),
         ]
     }
@@ -103,6 +114,7 @@ impl Action for DataSeed {
         ));
         let mut out = Outputs::new();
         out.insert("keys".into(), summary.keys.into());
+        out.insert("databases".into(), summary.databases.clone().into());
         out.insert(
             "by_type".into(),
             serde_json::to_value(&summary.by_type).unwrap_or_default(),

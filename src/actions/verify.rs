@@ -8,13 +8,14 @@ use serde::Deserialize;
 
 use super::{Action, ActionError, ActionSpec, Effect, Operation, Outputs, PlanCtx, StepCtx};
 use crate::endpoint::Endpoint;
-use crate::verify::{VerifyError, VerifyOptions, VerifyReport, verify};
+use crate::verify::{ReadFrom, VerifyError, VerifyOptions, VerifyReport, keyname, verify};
 
 pub const SPEC: ActionSpec = ActionSpec {
     name: "data.verify",
     summary: "Compare every key of a source and a target (type, value, TTL); fail on persistent mismatches.",
     outputs: super::Declared::Listed(&[
         "parity",
+        "functions",
         "keys_checked",
         "by_type",
         "mismatches",
@@ -24,6 +25,8 @@ pub const SPEC: ActionSpec = ActionSpec {
         "expired",
         "skipped",
         "rounds",
+        "read_from",
+        "databases",
         "examples",
         "keys_per_sec",
     ]),
@@ -63,6 +66,15 @@ pub struct DataVerify {
     /// Key prefixes not compared (default: the probe's `runbook:probe:`).
     #[serde(default)]
     skip_prefixes: Option<Vec<String>>,
+    /// The databases to compare (default: every database that holds keys on either side).
+    #[serde(default)]
+    db: Option<Vec<i64>>,
+    /// Keys per second each side is read at most (default: as fast as it can).
+    #[serde(default)]
+    max_rate: Option<u64>,
+    /// `primary` (the endpoints) or `replica` (a replica of each, to spare a primary).
+    #[serde(default)]
+    read_from: ReadFrom,
     /// Fail the step when keys differ (default true). With `false` the step succeeds and
     /// a later `assert` can look at the outputs.
     #[serde(default = "yes")]
@@ -105,6 +117,9 @@ impl DataVerify {
                 .skip_prefixes
                 .clone()
                 .unwrap_or(d.skip_prefixes.clone()),
+            dbs: self.db.clone().unwrap_or_default(),
+            max_rate: self.max_rate,
+            read_from: self.read_from,
             ..d
         }
     }
@@ -126,6 +141,16 @@ impl Action for DataVerify {
             .param("compare", "TYPE, PTTL, GET/HSCAN/SSCAN/ZSCAN/LRANGE/XRANGE")
             .param("ttl_tolerance", crate::duration::format(o.ttl_tolerance))
             .param("rounds", o.rounds)
+            .param("max_rate", o.max_rate)
+            .param("read_from", o.read_from)
+            .param(
+                "databases",
+                if o.dbs.is_empty() {
+                    serde_json::json!("every database that holds keys")
+                } else {
+                    serde_json::json!(o.dbs)
+                },
+            )
             .param("skip_prefixes", &o.skip_prefixes),
             Operation::new(
                 "check",
@@ -177,12 +202,26 @@ fn summary(r: &VerifyReport) -> String {
 
 /// The failure message: what differs, with example keys to look at.
 fn failure(r: &VerifyReport) -> String {
+    let f = &r.functions;
+    if r.persistent == 0 {
+        return format!(
+            "the function libraries differ between {} and {}: missing on target [{}], extra on target [{}], different code [{}]",
+            r.source,
+            r.target,
+            f.missing_on_target.join(", "),
+            f.extra_on_target.join(", "),
+            f.different.join(", ")
+        );
+    }
     let m = &r.mismatches;
     let examples: Vec<String> = r
         .examples
         .iter()
         .filter(|e| e.persistent)
-        .map(|e| format!("{} ({})", e.key, e.class.as_str()))
+        .map(|e| {
+            let key = keyname::shorten(&e.key, e.key_bytes);
+            format!("{key} in db {} ({})", e.db, e.class.as_str())
+        })
         .collect();
     format!(
         "{} of {} keys differ between {} and {}: missing on target {}, extra on target {}, type {}, value {}, ttl {}; for example {}",

@@ -47,6 +47,13 @@ pub struct Args {
     /// Keys per pipeline.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pipeline: usize,
+    /// Write the keys into this database (repeatable: each gets all of them; default the
+    /// endpoint's).
+    #[arg(long = "db", value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
+    dbs: Vec<i64>,
+    /// Write at most this many keys per second (default: as fast as it can).
+    #[arg(long, value_name = "KEYS_PER_SEC", value_parser = clap::value_parser!(u64).range(1..))]
+    max_rate: Option<u64>,
     /// `text` for people, `json` for scripts.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -78,11 +85,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         types,
         connections: args.connections,
         pipeline: args.pipeline,
+        dbs: args.dbs,
+        max_rate: args.max_rate,
         ..SeedOptions::default()
     };
     opts.validate().map_err(|e| invalid(e.to_string()))?;
 
-    let bar = progress_bar(args.keys);
+    let bar = progress_bar(args.keys * opts.dbs.len().max(1) as u64);
     let advance = |n: u64| bar.inc(n);
     let result = seed(&resolver, &endpoint, &opts, &advance).await;
     bar.finish_and_clear();
@@ -118,6 +127,10 @@ fn text(s: &SeedSummary) -> String {
         s.elapsed_ms as f64 / 1000.0,
         s.keys_per_sec
     );
+    if s.databases != [s.endpoint.db] {
+        let dbs: Vec<String> = s.databases.iter().map(i64::to_string).collect();
+        out.push_str(&format!("  databases {}\n", dbs.join(", ")));
+    }
     for (t, n) in &s.by_type {
         out.push_str(&format!("  {:<8} {n}\n", t.as_str()));
     }

@@ -9,7 +9,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::cli::Global;
 use crate::endpoint::{Endpoint, Resolver};
 use crate::error::{Outcome, invalid};
-use crate::verify::{VerifyError, VerifyOptions, VerifyProgress, VerifyReport, verify};
+use crate::verify::{
+    ReadFrom, VerifyError, VerifyOptions, VerifyProgress, VerifyReport, keyname, verify,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -50,6 +52,17 @@ pub struct Args {
         default_value = "runbook:probe:"
     )]
     skip_prefixes: Vec<String>,
+    /// Compare only this database (repeatable; default: every database that holds keys on
+    /// either side).
+    #[arg(long = "db", value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
+    dbs: Vec<i64>,
+    /// Read at most this many keys per second from each side (default: as fast as it can).
+    #[arg(long, value_name = "KEYS_PER_SEC", value_parser = clap::value_parser!(u64).range(1..))]
+    max_rate: Option<u64>,
+    /// Read the keys from the endpoints, or from a replica of each (the endpoint itself
+    /// when it is one), to spare a production primary.
+    #[arg(long, value_enum, default_value_t = ReadFrom::Primary)]
+    read_from: ReadFrom,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -71,6 +84,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         recheck_delay: args.recheck_delay,
         examples: args.examples,
         skip_prefixes: args.skip_prefixes,
+        dbs: args.dbs,
+        max_rate: args.max_rate,
+        read_from: args.read_from,
         ..VerifyOptions::default()
     };
     opts.validate().map_err(|e| invalid(e.to_string()))?;
@@ -125,6 +141,12 @@ pub fn text(r: &VerifyReport) -> String {
         r.transient
     );
     out.push_str(&format!("  source  {}\n  target  {}\n", r.source, r.target));
+    if r.read_from.source != r.source || r.read_from.target != r.target {
+        out.push_str(&format!(
+            "  read from {} and {}\n",
+            r.read_from.source, r.read_from.target
+        ));
+    }
     let types: Vec<String> = r.by_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
     out.push_str(&format!("  by type: {}\n", types.join(", ")));
     let m = &r.mismatches;
@@ -136,6 +158,30 @@ pub fn text(r: &VerifyReport) -> String {
         "  expired during the check {}, skipped {}, rounds {}\n",
         r.expired, r.skipped, r.rounds
     ));
+    if r.databases.len() > 1 || r.databases.iter().any(|d| d.db != 0) {
+        let dbs: Vec<String> = r
+            .databases
+            .iter()
+            .map(|d| {
+                format!(
+                    "db{} {} ({} persistent)",
+                    d.db, d.keys_checked, d.persistent
+                )
+            })
+            .collect();
+        out.push_str(&format!("  by database: {}\n", dbs.join(", ")));
+    }
+    let f = &r.functions;
+    if f.checked && (f.source > 0 || f.target > 0 || !f.parity) {
+        out.push_str(&format!(
+            "  function libraries: {} on the source, {} on the target; missing on target [{}], extra on target [{}], different code [{}]\n",
+            f.source,
+            f.target,
+            f.missing_on_target.join(", "),
+            f.extra_on_target.join(", "),
+            f.different.join(", ")
+        ));
+    }
     if r.not_rechecked > 0 {
         out.push_str(&format!(
             "  {} mismatches beyond the re-check cap were counted as persistent\n",
@@ -151,10 +197,11 @@ pub fn text(r: &VerifyReport) -> String {
                 "transient"
             };
             out.push_str(&format!(
-                "    {:<18} {:<10} {}\n",
+                "    {:<18} {:<10} db{:<3} {}\n",
                 e.class.as_str(),
                 when,
-                e.key
+                e.db,
+                keyname::shorten(&e.key, e.key_bytes)
             ));
         }
     }

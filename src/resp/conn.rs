@@ -65,6 +65,8 @@ pub struct Conn {
     /// Bytes read and not yet handed out start at `buf[0]`.
     buf: Vec<u8>,
     timeout: Duration,
+    /// The database selected.
+    db: i64,
 }
 
 /// A reply as [`Conn::batch`] hands it out: framed, not decoded.
@@ -111,6 +113,7 @@ impl Conn {
             io,
             buf: Vec::with_capacity(64 * 1024),
             timeout,
+            db: 0,
         };
         if let Some(password) = &endpoint.password {
             let mut p = Pipeline::new();
@@ -152,7 +155,15 @@ impl Conn {
             .map_err(|e| match e {
                 RespError::Server(reply) => RespError::Select(reply),
                 other => other,
-            })
+            })?;
+        self.db = db;
+        Ok(())
+    }
+
+    /// The database selected, so a connection shared by the checks of several databases
+    /// switches only when it must.
+    pub fn db(&self) -> i64 {
+        self.db
     }
 
     /// Sends one command and hands its reply, unless it is an error, to `read`.

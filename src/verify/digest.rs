@@ -4,11 +4,16 @@
 //! listpack vs hashtable, different hash orders), so values are compared by their logical
 //! content: string bytes, a list or stream in order, a hash, set or zset as an unordered
 //! collection (zset scores as numbers). A digest folds the elements in one at a time, so a
-//! big key is read in chunks (HSCAN, SSCAN, ZSCAN, LRANGE, XRANGE) and never held whole.
+//! big key is read in chunks (GETRANGE, HSCAN, SSCAN, ZSCAN, LRANGE, XRANGE) and never
+//! held whole.
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::resp::{Frame, Pipeline, num};
+
+/// Bytes of a string read at a time: a value of any size costs at most this much per
+/// read in flight.
+pub const STRING_CHUNK: usize = 64 * 1024;
 
 /// A key's type, as `TYPE` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -58,7 +63,18 @@ impl Kind {
         let mut b = itoa::Buffer::new();
         let count = chunk as i64;
         match (self, next) {
-            (Kind::String, Next::Start) => p.cmd(&[b"GET", key]),
+            (Kind::String, Next::Start | Next::Offset(_)) => {
+                let start = match next {
+                    Next::Offset(o) => *o,
+                    _ => 0,
+                };
+                p.cmd(&[
+                    b"GETRANGE",
+                    key,
+                    num(&mut a, start),
+                    num(&mut b, start + STRING_CHUNK as i64 - 1),
+                ])
+            }
             (Kind::Hash | Kind::Set | Kind::Zset, Next::Start | Next::Cursor(_)) => {
                 let name: &[u8] = match self {
                     Kind::Hash => b"HSCAN",
@@ -109,7 +125,7 @@ pub enum Next {
     Done,
     /// A SCAN-family cursor.
     Cursor(Vec<u8>),
-    /// The next LRANGE start.
+    /// The next LRANGE start, or GETRANGE start of a string.
     Offset(i64),
     /// The last stream entry id read.
     After(Vec<u8>),
@@ -130,21 +146,30 @@ pub struct Digest {
 }
 
 impl Digest {
-    /// Folds one reply of a read `kind.read(..)` made and says where to continue.
-    /// `offset` is the LRANGE start the reply came from.
+    /// Folds one reply of the read `kind.read(..)` made at `at` and says where to
+    /// continue.
     pub fn absorb(
         &mut self,
         kind: Kind,
         reply: Frame<'_>,
         chunk: usize,
-        offset: i64,
+        at: &Next,
     ) -> Result<Next, Unreadable> {
+        let offset = match at {
+            Next::Offset(o) => *o,
+            _ => 0,
+        };
         match kind {
             Kind::String => {
                 let b = reply.bytes().ok_or(Unreadable)?;
-                self.len = b.len() as u64;
-                self.sum = hash_bytes(0, b);
-                Ok(Next::Done)
+                // The length counts bytes; chunks fold in order.
+                self.sum = mix(self.sum, hash_bytes(self.len, b));
+                self.len += b.len() as u64;
+                Ok(if b.len() == STRING_CHUNK {
+                    Next::Offset(offset + STRING_CHUNK as i64)
+                } else {
+                    Next::Done
+                })
             }
             Kind::Hash | Kind::Set | Kind::Zset => {
                 let mut parts = reply.items().ok_or(Unreadable)?;
@@ -281,7 +306,9 @@ mod tests {
         chunk: usize,
         offset: i64,
     ) -> Result<Next, Unreadable> {
-        decoded(reply.as_bytes(), |f| d.absorb(kind, f, chunk, offset))
+        decoded(reply.as_bytes(), |f| {
+            d.absorb(kind, f, chunk, &Next::Offset(offset))
+        })
     }
 
     fn digest(kind: Kind, replies: &[String]) -> Digest {
@@ -332,6 +359,32 @@ mod tests {
         let reversed = digest(Kind::List, &[array(&["c", "b", "a"])]);
         assert_eq!(d, whole);
         assert_ne!(whole, reversed);
+    }
+
+    #[test]
+    fn strings_fold_range_by_range() {
+        let whole = "x".repeat(STRING_CHUNK);
+        let mut d = Digest::default();
+        assert_eq!(
+            absorb(&mut d, Kind::String, &bulk(&whole), 10, 0),
+            Ok(Next::Offset(STRING_CHUNK as i64))
+        );
+        assert_eq!(
+            absorb(&mut d, Kind::String, &bulk("yz"), 10, STRING_CHUNK as i64),
+            Ok(Next::Done)
+        );
+        assert_eq!(d.len, STRING_CHUNK as u64 + 2);
+        let mut other = Digest::default();
+        absorb(&mut other, Kind::String, &bulk(&whole), 10, 0).unwrap();
+        absorb(
+            &mut other,
+            Kind::String,
+            &bulk("zy"),
+            10,
+            STRING_CHUNK as i64,
+        )
+        .unwrap();
+        assert_ne!(d, other);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Judging one key: what both sides say about it (type, TTL, digest) → equal, expired,
 //! vanished, or a mismatch of one class.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -102,15 +102,112 @@ pub(super) fn expiring(pttl: i64, tolerance: Duration) -> bool {
     (0..=tolerance.as_millis() as i64).contains(&pttl)
 }
 
+/// A mismatched key as the re-check rounds remember it: enough to tell, when it goes
+/// missing later, whether its TTL had really run out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Mismatch {
+    /// The latest class.
+    pub class: Class,
+    /// The class it had when first found.
+    pub first: Class,
+    /// When its TTL ends, as first seen on the side that has the key.
+    pub ends: Option<Instant>,
+    /// When it was first seen missing from one side.
+    pub missing_since: Option<Instant>,
+}
+
+impl Mismatch {
+    /// A key first found different, as `class`, from what both sides said at `at`.
+    pub fn new(class: Class, src: &Observed, dst: &Observed, at: Instant) -> Mismatch {
+        let mut m = Mismatch {
+            class,
+            first: class,
+            ends: None,
+            missing_since: None,
+        };
+        m.saw(class, src, dst, at);
+        m
+    }
+
+    fn saw(&mut self, class: Class, src: &Observed, dst: &Observed, at: Instant) {
+        self.class = class;
+        let pttl = if src.kind == Kind::None {
+            dst.pttl
+        } else {
+            src.pttl
+        };
+        if self.ends.is_none() && pttl >= 0 {
+            self.ends = Some(at + Duration::from_millis(pttl as u64));
+        }
+        if matches!(class, Class::MissingOnTarget | Class::ExtraOnTarget) {
+            self.missing_since.get_or_insert(at);
+        }
+    }
+
+    /// Expired, not missing: its TTL as first seen ended within `tolerance` of when it
+    /// went missing.
+    fn expired(&self, tolerance: Duration) -> bool {
+        match (self.ends, self.missing_since) {
+            (Some(ends), Some(since)) => ends <= since + tolerance,
+            _ => false,
+        }
+    }
+}
+
 /// Compares both sides' view of a key. TTLs agree when both are absent, or both set and
-/// within `tolerance` of each other.
+/// within `tolerance` of each other. A key gone from one side whose TTL on the other ends
+/// within `tolerance` has expired.
 pub(super) fn judge(src: &Observed, dst: &Observed, tolerance: Duration) -> Verdict {
+    let left = match (src.kind, dst.kind) {
+        (Kind::None, Kind::None) => None,
+        (Kind::None, _) => Some(dst.pttl),
+        (_, Kind::None) => Some(src.pttl),
+        _ => None,
+    };
+    match left {
+        Some(pttl) if expiring(pttl, tolerance) => Verdict::Expired,
+        _ => compare(src, dst, tolerance),
+    }
+}
+
+/// The re-check of a key found different before, at `at`: it has expired only if its TTL
+/// as first seen ended within `tolerance` of when it went missing, however long the rounds
+/// took; a key that ran out of TTL while it was missing stays missing.
+pub(super) fn rejudge(
+    m: &mut Mismatch,
+    src: &Observed,
+    dst: &Observed,
+    at: Instant,
+    tolerance: Duration,
+) -> Verdict {
+    match compare(src, dst, tolerance) {
+        Verdict::Mismatch(class) => {
+            m.saw(class, src, dst, at);
+            if m.expired(tolerance) {
+                Verdict::Expired
+            } else {
+                Verdict::Mismatch(class)
+            }
+        }
+        Verdict::Vanished if m.missing_since.is_some() => {
+            if m.expired(tolerance) {
+                Verdict::Expired
+            } else if m.ends.is_some() {
+                Verdict::Mismatch(m.class)
+            } else {
+                Verdict::Vanished
+            }
+        }
+        other => other,
+    }
+}
+
+/// [`judge`] without forgiving keys about to expire.
+fn compare(src: &Observed, dst: &Observed, tolerance: Duration) -> Verdict {
     let tol = tolerance.as_millis() as i64;
     match (src.kind, dst.kind) {
         (Kind::None, Kind::None) => Verdict::Vanished,
-        (Kind::None, _) if expiring(dst.pttl, tolerance) => Verdict::Expired,
         (Kind::None, _) => Verdict::Mismatch(Class::ExtraOnTarget),
-        (_, Kind::None) if expiring(src.pttl, tolerance) => Verdict::Expired,
         (_, Kind::None) => Verdict::Mismatch(Class::MissingOnTarget),
         (a, b) if a != b => Verdict::Mismatch(Class::Type),
         _ if src.unreadable || dst.unreadable || src.digest != dst.digest => {
@@ -193,6 +290,48 @@ mod tests {
         };
         assert_eq!(class(judge(&s, &unreadable, tol)), Some(Class::Value));
         assert!(matches!(judge(&s, &s, tol), Verdict::Equal));
+    }
+
+    #[test]
+    fn expired_only_if_the_ttl_first_seen_ended_within_the_tolerance() {
+        let tol = Duration::from_secs(2);
+        let t0 = Instant::now();
+        let gone = seen(Kind::None, -2);
+        // Never copied, 3.5 s of TTL left when first found missing.
+        let mut m = Mismatch::new(Class::MissingOnTarget, &seen(Kind::String, 3500), &gone, t0);
+        let later = t0 + Duration::from_secs(2);
+        assert!(matches!(
+            rejudge(&mut m, &seen(Kind::String, 1500), &gone, later, tol),
+            Verdict::Mismatch(Class::MissingOnTarget)
+        ));
+        // Its TTL ran out on the source while it was missing: still missing, not expired.
+        assert!(matches!(
+            rejudge(&mut m, &gone, &gone, t0 + Duration::from_secs(6), tol),
+            Verdict::Mismatch(Class::MissingOnTarget)
+        ));
+        // A value mismatch whose key then goes, its TTL ending then: expired.
+        let mut v = Mismatch::new(
+            Class::Value,
+            &seen(Kind::String, 2500),
+            &seen(Kind::String, 2500),
+            t0,
+        );
+        assert!(matches!(
+            rejudge(
+                &mut v,
+                &seen(Kind::String, 1400),
+                &gone,
+                t0 + Duration::from_secs(1),
+                tol
+            ),
+            Verdict::Expired
+        ));
+        // Deleted from both sides without a TTL: a write in flight, not a mismatch.
+        let mut d = Mismatch::new(Class::MissingOnTarget, &seen(Kind::String, -1), &gone, t0);
+        assert!(matches!(
+            rejudge(&mut d, &gone, &gone, later, tol),
+            Verdict::Vanished
+        ));
     }
 
     #[test]

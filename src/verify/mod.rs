@@ -10,9 +10,12 @@
 //! are held.
 
 pub mod digest;
+mod functions;
 mod judge;
+pub mod keyname;
 mod observe;
 mod options;
+pub mod pace;
 mod pass;
 mod recheck;
 mod replication;
@@ -27,18 +30,68 @@ use serde::Serialize;
 
 use crate::endpoint::{Endpoint, Resolver};
 use crate::resp::RespError;
+use crate::resp::cluster::TopologyError;
+pub use functions::Functions;
 pub use judge::{Class, ClassCounts};
-pub use options::{ELASTICACHE_TIMESTAMP_KEY, VerifyOptions};
-use sides::Sides;
+pub use options::{ELASTICACHE_TIMESTAMP_KEY, ReadFrom, VerifyOptions};
+use sides::{Reader, Sides};
+use tally::{Key, Tally};
 
 /// A mismatched key, for people to look at.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Example {
-    /// The key name (bytes that are not UTF-8 shown as U+FFFD).
+    /// The source database it is in (the target database paired with it, for an extra key).
+    pub db: i64,
+    /// The key name, as `redis-cli` reads it back: plain text as it is, otherwise quoted,
+    /// with bytes that are not UTF-8 and control characters as `\xHH`.
     pub key: String,
+    /// The name's length in bytes.
+    pub key_bytes: usize,
     pub class: Class,
     /// Still different after the last round.
     pub persistent: bool,
+}
+
+/// The counts of one database (the source's number; the target database paired with it
+/// is the same unless the URLs name two).
+#[derive(Clone, Debug, Serialize)]
+pub struct DbReport {
+    pub db: i64,
+    /// Keys compared: every source key, plus the keys only the target has.
+    pub keys_checked: u64,
+    /// The same keys by type: the source's, or the target's for a key only it has.
+    pub by_type: BTreeMap<&'static str, u64>,
+    /// Persistent mismatches by class.
+    pub mismatches: ClassCounts,
+    pub persistent: u64,
+    pub transient: u64,
+    pub expired: u64,
+    pub skipped: u64,
+}
+
+/// The servers a check read.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReadServers {
+    pub source: Endpoint,
+    pub target: Endpoint,
+}
+
+/// The shards of both sides of a check with a cluster on either side.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShardsReport {
+    pub source: Vec<ShardReport>,
+    pub target: Vec<ShardReport>,
+}
+
+/// One shard as the check saw it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShardReport {
+    /// The node read: the shard's primary, or its replica.
+    pub read: Endpoint,
+    /// The slot ranges it owns, inclusive.
+    pub slots: Vec<(u16, u16)>,
+    /// Keys it held when the check began (`INFO keyspace`), every database.
+    pub keys: u64,
 }
 
 /// The outcome of a check.
@@ -46,11 +99,17 @@ pub struct Example {
 pub struct VerifyReport {
     pub source: Endpoint,
     pub target: Endpoint,
-    /// No persistent mismatch.
+    /// The servers read: the endpoints, or their replicas with `--read-from replica`.
+    pub read_from: ReadServers,
+    /// No persistent mismatch, and the same function libraries.
     pub parity: bool,
-    /// Keys compared: every source key, plus the keys only the target has.
+    /// The function libraries, a server-state check beside the keys.
+    pub functions: Functions,
+    /// Keys compared, in every database: every source key, plus the keys only the target
+    /// has.
     pub keys_checked: u64,
-    /// Keys checked by the source's type (`other` for module types).
+    /// The same keys by type (`other` for module types): the source's, or the target's for
+    /// a key only it has; they add up to `keys_checked`.
     pub by_type: BTreeMap<&'static str, u64>,
     /// Persistent mismatches by class: still different after the last round.
     pub mismatches: ClassCounts,
@@ -68,6 +127,11 @@ pub struct VerifyReport {
     pub not_rechecked: u64,
     /// Rounds run (1 when the first pass found nothing or re-checks were off).
     pub rounds: u32,
+    /// Every database compared, with its counts.
+    pub databases: Vec<DbReport>,
+    /// The shards of each side, when either is a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<ShardsReport>,
     pub examples: Vec<Example>,
     pub elapsed_ms: u64,
     pub keys_per_sec: f64,
@@ -103,6 +167,18 @@ pub enum VerifyError {
         #[source]
         source: RespError,
     },
+    /// A cluster-mode endpoint's slot map could not be read or used.
+    #[error("the {side}'s shards are unknown")]
+    Topology {
+        side: Side,
+        #[source]
+        source: TopologyError,
+    },
+    /// `--read-from replica`, and the endpoint has no replica online.
+    #[error(
+        "the {side} {endpoint} has no online replica to read from (read from the primary, or give a replica's URL)"
+    )]
+    NoReplica { side: Side, endpoint: Endpoint },
     /// An endpoint failed during the check (went away, timed out, refused a command).
     #[error("the {side} {endpoint} failed during the check")]
     Failed {
@@ -134,64 +210,159 @@ pub async fn verify(
 ) -> Result<VerifyReport, VerifyError> {
     opts.validate()?;
     let started = Instant::now();
-    let sides = Arc::new(Sides::connect(resolver, source, target, opts).await?);
-    let total = sides.dbsize(Side::Source).await?;
+    let mut sides = Sides::connect(resolver, source, target, opts).await?;
+    let per_shard = [
+        sides.keyspaces(Side::Source).await?,
+        sides.keyspaces(Side::Target).await?,
+    ];
+    let whole = |shards: &[BTreeMap<i64, u64>]| {
+        let mut sum: BTreeMap<i64, u64> = BTreeMap::new();
+        for (db, n) in shards.iter().flatten() {
+            *sum.entry(*db).or_default() += n;
+        }
+        sum
+    };
+    let held = whole(&per_shard[0]);
+    sides.dbs = databases(source, target, opts, &held, &whole(&per_shard[1]))?;
+    let sides = Arc::new(sides);
+    let total = sides.dbs.keys().filter_map(|db| held.get(db)).sum();
     progress(VerifyProgress::Total(total));
 
-    let (forward, reverse) = tokio::try_join!(
-        sides.clone().pass(Side::Source, progress),
-        sides.clone().pass(Side::Target, progress)
-    )?;
-    let mut tally = forward;
-    tally.merge(reverse, opts.recheck_cap);
-    let rechecked = recheck::rounds(&sides, &mut tally, progress).await?;
-
-    let mut mismatches = tally.unrechecked;
-    for class in tally.pending.values() {
-        mismatches.add(*class, 1);
+    let mut tally = Tally::default();
+    for &db in sides.dbs.keys() {
+        tally.db(db);
+        let (forward, reverse) = tokio::try_join!(
+            sides.clone().pass(Side::Source, db, progress),
+            sides.clone().pass(Side::Target, db, progress)
+        )?;
+        tally.merge(forward, opts.recheck_cap);
+        tally.merge(reverse, opts.recheck_cap);
     }
-    let mut persistent_keys: Vec<(&Vec<u8>, &Class)> = tally.pending.iter().collect();
+    let rechecked = recheck::rounds(&sides, &mut tally, progress).await?;
+    let functions = sides.functions().await?;
+
+    let mut persistent_by_db: BTreeMap<i64, ClassCounts> = BTreeMap::new();
+    for (key, m) in &tally.pending {
+        persistent_by_db.entry(key.db).or_default().add(m.class, 1);
+    }
+    let mut persistent_keys: Vec<(&Key, Class)> =
+        tally.pending.iter().map(|(k, m)| (k, m.class)).collect();
     persistent_keys.sort();
     let examples: Vec<Example> = persistent_keys
         .into_iter()
-        .map(|(k, c)| (k.as_slice(), *c, true))
-        .chain(
-            tally
-                .overflow_examples
-                .iter()
-                .map(|(k, c)| (k.as_slice(), *c, true)),
-        )
-        .chain(
-            rechecked
-                .transient_keys
-                .iter()
-                .map(|(k, c)| (k.as_slice(), *c, false)),
-        )
+        .map(|(k, c)| (k, c, true))
+        .chain(tally.overflow_examples.iter().map(|(k, c)| (k, *c, true)))
+        .chain(rechecked.transient_keys.iter().map(|(k, c)| (k, *c, false)))
         .take(opts.examples)
         .map(|(k, class, persistent)| Example {
-            key: String::from_utf8_lossy(k).into_owned(),
+            db: k.db,
+            key: keyname::escape(&k.name),
+            key_bytes: k.name.len(),
             class,
             persistent,
         })
         .collect();
-    let elapsed = started.elapsed();
-    let persistent = mismatches.total();
-    Ok(VerifyReport {
+
+    let mut report = VerifyReport {
         source: source.clone(),
         target: target.clone(),
-        parity: persistent == 0,
-        keys_checked: tally.checked,
-        by_type: tally.by_type,
-        mismatches,
-        persistent,
-        transient: rechecked.transient.total(),
-        transient_mismatches: rechecked.transient,
-        expired: tally.expired,
-        skipped: tally.skipped,
-        not_rechecked: tally.unrechecked.total(),
+        read_from: ReadServers {
+            source: sides.src.shown(source),
+            target: sides.dst.shown(target),
+        },
+        shards: (sides.src.topology.cluster || sides.dst.topology.cluster).then(|| {
+            let side = |reader: &Reader, keys: &[BTreeMap<i64, u64>]| {
+                reader
+                    .nodes
+                    .iter()
+                    .zip(&reader.topology.shards)
+                    .zip(keys)
+                    .map(|((node, shard), keys)| ShardReport {
+                        read: node.endpoint.clone(),
+                        slots: shard.slots.clone(),
+                        keys: keys.values().sum(),
+                    })
+                    .collect()
+            };
+            ShardsReport {
+                source: side(&sides.src, &per_shard[0]),
+                target: side(&sides.dst, &per_shard[1]),
+            }
+        }),
+        parity: true,
+        functions,
+        keys_checked: 0,
+        by_type: BTreeMap::new(),
+        mismatches: ClassCounts::default(),
+        persistent: 0,
+        transient: 0,
+        transient_mismatches: ClassCounts::default(),
+        expired: 0,
+        skipped: 0,
+        not_rechecked: 0,
         rounds: rechecked.rounds,
+        databases: Vec::new(),
         examples,
-        elapsed_ms: elapsed.as_millis() as u64,
-        keys_per_sec: tally.checked as f64 / elapsed.as_secs_f64().max(1e-9),
+        elapsed_ms: 0,
+        keys_per_sec: 0.0,
+    };
+    for (db, counts) in tally.dbs {
+        let mut mismatches = counts.unrechecked;
+        mismatches.add_all(&persistent_by_db.remove(&db).unwrap_or_default());
+        let transient = rechecked.transient.get(&db).copied().unwrap_or_default();
+        report.keys_checked += counts.checked;
+        for (t, n) in &counts.by_type {
+            *report.by_type.entry(t).or_default() += n;
+        }
+        report.mismatches.add_all(&mismatches);
+        report.transient_mismatches.add_all(&transient);
+        report.expired += counts.expired;
+        report.skipped += counts.skipped;
+        report.not_rechecked += counts.unrechecked.total();
+        report.databases.push(DbReport {
+            db,
+            keys_checked: counts.checked,
+            by_type: counts.by_type,
+            mismatches,
+            persistent: mismatches.total(),
+            transient: transient.total(),
+            expired: counts.expired,
+            skipped: counts.skipped,
+        });
+    }
+    report.persistent = report.mismatches.total();
+    report.transient = report.transient_mismatches.total();
+    report.parity = report.persistent == 0 && report.functions.parity;
+    let elapsed = started.elapsed();
+    report.elapsed_ms = elapsed.as_millis() as u64;
+    report.keys_per_sec = report.keys_checked as f64 / elapsed.as_secs_f64().max(1e-9);
+    Ok(report)
+}
+
+/// The databases to compare, each source database with the target database it pairs
+/// with: the ones the URLs name, or `--db`'s, or every one that holds keys on either side.
+fn databases(
+    source: &Endpoint,
+    target: &Endpoint,
+    opts: &VerifyOptions,
+    on_source: &BTreeMap<i64, u64>,
+    on_target: &BTreeMap<i64, u64>,
+) -> Result<BTreeMap<i64, i64>, VerifyError> {
+    let named = source.db != 0 || target.db != 0;
+    if named && !opts.dbs.is_empty() {
+        return Err(VerifyError::Options(
+            "name the database either in the URLs (/N) or with --db, not both".into(),
+        ));
+    }
+    Ok(if named {
+        [(source.db, target.db)].into()
+    } else if !opts.dbs.is_empty() {
+        opts.dbs.iter().map(|&db| (db, db)).collect()
+    } else {
+        on_source
+            .keys()
+            .chain(on_target.keys())
+            .map(|&db| (db, db))
+            .collect()
     })
 }

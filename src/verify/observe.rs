@@ -5,8 +5,11 @@ use crate::resp::{Conn, Frame, Pipeline};
 
 use super::digest::{self, Kind, Next};
 use super::judge::Observed;
-use super::sides::Sides;
+use super::sides::{At, Sides};
 use super::{Side, VerifyError};
+
+/// Keys whose next chunk is asked for in one pipeline.
+const CONTINUED: usize = 64;
 
 /// What a reply of a value-reading pipeline is about.
 #[derive(Clone, Copy)]
@@ -23,9 +26,10 @@ impl Sides {
     /// or where the source has no value to read: one command less per key on the target.
     pub(super) async fn observe(
         &self,
+        at: At,
         keys: &[Vec<u8>],
     ) -> Result<(Vec<Observed>, Vec<Observed>), VerifyError> {
-        let mut src_conn = self.src.get().await;
+        let mut src_conn = self.lease(Side::Source, at).await?;
         let mut p = Pipeline::new();
         for key in keys {
             p.cmd(&[b"TYPE", key]).cmd(&[b"PTTL", key]);
@@ -51,7 +55,7 @@ impl Sides {
                     .map(drop)
             },
             async {
-                let mut conn = self.dst.get().await;
+                let mut conn = self.lease(Side::Target, at).await?;
                 self.read_values(Side::Target, &mut conn, keys, &kinds, &mut dst)
                     .await
             }
@@ -62,7 +66,7 @@ impl Sides {
             for &i in &wrong_type {
                 p.cmd(&[b"TYPE", &keys[i]]);
             }
-            self.run(Side::Target, &p, |j, r| {
+            self.run(Side::Target, at, &p, |j, r| {
                 let i = wrong_type[j];
                 let o = &mut dst[i];
                 o.kind = Kind::parse(r.ok()?);
@@ -131,7 +135,7 @@ impl Sides {
                     match r.error() {
                         Some(e) if target && e.starts_with(b"WRONGTYPE") => wrong_type.push(i),
                         Some(_) => o.unreadable = true,
-                        None => match o.digest.absorb(o.kind, r, chunk, 0) {
+                        None => match o.digest.absorb(o.kind, r, chunk, &Next::Start) {
                             Ok(Next::Done) => {}
                             Ok(next) => unfinished.push((i, next)),
                             Err(_) => o.unreadable = true,
@@ -143,38 +147,37 @@ impl Sides {
         })
         .await
         .map_err(|e| self.err(side, e))?;
-        for (i, mut next) in unfinished {
-            let o = &mut observed[i];
-            loop {
-                let offset = match next {
-                    Next::Offset(at) => at,
-                    _ => 0,
-                };
-                let mut p = Pipeline::new();
-                if !o.kind.read(&mut p, &keys[i], &next, chunk) {
-                    break;
-                }
-                conn.run(&p, |_, r| {
-                    // An error here is WRONGTYPE or the like: the key changed while it
-                    // was read.
-                    next = match r.error().map_or_else(
-                        || o.digest.absorb(o.kind, r, chunk, offset),
-                        |_| Err(digest::Unreadable),
-                    ) {
-                        Ok(more) => more,
-                        Err(_) => {
-                            o.unreadable = true;
-                            Next::Done
-                        }
-                    };
-                    Ok(())
-                })
-                .await
-                .map_err(|e| self.err(side, e))?;
-                if next == Next::Done {
-                    break;
+        // The rest of big values, a few keys' next chunks per pipeline, so neither side
+        // buffers more than that many chunks of replies.
+        while !unfinished.is_empty() {
+            let mut p = Pipeline::new();
+            let mut asked = Vec::new();
+            let later = unfinished.split_off(unfinished.len().min(CONTINUED));
+            for (i, next) in unfinished {
+                if observed[i].kind.read(&mut p, &keys[i], &next, chunk) {
+                    asked.push((i, next));
                 }
             }
+            unfinished = later;
+            if asked.is_empty() {
+                continue;
+            }
+            conn.run(&p, |j, r| {
+                let (i, at) = &asked[j];
+                let o = &mut observed[*i];
+                // An error here is WRONGTYPE or the like: the key changed while it was read.
+                match r.error().map_or_else(
+                    || o.digest.absorb(o.kind, r, chunk, at),
+                    |_| Err(digest::Unreadable),
+                ) {
+                    Ok(Next::Done) => {}
+                    Ok(more) => unfinished.push((*i, more)),
+                    Err(_) => o.unreadable = true,
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| self.err(side, e))?;
         }
         Ok(wrong_type)
     }

@@ -35,6 +35,34 @@ pub struct VerifyOptions {
     pub chunk: usize,
     /// Connect and response timeout.
     pub timeout: Duration,
+    /// The databases to compare; empty: every database that holds keys on either side.
+    pub dbs: Vec<i64>,
+    /// Keys per second each pass may read at most (none: as fast as it can).
+    pub max_rate: Option<u64>,
+    /// Where the keys are read: the endpoints given, or a replica of each.
+    pub read_from: ReadFrom,
+}
+
+/// Which server of a side is read.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    /// The endpoint given.
+    #[default]
+    Primary,
+    /// A replica of it (the endpoint itself when it is one), to spare a production primary.
+    Replica,
 }
 
 impl Default for VerifyOptions {
@@ -52,6 +80,9 @@ impl Default for VerifyOptions {
             recheck_cap: 10_000,
             chunk: 1000,
             timeout: Duration::from_secs(30),
+            dbs: Vec::new(),
+            max_rate: None,
+            read_from: ReadFrom::Primary,
         }
     }
 }
@@ -65,6 +96,9 @@ impl VerifyOptions {
         }
         if self.rounds == 0 {
             return bad("rounds must be at least 1 (1 = no re-check)");
+        }
+        if self.dbs.iter().any(|&db| db < 0) {
+            return bad("a database number is 0 or more");
         }
         Ok(())
     }

@@ -3,21 +3,22 @@
 //! key that comes to agree was a write in flight (transient); one that never does is
 //! persistent.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
 use super::judge::{self, Class, ClassCounts, Verdict};
-use super::sides::Sides;
-use super::tally::Tally;
+use super::sides::{At, Sides};
+use super::tally::{Key, Tally};
 use super::{VerifyError, VerifyProgress, replication};
 
 /// What the rounds found out.
 pub(super) struct Rechecked {
     /// Rounds run in all, the full pass included.
     pub rounds: u32,
-    /// Mismatches that went away, by the class they first had.
-    pub transient: ClassCounts,
+    /// Mismatches that went away, by database and the class they first had.
+    pub transient: BTreeMap<i64, ClassCounts>,
     /// A few of those keys, for examples.
-    pub transient_keys: Vec<(Vec<u8>, Class)>,
+    pub transient_keys: Vec<(Key, Class)>,
 }
 
 /// Re-checks `tally.pending` until it is empty or `opts.rounds` are done; what still
@@ -28,11 +29,9 @@ pub(super) async fn rounds(
     progress: &(dyn Fn(VerifyProgress) + Send + Sync),
 ) -> Result<Rechecked, VerifyError> {
     let opts = &sides.opts;
-    let mut first_class: HashMap<Vec<u8>, Class> =
-        tally.pending.iter().map(|(k, c)| (k.clone(), *c)).collect();
     let mut done = Rechecked {
         rounds: 1,
-        transient: ClassCounts::default(),
+        transient: BTreeMap::new(),
         transient_keys: Vec::new(),
     };
     while done.rounds < opts.rounds && !tally.pending.is_empty() {
@@ -42,21 +41,42 @@ pub(super) async fn rounds(
             keys: tally.pending.len(),
         });
         replication::settle(sides, opts).await?;
-        let keys: Vec<Vec<u8>> = tally.pending.keys().cloned().collect();
+        // By database and by the shards each key lives in on the two sides.
+        let mut by_place: BTreeMap<(i64, [usize; 2]), Vec<Vec<u8>>> = BTreeMap::new();
+        for key in tally.pending.keys() {
+            let shard = [
+                sides.src.topology.shard_of(&key.name),
+                sides.dst.topology.shard_of(&key.name),
+            ];
+            by_place
+                .entry((key.db, shard))
+                .or_default()
+                .push(key.name.clone());
+        }
         let mut still = HashMap::new();
-        for chunk in keys.chunks(opts.batch) {
-            let (src, dst) = sides.observe(chunk).await?;
-            for ((key, s), d) in chunk.iter().zip(&src).zip(&dst) {
-                match judge::judge(s, d, opts.ttl_tolerance) {
-                    Verdict::Mismatch(class) => {
-                        still.insert(key.clone(), class);
-                    }
-                    Verdict::Expired => tally.expired += 1,
-                    Verdict::Equal | Verdict::Vanished => {
-                        let class = first_class.remove(key).unwrap_or(Class::Value);
-                        done.transient.add(class, 1);
-                        if done.transient_keys.len() < opts.examples {
-                            done.transient_keys.push((key.clone(), class));
+        for ((db, shard), names) in by_place {
+            for chunk in names.chunks(opts.batch) {
+                let (src, dst) = sides.observe(At { db, shard }, chunk).await?;
+                let at = Instant::now();
+                for ((name, s), d) in chunk.iter().zip(&src).zip(&dst) {
+                    let key = Key {
+                        db,
+                        name: name.clone(),
+                    };
+                    let Some(mut m) = tally.pending.get(&key).copied() else {
+                        continue;
+                    };
+                    match judge::rejudge(&mut m, s, d, at, opts.ttl_tolerance) {
+                        Verdict::Mismatch(_) => {
+                            still.insert(key, m);
+                        }
+                        Verdict::Expired => tally.db(db).expired += 1,
+                        Verdict::Equal | Verdict::Vanished => {
+                            let class = m.first;
+                            done.transient.entry(db).or_default().add(class, 1);
+                            if done.transient_keys.len() < opts.examples {
+                                done.transient_keys.push((key, class));
+                            }
                         }
                     }
                 }

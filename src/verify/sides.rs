@@ -1,17 +1,164 @@
 //! The connections to both sides of a check, and the one-command questions passes ask.
+//!
+//! A side is a [`Reader`]: the connections that read each shard of one endpoint (one, for
+//! a standalone server), lent out one batch at a time and switched to the database a batch
+//! is about. Every read names where its keys live ([`At`]), so it goes to the one node that
+//! holds them and never mixes slots.
+
+use std::collections::BTreeMap;
 
 use crate::endpoint::{Endpoint, Resolver};
-use crate::resp::{Conn, Frame, Pipeline, Pool, RespError};
+use crate::resp::cluster::Topology;
+use crate::resp::{Conn, Frame, Lease, Pipeline, Pool, RespError};
 
-use super::{Side, VerifyError, VerifyOptions};
+use super::pace::Pacer;
+use super::{ReadFrom, Side, VerifyError, VerifyOptions};
 
-/// The connections to both sides.
+/// The connections that read one node.
+pub(super) struct Node {
+    /// The server read: a shard's primary, or its replica.
+    pub endpoint: Endpoint,
+    pool: Pool,
+}
+
+/// The connections that read one side: one [`Node`] per shard, in the order of the
+/// side's [`Topology`] (a standalone server is one shard).
+pub(super) struct Reader {
+    pub topology: Topology,
+    pub nodes: Vec<Node>,
+}
+
+impl Reader {
+    async fn connect(
+        resolver: &Resolver,
+        side: Side,
+        given: &Endpoint,
+        opts: &VerifyOptions,
+    ) -> Result<Reader, VerifyError> {
+        let connect_err = |endpoint: &Endpoint| {
+            let endpoint = endpoint.clone();
+            move |source| VerifyError::Connect {
+                side,
+                endpoint,
+                source,
+            }
+        };
+        let mut first = Conn::connect(resolver, given, opts.timeout)
+            .await
+            .map_err(connect_err(given))?;
+        let topology = Topology::of(&mut first, given)
+            .await
+            .map_err(|source| VerifyError::Topology { side, source })?;
+        let no_replica = || VerifyError::NoReplica {
+            side,
+            endpoint: given.clone(),
+        };
+        let read: Vec<Endpoint> = match (opts.read_from, topology.cluster) {
+            (ReadFrom::Primary, _) => topology.shards.iter().map(|s| s.primary.clone()).collect(),
+            (ReadFrom::Replica, true) => topology
+                .shards
+                .iter()
+                .map(|s| s.replicas.first().cloned().ok_or_else(no_replica))
+                .collect::<Result<_, _>>()?,
+            (ReadFrom::Replica, false) => {
+                let info = first
+                    .call(&[b"INFO", b"replication"], |r| r.text())
+                    .await
+                    .map_err(connect_err(given))?;
+                vec![replica(given, &info).ok_or_else(no_replica)?]
+            }
+        };
+        let mut nodes = Vec::with_capacity(read.len());
+        for endpoint in read {
+            let mut conns = Vec::with_capacity(opts.connections);
+            for _ in 0..opts.connections {
+                let conn = Conn::connect(resolver, &endpoint, opts.timeout)
+                    .await
+                    .map_err(connect_err(&endpoint))?;
+                conns.push(conn);
+            }
+            nodes.push(Node {
+                endpoint,
+                pool: Pool::new(conns),
+            });
+        }
+        Ok(Reader { topology, nodes })
+    }
+
+    /// A connection on whatever database, for server-wide questions: the first shard's
+    /// (function libraries are loaded on every node of a cluster alike).
+    pub async fn any(&self) -> Lease<'_> {
+        self.nodes[0].pool.get().await
+    }
+
+    /// A connection to shard `shard`, on database `db`.
+    pub async fn lease(&self, shard: usize, db: i64) -> Result<Lease<'_>, RespError> {
+        let mut conn = self.nodes[shard].pool.get().await;
+        if conn.db() != db {
+            conn.select(db).await?;
+        }
+        Ok(conn)
+    }
+
+    /// The server read for the report: the one node, or the cluster as given.
+    pub fn shown(&self, given: &Endpoint) -> Endpoint {
+        if self.topology.cluster {
+            given.clone()
+        } else {
+            self.nodes[0].endpoint.clone()
+        }
+    }
+}
+
+/// Where a batch of keys lives: its database (the source's number), and its shard on each
+/// side, indexed by [`Side`]. Every key of a batch hashes to the same shard on both sides,
+/// so each side's commands for it go to one node.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct At {
+    pub db: i64,
+    pub shard: [usize; 2],
+}
+
+/// `given` itself when it is a replica, else its first online replica (from its
+/// `INFO replication`), reached with the same credentials and TLS.
+fn replica(given: &Endpoint, info: &str) -> Option<Endpoint> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
+    };
+    if matches!(field("role"), Some("slave" | "replica")) {
+        return Some(given.clone());
+    }
+    info.lines().find_map(|line| {
+        let (name, fields) = line.trim_end().split_once(':')?;
+        name.strip_prefix("slave")?.parse::<u32>().ok()?;
+        let value = |k: &str| {
+            fields
+                .split(',')
+                .find_map(|f| f.strip_prefix(k)?.strip_prefix('='))
+        };
+        (value("state") == Some("online")).then_some(())?;
+        Some(Endpoint {
+            host: value("ip")?.to_string(),
+            port: value("port")?.parse().ok()?,
+            ..given.clone()
+        })
+    })
+}
+
+/// The connections to both sides, and which target database each source database is
+/// compared with.
 pub(super) struct Sides {
+    /// The endpoints given.
     pub source: Endpoint,
     pub target: Endpoint,
-    pub src: Pool,
-    pub dst: Pool,
+    pub src: Reader,
+    pub dst: Reader,
     pub opts: VerifyOptions,
+    /// The cap on keys per second, one for each pass.
+    pub pacers: [Option<Pacer>; 2],
+    /// Source database → target database; every database of the check is a key.
+    pub dbs: BTreeMap<i64, i64>,
 }
 
 impl Sides {
@@ -21,34 +168,39 @@ impl Sides {
         target: &Endpoint,
         opts: &VerifyOptions,
     ) -> Result<Sides, VerifyError> {
-        let pool = async |side: Side, endpoint: &Endpoint| {
-            let mut conns = Vec::with_capacity(opts.connections);
-            for _ in 0..opts.connections {
-                let conn = Conn::connect(resolver, endpoint, opts.timeout)
-                    .await
-                    .map_err(|source| VerifyError::Connect {
-                        side,
-                        endpoint: endpoint.clone(),
-                        source,
-                    })?;
-                conns.push(conn);
-            }
-            Ok::<_, VerifyError>(Pool::new(conns))
-        };
         Ok(Sides {
             source: source.clone(),
             target: target.clone(),
-            src: pool(Side::Source, source).await?,
-            dst: pool(Side::Target, target).await?,
+            src: Reader::connect(resolver, Side::Source, source, opts).await?,
+            dst: Reader::connect(resolver, Side::Target, target, opts).await?,
             opts: opts.clone(),
+            pacers: [Pacer::new(opts.max_rate), Pacer::new(opts.max_rate)],
+            dbs: BTreeMap::new(),
         })
     }
 
-    fn pool(&self, side: Side) -> &Pool {
+    pub fn reader(&self, side: Side) -> &Reader {
         match side {
             Side::Source => &self.src,
             Side::Target => &self.dst,
         }
+    }
+
+    /// The database `side` is read in when the check is at source database `db`.
+    pub fn db_on(&self, side: Side, db: i64) -> i64 {
+        match side {
+            Side::Source => db,
+            Side::Target => self.dbs.get(&db).copied().unwrap_or(db),
+        }
+    }
+
+    /// A connection of `side` to the shard of `at`, on the database that pairs with its
+    /// source database.
+    pub async fn lease(&self, side: Side, at: At) -> Result<Lease<'_>, VerifyError> {
+        self.reader(side)
+            .lease(at.shard[side as usize], self.db_on(side, at.db))
+            .await
+            .map_err(|e| self.err(side, e))
     }
 
     /// `source`, as a failure of `side` during the check.
@@ -63,29 +215,32 @@ impl Sides {
         }
     }
 
-    /// Runs `p` on a connection of `side`.
+    /// Runs `p` on a connection of `side` at `at`.
     pub async fn run(
         &self,
         side: Side,
+        at: At,
         p: &Pipeline,
         each: impl FnMut(usize, Frame<'_>) -> Result<(), RespError>,
     ) -> Result<(), VerifyError> {
-        self.pool(side)
-            .get()
-            .await
+        self.lease(side, at)
+            .await?
             .run(p, each)
             .await
             .map_err(|e| self.err(side, e))
     }
 
-    /// The reply to one command, as `read` takes it.
+    /// The reply of shard `shard` of `side` to a command about no database (INFO), as
+    /// `read` takes it.
     pub async fn call<T>(
         &self,
         side: Side,
+        shard: usize,
         args: &[&[u8]],
         read: impl FnOnce(Frame<'_>) -> T,
     ) -> Result<T, VerifyError> {
-        self.pool(side)
+        self.reader(side).nodes[shard]
+            .pool
             .get()
             .await
             .call(args, read)
@@ -93,8 +248,62 @@ impl Sides {
             .map_err(|e| self.err(side, e))
     }
 
-    pub async fn dbsize(&self, side: Side) -> Result<u64, VerifyError> {
-        self.call(side, &[b"DBSIZE"], |r| r.int().unwrap_or(0).max(0) as u64)
-            .await
+    /// The databases that hold keys on `side`, with their key counts (`INFO keyspace`),
+    /// for each shard.
+    pub async fn keyspaces(&self, side: Side) -> Result<Vec<BTreeMap<i64, u64>>, VerifyError> {
+        let mut each = Vec::new();
+        for shard in 0..self.reader(side).nodes.len() {
+            let info = self
+                .call(side, shard, &[b"INFO", b"keyspace"], |r| r.text())
+                .await?;
+            each.push(keyspace(&info));
+        }
+        Ok(each)
+    }
+}
+
+/// `db3:keys=12,expires=1,avg_ttl=0` lines → database 3 holds 12 keys.
+fn keyspace(info: &str) -> BTreeMap<i64, u64> {
+    info.lines()
+        .filter_map(|line| {
+            let (name, fields) = line.trim_end().split_once(':')?;
+            let db = name.strip_prefix("db")?.parse().ok()?;
+            let keys = fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("keys="))?
+                .parse()
+                .ok()?;
+            Some((db, keys))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_replica_to_read_from() {
+        let primary = Endpoint::parse("redis://:pw@10.0.0.1:6379").unwrap();
+        let info = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\n\
+            slave0:ip=10.0.0.2,port=6380,state=wait_bgsave,offset=0,lag=0\r\n\
+            slave1:ip=10.0.0.3,port=6381,state=online,offset=9,lag=0\r\n";
+        let r = replica(&primary, info).unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.port, r.password.as_deref()),
+            ("10.0.0.3", 6381, Some("pw"))
+        );
+        assert_eq!(replica(&primary, "role:slave\r\n"), Some(primary.clone()));
+        assert_eq!(
+            replica(&primary, "role:master\r\nconnected_slaves:0\r\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn reads_the_databases_that_hold_keys() {
+        let info = "# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=0\r\ndb15:keys=7,expires=0,avg_ttl=0,subexpiry=0\r\n";
+        assert_eq!(keyspace(info), [(0, 3), (15, 7)].into_iter().collect());
+        assert!(keyspace("# Keyspace\r\n").is_empty());
     }
 }

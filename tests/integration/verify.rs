@@ -165,6 +165,15 @@ fn every_mismatch_class_is_caught_and_expiring_keys_are_not_missing() {
         1,
     );
     let m = &r["mismatches"];
+    // Every source key and the one only the target has, by type: the two counts agree.
+    assert_eq!(r["keys_checked"], 503, "{r:#}");
+    let by_type: u64 = r["by_type"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(by_type, 503, "{r:#}");
     assert_eq!(m["missing_on_target"], 1, "{r:#}");
     assert_eq!(m["extra_on_target"], 1, "{r:#}");
     assert_eq!(m["type"], 1, "{r:#}");
@@ -264,10 +273,10 @@ fn a_key_fixed_during_the_check_is_transient_and_a_lasting_one_persistent() {
     assert_eq!(r["rounds"], 3);
     let examples = r["examples"].as_array().unwrap();
     assert!(examples.contains(
-        &serde_json::json!({"key": "never", "class": "missing_on_target", "persistent": true})
+        &serde_json::json!({"db": 0, "key": "never", "key_bytes": 5, "class": "missing_on_target", "persistent": true})
     ));
     assert!(examples.contains(
-        &serde_json::json!({"key": "late", "class": "missing_on_target", "persistent": false})
+        &serde_json::json!({"db": 0, "key": "late", "key_bytes": 4, "class": "missing_on_target", "persistent": false})
     ));
 }
 
@@ -432,7 +441,7 @@ fn the_data_actions_seed_and_verify_inside_a_runbook() {
     let ran = ws.cmd(&args).expect(1);
     assert!(
         ran.stderr
-            .contains("seed:string:000000000004 (missing_on_target)"),
+            .contains("seed:string:000000000004 in db 0 (missing_on_target)"),
         "{}",
         ran.stderr
     );
@@ -440,4 +449,495 @@ fn the_data_actions_seed_and_verify_inside_a_runbook() {
 
     args.extend(["--var", "fail=false"]);
     ws.cmd(&args).expect(0);
+}
+
+/// `(db, key, class)` of every example.
+fn examples(r: &serde_json::Value) -> Vec<(i64, String, String)> {
+    r["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["db"].as_i64().unwrap(),
+                e["key"].as_str().unwrap().to_string(),
+                e["class"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_database_is_compared_and_named() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    for server in [&source, &target] {
+        let ran = ws
+            .cmd(&[
+                "seed",
+                "--endpoint",
+                &server.url(),
+                "--keys",
+                "300",
+                "--ttl-share",
+                "0",
+                "--db",
+                "0",
+                "--db",
+                "3",
+                "--db",
+                "15",
+                "--format",
+                "json",
+            ])
+            .expect(0);
+        let s = json(&ran.stdout);
+        assert_eq!(
+            (s["keys"].clone(), s["databases"].clone()),
+            (900.into(), serde_json::json!([0, 3, 15]))
+        );
+    }
+    assert_eq!(target.cli(&["-n", "15", "DBSIZE"]), "300");
+    let r = verify(&ws, &source, &target, &["--rounds", "1"], 0);
+    let counted: Vec<(i64, u64)> = r["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["db"].as_i64().unwrap(),
+                d["keys_checked"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(counted, [(0, 300), (3, 300), (15, 300)], "{r:#}");
+    assert_eq!(r["keys_checked"], 900);
+
+    // The same key name tampered in two databases: each is caught in its own.
+    target.cli(&["-n", "3", "HSET", "seed:hash:000000000002", "f1", "changed"]);
+    target.cli(&["-n", "15", "DEL", "seed:hash:000000000002"]);
+    let r = verify(&ws, &source, &target, &["--rounds", "1"], 1);
+    assert_eq!(
+        examples(&r),
+        [
+            (3, "seed:hash:000000000002".to_string(), "value".to_string()),
+            (
+                15,
+                "seed:hash:000000000002".to_string(),
+                "missing_on_target".to_string()
+            ),
+        ],
+        "{r:#}"
+    );
+    let db = |n: usize| r["databases"][n].clone();
+    assert_eq!(db(0)["persistent"], 0, "{r:#}");
+    assert_eq!(db(1)["mismatches"]["value"], 1, "{r:#}");
+    assert_eq!(db(2)["mismatches"]["missing_on_target"], 1, "{r:#}");
+    assert_eq!(db(2)["keys_checked"], 300, "{r:#}");
+    // --db restricts the check: database 0 alone is in parity.
+    let r = verify(&ws, &source, &target, &["--rounds", "1", "--db", "0"], 0);
+    assert_eq!(r["databases"].as_array().unwrap().len(), 1, "{r:#}");
+
+    // A database only the source uses is a failure, not `0 keys checked`.
+    let empty = Server::start(Engine::Valkey);
+    source.cli(&["FLUSHALL"]);
+    source.cli(&["-n", "3", "SET", "only:in:db3", "v"]);
+    let r = verify(&ws, &source, &empty, &["--rounds", "1"], 1);
+    assert_eq!(
+        examples(&r),
+        [(
+            3,
+            "only:in:db3".to_string(),
+            "missing_on_target".to_string()
+        )]
+    );
+    assert_eq!(r["keys_checked"], 1);
+    let text = ws
+        .cmd(&[
+            "verify",
+            "--source",
+            &source.url(),
+            "--target",
+            &empty.url(),
+            "--rounds",
+            "1",
+        ])
+        .expect(1)
+        .stdout;
+    let shown: Vec<&str> = text.lines().skip(3).collect();
+    assert_eq!(
+        shown,
+        [
+            "  by type: string 1",
+            "  persistent: missing on target 1, extra on target 0, type 0, value 0, ttl 0",
+            "  expired during the check 0, skipped 0, rounds 1",
+            "  by database: db3 1 (1 persistent)",
+            "  examples:",
+            "    missing_on_target  persistent db3   only:in:db3",
+        ],
+        "{text}"
+    );
+}
+
+#[test]
+fn a_never_copied_key_is_missing_however_its_ttl_runs_out_during_the_rounds() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    // Never copied: 3.5 s of TTL, gone from the source by the second round 5 s later.
+    source.cli(&["SET", "never:copied", "v", "PX", "3500"]);
+    // Copied, then expired on the target a moment early: its TTL ends within the tolerance.
+    source.cli(&["SET", "about:to:expire", "v", "PX", "1500"]);
+    let r = verify(
+        &ws,
+        &source,
+        &target,
+        &["--rounds", "2", "--recheck-delay", "5s"],
+        1,
+    );
+    assert_eq!(
+        (
+            r["expired"].clone(),
+            r["mismatches"].clone(),
+            r["transient"].clone()
+        ),
+        (
+            1.into(),
+            serde_json::json!({"missing_on_target": 1, "extra_on_target": 0, "type": 0, "value": 0, "ttl": 0}),
+            0.into()
+        ),
+        "{r:#}"
+    );
+    assert_eq!(
+        examples(&r),
+        [(
+            0,
+            "never:copied".to_string(),
+            "missing_on_target".to_string()
+        )]
+    );
+}
+
+/// What `redis-cli` answers to `line` typed at its prompt (read from stdin).
+fn typed(server: &Server, line: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("redis-cli")
+        .args(["-p", &server.port.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("redis-cli");
+    writeln!(child.stdin.take().unwrap(), "{line}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+#[test]
+fn example_keys_are_shown_losslessly_and_can_be_pasted_into_redis_cli() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    let long = format!("long:{}:end", "k".repeat(200));
+    let client = redis::Client::open(source.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    for key in [&b"bin:\xfe"[..], b"bin:\xff", b"two words", long.as_bytes()] {
+        redis::cmd("SET")
+            .arg(key)
+            .arg("v")
+            .query::<()>(&mut conn)
+            .unwrap();
+    }
+    let r = verify(&ws, &source, &target, &["--rounds", "1"], 1);
+    let keys: Vec<(String, u64)> = r["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["key"].as_str().unwrap().to_string(),
+                e["key_bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (r#""bin:\xfe""#.to_string(), 5),
+            (r#""bin:\xff""#.to_string(), 5),
+            (long.clone(), 209),
+            (r#""two words""#.to_string(), 9),
+        ]
+    );
+    for (key, _) in &keys {
+        assert_eq!(typed(&source, &format!("STRLEN {key}")), "1", "{key}");
+    }
+    let text = ws
+        .cmd(&[
+            "verify",
+            "--source",
+            &source.url(),
+            "--target",
+            &target.url(),
+            "--rounds",
+            "1",
+        ])
+        .expect(1)
+        .stdout;
+    let shown: Vec<&str> = text.lines().skip(7).collect();
+    assert_eq!(
+        shown,
+        [
+            r#"    missing_on_target  persistent db0   "bin:\xfe""#.to_string(),
+            r#"    missing_on_target  persistent db0   "bin:\xff""#.to_string(),
+            format!(
+                "    missing_on_target  persistent db0   long:{}…kkkkkkkkkkkk:end (209 bytes)",
+                "k".repeat(51)
+            ),
+            r#"    missing_on_target  persistent db0   "two words""#.to_string(),
+        ],
+        "{text}"
+    );
+}
+
+#[test]
+fn a_byte_changed_in_the_middle_of_a_50_mb_string_is_caught() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    let value: Vec<u8> = (0..50 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    for server in [&source, &target] {
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        redis::cmd("SET")
+            .arg("big:string")
+            .arg(&value)
+            .query::<()>(&mut conn)
+            .unwrap();
+        redis::cmd("SET")
+            .arg("small")
+            .arg("v")
+            .query::<()>(&mut conn)
+            .unwrap();
+    }
+    let r = verify(&ws, &source, &target, &["--rounds", "1"], 0);
+    assert_eq!(r["keys_checked"], 2, "{r:#}");
+    target.cli(&["SETRANGE", "big:string", "26214400", "!"]);
+    assert_eq!(target.cli(&["STRLEN", "big:string"]), "52428800");
+    let r = verify(&ws, &source, &target, &["--rounds", "1"], 1);
+    assert_eq!(
+        examples(&r),
+        [(0, "big:string".to_string(), "value".to_string())]
+    );
+}
+
+#[test]
+fn max_rate_holds_the_keys_read_per_second() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    for server in [&source, &target] {
+        ws.cmd(&[
+            "seed",
+            "--endpoint",
+            &server.url(),
+            "--keys",
+            "6000",
+            "--types",
+            "string",
+            "--ttl-share",
+            "0",
+        ])
+        .expect(0);
+    }
+    // 6000 keys at 2000 keys/s: the last batch (of 100) cannot start before 2.95 s.
+    let r = verify(&ws, &source, &target, &["--max-rate", "2000"], 0);
+    assert_eq!(r["keys_checked"], 6000, "{r:#}");
+    let elapsed = r["elapsed_ms"].as_u64().unwrap();
+    assert!(elapsed >= 2950, "{elapsed} ms");
+    let rate = r["keys_per_sec"].as_f64().unwrap();
+    assert!(rate <= 2200.0, "{rate} keys/s");
+
+    // Seeding holds its cap the same way: 3000 keys at 1500 keys/s, batches of 75.
+    let started = Instant::now();
+    let ran = ws
+        .cmd(&[
+            "seed",
+            "--endpoint",
+            &source.url(),
+            "--keys",
+            "3000",
+            "--max-rate",
+            "1500",
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    let s = json(&ran.stdout);
+    assert!(started.elapsed() >= Duration::from_millis(1950));
+    assert!(s["keys_per_sec"].as_f64().unwrap() <= 1650.0, "{s:#}");
+}
+
+#[test]
+fn read_from_replica_reads_each_side_from_its_replica() {
+    let source = Server::start(Engine::Redis);
+    let source_replica = Server::start_with(Engine::Valkey, &["--replica-read-only", "no"]);
+    let target = Server::start(Engine::Valkey);
+    let target_replica = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    seed(&ws, &source, "300");
+    seed(&ws, &target, "300");
+    replicate(&source, &source_replica);
+    replicate(&target, &target_replica);
+    // Only the source's replica has this key: reading from it shows it.
+    source_replica.cli(&["SET", "only:on:the:replica", "v"]);
+
+    let r = verify(
+        &ws,
+        &source,
+        &target,
+        &["--rounds", "1", "--ttl-tolerance", "10s"],
+        0,
+    );
+    assert_eq!(r["read_from"]["source"], source.url(), "{r:#}");
+    let r = verify(
+        &ws,
+        &source,
+        &target,
+        &[
+            "--rounds",
+            "1",
+            "--ttl-tolerance",
+            "10s",
+            "--read-from",
+            "replica",
+        ],
+        1,
+    );
+    assert_eq!(
+        r["read_from"],
+        serde_json::json!({"source": source_replica.url(), "target": target_replica.url()}),
+        "{r:#}"
+    );
+    assert_eq!(
+        examples(&r),
+        [(
+            0,
+            "only:on:the:replica".to_string(),
+            "missing_on_target".to_string()
+        )]
+    );
+    // A server without a replica is named, and nothing is read from its primary instead.
+    let alone = Server::start(Engine::Valkey);
+    let ran = ws
+        .cmd(&[
+            "verify",
+            "--source",
+            &source.url(),
+            "--target",
+            &alone.url(),
+            "--read-from",
+            "replica",
+        ])
+        .expect(1);
+    assert!(
+        ran.stderr.contains(&format!(
+            "the target {} has no online replica to read from",
+            alone.url()
+        )),
+        "{}",
+        ran.stderr
+    );
+}
+
+const DATA_ACTIONS_RUNBOOK: &str = r#"version: 1
+name: data-actions
+params:
+  source: {}
+  target: {}
+steps:
+  - id: sync
+    action: data.sync_check
+    with: { source: "{{ params.source }}", target: "{{ params.target }}", deadline: 5s }
+  - id: memory
+    action: data.info
+    with:
+      endpoints: ["{{ params.source }}", "{{ params.target }}"]
+      labels: [source, target]
+      fields: [used_memory, role, no_such_field]
+  - id: checked
+    action: assert
+    with:
+      that: "{{ steps.sync.outputs.key == 'runbook:sync-check' and steps.memory.outputs.values.source.role == 'master' and steps.memory.outputs.values.target.role == 'slave' }}"
+"#;
+
+#[test]
+fn sync_check_and_info_read_live_replication_without_a_shell() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    replicate(&source, &target);
+    let ws = Workspace::new();
+    ws.write("data.yaml", DATA_ACTIONS_RUNBOOK);
+    let vars = |target: &Server| {
+        vec![
+            "run".to_string(),
+            "data.yaml".into(),
+            "--var".into(),
+            format!("source={}", source.url()),
+            "--var".into(),
+            format!("target={}", target.url()),
+        ]
+    };
+    let args = vars(&target);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ws.cmd(&args).expect(0);
+    assert_eq!(target.cli(&["EXISTS", "runbook:sync-check"]), "1");
+
+    // A target that does not replicate: the step fails naming both ends and the deadline.
+    let alone = Server::start(Engine::Valkey);
+    let args = vars(&alone);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ran = ws.cmd(&args).expect(1);
+    assert!(
+        ran.stderr.contains(&format!(
+            "the key runbook:sync-check written to the source {} did not reach the target {} within 5s: is the migration replicating?",
+            source.url(),
+            alone.url()
+        )),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn function_libraries_are_compared_by_name_and_code() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    let lib = |name: &str, body: &str| {
+        format!(
+            "#!lua name={name}\nredis.register_function('{name}_f', function() return {body} end)"
+        )
+    };
+    source.cli(&["FUNCTION", "LOAD", &lib("kept", "1")]);
+    source.cli(&["FUNCTION", "LOAD", &lib("lost", "2")]);
+    source.cli(&["FUNCTION", "LOAD", &lib("changed", "3")]);
+    target.cli(&["FUNCTION", "LOAD", &lib("kept", "1")]);
+    target.cli(&["FUNCTION", "LOAD", &lib("changed", "4")]);
+    target.cli(&["FUNCTION", "LOAD", &lib("added", "5")]);
+    let r = verify(&ws, &source, &target, &["--rounds", "1"], 1);
+    assert_eq!(
+        r["functions"],
+        serde_json::json!({"checked": true, "parity": false, "source": 3, "target": 3,
+            "missing_on_target": ["lost"], "extra_on_target": ["added"], "different": ["changed"]}),
+        "{r:#}"
+    );
+    assert_eq!(r["persistent"], 0);
+    for name in ["lost", "changed", "added"] {
+        target.cli(&["FUNCTION", "DELETE", name]);
+    }
+    target.cli(&["FUNCTION", "LOAD", &lib("lost", "2")]);
+    target.cli(&["FUNCTION", "LOAD", &lib("changed", "3")]);
+    let r = verify(&ws, &source, &target, &["--rounds", "1"], 0);
+    assert_eq!(r["functions"]["parity"], true, "{r:#}");
 }
