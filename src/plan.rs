@@ -58,6 +58,9 @@ pub struct PlanParam {
 #[derive(Debug, Serialize)]
 pub struct PlanProbe {
     pub endpoints: Vec<String>,
+    /// Where the clients are, step by step (`source`, `target from complete`); empty: on
+    /// every endpoint throughout.
+    pub clients: Vec<String>,
     pub interval: String,
     pub timeout: String,
 }
@@ -189,9 +192,23 @@ pub fn build(
         endpoints: p
             .endpoints
             .iter()
-            .map(|e| match scope.render(&e.value) {
-                Ok(Value::String(s)) => redactor.redact(&s),
-                _ => e.value.as_str().unwrap_or_default().to_string(),
+            .map(|e| {
+                let url = match scope.render(&e.value.value) {
+                    Ok(Value::String(s)) => redactor.redact(&s),
+                    _ => e.value.value.as_str().unwrap_or_default().to_string(),
+                };
+                match &e.name {
+                    Some(name) => format!("{name}: {url}"),
+                    None => url,
+                }
+            })
+            .collect(),
+        clients: p
+            .clients
+            .iter()
+            .map(|c| match &c.from {
+                Some(step) => format!("{} from {step}", c.endpoint),
+                None => c.endpoint.clone(),
             })
             .collect(),
         interval: crate::duration::format(p.interval),
@@ -424,6 +441,9 @@ impl Plan {
                 p.timeout,
                 p.endpoints.join(", ")
             );
+            if !p.clients.is_empty() {
+                let _ = writeln!(out, "Clients: {}", p.clients.join(", then "));
+            }
         }
         for (title, steps, phase) in [
             ("Steps", &self.steps, Phase::Steps),

@@ -14,7 +14,9 @@ use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use crate::actions::{self, ActionSpec, REGISTRY};
 use crate::diagnostic::{Diagnostic, Loc, suggest};
 use crate::journal::Phase;
-use crate::runbook::{OnFailure, Param, ProbeSpec, Retry, Runbook, Source, Step, Value};
+use crate::runbook::{
+    ClientsAt, OnFailure, Param, ProbeEndpoint, ProbeSpec, Retry, Runbook, Source, Step, Value,
+};
 use crate::template;
 
 const TOP_FIELDS: &[&str] = &[
@@ -35,7 +37,9 @@ const PARAM_FIELDS: &[&str] = &[
     "allow_empty",
     "secret",
 ];
-const PROBE_FIELDS: &[&str] = &["endpoints", "interval", "timeout", "key_prefix"];
+const PROBE_FIELDS: &[&str] = &["endpoints", "clients", "interval", "timeout", "key_prefix"];
+const PROBE_ENDPOINT_FIELDS: &[&str] = &["name", "endpoint"];
+const CLIENTS_FIELDS: &[&str] = &["endpoint", "from"];
 const STEP_FIELDS: &[&str] = &[
     "id",
     "action",
@@ -277,6 +281,7 @@ impl Validator {
             source,
         };
         self.references(&runbook);
+        self.check_clients(&runbook);
         Some(runbook)
     }
 
@@ -375,28 +380,14 @@ impl Validator {
         let map = self.mapping(node, "`probe`")?;
         self.known_fields(map, PROBE_FIELDS, "`probe`");
         let defaults = crate::probe::ProbeConfig::default();
-        let endpoints = match map.get_node("endpoints") {
-            Some(Node::Sequence(seq)) => seq
-                .iter()
-                .filter_map(|n| {
-                    let text = self.string(n, "a probe endpoint")?;
-                    // A template is checked once it is rendered; a literal now.
-                    if !crate::template::is_template(&text)
-                        && let Err(e) = crate::endpoint::Endpoint::parse(&text)
-                    {
-                        self.err(Diagnostic::at(self.loc(n), format!("probe endpoint: {e}")));
-                        return None;
-                    }
-                    Some(Value {
-                        value: text.into(),
-                        loc: self.loc(n),
-                    })
-                })
-                .collect(),
+        let endpoints: Vec<ProbeEndpoint> = match map.get_node("endpoints") {
+            Some(Node::Sequence(seq)) => {
+                seq.iter().filter_map(|n| self.probe_endpoint(n)).collect()
+            }
             Some(n) => {
                 self.err(Diagnostic::at(
                     self.loc(n),
-                    "`endpoints` must be a list of endpoint URLs",
+                    "`endpoints` must be a list of endpoint URLs or `{ name, endpoint }` entries",
                 ));
                 Vec::new()
             }
@@ -409,9 +400,46 @@ impl Validator {
                 Vec::new()
             }
         };
-        let interval = map
-            .get_node("interval")
-            .and_then(|n| self.positive_duration(n, "`interval`"));
+        let mut names: Vec<&str> = Vec::new();
+        for e in &endpoints {
+            if let Some(name) = &e.name {
+                if names.contains(&name.as_str()) {
+                    self.err(
+                        Diagnostic::at(
+                            e.name_loc,
+                            format!("two probe endpoints are named `{name}`"),
+                        )
+                        .help("give each endpoint its own name"),
+                    );
+                }
+                names.push(name);
+            }
+        }
+        let clients = match map.get_node("clients") {
+            Some(Node::Sequence(seq)) => seq
+                .iter()
+                .filter_map(|n| self.clients_at(n, &names))
+                .collect(),
+            Some(n) => {
+                self.err(Diagnostic::at(
+                    self.loc(n),
+                    "`clients` must be a list of endpoint names or `{ endpoint, from }` entries",
+                ));
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        let interval = map.get_node("interval").and_then(|n| {
+            let d = self.positive_duration(n, "`interval`")?;
+            if d < Duration::from_millis(1) {
+                self.err(
+                    Diagnostic::at(self.loc(n), "the probe's `interval` must be at least 1ms")
+                        .help("the probe ticks at most once a millisecond"),
+                );
+                return None;
+            }
+            Some(d)
+        });
         let timeout = map
             .get_node("timeout")
             .and_then(|n| self.positive_duration(n, "`timeout`"));
@@ -420,10 +448,164 @@ impl Validator {
             .and_then(|n| self.string(n, "`key_prefix`"));
         Some(ProbeSpec {
             endpoints,
+            clients,
             interval: interval.unwrap_or(defaults.interval),
             timeout: timeout.unwrap_or(defaults.timeout),
             key_prefix: key_prefix.unwrap_or(defaults.key_prefix),
         })
+    }
+
+    /// A probe endpoint: a URL (template), or `{ name, endpoint }`.
+    fn probe_endpoint(&mut self, node: &Node) -> Option<ProbeEndpoint> {
+        let mut name_loc = self.loc(node);
+        let (name, value_node) = match node {
+            Node::Mapping(m) => {
+                self.known_fields(m, PROBE_ENDPOINT_FIELDS, "a probe endpoint");
+                let name = match m.get_node("name") {
+                    Some(n) => {
+                        name_loc = self.loc(n);
+                        self.string(n, "`name`")
+                    }
+                    None => {
+                        self.err(
+                            Diagnostic::at(self.loc(node), "a probe endpoint entry needs a `name`")
+                                .help("e.g. `{ name: source, endpoint: \"{{ steps.deploy.outputs.RedisSourceEndpoint }}\" }`"),
+                        );
+                        None
+                    }
+                };
+                let Some(value) = m.get_node("endpoint") else {
+                    self.err(
+                        Diagnostic::at(
+                            self.loc(node),
+                            "a probe endpoint entry needs an `endpoint`",
+                        )
+                        .help(
+                            "the endpoint's URL or host:port, a template if it comes from a step",
+                        ),
+                    );
+                    return None;
+                };
+                (name, value)
+            }
+            _ => (None, node),
+        };
+        let text = self.string(value_node, "a probe endpoint")?;
+        // A template is checked once it is rendered; a literal now.
+        if !crate::template::is_template(&text)
+            && let Err(e) = crate::endpoint::Endpoint::parse(&text)
+        {
+            self.err(Diagnostic::at(
+                self.loc(value_node),
+                format!("probe endpoint: {e}"),
+            ));
+            return None;
+        }
+        Some(ProbeEndpoint {
+            name,
+            name_loc,
+            value: Value {
+                value: text.into(),
+                loc: self.loc(value_node),
+            },
+        })
+    }
+
+    /// A `probe.clients` entry: an endpoint's name, or `{ endpoint: NAME, from: STEP }`.
+    fn clients_at(&mut self, node: &Node, names: &[&str]) -> Option<ClientsAt> {
+        let (name_node, from) = match node {
+            Node::Mapping(m) => {
+                self.known_fields(m, CLIENTS_FIELDS, "a `clients` entry");
+                let Some(name_node) = m.get_node("endpoint") else {
+                    self.err(
+                        Diagnostic::at(self.loc(node), "a `clients` entry needs an `endpoint`")
+                            .help("the name of one of `probe.endpoints`"),
+                    );
+                    return None;
+                };
+                let from = m
+                    .get_node("from")
+                    .and_then(|n| Some((self.string(n, "`from`")?, self.loc(n))));
+                (name_node, from)
+            }
+            _ => (node, None),
+        };
+        let endpoint = self.string(name_node, "a `clients` endpoint")?;
+        let loc = self.loc(name_node);
+        if !names.contains(&endpoint.as_str()) {
+            let d = Diagnostic::at(loc, format!("no probe endpoint is named `{endpoint}`"));
+            let d = match suggest(&endpoint, names.iter().copied()) {
+                Some(near) => d.help(format!("did you mean `{near}`?")),
+                None if names.is_empty() => {
+                    d.help("name the endpoints: `endpoints: [{ name: source, endpoint: \"...\" }]`")
+                }
+                None => d.help(format!(
+                    "the probe endpoints are named {}",
+                    names.join(", ")
+                )),
+            };
+            self.err(d);
+        }
+        let (from, from_loc) = match from {
+            Some((step, at)) => (Some(step), at),
+            None => (None, loc),
+        };
+        Some(ClientsAt {
+            endpoint,
+            from,
+            loc,
+            from_loc,
+        })
+    }
+
+    /// `probe.clients`: the first entry holds from the start, each later one from a main
+    /// step after the previous entry's.
+    fn check_clients(&mut self, rb: &Runbook) {
+        let Some(probe) = &rb.probe else {
+            return;
+        };
+        let ids: Vec<&str> = rb.steps.iter().map(|s| s.id.as_str()).collect();
+        let mut previous: Option<usize> = None;
+        for (i, c) in probe.clients.iter().enumerate() {
+            match (&c.from, i) {
+                (None, 0) => {}
+                (None, _) => self.err(
+                    Diagnostic::at(c.loc, "only the first `clients` entry may leave out `from`")
+                        .help(
+                            "say from which step the clients use this endpoint: `from: <step id>`",
+                        ),
+                ),
+                (Some(step), _) => match ids.iter().position(|id| id == step) {
+                    None => {
+                        let d = Diagnostic::at(c.from_loc, format!("no step has the id `{step}`"));
+                        let d = match suggest(step, ids.iter().copied()) {
+                            Some(near) => d.help(format!("did you mean `{near}`?")),
+                            None => {
+                                d.help(format!("`from` names one of the steps: {}", ids.join(", ")))
+                            }
+                        };
+                        self.err(d);
+                    }
+                    Some(_) if i == 0 => self.err(
+                        Diagnostic::at(
+                            c.from_loc,
+                            "the first `clients` entry holds from the start of the run",
+                        )
+                        .help(
+                            "remove its `from`; later entries say from which step the clients move",
+                        ),
+                    ),
+                    Some(at) if previous.is_some_and(|p| at <= p) => self.err(
+                        Diagnostic::at(
+                            c.from_loc,
+                            format!("`{step}` does not come after the previous entry's step"),
+                        )
+                        .help("list the moves of the clients in the order of the steps"),
+                    ),
+                    Some(at) => previous = Some(at),
+                },
+            }
+        }
     }
 
     fn steps(
@@ -708,8 +890,8 @@ impl Validator {
             all_ids: &all_ids,
         };
         if let Some(probe) = &rb.probe {
-            for v in &probe.endpoints {
-                self.check_value(v, &params, &steps, rb.steps.len(), Phase::Finally);
+            for e in &probe.endpoints {
+                self.check_value(&e.value, &params, &steps, rb.steps.len(), Phase::Finally);
             }
         }
         for (at, step) in rb.all_steps().enumerate() {

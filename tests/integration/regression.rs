@@ -1081,8 +1081,9 @@ steps:
             "–",
             "–",
             "–",
+            "–",
             "0",
-            "0.00 s |"
+            "– |"
         ]
     );
     let html = std::fs::read_to_string(ws.path().join(&dir).join("report.html")).expect("html");
