@@ -144,8 +144,10 @@ pub enum Document {
 /// Parses YAML text into a node tree with locations, after [`check_shape`].
 pub fn parse(text: &str, document: Document) -> Result<Node, Diagnostic> {
     check_shape(text)?;
+    // A quoted scalar is text: `default: "0001"` stays `0001`, not the number 1.
     let options = LoaderOptions::default()
         .error_on_duplicate_keys(true)
+        .prevent_coercion(true)
         .toplevel_mapping();
     marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| yaml_error(e, document))
 }

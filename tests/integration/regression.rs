@@ -1486,3 +1486,16 @@ steps:
         }
     }
 }
+
+#[test]
+fn a_quoted_param_default_stays_the_text_it_was() {
+    let ws = Workspace::new();
+    ws.write(
+        "zero.yaml",
+        "version: 1\nname: zero\nparams:\n  node_group: { default: \"0001\" }\n  plain: { default: 0002 }\nsteps:\n  - id: show\n    action: exec\n    with:\n      command: echo {{ params.node_group }} {{ params.plain }}\n",
+    );
+    let ran = ws.cmd(&["plan", "zero.yaml", "--format", "json"]).expect(0);
+    let plan: serde_json::Value = serde_json::from_str(&ran.stdout).expect("json");
+    // Quoted, the default is text; unquoted, YAML reads a number.
+    assert_eq!(plan["steps"][0]["inputs"]["command"], "echo 0001 2");
+}
