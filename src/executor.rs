@@ -17,7 +17,7 @@ use crate::actions::{ActionError, Outputs, StepCtx};
 use crate::endpoint::{Endpoint, Resolver};
 use crate::journal::{Event, Journal, JournalError, Phase, RunStatus};
 use crate::platform::Platform;
-use crate::probe::{ProbeConfig, RunProbe};
+use crate::probe::{ClientsAt, ProbeConfig, RunProbe};
 use crate::progress::Progress;
 use crate::runbook::{OnFailure, Runbook, Step};
 use crate::template::{self, Scope};
@@ -69,7 +69,17 @@ impl Executor<'_> {
                 timeout: p.timeout,
                 key_prefix: p.key_prefix.clone(),
             };
-            RunProbe::start(&self.run_dir, config, self.resolver.clone(), step_rx)
+            let probe = RunProbe::start(&self.run_dir, config, self.resolver.clone(), step_rx);
+            probe.clients(
+                p.clients
+                    .iter()
+                    .map(|c| ClientsAt {
+                        endpoint: c.endpoint.clone(),
+                        from: c.from.clone(),
+                    })
+                    .collect(),
+            );
+            probe
         });
         let mut watched = HashSet::new();
         let total = self.runbook.steps.len();
@@ -192,8 +202,8 @@ impl Executor<'_> {
         let (Some(probe), Some(spec)) = (probe, &self.runbook.probe) else {
             return;
         };
-        for v in &spec.endpoints {
-            let Ok(Value::String(text)) = self.scope.render(&v.value) else {
+        for e in &spec.endpoints {
+            let Ok(Value::String(text)) = self.scope.render(&e.value.value) else {
                 continue;
             };
             if text.is_empty() || watched.contains(&text) {
@@ -202,7 +212,7 @@ impl Executor<'_> {
             match Endpoint::parse(&text) {
                 Ok(endpoint) => {
                     self.progress.line(&format!("probe: watching {endpoint}"));
-                    probe.watch(endpoint);
+                    probe.watch_named(endpoint, e.name.clone());
                 }
                 Err(e) => self.progress.line(&format!("probe: {e}")),
             }
@@ -237,7 +247,15 @@ impl Executor<'_> {
             }
         }
         let rendered = match self.scope.render(&step.inputs()) {
-            Ok(v) => template::coerce(&(step.action.schema)(), v),
+            Ok(v) => match template::coerce(&(step.action.schema)(), v) {
+                Ok(v) => v,
+                Err(e) => {
+                    return self.fail_before_start(
+                        step,
+                        format!("invalid input for `{}`: {e}", step.action.name),
+                    );
+                }
+            },
             Err(e) => return self.fail_before_start(step, format!("inputs: {e}")),
         };
         let action = match (step.action.build)(rendered.clone()) {

@@ -8,6 +8,10 @@
 //! Each line carries its `seq` (1, 2, 3, …) and `prev`, the sha256 of the line before it
 //! (of the empty text for the first), so a line deleted, repeated, moved or edited breaks
 //! the chain at the line after it: a journal that lost its past cannot pass for a shorter one.
+//! A chain cannot tell a journal that lost its last lines from one whose writer was
+//! killed — any beginning of a sound chain is sound — nor an edit of the very last line;
+//! so `journal.head`, rewritten after each line, names the last line written (its `seq`
+//! and digest), and a journal that ends before it, or ends in another line, is damaged.
 //!
 //! What the events mean is [`Replay`]'s business alone: it is checked before an event is
 //! appended and again when the journal is read.
@@ -240,6 +244,16 @@ pub enum JournalError {
         line: usize,
         why: String,
     },
+    /// `journal.head` names a later line than the journal's last: lines were lost at the
+    /// end (a chain alone cannot tell that from a run killed after its last line).
+    #[error(
+        "the journal {path} ends at line {lines}, but {written} lines were written (as journal.head records): its last lines were lost"
+    )]
+    Truncated {
+        path: PathBuf,
+        lines: usize,
+        written: u64,
+    },
     /// The run has its `run.json` but its journal lost every line: nothing tells what ran.
     #[error(
         "the journal {path} is {what} although the run's run.json exists: what the run did is lost"
@@ -361,6 +375,7 @@ impl Journal {
         inner.next_seq += 1;
         inner.prev = crate::load::digest(&line);
         inner.replay.apply(&record).expect("checked before writing");
+        write_head(&self.path, record.seq, &inner.prev).map_err(write_err)?;
         Ok(record)
     }
 
@@ -429,6 +444,101 @@ fn encode_line(record: serde_json::Value, prev: &str) -> Result<String, serde_js
     serde_json::to_string(&ordered)
 }
 
+/// What `journal.head` holds: the last line written to the journal.
+#[derive(Debug, Serialize, Deserialize)]
+struct Head {
+    seq: u64,
+    digest: String,
+}
+
+/// Where the head of the journal at `path` is kept.
+fn head_path(path: &Path) -> PathBuf {
+    path.with_extension("head")
+}
+
+/// Records line `seq`, whose digest is `digest`, as the last written; atomically, so a
+/// crash leaves the old head or the new one. A crash between a line and its head leaves
+/// the head one line behind, which reading tolerates.
+fn write_head(path: &Path, seq: u64, digest: &str) -> io::Result<()> {
+    let head = head_path(path);
+    let tmp = head.with_extension("head.tmp");
+    let text = serde_json::to_string(&Head {
+        seq,
+        digest: digest.to_string(),
+    })
+    .map_err(io::Error::other)?;
+    let mut file = File::create(&tmp)?;
+    file.write_all(format!("{text}\n").as_bytes())?;
+    file.sync_data()?;
+    std::fs::rename(tmp, head)
+}
+
+/// Makes the journal's last sound line its head again: after a repair cut it back.
+pub fn reseal(path: &Path) -> Result<(), JournalError> {
+    let mut scan = scan_chain(path)?;
+    if let Some(damage) = scan.damage.take() {
+        return Err(damage);
+    }
+    let written = |source| JournalError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    match scan.records.last() {
+        Some(last) => write_head(path, last.seq, &scan.last_digest).map_err(written),
+        None => match std::fs::remove_file(head_path(path)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(written(e)),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// Checks the sound chain of `scan` against the journal's head, if it has one (a journal
+/// written by other means, see [`encode`], has none and is checked by its chain alone).
+fn check_head(path: &Path, scan: &mut Scan) -> Result<(), JournalError> {
+    let Some(last) = scan.records.last() else {
+        // No line at all: the run's own checks say the journal is lost.
+        return Ok(());
+    };
+    let text = match std::fs::read_to_string(head_path(path)) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(JournalError::Io {
+                path: head_path(path),
+                source,
+            });
+        }
+    };
+    let Ok(head) = serde_json::from_str::<Head>(&text) else {
+        scan.damage = Some(JournalError::Broken {
+            path: path.to_path_buf(),
+            line: scan.records.len(),
+            why: format!(
+                "{} does not say which line was written last",
+                head_path(path).display()
+            ),
+        });
+        return Ok(());
+    };
+    if head.seq > last.seq {
+        scan.damage = Some(JournalError::Truncated {
+            path: path.to_path_buf(),
+            lines: scan.records.len(),
+            written: head.seq,
+        });
+    } else if head.seq == last.seq && head.digest != scan.last_digest {
+        // The edited line is not sound: what comes before it is.
+        scan.records.pop();
+        scan.ends.pop();
+        scan.damage = Some(JournalError::Broken {
+            path: path.to_path_buf(),
+            line: scan.records.len() + 1,
+            why: "it is not the line that was written last (a line was edited or replaced)".into(),
+        });
+    }
+    Ok(())
+}
+
 fn replay_records(path: &Path, records: &[Record]) -> Result<Replay, JournalError> {
     Replay::of(records).map_err(|(i, source)| JournalError::Illegal {
         path: path.to_path_buf(),
@@ -459,8 +569,18 @@ impl Scan {
 }
 
 /// Reads a journal line by line, checking that each line parses, follows the previous
-/// one's digest and carries the next `seq`, and stops at the first line that does not.
+/// one's digest and carries the next `seq`, and stops at the first line that does not;
+/// then that it ends in the line its head names.
 pub fn scan(path: &Path) -> Result<Scan, JournalError> {
+    let mut scan = scan_chain(path)?;
+    if scan.damage.is_none() {
+        check_head(path, &mut scan)?;
+    }
+    Ok(scan)
+}
+
+/// [`scan`] without the head: the chain alone.
+fn scan_chain(path: &Path) -> Result<Scan, JournalError> {
     let io_err = |source| JournalError::Io {
         path: path.to_path_buf(),
         source,

@@ -58,6 +58,9 @@ pub struct PlanParam {
 #[derive(Debug, Serialize)]
 pub struct PlanProbe {
     pub endpoints: Vec<String>,
+    /// Where the clients are, step by step (`source`, `target from complete`); empty: on
+    /// every endpoint throughout.
+    pub clients: Vec<String>,
     pub interval: String,
     pub timeout: String,
 }
@@ -171,10 +174,14 @@ pub fn build(
         base_dir: base_dir(&rb.source.path),
     };
     let mut diags = Vec::new();
+    let mut schemas = crate::validate::Schemas::default();
     let mut plan_block = |steps: &[Step], scope: &mut Scope| -> Vec<PlanStep> {
         steps
             .iter()
-            .map(|s| plan_step(s, scope, &ctx, redactor, &mut diags))
+            .map(|s| {
+                let schema = schemas.of(s.action);
+                plan_step(s, scope, &ctx, &schema, redactor, &mut diags)
+            })
             .collect()
     };
     let steps = plan_block(&rb.steps, &mut scope);
@@ -185,15 +192,33 @@ pub fn build(
         endpoints: p
             .endpoints
             .iter()
-            .map(|e| match scope.render(&e.value) {
-                Ok(Value::String(s)) => redactor.redact(&s),
-                _ => e.value.as_str().unwrap_or_default().to_string(),
+            .map(|e| {
+                let url = match scope.render(&e.value.value) {
+                    Ok(Value::String(s)) => redactor.redact(&s),
+                    _ => e.value.value.as_str().unwrap_or_default().to_string(),
+                };
+                match &e.name {
+                    Some(name) => format!("{name}: {url}"),
+                    None => url,
+                }
+            })
+            .collect(),
+        clients: p
+            .clients
+            .iter()
+            .map(|c| match &c.from {
+                Some(step) => format!("{} from {step}", c.endpoint),
+                None => c.endpoint.clone(),
             })
             .collect(),
         interval: crate::duration::format(p.interval),
         timeout: crate::duration::format(p.timeout),
     });
     if !diags.is_empty() {
+        // A message may quote a rendered value, and so a secret.
+        for d in &mut diags {
+            d.message = redactor.redact(&d.message);
+        }
         return Err(diags);
     }
     let summary = Summary {
@@ -256,6 +281,7 @@ fn plan_step(
     step: &Step,
     scope: &mut Scope,
     ctx: &PlanCtx<'_>,
+    schema: &schemars::Schema,
     redactor: &crate::redact::Redactor,
     diags: &mut Vec<Diagnostic>,
 ) -> PlanStep {
@@ -299,16 +325,40 @@ fn plan_step(
             }
         }
     });
-    let inputs = template::coerce(&(step.action.schema)(), Value::Object(rendered));
-    let (effect, operations, deferred) = match (step.action.build)(inputs.clone()) {
-        Ok(action) => (action.effect(), action.plan(ctx), None),
-        // Until those outputs exist the inputs cannot be parsed.
-        Err(_) if template::value_has_placeholder(&inputs) || template::has_template(&inputs) => (
-            step.action.effect,
-            Vec::new(),
-            Some("decided at run time: the inputs use outputs of earlier steps".to_string()),
-        ),
+    let coerced = template::coerce(schema, Value::Object(rendered.clone()));
+    let inputs = match &coerced {
+        Ok(inputs) => inputs.clone(),
         Err(e) => {
+            let at = step
+                .with
+                .iter()
+                .find(|(k, _)| k == e.input())
+                .map_or(step.loc, |(_, v)| v.loc);
+            diags.push(Diagnostic::at(
+                at,
+                format!(
+                    "step `{}`: invalid input for `{}`: {e}",
+                    step.id, step.action.name
+                ),
+            ));
+            Value::Object(rendered)
+        }
+    };
+    let (effect, operations, deferred) = match coerced.map(step.action.build) {
+        // Already reported, with the input named.
+        Err(_) => (Effect::Changes, Vec::new(), None),
+        Ok(Ok(action)) => (action.effect(), action.plan(ctx), None),
+        // Until those outputs exist the inputs cannot be parsed.
+        Ok(Err(_))
+            if template::value_has_placeholder(&inputs) || template::has_template(&inputs) =>
+        {
+            (
+                step.action.effect,
+                Vec::new(),
+                Some("decided at run time: the inputs use outputs of earlier steps".to_string()),
+            )
+        }
+        Ok(Err(e)) => {
             diags.push(Diagnostic::at(
                 step.loc,
                 format!(
@@ -391,6 +441,9 @@ impl Plan {
                 p.timeout,
                 p.endpoints.join(", ")
             );
+            if !p.clients.is_empty() {
+                let _ = writeln!(out, "Clients: {}", p.clients.join(", then "));
+            }
         }
         for (title, steps, phase) in [
             ("Steps", &self.steps, Phase::Steps),

@@ -54,10 +54,32 @@ pub struct Param {
 #[derive(Debug, Clone)]
 pub struct ProbeSpec {
     /// Endpoint templates; one is probed once its value is known.
-    pub endpoints: Vec<Value>,
+    pub endpoints: Vec<ProbeEndpoint>,
+    /// Where the application's clients are, step by step; empty: on every endpoint,
+    /// throughout.
+    pub clients: Vec<ClientsAt>,
     pub interval: Duration,
     pub timeout: Duration,
     pub key_prefix: String,
+}
+
+/// One endpoint the probe watches, with the name `probe.clients` calls it by.
+#[derive(Debug, Clone)]
+pub struct ProbeEndpoint {
+    pub name: Option<String>,
+    pub name_loc: Loc,
+    pub value: Value,
+}
+
+/// From the start of step `from` (of the run, without one) the clients use the endpoint
+/// named `endpoint`.
+#[derive(Debug, Clone)]
+pub struct ClientsAt {
+    pub endpoint: String,
+    pub from: Option<String>,
+    pub loc: Loc,
+    /// Where `from` was written, for a step that does not exist.
+    pub from_loc: Loc,
 }
 
 /// A value of the runbook with where it was written.

@@ -6,7 +6,8 @@
 //! what should be there. Keys are named `{prefix}{type}:{n:012}` where `n` counts the keys
 //! of that type, so `redis-benchmark -r` can address the same keys (`__rand_int__` is a
 //! zero-padded 12-digit number). Writes are pipelined over a few connections, the next batch
-//! encoded while the last is in flight.
+//! encoded while the last is in flight; into a cluster, each shard's primary gets the keys of
+//! its slots.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,6 +19,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::endpoint::{Endpoint, Resolver};
+use crate::resp::cluster::{Topology, TopologyError};
 use crate::resp::{Conn, Pipeline, Pool, RespError};
 use crate::verify::pace::Pacer;
 
@@ -314,6 +316,9 @@ pub enum SeedError {
         #[source]
         source: RespError,
     },
+    /// A cluster-mode endpoint's slot map could not be read or used.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
     /// The server refused a write (read-only replica, out of memory, wrong type…) or the
     /// connection failed.
     #[error("writing to {endpoint} failed")]
@@ -376,17 +381,26 @@ async fn seed_db(
     progress: &(dyn Fn(u64) + Send + Sync),
     summary: &mut SeedSummary,
 ) -> Result<(), SeedError> {
-    let mut conns = Vec::with_capacity(opts.connections);
-    for _ in 0..opts.connections {
-        let conn = Conn::connect(resolver, endpoint, opts.timeout)
+    let connect = async |at: &Endpoint| {
+        Conn::connect(resolver, at, opts.timeout)
             .await
             .map_err(|source| SeedError::Connect {
-                endpoint: endpoint.clone(),
+                endpoint: at.clone(),
                 source,
-            })?;
-        conns.push(conn);
+            })
+    };
+    let mut first = connect(endpoint).await?;
+    // In a cluster, every shard's primary gets the keys of its slots.
+    let topology = Arc::new(Topology::of(&mut first, endpoint).await?);
+    let mut pools = Vec::with_capacity(topology.shards.len());
+    for shard in &topology.shards {
+        let mut conns = Vec::with_capacity(opts.connections);
+        for _ in 0..opts.connections {
+            conns.push(connect(&shard.primary).await?);
+        }
+        pools.push(Pool::new(conns));
     }
-    let pool = Arc::new(Pool::new(conns));
+    let pools = Arc::new(pools);
     let batch = pacer.map_or(opts.pipeline, |p| p.batch(opts.pipeline)) as u64;
     let batches = opts.keys.div_ceil(batch);
     // One batch per connection in flight, one more being encoded.
@@ -415,31 +429,39 @@ async fn seed_db(
                 merge(done, summary)?;
             }
         }
-        let pool = pool.clone();
+        let (pools, topology) = (pools.clone(), topology.clone());
         let opts = shared.clone();
         let range = b * batch..((b + 1) * batch).min(opts.keys);
         if let Some(pacer) = pacer {
             pacer.take(range.end - range.start).await;
         }
         tasks.spawn(async move {
-            let mut p = Pipeline::new();
+            let mut per_shard = vec![Pipeline::new(); pools.len()];
             let mut tally = Tally::default();
             for i in range {
-                let kind = opts.write(&mut p, i);
+                let shard = if topology.cluster {
+                    topology.shard_of(opts.key(i).as_bytes())
+                } else {
+                    0
+                };
+                let kind = opts.write(&mut per_shard[shard], i);
                 *tally.by_type.entry(kind).or_default() += 1;
                 tally.keys += 1;
                 tally.with_ttl += u64::from(opts.ttl_ms(i).is_some());
             }
             // The first refusal says it all (READONLY, OOM…); the others repeat it.
             let mut refused = None;
-            pool.get()
-                .await
-                .batch(p.as_bytes(), p.len(), |reply| {
-                    if let Some(text) = reply.error {
-                        refused.get_or_insert_with(|| String::from_utf8_lossy(text).into_owned());
-                    }
-                })
-                .await?;
+            for (pool, p) in pools.iter().zip(&per_shard).filter(|(_, p)| !p.is_empty()) {
+                pool.get()
+                    .await
+                    .batch(p.as_bytes(), p.len(), |reply| {
+                        if let Some(text) = reply.error {
+                            refused
+                                .get_or_insert_with(|| String::from_utf8_lossy(text).into_owned());
+                        }
+                    })
+                    .await?;
+            }
             refused.map_or(Ok(tally), |text| Err(RespError::Server(text)))
         });
     }

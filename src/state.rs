@@ -246,7 +246,17 @@ pub fn replay(run_dir: &Path) -> Result<Replay, JournalError> {
 /// — unless the run is `live`, between writing `run.json` and its first event — has no line.
 pub fn history(run_dir: &Path, id: &str, live: bool) -> Result<Replay, JournalError> {
     let path = run_dir.join("journal.jsonl");
-    let records = journal::read(&path)?;
+    let scan = journal::scan(&path)?;
+    // Another run's journal is that first, whatever else is wrong with it.
+    if let Some(Event::RunStarted { run_id, .. }) = scan.records.first().map(|r| &r.event)
+        && run_id != id
+    {
+        return Err(foreign(&path, run_id, id));
+    }
+    if let Some(damage) = scan.damage {
+        return Err(damage);
+    }
+    let records = scan.records;
     match records.first().map(|r| &r.event) {
         None if live => {}
         None => {
@@ -303,7 +313,12 @@ pub fn plan_repair(run_dir: &Path, id: &str) -> Result<Option<Repair>, JournalEr
     let mut scan = journal::scan(&path)?;
     let mut damage = scan.damage.take();
     let mut keep = scan.records.len();
-    if damage.is_none() {
+    if let Some(Event::RunStarted { run_id, .. }) = scan.records.first().map(|r| &r.event)
+        && run_id != id
+    {
+        damage = Some(foreign(&path, run_id, id));
+        keep = 0;
+    } else if damage.is_none() {
         match scan.records.first().map(|r| &r.event) {
             None => {
                 damage = Some(JournalError::Lost {
@@ -375,5 +390,6 @@ pub fn apply_repair(run_dir: &Path, repair: &Repair) -> std::io::Result<PathBuf>
     let file = std::fs::OpenOptions::new().write(true).open(&path)?;
     file.set_len(repair.keep_len)?;
     file.sync_all()?;
+    journal::reseal(&path).map_err(std::io::Error::other)?;
     Ok(copy)
 }

@@ -9,7 +9,8 @@
 //!
 //! Rendering gives text; an action's input schema then says which inputs are numbers or
 //! booleans, and [`coerce`] converts them, so `keys: "{{ params.keys }}"` reaches the
-//! action as a number while `engine_version: "8.0"` stays text.
+//! action as a number while `engine_version: "8.0"` stays text — and text that is not a
+//! number where one is wanted is an error naming the input, never a default.
 
 use std::sync::LazyLock;
 
@@ -66,10 +67,23 @@ pub fn check_syntax(text: &str) -> Result<(), SyntaxError> {
     if let (Err(message), Some(offset)) = (refuse_whole_context(text), text.find(WHOLE_CONTEXT)) {
         return Err(SyntaxError { message, offset });
     }
-    let mut tera = tera::Tera::default();
-    tera.add_raw_template("value", text)
-        .map(|_| ())
+    with_tera(|tera| tera.add_raw_template("value", text))
         .map_err(|e| syntax_error(text, &error_text(&e)))
+}
+
+thread_local! {
+    /// One Tera for every template of this thread: a new one registers all its filters and
+    /// functions again, which cost more than parsing and rendering a short template.
+    static TERA: std::cell::RefCell<tera::Tera> = std::cell::RefCell::new(tera::Tera::default());
+}
+
+fn with_tera<T>(f: impl FnOnce(&mut tera::Tera) -> T) -> T {
+    TERA.with(|tera| f(&mut tera.borrow_mut()))
+}
+
+/// Renders `text` on its own, without autoescaping (as `Tera::one_off` does).
+fn one_off(text: &str, ctx: &tera::Context) -> tera::Result<String> {
+    with_tera(|tera| tera.render_str(text, ctx))
 }
 
 /// Tera tells a parse error as a drawing of its own (` --> 1:7`, the line, a caret,
@@ -261,46 +275,52 @@ impl Scope {
         let (ctx, secret_read) = self.context(texts.iter().copied(), false);
         let rendered = render_with(value, &ctx)?;
         if secret_read {
-            let (masked_ctx, _) = self.context(texts, true);
-            if let Ok(masked) = render_with(value, &masked_ctx) {
-                self.learn_computed(value, &rendered, &masked);
-            }
+            self.learn_computed(value, &rendered);
         }
         Ok(rendered)
     }
 
     /// Registers as secret what the secrets made of `value`: each `{{ }}` of it rendered
-    /// with the secrets and with stand-ins, and kept when the two differ. Text under
-    /// `{% %}` cannot be cut so: where such a string differs, its differing middle is kept.
-    fn learn_computed(&self, value: &Value, real: &Value, masked: &Value) {
-        match (value, real, masked) {
-            (Value::String(t), Value::String(r), Value::String(m)) if r != m => {
+    /// with the secrets and with stand-ins, and kept when the two differ (`{{ env.TOKEN !=
+    /// "" }}` gives `true` either way: nothing secret). Where the stand-ins cannot be
+    /// computed with (`{{ params.pin + 1 }}`), what an expression that reads a secret gives
+    /// is kept. Text under `{% %}` cannot be cut so: where such a string differs, its
+    /// differing middle is kept, or all of it when it cannot be rendered with stand-ins.
+    fn learn_computed(&self, value: &Value, real: &Value) {
+        match (value, real) {
+            (Value::String(t), Value::String(r)) if is_template(t) => {
                 if t.contains("{%") {
-                    self.redactor.add(differing_middle(r, m));
+                    let (masked_ctx, reads) = self.context([t.as_str()], true);
+                    match one_off(t, &masked_ctx) {
+                        Ok(m) if &m != r => self.redactor.add_derived(differing_middle(r, &m)),
+                        Ok(_) => {}
+                        Err(_) if reads => self.redactor.add_derived(r),
+                        Err(_) => {}
+                    }
                 }
                 static EXPR: LazyLock<Regex> =
                     LazyLock::new(|| Regex::new(r"(?s)\{\{.*?\}\}").expect("static regex"));
                 for expr in EXPR.find_iter(t) {
                     let one = |masked| {
-                        let (ctx, _) = self.context([expr.as_str()], masked);
-                        tera::Tera::one_off(expr.as_str(), &ctx, false).ok()
+                        let (ctx, reads) = self.context([expr.as_str()], masked);
+                        (one_off(expr.as_str(), &ctx).ok(), reads)
                     };
-                    if let (Some(r), Some(m)) = (one(false), one(true))
-                        && r != m
-                    {
-                        self.redactor.add(&r);
+                    match (one(false), one(true)) {
+                        ((Some(r), _), (Some(m), _)) if r != m => self.redactor.add_derived(&r),
+                        ((Some(r), true), (None, _)) => self.redactor.add_derived(&r),
+                        _ => {}
                     }
                 }
             }
-            (Value::Array(t), Value::Array(r), Value::Array(m)) => {
-                for ((t, r), m) in t.iter().zip(r).zip(m) {
-                    self.learn_computed(t, r, m);
+            (Value::Array(t), Value::Array(r)) => {
+                for (t, r) in t.iter().zip(r) {
+                    self.learn_computed(t, r);
                 }
             }
-            (Value::Object(t), Value::Object(r), Value::Object(m)) => {
+            (Value::Object(t), Value::Object(r)) => {
                 for (k, t) in t {
-                    if let (Some(r), Some(m)) = (r.get(k), m.get(k)) {
-                        self.learn_computed(t, r, m);
+                    if let Some(r) = r.get(k) {
+                        self.learn_computed(t, r);
                     }
                 }
             }
@@ -317,7 +337,7 @@ impl Scope {
         };
         refuse_whole_context(&template)?;
         let (ctx, _) = self.context([template.as_str()], false);
-        let rendered = tera::Tera::one_off(&template, &ctx, false).map_err(|e| error_text(&e))?;
+        let rendered = one_off(&template, &ctx).map_err(|e| error_text(&e))?;
         match rendered.trim() {
             "true" => Ok(true),
             "false" => Ok(false),
@@ -332,7 +352,7 @@ impl Scope {
 fn render_with(value: &Value, ctx: &tera::Context) -> Result<Value, String> {
     Ok(match value {
         Value::String(s) if is_template(s) => {
-            Value::String(tera::Tera::one_off(s, ctx, false).map_err(|e| error_text(&e))?)
+            Value::String(one_off(s, ctx).map_err(|e| error_text(&e))?)
         }
         Value::Array(items) => Value::Array(
             items
@@ -428,19 +448,49 @@ pub fn schema_required(schema: &schemars::Schema) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Turns text inputs into the numbers and booleans the schema asks for.
-pub fn coerce(schema: &schemars::Schema, inputs: Value) -> Value {
-    let root = schema.as_value();
-    coerce_at(root, root, inputs)
+/// An input the schema wants as a number or a boolean whose text is not one: `keys:
+/// "{{ params.keys }}"` with `keys` set to `abc` must not become a default, or a panic.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotA {
+    /// Where in the inputs: `keys`, `ok_status[0]`, `parameters.Port`.
+    pub field: String,
+    /// What the schema wants: "a whole number", "`true` or `false`", ….
+    pub wanted: String,
+    /// The text found.
+    pub got: String,
 }
 
-fn coerce_at(root: &Value, schema: &Value, value: Value) -> Value {
+impl std::fmt::Display for NotA {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` must be {}, not `{}`",
+            self.field, self.wanted, self.got
+        )
+    }
+}
+
+impl NotA {
+    /// The top-level input it is in.
+    pub fn input(&self) -> &str {
+        self.field.split(['.', '[']).next().unwrap_or(&self.field)
+    }
+}
+
+/// Turns text inputs into the numbers and booleans the schema asks for. Text that is
+/// still a template or holds a value not known yet (in `plan`) is left as it is.
+pub fn coerce(schema: &schemars::Schema, inputs: Value) -> Result<Value, NotA> {
+    let root = schema.as_value();
+    coerce_at(root, root, inputs, "")
+}
+
+fn coerce_at(root: &Value, schema: &Value, value: Value, at: &str) -> Result<Value, NotA> {
     let schema = resolve(root, schema);
-    match value {
+    Ok(match value {
         Value::String(s) => {
             let types = types_of(root, schema);
-            if types.iter().any(|t| t == "string") {
-                return Value::String(s);
+            if types.is_empty() || types.iter().any(|t| t == "string") {
+                return Ok(Value::String(s));
             }
             let t = s.trim();
             for ty in &types {
@@ -463,18 +513,37 @@ fn coerce_at(root: &Value, schema: &Value, value: Value) -> Value {
                     _ => None,
                 };
                 if let Some(v) = parsed {
-                    return v;
+                    return Ok(v);
                 }
             }
-            Value::String(s)
+            let wanted: Vec<&str> = types
+                .iter()
+                .filter_map(|t| match t.as_str() {
+                    "integer" => Some("a whole number"),
+                    "number" => Some("a number"),
+                    "boolean" => Some("`true` or `false`"),
+                    "array" => Some("a list"),
+                    "object" => Some("a mapping"),
+                    _ => None,
+                })
+                .collect();
+            if wanted.is_empty() || is_template(&s) || contains_placeholder(&s) {
+                return Ok(Value::String(s));
+            }
+            return Err(NotA {
+                field: at.to_string(),
+                wanted: wanted.join(" or "),
+                got: s,
+            });
         }
         Value::Array(items) => {
             let item_schema = schema.get("items").cloned().unwrap_or(Value::Bool(true));
             Value::Array(
                 items
                     .into_iter()
-                    .map(|v| coerce_at(root, &item_schema, v))
-                    .collect(),
+                    .enumerate()
+                    .map(|(i, v)| coerce_at(root, &item_schema, v, &format!("{at}[{i}]")))
+                    .collect::<Result<_, _>>()?,
             )
         }
         Value::Object(map) => {
@@ -490,14 +559,19 @@ fn coerce_at(root: &Value, schema: &Value, value: Value) -> Value {
                             .and_then(|p| p.get(&k))
                             .cloned()
                             .unwrap_or_else(|| extra.clone());
-                        let v = coerce_at(root, &s, v);
-                        (k, v)
+                        let field = if at.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{at}.{k}")
+                        };
+                        let v = coerce_at(root, &s, v, &field)?;
+                        Ok((k, v))
                     })
-                    .collect(),
+                    .collect::<Result<_, NotA>>()?,
             )
         }
         other => other,
-    }
+    })
 }
 
 /// Follows `$ref` to `#/$defs/...`.
@@ -578,11 +652,15 @@ mod tests {
         let v = scope
             .render(&serde_json::json!({"keys": "{{ params.n * 2 }}", "force": "true", "version": "8.0", "maybe": "3"}))
             .unwrap();
-        let c = coerce(&schema, v);
+        let c = coerce(&schema, v).unwrap();
         assert_eq!(
             c,
             serde_json::json!({"keys": 10, "force": true, "version": "8.0", "maybe": 3})
         );
+        let e = coerce(&schema, serde_json::json!({"keys": "ten"})).unwrap_err();
+        assert_eq!(e.to_string(), "`keys` must be a whole number, not `ten`");
+        let e = coerce(&schema, serde_json::json!({"maybe": "x"})).unwrap_err();
+        assert_eq!(e.to_string(), "`maybe` must be a whole number, not `x`");
     }
 
     #[test]

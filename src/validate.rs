@@ -5,7 +5,7 @@
 //! (`params.x`, `steps.<id>.outputs.<name>`, `run.x`). Values that are templates are
 //! checked again when they are rendered (`plan`, `run`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use marked_yaml::Node;
@@ -14,7 +14,9 @@ use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use crate::actions::{self, ActionSpec, REGISTRY};
 use crate::diagnostic::{Diagnostic, Loc, suggest};
 use crate::journal::Phase;
-use crate::runbook::{OnFailure, Param, ProbeSpec, Retry, Runbook, Source, Step, Value};
+use crate::runbook::{
+    ClientsAt, OnFailure, Param, ProbeEndpoint, ProbeSpec, Retry, Runbook, Source, Step, Value,
+};
 use crate::template;
 
 const TOP_FIELDS: &[&str] = &[
@@ -35,7 +37,9 @@ const PARAM_FIELDS: &[&str] = &[
     "allow_empty",
     "secret",
 ];
-const PROBE_FIELDS: &[&str] = &["endpoints", "interval", "timeout", "key_prefix"];
+const PROBE_FIELDS: &[&str] = &["endpoints", "clients", "interval", "timeout", "key_prefix"];
+const PROBE_ENDPOINT_FIELDS: &[&str] = &["name", "endpoint"];
+const CLIENTS_FIELDS: &[&str] = &["endpoint", "from"];
 const STEP_FIELDS: &[&str] = &[
     "id",
     "action",
@@ -49,6 +53,11 @@ const STEP_FIELDS: &[&str] = &[
 const RETRY_FIELDS: &[&str] = &["attempts", "backoff"];
 /// The most attempts a `retry` may ask for: past that a failure is not transient.
 const MAX_ATTEMPTS: u32 = 100;
+/// The most steps a runbook may have, its three blocks together: far more than a
+/// migration needs, few enough that planning one stays well under a second.
+pub const MAX_STEPS: usize = 10_000;
+/// The most params a runbook may declare.
+pub const MAX_PARAMS: usize = 1_000;
 /// The names under `run` in templates.
 pub const RUN_FIELDS: &[&str] = &["id", "platform", "started_at", "dir"];
 
@@ -57,6 +66,8 @@ pub fn validate(root: &Node, source: Source) -> Result<Runbook, Vec<Diagnostic>>
     let mut v = Validator {
         lines: source.text.lines().map(str::to_string).collect(),
         diags: Vec::new(),
+        steps_seen: 0,
+        schemas: Schemas::default(),
     };
     let runbook = v.runbook(root, source);
     if v.diags.is_empty() {
@@ -70,6 +81,22 @@ pub fn validate(root: &Node, source: Source) -> Result<Runbook, Vec<Diagnostic>>
 struct Validator {
     lines: Vec<String>,
     diags: Vec<Diagnostic>,
+    /// Steps met so far, in every block.
+    steps_seen: usize,
+    schemas: Schemas,
+}
+
+/// Each action's input schema, made once: making one costs as much as checking a step.
+#[derive(Default)]
+pub struct Schemas(HashMap<&'static str, std::rc::Rc<schemars::Schema>>);
+
+impl Schemas {
+    pub fn of(&mut self, spec: &ActionSpec) -> std::rc::Rc<schemars::Schema> {
+        self.0
+            .entry(spec.name)
+            .or_insert_with(|| std::rc::Rc::new((spec.schema)()))
+            .clone()
+    }
 }
 
 impl Validator {
@@ -254,6 +281,7 @@ impl Validator {
             source,
         };
         self.references(&runbook);
+        self.check_clients(&runbook);
         Some(runbook)
     }
 
@@ -291,7 +319,16 @@ impl Validator {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for (key, value) in map.iter() {
+        if let Some((first_too_many, _)) = map.iter().nth(MAX_PARAMS) {
+            self.err(
+                Diagnostic::at(
+                    self.key_loc(first_too_many),
+                    format!("more than {MAX_PARAMS} params"),
+                )
+                .help("group related values under one param (a mapping or a list)"),
+            );
+        }
+        for (key, value) in map.iter().take(MAX_PARAMS) {
             let name = key.as_str().to_string();
             if !is_identifier(&name) {
                 self.err(
@@ -343,28 +380,14 @@ impl Validator {
         let map = self.mapping(node, "`probe`")?;
         self.known_fields(map, PROBE_FIELDS, "`probe`");
         let defaults = crate::probe::ProbeConfig::default();
-        let endpoints = match map.get_node("endpoints") {
-            Some(Node::Sequence(seq)) => seq
-                .iter()
-                .filter_map(|n| {
-                    let text = self.string(n, "a probe endpoint")?;
-                    // A template is checked once it is rendered; a literal now.
-                    if !crate::template::is_template(&text)
-                        && let Err(e) = crate::endpoint::Endpoint::parse(&text)
-                    {
-                        self.err(Diagnostic::at(self.loc(n), format!("probe endpoint: {e}")));
-                        return None;
-                    }
-                    Some(Value {
-                        value: text.into(),
-                        loc: self.loc(n),
-                    })
-                })
-                .collect(),
+        let endpoints: Vec<ProbeEndpoint> = match map.get_node("endpoints") {
+            Some(Node::Sequence(seq)) => {
+                seq.iter().filter_map(|n| self.probe_endpoint(n)).collect()
+            }
             Some(n) => {
                 self.err(Diagnostic::at(
                     self.loc(n),
-                    "`endpoints` must be a list of endpoint URLs",
+                    "`endpoints` must be a list of endpoint URLs or `{ name, endpoint }` entries",
                 ));
                 Vec::new()
             }
@@ -377,9 +400,46 @@ impl Validator {
                 Vec::new()
             }
         };
-        let interval = map
-            .get_node("interval")
-            .and_then(|n| self.positive_duration(n, "`interval`"));
+        let mut names: Vec<&str> = Vec::new();
+        for e in &endpoints {
+            if let Some(name) = &e.name {
+                if names.contains(&name.as_str()) {
+                    self.err(
+                        Diagnostic::at(
+                            e.name_loc,
+                            format!("two probe endpoints are named `{name}`"),
+                        )
+                        .help("give each endpoint its own name"),
+                    );
+                }
+                names.push(name);
+            }
+        }
+        let clients = match map.get_node("clients") {
+            Some(Node::Sequence(seq)) => seq
+                .iter()
+                .filter_map(|n| self.clients_at(n, &names))
+                .collect(),
+            Some(n) => {
+                self.err(Diagnostic::at(
+                    self.loc(n),
+                    "`clients` must be a list of endpoint names or `{ endpoint, from }` entries",
+                ));
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        let interval = map.get_node("interval").and_then(|n| {
+            let d = self.positive_duration(n, "`interval`")?;
+            if d < Duration::from_millis(1) {
+                self.err(
+                    Diagnostic::at(self.loc(n), "the probe's `interval` must be at least 1ms")
+                        .help("the probe ticks at most once a millisecond"),
+                );
+                return None;
+            }
+            Some(d)
+        });
         let timeout = map
             .get_node("timeout")
             .and_then(|n| self.positive_duration(n, "`timeout`"));
@@ -388,10 +448,164 @@ impl Validator {
             .and_then(|n| self.string(n, "`key_prefix`"));
         Some(ProbeSpec {
             endpoints,
+            clients,
             interval: interval.unwrap_or(defaults.interval),
             timeout: timeout.unwrap_or(defaults.timeout),
             key_prefix: key_prefix.unwrap_or(defaults.key_prefix),
         })
+    }
+
+    /// A probe endpoint: a URL (template), or `{ name, endpoint }`.
+    fn probe_endpoint(&mut self, node: &Node) -> Option<ProbeEndpoint> {
+        let mut name_loc = self.loc(node);
+        let (name, value_node) = match node {
+            Node::Mapping(m) => {
+                self.known_fields(m, PROBE_ENDPOINT_FIELDS, "a probe endpoint");
+                let name = match m.get_node("name") {
+                    Some(n) => {
+                        name_loc = self.loc(n);
+                        self.string(n, "`name`")
+                    }
+                    None => {
+                        self.err(
+                            Diagnostic::at(self.loc(node), "a probe endpoint entry needs a `name`")
+                                .help("e.g. `{ name: source, endpoint: \"{{ steps.deploy.outputs.RedisSourceEndpoint }}\" }`"),
+                        );
+                        None
+                    }
+                };
+                let Some(value) = m.get_node("endpoint") else {
+                    self.err(
+                        Diagnostic::at(
+                            self.loc(node),
+                            "a probe endpoint entry needs an `endpoint`",
+                        )
+                        .help(
+                            "the endpoint's URL or host:port, a template if it comes from a step",
+                        ),
+                    );
+                    return None;
+                };
+                (name, value)
+            }
+            _ => (None, node),
+        };
+        let text = self.string(value_node, "a probe endpoint")?;
+        // A template is checked once it is rendered; a literal now.
+        if !crate::template::is_template(&text)
+            && let Err(e) = crate::endpoint::Endpoint::parse(&text)
+        {
+            self.err(Diagnostic::at(
+                self.loc(value_node),
+                format!("probe endpoint: {e}"),
+            ));
+            return None;
+        }
+        Some(ProbeEndpoint {
+            name,
+            name_loc,
+            value: Value {
+                value: text.into(),
+                loc: self.loc(value_node),
+            },
+        })
+    }
+
+    /// A `probe.clients` entry: an endpoint's name, or `{ endpoint: NAME, from: STEP }`.
+    fn clients_at(&mut self, node: &Node, names: &[&str]) -> Option<ClientsAt> {
+        let (name_node, from) = match node {
+            Node::Mapping(m) => {
+                self.known_fields(m, CLIENTS_FIELDS, "a `clients` entry");
+                let Some(name_node) = m.get_node("endpoint") else {
+                    self.err(
+                        Diagnostic::at(self.loc(node), "a `clients` entry needs an `endpoint`")
+                            .help("the name of one of `probe.endpoints`"),
+                    );
+                    return None;
+                };
+                let from = m
+                    .get_node("from")
+                    .and_then(|n| Some((self.string(n, "`from`")?, self.loc(n))));
+                (name_node, from)
+            }
+            _ => (node, None),
+        };
+        let endpoint = self.string(name_node, "a `clients` endpoint")?;
+        let loc = self.loc(name_node);
+        if !names.contains(&endpoint.as_str()) {
+            let d = Diagnostic::at(loc, format!("no probe endpoint is named `{endpoint}`"));
+            let d = match suggest(&endpoint, names.iter().copied()) {
+                Some(near) => d.help(format!("did you mean `{near}`?")),
+                None if names.is_empty() => {
+                    d.help("name the endpoints: `endpoints: [{ name: source, endpoint: \"...\" }]`")
+                }
+                None => d.help(format!(
+                    "the probe endpoints are named {}",
+                    names.join(", ")
+                )),
+            };
+            self.err(d);
+        }
+        let (from, from_loc) = match from {
+            Some((step, at)) => (Some(step), at),
+            None => (None, loc),
+        };
+        Some(ClientsAt {
+            endpoint,
+            from,
+            loc,
+            from_loc,
+        })
+    }
+
+    /// `probe.clients`: the first entry holds from the start, each later one from a main
+    /// step after the previous entry's.
+    fn check_clients(&mut self, rb: &Runbook) {
+        let Some(probe) = &rb.probe else {
+            return;
+        };
+        let ids: Vec<&str> = rb.steps.iter().map(|s| s.id.as_str()).collect();
+        let mut previous: Option<usize> = None;
+        for (i, c) in probe.clients.iter().enumerate() {
+            match (&c.from, i) {
+                (None, 0) => {}
+                (None, _) => self.err(
+                    Diagnostic::at(c.loc, "only the first `clients` entry may leave out `from`")
+                        .help(
+                            "say from which step the clients use this endpoint: `from: <step id>`",
+                        ),
+                ),
+                (Some(step), _) => match ids.iter().position(|id| id == step) {
+                    None => {
+                        let d = Diagnostic::at(c.from_loc, format!("no step has the id `{step}`"));
+                        let d = match suggest(step, ids.iter().copied()) {
+                            Some(near) => d.help(format!("did you mean `{near}`?")),
+                            None => {
+                                d.help(format!("`from` names one of the steps: {}", ids.join(", ")))
+                            }
+                        };
+                        self.err(d);
+                    }
+                    Some(_) if i == 0 => self.err(
+                        Diagnostic::at(
+                            c.from_loc,
+                            "the first `clients` entry holds from the start of the run",
+                        )
+                        .help(
+                            "remove its `from`; later entries say from which step the clients move",
+                        ),
+                    ),
+                    Some(at) if previous.is_some_and(|p| at <= p) => self.err(
+                        Diagnostic::at(
+                            c.from_loc,
+                            format!("`{step}` does not come after the previous entry's step"),
+                        )
+                        .help("list the moves of the clients in the order of the steps"),
+                    ),
+                    Some(at) => previous = Some(at),
+                },
+            }
+        }
     }
 
     fn steps(
@@ -408,7 +622,20 @@ impl Validator {
             ));
             return Vec::new();
         };
+        let room = MAX_STEPS.saturating_sub(self.steps_seen);
+        self.steps_seen += seq.len();
+        if let Some(first_too_many) = seq.get(room) {
+            self.err(
+                Diagnostic::at(
+                    self.loc(first_too_many),
+                    format!("more than {MAX_STEPS} steps (with rollback and finally)"),
+                )
+                .help("split the runbook into several, run one after the other"),
+            );
+        }
+        // Past the limit, steps are not read: checking them would cost as much as it saves.
         seq.iter()
+            .take(room)
             .filter_map(|item| self.step(item, phase, seen))
             .collect()
     }
@@ -573,7 +800,7 @@ impl Validator {
         let Some(map) = self.mapping(node, "`with`") else {
             return Vec::new();
         };
-        let schema = (spec.schema)();
+        let schema = self.schemas.of(spec);
         let fields = template::schema_fields(&schema);
         let mut out = Vec::new();
         for (key, value) in map.iter() {
@@ -609,19 +836,34 @@ impl Validator {
                     .map(|(k, v)| (k.clone(), v.value.clone()))
                     .collect(),
             );
-            if let Err(e) = (spec.build)(template::coerce(&schema, object)) {
-                let at = field_of_error(&e.to_string(), &out).unwrap_or_else(|| self.loc(node));
-                self.err(Diagnostic::at(
-                    at,
-                    format!("invalid input for `{}`: {e}", spec.name),
-                ));
+            match template::coerce(&schema, object) {
+                Err(e) => {
+                    let at = out
+                        .iter()
+                        .find(|(k, _)| k == e.input())
+                        .map_or_else(|| self.loc(node), |(_, v)| v.loc);
+                    self.err(Diagnostic::at(
+                        at,
+                        format!("invalid input for `{}`: {e}", spec.name),
+                    ));
+                }
+                Ok(inputs) => {
+                    if let Err(e) = (spec.build)(inputs) {
+                        let at =
+                            field_of_error(&e.to_string(), &out).unwrap_or_else(|| self.loc(node));
+                        self.err(Diagnostic::at(
+                            at,
+                            format!("invalid input for `{}`: {e}", spec.name),
+                        ));
+                    }
+                }
             }
         }
         out
     }
 
     fn check_required(&mut self, spec: &ActionSpec, given: &[&str], at: Loc) {
-        let schema = (spec.schema)();
+        let schema = self.schemas.of(spec);
         for required in template::schema_required(&schema) {
             if !given.contains(&required.as_str()) {
                 self.err(
@@ -632,48 +874,43 @@ impl Validator {
         }
     }
 
-    /// Checks the names every template refers to.
+    /// Checks the names every template refers to. A step sees the steps before it in the
+    /// file (a rollback or finally step so sees every main step); those that did not run
+    /// are an error at run time, with the step named.
     fn references(&mut self, rb: &Runbook) {
         let params: Vec<&str> = rb.params.iter().map(|p| p.name.as_str()).collect();
-        let mut earlier: HashSet<&str> = HashSet::new();
         let all_ids: Vec<&str> = rb.all_steps().map(|s| s.id.as_str()).collect();
+        // Where each step is: looked up once per reference, so checking stays linear.
+        let mut index: HashMap<&str, (usize, &Step)> = HashMap::new();
+        for (at, step) in rb.all_steps().enumerate() {
+            index.entry(step.id.as_str()).or_insert((at, step));
+        }
+        let steps = Steps {
+            index: &index,
+            all_ids: &all_ids,
+        };
         if let Some(probe) = &rb.probe {
-            for v in &probe.endpoints {
-                let any: HashSet<&str> = rb.steps.iter().map(|s| s.id.as_str()).collect();
-                self.check_value(rb, v, &params, &any, &all_ids, Phase::Finally);
+            for e in &probe.endpoints {
+                self.check_value(&e.value, &params, &steps, rb.steps.len(), Phase::Finally);
             }
         }
-        for block in [&rb.steps, &rb.rollback, &rb.finally] {
-            for step in block {
-                let visible: HashSet<&str> = match step.phase {
-                    Phase::Steps => earlier.clone(),
-                    // A rollback or finally step may read any main step; those that did not run
-                    // are an error at run time, with the step named.
-                    _ => rb
-                        .steps
-                        .iter()
-                        .map(|s| s.id.as_str())
-                        .chain(earlier.iter().copied())
-                        .collect(),
-                };
-                for (_, v) in &step.with {
-                    self.check_value(rb, v, &params, &visible, &all_ids, step.phase);
-                }
-                if let Some(w) = &step.when {
-                    self.check_value(rb, w, &params, &visible, &all_ids, step.phase);
-                }
-                earlier.insert(step.id.as_str());
+        for (at, step) in rb.all_steps().enumerate() {
+            for (_, v) in &step.with {
+                self.check_value(v, &params, &steps, at, step.phase);
+            }
+            if let Some(w) = &step.when {
+                self.check_value(w, &params, &steps, at, step.phase);
             }
         }
     }
 
+    /// Checks the templates of `v`, read by a step that sees the first `visible` steps.
     fn check_value(
         &mut self,
-        rb: &Runbook,
         v: &Value,
         params: &[&str],
-        visible: &HashSet<&str>,
-        all_ids: &[&str],
+        steps: &Steps<'_>,
+        visible: usize,
         phase: Phase,
     ) {
         for text in template::strings(&v.value) {
@@ -707,7 +944,7 @@ impl Validator {
                             self.err(d.suggest(name, RUN_FIELDS.iter().copied()));
                         }
                     }
-                    "steps" => self.check_step_ref(rb, &parts, at, visible, all_ids),
+                    "steps" => self.check_step_ref(&parts, at, steps, visible),
                     "failed_step" if phase != Phase::Rollback => {
                         self.err(Diagnostic::at(
                             at,
@@ -720,18 +957,12 @@ impl Validator {
         }
     }
 
-    fn check_step_ref(
-        &mut self,
-        rb: &Runbook,
-        parts: &[&str],
-        at: Loc,
-        visible: &HashSet<&str>,
-        all_ids: &[&str],
-    ) {
+    fn check_step_ref(&mut self, parts: &[&str], at: Loc, steps: &Steps<'_>, visible: usize) {
         let Some(id) = parts.get(1) else {
             return;
         };
-        let Some(step) = rb.step(id) else {
+        let all_ids = steps.all_ids;
+        let Some(&(position, step)) = steps.index.get(id) else {
             let d = Diagnostic::at(at, format!("no step has the id `{id}`"));
             let d = match suggest(id, all_ids.iter().copied()) {
                 Some(near) => d.help(format!("did you mean `steps.{near}`?")),
@@ -740,7 +971,7 @@ impl Validator {
             self.err(d);
             return;
         };
-        if !visible.contains(id) {
+        if position >= visible {
             self.err(
                 Diagnostic::at(at, format!("step `{id}` has not run yet at this point"))
                     .help("a step can read the outputs of the steps before it"),
@@ -803,6 +1034,13 @@ impl Validator {
             loc
         }
     }
+}
+
+/// The steps of a runbook, for checking references to them.
+struct Steps<'a> {
+    /// Step id → its position in the file (steps, rollback, finally) and the step.
+    index: &'a HashMap<&'a str, (usize, &'a Step)>,
+    all_ids: &'a [&'a str],
 }
 
 /// The place of the input a serde error message names (`missing field `x``, ...).

@@ -128,6 +128,11 @@ pub fn resolve(
             .or(earlier)
             .or_else(|| p.default.clone());
         match value {
+            Some(v) if size(&v) > MAX_VALUE_BYTES => problems.push(format!(
+                "error: the value of param `{}` is {} bytes; at most {MAX_VALUE_BYTES} are taken (put large data in a file and pass its path)",
+                p.name,
+                size(&v)
+            )),
             Some(v) if p.required && !p.allow_empty && is_empty(&v) => problems.push(format!(
                 "error: param `{0}` is empty: a required param needs a value (pass --var {0}=VALUE; or declare `allow_empty: true` if empty is meant)",
                 p.name
@@ -156,6 +161,17 @@ pub fn resolve(
         Ok(Params { values, redactor })
     } else {
         Err(invalid(redactor.redact(&problems.join("\n\n"))))
+    }
+}
+
+/// The longest a param's value may be, in bytes (as JSON, for a list or a mapping): a
+/// value is copied into every template that reads it, so a huge one multiplies.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+
+fn size(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        other => other.to_string().len(),
     }
 }
 

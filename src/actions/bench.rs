@@ -187,7 +187,7 @@ impl Action for BenchRun {
             .await
             .map_err(|e| match e {
                 // A group that is still starting or failing over may answer later.
-                BenchError::Connect { .. } | BenchError::Stopped(_) => {
+                BenchError::Connect { .. } | BenchError::Topology(_) | BenchError::Stopped(_) => {
                     ActionError::transient(crate::error::chain(&e))
                 }
                 other => ActionError::fatal(crate::error::chain(&other)),

@@ -6,9 +6,10 @@
 //! is interrupted or times out, and a resume ends what a killed `runbook` left behind —
 //! so a side effect happens once, not once per attempt that was cut short.
 //!
-//! What a command prints may be huge: the whole of it (secrets masked) goes to
-//! `steps/<id>/stdout` and `stderr` in the run folder; the output `stdout`, which the
-//! journal and the reports keep, holds at most its head and tail.
+//! What a command prints may be huge: the whole of it (secrets masked) is streamed to
+//! `steps/<id>/stdout` and `stderr` in the run folder as it comes; only its head and tail
+//! are held in memory, and the output `stdout`, which the journal and the reports keep,
+//! holds just those.
 
 use std::io::Write as _;
 use std::os::fd::AsRawFd as _;
@@ -111,7 +112,7 @@ impl Action for Exec {
                 Ok(())
             });
         }
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .map_err(|e| ActionError::fatal(format!("cannot start `sh`: {e}")))?;
         drop(gate);
@@ -137,26 +138,30 @@ impl Action for Exec {
             .and_then(|()| open_gate.flush())
             .map_err(|e| ActionError::fatal(format!("cannot start the command: {e}")))?;
         drop(open_gate);
-        let out = child
-            .wait_with_output()
+        let dir = ctx.run_dir.join("steps").join(ctx.step_id);
+        let kept_at = |e: std::io::Error| {
+            ActionError::fatal(format!(
+                "cannot keep the command's output in {}: {e}",
+                dir.display()
+            ))
+        };
+        std::fs::create_dir_all(&dir).map_err(kept_at)?;
+        let (out_pipe, err_pipe) = (child.stdout.take(), child.stderr.take());
+        let redactor = ctx.journal.redactor();
+        let (stdout, stderr) = tokio::try_join!(
+            keep(out_pipe, dir.join("stdout"), redactor.clone()),
+            keep(err_pipe, dir.join("stderr"), redactor.clone()),
+        )
+        .map_err(kept_at)?;
+        let status = child
+            .wait()
             .await
             .map_err(|e| ActionError::fatal(format!("cannot wait for `sh`: {e}")))?;
         // The command ended on its own: what it left running in the background is its business.
         std::mem::forget(group);
-        let stdout = ctx.journal.redact(&String::from_utf8_lossy(&out.stdout));
-        let stderr = ctx.journal.redact(&String::from_utf8_lossy(&out.stderr));
-        let dir = ctx.run_dir.join("steps").join(ctx.step_id);
-        std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::write(dir.join("stdout"), &stdout))
-            .and_then(|()| std::fs::write(dir.join("stderr"), &stderr))
-            .map_err(|e| {
-                ActionError::fatal(format!(
-                    "cannot keep the command's output in {}: {e}",
-                    dir.display()
-                ))
-            })?;
-        let stdout = cap(&stdout, &dir.join("stdout"));
-        let code = out.status.code().unwrap_or(-1);
+        let stdout = stdout.text(&dir.join("stdout"));
+        let stderr = stderr.text(&dir.join("stderr"));
+        let code = status.code().unwrap_or(-1);
         if !self.ok_status.contains(&code) {
             let tail: Vec<&str> = stderr.lines().rev().take(5).map(short_line).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -184,20 +189,80 @@ impl Action for Exec {
     }
 }
 
-/// `text` if it is at most [`KEPT_BYTES`] long, else its head and tail around a marker
-/// that says how much was left out and where the whole is.
-fn cap(text: &str, whole: &std::path::Path) -> String {
-    if text.len() <= KEPT_BYTES {
-        return text.to_string();
+/// Reads `pipe` to its end, writing all of it, masked, to the file `whole`; only its head
+/// and tail stay in memory, so a command that prints gigabytes costs no more than one
+/// that prints a page.
+async fn keep<R: tokio::io::AsyncRead + Unpin>(
+    pipe: Option<R>,
+    whole: PathBuf,
+    redactor: crate::redact::Redactor,
+) -> std::io::Result<Kept> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(&whole).await?);
+    let mut kept = Kept::default();
+    let mut masker = crate::redact::StreamMasker::new(redactor);
+    if let Some(mut pipe) = pipe {
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = pipe.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            let text = masker.push(&buf[..n]);
+            file.write_all(text.as_bytes()).await?;
+            kept.push(&text);
+        }
     }
-    let half = KEPT_BYTES / 2;
-    let head = &text[..text.floor_char_boundary(half)];
-    let tail = &text[text.ceil_char_boundary(text.len() - half)..];
-    format!(
-        "{head}\n… {} bytes left out, whole output in {}\n{tail}",
-        text.len() - head.len() - tail.len(),
-        whole.display()
-    )
+    let text = masker.finish();
+    file.write_all(text.as_bytes()).await?;
+    kept.push(&text);
+    file.flush().await?;
+    Ok(kept)
+}
+
+/// What is kept in memory of a command's (masked) output: its first [`KEPT_BYTES`], and
+/// its last half of that.
+#[derive(Default)]
+struct Kept {
+    head: String,
+    /// The last bytes seen; may start inside a character.
+    tail: Vec<u8>,
+    len: usize,
+}
+
+impl Kept {
+    fn push(&mut self, text: &str) {
+        self.len += text.len();
+        let room = KEPT_BYTES.saturating_sub(self.head.len());
+        self.head
+            .push_str(&text[..text.floor_char_boundary(room.min(text.len()))]);
+        self.tail.extend_from_slice(text.as_bytes());
+        let half = KEPT_BYTES / 2;
+        if self.tail.len() > 2 * half {
+            self.tail.drain(..self.tail.len() - half);
+        }
+    }
+
+    /// The whole output if it is at most [`KEPT_BYTES`] long, else its head and tail around
+    /// a marker that says how much was left out and that the whole is in `whole`.
+    fn text(self, whole: &std::path::Path) -> String {
+        if self.len <= KEPT_BYTES {
+            return self.head;
+        }
+        let half = KEPT_BYTES / 2;
+        let head = &self.head[..self.head.floor_char_boundary(half)];
+        let tail_bytes = &self.tail[self.tail.len().saturating_sub(half)..];
+        let starts = tail_bytes
+            .iter()
+            .position(|&b| (b as i8) >= -0x40)
+            .unwrap_or(tail_bytes.len());
+        let tail = String::from_utf8_lossy(&tail_bytes[starts..]);
+        format!(
+            "{head}\n… {} bytes left out, whole output in {}\n{tail}",
+            self.len - head.len() - tail.len(),
+            whole.display()
+        )
+    }
 }
 
 /// A line cut to [`SHOWN_LINE_BYTES`].

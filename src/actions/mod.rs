@@ -312,6 +312,78 @@ pub static REGISTRY: &[ActionSpec] = &[
         "snapshot.restore",
         "Create a new replication group from a snapshot and wait until it is available.",
     ),
+    forward::spec::<ops::CheckSnapshotExport>(
+        "snapshot.preflight",
+        "Check what AWS requires before a snapshot goes through S3: available, no data tiering, an RDB version the target engine loads.",
+    ),
+    forward::spec::<ops::ExportSnapshot>(
+        "snapshot.export",
+        "Export a snapshot to an S3 bucket as RDB files (CopySnapshot with TargetBucket) and wait until done.",
+    ),
+    forward::spec::<ops::ImportSnapshot>(
+        "snapshot.import",
+        "Create a new replication group seeded from RDB files in S3 (SnapshotArns) and wait until it is available.",
+    ),
+    forward::spec::<ops::DescribeServerless>(
+        "serverless.describe",
+        "Describe a serverless cache: status, engine, version, endpoint, migration status.",
+    ),
+    forward::spec::<ops::PrepareServerlessMigration>(
+        "serverless.prepare_migration",
+        "Name the self-hosted source of an online migration into a serverless cache (PrepareMigration).",
+    ),
+    forward::spec::<ops::StartServerlessMigration>(
+        "serverless.start_migration",
+        "Start or restart the data sync into a serverless cache (StartMigration) and wait until it is in sync.",
+    ),
+    forward::spec::<ops::StopServerlessMigration>(
+        "serverless.stop_migration",
+        "Pause the data sync into a serverless cache (StopMigration); refused during the cutover.",
+    ),
+    forward::spec::<ops::CompleteServerlessMigration>(
+        "serverless.complete_migration",
+        "Cut over to the serverless cache (CompleteMigration); `force: true` stops without ensuring sync.",
+    ),
+    forward::spec::<ops::ModifyServerlessEngine>(
+        "serverless.modify_engine",
+        "Change a serverless cache's engine in place (ModifyServerlessCache) and wait until it is available.",
+    ),
+    forward::spec::<ops::CreateServerlessSnapshot>(
+        "serverless.snapshot",
+        "Snapshot a serverless cache and wait until the snapshot is available.",
+    ),
+    forward::spec::<ops::ExportServerlessSnapshot>(
+        "serverless.export_snapshot",
+        "Export a serverless snapshot to an S3 bucket (ExportServerlessCacheSnapshot) and wait until done.",
+    ),
+    forward::spec::<ops::CreateServerless>(
+        "serverless.create",
+        "Create a serverless cache, empty or from snapshots or RDB files in S3, and wait until it is available.",
+    ),
+    forward::spec::<ops::DeleteServerless>(
+        "serverless.delete",
+        "Delete a serverless cache (optionally after a final snapshot).",
+    ),
+    forward::spec::<ops::CheckHealth>(
+        "group.health",
+        "Check memory use, engine CPU, connections and evictions of a group's nodes against limits; fails listing every one passed.",
+    ),
+    forward::spec::<ops::FailoverGroup>(
+        "group.failover",
+        "Promote a replica of one shard (TestFailover) and wait until the group is available with its new primary.",
+    ),
+    forward::spec::<ops::ModifyReplicas>(
+        "group.modify_replicas",
+        "Set the number of replicas per shard (IncreaseReplicaCount / DecreaseReplicaCount) and wait until available.",
+    ),
+    forward::spec::<ops::ModifyNodeType>(
+        "group.modify_node_type",
+        "Move a group to another node type (ModifyReplicationGroup CacheNodeType) and wait until available.",
+    ),
+    forward::spec::<ops::ModifyParameters>(
+        "parameters.modify",
+        "Set parameters of a cache parameter group (ModifyCacheParameterGroup), make it the group's, and wait until every node applies them.",
+    ),
     forward::spec::<ops::CaptureMetrics>(
         "metrics.capture",
         "Capture the replication group's metrics (CloudWatch on aws) for every earlier step.",

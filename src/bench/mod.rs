@@ -6,6 +6,10 @@
 //! redis-benchmark `-c`/`-P`), commands are encoded once and patched per request, and
 //! replies are framed without building values ([`crate::resp::Conn::batch`]). Plain TCP or
 //! TLS, as the endpoint says. Latency goes into HdrHistograms.
+//!
+//! A cluster-mode endpoint is benchmarked on every shard's primary at once: each shard gets
+//! its share of the connections and keys of its own (a hash tag that lands on it), so no
+//! request is redirected and the figure is the whole cluster's.
 
 mod command;
 
@@ -20,6 +24,7 @@ pub use command::Op;
 use command::{MAX_NUMBER, Template};
 
 use crate::endpoint::{Endpoint, Resolver};
+use crate::resp::cluster::{Topology, TopologyError};
 use crate::resp::{Conn, Pipeline, RespError};
 
 /// How long connecting, or one batch, may take before it counts as failed.
@@ -39,6 +44,9 @@ pub enum BenchError {
         #[source]
         source: RespError,
     },
+    /// A cluster-mode endpoint's shards could not be found.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
     /// A benchmark connection's task ended abnormally.
     #[error("a benchmark connection stopped")]
     Stopped(#[source] tokio::task::JoinError),
@@ -433,6 +441,36 @@ impl Rng {
     }
 }
 
+/// Where one shard of an endpoint is loaded: its primary, and the key prefix that keeps the
+/// phase's keys on it. A standalone endpoint is one lane with the settings' own prefix.
+struct Lane {
+    endpoint: Endpoint,
+    prefix: String,
+}
+
+/// The lanes of `target`: one per shard of a cluster, else one.
+async fn lanes(
+    target: &Labeled,
+    settings: &Settings,
+    resolver: &Resolver,
+) -> Result<Vec<Lane>, BenchError> {
+    let mut conn = open(&target.endpoint, resolver).await?;
+    let topology = Topology::of(&mut conn, &target.endpoint).await?;
+    Ok(topology
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(i, shard)| Lane {
+            endpoint: shard.primary.clone(),
+            prefix: if topology.cluster {
+                format!("{{{}}}{}", topology.tag_for(i), settings.key_prefix)
+            } else {
+                settings.key_prefix.clone()
+            },
+        })
+        .collect())
+}
+
 /// One workload against one endpoint: prepare, connect, run, merge the counts.
 async fn run_phase(
     target: &Labeled,
@@ -442,27 +480,38 @@ async fn run_phase(
 ) -> Result<Vec<OpResult>, BenchError> {
     let ops = workload.ops();
     let value = vec![b'x'; settings.value_size];
-    prepare(target, &ops, settings, &value, resolver).await?;
+    let lanes = lanes(target, settings, resolver).await?;
+    for lane in &lanes {
+        prepare(lane, &ops, settings, &value, resolver).await?;
+    }
 
     let mut total = 0;
-    let plan = Arc::new(Plan {
-        templates: ops
-            .iter()
-            .map(|&(op, _)| Template::new(op, &settings.key_prefix, &value, settings.elements))
-            .collect(),
-        cumulative: ops
-            .iter()
-            .map(|&(_, w)| {
-                total += u64::from(w);
-                total
+    let cumulative: Vec<u64> = ops
+        .iter()
+        .map(|&(_, w)| {
+            total += u64::from(w);
+            total
+        })
+        .collect();
+    let plans: Vec<Arc<Plan>> = lanes
+        .iter()
+        .map(|lane| {
+            Arc::new(Plan {
+                templates: ops
+                    .iter()
+                    .map(|&(op, _)| Template::new(op, &lane.prefix, &value, settings.elements))
+                    .collect(),
+                cumulative: cumulative.clone(),
+                pipeline: settings.pipeline as u64,
+                keyspace: settings.keyspace,
+                elements: settings.elements,
             })
-            .collect(),
-        pipeline: settings.pipeline as u64,
-        keyspace: settings.keyspace,
-        elements: settings.elements,
-    });
+        })
+        .collect();
+    // Connection `i` loads lane `i % lanes`; every shard gets at least one.
+    let connections = settings.connections.max(lanes.len());
     let conns = futures::future::try_join_all(
-        (0..settings.connections).map(|_| open(&target.endpoint, resolver)),
+        (0..connections).map(|i| open(&lanes[i % lanes.len()].endpoint, resolver)),
     )
     .await?;
 
@@ -478,10 +527,11 @@ async fn run_phase(
         .into_iter()
         .enumerate()
         .map(|(i, conn)| {
+            let lane = i % lanes.len();
             let worker = Worker {
-                plan: plan.clone(),
+                plan: plans[lane].clone(),
                 budget: budget.clone(),
-                endpoint: target.endpoint.clone(),
+                endpoint: lanes[lane].endpoint.clone(),
                 resolver: resolver.clone(),
                 rng: Rng(i as u64 ^ 0x5DEE_CE66),
             };
@@ -532,7 +582,7 @@ async fn run_phase(
 /// Writes what the phase's reads read (strings for GET, filled structures for range
 /// reads), in pipelined batches on one connection.
 async fn prepare(
-    target: &Labeled,
+    lane: &Lane,
     ops: &[(Op, u32)],
     settings: &Settings,
     value: &[u8],
@@ -543,27 +593,20 @@ async fn prepare(
     for &(op, _) in ops.iter().filter(|(op, _)| op.reads()) {
         let conn = match &mut conn {
             Some(c) => c,
-            None => conn.insert(open(&target.endpoint, resolver).await?),
+            None => conn.insert(open(&lane.endpoint, resolver).await?),
         };
         let mut first = 0;
         while first < settings.keyspace {
             let last = (first + KEYS_PER_BATCH).min(settings.keyspace);
             let mut p = Pipeline::new();
             for k in first..last {
-                command::prepare(
-                    &mut p,
-                    op,
-                    &settings.key_prefix,
-                    value,
-                    settings.elements,
-                    k,
-                );
+                command::prepare(&mut p, op, &lane.prefix, value, settings.elements, k);
             }
             conn.run(&p, |_, reply| reply.ok().map(drop))
                 .await
                 .map_err(|source| BenchError::Prepare {
                     op: op.name(),
-                    endpoint: target.endpoint.to_string(),
+                    endpoint: lane.endpoint.to_string(),
                     source,
                 })?;
             first = last;

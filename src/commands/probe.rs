@@ -29,7 +29,7 @@ pub struct Args {
     /// Stop after this long (e.g. 30s, 10m); without it, run until Ctrl+C.
     #[arg(long, value_name = "DURATION", value_parser = duration::positive)]
     pub duration: Option<Duration>,
-    /// Time between ticks; each tick writes and reads once.
+    /// Time between ticks (at least 1ms); each tick writes once and reads once.
     #[arg(long, default_value = "10ms", value_name = "DURATION", value_parser = duration::positive)]
     pub interval: Duration,
     /// Per-request timeout.
@@ -51,6 +51,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         .iter()
         .map(|e| Endpoint::parse(e).map_err(|e| invalid(e.to_string())))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.interval < Duration::from_millis(1) {
+        return Err(invalid(
+            "--interval must be at least 1ms: the probe ticks at most once a millisecond",
+        ));
+    }
     let resolver = Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
     let config = ProbeConfig {
         interval: args.interval,
@@ -110,22 +115,37 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     match args.format {
         OutputFormat::Json => println!("{}", report::to_json(&model)),
         OutputFormat::Text => {
+            let o = &model.outcome;
             println!(
-                "{} disconnect(s), {:.2} s without writes, {} lost acknowledged write(s)",
-                model.disconnects.len(),
-                model.outcome.unwritable_s,
-                model.outcome.lost_writes
+                "{} disconnect(s), {} stall(s), {} refusal(s), {} error(s); {} without writes, {} without reads; {} lost acknowledged write(s)",
+                o.disconnects,
+                o.stalls,
+                o.refusals,
+                o.errors,
+                seconds(o.unwritable_s),
+                seconds(o.unreadable_s),
+                o.lost_writes
             );
-            for d in &model.disconnects {
+            if let Some(note) = &o.probe_note {
+                println!("  note: {note}");
+            }
+            for d in &model.outages {
                 println!(
-                    "  {} {} → {}: {:.0} ms ({})",
+                    "  {} {} {} → {}: {:.0} ms {} ({}, {} failed)",
                     d.endpoint,
+                    d.kind,
                     d.start.format("%H:%M:%S%.3f"),
                     d.end.map_or("still down".into(), |t| t
                         .format("%H:%M:%S%.3f")
                         .to_string()),
                     d.duration_ms,
-                    d.cause
+                    d.ops
+                        .iter()
+                        .map(|op| op.as_str())
+                        .collect::<Vec<_>>()
+                        .join("+"),
+                    d.cause,
+                    d.failed_requests
                 );
             }
             for (op, s) in &model.latency {
@@ -140,4 +160,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// `1.23 s`, or `not measured`.
+fn seconds(s: Option<f64>) -> String {
+    s.map_or("not measured".into(), |s| format!("{s:.2} s"))
 }

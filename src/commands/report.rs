@@ -1,4 +1,5 @@
-//! `runbook report RUN_ID`: a run's report as Markdown, HTML or versioned JSON.
+//! `runbook report RUN_ID`: a run's report as text, Markdown, HTML or versioned JSON, or
+//! with `--compare OTHER_RUN_ID` two runs side by side, step by step.
 
 use std::path::PathBuf;
 
@@ -16,29 +17,34 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Format::Md)]
     pub format: Format,
     /// Write to this file (a Markdown report's charts go next to it); default: stdout
-    /// for JSON, `report.<format>` in the run folder otherwise.
+    /// for text and JSON, `report.<format>` in the run folder otherwise
+    /// (`compare-<OTHER_RUN_ID>.<format>` with `--compare`).
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Set this run (A) and another one (B) side by side, step by step: durations,
+    /// outages, latency percentiles, parity.
+    #[arg(long, value_name = "OTHER_RUN_ID")]
+    pub compare: Option<String>,
 }
 
-pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
-    let as_path = PathBuf::from(&args.run_id);
-    let by_id = state::check_run_id(&args.run_id)
+/// The folder of a run given by id or path, checked to be readable.
+fn run_dir(global: &Global, run_id: &str) -> anyhow::Result<PathBuf> {
+    let as_path = PathBuf::from(run_id);
+    let by_id = state::check_run_id(run_id)
         .ok()
-        .map(|()| global.state_dir.join("runs").join(&args.run_id))
+        .map(|()| global.state_dir.join("runs").join(run_id))
         .filter(|d| d.join("run.json").is_file());
     let dir = if let Some(by_id) = by_id {
         by_id
     } else if as_path.join("journal.jsonl").is_file() || as_path.join("probe").is_dir() {
         as_path
-    } else if let Err(why) = state::check_run_id(&args.run_id) {
+    } else if let Err(why) = state::check_run_id(run_id) {
         return Err(invalid(format!(
             "{why}; nor is it a run or probe folder (one that holds journal.jsonl or probe/)"
         )));
     } else {
         return Err(invalid(format!(
-            "no run `{}` in {} (list the runs with `runbook runs`)",
-            args.run_id,
+            "no run `{run_id}` in {} (list the runs with `runbook runs`)",
             global.state_dir.join("runs").display()
         )));
     };
@@ -46,7 +52,42 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     if let (Ok(meta), Err(e)) = (state::read_meta(&dir), state::replay(&dir)) {
         return Err(anyhow::Error::from(e).context(state::repair_hint(&meta.id)));
     }
+    Ok(dir)
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
+    let dir = run_dir(global, &args.run_id)?;
+    if let Some(other) = &args.compare {
+        let other_dir = run_dir(global, other)?;
+        let comparison = report::compare(&report::build(&dir)?, &report::build(&other_dir)?);
+        let text = report::render_comparison(&comparison, args.format)?;
+        let path = match (&args.output, args.format) {
+            (None, Format::Text | Format::Json) => {
+                print!("{text}");
+                if !text.ends_with('\n') {
+                    println!();
+                }
+                return Ok(Outcome::Success);
+            }
+            (Some(path), _) => path.clone(),
+            (None, format) => {
+                let name = other_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "other".into());
+                dir.join(format!("compare-{name}.{}", format.extension()))
+            }
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("{}", path.display());
+        return Ok(Outcome::Success);
+    }
     match (&args.output, args.format) {
+        (None, Format::Text) => print!("{}", report::to_text(&report::build(&dir)?)),
         (None, Format::Json) => println!("{}", report::to_json(&report::build(&dir)?)),
         (output, format) => {
             let path = output

@@ -148,12 +148,19 @@ fn repair(dir: &std::path::Path, id: &str, yes: bool) -> anyhow::Result<Outcome>
             }
         )
     };
-    println!(
-        "repair: keep lines 1-{} and remove lines {}-{}; {unfinished}",
-        repair.keep,
-        repair.keep + 1,
-        repair.lines
-    );
+    if repair.keep == repair.lines {
+        println!(
+            "repair: take lines 1-{}, all that is left, as the whole journal; {unfinished}",
+            repair.keep
+        );
+    } else {
+        println!(
+            "repair: keep lines 1-{} and remove lines {}-{}; {unfinished}",
+            repair.keep,
+            repair.keep + 1,
+            repair.lines
+        );
+    }
     if !yes {
         println!("nothing was changed; pass --yes to do it");
         return Ok(Outcome::Failed);

@@ -77,7 +77,14 @@ pub fn schema() -> Value {
             "env": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
                 "description": "Environment variables whose values are not secret; any other `env.NAME` is masked."},
             "probe": {"type": "object", "required": ["endpoints"], "additionalProperties": false, "properties": {
-                "endpoints": {"type": "array", "items": {"type": "string"}},
+                "endpoints": {"type": "array", "items": {"oneOf": [
+                    {"type": "string"},
+                    {"type": "object", "required": ["name", "endpoint"], "additionalProperties": false,
+                     "properties": {"name": {"type": "string"}, "endpoint": {"type": "string"}}}]}},
+                "clients": {"type": "array", "items": {"oneOf": [
+                    {"type": "string"},
+                    {"type": "object", "required": ["endpoint"], "additionalProperties": false,
+                     "properties": {"endpoint": {"type": "string"}, "from": {"type": "string"}}}]}},
                 "interval": {"$ref": "#/$defs/duration"},
                 "timeout": {"$ref": "#/$defs/duration"},
                 "key_prefix": {"type": "string"}}},

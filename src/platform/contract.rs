@@ -518,3 +518,724 @@ impl From<crate::actions::metrics::StepWindow> for Window {
         }
     }
 }
+
+// ---- serverless caches -------------------------------------------------------------
+
+/// What a serverless cache looks like right now.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ServerlessInfo {
+    pub name: String,
+    /// `available`, `creating`, `modifying`, `deleting`, …
+    pub status: String,
+    pub engine: String,
+    /// E.g. `8`.
+    pub major_engine_version: String,
+    /// E.g. `8.1.1`.
+    pub full_engine_version: String,
+    /// `host:port` of the one endpoint (it owns every hash slot).
+    pub endpoint: String,
+    /// `host:port` of the reader endpoint.
+    pub reader_endpoint: String,
+    /// The endpoint as a URL: `rediss://` when it serves TLS (always, on ElastiCache).
+    pub url: String,
+    pub tls: bool,
+    pub arn: String,
+    /// The migration's status as ElastiCache reports it; empty when none was prepared.
+    pub migration_status: String,
+}
+
+/// `serverless.describe`: status, engine, version and endpoint of a serverless cache.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DescribeServerless {
+    /// The serverless cache's name.
+    pub serverless_cache: String,
+}
+
+impl Request for DescribeServerless {
+    type Reply = ServerlessInfo;
+    const EFFECT: Effect = Effect::Observes;
+}
+
+/// `serverless.prepare_migration`: name the self-hosted source of an online migration into a
+/// serverless cache (elasticache:PrepareMigration) and wait until the cache is ready for it.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrepareServerlessMigration {
+    /// The serverless cache that will receive the data (available and empty).
+    pub serverless_cache: String,
+    /// The self-hosted source, `host:port` or `redis://host:port` (no password here: see
+    /// `source_secret_arn`).
+    pub source: String,
+    /// A Secrets Manager secret holding the source's credentials. ElastiCache reads it
+    /// (secretsmanager:GetSecretValue is granted to ElastiCache, not to this tool).
+    #[serde(default)]
+    pub source_secret_arn: Option<String>,
+    /// The source serves TLS.
+    #[serde(default)]
+    pub source_tls: bool,
+}
+
+impl PrepareServerlessMigration {
+    pub fn source(&self) -> Result<Endpoint, ActionError> {
+        let source = parse_source(&self.source)?;
+        if source.password.is_some() {
+            return Err(ActionError::fatal(format!(
+                "source {source}: put the source's credentials in a Secrets Manager secret and pass its ARN as source_secret_arn, not in the URL"
+            )));
+        }
+        Ok(source)
+    }
+}
+
+impl Request for PrepareServerlessMigration {
+    type Reply = ServerlessInfo;
+    const EFFECT: Effect = Effect::Changes;
+}
+
+/// `serverless.start_migration`: start (or restart) the data sync from the prepared source
+/// (elasticache:StartMigration with ServerlessCacheName) and wait until it is in sync.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartServerlessMigration {
+    /// The prepared serverless cache.
+    pub serverless_cache: String,
+    /// ElastiCache completes the migration by itself once in sync.
+    #[serde(default)]
+    pub auto_cutover: bool,
+    /// Delete the cache's data before the sync begins; required to start again after
+    /// `serverless.stop_migration`.
+    #[serde(default)]
+    pub clear_target_cache_data: bool,
+}
+
+impl Request for StartServerlessMigration {
+    type Reply = ServerlessInfo;
+    const EFFECT: Effect = Effect::Destructive;
+}
+
+/// `serverless.stop_migration`: pause the data sync (elasticache:StopMigration); refused
+/// during the cutover.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopServerlessMigration {
+    /// The migrating serverless cache.
+    pub serverless_cache: String,
+}
+
+impl Request for StopServerlessMigration {
+    type Reply = ServerlessInfo;
+    const EFFECT: Effect = Effect::Changes;
+}
+
+/// `serverless.complete_migration`: cut over to the serverless cache
+/// (elasticache:CompleteMigration with ServerlessCacheName); `force: true` stops without
+/// ensuring sync (a rollback).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteServerlessMigration {
+    /// The migrating serverless cache.
+    pub serverless_cache: String,
+    /// Stop without ensuring the cache has caught up.
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ServerlessMigrationCompleted {
+    #[serde(flatten)]
+    pub cache: ServerlessInfo,
+    /// True when it was asked to stop without ensuring sync.
+    pub forced: bool,
+}
+
+impl Request for CompleteServerlessMigration {
+    type Reply = ServerlessMigrationCompleted;
+    const EFFECT: Effect = Effect::Destructive;
+
+    fn effect(&self) -> Effect {
+        if self.force {
+            Effect::Destructive
+        } else {
+            Effect::Changes
+        }
+    }
+}
+
+/// `serverless.modify_engine`: change a serverless cache's engine in place
+/// (elasticache:ModifyServerlessCache), wait until it is available.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModifyServerlessEngine {
+    /// The serverless cache's name.
+    pub serverless_cache: String,
+    /// `valkey` (from `redis`; AWS documents no way back).
+    pub engine: String,
+    /// E.g. `8`.
+    #[serde(default)]
+    pub major_engine_version: Option<String>,
+}
+
+impl Request for ModifyServerlessEngine {
+    type Reply = ServerlessInfo;
+    const EFFECT: Effect = Effect::Destructive;
+}
+
+/// `serverless.snapshot`: snapshot a serverless cache and wait until it is available.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateServerlessSnapshot {
+    /// The serverless cache to back up.
+    pub serverless_cache: String,
+    /// The snapshot's name.
+    pub snapshot: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ServerlessSnapshotInfo {
+    pub snapshot: String,
+    /// What `serverless.create` takes in `snapshot_arns`.
+    pub arn: String,
+    pub serverless_cache: String,
+    /// `available`.
+    pub status: String,
+    pub engine: String,
+    pub major_engine_version: String,
+}
+
+impl Request for CreateServerlessSnapshot {
+    type Reply = ServerlessSnapshotInfo;
+    const EFFECT: Effect = Effect::Changes;
+}
+
+/// RDB files in an S3 bucket, made by an export.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SnapshotExported {
+    pub snapshot: String,
+    pub bucket: String,
+    /// The S3 objects' ARNs (`arn:aws:s3:::bucket/key`), one per shard: what
+    /// `snapshot.import` takes in `snapshot_arns`, `serverless.create` too.
+    pub objects: Vec<String>,
+    /// The first of `objects` (the only one of a group without cluster mode), for a
+    /// runbook to pass on as one value.
+    pub first_object: String,
+}
+
+impl SnapshotExported {
+    pub fn new(snapshot: &str, bucket: &str, objects: Vec<String>) -> SnapshotExported {
+        SnapshotExported {
+            snapshot: snapshot.to_string(),
+            bucket: bucket.to_string(),
+            first_object: objects.first().cloned().unwrap_or_default(),
+            objects,
+        }
+    }
+}
+
+/// `serverless.export_snapshot`: export a serverless snapshot to an S3 bucket of the same
+/// region (elasticache:ExportServerlessCacheSnapshot), wait until done.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportServerlessSnapshot {
+    /// The serverless snapshot.
+    pub snapshot: String,
+    /// The S3 bucket, in the snapshot's region, that grants ElastiCache write access.
+    pub bucket: String,
+}
+
+impl Request for ExportServerlessSnapshot {
+    type Reply = SnapshotExported;
+    const EFFECT: Effect = Effect::Changes;
+}
+
+/// `serverless.create`: a new serverless cache, empty or seeded from snapshots
+/// (`SnapshotArnsToRestore`: a serverless snapshot's ARN or RDB files in S3), waited for
+/// until available.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateServerless {
+    /// The new cache's name.
+    pub serverless_cache: String,
+    /// `valkey` or `redis`.
+    pub engine: String,
+    /// E.g. `8`.
+    #[serde(default)]
+    pub major_engine_version: Option<String>,
+    /// What to load: ARNs of serverless snapshots or of RDB files in S3.
+    #[serde(default)]
+    pub snapshot_arns: Vec<String>,
+}
+
+impl Request for CreateServerless {
+    type Reply = ServerlessInfo;
+    const EFFECT: Effect = Effect::Changes;
+}
+
+/// `serverless.delete`: delete a serverless cache (optionally keeping a final snapshot).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteServerless {
+    /// The serverless cache's name.
+    pub serverless_cache: String,
+    /// A snapshot to take before the cache goes.
+    #[serde(default)]
+    pub final_snapshot: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ServerlessDeleted {
+    pub serverless_cache: String,
+    /// False when there was no such cache to delete.
+    pub deleted: bool,
+}
+
+impl Request for DeleteServerless {
+    type Reply = ServerlessDeleted;
+    const EFFECT: Effect = Effect::Destructive;
+}
+
+// ---- snapshots through S3 ----------------------------------------------------------
+
+/// `snapshot.export`: copy a node-based snapshot to an S3 bucket as RDB files
+/// (elasticache:CopySnapshot with TargetBucket), wait until done.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSnapshot {
+    /// The snapshot to export.
+    pub snapshot: String,
+    /// The S3 bucket, in the snapshot's region, that grants ElastiCache write access.
+    pub bucket: String,
+}
+
+impl Request for ExportSnapshot {
+    type Reply = SnapshotExported;
+    const EFFECT: Effect = Effect::Changes;
+}
+
+/// `snapshot.preflight`: what AWS requires before a snapshot goes through S3 into a new
+/// group: the snapshot is available, was not taken with data tiering, and holds an RDB
+/// version the target engine loads.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSnapshotExport {
+    /// The snapshot that will be exported.
+    pub snapshot: String,
+    /// The bucket it will be exported to.
+    pub bucket: String,
+    /// The engine of the group that will load it.
+    pub engine: String,
+    /// Its version, e.g. `8.2`.
+    #[serde(default)]
+    pub engine_version: Option<String>,
+}
+
+impl Request for CheckSnapshotExport {
+    type Reply = TargetChecks;
+    const EFFECT: Effect = Effect::Observes;
+}
+
+/// `snapshot.import`: a new replication group seeded from RDB files in S3
+/// (elasticache:CreateReplicationGroup with SnapshotArns), waited for until available.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportSnapshot {
+    /// The RDB files' ARNs, `arn:aws:s3:::bucket/key`.
+    pub snapshot_arns: Vec<String>,
+    /// The id of the new replication group.
+    pub replication_group: String,
+    /// `valkey` or `redis`.
+    pub engine: String,
+    /// E.g. `8.2`.
+    #[serde(default)]
+    pub engine_version: Option<String>,
+    /// The node type (aws); by default cache.t4g.small.
+    #[serde(default)]
+    pub node_type: Option<String>,
+    /// Replicas besides the primary.
+    #[serde(default = "one")]
+    pub replicas: u32,
+}
+
+impl Request for ImportSnapshot {
+    type Reply = GroupInfo;
+    const EFFECT: Effect = Effect::Changes;
+}
+
+/// The bucket and key of an S3 object's ARN (`arn:aws:s3:::bucket/key`).
+pub fn s3_object(arn: &str) -> Result<(&str, &str), ActionError> {
+    arn.strip_prefix("arn:aws:s3:::")
+        .and_then(|rest| rest.split_once('/'))
+        .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
+        .ok_or_else(|| {
+            ActionError::fatal(format!(
+                "`{arn}` is not the ARN of an S3 object; write arn:aws:s3:::BUCKET/KEY"
+            ))
+        })
+}
+
+/// The ARN of the RDB file an export to `bucket` makes for shard `shard` (1-based) of
+/// `snapshot`, as ElastiCache names it (`snapshot-0001.rdb`).
+pub fn exported_object(bucket: &str, snapshot: &str, shard: usize) -> String {
+    format!("arn:aws:s3:::{bucket}/{snapshot}-{shard:04}.rdb")
+}
+
+/// `major.minor` of a version string (`7.0.15` → (7, 0)); none when it does not start so.
+pub fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next().map_or(Some(0), |m| m.parse().ok())?;
+    Some((major, minor))
+}
+
+/// Why a source cannot migrate online into a serverless cache of `target_version`
+/// (AWS: Redis OSS 4.0 to 7.2 or Valkey 7.2 to 8.1, not newer than the target).
+pub fn serverless_source_problem(
+    engine: &str,
+    version: &str,
+    target_version: &str,
+) -> Option<String> {
+    let Some(v) = major_minor(version) else {
+        return Some(format!("the source's version `{version}` cannot be read"));
+    };
+    let supported = match engine {
+        "valkey" => ((7, 2), (8, 1)),
+        _ => ((4, 0), (7, 2)),
+    };
+    let label = if engine == "valkey" {
+        "Valkey"
+    } else {
+        "Redis OSS"
+    };
+    if v < supported.0 || v > supported.1 {
+        return Some(format!(
+            "the source runs {label} {version}; a serverless migration takes {label} {}.{} to {}.{}",
+            supported.0.0, supported.0.1, supported.1.0, supported.1.1
+        ));
+    }
+    if engine == "valkey"
+        && let Some(t) = major_minor(target_version)
+        && v > t
+    {
+        return Some(format!(
+            "the source runs Valkey {version}, newer than the serverless cache's {target_version}"
+        ));
+    }
+    None
+}
+
+/// Why a `target_engine` at `target_version` cannot load an RDB written by `engine` at
+/// `version`: Valkey's RDB is not Redis's, Redis 7.4 and later write RDB 12 which Valkey
+/// 7.x/8.x refuse, and no engine loads an RDB of a newer version of itself.
+pub fn rdb_problem(
+    engine: &str,
+    version: &str,
+    target_engine: &str,
+    target_version: Option<&str>,
+) -> Option<String> {
+    let (from, to) = (major_minor(version), target_version.and_then(major_minor));
+    match (engine, target_engine) {
+        ("valkey", "redis") => Some(format!(
+            "the snapshot was written by Valkey {version}: Redis OSS cannot load Valkey's RDB; load it into valkey"
+        )),
+        ("redis", "valkey") if from >= Some((7, 4)) && to.is_none_or(|t| t < (9, 0)) => {
+            Some(format!(
+                "the snapshot was written by Redis {version} (RDB 12), which Valkey 7.x/8.x refuse; take it from Redis 7.2 or earlier"
+            ))
+        }
+        (a, b) if a == b && from.is_some() && to.is_some() && from > to => Some(format!(
+            "the snapshot was written by {engine} {version}, newer than the target's {}",
+            target_version.unwrap_or_default()
+        )),
+        _ => None,
+    }
+}
+
+/// What S3 would refuse in a bucket name (3 to 63 lowercase letters, digits, dots, hyphens).
+pub fn bucket_name_problem(name: &str) -> Option<String> {
+    let ok = (3..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    (!ok).then(|| {
+        format!("`{name}` is not an S3 bucket name (3 to 63 lowercase letters, digits, dots and hyphens)")
+    })
+}
+
+// ---- everyday changes of a replication group ---------------------------------------
+
+/// `group.failover`: promote a replica of one shard (elasticache:TestFailover), wait until
+/// the group is available with the new primary.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverGroup {
+    /// The replication group id.
+    pub replication_group: String,
+    /// The shard (node group) to fail over, `0001`, …; by default the first.
+    #[serde(default)]
+    pub node_group: Option<String>,
+}
+
+impl FailoverGroup {
+    /// The shard asked for, `0001` by default.
+    pub fn node_group(&self) -> &str {
+        self.node_group.as_deref().unwrap_or("0001")
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FailedOver {
+    #[serde(flatten)]
+    pub group: GroupInfo,
+    /// The shard that failed over.
+    pub node_group: String,
+    /// The node id of its primary before, and after.
+    pub old_primary: String,
+    pub new_primary: String,
+}
+
+impl Request for FailoverGroup {
+    type Reply = FailedOver;
+    const EFFECT: Effect = Effect::Destructive;
+}
+
+/// `group.modify_replicas`: the number of replicas in each shard
+/// (elasticache:IncreaseReplicaCount / DecreaseReplicaCount), waited for until available.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModifyReplicas {
+    /// The replication group id.
+    pub replication_group: String,
+    /// Replicas per shard, besides its primary (0 to 5).
+    pub replicas: u32,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ReplicasModified {
+    #[serde(flatten)]
+    pub group: GroupInfo,
+    /// Replicas per shard before the change (the fewest of any shard).
+    pub replicas_before: u32,
+    /// Replicas per shard now.
+    pub replicas: u32,
+}
+
+impl Request for ModifyReplicas {
+    type Reply = ReplicasModified;
+    const EFFECT: Effect = Effect::Changes;
+}
+
+/// The most replicas ElastiCache gives a shard.
+pub const MAX_REPLICAS: u32 = 5;
+
+impl ModifyReplicas {
+    /// The count, refused when ElastiCache would refuse it.
+    pub fn checked(&self) -> Result<u32, ActionError> {
+        if self.replicas > MAX_REPLICAS {
+            return Err(ActionError::fatal(format!(
+                "replicas: {} asked for; a shard has at most {MAX_REPLICAS} replicas",
+                self.replicas
+            )));
+        }
+        Ok(self.replicas)
+    }
+}
+
+/// `group.modify_node_type`: move a group to another node type
+/// (elasticache:ModifyReplicationGroup CacheNodeType), waited for until available.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModifyNodeType {
+    /// The replication group id.
+    pub replication_group: String,
+    /// E.g. `cache.r7g.large`.
+    pub node_type: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct NodeTypeModified {
+    #[serde(flatten)]
+    pub group: GroupInfo,
+    /// The node type before the change (empty when not known).
+    pub node_type_before: String,
+    pub node_type: String,
+}
+
+impl Request for ModifyNodeType {
+    type Reply = NodeTypeModified;
+    const EFFECT: Effect = Effect::Destructive;
+}
+
+/// `parameters.modify`: set parameters of a cache parameter group
+/// (elasticache:ModifyCacheParameterGroup), make it the group's parameter group if it is
+/// not, and wait until every node applies them.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModifyParameters {
+    /// The replication group whose nodes use the parameter group.
+    pub replication_group: String,
+    /// A custom cache parameter group (a `default.*` one cannot be changed).
+    pub parameter_group: String,
+    /// Parameter name → value, e.g. `maxmemory-policy: volatile-lru`.
+    pub parameters: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ParametersModified {
+    pub replication_group: String,
+    pub parameter_group: String,
+    /// Each parameter asked for and its value now.
+    pub parameters: BTreeMap<String, String>,
+    /// The parameters whose value changed.
+    pub changed: Vec<String>,
+    /// `in-sync` once every node applies them.
+    pub apply_status: String,
+}
+
+impl Request for ModifyParameters {
+    type Reply = ParametersModified;
+    const EFFECT: Effect = Effect::Changes;
+}
+
+impl ModifyParameters {
+    /// Refused when there is nothing to set or the group is one AWS keeps fixed.
+    pub fn checked(&self) -> Result<(), ActionError> {
+        if self.parameters.is_empty() {
+            return Err(ActionError::fatal(
+                "parameters: name at least one parameter to set, e.g. `maxmemory-policy: volatile-lru`",
+            ));
+        }
+        if self.parameter_group.starts_with("default.") {
+            return Err(ActionError::fatal(format!(
+                "`{}` is a default parameter group, which ElastiCache does not let anyone change; create a custom one (AWS::ElastiCache::ParameterGroup) and name it",
+                self.parameter_group
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `group.health`: the troubles an everyday change must not start from or end in: memory
+/// use, evictions, CPU and connections (CloudWatch over `window` on aws; INFO locally).
+/// Fails listing every threshold passed.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckHealth {
+    /// The replication group id.
+    pub replication_group: String,
+    /// The highest DatabaseMemoryUsagePercentage allowed on any node.
+    #[serde(default = "ninety")]
+    pub max_memory_percent: f64,
+    /// The highest EngineCPUUtilization allowed on any node.
+    #[serde(default = "ninety")]
+    pub max_cpu_percent: f64,
+    /// The most CurrConnections allowed on any node.
+    #[serde(default = "max_connections")]
+    pub max_connections: u64,
+    /// The most evictions allowed (over the window on aws, since start locally); by default
+    /// they are counted, not limited.
+    #[serde(default)]
+    pub max_evictions: Option<u64>,
+    /// How far back CloudWatch is read on aws, e.g. `15m`.
+    #[serde(default = "health_window", with = "crate::duration::serde_text")]
+    #[schemars(with = "String")]
+    pub window: std::time::Duration,
+}
+
+fn ninety() -> f64 {
+    90.0
+}
+
+/// ElastiCache's `maxclients`.
+fn max_connections() -> u64 {
+    65_000
+}
+
+fn health_window() -> std::time::Duration {
+    std::time::Duration::from_secs(15 * 60)
+}
+
+/// What the nodes went through, the highest of any node (evictions: their sum).
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+pub struct HealthFigures {
+    pub memory_percent: f64,
+    pub cpu_percent: f64,
+    pub connections: u64,
+    pub evictions: u64,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Health {
+    pub replication_group: String,
+    #[serde(flatten)]
+    pub figures: HealthFigures,
+    /// One check per trouble; all passed (a failed one fails the step).
+    pub checks: Vec<Check>,
+}
+
+impl Request for CheckHealth {
+    type Reply = Health;
+    const EFFECT: Effect = Effect::Observes;
+}
+
+impl CheckHealth {
+    /// The checks of `figures` against the thresholds; `measured` says where they come from.
+    pub fn judge(&self, figures: HealthFigures, measured: &str) -> Result<Health, ActionError> {
+        let mut checks = vec![
+            Check::new(
+                "memory",
+                figures.memory_percent <= self.max_memory_percent,
+                format!(
+                    "{:.1}% of maxmemory used at most (limit {}%), {measured}",
+                    figures.memory_percent, self.max_memory_percent
+                ),
+            ),
+            Check::new(
+                "cpu",
+                figures.cpu_percent <= self.max_cpu_percent,
+                format!(
+                    "{:.1}% engine CPU at most (limit {}%), {measured}",
+                    figures.cpu_percent, self.max_cpu_percent
+                ),
+            ),
+            Check::new(
+                "connections",
+                figures.connections <= self.max_connections,
+                format!(
+                    "{} client connections at most (limit {})",
+                    figures.connections, self.max_connections
+                ),
+            ),
+        ];
+        checks.push(match self.max_evictions {
+            Some(max) => Check::new(
+                "evictions",
+                figures.evictions <= max,
+                format!("{} keys evicted (limit {max})", figures.evictions),
+            ),
+            None => Check::new(
+                "evictions",
+                true,
+                format!("{} keys evicted (counted, not limited)", figures.evictions),
+            ),
+        });
+        let failed: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        if !failed.is_empty() {
+            return Err(ActionError::fatal(format!(
+                "{} is not healthy enough for the change: {}",
+                self.replication_group,
+                failed.join("; ")
+            )));
+        }
+        Ok(Health {
+            replication_group: self.replication_group.clone(),
+            figures,
+            checks,
+        })
+    }
+}

@@ -9,10 +9,14 @@ use serde::Serialize;
 
 use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
 pub use contract::{
-    CaptureMetrics, CheckMigrationTarget, CompleteMigration, CreateSnapshot, DeleteGroup,
-    DeleteStack, DeployStack, DescribeGroup, GroupInfo, Handles, ModifyEngine, NodeInfo, Request,
-    RestoreSnapshot, ShardInfo, StartMigration, TestMigration,
+    CaptureMetrics, CheckMigrationTarget, CheckSnapshotExport, CompleteMigration,
+    CompleteServerlessMigration, CreateServerless, CreateServerlessSnapshot, CreateSnapshot,
+    DeleteGroup, DeleteServerless, DeleteStack, DeployStack, DescribeGroup, DescribeServerless,
+    ExportServerlessSnapshot, ExportSnapshot, GroupInfo, Handles, ImportSnapshot, ModifyEngine,
+    ModifyServerlessEngine, NodeInfo, PrepareServerlessMigration, Request, RestoreSnapshot,
+    ShardInfo, StartMigration, StartServerlessMigration, StopServerlessMigration, TestMigration,
 };
+pub use contract::{CheckHealth, FailoverGroup, ModifyNodeType, ModifyParameters, ModifyReplicas};
 
 /// Which control plane a run drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
@@ -48,6 +52,24 @@ pub trait Platform:
     + Handles<CreateSnapshot>
     + Handles<RestoreSnapshot>
     + Handles<CaptureMetrics>
+    + Handles<DescribeServerless>
+    + Handles<PrepareServerlessMigration>
+    + Handles<StartServerlessMigration>
+    + Handles<StopServerlessMigration>
+    + Handles<CompleteServerlessMigration>
+    + Handles<ModifyServerlessEngine>
+    + Handles<CreateServerlessSnapshot>
+    + Handles<ExportServerlessSnapshot>
+    + Handles<CreateServerless>
+    + Handles<DeleteServerless>
+    + Handles<ExportSnapshot>
+    + Handles<CheckSnapshotExport>
+    + Handles<ImportSnapshot>
+    + Handles<FailoverGroup>
+    + Handles<ModifyReplicas>
+    + Handles<ModifyNodeType>
+    + Handles<ModifyParameters>
+    + Handles<CheckHealth>
 {
     fn kind(&self) -> PlatformKind;
 }

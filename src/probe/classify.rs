@@ -47,15 +47,6 @@ impl ErrorClass {
         }
     }
 
-    /// Whether the connection is unusable after this error (the server answered
-    /// otherwise, and the connection can be kept).
-    pub fn drops_connection(self) -> bool {
-        matches!(
-            self,
-            ErrorClass::Refused | ErrorClass::Reset | ErrorClass::Timeout | ErrorClass::Other
-        )
-    }
-
     /// Classifies a failed request or connection attempt.
     pub fn of(err: &RespError) -> ErrorClass {
         match err {
@@ -85,6 +76,49 @@ impl ErrorClass {
             b"NOPERM" | b"WRONGPASS" | b"NOAUTH" => ErrorClass::Auth,
             _ => ErrorClass::Other,
         }
+    }
+}
+
+/// What kind of trouble a run of failed requests was: each points to another cause and
+/// asks for another reading of its duration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutageKind {
+    /// The server answered with an error that is neither a refusal nor a connection failure
+    /// (MOVED, OOM, NOPERM, ERR…).
+    Error,
+    /// The server refused the request as it is meant to in its state: READONLY on a replica
+    /// (a migration target that replicates), LOADING while it loads its data set.
+    Refusal,
+    /// No answer within the timeout while the connection stayed open (a frozen server, a
+    /// paused client, a fork).
+    Stall,
+    /// The connection failed: refused, reset, closed, or it could not be opened in time.
+    Disconnect,
+}
+
+impl OutageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutageKind::Error => "error",
+            OutageKind::Refusal => "refusal",
+            OutageKind::Stall => "stall",
+            OutageKind::Disconnect => "disconnect",
+        }
+    }
+
+    /// The kind of an error reply of the server (the connection is fine).
+    pub fn of_reply(class: ErrorClass) -> OutageKind {
+        match class {
+            ErrorClass::Readonly | ErrorClass::Loading => OutageKind::Refusal,
+            _ => OutageKind::Error,
+        }
+    }
+}
+
+impl fmt::Display for OutageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -130,7 +164,12 @@ mod tests {
                 "{text}"
             );
         }
-        assert!(!ErrorClass::Readonly.drops_connection());
-        assert!(ErrorClass::Reset.drops_connection());
+        let kinds = [ErrorClass::Readonly, ErrorClass::Loading, ErrorClass::Moved]
+            .map(OutageKind::of_reply);
+        assert_eq!(
+            kinds,
+            [OutageKind::Refusal, OutageKind::Refusal, OutageKind::Error]
+        );
+        assert!(OutageKind::Disconnect > OutageKind::Stall);
     }
 }

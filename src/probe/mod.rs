@@ -1,8 +1,10 @@
 //! The background probe: what the cache's clients feel while a runbook runs.
 //!
-//! One task per endpoint issues a write and a read on a fixed open-loop schedule,
-//! classifies failures, turns runs of failures into disconnect events, counts lost
-//! acknowledged writes and tags every sample with the step running at that moment.
+//! Per endpoint, a write lane and a read lane each issue one request a tick on a fixed
+//! open-loop schedule, on connections of their own; failures are classified, runs of
+//! failures become outage events of a kind (disconnect, stall, refusal, error), lost
+//! acknowledged writes are counted and every sample is tagged with the step running at
+//! its scheduled time.
 //! Everything goes to files under the run directory as it happens ([`record`]), so the
 //! report survives a crash and memory stays bounded. The probe never blocks or fails
 //! the run: its own problems are printed once and otherwise ignored.
@@ -19,8 +21,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::endpoint::{Endpoint, Resolver};
-pub use classify::ErrorClass;
-pub use record::{Op, ProbeEvent, Recorder, Second};
+pub use classify::{ErrorClass, OutageKind};
+pub use record::{ClientsAt, Op, ProbeEvent, Recorder, Second};
 
 /// How the probe samples.
 #[derive(Clone, Debug)]
@@ -107,8 +109,23 @@ impl RunProbe {
         }
     }
 
+    /// Records where the application's clients are, step by step (`probe.clients`).
+    pub fn clients(&self, plan: Vec<ClientsAt>) {
+        if let Some(recorder) = &self.shared.recorder {
+            recorder.event(&ProbeEvent::Clients {
+                ts: chrono::Utc::now(),
+                plan,
+            });
+        }
+    }
+
     /// Starts probing `endpoint` (once; later calls for the same endpoint do nothing).
     pub fn watch(&self, endpoint: Endpoint) {
+        self.watch_named(endpoint, None);
+    }
+
+    /// Starts probing `endpoint`, which the runbook calls `name`.
+    pub fn watch_named(&self, endpoint: Endpoint, name: Option<String>) {
         let shared = &self.shared;
         let Some(recorder) = &shared.recorder else {
             return;
@@ -119,6 +136,7 @@ impl RunProbe {
         }
         let sampler = sampler::Sampler {
             endpoint: endpoint.clone(),
+            name,
             resolver: shared.resolver.clone(),
             config: shared.config.clone(),
             key: format!("{}{}:{}", shared.config.key_prefix, shared.tag, tasks.len()),

@@ -1,8 +1,9 @@
 //! What the probe writes to disk, and the writer that batches it.
 //!
 //! Two JSON-lines files under `<run dir>/probe/`: `events.jsonl` (every connection,
-//! error, disconnect and lost-write event) and `seconds.jsonl` (one line per second,
-//! endpoint, step and operation, with an HdrHistogram of that second's latencies). Memory
+//! error, outage and lost-write event) and `seconds.jsonl` (one line per second,
+//! endpoint, step and operation, with an HdrHistogram of that second's latencies and the
+//! worst latency and the errors of each tenth of it, for a sub-second timeline). Memory
 //! stays bounded (only the current seconds are held), the files survive a crash up to
 //! the last second, and exact per-step percentiles are the merge of the seconds' histograms.
 
@@ -18,7 +19,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use serde::{Deserialize, Serialize};
 
-use super::classify::ErrorClass;
+use super::classify::{ErrorClass, OutageKind};
 
 /// The folder of the probe's files inside a run directory.
 pub const PROBE_DIR: &str = "probe";
@@ -50,18 +51,22 @@ impl Op {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ProbeEvent {
-    /// Probing of an endpoint began.
+    /// Probing of an endpoint began; `name` is the runbook's name for it
+    /// (`probe.endpoints[].name`).
     Started {
         ts: DateTime<Utc>,
         endpoint: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
         interval_ms: f64,
         timeout_ms: f64,
     },
-    /// A connection was (re)established: where it went after resolving the name again,
-    /// and the role of the node reached.
+    /// A connection (of the writes' or the reads') was (re)established: where it went
+    /// after resolving the name again, and the role of the node reached.
     Connected {
         ts: DateTime<Utc>,
         endpoint: String,
+        op: Op,
         resolved: Vec<String>,
         address: Option<String>,
         role: Option<String>,
@@ -75,10 +80,14 @@ pub enum ProbeEvent {
         class: ErrorClass,
         message: String,
     },
-    /// From the first failed request to the next tick whose requests all succeeded.
-    /// `end` is absent when the probe stopped before the endpoint came back.
-    Disconnect {
+    /// A run of failed requests of one operation: from the first failed request's
+    /// scheduled time to the answer of the next successful one. `end` is absent when the
+    /// probe stopped before the endpoint came back. `kind` is the worst trouble seen in the
+    /// run, `cause` the class of its first failure.
+    Outage {
         endpoint: String,
+        op: Op,
+        kind: OutageKind,
         step: Option<String>,
         start: DateTime<Utc>,
         end: Option<DateTime<Utc>>,
@@ -96,8 +105,35 @@ pub enum ProbeEvent {
         read_back: Option<u64>,
         lost: u64,
     },
-    /// Probing of an endpoint ended.
-    Stopped { ts: DateTime<Utc>, endpoint: String },
+    /// Where the runbook says the application's clients are (`probe.clients`), step by
+    /// step; recorded when the probe starts.
+    Clients {
+        ts: DateTime<Utc>,
+        plan: Vec<ClientsAt>,
+    },
+    /// The first acknowledged write on an endpoint while `step` ran: where a cutover's
+    /// write gap ends.
+    FirstWrite {
+        ts: DateTime<Utc>,
+        endpoint: String,
+        step: Option<String>,
+    },
+    /// Probing of an endpoint ended after `ticks` ticks (each one write and one read,
+    /// every one of them counted as a success or a failure).
+    Stopped {
+        ts: DateTime<Utc>,
+        endpoint: String,
+        #[serde(default)]
+        ticks: u64,
+    },
+}
+
+/// One entry of the clients' plan: from the start of step `from` (from the start of the
+/// run when `None`) the clients use the endpoint named `endpoint`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientsAt {
+    pub endpoint: String,
+    pub from: Option<String>,
 }
 
 /// One second of one operation on one endpoint during one step.
@@ -118,6 +154,12 @@ pub struct Second {
     pub max_us: u64,
     /// The latencies (µs) of the successful requests: an HdrHistogram, V2 deflate, base64.
     pub histogram: String,
+    /// The worst latency (µs) of each tenth of the second.
+    #[serde(default)]
+    pub tenths_max_us: [u64; 10],
+    /// The failed requests of each tenth of the second.
+    #[serde(default)]
+    pub tenths_errors: [u64; 10],
 }
 
 impl Second {
@@ -142,6 +184,13 @@ struct Bucket {
     ok: u64,
     errors: BTreeMap<ErrorClass, u64>,
     latencies: Option<Histogram<u64>>,
+    tenths_max_us: [u64; 10],
+    tenths_errors: [u64; 10],
+}
+
+/// Which tenth of its second `at` falls in.
+fn tenth(at: DateTime<Utc>) -> usize {
+    (at.timestamp_subsec_millis() / 100).min(9) as usize
 }
 
 type BucketKey = (i64, String, Option<String>, Op);
@@ -211,6 +260,8 @@ impl Recorder {
         let mut inner = self.lock();
         let bucket = inner.bucket(at, endpoint, step, op);
         bucket.ok += 1;
+        let worst = &mut bucket.tenths_max_us[tenth(at)];
+        *worst = (*worst).max(latency_us);
         // Auto-resizing: recording only fails beyond u64 range, which a latency never reaches.
         let _ = bucket
             .latencies
@@ -228,11 +279,9 @@ impl Recorder {
         class: ErrorClass,
     ) {
         let mut inner = self.lock();
-        *inner
-            .bucket(at, endpoint, step, op)
-            .errors
-            .entry(class)
-            .or_default() += 1;
+        let bucket = inner.bucket(at, endpoint, step, op);
+        *bucket.errors.entry(class).or_default() += 1;
+        bucket.tenths_errors[tenth(at)] += 1;
     }
 
     /// Writes out the seconds older than `keep_after` (all of them when `None`) and
@@ -313,6 +362,8 @@ fn second_line((second, endpoint, step, op): BucketKey, bucket: Bucket) -> Secon
         p99_us: at(0.99),
         max_us: if h.is_empty() { 0 } else { h.max() },
         histogram,
+        tenths_max_us: bucket.tenths_max_us,
+        tenths_errors: bucket.tenths_errors,
     }
 }
 
@@ -324,7 +375,7 @@ mod tests {
     fn seconds_round_trip_with_their_histograms() {
         let dir = tempfile::tempdir().unwrap();
         let rec = Recorder::open(dir.path()).unwrap();
-        let t = Utc::now();
+        let t: DateTime<Utc> = "2026-11-22T03:00:00.250Z".parse().unwrap();
         let step = Some("s1".to_string());
         for us in [100, 200, 300, 40_000] {
             rec.ok(t, "redis://h:1", &step, Op::Write, us);
@@ -339,5 +390,7 @@ mod tests {
         assert!((39_960..=40_040).contains(&h.max()), "max {}", h.max());
         assert_eq!(second.max_us, h.max());
         assert_eq!(second.step.as_deref(), Some("s1"));
+        assert_eq!(second.tenths_max_us, [0, 0, 40_000, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(second.tenths_errors, [0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
     }
 }

@@ -1,23 +1,27 @@
-//! One endpoint's probe loop: an open-loop tick, a write and a read per tick, latency
-//! from the scheduled time, and the disconnect state machine.
+//! One endpoint's probe: two open-loop lanes (writes and reads, each on its own
+//! connection), latency from the scheduled time, and the outage state machine.
 //!
-//! Ticks are scheduled at `start + k × interval` whatever happened before, and a
-//! request's latency is measured from its tick's scheduled time on the monotonic clock
-//! whenever an earlier slow request delayed the tick, so a stalled server shows up as
-//! latency instead of as fewer samples (coordinated omission). While the endpoint is
-//! down each tick tries one reconnect (a fresh name lookup each time: ElastiCache
-//! endpoints move on failover); ticks missed while a connection attempt hung are skipped
-//! instead of replayed in a burst.
+//! Tick `k` is due at `start + k × interval` for both lanes, and a lane issues it then
+//! whatever its earlier requests are doing: requests are pipelined on the connection and a
+//! separate task reads the replies, so a slow reply never holds a tick back (no
+//! coordinated omission). Each request either succeeds, is answered with an error, or
+//! fails at its scheduled time: no answer within the timeout, or the connection broke
+//! under it. While a lane has no connection it opens one (a fresh name lookup each time:
+//! ElastiCache endpoints move on failover) and holds the ticks that come meanwhile, which
+//! leave once it is open or fail with it. Every tick is counted; none is dropped.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::ProbeConfig;
-use super::classify::ErrorClass;
+use super::classify::{ErrorClass, OutageKind};
 use super::record::{Op, ProbeEvent, Recorder};
 use crate::endpoint::{Endpoint, Resolver, redact_url};
 use crate::resp::{Conn, Pipeline, RespError};
@@ -27,6 +31,7 @@ const KEY_TTL_SECONDS: u64 = 86_400;
 
 pub(super) struct Sampler {
     pub endpoint: Endpoint,
+    pub name: Option<String>,
     pub resolver: Resolver,
     pub config: ProbeConfig,
     pub key: String,
@@ -34,40 +39,26 @@ pub(super) struct Sampler {
     pub step: watch::Receiver<Option<String>>,
 }
 
-struct Outage {
-    start: DateTime<Utc>,
-    start_at: Instant,
-    step: Option<String>,
-    cause: ErrorClass,
-    failed: u64,
+/// The schedule both lanes of an endpoint share.
+#[derive(Clone, Copy)]
+struct Clock {
+    base: Instant,
+    base_wall: DateTime<Utc>,
+    interval: Duration,
 }
 
-/// When a tick was due, where its latencies count from, and its wall-clock time.
-struct Tick {
-    scheduled: Instant,
-    from: Instant,
-    at: DateTime<Utc>,
-}
+impl Clock {
+    fn due(&self, tick: u64) -> Instant {
+        self.base
+            + Duration::from_nanos(
+                u64::try_from(self.interval.as_nanos().saturating_mul(u128::from(tick)))
+                    .unwrap_or(u64::MAX / 2),
+            )
+    }
 
-#[derive(Default)]
-struct State {
-    conn: Option<Conn>,
-    seq: u64,
-    acknowledged: Option<u64>,
-    outage: Option<Outage>,
-}
-
-type Failure = (ErrorClass, String);
-
-fn failure(err: &RespError) -> Failure {
-    (ErrorClass::of(err), redact_url(&err.to_string()))
-}
-
-fn timed_out(limit: Duration) -> Failure {
-    (
-        ErrorClass::Timeout,
-        format!("no answer within {} ms", limit.as_millis()),
-    )
+    fn wall(&self, t: Instant) -> DateTime<Utc> {
+        self.base_wall + chrono::Duration::from_std(t - self.base).unwrap_or_default()
+    }
 }
 
 impl Sampler {
@@ -75,259 +66,647 @@ impl Sampler {
         self.endpoint.to_string()
     }
 
-    /// Probes until `stop` turns true (or its sender goes away).
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let interval = self.config.interval.max(Duration::from_millis(1));
-        let base = Instant::now();
-        let base_wall = Utc::now();
-        let wall =
-            |t: Instant| base_wall + chrono::Duration::from_std(t - base).unwrap_or_default();
+    /// Probes until `stop` turns true (or its sender goes away), then lets the requests
+    /// in flight finish or time out, so each tick is counted.
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        let clock = Clock {
+            base: Instant::now(),
+            base_wall: Utc::now(),
+            interval: self.config.interval.max(Duration::from_millis(1)),
+        };
         self.recorder.event(&ProbeEvent::Started {
-            ts: base_wall,
+            ts: clock.base_wall,
             endpoint: self.label(),
-            interval_ms: interval.as_secs_f64() * 1000.0,
+            name: self.name.clone(),
+            interval_ms: clock.interval.as_secs_f64() * 1000.0,
             timeout_ms: self.config.timeout.as_secs_f64() * 1000.0,
         });
-        let mut state = State::default();
-        let mut tick: u64 = 0;
-        let mut previous_done = base;
-        loop {
-            let mut scheduled = base + interval_times(interval, tick);
-            if *stop.borrow() {
+        let sampler = Arc::new(self);
+        let (end_tx, end) = watch::channel(None);
+        let lanes = [Op::Write, Op::Read].map(|op| {
+            let lane = Lane::new(sampler.clone(), op, clock);
+            tokio::spawn(lane.run(end.clone()))
+        });
+        let mut stop = stop;
+        while !*stop.borrow_and_update() {
+            if stop.changed().await.is_err() {
                 break;
             }
-            tokio::select! {
-                biased;
-                _ = stop.changed() => break,
-                () = sleep_until(scheduled) => {}
-            }
-            if state.conn.is_none() && state.outage.is_some() {
-                let behind = (Instant::now() - scheduled).as_nanos() / interval.as_nanos();
-                if behind > 0 {
-                    tick += u64::try_from(behind).unwrap_or(u64::MAX / 2);
-                    scheduled = base + interval_times(interval, tick);
-                }
-            }
-            // Latency counts from the scheduled time when an earlier slow request held this
-            // tick back (the server's fault); a timer waking a little late is the probe's
-            // own jitter, and then latency counts from the moment the tick really starts.
-            let from = if previous_done > scheduled {
-                scheduled
-            } else {
-                Instant::now()
-            };
-            let step = self.step.borrow_and_update().clone();
-            let times = Tick {
-                scheduled,
-                from,
-                at: wall(scheduled),
-            };
-            self.tick(&mut state, times, &step).await;
-            previous_done = Instant::now();
-            tick += 1;
         }
-        let now = Utc::now();
-        if let Some(outage) = state.outage.take() {
-            self.recorder.event(&ProbeEvent::Disconnect {
-                endpoint: self.label(),
-                step: outage.step,
-                start: outage.start,
-                end: None,
-                duration_ms: outage.start_at.elapsed().as_secs_f64() * 1000.0,
-                cause: outage.cause,
-                failed_requests: outage.failed,
-            });
+        // Both lanes end at the same tick, two intervals ahead, which neither has reached.
+        let due = (Instant::now() - clock.base).as_nanos() / clock.interval.as_nanos() + 2;
+        let _ = end_tx.send(Some(u64::try_from(due).unwrap_or(u64::MAX)));
+        let mut ticks = 0;
+        for lane in lanes {
+            ticks = ticks.max(lane.await.unwrap_or(0));
         }
-        self.recorder.event(&ProbeEvent::Stopped {
-            ts: now,
-            endpoint: self.label(),
+        sampler.recorder.event(&ProbeEvent::Stopped {
+            ts: Utc::now(),
+            endpoint: sampler.label(),
+            ticks,
         });
     }
+}
 
-    async fn tick(&self, state: &mut State, times: Tick, step: &Option<String>) {
-        let Tick {
+/// Why a request failed: its class, the text to keep, and what kind of trouble it is.
+#[derive(Clone)]
+struct Failure {
+    class: ErrorClass,
+    message: String,
+    kind: OutageKind,
+}
+
+impl Failure {
+    /// A connection that broke or could not be opened.
+    fn connection(err: &RespError) -> Failure {
+        Failure {
+            class: ErrorClass::of(err),
+            message: redact_url(&err.to_string()),
+            kind: OutageKind::Disconnect,
+        }
+    }
+
+    fn timed_out(limit: Duration, kind: OutageKind) -> Failure {
+        Failure {
+            class: ErrorClass::Timeout,
+            message: format!("no answer within {} ms", limit.as_millis()),
+            kind,
+        }
+    }
+}
+
+/// What the reply reader of a connection hands the lane.
+enum Answer {
+    /// A reply completed at `at`, with the server's error text if it was one.
+    Reply { at: Instant, error: Option<String> },
+    /// The connection is gone.
+    Closed(Failure),
+}
+
+/// A request of a tick, from its schedule to its answer.
+#[derive(Clone)]
+struct Pending {
+    scheduled: Instant,
+    /// Where its latency counts from (see [`Lane::issue`]).
+    from: Instant,
+    step: Option<String>,
+    /// The sequence number a write sets.
+    seq: u64,
+    /// Already counted as timed out; its late answer is only taken off the queue.
+    expired: bool,
+}
+
+/// An open connection: the side requests go out on and the replies its reader passes on.
+struct Live {
+    writer: Box<dyn AsyncWrite + Send + Unpin>,
+    answers: mpsc::UnboundedReceiver<Answer>,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// What a connection attempt found besides the connection.
+struct Opened {
+    conn: Conn,
+    resolved: Vec<String>,
+    address: Option<String>,
+    role: Option<String>,
+    /// The sequence number read back (writes' lane only).
+    read_back: Option<u64>,
+}
+
+/// The failing run of requests in progress.
+struct Run {
+    start: DateTime<Utc>,
+    start_at: Instant,
+    step: Option<String>,
+    kind: OutageKind,
+    cause: ErrorClass,
+    failed: u64,
+}
+
+/// One operation's open loop on one endpoint.
+struct Lane {
+    s: Arc<Sampler>,
+    op: Op,
+    clock: Clock,
+    step: watch::Receiver<Option<String>>,
+    live: Option<Live>,
+    connecting: Option<JoinHandle<Result<Opened, Failure>>>,
+    /// Sent on `live`, answers awaited in order.
+    pending: VecDeque<Pending>,
+    /// Waiting for a connection.
+    held: VecDeque<Pending>,
+    run: Option<Run>,
+    acknowledged: Option<u64>,
+    /// The step of the last acknowledged write, to record each step's first one.
+    acknowledged_in: Option<Option<String>>,
+    ticks: u64,
+}
+
+enum Wake {
+    /// The lane's last tick is known (`None`: not yet).
+    Stop(Option<u64>),
+    Answer(Option<Answer>),
+    Opened(Result<Opened, Failure>),
+    Tick,
+    Deadline,
+}
+
+async fn next_answer(live: &mut Option<Live>) -> Option<Answer> {
+    match live {
+        Some(live) => live.answers.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn opened(
+    connecting: &mut Option<JoinHandle<Result<Opened, Failure>>>,
+) -> Result<Opened, Failure> {
+    match connecting {
+        Some(task) => task.await.unwrap_or_else(|e| {
+            Err(Failure {
+                class: ErrorClass::Other,
+                message: format!("the connection attempt failed: {e}"),
+                kind: OutageKind::Disconnect,
+            })
+        }),
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Lane {
+    fn new(s: Arc<Sampler>, op: Op, clock: Clock) -> Lane {
+        Lane {
+            step: s.step.clone(),
+            s,
+            op,
+            clock,
+            live: None,
+            connecting: None,
+            pending: VecDeque::new(),
+            held: VecDeque::new(),
+            run: None,
+            acknowledged: None,
+            acknowledged_in: None,
+            ticks: 0,
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        self.s.config.timeout
+    }
+
+    /// How long a connection may go without any answer before it is given up for a new one:
+    /// a stall shorter than that is measured on the connection it happened on.
+    fn dead_after(&self) -> Duration {
+        (self.timeout() * 8).max(Duration::from_secs(2))
+    }
+
+    /// Runs the lane until its last tick (`end` says which, once known) has an answer or
+    /// failed; returns the number of ticks it issued.
+    async fn run(mut self, mut end: watch::Receiver<Option<u64>>) -> u64 {
+        let mut last: Option<u64> = None;
+        loop {
+            let stopping = last.is_some_and(|last| self.ticks >= last);
+            if stopping && self.pending.iter().all(|p| p.expired) && self.held.is_empty() {
+                break;
+            }
+            let next = (!stopping).then(|| self.clock.due(self.ticks));
+            let deadline = self.deadline();
+            let wake = tokio::select! {
+                biased;
+                changed = end.changed(), if last.is_none() => {
+                    if changed.is_err() {
+                        Wake::Stop(Some(self.ticks))
+                    } else {
+                        Wake::Stop(*end.borrow_and_update())
+                    }
+                }
+                answer = next_answer(&mut self.live) => Wake::Answer(answer),
+                result = opened(&mut self.connecting) => Wake::Opened(result),
+                () = sleep_opt(next) => Wake::Tick,
+                () = sleep_opt(deadline) => Wake::Deadline,
+            };
+            match wake {
+                Wake::Stop(at) => last = at,
+                Wake::Answer(Some(Answer::Reply { at, error })) => self.answered(at, error),
+                Wake::Answer(Some(Answer::Closed(failure))) => self.broken(&failure),
+                Wake::Answer(None) => self.broken(&Failure::connection(&RespError::Closed)),
+                Wake::Opened(result) => {
+                    self.connecting = None;
+                    self.opened(result).await;
+                }
+                Wake::Tick => {
+                    let now = Instant::now();
+                    while self.clock.due(self.ticks) <= now
+                        && last.is_none_or(|last| self.ticks < last)
+                    {
+                        let scheduled = self.clock.due(self.ticks);
+                        self.ticks += 1;
+                        self.issue(scheduled, now).await;
+                    }
+                }
+                Wake::Deadline => self.expire(),
+            }
+        }
+        if let Some(task) = self.connecting.take() {
+            task.abort();
+        }
+        if let Some(run) = self.run.take() {
+            self.close(run, None, Instant::now());
+        }
+        self.ticks
+    }
+
+    /// The next moment a request times out or the connection is to be given up.
+    fn deadline(&self) -> Option<Instant> {
+        let limit = self.timeout();
+        let waiting = self
+            .pending
+            .iter()
+            .chain(&self.held)
+            .filter(|p| !p.expired)
+            .map(|p| p.from + limit)
+            .min();
+        let dead = self.pending.front().map(|p| p.from + self.dead_after());
+        waiting.into_iter().chain(dead).min()
+    }
+
+    /// Issues one tick's request. Its latency counts from the scheduled time when the lane
+    /// issues it more than an interval late (held back, as by a full socket); a timer waking
+    /// a little late is the probe's own jitter, and then latency counts from now.
+    async fn issue(&mut self, scheduled: Instant, now: Instant) {
+        let from = if now - scheduled > self.clock.interval {
+            scheduled
+        } else {
+            now
+        };
+        let request = Pending {
             scheduled,
             from,
-            at,
-        } = times;
-        let mut failed: Vec<(Op, Failure)> = Vec::new();
-        if state.conn.is_none() {
-            match self.connect(state, step).await {
-                Ok(conn) => state.conn = Some(conn),
-                Err(f) => failed = vec![(Op::Write, f.clone()), (Op::Read, f)],
+            step: self.step.borrow_and_update().clone(),
+            seq: self.ticks,
+            expired: false,
+        };
+        self.send(request).await;
+    }
+
+    /// Writes a request on the live connection, or holds it until one is open.
+    async fn send(&mut self, request: Pending) {
+        if self.live.is_none() {
+            self.held.push_back(request);
+            if self.connecting.is_none() {
+                self.connect();
             }
+            return;
         }
-        if let Some(conn) = &mut state.conn {
-            let next = state.seq + 1;
-            let mut p = Pipeline::new();
-            let mut n = itoa::Buffer::new();
-            let mut ttl = itoa::Buffer::new();
-            // Both requests leave at the tick, in one write, so the read sees the write.
-            p.cmd(&[
+        let mut p = Pipeline::new();
+        let mut n = itoa::Buffer::new();
+        let mut ttl = itoa::Buffer::new();
+        let key = self.s.key.as_bytes();
+        match self.op {
+            Op::Write => p.cmd(&[
                 b"SET",
-                self.key.as_bytes(),
-                crate::resp::num(&mut n, next as i64),
+                key,
+                crate::resp::num(&mut n, request.seq as i64),
                 b"EX",
                 crate::resp::num(&mut ttl, KEY_TTL_SECONDS as i64),
-            ])
-            .cmd(&[b"GET", self.key.as_bytes()]);
-            let mut answered: Vec<(Op, Result<Duration, Failure>)> = Vec::with_capacity(2);
-            let outcome = conn
-                .batch(p.as_bytes(), p.len(), |reply| {
-                    let op = if answered.is_empty() {
-                        Op::Write
-                    } else {
-                        Op::Read
-                    };
-                    let result = match reply.error {
-                        None => Ok(reply.at.saturating_duration_since(from.into_std())),
-                        Some(text) => Err((
-                            ErrorClass::of_reply(text),
-                            redact_url(&String::from_utf8_lossy(text)),
-                        )),
-                    };
-                    answered.push((op, result));
-                })
-                .await;
-            if let Err(e) = outcome {
-                let f = failure(&e);
-                for op in [Op::Write, Op::Read].into_iter().skip(answered.len()) {
-                    answered.push((op, Err(f.clone())));
-                }
-            }
-            for (op, result) in answered {
-                match result {
-                    Ok(latency) => {
-                        if op == Op::Write {
-                            state.seq = next;
-                            state.acknowledged = Some(next);
-                        }
-                        self.recorder
-                            .ok(at, &self.label(), step, op, micros(latency));
+            ]),
+            Op::Read => p.cmd(&[b"GET", key]),
+        };
+        let limit = self.timeout();
+        let Some(live) = &mut self.live else {
+            return;
+        };
+        self.pending.push_back(request);
+        let written = timeout(limit, async {
+            live.writer.write_all(p.as_bytes()).await?;
+            live.writer.flush().await
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.broken(&Failure::connection(&RespError::Io(e))),
+            // A request half written leaves the connection unusable.
+            Err(_) => self.broken(&Failure::timed_out(limit, OutageKind::Stall)),
+        }
+    }
+
+    /// The answer to the oldest request in flight.
+    fn answered(&mut self, at: Instant, error: Option<String>) {
+        let Some(request) = self.pending.pop_front() else {
+            return;
+        };
+        if request.expired {
+            return;
+        }
+        match error {
+            None => {
+                if self.op == Op::Write {
+                    self.acknowledged = Some(self.acknowledged.unwrap_or(0).max(request.seq));
+                    if self.acknowledged_in.as_ref() != Some(&request.step) {
+                        self.s.recorder.event(&ProbeEvent::FirstWrite {
+                            ts: self.clock.wall(at),
+                            endpoint: self.s.label(),
+                            step: request.step.clone(),
+                        });
+                        self.acknowledged_in = Some(request.step.clone());
                     }
-                    Err(f) => failed.push((op, f)),
+                }
+                let latency = at.saturating_duration_since(request.from);
+                self.s.recorder.ok(
+                    self.clock.wall(request.scheduled),
+                    &self.s.label(),
+                    &request.step,
+                    self.op,
+                    u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+                );
+                if let Some(run) = self.run.take() {
+                    self.close(run, Some(at), at);
                 }
             }
-            if failed
-                .iter()
-                .any(|(_, (class, _))| class.drops_connection())
-            {
-                state.conn = None;
+            Some(text) => {
+                let class = ErrorClass::of_reply(text.as_bytes());
+                let failure = Failure {
+                    class,
+                    message: redact_url(&text),
+                    kind: OutageKind::of_reply(class),
+                };
+                self.fail(&request, &failure);
             }
         }
-        for (op, (class, message)) in &failed {
-            self.recorder.failed(at, &self.label(), step, *op, *class);
-            self.recorder.event(&ProbeEvent::Error {
-                ts: at,
-                endpoint: self.label(),
-                step: step.clone(),
-                op: *op,
-                class: *class,
-                message: message.clone(),
+    }
+
+    /// Counts as timed out every request whose time is up; gives up a connection that has
+    /// answered nothing for too long.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        let limit = self.timeout();
+        let alive = self.live.is_some();
+        let mut late: Vec<usize> = Vec::new();
+        for (i, p) in self.pending.iter().enumerate() {
+            if !p.expired && p.from + limit <= now {
+                late.push(i);
+            }
+        }
+        for i in late {
+            self.pending[i].expired = true;
+            let kind = if alive {
+                OutageKind::Stall
+            } else {
+                OutageKind::Disconnect
+            };
+            let request = self.pending[i].clone();
+            self.fail(&request, &Failure::timed_out(limit, kind));
+        }
+        while self.held.front().is_some_and(|p| p.from + limit <= now) {
+            if let Some(request) = self.held.pop_front() {
+                self.fail(&request, &Failure::timed_out(limit, OutageKind::Disconnect));
+            }
+        }
+        let dead_after = self.dead_after();
+        if self
+            .pending
+            .front()
+            .is_some_and(|p| p.from + dead_after <= now)
+        {
+            self.broken(&Failure {
+                class: ErrorClass::Timeout,
+                message: format!(
+                    "no answer for {} ms: the connection is given up",
+                    dead_after.as_millis()
+                ),
+                kind: OutageKind::Stall,
             });
         }
-        let n = failed.len() as u64;
-        match (failed.first(), &mut state.outage) {
-            (None, Some(_)) => {
-                if let Some(outage) = state.outage.take() {
-                    self.recorder.event(&ProbeEvent::Disconnect {
-                        endpoint: self.label(),
-                        step: outage.step,
-                        start: outage.start,
-                        end: Some(at),
-                        duration_ms: (scheduled - outage.start_at).as_secs_f64() * 1000.0,
-                        cause: outage.cause,
-                        failed_requests: outage.failed,
-                    });
-                }
+    }
+
+    /// The connection broke: whatever was in flight on it failed.
+    fn broken(&mut self, failure: &Failure) {
+        self.live = None;
+        let lost: Vec<Pending> = self.pending.drain(..).collect();
+        for request in lost.iter().filter(|p| !p.expired) {
+            self.fail(request, failure);
+        }
+    }
+
+    fn fail(&mut self, request: &Pending, failure: &Failure) {
+        let at = self.clock.wall(request.scheduled);
+        let label = self.s.label();
+        self.s
+            .recorder
+            .failed(at, &label, &request.step, self.op, failure.class);
+        self.s.recorder.event(&ProbeEvent::Error {
+            ts: at,
+            endpoint: label,
+            step: request.step.clone(),
+            op: self.op,
+            class: failure.class,
+            message: failure.message.clone(),
+        });
+        match &mut self.run {
+            Some(run) => {
+                run.failed += 1;
+                run.kind = run.kind.max(failure.kind);
             }
-            (Some((_, (cause, _))), None) => {
-                state.outage = Some(Outage {
+            None => {
+                self.run = Some(Run {
                     start: at,
-                    start_at: scheduled,
-                    step: step.clone(),
-                    cause: *cause,
-                    failed: n,
+                    start_at: request.scheduled,
+                    step: request.step.clone(),
+                    kind: failure.kind,
+                    cause: failure.class,
+                    failed: 1,
                 });
             }
-            (Some(_), Some(outage)) => outage.failed += n,
-            (None, None) => {}
         }
     }
 
-    /// Opens a connection after resolving the name again, records where it went and the
-    /// node's role, and reads the sequence number back to count lost acknowledged writes.
-    async fn connect(&self, state: &State, step: &Option<String>) -> Result<Conn, Failure> {
-        let limit = self.config.timeout;
-        let resolved = match self.resolver.override_for(&self.endpoint) {
-            Some(addr) => vec![addr.to_string()],
-            None => {
-                match timeout(limit, tokio::net::lookup_host(self.endpoint.host_port())).await {
-                    Ok(Ok(addrs)) => addrs.map(|a| a.to_string()).collect(),
-                    Ok(Err(e)) => {
-                        return Err((
-                            ErrorClass::Other,
-                            format!("cannot resolve {}: {e}", self.endpoint.host),
-                        ));
-                    }
-                    Err(_) => return Err(timed_out(limit)),
+    /// Records the end of a failing run (`end` is `None` when the probe stopped first).
+    fn close(&self, run: Run, end: Option<Instant>, until: Instant) {
+        self.s.recorder.event(&ProbeEvent::Outage {
+            endpoint: self.s.label(),
+            op: self.op,
+            kind: run.kind,
+            step: run.step,
+            start: run.start,
+            end: end.map(|t| self.clock.wall(t)),
+            duration_ms: until.saturating_duration_since(run.start_at).as_secs_f64() * 1000.0,
+            cause: run.cause,
+            failed_requests: run.failed,
+        });
+    }
+
+    /// Starts opening a connection in the background.
+    fn connect(&mut self) {
+        let s = self.s.clone();
+        let op = self.op;
+        self.connecting = Some(tokio::spawn(async move { open(&s, op).await }));
+    }
+
+    /// A connection attempt ended: the held ticks leave on the new connection, or fail.
+    async fn opened(&mut self, result: Result<Opened, Failure>) {
+        match result {
+            Err(failure) => {
+                let held: Vec<Pending> = self.held.drain(..).collect();
+                for request in &held {
+                    self.fail(request, &failure);
                 }
             }
-        };
-        let mut conn = Conn::connect(&self.resolver, &self.endpoint, limit)
-            .await
-            .map_err(|e| failure(&e))?;
-        let role = conn
-            .call(&[b"ROLE"], |r| {
-                r.items()?.next()?.bytes().map(<[u8]>::to_vec)
-            })
-            .await
-            .ok()
-            .flatten()
-            .map(|role| String::from_utf8_lossy(&role).into_owned());
-        let address = conn
-            .call(&[b"CLIENT", b"INFO"], |r| local_address(&r.text()))
-            .await
-            .ok()
-            .flatten();
-        let read_back = conn
-            .call(&[b"GET", self.key.as_bytes()], |r| {
-                r.bytes()
-                    .and_then(|b| std::str::from_utf8(b).ok()?.parse::<u64>().ok())
-            })
-            .await
-            .map_err(|e| failure(&e))?;
-        self.recorder.event(&ProbeEvent::Connected {
-            ts: Utc::now(),
-            endpoint: self.label(),
-            resolved,
-            address,
-            role,
-        });
-        if let Some(acknowledged) = state.acknowledged
-            && read_back.unwrap_or(0) < acknowledged
-        {
-            self.recorder.event(&ProbeEvent::LostWrites {
-                ts: Utc::now(),
-                endpoint: self.label(),
-                step: step.clone(),
-                acknowledged,
-                read_back,
-                lost: acknowledged - read_back.unwrap_or(0),
-            });
+            Ok(opened) => {
+                let label = self.s.label();
+                self.s.recorder.event(&ProbeEvent::Connected {
+                    ts: Utc::now(),
+                    endpoint: label.clone(),
+                    op: self.op,
+                    resolved: opened.resolved,
+                    address: opened.address,
+                    role: opened.role,
+                });
+                if let Some(acknowledged) = self.acknowledged
+                    && opened.read_back.unwrap_or(0) < acknowledged
+                {
+                    self.s.recorder.event(&ProbeEvent::LostWrites {
+                        ts: Utc::now(),
+                        endpoint: label,
+                        step: self.step.borrow().clone(),
+                        acknowledged,
+                        read_back: opened.read_back,
+                        lost: acknowledged - opened.read_back.unwrap_or(0),
+                    });
+                    // Counted once: later losses are counted from what this connection acknowledges.
+                    self.acknowledged = opened.read_back;
+                }
+                let (read, writer, buffered) = opened.conn.split();
+                let (tx, answers) = mpsc::unbounded_channel();
+                let reader = tokio::spawn(read_replies(read, buffered, tx));
+                self.live = Some(Live {
+                    writer,
+                    answers,
+                    reader,
+                });
+                let held: Vec<Pending> = self.held.drain(..).collect();
+                for request in held {
+                    self.send(request).await;
+                }
+            }
         }
-        Ok(conn)
     }
 }
 
-fn interval_times(interval: Duration, n: u64) -> Duration {
-    Duration::from_nanos(
-        u64::try_from(interval.as_nanos().saturating_mul(u128::from(n))).unwrap_or(u64::MAX),
-    )
+/// Opens a connection after resolving the name again, and records where it went and the
+/// node's role; the writes' lane also reads the sequence number back, to count lost
+/// acknowledged writes.
+async fn open(s: &Sampler, op: Op) -> Result<Opened, Failure> {
+    let limit = s.config.timeout;
+    let resolved = match s.resolver.override_for(&s.endpoint) {
+        Some(addr) => vec![addr.to_string()],
+        None => match timeout(limit, tokio::net::lookup_host(s.endpoint.host_port())).await {
+            Ok(Ok(addrs)) => addrs.map(|a| a.to_string()).collect(),
+            Ok(Err(e)) => {
+                return Err(Failure {
+                    class: ErrorClass::Other,
+                    message: format!("cannot resolve {}: {e}", s.endpoint.host),
+                    kind: OutageKind::Disconnect,
+                });
+            }
+            Err(_) => return Err(Failure::timed_out(limit, OutageKind::Disconnect)),
+        },
+    };
+    let fail = |e: RespError| Failure::connection(&e);
+    let mut conn = Conn::connect(&s.resolver, &s.endpoint, limit)
+        .await
+        .map_err(fail)?;
+    // One round trip: the connection serves ticks as soon as possible after an outage.
+    let mut p = Pipeline::new();
+    p.cmd(&[b"ROLE"]).cmd(&[b"CLIENT", b"INFO"]);
+    if op == Op::Write {
+        p.cmd(&[b"GET", s.key.as_bytes()]);
+    }
+    let (mut role, mut address, mut read_back) = (None, None, None);
+    conn.run(&p, |i, reply| {
+        match i {
+            0 => {
+                role = reply
+                    .items()
+                    .and_then(|mut items| items.next()?.bytes())
+                    .map(|r| String::from_utf8_lossy(r).into_owned());
+            }
+            1 => address = local_address(&reply.text()),
+            _ => {
+                read_back = reply
+                    .ok()?
+                    .bytes()
+                    .and_then(|b| std::str::from_utf8(b).ok()?.parse::<u64>().ok());
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(fail)?;
+    Ok(Opened {
+        conn,
+        resolved,
+        address,
+        role,
+        read_back,
+    })
 }
 
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+/// Reads replies off a connection as they come and passes each on with its arrival time.
+async fn read_replies(
+    mut read: Box<dyn AsyncRead + Send + Unpin>,
+    mut buf: Vec<u8>,
+    tx: mpsc::UnboundedSender<Answer>,
+) {
+    let mut at = 0;
+    loop {
+        let arrived = Instant::now();
+        loop {
+            match crate::resp::span(&buf[at..]) {
+                Ok(Some(span)) => {
+                    let error = span
+                        .error_end
+                        .map(|e| String::from_utf8_lossy(&buf[at + 1..at + e]).into_owned());
+                    at += span.len;
+                    if tx.send(Answer::Reply { at: arrived, error }).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Answer::Closed(Failure::connection(&RespError::Protocol(
+                        e.to_string(),
+                    ))));
+                    return;
+                }
+            }
+        }
+        buf.drain(..at);
+        at = 0;
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(16 * 1024);
+        }
+        let failure = match read.read_buf(&mut buf).await {
+            Ok(0) => Failure::connection(&RespError::Closed),
+            Ok(_) => continue,
+            Err(e) => Failure::connection(&RespError::Io(e)),
+        };
+        let _ = tx.send(Answer::Closed(failure));
+        return;
+    }
 }
 
 /// The server-side address of the connection (`laddr=` of `CLIENT INFO`): the node reached.
@@ -345,9 +724,11 @@ mod tests {
     fn reads_the_address_reached() {
         let info = "id=3 addr=127.0.0.1:50000 laddr=10.1.2.3:6379 fd=8 name= db=0";
         assert_eq!(local_address(info).as_deref(), Some("10.1.2.3:6379"));
-        assert_eq!(
-            interval_times(Duration::from_millis(10), 3),
-            Duration::from_millis(30)
-        );
+        let clock = Clock {
+            base: Instant::now(),
+            base_wall: Utc::now(),
+            interval: Duration::from_millis(10),
+        };
+        assert_eq!(clock.due(3) - clock.base, Duration::from_millis(30));
     }
 }

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::model::*;
 use crate::journal::{self, Replay, StepStatus};
 use crate::probe::record::{EVENTS_FILE, PROBE_DIR, SECONDS_FILE, new_histogram};
-use crate::probe::{Op, ProbeEvent, Second};
+use crate::probe::{ClientsAt, ErrorClass, Op, OutageKind, ProbeEvent, Second};
 
 /// Why a report could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -152,137 +152,101 @@ pub fn build(dir: &Path) -> Result<Report, ReportError> {
     let probe_dir = dir.join(PROBE_DIR);
     let mut events = Vec::new();
     read_json_lines::<ProbeEvent>(&probe_dir.join(EVENTS_FILE), |e| events.push(e))?;
-    let mut per_step: BTreeMap<(String, Op), Acc> = BTreeMap::new();
+    let mut seconds = Vec::new();
+    read_json_lines::<Second>(&probe_dir.join(SECONDS_FILE), |s| seconds.push(s))?;
+    let probe = ProbeData::from_events(events);
+
+    let window = Window {
+        start: [run.started_at, probe.first]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(Utc::now),
+        end: [run.finished_at, probe.last]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or_else(Utc::now),
+    };
+    let step_starts: BTreeMap<String, DateTime<Utc>> = steps
+        .iter()
+        .filter_map(|s| Some((s.id.clone(), s.started_at?)))
+        .collect();
+    let clients = clients_spans(&probe, &step_starts, window);
+    let mut view = ClientsView::new(&clients, &probe.endpoints, window);
+
+    let mut per_step: BTreeMap<(String, String, Op), Acc> = BTreeMap::new();
     let mut per_op: BTreeMap<Op, Acc> = BTreeMap::new();
-    let mut per_second: BTreeMap<i64, (Histogram<u64>, u64)> = BTreeMap::new();
+    let mut per_second: BTreeMap<i64, SecondAcc> = BTreeMap::new();
     let mut by_second_op: BTreeMap<(i64, Op), Acc> = BTreeMap::new();
     let mut errors_by_class: BTreeMap<String, u64> = BTreeMap::new();
-    read_json_lines::<Second>(&probe_dir.join(SECONDS_FILE), |s| {
+    for s in &seconds {
         let h = s.decode_histogram();
         per_step
-            .entry((step_label(&s.step), s.op))
+            .entry((step_label(&s.step), s.endpoint.clone(), s.op))
             .or_default()
-            .add(&s, h.as_ref());
-        per_op.entry(s.op).or_default().add(&s, h.as_ref());
+            .add(s, h.as_ref());
+        per_op.entry(s.op).or_default().add(s, h.as_ref());
         by_second_op
             .entry((s.second, s.op))
             .or_default()
-            .add(&s, h.as_ref());
-        let (sec_h, sec_errors) = per_second
-            .entry(s.second)
-            .or_insert_with(|| (new_histogram(), 0));
+            .add(s, h.as_ref());
+        let sec = per_second.entry(s.second).or_default();
         if let Some(h) = &h {
-            let _ = sec_h.add(h);
+            let _ = sec.latencies.add(h);
         }
         for (class, n) in &s.errors {
-            *sec_errors += n;
+            sec.errors += n;
             *errors_by_class.entry(class.to_string()).or_default() += n;
         }
-    })?;
-
-    let mut disconnects = Vec::new();
-    let mut connections = Vec::new();
-    let mut lost_writes = Vec::new();
-    let mut endpoints: Vec<String> = Vec::new();
-    let mut probe_interval_ms = None;
-    let mut first_probe: Option<DateTime<Utc>> = None;
-    let mut last_probe: Option<DateTime<Utc>> = None;
-    for event in events {
-        match event {
-            ProbeEvent::Started {
-                ts,
-                endpoint,
-                interval_ms,
-                ..
-            } => {
-                if !endpoints.contains(&endpoint) {
-                    endpoints.push(endpoint);
-                }
-                probe_interval_ms = Some(interval_ms);
-                first_probe = Some(first_probe.map_or(ts, |t| t.min(ts)));
-            }
-            ProbeEvent::Stopped { ts, .. } => {
-                last_probe = Some(last_probe.map_or(ts, |t| t.max(ts)))
-            }
-            ProbeEvent::Connected {
-                ts,
-                endpoint,
-                resolved,
-                address,
-                role,
-            } => connections.push(Connection {
-                ts,
-                endpoint,
-                address,
-                role,
-                resolved,
-            }),
-            ProbeEvent::Disconnect {
-                endpoint,
-                step,
-                start,
-                end,
-                duration_ms,
-                cause,
-                failed_requests,
-            } => disconnects.push(Disconnect {
-                endpoint,
-                step: step_label(&step),
-                start,
-                end,
-                duration_ms,
-                cause,
-                failed_requests,
-            }),
-            ProbeEvent::LostWrites {
-                ts,
-                endpoint,
-                step,
-                acknowledged,
-                read_back,
-                lost,
-            } => lost_writes.push(LostWrites {
-                ts,
-                endpoint,
-                step: step_label(&step),
-                acknowledged,
-                read_back,
-                lost,
-            }),
-            ProbeEvent::Error { .. } => {}
+        for i in 0..10 {
+            sec.tenths_max_us[i] = sec.tenths_max_us[i].max(s.tenths_max_us[i]);
+            sec.tenths_errors[i] += s.tenths_errors[i];
         }
     }
-    disconnects.sort_by_key(|d| d.start);
 
-    for row in &mut steps {
+    let outages = merge_outages(&probe, &view);
+    let labels: Vec<String> = probe.endpoints.iter().map(|e| e.endpoint.clone()).collect();
+    let step_stats = |id: &str, at: Option<DateTime<Utc>>| {
+        let on: Vec<String> = match at {
+            Some(t) if !clients.is_empty() => view.at(t),
+            _ => labels.clone(),
+        };
+        let mut by_op = BTreeMap::new();
         let mut all = Acc::default();
         for op in [Op::Write, Op::Read] {
-            if let Some(acc) = per_step.get(&(row.id.clone(), op)) {
-                row.by_op.insert(op.as_str().to_string(), acc.stats());
+            let mut acc = Acc::default();
+            let mut any = false;
+            for label in &on {
+                if let Some(a) = per_step.get(&(id.to_string(), label.clone(), op)) {
+                    let _ = acc.latencies.add(&a.latencies);
+                    acc.errors += a.errors;
+                    any = true;
+                }
+            }
+            if any {
+                by_op.insert(op.as_str().to_string(), acc.stats());
                 let _ = all.latencies.add(&acc.latencies);
                 all.errors += acc.errors;
             }
         }
-        row.latency = all.stats();
-        let mine: Vec<&Disconnect> = disconnects.iter().filter(|d| d.step == row.id).collect();
-        row.disconnects = mine.len();
-        row.disconnected_s = mine.iter().map(|d| d.duration_ms).fold(0.0, |a, b| a + b) / 1000.0;
+        (by_op, all.stats())
+    };
+    for row in &mut steps {
+        (row.by_op, row.latency) = step_stats(&row.id, row.started_at);
+        if !clients.is_empty() {
+            row.clients = row
+                .started_at
+                .and_then(|t| clients.iter().rev().find(|c| c.start <= t))
+                .map(|c| c.name.clone());
+        }
+        count_outages(row, &outages);
     }
     // Samples taken while no step ran (before the first, between steps) get a row of their own.
-    if per_step.keys().any(|(s, _)| s == NO_STEP) {
+    if per_step.keys().any(|(s, _, _)| s == NO_STEP) {
         let mut row = empty_row(NO_STEP, "", "", "");
-        let mut all = Acc::default();
-        for op in [Op::Write, Op::Read] {
-            if let Some(acc) = per_step.get(&(NO_STEP.to_string(), op)) {
-                row.by_op.insert(op.as_str().to_string(), acc.stats());
-                let _ = all.latencies.add(&acc.latencies);
-                all.errors += acc.errors;
-            }
-        }
-        row.latency = all.stats();
-        let mine: Vec<&Disconnect> = disconnects.iter().filter(|d| d.step == NO_STEP).collect();
-        row.disconnects = mine.len();
-        row.disconnected_s = mine.iter().map(|d| d.duration_ms).fold(0.0, |a, b| a + b) / 1000.0;
+        (row.by_op, row.latency) = step_stats(NO_STEP, None);
+        count_outages(&mut row, &outages);
         steps.push(row);
     }
 
@@ -293,29 +257,29 @@ pub fn build(dir: &Path) -> Result<Report, ReportError> {
     let halves = halves(&by_second_op);
     let timeline = per_second
         .iter()
-        .map(|(second, (h, errors))| {
-            let s = Stats::from(h, *errors);
+        .map(|(second, acc)| {
+            let s = Stats::from(&acc.latencies, acc.errors);
             TimelinePoint {
                 second: *second,
                 p50_ms: s.p50_ms,
                 p99_ms: s.p99_ms,
                 max_ms: s.max_ms,
-                errors: *errors,
+                errors: acc.errors,
+                tenths_max_ms: acc.tenths_max_us.map(|us| us as f64 / 1000.0),
+                tenths_errors: acc.tenths_errors,
             }
         })
         .collect();
 
     let (verify, benchmarks, metrics) = step_outputs(&replay);
-    let parity = (!verify.is_empty()).then(|| {
-        let keys_checked = verify.iter().map(|v| v.keys_checked).sum();
-        let mismatches = verify
-            .iter()
-            .map(|v| v.mismatches.values().sum::<u64>())
-            .sum();
+    let parity = verify.last().map(|last| {
+        let mismatches = last.mismatches.values().sum::<u64>();
         Parity {
-            keys_checked,
+            step: last.step.clone(),
+            keys_checked: last.keys_checked,
             mismatches,
             equal: mismatches == 0,
+            checks: verify.len(),
         }
     });
     let changed = changed_steps(&replay);
@@ -323,19 +287,25 @@ pub fn build(dir: &Path) -> Result<Report, ReportError> {
         .iter()
         .filter(|s| s.status != StepStatus::Skipped.to_string())
         .filter_map(|s| {
+            let start = s.started_at?;
+            let end = s.ended_at.or(run.finished_at).or(probe.last)?;
+            let (w0, w1) = (unix(window.start), unix(window.end));
+            let width = (w1 - w0).max(f64::MIN_POSITIVE);
             Some(Band {
                 step: s.id.clone(),
-                start: s.started_at?,
-                end: s.ended_at.or(run.finished_at).or(last_probe)?,
+                start,
+                end,
+                left_pct: round_ms((unix(start) - w0) / width * 100.0),
+                width_pct: round_ms((unix(end) - unix(start)).max(0.0) / width * 100.0),
             })
         })
         .collect();
     if run.started_at.is_none() {
-        run.started_at = first_probe;
+        run.started_at = probe.first;
     }
     if run.finished_at.is_none() && replay.run().is_none() {
-        run.finished_at = last_probe;
-        if last_probe.is_some() {
+        run.finished_at = probe.last;
+        if probe.last.is_some() {
             run.status = "finished".into();
         }
     }
@@ -343,38 +313,639 @@ pub fn build(dir: &Path) -> Result<Report, ReportError> {
         (Some(a), Some(b)) => Some(seconds_between(a, b)),
         _ => None,
     };
-    let unwritable_s = union_seconds(&disconnects);
-    let lost: u64 = lost_writes.iter().map(|l| l.lost).sum();
+    let lost: u64 = probe.lost_writes.iter().map(|l| l.lost).sum();
     let succeeded = matches!(run.status.as_str(), "succeeded" | "finished");
-    let outcome = Outcome {
+    let cutovers = cutovers(&probe, &step_starts);
+    let mut outcome = Outcome {
         succeeded,
         status: run.status.clone(),
         changed,
-        unwritable_s,
-        disconnects: disconnects.len(),
         lost_writes: lost,
         parity,
+        cutover: cutovers.into_iter().next(),
+        ..Outcome::default()
     };
+    let strips = strips(&probe, &outages, &view, window);
+    view.fill(&mut outcome, &probe, &outages, probe.planned_endpoints);
     Ok(Report {
         format_version: FORMAT_VERSION,
         generated_at: Utc::now(),
         run,
         outcome,
         steps,
-        disconnects,
-        connections,
-        lost_writes,
+        outages,
+        clients,
+        connections: probe.connections,
+        lost_writes: probe.lost_writes,
         verify,
         benchmarks,
         halves,
         latency,
         errors_by_class,
         metrics,
-        endpoints,
-        probe_interval_ms,
+        endpoints: probe.endpoints,
+        probe_interval_ms: probe.interval_ms,
         timeline,
         bands,
+        strips,
     })
+}
+
+/// One second of every endpoint and operation, merged.
+struct SecondAcc {
+    latencies: Histogram<u64>,
+    errors: u64,
+    tenths_max_us: [u64; 10],
+    tenths_errors: [u64; 10],
+}
+
+impl Default for SecondAcc {
+    fn default() -> Self {
+        SecondAcc {
+            latencies: new_histogram(),
+            errors: 0,
+            tenths_max_us: [0; 10],
+            tenths_errors: [0; 10],
+        }
+    }
+}
+
+/// The time a report covers: the run's, or the probe's when that is longer.
+#[derive(Clone, Copy)]
+struct Window {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+/// A run of failed requests of one operation, as the probe recorded it.
+struct RawOutage {
+    endpoint: String,
+    op: Op,
+    kind: OutageKind,
+    step: Option<String>,
+    start: DateTime<Utc>,
+    end: Option<DateTime<Utc>>,
+    duration_ms: f64,
+    cause: ErrorClass,
+    failed: u64,
+}
+
+impl RawOutage {
+    fn span(&self) -> (f64, f64) {
+        let a = unix(self.start);
+        (a, a + self.duration_ms / 1000.0)
+    }
+}
+
+/// The probe's events, sorted out.
+#[derive(Default)]
+struct ProbeData {
+    endpoints: Vec<EndpointInfo>,
+    /// When each endpoint was probed (several spans after a resume).
+    probed: BTreeMap<String, Vec<(f64, f64)>>,
+    raw: Vec<RawOutage>,
+    connections: Vec<Connection>,
+    lost_writes: Vec<LostWrites>,
+    plan: Vec<ClientsAt>,
+    first_writes: Vec<(String, DateTime<Utc>)>,
+    interval_ms: Option<f64>,
+    first: Option<DateTime<Utc>>,
+    last: Option<DateTime<Utc>>,
+    /// Whether a probe ran at all (a runbook's probe writes its clients' plan first).
+    planned_endpoints: bool,
+}
+
+impl ProbeData {
+    fn from_events(events: Vec<ProbeEvent>) -> ProbeData {
+        let mut d = ProbeData::default();
+        let mut open: BTreeMap<String, f64> = BTreeMap::new();
+        for event in events {
+            match event {
+                ProbeEvent::Started {
+                    ts,
+                    endpoint,
+                    name,
+                    interval_ms,
+                    ..
+                } => {
+                    match d.endpoints.iter_mut().find(|e| e.endpoint == endpoint) {
+                        Some(e) => e.name = e.name.take().or(name),
+                        None => d.endpoints.push(EndpointInfo {
+                            endpoint: endpoint.clone(),
+                            name,
+                            from: ts,
+                            until: None,
+                            ticks: 0,
+                        }),
+                    }
+                    open.insert(endpoint, unix(ts));
+                    d.interval_ms = Some(interval_ms);
+                    d.first = Some(d.first.map_or(ts, |t| t.min(ts)));
+                }
+                ProbeEvent::Stopped {
+                    ts,
+                    endpoint,
+                    ticks,
+                } => {
+                    d.last = Some(d.last.map_or(ts, |t| t.max(ts)));
+                    if let Some(e) = d.endpoints.iter_mut().find(|e| e.endpoint == endpoint) {
+                        e.until = Some(ts);
+                        e.ticks += ticks;
+                    }
+                    if let Some(a) = open.remove(&endpoint) {
+                        d.probed.entry(endpoint).or_default().push((a, unix(ts)));
+                    }
+                }
+                ProbeEvent::Connected {
+                    ts,
+                    endpoint,
+                    op,
+                    resolved,
+                    address,
+                    role,
+                } => d.connections.push(Connection {
+                    ts,
+                    endpoint,
+                    op,
+                    address,
+                    role,
+                    resolved,
+                }),
+                ProbeEvent::Outage {
+                    endpoint,
+                    op,
+                    kind,
+                    step,
+                    start,
+                    end,
+                    duration_ms,
+                    cause,
+                    failed_requests,
+                } => d.raw.push(RawOutage {
+                    endpoint,
+                    op,
+                    kind,
+                    step,
+                    start,
+                    end,
+                    duration_ms,
+                    cause,
+                    failed: failed_requests,
+                }),
+                ProbeEvent::LostWrites {
+                    ts,
+                    endpoint,
+                    step,
+                    acknowledged,
+                    read_back,
+                    lost,
+                } => d.lost_writes.push(LostWrites {
+                    ts,
+                    endpoint,
+                    step: step_label(&step),
+                    acknowledged,
+                    read_back,
+                    lost,
+                }),
+                ProbeEvent::Clients { plan, .. } => {
+                    d.plan = plan;
+                    d.planned_endpoints = true;
+                }
+                ProbeEvent::FirstWrite { ts, endpoint, .. } => d.first_writes.push((endpoint, ts)),
+                ProbeEvent::Error { .. } => {}
+            }
+        }
+        // A probe that never stopped (a crash) counts until its last sign of life.
+        let last = d.last.or(d.first).map(unix).unwrap_or(0.0);
+        for (endpoint, a) in open {
+            d.probed.entry(endpoint).or_default().push((a, last.max(a)));
+        }
+        d.raw.sort_by_key(|o| o.start);
+        d
+    }
+
+    fn label_of(&self, name: &str) -> Option<String> {
+        self.endpoints
+            .iter()
+            .find(|e| e.name.as_deref() == Some(name))
+            .map(|e| e.endpoint.clone())
+    }
+}
+
+/// Where the clients were, from the plan and the steps' start times.
+fn clients_spans(
+    probe: &ProbeData,
+    step_starts: &BTreeMap<String, DateTime<Utc>>,
+    window: Window,
+) -> Vec<ClientsSpan> {
+    let mut spans: Vec<ClientsSpan> = Vec::new();
+    for entry in &probe.plan {
+        let start = match &entry.from {
+            None => window.start,
+            Some(step) => match step_starts.get(step) {
+                Some(t) => *t,
+                None => break,
+            },
+        };
+        if let Some(last) = spans.last_mut() {
+            last.end = start;
+        }
+        spans.push(ClientsSpan {
+            name: entry.endpoint.clone(),
+            endpoint: probe.label_of(&entry.endpoint),
+            from_step: entry.from.clone(),
+            start,
+            end: window.end,
+        });
+    }
+    spans
+}
+
+/// The endpoints the clients use, moment by moment: the plan's, or every probed endpoint
+/// throughout when there is none.
+struct ClientsView {
+    /// (endpoint, from, to), in seconds.
+    spans: Vec<(String, f64, f64)>,
+    window: (f64, f64),
+    probed: Vec<(f64, f64)>,
+}
+
+impl ClientsView {
+    fn new(clients: &[ClientsSpan], endpoints: &[EndpointInfo], window: Window) -> ClientsView {
+        let w = (unix(window.start), unix(window.end));
+        let spans = if clients.is_empty() {
+            endpoints
+                .iter()
+                .map(|e| (e.endpoint.clone(), w.0, w.1))
+                .collect()
+        } else {
+            clients
+                .iter()
+                .filter_map(|c| Some((c.endpoint.clone()?, unix(c.start), unix(c.end))))
+                .collect()
+        };
+        ClientsView {
+            spans,
+            window: w,
+            probed: Vec::new(),
+        }
+    }
+
+    /// The endpoints the clients use at `t`.
+    fn at(&self, t: DateTime<Utc>) -> Vec<String> {
+        let t = unix(t);
+        self.spans
+            .iter()
+            .filter(|(_, a, b)| *a <= t && t < *b)
+            .map(|(e, _, _)| e.clone())
+            .collect()
+    }
+
+    /// When the clients were on `endpoint`.
+    fn on(&self, endpoint: &str) -> Vec<(f64, f64)> {
+        self.spans
+            .iter()
+            .filter(|(e, _, _)| e == endpoint)
+            .map(|(_, a, b)| (*a, *b))
+            .collect()
+    }
+
+    /// The clients' figures of the outcome.
+    fn fill(
+        &mut self,
+        outcome: &mut Outcome,
+        probe: &ProbeData,
+        outages: &[Outage],
+        runbook_probe: bool,
+    ) {
+        let mut covered = Vec::new();
+        for (endpoint, a, b) in &self.spans {
+            let probed = probe.probed.get(endpoint).cloned().unwrap_or_default();
+            covered.extend(intersect(&[(*a, *b)], &probed));
+        }
+        self.probed = union(covered);
+        let run_s = (self.window.1 - self.window.0).max(0.0);
+        let probed_s = measure(&self.probed);
+        outcome.run_s = round_ms(run_s);
+        outcome.probed_s = round_ms(probed_s);
+        // A probe starts a moment after the run, and its last tick ends a moment before.
+        let slack = 2.0 * probe.interval_ms.unwrap_or(10.0) / 1000.0 + 0.05;
+        outcome.probed = if probed_s <= 0.0 {
+            Coverage::None
+        } else if run_s - probed_s <= slack {
+            Coverage::Whole
+        } else {
+            Coverage::Partly
+        };
+        outcome.probe_note = match outcome.probed {
+            Coverage::Whole => None,
+            Coverage::None if probe.endpoints.is_empty() => Some(if runbook_probe {
+                "no endpoint was probed (none of `probe.endpoints` had a value the probe could use): nothing was measured".into()
+            } else {
+                "no endpoint was probed: nothing was measured".into()
+            }),
+            Coverage::None => Some(
+                "the clients' endpoint was not probed while they used it: nothing was measured for them".into(),
+            ),
+            Coverage::Partly => Some(format!(
+                "the clients' endpoint was probed for {:.2} s of the run's {:.2} s ({:.0} %); not probed: {}",
+                probed_s,
+                run_s,
+                100.0 * probed_s / run_s.max(f64::MIN_POSITIVE),
+                self.gaps()
+            )),
+        };
+        if outcome.probed == Coverage::None {
+            return;
+        }
+        let failing = |op: Op| {
+            let mut spans = Vec::new();
+            for o in probe.raw.iter().filter(|o| o.op == op) {
+                spans.extend(intersect(&[o.span()], &self.on(&o.endpoint)));
+            }
+            round_ms(measure(&union(spans)))
+        };
+        outcome.unwritable_s = Some(failing(Op::Write));
+        outcome.unreadable_s = Some(failing(Op::Read));
+        for o in outages.iter().filter(|o| o.clients) {
+            match o.kind {
+                OutageKind::Disconnect => outcome.disconnects += 1,
+                OutageKind::Stall => outcome.stalls += 1,
+                OutageKind::Refusal => outcome.refusals += 1,
+                OutageKind::Error => outcome.errors += 1,
+            }
+        }
+    }
+
+    /// The stretches of the run when the clients' endpoint was not probed, as clock times.
+    fn gaps(&self) -> String {
+        let missing = subtract(&[self.window], &self.probed);
+        let clock = |t: f64| {
+            DateTime::from_timestamp_micros((t * 1e6) as i64)
+                .map(|t| t.format("%H:%M:%S%.3f").to_string())
+                .unwrap_or_default()
+        };
+        let shown: Vec<String> = missing
+            .iter()
+            .take(3)
+            .map(|(a, b)| format!("{}–{}", clock(*a), clock(*b)))
+            .collect();
+        let more = missing.len().saturating_sub(3);
+        if more > 0 {
+            format!("{} and {more} more", shown.join(", "))
+        } else {
+            shown.join(", ")
+        }
+    }
+}
+
+/// One endpoint's write and read outages that overlap (and are of one kind) become one.
+fn merge_outages(probe: &ProbeData, view: &ClientsView) -> Vec<Outage> {
+    let mut out: Vec<(Outage, f64)> = Vec::new();
+    for o in &probe.raw {
+        let (a, b) = o.span();
+        let name = probe
+            .endpoints
+            .iter()
+            .find(|e| e.endpoint == o.endpoint)
+            .and_then(|e| e.name.clone());
+        if let Some((m, m_end)) = out.iter_mut().rev().find(|(m, m_end)| {
+            m.endpoint == o.endpoint && m.kind == o.kind && unix(m.start) <= b && a <= *m_end
+        }) {
+            if !m.ops.contains(&o.op) {
+                m.ops.push(o.op);
+                m.ops.sort();
+            }
+            *m_end = m_end.max(b);
+            m.end = match (m.end, o.end) {
+                (Some(x), Some(y)) => Some(x.max(y)),
+                _ => None,
+            };
+            m.duration_ms = round_ms((*m_end - unix(m.start)) * 1000.0);
+            m.failed_requests += o.failed;
+            continue;
+        }
+        let clients = view.on(&o.endpoint).iter().any(|(x, y)| *x <= a && a < *y);
+        out.push((
+            Outage {
+                endpoint: o.endpoint.clone(),
+                name,
+                kind: o.kind,
+                ops: vec![o.op],
+                step: step_label(&o.step),
+                start: o.start,
+                end: o.end,
+                duration_ms: round_ms(o.duration_ms),
+                cause: o.cause,
+                failed_requests: o.failed,
+                clients,
+            },
+            b,
+        ));
+    }
+    out.into_iter().map(|(o, _)| o).collect()
+}
+
+fn count_outages(row: &mut StepRow, outages: &[Outage]) {
+    for o in outages.iter().filter(|o| o.step == row.id) {
+        match o.kind {
+            OutageKind::Disconnect => {
+                row.disconnects += 1;
+                row.disconnected_s += o.duration_ms / 1000.0;
+            }
+            OutageKind::Stall => row.stalls += 1,
+            OutageKind::Refusal => row.refusals += 1,
+            OutageKind::Error => row.errors += 1,
+        }
+    }
+    row.disconnected_s = round_ms(row.disconnected_s);
+}
+
+/// Each move of the clients: from the start of its step to the first write acknowledged
+/// by the new endpoint.
+fn cutovers(probe: &ProbeData, step_starts: &BTreeMap<String, DateTime<Utc>>) -> Vec<Cutover> {
+    let mut out = Vec::new();
+    for pair in probe.plan.windows(2) {
+        let (from, to) = (&pair[0], &pair[1]);
+        let Some(step) = &to.from else {
+            continue;
+        };
+        let at = step_starts.get(step).copied();
+        let to_endpoint = probe.label_of(&to.endpoint);
+        let first_write_at = match (&to_endpoint, at) {
+            (Some(label), Some(at)) => probe
+                .first_writes
+                .iter()
+                .filter(|(e, ts)| e == label && *ts >= at)
+                .map(|(_, ts)| *ts)
+                .min(),
+            _ => None,
+        };
+        let note = match (at, &to_endpoint, first_write_at) {
+            (None, _, _) => Some(format!(
+                "step `{step}` did not run: the clients did not move"
+            )),
+            (_, None, _) => Some(format!("`{}` was not probed", to.endpoint)),
+            (_, _, None) => Some(format!(
+                "no write was acknowledged on `{}` after `{step}` started",
+                to.endpoint
+            )),
+            _ => None,
+        };
+        out.push(Cutover {
+            step: step.clone(),
+            from: from.endpoint.clone(),
+            to: to.endpoint.clone(),
+            from_endpoint: probe.label_of(&from.endpoint),
+            to_endpoint,
+            at,
+            first_write_at,
+            write_gap_ms: match (at, first_write_at) {
+                (Some(a), Some(b)) => Some(round_ms((unix(b) - unix(a)) * 1000.0)),
+                _ => None,
+            },
+            note,
+        });
+    }
+    out
+}
+
+/// Each endpoint's states over the report's window, for the connection-state strip.
+fn strips(probe: &ProbeData, outages: &[Outage], view: &ClientsView, window: Window) -> Vec<Strip> {
+    let (w0, w1) = (unix(window.start), unix(window.end));
+    let width = (w1 - w0).max(f64::MIN_POSITIVE);
+    let rank = |state: &str| match state {
+        "ok" => 1,
+        "error" => 2,
+        "refusal" => 3,
+        "stall" => 4,
+        "disconnect" => 5,
+        _ => 0,
+    };
+    probe
+        .endpoints
+        .iter()
+        .map(|e| {
+            let probed = probe.probed.get(&e.endpoint).cloned().unwrap_or_default();
+            let mine: Vec<(f64, f64, &'static str)> = outages
+                .iter()
+                .filter(|o| o.endpoint == e.endpoint)
+                .map(|o| {
+                    let a = unix(o.start);
+                    (a, a + o.duration_ms / 1000.0, o.kind.as_str())
+                })
+                .collect();
+            let clients_on = view.on(&e.endpoint);
+            let mut cuts: Vec<f64> = vec![w0, w1];
+            cuts.extend(probed.iter().flat_map(|(a, b)| [*a, *b]));
+            cuts.extend(mine.iter().flat_map(|(a, b, _)| [*a, *b]));
+            cuts.extend(clients_on.iter().flat_map(|(a, b)| [*a, *b]));
+            cuts.retain(|t| (w0..=w1).contains(t));
+            cuts.sort_by(f64::total_cmp);
+            cuts.dedup();
+            let mut segments: Vec<Segment> = Vec::new();
+            for pair in cuts.windows(2) {
+                let (a, b) = (pair[0], pair[1]);
+                let mid = (a + b) / 2.0;
+                let inside =
+                    |spans: &[(f64, f64)]| spans.iter().any(|(x, y)| *x <= mid && mid < *y);
+                let mut state = if inside(&probed) { "ok" } else { "unprobed" };
+                for (x, y, kind) in &mine {
+                    if *x <= mid && mid < *y && rank(kind) > rank(state) {
+                        state = kind;
+                    }
+                }
+                let clients = inside(&clients_on);
+                match segments.last_mut() {
+                    Some(last) if last.state == state && last.clients == clients => {
+                        last.end = from_unix(b);
+                        last.width_pct = round_ms((b - unix(last.start)) / width * 100.0);
+                    }
+                    _ => segments.push(Segment {
+                        state: state.to_string(),
+                        clients,
+                        start: from_unix(a),
+                        end: from_unix(b),
+                        left_pct: round_ms((a - w0) / width * 100.0),
+                        width_pct: round_ms((b - a) / width * 100.0),
+                    }),
+                }
+            }
+            Strip {
+                endpoint: e.endpoint.clone(),
+                name: e.name.clone(),
+                segments,
+            }
+        })
+        .collect()
+}
+
+fn unix(t: DateTime<Utc>) -> f64 {
+    t.timestamp_micros() as f64 / 1e6
+}
+
+fn from_unix(t: f64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros((t * 1e6).round() as i64).unwrap_or_default()
+}
+
+/// Rounded to a thousandth: figures in the report do not pretend to float precision.
+fn round_ms(x: f64) -> f64 {
+    let r = (x * 1000.0).round() / 1000.0;
+    // No `-0`: a sum of nothing is nothing.
+    if r == 0.0 { 0.0 } else { r }
+}
+
+/// The spans merged where they overlap, in order.
+fn union(mut spans: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    spans.retain(|(a, b)| b > a);
+    spans.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    for (a, b) in spans {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+fn measure(spans: &[(f64, f64)]) -> f64 {
+    union(spans.to_vec()).iter().map(|(a, b)| b - a).sum()
+}
+
+fn intersect(xs: &[(f64, f64)], ys: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    for (a, b) in xs {
+        for (c, d) in ys {
+            let (s, e) = (a.max(*c), b.min(*d));
+            if e > s {
+                out.push((s, e));
+            }
+        }
+    }
+    union(out)
+}
+
+/// `xs` without `ys`.
+fn subtract(xs: &[(f64, f64)], ys: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let ys = union(ys.to_vec());
+    let mut out = Vec::new();
+    for (a, b) in xs {
+        let mut from = *a;
+        for (c, d) in &ys {
+            if *d <= from || *c >= *b {
+                continue;
+            }
+            if *c > from {
+                out.push((from, *c));
+            }
+            from = from.max(*d);
+        }
+        if from < *b {
+            out.push((from, *b));
+        }
+    }
+    out
 }
 
 fn empty_row(id: &str, action: &str, phase: &str, status: &str) -> StepRow {
@@ -393,8 +964,12 @@ fn empty_row(id: &str, action: &str, phase: &str, status: &str) -> StepRow {
         error: None,
         latency: Stats::default(),
         by_op: BTreeMap::new(),
+        clients: None,
         disconnected_s: 0.0,
         disconnects: 0,
+        stalls: 0,
+        refusals: 0,
+        errors: 0,
     }
 }
 
@@ -598,54 +1173,15 @@ fn halves(by_second_op: &BTreeMap<(i64, Op), Acc>) -> Option<Halves> {
     })
 }
 
-/// Total time covered by at least one disconnect (overlaps across endpoints counted once).
-fn union_seconds(disconnects: &[Disconnect]) -> f64 {
-    let mut spans: Vec<(f64, f64)> = disconnects
-        .iter()
-        .map(|d| {
-            let start = d.start.timestamp_micros() as f64 / 1e6;
-            (start, start + d.duration_ms / 1000.0)
-        })
-        .collect();
-    spans.sort_by(|x, y| x.0.total_cmp(&y.0));
-    let mut total = 0.0;
-    let mut current: Option<(f64, f64)> = None;
-    for (s, e) in spans {
-        current = match current {
-            Some((cs, ce)) if s <= ce => Some((cs, ce.max(e))),
-            Some((cs, ce)) => {
-                total += ce - cs;
-                Some((s, e))
-            }
-            None => Some((s, e)),
-        };
-    }
-    if let Some((cs, ce)) = current {
-        total += ce - cs;
-    }
-    total
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::ErrorClass;
-
-    fn outage(start_ms: i64, duration_ms: f64) -> Disconnect {
-        Disconnect {
-            endpoint: "e".into(),
-            step: "s".into(),
-            start: DateTime::from_timestamp_millis(start_ms).unwrap(),
-            end: None,
-            duration_ms,
-            cause: ErrorClass::Refused,
-            failed_requests: 1,
-        }
-    }
 
     #[test]
-    fn overlapping_outages_count_once() {
-        let d = [outage(0, 1000.0), outage(500, 1000.0), outage(5000, 250.0)];
-        assert!((union_seconds(&d) - 1.75).abs() < 1e-9);
+    fn spans_add_up_once_and_subtract() {
+        let d = [(0.0, 1.0), (0.5, 1.5), (5.0, 5.25)];
+        assert!((measure(&d) - 1.75).abs() < 1e-9);
+        assert_eq!(intersect(&[(0.0, 10.0)], &d), vec![(0.0, 1.5), (5.0, 5.25)]);
+        assert_eq!(subtract(&[(0.0, 10.0)], &d), vec![(1.5, 5.0), (5.25, 10.0)]);
     }
 }

@@ -95,6 +95,14 @@ fn secs(t: DateTime<Utc>, t0: DateTime<Utc>) -> f64 {
 }
 
 const BAND_COLORS: [RGBColor; 2] = [RGBColor(222, 235, 247), RGBColor(240, 240, 240)];
+/// The plot's width in pixels (the chart less its margins and axis labels), and the width
+/// of a label's character: where step names fit.
+const PLOT_WIDTH_PX: f64 = 1010.0;
+const CHAR_PX: f64 = 7.5;
+/// Rows of step names above the bands.
+const LABEL_ROWS: usize = 6;
+/// Runs up to this long get the worst latency of each tenth of a second.
+const TENTHS_UP_TO_S: f64 = 600.0;
 
 fn draw_timeline<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
@@ -140,7 +148,7 @@ where
     let y_min = 0.05;
     let mut chart = ChartBuilder::on(root)
         .caption(
-            "Probe latency per second (ms, log scale); steps as bands, outages in red",
+            "Probe latency (ms, log scale): p50, p99 per second and the worst; outages the clients felt in red, others grey",
             (FAMILY, 16),
         )
         .margin(12)
@@ -173,38 +181,86 @@ where
             )))
             .map_err(&e)?;
     }
-    // Names of steps too short to hold them are left to the tables.
-    let label_width = x_end / 14.0;
-    let mut row = 0;
+    // Every step is named where its band starts, in the first of six rows where the name
+    // does not run into the previous one; only a step that finds no room is left to the tables.
+    let per_char = x_end / PLOT_WIDTH_PX * CHAR_PX;
+    let mut row_ends = [f64::NEG_INFINITY; LABEL_ROWS];
     for band in &report.bands {
-        let (a, b) = span(band);
-        if b - a < label_width {
+        let (a, _) = span(band);
+        let width = (band.step.chars().count() as f64 + 1.0) * per_char;
+        let Some(row) = row_ends.iter().position(|end| *end <= a) else {
             continue;
-        }
+        };
+        row_ends[row] = a + width;
         chart
             .draw_series(std::iter::once(Text::new(
                 band.step.clone(),
-                (a, y_max / 1.6_f64.powi(1 + row % 2)),
+                (a, y_max / 1.4_f64.powi(1 + row as i32)),
                 (FAMILY, 12).into_font().color(&RGBColor(40, 40, 90)),
             )))
             .map_err(&e)?;
-        row += 1;
     }
-    for d in &report.disconnects {
+    // Outages in red while the clients were on that endpoint, in grey otherwise.
+    for d in &report.outages {
         let a = secs(d.start, t0);
         let b = a + (d.duration_ms / 1000.0).max(0.05);
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(a, y_min), (b, y_max)],
-                RED.mix(0.35).filled(),
-            )))
-            .map_err(&e)?;
+        let clients: Vec<(f64, f64)> = if report.clients.is_empty() {
+            vec![(a, b)]
+        } else {
+            report
+                .clients
+                .iter()
+                .filter(|c| c.endpoint.as_deref() == Some(d.endpoint.as_str()))
+                .map(|c| (secs(c.start, t0).max(a), secs(c.end, t0).min(b)))
+                .filter(|(x, y)| y > x)
+                .collect()
+        };
+        let others = std::iter::once(((a, b), RGBColor(120, 120, 140).mix(0.25)));
+        let felt = clients.into_iter().map(|span| (span, RED.mix(0.35)));
+        for ((x, y), color) in others.chain(felt) {
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x, y_min), (y, y_max)],
+                    color.filled(),
+                )))
+                .map_err(&e)?;
+        }
     }
-    let series: [(&str, RGBColor, PickLatency); 3] = [
-        ("max", RGBColor(150, 150, 150), |p| p.max_ms),
+    let series: [(&str, RGBColor, PickLatency); 2] = [
         ("p99", RGBColor(230, 120, 20), |p| p.p99_ms),
         ("p50", RGBColor(30, 90, 200), |p| p.p50_ms),
     ];
+    let grey = RGBColor(150, 150, 150);
+    // The worst latency per tenth of a second on short runs, per second on long ones.
+    let short = x_end <= TENTHS_UP_TO_S;
+    let mut worst: Vec<(f64, f64)> = Vec::new();
+    for p in &report.timeline {
+        let at = secs(DateTime::from_timestamp(p.second, 0).unwrap_or(t0), t0);
+        if short {
+            for (i, v) in p.tenths_max_ms.iter().enumerate() {
+                worst.push((at + (i as f64 + 0.5) / 10.0, *v));
+            }
+        } else {
+            worst.push((at + 0.5, p.max_ms));
+        }
+    }
+    let max_label = if short { "max per 0.1 s" } else { "max" };
+    let mut first = true;
+    for seg in worst
+        .split(|(_, v)| *v <= 0.0)
+        .filter(|seg| !seg.is_empty())
+    {
+        let points: Vec<(f64, f64)> = seg.iter().map(|(x, v)| (*x, v.max(y_min))).collect();
+        let drawn = chart
+            .draw_series(LineSeries::new(points, grey.stroke_width(1)))
+            .map_err(&e)?;
+        if first {
+            drawn.label(max_label).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(2))
+            });
+            first = false;
+        }
+    }
     for (name, color, pick) in series {
         let mut segments: Vec<Vec<(f64, f64)>> = Vec::new();
         let mut previous: Option<i64> = None;
@@ -236,7 +292,7 @@ where
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(SeriesLabelPosition::LowerRight)
         .label_font((FAMILY, 12))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.4))

@@ -8,6 +8,7 @@
 
 pub mod aggregate;
 pub mod chart;
+pub mod compare;
 pub mod model;
 
 use std::path::{Path, PathBuf};
@@ -17,11 +18,14 @@ use serde_json::Value;
 use tera::Tera;
 
 pub use aggregate::{ReportError, build};
+pub use compare::{Comparison, compare};
 pub use model::{FORMAT_VERSION, Report};
 
 /// A report format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// A summary for a terminal.
+    Text,
     Md,
     Html,
     Json,
@@ -30,6 +34,7 @@ pub enum Format {
 impl Format {
     pub fn extension(self) -> &'static str {
         match self {
+            Format::Text => "txt",
             Format::Md => "md",
             Format::Html => "html",
             Format::Json => "json",
@@ -62,8 +67,13 @@ pub enum RenderError {
 /// output cannot put raw HTML or terminal escapes into it.
 static MARKDOWN: LazyLock<Result<Tera, tera::Error>> = LazyLock::new(|| {
     engine(
-        "report.md",
-        include_str!("../../templates/report.md.tera"),
+        &[
+            ("report.md", include_str!("../../templates/report.md.tera")),
+            (
+                "compare.md",
+                include_str!("../../templates/compare.md.tera"),
+            ),
+        ],
         escape_markdown,
     )
 });
@@ -71,16 +81,27 @@ static MARKDOWN: LazyLock<Result<Tera, tera::Error>> = LazyLock::new(|| {
 /// The HTML report: every value is escaped as HTML, control characters made visible.
 static HTML: LazyLock<Result<Tera, tera::Error>> = LazyLock::new(|| {
     engine(
-        "report.html",
-        include_str!("../../templates/report.html.tera"),
+        &[
+            (
+                "report.html",
+                include_str!("../../templates/report.html.tera"),
+            ),
+            (
+                "compare.html",
+                include_str!("../../templates/compare.html.tera"),
+            ),
+        ],
         escape_html,
     )
 });
 
-fn engine(name: &'static str, text: &str, escape: fn(&str) -> String) -> Result<Tera, tera::Error> {
+fn engine(
+    templates: &[(&'static str, &'static str)],
+    escape: fn(&str) -> String,
+) -> Result<Tera, tera::Error> {
     let mut tera = Tera::default();
-    tera.add_raw_template(name, text)?;
-    tera.autoescape_on(vec![name]);
+    tera.add_raw_templates(templates.iter().copied())?;
+    tera.autoescape_on(templates.iter().map(|(name, _)| *name).collect());
     tera.set_escape_fn(escape);
     tera.register_filter("ms", filter_ms);
     tera.register_filter("secs", filter_secs);
@@ -88,6 +109,7 @@ fn engine(name: &'static str, text: &str, escape: fn(&str) -> String) -> Result<
     tera.register_filter("utc", filter_utc);
     tera.register_filter("num", filter_num);
     tera.register_filter("cell", filter_cell);
+    tera.register_filter("outages", filter_outages);
     Ok(tera)
 }
 
@@ -165,6 +187,38 @@ fn filter_num(v: &Value, _: &std::collections::HashMap<String, Value>) -> tera::
         Value::Number(n) => n.to_string(),
         Value::Null => "–".into(),
         other => other.to_string(),
+    }))
+}
+
+/// A step's outages in a few words: `1 disconnect (1.50 s), 2 stalls`, or `–`.
+fn filter_outages(v: &Value, _: &std::collections::HashMap<String, Value>) -> tera::Result<Value> {
+    let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let mut parts = Vec::new();
+    for (key, word) in [
+        ("disconnects", "disconnect"),
+        ("stalls", "stall"),
+        ("refusals", "refusal"),
+        ("errors", "error"),
+    ] {
+        let count = n(key);
+        if count == 0 {
+            continue;
+        }
+        let plural = if count == 1 { "" } else { "s" };
+        let mut part = format!("{count} {word}{plural}");
+        if key == "disconnects" {
+            let s = v
+                .get("disconnected_s")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            part.push_str(&format!(" ({s:.2} s)"));
+        }
+        parts.push(part);
+    }
+    Ok(Value::String(if parts.is_empty() {
+        "–".into()
+    } else {
+        parts.join(", ")
     }))
 }
 
@@ -275,6 +329,7 @@ pub fn write_report(run_dir: &Path, format: Format, path: &Path) -> Result<PathB
 
 fn write_rendered(report: &Report, format: Format, path: &Path) -> Result<PathBuf, RenderError> {
     let text = match format {
+        Format::Text => to_text(report),
         Format::Json => to_json(report),
         Format::Html => to_html(report)?,
         Format::Md => {
@@ -287,6 +342,109 @@ fn write_rendered(report: &Report, format: Format, path: &Path) -> Result<PathBu
         source,
     })?;
     Ok(path.to_path_buf())
+}
+
+/// The report's outcome and steps as plain text, for a terminal.
+pub fn to_text(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let o = &report.outcome;
+    let secs = |v: Option<f64>| v.map_or("not measured".to_string(), |s| format!("{s:.2} s"));
+    let _ = writeln!(
+        out,
+        "{} ({})",
+        report.run.id.as_deref().unwrap_or("probe"),
+        o.status
+    );
+    let _ = writeln!(
+        out,
+        "time clients could not write: {} ({} disconnects, {} stalls, {} refusals, {} errors)",
+        secs(o.unwritable_s),
+        o.disconnects,
+        o.stalls,
+        o.refusals,
+        o.errors
+    );
+    if let Some(note) = &o.probe_note {
+        let _ = writeln!(out, "not measured: {note}");
+    }
+    if let Some(c) = &o.cutover {
+        let _ = writeln!(
+            out,
+            "cutover at {} ({} -> {}): write gap {}",
+            c.step,
+            c.from,
+            c.to,
+            c.write_gap_ms
+                .map_or_else(|| "not measured".to_string(), |g| format!("{g:.1} ms"))
+        );
+    }
+    if let Some(p) = &o.parity {
+        let _ = writeln!(
+            out,
+            "key parity: {} ({} keys, last of {} checks: {})",
+            if p.equal { "equal" } else { "NOT equal" },
+            p.keys_checked,
+            p.checks,
+            p.step
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<22} {:<10} {:>9} {:>9} {:>9} {:>7}  outages",
+        "step", "status", "duration", "p50", "p99", "errors"
+    );
+    for s in &report.steps {
+        let answered = s.latency.requests > s.latency.errors;
+        let ms = |v: f64| {
+            if answered {
+                format!("{v:.2} ms")
+            } else {
+                "–".into()
+            }
+        };
+        let outages = filter_outages(
+            &serde_json::to_value(s).unwrap_or(Value::Null),
+            &std::collections::HashMap::new(),
+        )
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:<22} {:<10} {:>9} {:>9} {:>9} {:>7}  {outages}",
+            s.id,
+            s.status,
+            s.duration_s.map_or("–".into(), |d| format!("{d:.2} s")),
+            ms(s.latency.p50_ms),
+            ms(s.latency.p99_ms),
+            s.latency.errors
+        );
+    }
+    out
+}
+
+/// The comparison in `format`.
+pub fn render_comparison(c: &Comparison, format: Format) -> Result<String, RenderError> {
+    let (engine, name, label) = match format {
+        Format::Text => return Ok(compare::to_text(c)),
+        Format::Json => {
+            return Ok(serde_json::to_string_pretty(c)
+                .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
+        }
+        Format::Md => (&MARKDOWN, "compare.md", "md"),
+        Format::Html => (&HTML, "compare.html", "html"),
+    };
+    let ctx = tera::Context::from_serialize(c).map_err(|source| RenderError::Template {
+        format: label,
+        source,
+    })?;
+    templates(engine)?
+        .render(name, &ctx)
+        .map_err(|source| RenderError::Template {
+            format: label,
+            source,
+        })
 }
 
 /// Writes report.md (+ chart png), report.html, report.json into `run_dir`.

@@ -9,10 +9,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::probe::ErrorClass;
+use crate::probe::{ErrorClass, Op, OutageKind};
 
 /// The version of the JSON report; bumped when a field changes meaning or goes away.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The label of samples taken while no step was running.
 pub const NO_STEP: &str = "(between steps)";
@@ -40,27 +40,80 @@ pub struct RunInfo {
     pub duration_s: Option<f64>,
 }
 
-/// The first lines a reviewer reads.
+/// The first lines a reviewer reads. Figures on the clients' view are computed on the
+/// endpoint the application's clients use at each moment (`probe.clients`), and only for
+/// the time that endpoint was probed: `probed` and `probe_note` say how much that is.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Outcome {
     pub succeeded: bool,
     pub status: String,
     /// Steps that changed something (`step: action`), in order.
     pub changed: Vec<String>,
-    /// Time during which at least one probed endpoint refused or failed writes.
-    pub unwritable_s: f64,
+    /// How much of the run the clients' endpoint was probed.
+    pub probed: Coverage,
+    /// Seconds of the run during which the clients' endpoint was probed, and the run's.
+    pub probed_s: f64,
+    pub run_s: f64,
+    /// What was not measured, in a sentence; `None` when everything was.
+    pub probe_note: Option<String>,
+    /// Time the clients' endpoint refused or failed writes (`None`: nothing was probed).
+    pub unwritable_s: Option<f64>,
+    /// Time the clients' endpoint refused or failed reads.
+    pub unreadable_s: Option<f64>,
+    /// Outages of the clients' endpoint, by kind.
     pub disconnects: usize,
+    pub stalls: usize,
+    pub refusals: usize,
+    pub errors: usize,
     pub lost_writes: u64,
+    /// The clients' move to another endpoint, when the runbook has one.
+    pub cutover: Option<Cutover>,
     /// `None` when no `data.verify` step ran.
     pub parity: Option<Parity>,
 }
 
-/// The key-parity verdict over every `data.verify` step.
+/// How much of the run the clients' endpoint was probed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Coverage {
+    /// No probe data at all for the clients' endpoint.
+    #[default]
+    None,
+    /// Part of the run only (an endpoint known only after a step, or down from the start).
+    Partly,
+    /// The whole run.
+    Whole,
+}
+
+/// The clients' move from one endpoint to another at the start of a step.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cutover {
+    pub step: String,
+    /// The endpoints' names in `probe.endpoints`, and their addresses when probed.
+    pub from: String,
+    pub to: String,
+    pub from_endpoint: Option<String>,
+    pub to_endpoint: Option<String>,
+    /// When the switching step started (`None`: it never did).
+    pub at: Option<DateTime<Utc>>,
+    /// The first acknowledged write on the new endpoint after `at`.
+    pub first_write_at: Option<DateTime<Utc>>,
+    /// From `at` to `first_write_at`.
+    pub write_gap_ms: Option<f64>,
+    /// Why the gap is missing, when it is.
+    pub note: Option<String>,
+}
+
+/// The last key-parity check's verdict.
 #[derive(Clone, Debug, Serialize)]
 pub struct Parity {
+    /// The step of the last check.
+    pub step: String,
     pub keys_checked: u64,
     pub mismatches: u64,
     pub equal: bool,
+    /// How many checks ran.
+    pub checks: usize,
 }
 
 /// One row of the per-step table.
@@ -83,20 +136,75 @@ pub struct StepRow {
     /// All probed requests during the step.
     pub latency: Stats,
     pub by_op: BTreeMap<String, Stats>,
+    /// The endpoint the clients used during the step, when the runbook says.
+    pub clients: Option<String>,
+    /// Outages (of any endpoint) that began during the step, by kind, and the time of
+    /// its disconnects.
     pub disconnected_s: f64,
     pub disconnects: usize,
+    pub stalls: usize,
+    pub refusals: usize,
+    pub errors: usize,
 }
 
-/// A disconnect event as the report shows it.
+/// An outage as the report shows it: one endpoint's run of failed requests, the write
+/// and read outages that overlap merged into one.
 #[derive(Clone, Debug, Serialize)]
-pub struct Disconnect {
+pub struct Outage {
     pub endpoint: String,
+    pub name: Option<String>,
+    pub kind: OutageKind,
+    /// The operations that failed.
+    pub ops: Vec<Op>,
     pub step: String,
     pub start: DateTime<Utc>,
     pub end: Option<DateTime<Utc>>,
     pub duration_ms: f64,
     pub cause: ErrorClass,
     pub failed_requests: u64,
+    /// Whether the application's clients were on this endpoint when it began.
+    pub clients: bool,
+}
+
+/// One probed endpoint.
+#[derive(Clone, Debug, Serialize)]
+pub struct EndpointInfo {
+    pub endpoint: String,
+    pub name: Option<String>,
+    pub from: DateTime<Utc>,
+    pub until: Option<DateTime<Utc>>,
+    /// Ticks issued (each one write and one read).
+    pub ticks: u64,
+}
+
+/// A stretch of time during which the clients used one endpoint.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClientsSpan {
+    pub name: String,
+    pub endpoint: Option<String>,
+    pub from_step: Option<String>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// One endpoint's connection states over the run (seed 000's heat map).
+#[derive(Clone, Debug, Serialize)]
+pub struct Strip {
+    pub endpoint: String,
+    pub name: Option<String>,
+    pub segments: Vec<Segment>,
+}
+
+/// A stretch of one state: `ok`, `unprobed`, or an outage kind; `clients` when the
+/// clients were on the endpoint. Positions are percent of the strip's width.
+#[derive(Clone, Debug, Serialize)]
+pub struct Segment {
+    pub state: String,
+    pub clients: bool,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub left_pct: f64,
+    pub width_pct: f64,
 }
 
 /// A (re)connection: the address reached and the node's role.
@@ -104,6 +212,7 @@ pub struct Disconnect {
 pub struct Connection {
     pub ts: DateTime<Utc>,
     pub endpoint: String,
+    pub op: Op,
     pub address: Option<String>,
     pub role: Option<String>,
     pub resolved: Vec<String>,
@@ -169,7 +278,8 @@ pub struct Halves {
     pub p99_change_pct: BTreeMap<String, f64>,
 }
 
-/// One point of the latency timeline (per second, all endpoints and operations).
+/// One point of the latency timeline (per second, all endpoints and operations), with
+/// the worst latency and the errors of each tenth of the second.
 #[derive(Clone, Debug, Serialize)]
 pub struct TimelinePoint {
     pub second: i64,
@@ -177,6 +287,8 @@ pub struct TimelinePoint {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub errors: u64,
+    pub tenths_max_ms: [f64; 10],
+    pub tenths_errors: [u64; 10],
 }
 
 /// A step's time window, for the chart's bands.
@@ -185,6 +297,9 @@ pub struct Band {
     pub step: String,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
+    /// Position in the report's window (the strips' axis), percent of its width.
+    pub left_pct: f64,
+    pub width_pct: f64,
 }
 
 /// The whole report.
@@ -195,7 +310,10 @@ pub struct Report {
     pub run: RunInfo,
     pub outcome: Outcome,
     pub steps: Vec<StepRow>,
-    pub disconnects: Vec<Disconnect>,
+    pub outages: Vec<Outage>,
+    /// Where the clients were, stretch by stretch (empty: the runbook does not say, and
+    /// they count as on every probed endpoint).
+    pub clients: Vec<ClientsSpan>,
     pub connections: Vec<Connection>,
     pub lost_writes: Vec<LostWrites>,
     pub verify: Vec<Verify>,
@@ -205,8 +323,9 @@ pub struct Report {
     pub latency: BTreeMap<String, Stats>,
     pub errors_by_class: BTreeMap<String, u64>,
     pub metrics: Vec<Metric>,
-    pub endpoints: Vec<String>,
+    pub endpoints: Vec<EndpointInfo>,
     pub probe_interval_ms: Option<f64>,
     pub timeline: Vec<TimelinePoint>,
     pub bands: Vec<Band>,
+    pub strips: Vec<Strip>,
 }

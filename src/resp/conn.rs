@@ -134,6 +134,19 @@ impl Conn {
         Ok(conn)
     }
 
+    /// The connection's two directions apart, and the bytes already read: for a caller that
+    /// keeps requests in flight while another task reads the replies (the probe's open loop).
+    pub fn split(
+        self,
+    ) -> (
+        Box<dyn AsyncRead + Send + Unpin>,
+        Box<dyn AsyncWrite + Send + Unpin>,
+        Vec<u8>,
+    ) {
+        let (read, write) = tokio::io::split(self.io);
+        (Box::new(read), Box::new(write), self.buf)
+    }
+
     /// Switches to database `db`.
     pub async fn select(&mut self, db: i64) -> Result<(), RespError> {
         let mut n = itoa::Buffer::new();

@@ -6,10 +6,11 @@
 //! buffer: a [`Pipeline`]'s commands go out in one write and the replies are read in place,
 //! decoded into ranges of the buffer ([`Frame`]) or only framed ([`Reply`]), never copied
 //! into owned values. A cluster node, another database or a replica is an [`Endpoint`]
-//! with other coordinates, reached the same way.
+//! with other coordinates, reached the same way; [`cluster`] says which node owns a key.
 //!
 //! [`Endpoint`]: crate::endpoint::Endpoint
 
+pub mod cluster;
 mod conn;
 mod frame;
 mod pipeline;

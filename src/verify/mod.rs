@@ -30,10 +30,11 @@ use serde::Serialize;
 
 use crate::endpoint::{Endpoint, Resolver};
 use crate::resp::RespError;
+use crate::resp::cluster::TopologyError;
 pub use functions::Functions;
 pub use judge::{Class, ClassCounts};
 pub use options::{ELASTICACHE_TIMESTAMP_KEY, ReadFrom, VerifyOptions};
-use sides::Sides;
+use sides::{Reader, Sides};
 use tally::{Key, Tally};
 
 /// A mismatched key, for people to look at.
@@ -75,6 +76,24 @@ pub struct ReadServers {
     pub target: Endpoint,
 }
 
+/// The shards of both sides of a check with a cluster on either side.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShardsReport {
+    pub source: Vec<ShardReport>,
+    pub target: Vec<ShardReport>,
+}
+
+/// One shard as the check saw it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShardReport {
+    /// The node read: the shard's primary, or its replica.
+    pub read: Endpoint,
+    /// The slot ranges it owns, inclusive.
+    pub slots: Vec<(u16, u16)>,
+    /// Keys it held when the check began (`INFO keyspace`), every database.
+    pub keys: u64,
+}
+
 /// The outcome of a check.
 #[derive(Clone, Debug, Serialize)]
 pub struct VerifyReport {
@@ -110,6 +129,9 @@ pub struct VerifyReport {
     pub rounds: u32,
     /// Every database compared, with its counts.
     pub databases: Vec<DbReport>,
+    /// The shards of each side, when either is a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<ShardsReport>,
     pub examples: Vec<Example>,
     pub elapsed_ms: u64,
     pub keys_per_sec: f64,
@@ -144,6 +166,13 @@ pub enum VerifyError {
         endpoint: Endpoint,
         #[source]
         source: RespError,
+    },
+    /// A cluster-mode endpoint's slot map could not be read or used.
+    #[error("the {side}'s shards are unknown")]
+    Topology {
+        side: Side,
+        #[source]
+        source: TopologyError,
     },
     /// `--read-from replica`, and the endpoint has no replica online.
     #[error(
@@ -182,14 +211,19 @@ pub async fn verify(
     opts.validate()?;
     let started = Instant::now();
     let mut sides = Sides::connect(resolver, source, target, opts).await?;
-    let held = sides.keyspace(Side::Source).await?;
-    sides.dbs = databases(
-        source,
-        target,
-        opts,
-        &held,
-        &sides.keyspace(Side::Target).await?,
-    )?;
+    let per_shard = [
+        sides.keyspaces(Side::Source).await?,
+        sides.keyspaces(Side::Target).await?,
+    ];
+    let whole = |shards: &[BTreeMap<i64, u64>]| {
+        let mut sum: BTreeMap<i64, u64> = BTreeMap::new();
+        for (db, n) in shards.iter().flatten() {
+            *sum.entry(*db).or_default() += n;
+        }
+        sum
+    };
+    let held = whole(&per_shard[0]);
+    sides.dbs = databases(source, target, opts, &held, &whole(&per_shard[1]))?;
     let sides = Arc::new(sides);
     let total = sides.dbs.keys().filter_map(|db| held.get(db)).sum();
     progress(VerifyProgress::Total(total));
@@ -233,9 +267,28 @@ pub async fn verify(
         source: source.clone(),
         target: target.clone(),
         read_from: ReadServers {
-            source: sides.src.endpoint.clone(),
-            target: sides.dst.endpoint.clone(),
+            source: sides.src.shown(source),
+            target: sides.dst.shown(target),
         },
+        shards: (sides.src.topology.cluster || sides.dst.topology.cluster).then(|| {
+            let side = |reader: &Reader, keys: &[BTreeMap<i64, u64>]| {
+                reader
+                    .nodes
+                    .iter()
+                    .zip(&reader.topology.shards)
+                    .zip(keys)
+                    .map(|((node, shard), keys)| ShardReport {
+                        read: node.endpoint.clone(),
+                        slots: shard.slots.clone(),
+                        keys: keys.values().sum(),
+                    })
+                    .collect()
+            };
+            ShardsReport {
+                source: side(&sides.src, &per_shard[0]),
+                target: side(&sides.dst, &per_shard[1]),
+            }
+        }),
         parity: true,
         functions,
         keys_checked: 0,

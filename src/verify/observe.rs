@@ -5,7 +5,7 @@ use crate::resp::{Conn, Frame, Pipeline};
 
 use super::digest::{self, Kind, Next};
 use super::judge::Observed;
-use super::sides::Sides;
+use super::sides::{At, Sides};
 use super::{Side, VerifyError};
 
 /// Keys whose next chunk is asked for in one pipeline.
@@ -26,10 +26,10 @@ impl Sides {
     /// or where the source has no value to read: one command less per key on the target.
     pub(super) async fn observe(
         &self,
-        db: i64,
+        at: At,
         keys: &[Vec<u8>],
     ) -> Result<(Vec<Observed>, Vec<Observed>), VerifyError> {
-        let mut src_conn = self.lease(Side::Source, db).await?;
+        let mut src_conn = self.lease(Side::Source, at).await?;
         let mut p = Pipeline::new();
         for key in keys {
             p.cmd(&[b"TYPE", key]).cmd(&[b"PTTL", key]);
@@ -55,7 +55,7 @@ impl Sides {
                     .map(drop)
             },
             async {
-                let mut conn = self.lease(Side::Target, db).await?;
+                let mut conn = self.lease(Side::Target, at).await?;
                 self.read_values(Side::Target, &mut conn, keys, &kinds, &mut dst)
                     .await
             }
@@ -66,7 +66,7 @@ impl Sides {
             for &i in &wrong_type {
                 p.cmd(&[b"TYPE", &keys[i]]);
             }
-            self.run(Side::Target, db, &p, |j, r| {
+            self.run(Side::Target, at, &p, |j, r| {
                 let i = wrong_type[j];
                 let o = &mut dst[i];
                 o.kind = Kind::parse(r.ok()?);

@@ -1,7 +1,9 @@
 //! The two full passes. Source → target: every source key's type, value and TTL compared
 //! with the target's. Target → source: the keys only the target has. Both scan their side
-//! page by page and keep several batches in flight.
+//! page by page, shard by shard, and keep several batches in flight; a page is split by the
+//! shard its keys live in on the other side.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,7 +14,7 @@ use crate::resp::{Pipeline, RespError};
 use super::digest::Kind;
 use super::judge::{self, Class, Mismatch, Observed, Verdict};
 use super::observe::ttl;
-use super::sides::Sides;
+use super::sides::{At, Sides};
 use super::tally::{Key, Tally};
 use super::{Side, VerifyError, VerifyProgress};
 
@@ -30,7 +32,6 @@ impl Sides {
         let mut tally = Tally::default();
         tally.db(db);
         let mut tasks: JoinSet<Result<Tally, VerifyError>> = JoinSet::new();
-        let mut cursor = b"0".to_vec();
         let pacer = self.pacers[scanned as usize].as_ref();
         let count = pacer
             .map_or(opts.batch, |p| p.batch(opts.batch))
@@ -47,51 +48,69 @@ impl Sides {
             tally.merge(part, opts.recheck_cap);
             Ok(())
         };
-        loop {
-            let mut p = Pipeline::new();
-            p.cmd(&[b"SCAN", &cursor, b"COUNT", count.as_bytes()]);
-            let mut keys: Vec<Vec<u8>> = Vec::new();
-            let mut skipped = 0;
-            self.run(scanned, db, &p, |_, r| {
-                let mut parts = r.ok()?.items().into_iter().flatten();
-                let shape = || RespError::Server("SCAN's reply is not [cursor, keys]".into());
-                let (Some(next), Some(page)) = (parts.next(), parts.next()) else {
-                    return Err(shape());
-                };
-                cursor = next.bytes().ok_or_else(shape)?.to_vec();
-                for key in page.items().ok_or_else(shape)? {
-                    let key = key.bytes().ok_or_else(shape)?;
-                    if opts.skipped(key) {
-                        skipped += 1;
-                    } else {
-                        keys.push(key.to_vec());
+        let other = match scanned {
+            Side::Source => Side::Target,
+            Side::Target => Side::Source,
+        };
+        for shard in 0..self.reader(scanned).nodes.len() {
+            let mut at = At { db, shard: [0; 2] };
+            at.shard[scanned as usize] = shard;
+            let mut cursor = b"0".to_vec();
+            loop {
+                let mut p = Pipeline::new();
+                p.cmd(&[b"SCAN", &cursor, b"COUNT", count.as_bytes()]);
+                let mut keys: Vec<Vec<u8>> = Vec::new();
+                let mut skipped = 0;
+                self.run(scanned, at, &p, |_, r| {
+                    let mut parts = r.ok()?.items().into_iter().flatten();
+                    let shape = || RespError::Server("SCAN's reply is not [cursor, keys]".into());
+                    let (Some(next), Some(page)) = (parts.next(), parts.next()) else {
+                        return Err(shape());
+                    };
+                    cursor = next.bytes().ok_or_else(shape)?.to_vec();
+                    for key in page.items().ok_or_else(shape)? {
+                        let key = key.bytes().ok_or_else(shape)?;
+                        if opts.skipped(key) {
+                            skipped += 1;
+                        } else {
+                            keys.push(key.to_vec());
+                        }
                     }
+                    Ok(())
+                })
+                .await?;
+                if scanned == Side::Source {
+                    tally.db(db).skipped += skipped;
                 }
-                Ok(())
-            })
-            .await?;
-            if scanned == Side::Source {
-                tally.db(db).skipped += skipped;
-            }
-            if !keys.is_empty() {
-                if let Some(pacer) = pacer {
+                if let Some(pacer) = pacer.filter(|_| !keys.is_empty()) {
                     pacer.take(keys.len() as u64).await;
                 }
-                while tasks.len() >= opts.in_flight {
-                    if let Some(done) = tasks.join_next().await {
-                        absorb(done, &mut tally)?;
-                    }
+                let topology = &self.reader(other).topology;
+                let mut by_shard: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
+                for key in keys {
+                    by_shard
+                        .entry(topology.shard_of(&key))
+                        .or_default()
+                        .push(key);
                 }
-                let sides = self.clone();
-                tasks.spawn(async move {
-                    match scanned {
-                        Side::Source => sides.compare(db, keys).await,
-                        Side::Target => sides.extras(db, keys).await,
+                for (theirs, keys) in by_shard {
+                    at.shard[other as usize] = theirs;
+                    while tasks.len() >= opts.in_flight {
+                        if let Some(done) = tasks.join_next().await {
+                            absorb(done, &mut tally)?;
+                        }
                     }
-                });
-            }
-            if cursor == b"0" {
-                break;
+                    let sides = self.clone();
+                    tasks.spawn(async move {
+                        match scanned {
+                            Side::Source => sides.compare(at, keys).await,
+                            Side::Target => sides.extras(at, keys).await,
+                        }
+                    });
+                }
+                if cursor == b"0" {
+                    break;
+                }
             }
         }
         while let Some(done) = tasks.join_next().await {
@@ -101,9 +120,10 @@ impl Sides {
     }
 
     /// Source keys: compare type, value and TTL with the target.
-    async fn compare(&self, db: i64, keys: Vec<Vec<u8>>) -> Result<Tally, VerifyError> {
+    async fn compare(&self, at: At, keys: Vec<Vec<u8>>) -> Result<Tally, VerifyError> {
+        let db = at.db;
         let mut tally = Tally::default();
-        let (src, dst) = self.observe(db, &keys).await?;
+        let (src, dst) = self.observe(at, &keys).await?;
         let at = Instant::now();
         for ((key, s), d) in keys.into_iter().zip(&src).zip(&dst) {
             if s.kind == Kind::None {
@@ -127,26 +147,30 @@ impl Sides {
 
     /// Target keys: find the ones the source does not have. One multi-key EXISTS answers
     /// for the whole batch when the source has them all (each listed key counts once), so
-    /// keys are looked at one by one only in a batch that has an extra key.
-    async fn extras(&self, db: i64, keys: Vec<Vec<u8>>) -> Result<Tally, VerifyError> {
+    /// keys are looked at one by one only in a batch that has an extra key. A cluster
+    /// refuses keys of several slots in one command: there every key is asked alone.
+    async fn extras(&self, at: At, keys: Vec<Vec<u8>>) -> Result<Tally, VerifyError> {
+        let db = at.db;
         let mut tally = Tally::default();
-        let mut all = Pipeline::new();
-        all.cmd_with(b"EXISTS", keys.iter().map(Vec::as_slice));
-        let mut on_source = 0;
-        self.run(Side::Source, db, &all, |_, r| {
-            on_source = r.ok()?.int().unwrap_or(0);
-            Ok(())
-        })
-        .await?;
-        if on_source == keys.len() as i64 {
-            return Ok(tally);
+        if !self.src.topology.cluster {
+            let mut all = Pipeline::new();
+            all.cmd_with(b"EXISTS", keys.iter().map(Vec::as_slice));
+            let mut on_source = 0;
+            self.run(Side::Source, at, &all, |_, r| {
+                on_source = r.ok()?.int().unwrap_or(0);
+                Ok(())
+            })
+            .await?;
+            if on_source == keys.len() as i64 {
+                return Ok(tally);
+            }
         }
         let mut each = Pipeline::new();
         for key in &keys {
             each.cmd(&[b"EXISTS", key]);
         }
         let mut absent = Vec::new();
-        self.run(Side::Source, db, &each, |i, r| {
+        self.run(Side::Source, at, &each, |i, r| {
             if r.ok()?.int() == Some(0) {
                 absent.push(i);
             }
@@ -158,7 +182,7 @@ impl Sides {
             pttl.cmd(&[b"PTTL", &keys[i]]).cmd(&[b"TYPE", &keys[i]]);
         }
         let mut target = vec![(-2, Kind::None); absent.len()];
-        self.run(Side::Target, db, &pttl, |j, r| {
+        self.run(Side::Target, at, &pttl, |j, r| {
             let seen = &mut target[j / 2];
             match j % 2 {
                 0 => seen.0 = ttl(r.ok()?),

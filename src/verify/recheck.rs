@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use super::judge::{self, Class, ClassCounts, Verdict};
-use super::sides::Sides;
+use super::sides::{At, Sides};
 use super::tally::{Key, Tally};
 use super::{VerifyError, VerifyProgress, replication};
 
@@ -41,14 +41,22 @@ pub(super) async fn rounds(
             keys: tally.pending.len(),
         });
         replication::settle(sides, opts).await?;
-        let mut by_db: BTreeMap<i64, Vec<Vec<u8>>> = BTreeMap::new();
+        // By database and by the shards each key lives in on the two sides.
+        let mut by_place: BTreeMap<(i64, [usize; 2]), Vec<Vec<u8>>> = BTreeMap::new();
         for key in tally.pending.keys() {
-            by_db.entry(key.db).or_default().push(key.name.clone());
+            let shard = [
+                sides.src.topology.shard_of(&key.name),
+                sides.dst.topology.shard_of(&key.name),
+            ];
+            by_place
+                .entry((key.db, shard))
+                .or_default()
+                .push(key.name.clone());
         }
         let mut still = HashMap::new();
-        for (db, names) in by_db {
+        for ((db, shard), names) in by_place {
             for chunk in names.chunks(opts.batch) {
-                let (src, dst) = sides.observe(db, chunk).await?;
+                let (src, dst) = sides.observe(At { db, shard }, chunk).await?;
                 let at = Instant::now();
                 for ((name, s), d) in chunk.iter().zip(&src).zip(&dst) {
                     let key = Key {

@@ -16,35 +16,52 @@ fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-async fn info(sides: &Sides, side: Side) -> Result<String, VerifyError> {
+async fn info(sides: &Sides, side: Side, shard: usize) -> Result<String, VerifyError> {
     sides
-        .call(side, &[b"INFO", b"replication"], |r| r.text())
+        .call(side, shard, &[b"INFO", b"replication"], |r| r.text())
         .await
 }
 
 /// When the target replicates, waits until it has processed the source's replication
 /// offset as it is now (or `catch_up_timeout` passes); otherwise pauses `recheck_delay`.
+/// Shard `i` of the target replicates from shard `i` of the source, as in an online
+/// migration of a cluster; each pair is waited for in turn.
 pub(super) async fn settle(sides: &Sides, opts: &VerifyOptions) -> Result<(), VerifyError> {
-    let target = info(sides, Side::Target).await?;
+    let pairs = sides.src.nodes.len().min(sides.dst.nodes.len());
+    let mut waited = false;
+    for shard in 0..pairs {
+        waited |= settle_shard(sides, opts, shard).await?;
+    }
+    if !waited {
+        sleep(opts.recheck_delay).await;
+    }
+    Ok(())
+}
+
+/// Waits for shard `shard` of a replicating target; false when it does not replicate.
+async fn settle_shard(
+    sides: &Sides,
+    opts: &VerifyOptions,
+    shard: usize,
+) -> Result<bool, VerifyError> {
+    let target = info(sides, Side::Target, shard).await?;
     let role = field(&target, "role").unwrap_or("");
     if role != "slave" && role != "replica" {
-        sleep(opts.recheck_delay).await;
-        return Ok(());
+        return Ok(false);
     }
-    let source = info(sides, Side::Source).await?;
+    let source = info(sides, Side::Source, shard).await?;
     let Some(wanted) = field(&source, "master_repl_offset").and_then(|v| v.parse::<i64>().ok())
     else {
-        sleep(opts.recheck_delay).await;
-        return Ok(());
+        return Ok(false);
     };
     let deadline = Instant::now() + opts.catch_up_timeout;
     loop {
-        let target = info(sides, Side::Target).await?;
+        let target = info(sides, Side::Target, shard).await?;
         let reached = field(&target, "slave_repl_offset")
             .and_then(|v| v.parse::<i64>().ok())
             .unwrap_or(-1);
         if reached >= wanted || Instant::now() >= deadline {
-            return Ok(());
+            return Ok(true);
         }
         sleep(Duration::from_millis(50)).await;
     }

@@ -1,22 +1,31 @@
 //! The connections to both sides of a check, and the one-command questions passes ask.
 //!
-//! A side is a [`Reader`]: the connections that read one endpoint, lent out one batch at a
-//! time and switched to the database a batch is about. Every read names the database (and
-//! the key it is about), so a side made of several nodes can route it.
+//! A side is a [`Reader`]: the connections that read each shard of one endpoint (one, for
+//! a standalone server), lent out one batch at a time and switched to the database a batch
+//! is about. Every read names where its keys live ([`At`]), so it goes to the one node that
+//! holds them and never mixes slots.
 
 use std::collections::BTreeMap;
 
 use crate::endpoint::{Endpoint, Resolver};
+use crate::resp::cluster::Topology;
 use crate::resp::{Conn, Frame, Lease, Pipeline, Pool, RespError};
 
 use super::pace::Pacer;
 use super::{ReadFrom, Side, VerifyError, VerifyOptions};
 
-/// The connections that read one side.
-pub(super) struct Reader {
-    /// The server read: the endpoint given, or its replica.
+/// The connections that read one node.
+pub(super) struct Node {
+    /// The server read: a shard's primary, or its replica.
     pub endpoint: Endpoint,
     pool: Pool,
+}
+
+/// The connections that read one side: one [`Node`] per shard, in the order of the
+/// side's [`Topology`] (a standalone server is one shard).
+pub(super) struct Reader {
+    pub topology: Topology,
+    pub nodes: Vec<Node>,
 }
 
 impl Reader {
@@ -34,49 +43,80 @@ impl Reader {
                 source,
             }
         };
-        let endpoint = match opts.read_from {
-            ReadFrom::Primary => given.clone(),
-            ReadFrom::Replica => {
-                let mut conn = Conn::connect(resolver, given, opts.timeout)
-                    .await
-                    .map_err(connect_err(given))?;
-                let info = conn
+        let mut first = Conn::connect(resolver, given, opts.timeout)
+            .await
+            .map_err(connect_err(given))?;
+        let topology = Topology::of(&mut first, given)
+            .await
+            .map_err(|source| VerifyError::Topology { side, source })?;
+        let no_replica = || VerifyError::NoReplica {
+            side,
+            endpoint: given.clone(),
+        };
+        let read: Vec<Endpoint> = match (opts.read_from, topology.cluster) {
+            (ReadFrom::Primary, _) => topology.shards.iter().map(|s| s.primary.clone()).collect(),
+            (ReadFrom::Replica, true) => topology
+                .shards
+                .iter()
+                .map(|s| s.replicas.first().cloned().ok_or_else(no_replica))
+                .collect::<Result<_, _>>()?,
+            (ReadFrom::Replica, false) => {
+                let info = first
                     .call(&[b"INFO", b"replication"], |r| r.text())
                     .await
                     .map_err(connect_err(given))?;
-                replica(given, &info).ok_or_else(|| VerifyError::NoReplica {
-                    side,
-                    endpoint: given.clone(),
-                })?
+                vec![replica(given, &info).ok_or_else(no_replica)?]
             }
         };
-        let endpoint = &endpoint;
-        let mut conns = Vec::with_capacity(opts.connections);
-        for _ in 0..opts.connections {
-            let conn = Conn::connect(resolver, endpoint, opts.timeout)
-                .await
-                .map_err(connect_err(endpoint))?;
-            conns.push(conn);
+        let mut nodes = Vec::with_capacity(read.len());
+        for endpoint in read {
+            let mut conns = Vec::with_capacity(opts.connections);
+            for _ in 0..opts.connections {
+                let conn = Conn::connect(resolver, &endpoint, opts.timeout)
+                    .await
+                    .map_err(connect_err(&endpoint))?;
+                conns.push(conn);
+            }
+            nodes.push(Node {
+                endpoint,
+                pool: Pool::new(conns),
+            });
         }
-        Ok(Reader {
-            endpoint: endpoint.clone(),
-            pool: Pool::new(conns),
-        })
+        Ok(Reader { topology, nodes })
     }
 
-    /// A connection on whatever database, for server-wide questions.
+    /// A connection on whatever database, for server-wide questions: the first shard's
+    /// (function libraries are loaded on every node of a cluster alike).
     pub async fn any(&self) -> Lease<'_> {
-        self.pool.get().await
+        self.nodes[0].pool.get().await
     }
 
-    /// A connection on database `db`.
-    pub async fn lease(&self, db: i64) -> Result<Lease<'_>, RespError> {
-        let mut conn = self.pool.get().await;
+    /// A connection to shard `shard`, on database `db`.
+    pub async fn lease(&self, shard: usize, db: i64) -> Result<Lease<'_>, RespError> {
+        let mut conn = self.nodes[shard].pool.get().await;
         if conn.db() != db {
             conn.select(db).await?;
         }
         Ok(conn)
     }
+
+    /// The server read for the report: the one node, or the cluster as given.
+    pub fn shown(&self, given: &Endpoint) -> Endpoint {
+        if self.topology.cluster {
+            given.clone()
+        } else {
+            self.nodes[0].endpoint.clone()
+        }
+    }
+}
+
+/// Where a batch of keys lives: its database (the source's number), and its shard on each
+/// side, indexed by [`Side`]. Every key of a batch hashes to the same shard on both sides,
+/// so each side's commands for it go to one node.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct At {
+    pub db: i64,
+    pub shard: [usize; 2],
 }
 
 /// `given` itself when it is a replica, else its first online replica (from its
@@ -109,6 +149,9 @@ fn replica(given: &Endpoint, info: &str) -> Option<Endpoint> {
 /// The connections to both sides, and which target database each source database is
 /// compared with.
 pub(super) struct Sides {
+    /// The endpoints given.
+    pub source: Endpoint,
+    pub target: Endpoint,
     pub src: Reader,
     pub dst: Reader,
     pub opts: VerifyOptions,
@@ -126,6 +169,8 @@ impl Sides {
         opts: &VerifyOptions,
     ) -> Result<Sides, VerifyError> {
         Ok(Sides {
+            source: source.clone(),
+            target: target.clone(),
             src: Reader::connect(resolver, Side::Source, source, opts).await?,
             dst: Reader::connect(resolver, Side::Target, target, opts).await?,
             opts: opts.clone(),
@@ -149,10 +194,11 @@ impl Sides {
         }
     }
 
-    /// A connection of `side` on the database that pairs with source database `db`.
-    pub async fn lease(&self, side: Side, db: i64) -> Result<Lease<'_>, VerifyError> {
+    /// A connection of `side` to the shard of `at`, on the database that pairs with its
+    /// source database.
+    pub async fn lease(&self, side: Side, at: At) -> Result<Lease<'_>, VerifyError> {
         self.reader(side)
-            .lease(self.db_on(side, db))
+            .lease(at.shard[side as usize], self.db_on(side, at.db))
             .await
             .map_err(|e| self.err(side, e))
     }
@@ -161,34 +207,39 @@ impl Sides {
     pub fn err(&self, side: Side, source: RespError) -> VerifyError {
         VerifyError::Failed {
             side,
-            endpoint: self.reader(side).endpoint.clone(),
+            endpoint: match side {
+                Side::Source => self.source.clone(),
+                Side::Target => self.target.clone(),
+            },
             source,
         }
     }
 
-    /// Runs `p` on a connection of `side` at source database `db`.
+    /// Runs `p` on a connection of `side` at `at`.
     pub async fn run(
         &self,
         side: Side,
-        db: i64,
+        at: At,
         p: &Pipeline,
         each: impl FnMut(usize, Frame<'_>) -> Result<(), RespError>,
     ) -> Result<(), VerifyError> {
-        self.lease(side, db)
+        self.lease(side, at)
             .await?
             .run(p, each)
             .await
             .map_err(|e| self.err(side, e))
     }
 
-    /// The reply to one command that is about no database (INFO), as `read` takes it.
+    /// The reply of shard `shard` of `side` to a command about no database (INFO), as
+    /// `read` takes it.
     pub async fn call<T>(
         &self,
         side: Side,
+        shard: usize,
         args: &[&[u8]],
         read: impl FnOnce(Frame<'_>) -> T,
     ) -> Result<T, VerifyError> {
-        self.reader(side)
+        self.reader(side).nodes[shard]
             .pool
             .get()
             .await
@@ -197,12 +248,17 @@ impl Sides {
             .map_err(|e| self.err(side, e))
     }
 
-    /// The databases that hold keys on `side`, with their key counts (`INFO keyspace`).
-    pub async fn keyspace(&self, side: Side) -> Result<BTreeMap<i64, u64>, VerifyError> {
-        let info = self
-            .call(side, &[b"INFO", b"keyspace"], |r| r.text())
-            .await?;
-        Ok(keyspace(&info))
+    /// The databases that hold keys on `side`, with their key counts (`INFO keyspace`),
+    /// for each shard.
+    pub async fn keyspaces(&self, side: Side) -> Result<Vec<BTreeMap<i64, u64>>, VerifyError> {
+        let mut each = Vec::new();
+        for shard in 0..self.reader(side).nodes.len() {
+            let info = self
+                .call(side, shard, &[b"INFO", b"keyspace"], |r| r.text())
+                .await?;
+            each.push(keyspace(&info));
+        }
+        Ok(each)
     }
 }
 

@@ -91,7 +91,7 @@ pub(crate) fn events(messages: &'static [&'static str]) -> Rule {
 }
 
 /// An ElastiCache error response as AWS sends it.
-fn aws_error(code: &str, message: &str) -> String {
+pub(crate) fn aws_error(code: &str, message: &str) -> String {
     format!(
         "<ErrorResponse xmlns=\"http://elasticache.amazonaws.com/doc/2015-02-02/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>r-1</RequestId></ErrorResponse>"
     )

@@ -6,11 +6,15 @@
 //!
 //! On aws, ElastiCache lives in moto (its groups are created under the names the inputs
 //! give), and TestMigration, StartMigration and CompleteMigration, which moto lacks, are
-//! aws-smithy-mocks answering as ElastiCache does. Left out on aws, and why:
+//! aws-smithy-mocks answering as ElastiCache does, as are TestFailover, the replica counts and
+//! the parameter group calls (`aws_changes`) and CloudWatch (no data points). Left out on
+//! aws, and why:
 //! - `stack.deploy` of the shipped templates: moto cannot make ElastiCache resources
 //!   through CloudFormation (`aws_stack` deploys their EC2 part);
 //! - `migration.preflight`: on aws the loopback-only source fails its `source_bind` check
 //!   by design (ElastiCache's nodes cannot reach it), so the step fails there;
+//! - the serverless runbooks (`serverless-*.yaml`): no part of them is in moto, and
+//!   `aws_serverless` runs their operations against aws-smithy-mocks;
 //! - steps whose action never calls the platform (`exec`, `data.seed`, `data.verify`,
 //!   `bench.run`, `approve`, `sleep`, `assert`): the same code runs on both platforms.
 
@@ -37,6 +41,18 @@ const ON_AWS: &[&str] = &[
     "migration.start",
     "migration.complete",
     "metrics.capture",
+    "group.health",
+    "group.failover",
+    "group.modify_replicas",
+    "group.modify_node_type",
+    "parameters.modify",
+];
+
+/// The control-plane actions moto lacks, answered by aws-smithy-mocks (`aws_changes`).
+const MOCKED_CHANGES: &[&str] = &[
+    "group.failover",
+    "group.modify_replicas",
+    "parameters.modify",
 ];
 
 /// Output name → JSON kind.
@@ -192,12 +208,20 @@ async fn compare_on_aws(runbook: &Path, local: &[LocalStep]) -> Vec<String> {
             inputs["replication_group"] = GROUP.into();
             let aws = migration_platform(&step.action);
             run.step(&aws, &step.id, &step.action, inputs).await
+        } else if MOCKED_CHANGES.contains(&step.action.as_str()) {
+            inputs["replication_group"] = GROUP.into();
+            let aws = crate::aws_changes::platform(&step.action);
+            run.step(&aws, &step.id, &step.action, inputs).await
         } else {
             let group = inputs["replication_group"].as_str().map(str::to_string);
             if let Some(group) = group.filter(|_| step.action != "snapshot.restore") {
                 ensure_group(&moto, &group).await;
             }
-            let aws = moto.aws();
+            let aws = if step.action == "group.health" || step.action == "metrics.capture" {
+                with_quiet_cloudwatch(&moto)
+            } else {
+                moto.aws()
+            };
             let platform: &dyn Platform = &aws;
             let mut ctx = run.ctx(platform, &step.id);
             ctx.base_dir = &base;
@@ -230,6 +254,19 @@ async fn compare_on_aws(runbook: &Path, local: &[LocalStep]) -> Vec<String> {
         compared.push(step.id.clone());
     }
     compared
+}
+
+/// The aws platform on moto with a CloudWatch that has no data points: the SDK speaks
+/// CloudWatch's CBOR protocol, which moto does not serve (`aws_metrics` checks real figures).
+fn with_quiet_cloudwatch(moto: &Moto) -> runbook::platform::aws::Aws {
+    use aws_sdk_cloudwatch::operation::get_metric_data::GetMetricDataOutput;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    let empty = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .then_output(|| GetMetricDataOutput::builder().build());
+    let mut clients = moto.clients();
+    clients.cloudwatch = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, &[&empty]);
+    runbook::platform::aws::Aws::from_clients(clients).with_wait(fast_waits())
 }
 
 fn shipped() -> Vec<PathBuf> {
@@ -266,6 +303,34 @@ async fn every_shipped_runbook_gives_the_same_output_shapes_on_aws_and_local() {
             ),
         ),
         (
+            "failover-test.yaml",
+            (
+                &["key_count=200", "replication_group=fo-shape"][..],
+                &[
+                    "before",
+                    "preflight",
+                    "failover",
+                    "after",
+                    "postcheck",
+                    "metrics",
+                ][..],
+            ),
+        ),
+        (
+            "node-type-change.yaml",
+            (
+                &["key_count=200", "replication_group=nt-shape"][..],
+                &[
+                    "before",
+                    "preflight",
+                    "change_node_type",
+                    "after",
+                    "postcheck",
+                    "metrics",
+                ][..],
+            ),
+        ),
+        (
             "online-migration.yaml",
             (
                 &["key_count=200"][..],
@@ -278,11 +343,48 @@ async fn every_shipped_runbook_gives_the_same_output_shapes_on_aws_and_local() {
             ),
         ),
         (
+            "parameter-change.yaml",
+            (
+                &["key_count=200", "replication_group=pc-shape"][..],
+                &[
+                    "before",
+                    "preflight",
+                    "change_parameters",
+                    "after",
+                    "postcheck",
+                    "metrics",
+                ][..],
+            ),
+        ),
+        (
+            "scale-replicas.yaml",
+            (
+                &["key_count=200", "replication_group=sr-shape"][..],
+                &[
+                    "before",
+                    "preflight",
+                    "scale",
+                    "after",
+                    "postcheck",
+                    "metrics",
+                ][..],
+            ),
+        ),
+        (
             "snapshot-restore.yaml",
-            (&["key_count=200"][..], &["snapshot", "restore"][..]),
+            (
+                &["key_count=200"][..],
+                &["snapshot", "restore", "new_group"][..],
+            ),
         ),
     ]);
-    let files = shipped();
+    let files: Vec<PathBuf> = shipped()
+        .into_iter()
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("serverless-"))
+        })
+        .collect();
     let names: Vec<String> = files
         .iter()
         .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::support::{Engine, Server, Workspace};
+use crate::support::{Cluster, Engine, Server, Workspace};
 
 fn results(stdout: &str) -> Vec<Value> {
     let doc: Value = serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
@@ -626,4 +626,54 @@ fn benchmark_runbook_deploys_both_engines_compares_them_and_tears_down() {
         "the stack is deleted in finally: {}",
         ran.stderr
     );
+}
+
+#[test]
+fn a_cluster_is_benchmarked_on_every_shard_without_redirections() {
+    for engine in [Engine::Redis, Engine::Valkey] {
+        let cluster = Cluster::start(engine, 3);
+        let ws = Workspace::new();
+        // Any node will do: the others are found from its slot map.
+        let ran = ws
+            .cmd(&[
+                "bench",
+                "--endpoint",
+                &cluster.nodes[1].url(),
+                "--workload",
+                "kv,hgetall",
+                "--requests",
+                "3000",
+                "--connections",
+                "6",
+                "--pipeline",
+                "4",
+                "--keyspace",
+                "50",
+                "--elements",
+                "5",
+                "--format",
+                "json",
+            ])
+            .expect(0);
+        let rows = results(&ran.stdout);
+        let got: Vec<(String, u64, u64, Value)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r["op"].as_str().unwrap_or_default().to_string(),
+                    r["requests"].as_u64().unwrap_or_default(),
+                    r["errors"].as_u64().unwrap_or_default(),
+                    r["first_error"].clone(),
+                )
+            })
+            .collect();
+        let clean = |op: &str| (op.to_string(), 3000, 0, Value::Null);
+        assert_eq!(
+            got,
+            vec![clean("set"), clean("get"), clean("hgetall")],
+            "{engine:?}"
+        );
+        // Each shard holds its own 50 strings and 50 hashes: every shard was loaded.
+        assert_eq!(cluster.dbsizes(), vec![100, 100, 100], "{engine:?}");
+    }
 }

@@ -45,6 +45,7 @@ const FILES: &[&str] = &[
     "docs/aws-permissions.md",
     "docs/bench.md",
     "docs/commands.md",
+    "docs/everyday-changes.md",
     "docs/platforms.md",
     "docs/probe-and-report.md",
     "docs/runbook-format.md",
@@ -552,6 +553,11 @@ fn bench() {
 #[test]
 fn commands_and_flags() {
     check("docs/commands.md");
+}
+
+#[test]
+fn everyday_changes() {
+    check("docs/everyday-changes.md");
 }
 
 #[test]

@@ -287,11 +287,11 @@ fn an_input_of_the_wrong_type_is_shown_at_its_step() {
     ws.cmd(&["plan", "typed.yaml"])
         .status(2)
         .stderr(indoc! {r#"
-            error: invalid input for `exec`: invalid type: string "zero", expected i32
-             --> typed.yaml:6:11
+            error: invalid input for `exec`: `ok_status[0]` must be a whole number, not `zero`
+             --> typed.yaml:6:39
               |
             6 |     with: { command: true, ok_status: [zero] }
-              |           ^
+              |                                       ^
 
             1 error in typed.yaml
         "#})

@@ -300,7 +300,7 @@ fn local_engine_change_killed_between_nodes_resumes_and_finishes() {
         r.ws.cmd(&["resume", &r.run_id, "--yes", "--state-dir", &state])
             .expect(0);
     assert!(
-        resumed.stderr.contains("ec-kill-002 already runs valkey"),
+        resumed.stderr.contains("ec-kill-002 already runs as valkey"),
         "{}",
         resumed.stderr
     );

@@ -3,12 +3,15 @@
 
 mod bench;
 mod cli;
+mod cluster_data;
 mod docs;
 mod engine;
 mod error_messages;
+mod local_changes;
 mod local_cluster;
 mod local_platform;
 mod local_runbooks;
+mod local_serverless;
 mod probe;
 mod regression;
 mod report;
@@ -16,10 +19,12 @@ mod seed;
 mod support;
 mod verify;
 
+mod aws_changes;
 mod aws_cli;
 mod aws_elasticache;
 mod aws_metrics;
 mod aws_mocks;
 mod aws_runbooks;
+mod aws_serverless;
 mod aws_stack;
 mod aws_support;

@@ -1,13 +1,16 @@
-//! The probe against real servers: a known outage is measured within ± 2 intervals, no
-//! fault means no disconnect, errors are classified, samples carry the running step.
+//! The probe against real servers: a freeze, a write pause and a kill are each one
+//! outage of their kind, measured within ± 2 intervals (± 5 ms at 1 ms) with every
+//! scheduled tick counted; no fault means no outage; errors are classified; samples carry
+//! the running step.
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use runbook::endpoint::{Endpoint, Resolver};
 use runbook::probe::{ProbeConfig, RunProbe};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::{Engine, Server, Workspace, runbook_bin};
 
@@ -30,23 +33,21 @@ fn json(stdout: &str) -> Value {
     serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
 }
 
-#[test]
-fn a_known_outage_is_measured_within_two_intervals() {
-    let mut server = Server::start(Engine::Redis);
+/// Runs `runbook probe --format json` against `url` for `duration` at `interval`, does
+/// `fault` once the probe has run for 800 ms, and returns the report and what `fault` returned.
+fn probe_through<T>(
+    url: &str,
+    interval: &str,
+    duration: &str,
+    fault: impl FnOnce() -> T,
+) -> (Value, T) {
     let ws = Workspace::new();
     let out = ws.path().join("probe-out");
     let child = Command::new(runbook_bin())
         .current_dir(ws.path())
-        .args([
-            "probe",
-            "--endpoint",
-            &server.url(),
-            "--duration",
-            "4s",
-            "--interval",
-            "10ms",
-        ])
-        .args(["--format", "json", "--out", &out.display().to_string()])
+        .args(["probe", "--endpoint", url, "--duration", duration])
+        .args(["--interval", interval, "--format", "json"])
+        .args(["--out", &out.display().to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -54,63 +55,221 @@ fn a_known_outage_is_measured_within_two_intervals() {
         .expect("run runbook probe");
     wait_for_probe(&out);
     std::thread::sleep(Duration::from_millis(800));
-
-    let killed = Instant::now();
-    server.stop();
-    std::thread::sleep(Duration::from_millis(1000));
-    // The real end of the outage: the first moment the port answers again, seen at 1 ms.
-    let port = server.port;
-    let watcher = std::thread::spawn(move || {
-        loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Instant::now();
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    });
-    server.restart();
-    let up = watcher.join().expect("port watcher");
-    let real_ms = (up - killed).as_secs_f64() * 1000.0;
-
+    let found = fault();
     let output = child.wait_with_output().expect("probe output");
-    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let report = json(&stdout);
-    let disconnects = report["disconnects"].as_array().expect("disconnects");
+    assert!(out.join("report.md").is_file() && out.join("report-timeline.png").is_file());
+    (json(&String::from_utf8_lossy(&output.stdout)), found)
+}
+
+/// Checks `value[field]` is within `tolerance` of `expected`, then sets it to `expected`,
+/// so the whole object can be compared at once.
+fn settle(value: &mut Value, field: &str, expected: f64, tolerance: f64) {
+    let got = value[field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no number `{field}` in {value:#}"));
+    assert!(
+        (got - expected).abs() <= tolerance,
+        "{field}: measured {got:.3}, real {expected:.3} (± {tolerance}) in {value:#}"
+    );
+    value[field] = expected.into();
+}
+
+/// The report's outages, with their times (checked separately) taken out.
+fn outages_without_times(report: &Value) -> Vec<Value> {
+    report["outages"]
+        .as_array()
+        .expect("outages")
+        .iter()
+        .map(|o| {
+            let mut o = o.clone();
+            let map = o.as_object_mut().unwrap();
+            for key in ["start", "end", "duration_ms", "failed_requests"] {
+                map.remove(key);
+            }
+            o
+        })
+        .collect()
+}
+
+/// Every scheduled tick is counted: as many requests of each operation as ticks, at least
+/// as many ticks as `duration_ms` has room for, and no more than the probe's life has.
+fn every_tick_counted(report: &Value, duration_ms: f64, interval_ms: f64) {
+    let endpoint = &report["endpoints"][0];
+    let ticks = endpoint["ticks"].as_u64().expect("ticks") as f64;
+    let time = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(endpoint[k].as_str().expect("a time")).unwrap()
+    };
+    let lived_ms = (time("until") - time("from")).num_microseconds().unwrap() as f64 / 1000.0;
+    assert!(
+        ticks >= duration_ms / interval_ms - 2.0 && ticks <= lived_ms / interval_ms + 3.0,
+        "{ticks} ticks in {lived_ms} ms of probing, {duration_ms} ms asked, every {interval_ms} ms"
+    );
+    for op in ["write", "read"] {
+        assert_eq!(
+            report["latency"][op]["requests"].as_f64(),
+            Some(ticks),
+            "{op}: {}",
+            report["latency"][op]
+        );
+    }
+}
+
+/// Sends `DEBUG SLEEP seconds` and returns how long the server took to answer.
+fn freeze(port: u16, seconds: u32) -> f64 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let arg = seconds.to_string();
+    let cmd = format!(
+        "*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n${}\r\n{arg}\r\n",
+        arg.len()
+    );
+    let sent = Instant::now();
+    s.write_all(cmd.as_bytes()).expect("send DEBUG SLEEP");
+    let mut reply = [0u8; 5];
+    s.read_exact(&mut reply).expect("DEBUG SLEEP reply");
+    assert_eq!(&reply, b"+OK\r\n");
+    (Instant::now() - sent).as_secs_f64() * 1000.0
+}
+
+#[test]
+fn a_frozen_server_is_one_stall_as_long_as_the_freeze_and_every_tick_counts() {
+    let server = Server::start_with(Engine::Redis, &["--enable-debug-command", "yes"]);
+    let port = server.port;
+    let (report, real_ms) = probe_through(&server.url(), "10ms", "6s", || freeze(port, 1));
+    eprintln!(
+        "stall: measured {} ms, real {real_ms:.1} ms",
+        report["outages"][0]["duration_ms"]
+    );
     assert_eq!(
-        disconnects.len(),
-        1,
-        "one outage, one disconnect: {disconnects:#?}"
+        outages_without_times(&report),
+        vec![
+            json!({"endpoint": server.url(), "name": null, "kind": "stall",
+                    "ops": ["write", "read"], "step": "(between steps)", "cause": "timeout",
+                    "clients": true})
+        ]
     );
-    let d = &disconnects[0];
-    let measured = d["duration_ms"].as_f64().expect("duration_ms");
-    eprintln!("outage: measured {measured:.1} ms, real {real_ms:.1} ms");
+    let mut stall = report["outages"][0].clone();
+    settle(&mut stall, "duration_ms", real_ms, 2.0 * INTERVAL_MS);
+    every_tick_counted(&report, 6000.0, INTERVAL_MS);
+    let mut outcome = report["outcome"].clone();
+    settle(&mut outcome, "unwritable_s", real_ms / 1000.0, 0.02);
+    settle(&mut outcome, "unreadable_s", real_ms / 1000.0, 0.02);
+    settle(&mut outcome, "run_s", 6.0, 0.1);
+    settle(&mut outcome, "probed_s", 6.0, 0.1);
+    assert_eq!(
+        outcome,
+        json!({"succeeded": true, "status": "finished", "changed": [], "probed": "whole",
+               "probed_s": 6.0, "run_s": 6.0, "probe_note": null,
+               "unwritable_s": real_ms / 1000.0, "unreadable_s": real_ms / 1000.0,
+               "disconnects": 0, "stalls": 1, "refusals": 0, "errors": 0, "lost_writes": 0,
+               "cutover": null, "parity": null})
+    );
+}
+
+#[test]
+fn paused_writes_stall_the_writes_only() {
+    let server = Server::start(Engine::Redis);
+    let (report, ()) = probe_through(&server.url(), "10ms", "6s", || {
+        assert_eq!(server.cli(&["CLIENT", "PAUSE", "3000", "WRITE"]), "OK");
+    });
+    assert_eq!(
+        outages_without_times(&report),
+        vec![
+            json!({"endpoint": server.url(), "name": null, "kind": "stall",
+                    "ops": ["write"], "step": "(between steps)", "cause": "timeout",
+                    "clients": true})
+        ]
+    );
+    let mut stall = report["outages"][0].clone();
+    eprintln!("pause: measured {} ms, real 3000 ms", stall["duration_ms"]);
+    settle(&mut stall, "duration_ms", 3000.0, 2.0 * INTERVAL_MS);
+    assert_eq!(
+        report["latency"]["read"]["errors"], 0,
+        "{}",
+        report["latency"]
+    );
+    every_tick_counted(&report, 6000.0, INTERVAL_MS);
+    let mut outcome = report["outcome"].clone();
+    settle(&mut outcome, "unwritable_s", 3.0, 0.02);
+    assert_eq!(outcome["unreadable_s"], 0.0);
+    assert_eq!(
+        (&outcome["disconnects"], &outcome["stalls"]),
+        (&json!(0), &json!(1))
+    );
+}
+
+/// Kills the server, restarts it on the same port after 1 s, and returns the real outage:
+/// from the kill to the first moment the server answers a PING again, tried every
+/// millisecond.
+fn kill_for_a_second(server: &mut Server) -> f64 {
+    let killed = Instant::now();
+    server.stop();
+    std::thread::sleep(Duration::from_millis(1000));
+    let port = server.port;
+    let watcher = std::thread::spawn(move || {
+        loop {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                let mut pong = [0u8; 7];
+                if s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut pong).is_ok() {
+                    return Instant::now();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    server.restart();
+    let up = watcher.join().expect("PING watcher");
+    (up - killed).as_secs_f64() * 1000.0
+}
+
+fn a_kill_is_one_disconnect(interval: &str, interval_ms: f64, tolerance_ms: f64) {
+    let mut server = Server::start(Engine::Redis);
+    let url = server.url();
+    let (report, real_ms) = probe_through(&url, interval, "4s", || kill_for_a_second(&mut server));
+    let outages = outages_without_times(&report);
+    assert_eq!(outages.len(), 1, "{:#}", report["outages"]);
+    let cause = outages[0]["cause"].clone();
     assert!(
-        (measured - real_ms).abs() <= 2.0 * INTERVAL_MS,
-        "measured {measured:.1} ms, real {real_ms:.1} ms"
+        matches!(cause.as_str(), Some("reset" | "refused")),
+        "{cause}"
     );
+    assert_eq!(
+        outages[0],
+        json!({"endpoint": url, "name": null, "kind": "disconnect", "ops": ["write", "read"],
+               "step": "(between steps)", "cause": cause, "clients": true})
+    );
+    let mut d = report["outages"][0].clone();
+    eprintln!(
+        "kill at {interval}: measured {} ms, real {real_ms:.1} ms",
+        d["duration_ms"]
+    );
+    settle(&mut d, "duration_ms", real_ms, tolerance_ms);
     assert!(d["start"].is_string() && d["end"].is_string(), "{d}");
-    assert!(
-        matches!(d["cause"].as_str(), Some("reset" | "refused")),
-        "{d}"
-    );
+    every_tick_counted(&report, 4000.0, interval_ms);
     // The server kept no data across the restart: the acknowledged sequence is gone.
     assert!(
         report["outcome"]["lost_writes"].as_u64().unwrap_or(0) > 0,
         "{}",
         report["lost_writes"]
     );
-    for op in ["write", "read"] {
-        let s = &report["latency"][op];
-        assert!(s["requests"].as_u64().unwrap_or(0) > 200, "{op}: {s}");
-        assert!(s["p50_ms"].as_f64().unwrap_or(0.0) > 0.0, "{op}: {s}");
-        assert!(s["p99_ms"].as_f64() >= s["p50_ms"].as_f64(), "{op}: {s}");
-    }
-    assert!(out.join("report.md").is_file() && out.join("report-timeline.png").is_file());
+    assert_eq!(report["outcome"]["disconnects"], 1);
+}
+
+#[test]
+fn a_kill_is_a_disconnect_measured_within_two_intervals() {
+    a_kill_is_one_disconnect("10ms", INTERVAL_MS, 2.0 * INTERVAL_MS);
+}
+
+/// Alone, the 1 ms probe measures a kill within 5 ms (docs/probe-and-report.md has the
+/// figures); beside the rest of the suite on two cores, the probe's and the watcher's own
+/// scheduling add up to ten more, which the test allows.
+#[test]
+fn at_a_one_millisecond_interval_a_kill_is_measured_within_milliseconds() {
+    a_kill_is_one_disconnect("1ms", 1.0, 15.0);
 }
 
 #[test]
@@ -130,10 +289,10 @@ fn ten_seconds_without_a_fault_record_no_disconnect() {
         .expect(0);
     let report = json(&ran.stdout);
     assert_eq!(
-        report["disconnects"].as_array().map(Vec::len),
+        report["outages"].as_array().map(Vec::len),
         Some(0),
         "{}",
-        report["disconnects"]
+        report["outages"]
     );
     assert_eq!(report["outcome"]["lost_writes"], 0);
     let writes = report["latency"]["write"]["requests"].as_u64().unwrap_or(0);
@@ -162,10 +321,10 @@ fn auth_works_and_a_wrong_password_is_classified_without_leaking() {
         .expect(0);
     let report = json(&ran.stdout);
     assert_eq!(
-        report["disconnects"].as_array().map(Vec::len),
+        report["outages"].as_array().map(Vec::len),
         Some(0),
         "{}",
-        report["disconnects"]
+        report["outages"]
     );
     assert!(report["latency"]["write"]["requests"].as_u64().unwrap_or(0) > 50);
 
@@ -197,10 +356,10 @@ fn auth_works_and_a_wrong_password_is_classified_without_leaking() {
         .expect(0);
     let report = json(&ran.stdout);
     assert_eq!(
-        report["disconnects"].as_array().map(Vec::len),
+        report["outages"].as_array().map(Vec::len),
         Some(0),
         "{}",
-        report["disconnects"]
+        report["outages"]
     );
     assert_eq!(report["latency"]["write"]["errors"], 0);
     assert!(!ran.stdout.contains("acl-pw"));
@@ -227,7 +386,8 @@ fn auth_works_and_a_wrong_password_is_classified_without_leaking() {
         "{}",
         report["errors_by_class"]
     );
-    assert_eq!(report["disconnects"][0]["cause"], "auth");
+    assert_eq!(report["outages"][0]["cause"], "auth");
+    assert_eq!(report["outages"][0]["kind"], "disconnect");
     for text in [ran.stdout.clone(), ran.stderr.clone()]
         .into_iter()
         .chain(
@@ -274,11 +434,17 @@ fn writes_to_a_replica_are_classified_readonly() {
         report["errors_by_class"]
     );
     assert_eq!(report["connections"][0]["role"], "slave");
-    // Reads keep working on a replica.
-    assert!(
-        report["latency"]["read"]["requests"].as_u64()
-            > report["latency"]["read"]["errors"].as_u64()
+    // An expected refusal of the writes; reads keep working on a replica.
+    assert_eq!(
+        outages_without_times(&report),
+        vec![
+            json!({"endpoint": replica.url(), "name": null, "kind": "refusal",
+                    "ops": ["write"], "step": "(between steps)", "cause": "readonly",
+                    "clients": true})
+        ]
     );
+    assert_eq!(report["latency"]["read"]["errors"], 0);
+    assert_eq!(report["outcome"]["refusals"], 1);
 }
 
 #[test]
@@ -310,8 +476,8 @@ fn samples_and_disconnects_carry_the_running_step() {
 
     let report = runbook::report::build(dir.path()).unwrap();
     assert_eq!(report.endpoints.len(), 1, "watching twice probes once");
-    assert_eq!(report.disconnects.len(), 1, "{:#?}", report.disconnects);
-    assert_eq!(report.disconnects[0].step, "restart");
+    assert_eq!(report.outages.len(), 1, "{:#?}", report.outages);
+    assert_eq!(report.outages[0].step, "restart");
     let events = std::fs::read_to_string(dir.path().join("probe/seconds.jsonl")).unwrap();
     for step in ["before", "restart", "after"] {
         assert!(
@@ -346,10 +512,10 @@ fn tls_endpoints_are_probed_through_a_resolve_override() {
         .expect(0);
     let report = json(&ran.stdout);
     assert_eq!(
-        report["disconnects"].as_array().map(Vec::len),
+        report["outages"].as_array().map(Vec::len),
         Some(0),
         "{}",
-        report["disconnects"]
+        report["outages"]
     );
     assert!(
         report["latency"]["write"]["requests"].as_u64().unwrap_or(0) > 50,
@@ -384,4 +550,126 @@ fn bad_probe_flags_are_invalid_input() {
         ])
         .expect(2);
     assert!(ran.stderr.contains("--duration"), "{}", ran.stderr);
+}
+
+#[test]
+fn a_clients_plan_that_names_no_endpoint_or_step_is_invalid_input_with_its_place() {
+    let ws = Workspace::new();
+    ws.write(
+        "clients.yaml",
+        indoc::indoc! {r#"
+            version: 1
+            name: clients
+            probe:
+              endpoints:
+                - { name: source, endpoint: "redis://127.0.0.1:6379" }
+                - { name: target, endpoint: "redis://127.0.0.1:6380" }
+                - { name: target, endpoint: "redis://127.0.0.1:6381", port: 1 }
+              clients:
+                - sorce
+                - { endpoint: target, from: complete }
+                - { endpoint: source }
+                - { endpoint: source, from: first }
+                - { endpoint: source, from: complet }
+            steps:
+              - id: first
+                action: sleep
+                with: { duration: 1ms }
+              - id: complete
+                action: sleep
+                with: { duration: 1ms }
+        "#},
+    );
+    ws.cmd(&["plan", "clients.yaml"])
+        .status(2)
+        .stderr(indoc::indoc! {r#"
+            error: two probe endpoints are named `target`
+             --> clients.yaml:7:15
+              |
+            7 |     - { name: target, endpoint: "redis://127.0.0.1:6381", port: 1 }
+              |               ^^^^^^
+              = help: give each endpoint its own name
+
+            error: unknown field `port` in a probe endpoint
+             --> clients.yaml:7:59
+              |
+            7 |     - { name: target, endpoint: "redis://127.0.0.1:6381", port: 1 }
+              |                                                           ^^^^
+              = help: known fields: name, endpoint
+
+            error: no probe endpoint is named `sorce`
+             --> clients.yaml:9:7
+              |
+            9 |     - sorce
+              |       ^^^^^
+              = help: did you mean `source`?
+
+            error: only the first `clients` entry may leave out `from`
+              --> clients.yaml:11:19
+               |
+            11 |     - { endpoint: source }
+               |                   ^^^^^^
+               = help: say from which step the clients use this endpoint: `from: <step id>`
+
+            error: `first` does not come after the previous entry's step
+              --> clients.yaml:12:33
+               |
+            12 |     - { endpoint: source, from: first }
+               |                                 ^^^^^
+               = help: list the moves of the clients in the order of the steps
+
+            error: no step has the id `complet`
+              --> clients.yaml:13:33
+               |
+            13 |     - { endpoint: source, from: complet }
+               |                                 ^^^^^^^
+               = help: did you mean `complete`?
+
+            6 errors in clients.yaml
+        "#})
+        .check();
+}
+
+/// Issue 14: a probe that measured nothing does not give a clean bill of health.
+#[test]
+fn a_run_whose_probe_endpoints_are_all_invalid_says_nothing_was_measured() {
+    let ws = Workspace::new();
+    ws.write(
+        "unprobed.yaml",
+        indoc::indoc! {r#"
+            version: 1
+            name: unprobed
+            probe:
+              endpoints: ["{{ steps.where.outputs.stdout }}"]
+            steps:
+              - id: where
+                action: exec
+                with: { command: "echo http://nowhere" }
+              - id: wait
+                action: sleep
+                with: { duration: 200ms }
+        "#},
+    );
+    let ran = ws.cmd(&["run", "unprobed.yaml", "--yes"]).run();
+    let id = ran.stdout.lines().next().unwrap_or_default().to_string();
+    let dir = ws.state_dir().join("runs").join(&id);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let outcome = report["outcome"].clone();
+    let run_s = outcome["run_s"].as_f64().unwrap_or(-1.0);
+    assert!((0.2..10.0).contains(&run_s), "{outcome:#}");
+    assert_eq!(
+        outcome,
+        json!({"succeeded": true, "status": "succeeded",
+               "changed": ["where: exec"], "probed": "none", "probed_s": 0.0,
+               "run_s": run_s,
+               "probe_note": "no endpoint was probed (none of `probe.endpoints` had a value the probe could use): nothing was measured",
+               "unwritable_s": null, "unreadable_s": null, "disconnects": 0, "stalls": 0,
+               "refusals": 0, "errors": 0, "lost_writes": 0, "cutover": null, "parity": null})
+    );
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("- Time clients could not write: **not measured**\n- **Not measured:** no endpoint was probed"),
+        "{md}"
+    );
 }

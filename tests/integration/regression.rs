@@ -1081,8 +1081,9 @@ steps:
             "–",
             "–",
             "–",
+            "–",
             "0",
-            "0.00 s |"
+            "– |"
         ]
     );
     let html = std::fs::read_to_string(ws.path().join(&dir).join("report.html")).expect("html");
@@ -1188,4 +1189,300 @@ fn env_must_list_variable_names() {
         ),
         "error: `a b` is not a variable name\n --> e.yaml:3:13\n  |\n3 | env: [HOME, \"a b\"]\n  |             ^^^^^\n  = help: names have letters, digits and `_`, and do not start with a digit\n\n1 error in e.yaml\n"
     );
+}
+
+/// The most memory, in kB, a process has held (`VmHWM`).
+fn peak_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+#[test]
+fn a_huge_output_is_streamed_to_its_file_not_held_in_memory() {
+    let ws = Workspace::new();
+    // 100 MB of output, then the command waits for `go`, so the peak of `runbook`'s memory
+    // can be read while it still runs.
+    ws.write(
+        "loud.yaml",
+        "version: 1
+name: loud
+steps:
+  - id: loud
+    action: exec
+    with: { command: \"head -c 100000000 /dev/zero | tr '\\\\0' y; echo; touch printed; while [ ! -f go ]; do sleep 0.05; done\" }
+",
+    );
+    let (mut child, id) = ws.spawn(&["run", "loud.yaml"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ws.path().join("printed").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the command never finished printing"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let peak_mb = peak_kb(child.id()) / 1024;
+    ws.write("go", "");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        peak_mb < 64,
+        "runbook held {peak_mb} MB for 100 MB of output"
+    );
+    let dir = ws.path().join(format!(".runbook/runs/{id}"));
+    let file = dir.join("steps/loud/stdout");
+    assert_eq!(
+        std::fs::metadata(&file).expect("the whole output").len(),
+        100_000_001
+    );
+    let marker = format!(
+        "… {} bytes left out, whole output in .runbook/runs/{id}/steps/loud/stdout",
+        100_000_001 - 65536
+    );
+    let ys = "y".repeat(32768);
+    let outputs: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("journal.jsonl"))
+        .expect("journal")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .filter(|v| v["event"] == "step_succeeded")
+        .map(|v| v["outputs"].clone())
+        .collect();
+    assert_eq!(
+        outputs,
+        [
+            serde_json::json!({"stdout": format!("{ys}\n{marker}\n{}", &ys[..32767]), "exit_status": 0})
+        ]
+    );
+}
+
+#[test]
+fn more_than_ten_thousand_steps_is_an_error() {
+    let ws = Workspace::new();
+    let mut text = String::from("version: 1\nname: many\nsteps:\n");
+    for i in 0..10_000 {
+        text.push_str(&format!(
+            "  - {{ id: s{i}, action: sleep, with: {{ duration: 1ms }} }}\n"
+        ));
+    }
+    text.push_str("rollback:\n  - { id: one_too_many, action: sleep, with: { duration: 1ms } }\n");
+    assert_eq!(
+        plan_error(&ws, "many.yaml", text.as_bytes()),
+        "error: more than 10000 steps (with rollback and finally)
+     --> many.yaml:10005:5
+      |
+10005 |   - { id: one_too_many, action: sleep, with: { duration: 1ms } }
+      |     ^
+      = help: split the runbook into several, run one after the other
+
+1 error in many.yaml
+"
+    );
+}
+
+#[test]
+fn more_than_a_thousand_params_is_an_error() {
+    let ws = Workspace::new();
+    let mut text = String::from("version: 1\nname: many\nsteps: []\nparams:\n");
+    for i in 0..1001 {
+        text.push_str(&format!("  p{i}: {i}\n"));
+    }
+    assert_eq!(
+        plan_error(&ws, "params.yaml", text.as_bytes()),
+        "error: more than 1000 params
+    --> params.yaml:1005:3
+     |
+1005 |   p1000: 1000
+     |   ^^^^^
+     = help: group related values under one param (a mapping or a list)
+
+1 error in params.yaml
+"
+    );
+}
+
+#[test]
+fn a_param_value_over_64_kib_is_refused() {
+    let ws = Workspace::new();
+    ws.write("rm.yaml", RM);
+    let big = format!("dir={}", "d".repeat(70_000));
+    let ran = ws.cmd(&["plan", "rm.yaml", "--var", &big]).expect(2);
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        (
+            "",
+            "error: the value of param `dir` is 70000 bytes; at most 65536 are taken (put large data in a file and pass its path)\n"
+        )
+    );
+}
+
+/// A step whose `ok_status` comes from a param, and one whose `ok_status` comes from what
+/// an earlier step printed.
+const NUMBERS: &str = "version: 1
+name: numbers
+params:
+  code: { default: 0 }
+steps:
+  - id: given
+    action: exec
+    with: { command: \"true\", ok_status: [\"{{ params.code }}\"] }
+  - id: printed
+    action: exec
+    with: { command: \"echo two\" }
+  - id: read
+    action: exec
+    with: { command: \"true\", ok_status: [\"{{ steps.printed.outputs.stdout }}\"] }
+";
+
+#[test]
+fn a_template_that_gives_a_non_number_where_a_number_is_wanted_names_the_step_and_input() {
+    let ws = Workspace::new();
+    ws.write("n.yaml", NUMBERS);
+    let expected = "error: step `given`: invalid input for `exec`: `ok_status[0]` must be a whole number, not `abc`
+ --> n.yaml:8:41
+  |
+8 |     with: { command: \"true\", ok_status: [\"{{ params.code }}\"] }
+  |                                         ^
+
+1 error in n.yaml
+";
+    for args in [
+        &["plan", "n.yaml", "--var", "code=abc"][..],
+        &["run", "n.yaml", "--var", "code=abc", "--yes"],
+    ] {
+        let ran = ws.cmd(args).expect(2);
+        assert_eq!((ran.stdout.as_str(), ran.stderr.as_str()), ("", expected));
+    }
+    // Known only once `printed` ran: the step fails, naming its input, before it starts.
+    let ran = ws.cmd(&["run", "n.yaml", "--yes"]).expect(1);
+    let id = ran.stdout.trim();
+    let why = "invalid input for `exec`: `ok_status[0]` must be a whole number, not `two`";
+    let reports = format!(".runbook/runs/{id}/report");
+    assert_eq!(
+        ran.stderr,
+        format!(
+            "[1/3] given (exec)\n[2/3] printed (exec)\n  printed: two\n[3/3] read (exec)\n  read: failed: {why}\n\
+             report: {reports}.md\nreport: {reports}.html\nreport: {reports}.json\n\
+             run {id} failed at step `read`: {why}\n\
+             fix the cause, then: runbook resume {id}\n"
+        )
+    );
+}
+
+#[test]
+fn a_journal_that_lost_its_last_lines_is_damaged_not_an_interrupted_run() {
+    let ws = Workspace::new();
+    let (id, journal) = run_three(&ws);
+    let mut l = lines(&ws, &journal);
+    let written = l.len();
+    // `c` succeeded, and the run finished: both lines go.
+    l.truncate(written - 2);
+    ws.write(&journal, &(l.join("\n") + "\n"));
+    assert_refused(
+        &ws,
+        &id,
+        &format!(
+            "the journal {journal} ends at line {}, but {written} lines were written (as journal.head records): its last lines were lost",
+            l.len()
+        ),
+    );
+    let ran = ws.cmd(&["resume", &id, "--repair", "--yes"]).expect(0);
+    let kept: Vec<String> = std::fs::read_dir(ws.path().join(format!(".runbook/runs/{id}")))
+        .expect("run dir")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+        .filter(|n| n.starts_with("journal.damaged-"))
+        .collect();
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        (
+            format!(
+                "the journal {journal} ends at line {0}, but {written} lines were written (as journal.head records): its last lines were lost\n\
+                 repair: take lines 1-{0}, all that is left, as the whole journal; then step `c` is not finished and run again on resume\n\
+                 done; the damaged journal is kept as .runbook/runs/{id}/{1}\ncontinue with: runbook resume {id}\n",
+                l.len(),
+                kept[0]
+            )
+            .as_str(),
+            ""
+        )
+    );
+    ws.cmd(&["resume", &id, "--yes"]).expect(0);
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("log")).expect("log"),
+        "a\nb\nc\nc\n"
+    );
+    assert_eq!(ws.show(&id)["status"], "succeeded");
+}
+
+#[test]
+fn an_edited_last_line_is_damaged_not_believed() {
+    let ws = Workspace::new();
+    let (id, journal) = run_three(&ws);
+    let mut l = lines(&ws, &journal);
+    let last = l.len() - 1;
+    l[last] = l[last].replace("\"succeeded\"", "\"failed\"");
+    ws.write(&journal, &(l.join("\n") + "\n"));
+    assert_refused(
+        &ws,
+        &id,
+        &format!(
+            "the journal {journal} is damaged at line {}: it is not the line that was written last (a line was edited or replaced)",
+            l.len()
+        ),
+    );
+}
+
+/// Prints what commands make of a secret: base64 of it behind one and two other bytes,
+/// percent- and form-encoded; then a value a template computed from a secret param.
+const ENCODES: &str = "T=$1
+printf 'a%s' \"$T\" | base64
+printf 'ab%s' \"$T\" | base64
+python3 -c 'import sys, urllib.parse as u; print(u.quote(sys.argv[1], safe=\"\"), u.quote_plus(sys.argv[1]))' \"$T\"
+echo \"$2\"
+";
+
+#[test]
+fn what_commands_and_templates_make_of_a_secret_is_masked() {
+    let ws = Workspace::new();
+    ws.write("encodes.sh", ENCODES);
+    ws.write(
+        "leak.yaml",
+        "version: 1
+name: leak
+params:
+  pin: { secret: true }
+steps:
+  - id: leak
+    action: exec
+    with: { command: \"sh encodes.sh '{{ env.RB_TOKEN }}' {{ params.pin + 1 }}\" }
+",
+    );
+    let secret = "s3cr3t pass/word!";
+    let ran = ws
+        .cmd(&["run", "leak.yaml", "--yes"])
+        .env("RB_TOKEN", secret)
+        .env("RUNBOOK_VAR_pin", "12345678")
+        .expect(0);
+    let id = ran.stdout.trim();
+    let dir = ws.path().join(format!(".runbook/runs/{id}"));
+    let printed = "YXMz***\nYWJz***IQ==\n*** ***\n***\n";
+    assert_eq!(
+        std::fs::read_to_string(dir.join("steps/leak/stdout")).expect("stdout"),
+        printed
+    );
+    for (name, text) in tree(&dir) {
+        let text = String::from_utf8_lossy(&text);
+        for form in [
+            secret,
+            "s3cr3t%20pass%2Fword%21",
+            "s3cr3t+pass%2Fword%21",
+            "12345679",
+        ] {
+            assert!(!text.contains(form), "{form} in {name}");
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use chrono::{DateTime, Duration, Utc};
 use runbook::journal::{Event, Phase, Record, RunStatus};
 use runbook::probe::record::{ProbeEvent, Recorder};
-use runbook::probe::{ErrorClass, Op};
+use runbook::probe::{ErrorClass, Op, OutageKind};
 use serde_json::{Value, json};
 
 use crate::support::{Workspace, vary};
@@ -182,11 +182,12 @@ fn synthetic_run(dir: &Path) {
     rec.event(&ProbeEvent::Started {
         ts: t0,
         endpoint: endpoint.into(),
+        name: None,
         interval_ms: 10.0,
         timeout_ms: 250.0,
     });
     // 100 ticks a second; the engine change drops the endpoint from 12.0 s to 13.5 s.
-    for tick in 0..2600 {
+    for tick in 0..2600u32 {
         let s = f64::from(tick) / 100.0;
         let step = WINDOWS
             .iter()
@@ -208,18 +209,23 @@ fn synthetic_run(dir: &Path) {
             }
         }
     }
-    rec.event(&ProbeEvent::Disconnect {
-        endpoint: endpoint.into(),
-        step: Some("engine_change".into()),
-        start: at(t0, 12.0),
-        end: Some(at(t0, 13.5)),
-        duration_ms: 1500.0,
-        cause: ErrorClass::Refused,
-        failed_requests: 300,
-    });
+    for op in [Op::Write, Op::Read] {
+        rec.event(&ProbeEvent::Outage {
+            endpoint: endpoint.into(),
+            op,
+            kind: OutageKind::Disconnect,
+            step: Some("engine_change".into()),
+            start: at(t0, 12.0),
+            end: Some(at(t0, 13.5)),
+            duration_ms: 1500.0,
+            cause: ErrorClass::Refused,
+            failed_requests: 150,
+        });
+    }
     rec.event(&ProbeEvent::Connected {
         ts: at(t0, 13.5),
         endpoint: endpoint.into(),
+        op: Op::Write,
         resolved: vec!["127.0.0.1:7001".into()],
         address: Some("127.0.0.1:7001".into()),
         role: Some("master".into()),
@@ -227,6 +233,7 @@ fn synthetic_run(dir: &Path) {
     rec.event(&ProbeEvent::Stopped {
         ts: at(t0, 26.0),
         endpoint: endpoint.into(),
+        ticks: 2600,
     });
     rec.flush(None);
 }
@@ -236,37 +243,37 @@ fn synthetic_run(dir: &Path) {
 const REPORT_MD: &str = r"# Run report: engine-change (`20261122-0300-engine-change-test`)
 
 Platform: `local` · Started 2026-11-22 03:00:00 UTC · Finished 2026-11-22 03:00:26 UTC · Duration 26.00 s
-Probed: `redis://127.0.0.1:7001` every 10 ms
+Probed: `redis://127.0.0.1:7001` (2600 ticks) every 10 ms
 
 ## Outcome
 
 - **Succeeded** (status: `succeeded`)
 - What changed: `deploy: exec`, `verify_before: data.verify`, `engine_change: exec`, `bench: bench.run`, `metrics: metrics.capture`
-- Time clients could not write: **1.50 s** in 1 disconnect
+- Time clients could not write: **1.50 s** (1 disconnect, 0 stalls, 0 refusals, 0 errors); could not read: 1.50 s
 - Lost acknowledged writes: 0
-- Key parity: **equal** (1000 keys checked)
+- Key parity: **equal** (1000 keys, last of 1 check: `verify_before`)
 
 ## Steps
 
-| Step | Action | Status | Attempts | Duration | Operations | p50 | p95 | p99 | max | Errors | Disconnected |
-|---|---|---|---|---|---|---|---|---|---|---|---|
-| `deploy` | exec | succeeded | 1 | 5.00 s | started redis-server on 127.0.0.1:7001 | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0 | 0.00 s |
-| `verify_before` | data.verify | succeeded | 1 | 3.00 s |  | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0 | 0.00 s |
-| `engine_change` | exec | succeeded | 2 | 12.00 s | node 002: stopping redis; node 002 \| valkey serves again; node 001: stopping redis (+1 more) | 0.46 ms | 0.76 ms | 0.76 ms | 0.76 ms | 300 | 1.50 s |
-| `bench` | bench.run | succeeded | 1 | 5.00 s |  | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0 | 0.00 s |
-| `metrics` | metrics.capture | succeeded | 1 | 1.00 s |  | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0 | 0.00 s |
+| Step | Action | Status | Attempts | Duration | Operations | Clients on | p50 | p95 | p99 | max | Errors | Outages |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| `deploy` | exec | succeeded | 1 | 5.00 s | started redis-server on 127.0.0.1:7001 | – | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0 | – |
+| `verify_before` | data.verify | succeeded | 1 | 3.00 s |  | – | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0 | – |
+| `engine_change` | exec | succeeded | 2 | 12.00 s | node 002: stopping redis; node 002 \| valkey serves again; node 001: stopping redis (+1 more) | – | 0.46 ms | 0.76 ms | 0.76 ms | 0.76 ms | 300 | 1 disconnect (1.50 s) |
+| `bench` | bench.run | succeeded | 1 | 5.00 s |  | – | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0 | – |
+| `metrics` | metrics.capture | succeeded | 1 | 1.00 s |  | – | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0 | – |
 
-## Disconnects
+## Outages
 
-| Endpoint | Step | Start (UTC) | End (UTC) | Duration | Cause | Failed requests |
-|---|---|---|---|---|---|---|
-| `redis://127.0.0.1:7001` | `engine_change` | 03:00:12.000 | 03:00:13.500 | 1.50 s | refused | 300 |
+| Endpoint | Kind | Requests | Step | Start (UTC) | End (UTC) | Duration | Cause | Failed requests | Clients there |
+|---|---|---|---|---|---|---|---|---|---|
+| `redis://127.0.0.1:7001` | disconnect | write+read | `engine_change` | 03:00:12.000 | 03:00:13.500 | 1.50 s | refused | 300 | yes |
 
 ### Connections
 
-| Time (UTC) | Endpoint | Address reached | Role |
-|---|---|---|---|
-| 03:00:13.500 | `redis://127.0.0.1:7001` | 127.0.0.1:7001 | master |
+| Time (UTC) | Endpoint | For | Address reached | Role |
+|---|---|---|---|---|
+| 03:00:13.500 | `redis://127.0.0.1:7001` | writes | 127.0.0.1:7001 | master |
 
 
 ## Verify
@@ -318,7 +325,7 @@ Errors by class: refused 300.
 ![Latency timeline: steps as bands, outages in red](report-timeline.png)
 
 The chart shows per-second p50, p99 and max latency of all probe requests (log scale); each
-step is a shaded band, each disconnect a red area.
+step is a shaded band, each outage a red area.
 
 ";
 
@@ -353,11 +360,40 @@ fn a_run_report_has_every_section_and_puts_the_outage_in_its_step() {
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
             .unwrap();
-    assert_eq!(report["format_version"], 1);
-    assert_eq!(report["outcome"]["succeeded"], true);
-    assert!((report["outcome"]["unwritable_s"].as_f64().unwrap() - 1.5).abs() < 1e-6);
-    assert_eq!(report["outcome"]["parity"]["equal"], true);
-    assert_eq!(report["outcome"]["parity"]["keys_checked"], 1000);
+    assert_eq!(report["format_version"], 2);
+    assert_eq!(
+        report["outcome"],
+        json!({
+            "succeeded": true,
+            "status": "succeeded",
+            "changed": ["deploy: exec", "verify_before: data.verify", "engine_change: exec",
+                        "bench: bench.run", "metrics: metrics.capture"],
+            "probed": "whole",
+            "probed_s": 26.0,
+            "run_s": 26.0,
+            "probe_note": null,
+            "unwritable_s": 1.5,
+            "unreadable_s": 1.5,
+            "disconnects": 1,
+            "stalls": 0,
+            "refusals": 0,
+            "errors": 0,
+            "lost_writes": 0,
+            "cutover": null,
+            "parity": {"step": "verify_before", "keys_checked": 1000, "mismatches": 0,
+                       "equal": true, "checks": 1}
+        })
+    );
+    // The write and the read outage of the endpoint are one outage.
+    assert_eq!(
+        report["outages"],
+        json!([{
+            "endpoint": "redis://127.0.0.1:7001", "name": null, "kind": "disconnect",
+            "ops": ["write", "read"], "step": "engine_change",
+            "start": "2026-11-22T03:00:12Z", "end": "2026-11-22T03:00:13.500Z",
+            "duration_ms": 1500.0, "cause": "refused", "failed_requests": 300, "clients": true
+        }])
+    );
     let change = step(&report, "engine_change");
     assert_eq!(change["attempts"], 2);
     assert_eq!(change["status"], "succeeded");
@@ -368,7 +404,6 @@ fn a_run_report_has_every_section_and_puts_the_outage_in_its_step() {
         step(&report, "deploy")["operations"][0],
         "started redis-server on 127.0.0.1:7001"
     );
-    assert_eq!(report["disconnects"][0]["step"], "engine_change");
     assert_eq!(report["benchmarks"].as_array().map(Vec::len), Some(2));
     assert_eq!(report["metrics"][0]["max"], 14.0);
     // The second half is slower by construction (latency doubles after 13 s).
@@ -399,8 +434,9 @@ fn a_run_report_has_every_section_and_puts_the_outage_in_its_step() {
         &html,
         &[
             "id=\"outcome\"",
+            "id=\"connection-state\"",
             "id=\"steps\"",
-            "id=\"disconnects\"",
+            "id=\"outages\"",
             "id=\"verify\"",
             "id=\"halves\"",
             "id=\"metrics\"",
@@ -420,13 +456,10 @@ fn chromium() -> PathBuf {
     PathBuf::from(std::env::var("RUNBOOK_CHROMIUM").unwrap_or_else(|_| "chromium".into()))
 }
 
-#[test]
-fn the_html_report_loads_in_headless_chromium_without_console_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    synthetic_run(dir.path());
-    runbook::report::write_run_reports(dir.path()).unwrap();
+/// Runs headless Chromium on `page` in a 1280-pixel window with `extra` arguments; returns
+/// stdout, after checking it ran and logged no console error.
+fn chromium_at_1280(page: &Path, height: u32, extra: &[String]) -> String {
     let profile = tempfile::tempdir().unwrap();
-    let shot = dir.path().join("report.png");
     let output = Command::new(chromium())
         .args([
             "--headless",
@@ -441,16 +474,10 @@ fn the_html_report_loads_in_headless_chromium_without_console_errors() {
             "--disable-sync",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args([
-            "--enable-logging=stderr",
-            "--v=0",
-            "--window-size=1280,3000",
-        ])
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!(
-            "file://{}",
-            dir.path().join("report.html").display()
-        ))
+        .args(["--enable-logging=stderr", "--v=0"])
+        .arg(format!("--window-size=1280,{height}"))
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
         .output()
         .expect("chromium (run scripts/setup)");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -458,17 +485,80 @@ fn the_html_report_loads_in_headless_chromium_without_console_errors() {
     for line in stderr.lines() {
         assert!(
             !(line.contains("Uncaught") || line.contains(":CONSOLE(") || line.contains("console")),
-            "console error in the report: {line}"
+            "console error in {}: {line}",
+            page.display()
         );
     }
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Loads `html` in a 1280-pixel window: no console error, a real screenshot, and nothing
+/// wider than the window (measured by a copy of the page that reports its widths).
+fn fits_1280_pixels(html: &Path) {
+    let shot = html.with_extension("png");
+    chromium_at_1280(html, 3000, &[format!("--screenshot={}", shot.display())]);
     let png = std::fs::read(&shot).expect("screenshot");
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
-        "empty screenshot"
+        "empty screenshot of {}",
+        html.display()
     );
     if let Ok(keep) = std::env::var("RUNBOOK_KEEP_SCREENSHOT") {
-        std::fs::copy(&shot, keep).unwrap();
+        let name = shot.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::copy(&shot, format!("{keep}-{name}")).unwrap();
     }
+    let measured = html.with_extension("measured.html");
+    let page = std::fs::read_to_string(html).unwrap().replace(
+        "</body>",
+        "<script>document.title = 'widths ' + document.documentElement.scrollWidth + ' ' + document.documentElement.clientWidth;</script></body>",
+    );
+    std::fs::write(&measured, page).unwrap();
+    let dom = chromium_at_1280(&measured, 900, &["--dump-dom".to_string()]);
+    let title = dom
+        .split("<title>widths ")
+        .nth(1)
+        .and_then(|t| t.split("</title>").next())
+        .unwrap_or_else(|| panic!("no widths in {dom}"));
+    let widths: Vec<u32> = title.split(' ').map(|w| w.parse().unwrap()).collect();
+    assert!(
+        widths[0] <= widths[1] && widths[1] <= 1280,
+        "{} is {} pixels wide in a window of {}",
+        html.display(),
+        widths[0],
+        widths[1]
+    );
+}
+
+#[test]
+fn the_html_report_and_comparison_fit_a_1280_pixel_window_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    synthetic_run(&a);
+    synthetic_run(&b);
+    runbook::report::write_run_reports(&a).unwrap();
+    fits_1280_pixels(&a.join("report.html"));
+    let html = std::fs::read_to_string(a.join("report.html")).unwrap();
+    // The connection-state strip of the endpoint: answering, then the 1.5 s outage from
+    // 12.0 s to 13.5 s of the 26 s run (46.154 % to 51.923 %), then answering again.
+    in_order(
+        &html,
+        &[
+            "class=\"seg s-ok clients\" style=\"left: 0%; width: 46.154%\"",
+            "class=\"seg s-disconnect clients\" style=\"left: 46.154%; width: 5.769%\"",
+            "class=\"seg s-ok clients\" style=\"left: 51.923%; width: 48.077%\"",
+        ],
+    );
+    let comparison = runbook::report::compare(
+        &runbook::report::build(&a).unwrap(),
+        &runbook::report::build(&b).unwrap(),
+    );
+    let page = dir.path().join("compare.html");
+    std::fs::write(
+        &page,
+        runbook::report::render_comparison(&comparison, runbook::report::Format::Html).unwrap(),
+    )
+    .unwrap();
+    fits_1280_pixels(&page);
 }
 
 #[test]
@@ -501,7 +591,7 @@ fn runbook_report_renders_a_run_by_id_and_rejects_unknown_ids() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
     kept["generated_at"] = "[TIME]".into();
     assert_eq!(kept["run"]["id"], RUN_ID);
-    assert_eq!(kept["disconnects"][0]["step"], "engine_change");
+    assert_eq!(kept["outages"][0]["step"], "engine_change");
     ws.cmd(&["report", RUN_ID, "--format", "json"])
         .filter(r#""generated_at": "[^"]+""#, r#""generated_at": "[TIME]""#)
         .stdout_json(kept)
@@ -582,10 +672,17 @@ steps:
     let dir = ws.state_dir().join("runs").join(ran.first_line());
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
-    let disconnects = report["disconnects"].as_array().unwrap();
-    assert_eq!(disconnects.len(), 1, "{disconnects:#?}");
-    assert_eq!(disconnects[0]["step"], "restart");
-    let down = disconnects[0]["duration_ms"].as_f64().unwrap();
+    // The restart is the one disconnect (a busy machine may add a stall of its own).
+    let outages: Vec<&Value> = report["outages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["kind"] == "disconnect")
+        .collect();
+    assert_eq!(outages.len(), 1, "{:#}", report["outages"]);
+    assert_eq!(outages[0]["step"], "restart");
+    assert_eq!(outages[0]["ops"], json!(["write", "read"]));
+    let down = outages[0]["duration_ms"].as_f64().unwrap();
     assert!((900.0..5000.0).contains(&down), "down for {down} ms");
     assert!(step(&report, "restart")["disconnected_s"].as_f64().unwrap() > 0.9);
     assert_eq!(step(&report, "steady")["disconnected_s"], 0.0);
@@ -595,7 +692,7 @@ steps:
             .unwrap()
             > 50
     );
-    assert_eq!(step(&report, "after")["latency"]["errors"], 0);
+    assert_eq!(step(&report, "after")["disconnects"], 0);
     assert!(dir.join("report.md").is_file() && dir.join("report.html").is_file());
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(
@@ -603,3 +700,156 @@ steps:
         "{md}"
     );
 }
+
+/// Issue 14: the clients write to the source until the cutover; the target's READONLY while
+/// it replicates is expected, not their outage, and the cutover has its own write gap.
+#[test]
+fn an_online_migration_rehearsal_reports_what_the_clients_felt_across_the_cutover() {
+    let ws = Workspace::new();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/online-migration.yaml");
+    let (ran, run_id) = ws.run_runbook(&file.display().to_string(), &["key_count=300"]);
+    let _destroy = Destroy(&ws, run_id.clone());
+    assert!(ran.stderr.contains("succeeded"), "{}", ran.stderr);
+    let dir = ws.state_dir().join("runs").join(&run_id);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let mut outcome = report["outcome"].clone();
+    eprintln!("online migration: {outcome:#}");
+    let unwritable = outcome["unwritable_s"].as_f64().expect("unwritable_s");
+    assert!(unwritable < 0.5, "{outcome:#}");
+    let gap = outcome["cutover"]["write_gap_ms"]
+        .as_f64()
+        .expect("write gap");
+    assert!((0.0..2000.0).contains(&gap), "{outcome:#}");
+    // Until `deploy` has run there is no source to probe, and the report says so.
+    assert_eq!(outcome["probed"], "partly");
+    let note = outcome["probe_note"].as_str().unwrap().to_string();
+    assert!(
+        note.starts_with("the clients' endpoint was probed for "),
+        "{note}"
+    );
+    let cutover = &outcome["cutover"];
+    let expected_cutover = json!({
+        "step": "complete_migration", "from": "source", "to": "target",
+        "from_endpoint": cutover["from_endpoint"], "to_endpoint": cutover["to_endpoint"],
+        "at": cutover["at"], "first_write_at": cutover["first_write_at"],
+        "write_gap_ms": gap, "note": null
+    });
+    assert_eq!(cutover, &expected_cutover);
+    for key in ["changed", "probed_s", "run_s", "unreadable_s", "cutover"] {
+        outcome.as_object_mut().unwrap().remove(key);
+    }
+    assert_eq!(
+        outcome,
+        json!({"succeeded": true, "status": "succeeded", "probed": "partly", "probe_note": note,
+               "unwritable_s": unwritable, "disconnects": 0, "stalls": 0, "refusals": 0,
+               "errors": 0, "lost_writes": 0,
+               "parity": {"step": "verify_after", "keys_checked": 301, "mismatches": 0,
+                          "equal": true, "checks": 2}})
+    );
+    // The target's own timeline stays: it refused writes while it replicated.
+    let target = report["outages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "target")
+        .expect("the target's refusal");
+    assert_eq!(
+        (
+            &target["kind"],
+            &target["ops"],
+            &target["cause"],
+            &target["clients"]
+        ),
+        (
+            &json!("refusal"),
+            &json!(["write"]),
+            &json!("readonly"),
+            &json!(false)
+        )
+    );
+    assert_eq!(step(&report, "start_migration")["clients"], "source");
+    assert_eq!(step(&report, "complete_migration")["clients"], "target");
+}
+
+/// Stops what a rehearsal started, whatever the test found.
+struct Destroy<'a>(&'a Workspace, String);
+
+impl Drop for Destroy<'_> {
+    fn drop(&mut self) {
+        let state = self.0.state_dir().display().to_string();
+        let _ = self
+            .0
+            .cmd(&["destroy", &self.1, "--state-dir", &state])
+            .run();
+    }
+}
+
+#[test]
+fn runbook_report_compare_sets_two_runs_side_by_side_step_by_step() {
+    let ws = Workspace::new();
+    synthetic_run(&ws.state_dir().join("runs").join(RUN_ID));
+    synthetic_run(&ws.path().join("other"));
+    ws.cmd(&["report", RUN_ID, "--compare", "other", "--format", "text"])
+        .stdout(COMPARE_TEXT)
+        .check();
+    let ran = ws
+        .cmd(&["report", RUN_ID, "--compare", "other", "--format", "json"])
+        .stdout_any()
+        .check();
+    let json: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(json["format_version"], 1);
+    let change = &json["steps"][2];
+    let figures = json!({"status": "succeeded", "duration_s": 12.0, "disconnects": 1,
+        "disconnected_s": 1.5, "stalls": 0, "refusals": 0, "errors": 0, "requests": 2400,
+        "failed_requests": 300, "p50_ms": change["left"]["p50_ms"], "p95_ms": change["left"]["p95_ms"],
+        "p99_ms": change["left"]["p99_ms"], "max_ms": change["left"]["max_ms"],
+        "keys_checked": null, "mismatches": null});
+    assert_eq!(
+        change,
+        &json!({"id": "engine_change", "action": "exec", "left": figures, "right": figures})
+    );
+    ws.cmd(&[
+        "report",
+        RUN_ID,
+        "--compare",
+        "other",
+        "--format",
+        "md",
+        "-o",
+        "cmp.md",
+    ])
+    .stdout("cmp.md\n")
+    .check();
+    let md = std::fs::read_to_string(ws.path().join("cmp.md")).unwrap();
+    in_order(
+        &md,
+        &[
+            "| Time clients could not write | 1.50 s | 1.50 s |",
+            "| `engine_change` | 12.00 s | 12.00 s | 1 disconnect (1.50 s) | 1 disconnect (1.50 s) |",
+        ],
+    );
+    ws.cmd(&["report", RUN_ID, "--compare", "nowhere"])
+        .status(2)
+        .stderr("error: no run `nowhere` in .runbook/runs (list the runs with `runbook runs`)\n")
+        .check();
+}
+
+const COMPARE_TEXT: &str = "\
+A: 20261122-0300-engine-change-test (succeeded)
+B: 20261122-0300-engine-change-test (succeeded)
+
+duration           A 26.00 s                      B 26.00 s
+could not write    A 1.50 s                       B 1.50 s
+disconnects        A 1                            B 1
+stalls             A 0                            B 0
+cutover write gap  A –                            B –
+key parity         A equal (1000 keys, 1 check)   B equal (1000 keys, 1 check)
+
+step                      A time    B time  A disc B disc      A p50     B p50      A p99     B p99  parity
+deploy                    5.00 s    5.00 s       0      0    0.29 ms   0.29 ms    0.38 ms   0.38 ms
+verify_before             3.00 s    3.00 s       0      0    0.29 ms   0.29 ms    0.38 ms   0.38 ms  A 1000/0 B 1000/0 (keys/mismatches)
+engine_change            12.00 s   12.00 s       1      1    0.46 ms   0.46 ms    0.76 ms   0.76 ms
+bench                     5.00 s    5.00 s       0      0    0.58 ms   0.58 ms    0.76 ms   0.76 ms
+metrics                   1.00 s    1.00 s       0      0    0.58 ms   0.58 ms    0.76 ms   0.76 ms
+";

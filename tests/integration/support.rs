@@ -189,6 +189,71 @@ impl Drop for Server {
     }
 }
 
+/// A cluster of `shards` primaries on loopback, slots split evenly, in `cluster_state:ok`.
+pub struct Cluster {
+    pub nodes: Vec<Server>,
+}
+
+impl Cluster {
+    pub fn start(engine: Engine, shards: u16) -> Cluster {
+        let buses: Vec<String> = (0..shards).map(|_| free_port().to_string()).collect();
+        let nodes: Vec<Server> = buses
+            .iter()
+            .map(|bus| {
+                Server::start_with(
+                    engine,
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-port",
+                        bus,
+                    ],
+                )
+            })
+            .collect();
+        let per = 16384 / shards;
+        for (i, node) in nodes.iter().enumerate() {
+            let first = i as u16 * per;
+            let last = if i as u16 == shards - 1 {
+                16383
+            } else {
+                first + per - 1
+            };
+            let added = node.cli(&[
+                "CLUSTER",
+                "ADDSLOTSRANGE",
+                &first.to_string(),
+                &last.to_string(),
+            ]);
+            assert_eq!(added, "OK");
+        }
+        for (node, bus) in nodes.iter().zip(&buses).skip(1) {
+            let met = nodes[0].cli(&["CLUSTER", "MEET", "127.0.0.1", &node.port.to_string(), bus]);
+            assert_eq!(met, "OK");
+        }
+        let want = format!("cluster_known_nodes:{shards}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !nodes.iter().all(|n| {
+            let info = n.cli(&["CLUSTER", "INFO"]);
+            info.contains("cluster_state:ok") && info.contains(&want)
+        }) {
+            assert!(Instant::now() < deadline, "the cluster did not form");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Cluster { nodes }
+    }
+
+    /// Keys held by each node, in node order.
+    pub fn dbsizes(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .map(|n| n.cli(&["DBSIZE"]).parse().expect("DBSIZE is a number"))
+            .collect()
+    }
+}
+
 /// A temporary working folder with a state dir, where `runbook` commands run.
 pub struct Workspace {
     pub dir: tempfile::TempDir,

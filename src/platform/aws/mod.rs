@@ -14,6 +14,7 @@ use aws_sdk_elasticache::error::{DisplayErrorContext, ProvideErrorMetadata, SdkE
 use crate::actions::ActionError;
 use crate::platform::{Platform, PlatformKind};
 
+mod changes;
 pub mod clients;
 pub mod ec2;
 mod engine;
@@ -21,6 +22,8 @@ mod group;
 mod metrics;
 mod migration;
 mod preflight;
+mod s3;
+mod serverless;
 mod snapshot;
 mod stack;
 pub mod wait;
@@ -123,6 +126,16 @@ where
             if THROTTLING.contains(&code) {
                 ActionError::transient(format!(
                     "AWS kept throttling {operation} ({code}: {message}) through every retry; give the step `retry:` or resume the run later"
+                ))
+            } else if code == "InvalidServerlessCacheStateFault"
+                || code == "InvalidServerlessCacheState"
+            {
+                ActionError::fatal(format!(
+                    "{operation} was refused in the serverless cache's current state ({code}: {message}); StopMigration is refused during the cutover, other changes while the cache is not `available`: describe it, wait, then resume the run"
+                ))
+            } else if service.raw().status().as_u16() >= 500 {
+                ActionError::transient(format!(
+                    "AWS failed {operation} on its side through every retry ({code}: {message}); give the step `retry:` or resume the run later"
                 ))
             } else if code == "InvalidReplicationGroupState" {
                 ActionError::fatal(format!(

@@ -67,7 +67,10 @@ impl Handles<RestoreSnapshot> for Aws {
     }
 }
 
-async fn find_snapshot(aws: &Aws, snapshot: &str) -> Result<Option<Snapshot>, ActionError> {
+pub(super) async fn find_snapshot(
+    aws: &Aws,
+    snapshot: &str,
+) -> Result<Option<Snapshot>, ActionError> {
     let result = aws
         .clients
         .elasticache

@@ -53,6 +53,7 @@ pub enum Poll<T> {
 pub struct Events<'a> {
     client: &'a aws_sdk_elasticache::Client,
     group: String,
+    kind: SourceType,
     since: std::sync::Mutex<(DateTime, HashSet<String>)>,
     /// Shared by the whole target: once AWS (or an emulator) says it has no DescribeEvents,
     /// stop asking.
@@ -66,11 +67,22 @@ impl<'a> Events<'a> {
         group: &str,
         unsupported: &'a AtomicBool,
     ) -> Events<'a> {
+        Events::of(client, group, SourceType::ReplicationGroup, unsupported)
+    }
+
+    /// Events of the source `id` of kind `kind` (a serverless cache, …) from now on.
+    pub fn of(
+        client: &'a aws_sdk_elasticache::Client,
+        id: &str,
+        kind: SourceType,
+        unsupported: &'a AtomicBool,
+    ) -> Events<'a> {
         // A little before now: AWS stamps an event when the change is accepted.
         let since = DateTime::from_secs(chrono::Utc::now().timestamp() - 60);
         Events {
             client,
-            group: group.to_string(),
+            group: id.to_string(),
+            kind,
             since: std::sync::Mutex::new((since, HashSet::new())),
             unsupported,
         }
@@ -86,7 +98,7 @@ impl<'a> Events<'a> {
             .client
             .describe_events()
             .source_identifier(&self.group)
-            .source_type(SourceType::ReplicationGroup)
+            .source_type(self.kind.clone())
             .start_time(start)
             .send()
             .await;

@@ -80,8 +80,12 @@ impl Run<'_, '_> {
             )));
         }
         server::binary(engine)?;
+        let wanted = Wanted {
+            engine,
+            node_type: None,
+        };
         for shard in 0..g.shard_count() {
-            self.change_shard(id, shard, engine).await?;
+            self.change_shard(id, shard, &wanted).await?;
         }
         let info = self.describe(id).await?;
         if let Some(v) = version
@@ -101,31 +105,49 @@ impl Run<'_, '_> {
         Ok(info)
     }
 
-    /// One shard onto `engine`: replicas, failover, old primary (or a lone primary in place).
-    /// Safe to repeat after a crash: nodes already on `engine` are left alone, and a
-    /// primary already on it needs no failover.
-    async fn change_shard(&mut self, id: &str, shard: usize, engine: Engine) -> Result<()> {
-        let g = self.group(id)?.clone();
-        let members = g.shard_nodes(shard);
-        let name = shard_name(&g, shard);
+    /// One shard onto `wanted`: replicas, failover, old primary (or a lone primary in
+    /// place). Safe to repeat after a crash: nodes already as wanted are left alone, and a
+    /// primary already as wanted needs no failover.
+    pub(super) async fn change_shard(
+        &mut self,
+        id: &str,
+        shard: usize,
+        wanted: &Wanted,
+    ) -> Result<()> {
+        let members = self.group(id)?.shard_nodes(shard);
         let primary = members[0];
         if members.len() == 1 {
-            return self.replace_node(id, primary, engine).await;
+            return self.replace_node(id, primary, wanted).await;
         }
         for &replica in &members[1..] {
-            self.replace_node(id, replica, engine).await?;
+            self.replace_node(id, replica, wanted).await?;
         }
-        if self.runs(id, primary, engine).await? {
+        if self.runs(id, primary, wanted).await? {
             return Ok(());
         }
         let target = members[1];
+        self.fail_over(id, shard, target).await?;
+        self.replace_node(id, target, wanted).await
+    }
+
+    /// The replica `target` of shard `shard` becomes its primary (`CLUSTER FAILOVER` in a
+    /// cluster, a `REPLICAOF` swap otherwise) and takes the old primary's place first in
+    /// the shard; returns the old and the new primary's node ids.
+    pub(super) async fn fail_over(
+        &mut self,
+        id: &str,
+        shard: usize,
+        target: usize,
+    ) -> Result<(String, String)> {
+        let g = self.group(id)?.clone();
+        let members = g.shard_nodes(shard);
+        let primary = members[0];
         let (old, new) = (g.nodes[primary].id.clone(), g.nodes[target].id.clone());
         if g.cluster_mode {
             self.cluster_failover(id, primary, target).await?;
         } else {
             self.replicaof_swap(id, &members, target).await?;
         }
-        // The shard's primary comes first: the upgraded replica takes the old primary's place.
         self.state
             .groups
             .get_mut(id)
@@ -134,35 +156,40 @@ impl Run<'_, '_> {
             .swap(primary, target);
         self.save()?;
         self.ctx.note(format!(
-            "{name}: failed over from {old} to {new} ({}), now {new} is the primary",
+            "{}: failed over from {old} to {new} ({}), now {new} is the primary",
+            shard_name(&g, shard),
             if g.cluster_mode {
                 "CLUSTER FAILOVER"
             } else {
                 "REPLICAOF swap"
             }
         ));
-        self.replace_node(id, target, engine).await
+        Ok((old, new))
     }
 
-    /// Whether node `index` runs `engine` right now.
-    async fn runs(&self, id: &str, index: usize, engine: Engine) -> Result<bool> {
+    /// Whether node `index` runs as `wanted` right now.
+    async fn runs(&self, id: &str, index: usize, wanted: &Wanted) -> Result<bool> {
         let g = self.group(id)?;
         let node = &g.nodes[index];
         let access = self.access(g, node)?;
-        if node.engine != engine || !server::is_alive(node.pid, &access).await {
+        if node.engine != wanted.engine
+            || (wanted.node_type.is_some() && node.node_type != wanted.node_type)
+            || !server::is_alive(node.pid, &access).await
+        {
             return Ok(false);
         }
         let (running, _) = server::engine_of(&server::info(&access, "server").await?);
-        Ok(running == engine)
+        Ok(running == wanted.engine)
     }
 
-    /// Node `index` saves its data, stops, and starts again on `engine` on the same port
+    /// Node `index` saves its data, stops, and starts again as `wanted` on the same port
     /// and data; waits until it serves (a replica: linked to its primary).
-    async fn replace_node(&mut self, id: &str, index: usize, engine: Engine) -> Result<()> {
+    async fn replace_node(&mut self, id: &str, index: usize, wanted: &Wanted) -> Result<()> {
         let g = self.group(id)?.clone();
         let node = g.nodes[index].clone();
-        if self.runs(id, index, engine).await? {
-            self.ctx.note(format!("{} already runs {engine}", node.id));
+        if self.runs(id, index, wanted).await? {
+            self.ctx
+                .note(format!("{} already runs as {wanted}", node.id));
             return Ok(());
         }
         let access = self.access(&g, &node)?;
@@ -173,7 +200,13 @@ impl Run<'_, '_> {
             ));
             server::save_and_stop(node.pid, &access).await?;
         }
-        self.state.groups.get_mut(id).expect("group").nodes[index].engine = engine;
+        {
+            let n = &mut self.state.groups.get_mut(id).expect("group").nodes[index];
+            n.engine = wanted.engine;
+            if wanted.node_type.is_some() {
+                n.node_type = wanted.node_type.clone();
+            }
+        }
         self.save()?;
         self.ensure_node(id, index).await?;
         self.wait_serving(id, index).await
@@ -276,11 +309,27 @@ impl Run<'_, '_> {
     }
 }
 
+/// What a node is restarted as: an engine, and the node type it stands for (none: the
+/// node type stays as it is).
+pub(super) struct Wanted {
+    pub engine: Engine,
+    pub node_type: Option<String>,
+}
+
+impl std::fmt::Display for Wanted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.node_type {
+            Some(t) => write!(f, "{} on {t}", self.engine),
+            None => write!(f, "{}", self.engine),
+        }
+    }
+}
+
 /// How long a `CLUSTER FAILOVER` may go unanswered before it is asked again.
 const FAILOVER_RETRY: Duration = Duration::from_secs(6);
 
 /// `shard 0002` in a cluster, the group's id otherwise.
-fn shard_name(g: &Group, shard: usize) -> String {
+pub(super) fn shard_name(g: &Group, shard: usize) -> String {
     match g.shards.get(shard) {
         Some(s) if g.cluster_mode => format!("{} shard {}", g.id, s.id),
         _ => g.id.clone(),

@@ -189,6 +189,7 @@ impl Run<'_, '_> {
                     id: node_id,
                     shard: s,
                     engine,
+                    node_type: group.node_type.clone(),
                     port: node_port(group.cluster_mode)?,
                     pid: 0,
                     dir,
@@ -256,6 +257,7 @@ impl Run<'_, '_> {
         }
         self.stop_group(id).await?;
         self.state.groups.remove(id);
+        self.state.serverless.remove(id);
         self.save()?;
         Ok(true)
     }

@@ -223,7 +223,7 @@ impl Run<'_, '_> {
     /// Waits until the primary of `id` is linked to `source`, done loading, and has reached
     /// the source's replication offset as it was when the wait began. Fails at once when
     /// the replica cannot load what the source sends (an RDB version it does not know).
-    async fn wait_in_sync(&self, id: &str, source: &Endpoint) -> Result<u64> {
+    pub(super) async fn wait_in_sync(&self, id: &str, source: &Endpoint) -> Result<u64> {
         let g = self.group(id)?;
         let primary = g.primary().clone();
         let access = self.access(g, &primary)?;

@@ -8,14 +8,17 @@
 //! made is kept in the run directory ([`state`]), so a new `runbook` process resuming the
 //! run finds it again, and every server started is journaled for `runbook destroy`.
 
+mod changes;
 mod cluster;
 mod engine;
 mod group;
 mod metrics;
 mod migration;
 mod preflight;
+mod s3;
 mod secure;
 pub mod server;
+mod serverless;
 mod snapshot;
 mod stack;
 mod state;

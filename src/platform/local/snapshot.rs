@@ -71,7 +71,7 @@ impl Handles<RestoreSnapshot> for Local {
 }
 
 impl Run<'_, '_> {
-    async fn create_snapshot(&mut self, id: &str, name: &str) -> Result<SnapshotInfo> {
+    pub(super) async fn create_snapshot(&mut self, id: &str, name: &str) -> Result<SnapshotInfo> {
         let snapshot_file = self.dir.join("snapshots").join(format!("{name}.rdb"));
         if let Some(s) = self.state.snapshots.get(name)
             && s.file.exists()
@@ -179,6 +179,7 @@ impl Run<'_, '_> {
             kind: GroupKind::ReplicationGroup,
             stack: None,
             requested_version: version.map(str::to_string),
+            node_type: None,
             multi_az: replicas > 0,
             transit_encryption: false,
             auth: false,

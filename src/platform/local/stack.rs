@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use super::cluster;
 use super::secure;
 use super::server::Engine;
-use super::state::{Group, GroupKind, Stack, StackResource};
+use super::serverless;
+use super::state::{Group, GroupKind, Serverless, Stack, StackResource};
 use super::template::{self, Scope, Template};
 use super::{Local, LocalError, Result, Run};
 use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
@@ -160,6 +161,30 @@ impl Run<'_, '_> {
                         .unwrap_or_else(|| format!("{name}-{}", logical.to_ascii_lowercase()));
                     (GroupKind::ReplicationGroup, engine, layout, id)
                 }
+                "AWS::ElastiCache::ServerlessCache" => {
+                    let engine_text = prop("Engine")?
+                        .map(|v| template::text(&v))
+                        .unwrap_or_else(|| "valkey".into());
+                    let engine = Engine::parse(&engine_text).ok_or_else(|| {
+                        LocalError::Refused(format!(
+                            "{ctx}: Engine `{engine_text}` is neither redis nor valkey"
+                        ))
+                    })?;
+                    let id = prop("ServerlessCacheName")?
+                        .map(|v| template::text(&v))
+                        .unwrap_or_else(|| format!("{name}-{}", logical.to_ascii_lowercase()));
+                    let one = serverless::cache_group(&id, None, None);
+                    (
+                        GroupKind::Serverless,
+                        engine,
+                        cluster::Layout {
+                            cluster_mode: true,
+                            shards: one.shards,
+                            nodes: vec![1],
+                        },
+                        id,
+                    )
+                }
                 "AWS::EC2::Instance" if marker.is_some() => {
                     let marker = marker.expect("checked");
                     let engine_text = marker
@@ -222,8 +247,15 @@ impl Run<'_, '_> {
                     id: id.clone(),
                     kind,
                     stack: Some(name.to_string()),
-                    requested_version: prop("EngineVersion")?.map(|v| template::text(&v)),
-                    multi_az: prop("MultiAZEnabled")?.is_some_and(|v| template::text(&v) == "true"),
+                    requested_version: prop(if kind == GroupKind::Serverless {
+                        "MajorEngineVersion"
+                    } else {
+                        "EngineVersion"
+                    })?
+                    .map(|v| template::text(&v)),
+                    node_type: prop("CacheNodeType")?.map(|v| template::text(&v)),
+                    multi_az: kind == GroupKind::Serverless
+                        || prop("MultiAZEnabled")?.is_some_and(|v| template::text(&v) == "true"),
                     transit_encryption,
                     auth: token.is_some(),
                     cluster_mode: layout.cluster_mode,
@@ -253,6 +285,7 @@ impl Run<'_, '_> {
 
         for (logical, group, nodes, engine, token) in planned {
             let id = group.id.clone();
+            let group_kind = group.kind;
             if self.state.groups.contains_key(&id) {
                 self.ensure_group(&id).await?;
             } else {
@@ -261,6 +294,21 @@ impl Run<'_, '_> {
                 }
                 self.create_group(group, &nodes, engine, None).await?;
             }
+            if group_kind == GroupKind::Serverless && !self.state.serverless.contains_key(&id) {
+                let major_engine_version = self
+                    .group(&id)?
+                    .requested_version
+                    .clone()
+                    .unwrap_or_default();
+                self.state.serverless.insert(
+                    id.clone(),
+                    Serverless {
+                        major_engine_version,
+                        ..Serverless::default()
+                    },
+                );
+                self.save()?;
+            }
             let g = self.group(&id)?;
             let primary = g.primary().port.to_string();
             let reader = g.nodes.get(1).unwrap_or(g.primary()).port.to_string();
@@ -268,6 +316,19 @@ impl Run<'_, '_> {
             // CloudFormation gives a sharded group a configuration endpoint and no primary
             // or reader endpoint, and a group without cluster mode the other way round.
             let endpoints = match g.configuration_port.filter(|_| g.cluster_mode) {
+                // A serverless cache has one endpoint (and a reader endpoint) that owns
+                // every slot.
+                Some(_) if group_kind == GroupKind::Serverless => vec![
+                    ("Endpoint.Address", "127.0.0.1".to_string()),
+                    ("Endpoint.Port", primary.clone()),
+                    ("ReaderEndpoint.Address", "127.0.0.1".to_string()),
+                    ("ReaderEndpoint.Port", primary.clone()),
+                    (
+                        "ARN",
+                        format!("arn:aws:elasticache:local:000000000000:serverlesscache:{id}"),
+                    ),
+                    ("Status", "available".to_string()),
+                ],
                 Some(port) => vec![
                     ("ConfigurationEndPoint.Address", "127.0.0.1".to_string()),
                     ("ConfigurationEndPoint.Port", port.to_string()),

@@ -26,6 +26,19 @@ pub struct State {
     pub groups: BTreeMap<String, Group>,
     #[serde(default)]
     pub snapshots: BTreeMap<String, Snapshot>,
+    /// What a serverless cache has beyond its group (same name in `groups`).
+    #[serde(default)]
+    pub serverless: BTreeMap<String, Serverless>,
+}
+
+/// A serverless cache's own state: its version and its migration.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Serverless {
+    pub major_engine_version: String,
+    /// The source PrepareMigration named, `host:port` as the servers reach it.
+    pub prepared_source: Option<String>,
+    /// `prepared`, `syncing`, `stopped`, `completed`, or empty.
+    pub migration_status: String,
 }
 
 /// A deployed stack: its computed outputs and how each resource was rehearsed.
@@ -55,6 +68,8 @@ pub enum GroupKind {
     ReplicationGroup,
     /// A self-hosted server on an EC2 instance (a migration source).
     Instance,
+    /// An ElastiCache Serverless cache: one cluster-mode node owning every slot.
+    Serverless,
 }
 
 /// A set of servers that act as one replication group (or one self-hosted server).
@@ -66,6 +81,10 @@ pub struct Group {
     pub stack: Option<String>,
     /// The engine version the template or the runbook asked for.
     pub requested_version: Option<String>,
+    /// The node type the template or the runbook asked for (a label: a local server has
+    /// no instance size).
+    #[serde(default)]
+    pub node_type: Option<String>,
     pub multi_az: bool,
     /// In-transit encryption: the nodes serve TLS only.
     pub transit_encryption: bool,
@@ -145,6 +164,9 @@ pub struct Node {
     #[serde(default)]
     pub shard: usize,
     pub engine: Engine,
+    /// The node type it was last started as.
+    #[serde(default)]
+    pub node_type: Option<String>,
     pub port: u16,
     pub pid: u32,
     pub dir: PathBuf,
