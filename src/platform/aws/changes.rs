@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
 use aws_sdk_elasticache::types::{CacheCluster, ParameterNameValue, ReplicationGroup};
-use aws_smithy_types::DateTime;
 
 use super::group::{
     AVAILABLE, clusters_call, describe, describe_call, events_call, info, status, wait_group,
@@ -426,8 +425,8 @@ impl Handles<CheckHealth> for Aws {
             .cloudwatch
             .get_metric_data()
             .set_metric_data_queries(Some(queries))
-            .start_time(DateTime::from_millis(start.timestamp_millis()))
-            .end_time(DateTime::from_millis(end.timestamp_millis()))
+            .start_time(super::metrics::to_aws(start))
+            .end_time(super::metrics::to_aws(end))
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {

@@ -59,7 +59,7 @@ struct Query {
     step: usize,
 }
 
-fn to_aws(t: ChronoTime<Utc>) -> DateTime {
+pub(super) fn to_aws(t: ChronoTime<Utc>) -> DateTime {
     DateTime::from_millis(t.timestamp_millis())
 }
 
