@@ -324,9 +324,14 @@ pub async fn run(
 ) -> Result<Vec<OpResult>, BenchError> {
     settings.check()?;
     let mut results = Vec::new();
+    // Each endpoint's shards, found once for every workload.
+    let mut shards = Vec::with_capacity(endpoints.len());
+    for target in endpoints {
+        shards.push(lanes(target, settings, resolver).await?);
+    }
     for workload in &settings.workloads {
-        for target in endpoints {
-            let phase = run_phase(target, workload, settings, resolver).await?;
+        for (target, lanes) in endpoints.iter().zip(&shards) {
+            let phase = run_phase(target, lanes, workload, settings, resolver).await?;
             for r in &phase {
                 let what = if r.workload == r.op {
                     r.op.to_string()
@@ -474,14 +479,14 @@ async fn lanes(
 /// One workload against one endpoint: prepare, connect, run, merge the counts.
 async fn run_phase(
     target: &Labeled,
+    lanes: &[Lane],
     workload: &Workload,
     settings: &Settings,
     resolver: &Resolver,
 ) -> Result<Vec<OpResult>, BenchError> {
     let ops = workload.ops();
     let value = vec![b'x'; settings.value_size];
-    let lanes = lanes(target, settings, resolver).await?;
-    for lane in &lanes {
+    for lane in lanes {
         prepare(lane, &ops, settings, &value, resolver).await?;
     }
 
