@@ -251,6 +251,209 @@ pub fn view(state: &StateDir, m: &Member) -> MemberView {
     v
 }
 
+/// A fleet as `show` and `report` see it: the record and every member's standing.
+#[derive(Clone, Debug, Serialize)]
+pub struct FleetSummary {
+    pub id: String,
+    pub runbook: String,
+    pub platform: PlatformKind,
+    pub param: String,
+    pub status: FleetStatus,
+    pub started_at: DateTime<Utc>,
+    pub max_concurrency: usize,
+    pub max_errors: Option<usize>,
+    pub approval: FleetApproval,
+    pub members: Vec<MemberView>,
+}
+
+/// Reads the fleet in `dir` and each member's run in `state`.
+pub fn summarize(state: &StateDir, dir: &Path) -> Result<FleetSummary, FleetError> {
+    let r = read_record(dir)?;
+    let members: Vec<MemberView> = r.members.iter().map(|m| view(state, m)).collect();
+    Ok(FleetSummary {
+        status: status(&members, crate::lock::RunLock::is_held(dir)),
+        id: r.id,
+        runbook: r.runbook,
+        platform: r.platform,
+        param: r.param,
+        started_at: r.started_at,
+        max_concurrency: r.max_concurrency,
+        max_errors: r.max_errors,
+        approval: r.approval,
+        members,
+    })
+}
+
+/// The fleet report: every member with what its clients felt and its key parity, from
+/// its run's own report. Versioned like a run's report (`format_version`).
+#[derive(Clone, Debug, Serialize)]
+pub struct FleetReport {
+    pub format_version: u32,
+    pub fleet: FleetSummary,
+    pub members: Vec<MemberReport>,
+}
+
+/// One member of the fleet report.
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberReport {
+    pub value: String,
+    pub run_id: Option<String>,
+    pub status: MemberStatus,
+    pub duration_s: Option<f64>,
+    /// The run report's outcome: client impact (`unwritable_s`, `disconnects`, …) and
+    /// `parity`; `None` without a run or when its report cannot be built.
+    pub outcome: Option<crate::report::model::Outcome>,
+    /// Why there is no outcome although there is a run.
+    pub error: Option<String>,
+}
+
+/// The version of the fleet report's JSON.
+pub const REPORT_FORMAT_VERSION: u32 = 1;
+
+/// Builds the fleet report of the fleet in `dir`.
+pub fn report(state: &StateDir, dir: &Path) -> Result<FleetReport, FleetError> {
+    let fleet = summarize(state, dir)?;
+    let members = fleet
+        .members
+        .iter()
+        .map(|m| {
+            let built = m.run_id.as_ref().map(|id| {
+                state
+                    .run_dir(id)
+                    .map_err(|e| crate::error::chain(&e))
+                    .and_then(|d| crate::report::build(&d).map_err(|e| crate::error::chain(&e)))
+            });
+            let (outcome, error) = match built {
+                None => (None, m.error.clone()),
+                Some(Ok(r)) => (Some(r.outcome), None),
+                Some(Err(e)) => (None, Some(e)),
+            };
+            MemberReport {
+                value: m.value.clone(),
+                run_id: m.run_id.clone(),
+                status: m.status,
+                duration_s: m.duration_s,
+                outcome,
+                error,
+            }
+        })
+        .collect();
+    Ok(FleetReport {
+        format_version: REPORT_FORMAT_VERSION,
+        fleet,
+        members,
+    })
+}
+
+/// The fleet report as a table: Markdown (`md`) or aligned text.
+pub fn report_table(r: &FleetReport, markdown: bool) -> String {
+    let f = &r.fleet;
+    let mut out = String::new();
+    let heading = format!(
+        "fleet {}: {} on {}, for each {}",
+        f.id, f.runbook, f.platform, f.param
+    );
+    let status = format!("status: {} ({})", f.status, counts(&f.members));
+    if markdown {
+        out.push_str(&format!("# {heading}\n\n{status}\n\n"));
+    } else {
+        out.push_str(&format!("{heading}\n{status}\n\n"));
+    }
+    let head = [
+        "VALUE",
+        "RUN",
+        "STATUS",
+        "DURATION",
+        "UNWRITABLE",
+        "UNREADABLE",
+        "DISCONNECTS",
+        "ERRORS",
+        "LOST WRITES",
+        "PARITY",
+    ];
+    let rows: Vec<[String; 10]> = r
+        .members
+        .iter()
+        .map(|m| {
+            let o = m.outcome.as_ref();
+            let secs = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |d| format!("{d:.1}s"));
+            let count = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |n| n.to_string());
+            let probed = o.is_some_and(|o| o.probed != crate::report::model::Coverage::None);
+            let impact = |v: Option<u64>| if probed { count(v) } else { "-".to_string() };
+            [
+                crate::redact::printable(&m.value).into_owned(),
+                m.run_id.clone().unwrap_or_else(|| "-".into()),
+                m.status.to_string(),
+                secs(m.duration_s),
+                secs(o.and_then(|o| o.unwritable_s)),
+                secs(o.and_then(|o| o.unreadable_s)),
+                impact(o.map(|o| o.disconnects as u64)),
+                impact(o.map(|o| o.errors as u64)),
+                impact(o.map(|o| o.lost_writes)),
+                match o.and_then(|o| o.parity.as_ref()) {
+                    None => "-".into(),
+                    Some(p) if p.equal => format!("equal ({} keys)", p.keys_checked),
+                    Some(p) => format!("{} of {} keys differ", p.mismatches, p.keys_checked),
+                },
+            ]
+        })
+        .collect();
+    if markdown {
+        out.push_str(&format!("| {} |\n", head.join(" | ")));
+        out.push_str(&format!("|{}\n", "---|".repeat(head.len())));
+        for row in &rows {
+            let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
+            out.push_str(&format!("| {} |\n", cells.join(" | ")));
+        }
+    } else {
+        let widths: Vec<usize> = (0..head.len())
+            .map(|i| {
+                rows.iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([head[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: Vec<&str>| {
+            let padded: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            format!("{}\n", padded.join("  ").trim_end())
+        };
+        out.push_str(&line(head.to_vec()));
+        for row in &rows {
+            out.push_str(&line(row.iter().map(String::as_str).collect()));
+        }
+    }
+    let problems: Vec<String> = r
+        .members
+        .iter()
+        .filter_map(|m| {
+            m.error.as_ref().map(|e| {
+                format!(
+                    "{}: {}",
+                    crate::redact::printable(&m.value),
+                    crate::redact::printable(e)
+                )
+            })
+        })
+        .collect();
+    if !problems.is_empty() {
+        out.push_str(if markdown {
+            "\n## Problems\n\n"
+        } else {
+            "\nproblems:\n"
+        });
+        for p in problems {
+            out.push_str(&format!("- {p}\n"));
+        }
+    }
+    out
+}
+
 /// The state of a whole fleet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
