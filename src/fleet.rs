@@ -715,8 +715,17 @@ pub async fn drive(
         } else {
             format!(" --state-dir {}", launch.state_dir.display())
         };
+        let waiting = views
+            .iter()
+            .any(|v| v.status == MemberStatus::Run(RunStatus::AwaitingApproval));
+        let next = if waiting {
+            "to approve and go on"
+        } else {
+            "fix the causes, then"
+        };
         progress.line(&format!(
-            "see: runbook show {id}{state_flag}\nfix the causes, then: runbook resume {id}{state_flag}",
+            "see: runbook show {id}{state_flag}\n{next}: runbook resume {id}{state_flag}{}",
+            if waiting { " --yes" } else { "" },
             id = record.id
         ));
         Ok(Outcome::Failed)

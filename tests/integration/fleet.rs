@@ -265,3 +265,33 @@ fn a_fleet_checks_every_member_before_starting_any() {
     .check();
     assert!(!ws.state_dir().exists(), "nothing may be written");
 }
+
+#[test]
+fn a_wrong_fleet_field_is_shown_where_it_is() {
+    let ws = Workspace::new();
+    ws.write(
+        "bad.yaml",
+        "version: 1\nname: bad\nfleet: { approve: sometimes, aprove: once }\nsteps:\n  - id: nap\n    action: sleep\n    with: { duration: 1s }\n",
+    );
+    ws.cmd(&["plan", "bad.yaml"])
+        .status(2)
+        .stderr(
+            "error: `approve` must be `each` or `once`
+ --> bad.yaml:3:19
+  |
+3 | fleet: { approve: sometimes, aprove: once }
+  |                   ^^^^^^^^^
+  = help: `each`: every member of a fleet at its own approve steps; `once`: one approval for the whole fleet
+
+error: unknown field `aprove` in `fleet`
+ --> bad.yaml:3:30
+  |
+3 | fleet: { approve: sometimes, aprove: once }
+  |                              ^^^^^^
+  = help: did you mean `approve`?
+
+2 errors in bad.yaml
+",
+        )
+        .check();
+}
