@@ -615,11 +615,39 @@ pub fn var_name(var: &str) -> Option<&str> {
     var.split_once('=').map(|(n, _)| n.trim())
 }
 
-/// What a member's process tells the fleet.
+/// What a member's process, or a signal, tells the fleet.
 enum Note {
     RunId(usize, String),
     Line(usize, String),
     Ended(usize, Option<String>),
+    /// Ctrl+C (`false`: the terminal sent it to every member too) or SIGTERM (`true`:
+    /// members are sent one each).
+    Interrupt(bool),
+}
+
+/// Sends a note at each Ctrl+C and SIGTERM.
+fn watch_signals(tx: mpsc::UnboundedSender<Note>) {
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        loop {
+            let terminated = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let forward = tokio::select! {
+                _ = tokio::signal::ctrl_c() => false,
+                _ = terminated => true,
+            };
+            if tx.send(Note::Interrupt(forward)).is_err() {
+                return;
+            }
+        }
+    });
 }
 
 /// Runs `work` (member index and what to do) at most `max_concurrency` at once, starting
@@ -643,8 +671,11 @@ pub async fn drive(
     let mut stop_said = false;
     let mut last_lines: HashMap<usize, String> = HashMap::new();
     let limit = record.max_errors.unwrap_or(usize::MAX);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut interrupted = false;
+    watch_signals(tx.clone());
     loop {
-        while running < record.max_concurrency && errors < limit {
+        while running < record.max_concurrency && errors < limit && !interrupted {
             let Some((index, what)) = queue.pop_front() else {
                 break;
             };
@@ -663,7 +694,7 @@ pub async fn drive(
             });
             running += 1;
             let log = logs.join(format!("{}.log", index + 1));
-            tokio::spawn(member(index, cmd, log, tx.clone()));
+            tokio::spawn(member(index, cmd, log, tx.clone(), stop_rx.clone()));
         }
         if running == 0 {
             break;
@@ -677,6 +708,16 @@ pub async fn drive(
             Note::Line(index, line) => {
                 progress.member_line(index, &record.members[index].value, &line);
                 last_lines.insert(index, line);
+            }
+            Note::Interrupt(forward) => {
+                if !std::mem::replace(&mut interrupted, true) {
+                    progress.line(
+                        "interrupted: no new member starts; those running stop, to be resumed",
+                    );
+                }
+                if forward {
+                    let _ = stop_tx.send(true);
+                }
             }
             Note::Ended(index, spawn_error) => {
                 running -= 1;
@@ -756,6 +797,7 @@ async fn member(
     mut cmd: tokio::process::Command,
     log: PathBuf,
     tx: mpsc::UnboundedSender<Note>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -791,8 +833,26 @@ async fn member(
             let _ = tx.send(Note::Line(index, line));
         }
     };
-    tokio::join!(out, err);
-    let _ = child.wait().await;
+    let pid = child.id().and_then(|p| i32::try_from(p).ok());
+    let ran = async {
+        tokio::join!(out, err);
+        let _ = child.wait().await;
+    };
+    tokio::pin!(ran);
+    loop {
+        tokio::select! {
+            () = &mut ran => break,
+            Ok(()) = stop.changed() => {
+                if let Some(pid) = pid.filter(|_| *stop.borrow()) {
+                    // SAFETY: a signal to the member's own process, which has not been
+                    // reaped yet (`ran` waits for it), so the pid is still its.
+                    unsafe {
+                        libc::kill(pid, libc::SIGTERM);
+                    }
+                }
+            }
+        }
+    }
     let _ = tx.send(Note::Ended(index, None));
 }
 

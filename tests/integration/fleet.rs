@@ -295,3 +295,96 @@ error: unknown field `aprove` in `fleet`
         )
         .check();
 }
+
+#[test]
+fn a_fleet_killed_with_its_members_is_resumed_where_each_stood() {
+    use std::os::unix::process::CommandExt as _;
+    let ws = Workspace::new();
+    let file = ws.write("fleet.yaml", RUNBOOK);
+    let marks = ws.path().join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    std::fs::write(marks.join("b.delay"), "60").unwrap();
+    let state = ws.state_dir().display().to_string();
+    let marks_var = format!("marks={}", marks.display());
+    // The fleet and its members in a process group of their own, to be killed together.
+    let mut fleet = std::process::Command::new(crate::support::runbook_bin())
+        .current_dir(ws.path())
+        .args([
+            "run",
+            &file.display().to_string(),
+            "--for-each",
+            "cache=a,b,c",
+            "--var",
+            &marks_var,
+            "--state-dir",
+            &state,
+        ])
+        .env_remove("RUNBOOK_STATE_DIR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(fleet.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let id = first.trim().to_string();
+    // Once `b` sleeps in its first step, everything dies at once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let b_run = loop {
+        let runs = member_runs(&ws, &id);
+        if let Some(run) = &runs[1] {
+            let show = ws.show(run);
+            if show["steps"][0]["status"] == "running" {
+                break run.clone();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "member b never got going"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let pgid = i32::try_from(fleet.id()).unwrap();
+    // SAFETY: the process group of the fleet this test started.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+    fleet.wait().unwrap();
+    std::fs::remove_file(marks.join("b.delay")).unwrap();
+    let ran = ws.cmd(&["resume", &id, "--state-dir", &state]).run();
+    assert_eq!(ran.status, 0, "{}", ran.stderr);
+    let after = member_runs(&ws, &id);
+    assert_eq!(after[1].as_deref(), Some(b_run.as_str()));
+    let show = ws
+        .cmd(&["show", &id, "--state-dir", &state])
+        .stdout_any()
+        .check();
+    assert_eq!(
+        masked(&ws, &show.stdout),
+        format!(
+            "fleet [FLEET]  (fleet-demo on local, for each cache)\n\
+             status: succeeded (3 succeeded)\n\
+             started: [TIME]\n\
+             max concurrency 1, max errors none, approval by each run\n\
+             \n\
+             VALUE                    RUN                                          STATUS              DURATION  ERROR\n\
+             {}\n\
+             folder: [WS]/.runbook/fleets/[FLEET]\n",
+            ["a", "b", "c"]
+                .map(|v| format!(
+                    "{v}{}[RUN]{}succeeded [T]\n",
+                    " ".repeat(24),
+                    " ".repeat(16)
+                ))
+                .concat()
+        )
+    );
+    // `b`'s first step, cut off by the kill, ran again; its sleep of a minute was ended.
+    let b = ws.show(&b_run);
+    assert_eq!(b["steps"][0]["attempts"], 2);
+}
