@@ -464,8 +464,7 @@ pub enum FleetStatus {
     Succeeded,
     /// Some member failed (or could not start, or is damaged).
     Failed,
-    /// No member failed, but some did not finish: never started, interrupted with the
-    /// fleet, or awaiting approval.
+    /// No member failed, but some did not finish: never started, or awaiting approval.
     Incomplete,
 }
 
