@@ -388,3 +388,77 @@ fn a_fleet_killed_with_its_members_is_resumed_where_each_stood() {
     let b = ws.show(&b_run);
     assert_eq!(b["steps"][0]["attempts"], 2);
 }
+
+#[test]
+fn a_fleet_report_shows_each_members_client_impact_and_parity() {
+    use crate::support::{Engine, Server};
+    let servers = [Server::start(Engine::Redis), Server::start(Engine::Redis)];
+    let ws = Workspace::new();
+    ws.write(
+        "probed.yaml",
+        r#"version: 1
+name: probed
+params:
+  port: { description: the server of this run }
+probe:
+  endpoints: ["127.0.0.1:{{ params.port }}"]
+  interval: 10ms
+steps:
+  - id: fill
+    action: data.seed
+    with: { endpoint: "127.0.0.1:{{ params.port }}", keys: 20, prefix: "fleet:" }
+  - id: steady
+    action: sleep
+    with: { duration: 500ms }
+  - id: parity
+    action: data.verify
+    with: { source: "127.0.0.1:{{ params.port }}", target: "127.0.0.1:{{ params.port }}" }
+"#,
+    );
+    let ports = format!("port={},{}", servers[0].port, servers[1].port);
+    let ran = ws
+        .cmd(&[
+            "run",
+            "probed.yaml",
+            "--for-each",
+            &ports,
+            "--max-concurrency",
+            "2",
+        ])
+        .run();
+    assert_eq!(ran.status, 0, "{}", ran.stderr);
+    let fleet = ran.first_line().to_string();
+    let report = ws
+        .cmd(&["report", &fleet, "--format", "md"])
+        .stdout_any()
+        .check();
+    let row = |s: &Server| {
+        format!(
+            "| {} | [RUN] | succeeded | [T] | [T] | [T] | 0 | 0 | 0 | equal (20 keys) |\n",
+            s.port
+        )
+    };
+    assert_eq!(
+        masked(&ws, &report.stdout),
+        format!(
+            "# fleet [FLEET]: probed on local, for each port\n\
+             \n\
+             status: succeeded (2 succeeded)\n\
+             \n\
+             | VALUE | RUN | STATUS | DURATION | UNWRITABLE | UNREADABLE | DISCONNECTS | ERRORS | LOST WRITES | PARITY |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n\
+             {}{}",
+            row(&servers[0]),
+            row(&servers[1])
+        )
+    );
+    let json = ws
+        .cmd(&["report", &fleet, "--format", "json"])
+        .stdout_any()
+        .check();
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    for m in json["members"].as_array().unwrap() {
+        assert_eq!(m["outcome"]["unwritable_s"], 0.0);
+        assert_eq!(m["outcome"]["parity"]["equal"], true);
+    }
+}
