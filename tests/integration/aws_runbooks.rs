@@ -454,3 +454,51 @@ fn an_output_the_reply_does_not_have_is_refused_on_both_platforms() {
         );
     }
 }
+
+/// Issue 16: `plan --platform aws --var shards=3` shows what ElastiCache is asked for each
+/// shard, and the waits that follow every shard.
+#[test]
+fn the_sharded_plans_on_aws_show_the_per_shard_calls_and_waits() {
+    let ws = Workspace::new();
+    let plan = |file: &str| {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("runbooks")
+            .join(file)
+            .display()
+            .to_string();
+        let ran = ws
+            .cmd(&["plan", &path, "--platform", "aws", "--var", "shards=3"])
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .run();
+        assert_eq!((ran.status, ran.stderr.as_str()), (0, ""), "{file}");
+        ran.stdout
+    };
+    let has = |text: &str, lines: &[&str]| {
+        for line in lines {
+            assert!(
+                text.lines().any(|l| l.trim() == *line),
+                "no line `{line}` in\n{text}"
+            );
+        }
+    };
+    has(
+        &plan("online-migration.yaml"),
+        &[
+            "parameters: {\"NumShards\":\"3\"}",
+            "→ per shard: INFO replication on=each shard's primary endpoint (the group's primary endpoint without cluster mode), through --resolve if given until=master_link_status:up and master_sync_in_progress:0",
+        ],
+    );
+    has(
+        &plan("snapshot-restore.yaml"),
+        &[
+            "→ elasticache:CreateReplicationGroup ReplicationGroupId=valkey-from-snapshot SnapshotName=⟨steps.snapshot.outputs.snapshot⟩ Engine=valkey NumNodeGroups=3 ReplicasPerNodeGroup=1 NodeGroupConfiguration=each node group's id and slots, as the snapshot's EngineVersion=8.2 when=the group does not exist yet",
+            "→ until valkey-from-snapshot is `available`, each of its 3 node groups",
+        ],
+    );
+    has(
+        &plan("engine-change.yaml"),
+        &["parameters: {\"ReplicationGroupId\":\"redis-to-valkey\",\"NumShards\":\"3\"}"],
+    );
+}
