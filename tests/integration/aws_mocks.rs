@@ -577,6 +577,41 @@ fn sharded(status: &'static str) -> impl Fn() -> DescribeReplicationGroupsOutput
     }
 }
 
+/// ElastiCache as it answers a restore of a three-shard snapshot into `orders` (not there
+/// yet, then the cluster-mode group) and a describe of it.
+pub(crate) fn sharded_platform() -> Aws {
+    use aws_sdk_elasticache::operation::create_replication_group::CreateReplicationGroupOutput;
+    use aws_sdk_elasticache::operation::describe_snapshots::DescribeSnapshotsOutput;
+    use aws_sdk_elasticache::types::Snapshot;
+
+    let snapshot = mock!(Client::describe_snapshots).then_output(|| {
+        DescribeSnapshotsOutput::builder()
+            .snapshots(Snapshot::builder().num_node_groups(3).build())
+            .build()
+    });
+    let describe = mock!(Client::describe_replication_groups)
+        .sequence()
+        .http_status(
+            404,
+            Some(aws_error(
+                "ReplicationGroupNotFoundFault",
+                "Replication group orders not found.",
+            )),
+        )
+        .output(sharded("available"))
+        .repeatedly()
+        .build();
+    let create = mock!(Client::create_replication_group)
+        .match_requests(|r| r.num_node_groups() == Some(3))
+        .then_output(|| CreateReplicationGroupOutput::builder().build());
+    let evts = events(&[]);
+    let clusters = no_clusters();
+    target(
+        &[&snapshot, &describe, &create, &evts, &clusters],
+        fast_waits(),
+    )
+}
+
 fn shard_host(id: &str) -> String {
     format!("orders-{id}-001.orders.abc123.use1.cache.amazonaws.com")
 }
