@@ -100,19 +100,23 @@ pub(crate) fn aws_error(code: &str, message: &str) -> String {
 /// The aws target over an ElastiCache client made of `rules`; the other clients point at
 /// a closed loopback port and are never called here.
 pub(crate) fn target(rules: &[&Rule], wait: WaitSettings) -> Aws {
-    let elasticache = mock_client!(aws_sdk_elasticache, RuleMode::MatchAny, rules, |c| c
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(3)
-                .with_initial_backoff(Duration::from_millis(1))
-        ));
     let unused = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url("http://127.0.0.1:9")
         .build();
-    let mut clients = Clients::from_config(&unused);
-    clients.elasticache = elasticache;
+    target_over(rules, wait, Clients::from_config(&unused))
+}
+
+/// The aws target over an ElastiCache client made of `rules` and the other `clients`
+/// (moto's, for the services moto models).
+pub(crate) fn target_over(rules: &[&Rule], wait: WaitSettings, mut clients: Clients) -> Aws {
+    clients.elasticache = mock_client!(aws_sdk_elasticache, RuleMode::MatchAny, rules, |c| c
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(1))
+        ));
     Aws::from_clients(clients).with_wait(wait)
 }
 
