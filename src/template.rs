@@ -510,10 +510,19 @@ fn coerce_at(root: &Value, schema: &Value, value: Value, at: &str) -> Result<Val
                         _ => None,
                     },
                     "null" if matches!(t, "" | "~" | "null" | "none" | "None") => Some(Value::Null),
+                    // A list or mapping an output holds, passed on as JSON text
+                    // (`{{ steps.x.outputs.objects | json_encode() }}`).
+                    "array" | "object" => serde_json::from_str::<Value>(t).ok().filter(|v| {
+                        v.is_array() == (ty == "array") && (v.is_array() || v.is_object())
+                    }),
                     _ => None,
                 };
                 if let Some(v) = parsed {
-                    return Ok(v);
+                    return if v.is_array() || v.is_object() {
+                        coerce_at(root, schema, v, at)
+                    } else {
+                        Ok(v)
+                    };
                 }
             }
             let wanted: Vec<&str> = types
@@ -661,6 +670,31 @@ mod tests {
         assert_eq!(e.to_string(), "`keys` must be a whole number, not `ten`");
         let e = coerce(&schema, serde_json::json!({"maybe": "x"})).unwrap_err();
         assert_eq!(e.to_string(), "`maybe` must be a whole number, not `x`");
+    }
+
+    #[test]
+    fn a_list_an_output_holds_fills_a_list_input_as_json_text() {
+        let schema = schemars::json_schema!({
+            "type": "object",
+            "properties": {
+                "arns": {"type": "array", "items": {"type": "string"}},
+                "sizes": {"type": "array", "items": {"type": "integer"}}
+            }
+        });
+        let mut scope = Scope::default();
+        scope.params.insert(
+            "arns".into(),
+            serde_json::json!(["arn:aws:s3:::b/x-0001.rdb", "arn:aws:s3:::b/x-0002.rdb"]),
+        );
+        let v = scope
+            .render(&serde_json::json!({"arns": "{{ params.arns | json_encode() }}", "sizes": "[\"1\", 2]"}))
+            .unwrap();
+        assert_eq!(
+            coerce(&schema, v).unwrap(),
+            serde_json::json!({"arns": ["arn:aws:s3:::b/x-0001.rdb", "arn:aws:s3:::b/x-0002.rdb"], "sizes": [1, 2]})
+        );
+        let e = coerce(&schema, serde_json::json!({"arns": "{\"a\": 1}"})).unwrap_err();
+        assert_eq!(e.to_string(), "`arns` must be a list, not `{\"a\": 1}`");
     }
 
     #[test]

@@ -877,6 +877,25 @@ pub fn s3_object(arn: &str) -> Result<(&str, &str), ActionError> {
         })
 }
 
+/// The hash slots of Redis and Valkey cluster mode.
+pub const SLOTS: u16 = 16384;
+
+/// `count` contiguous slot ranges as even as can be, the first ones one slot larger
+/// when the slots do not divide evenly (3 shards: 0-5461, 5462-10922, 10923-16383).
+pub fn even_slots(count: u16) -> Vec<(u16, u16)> {
+    let count = count.max(1);
+    let (base, extra) = (SLOTS / count, SLOTS % count);
+    let mut start = 0;
+    (0..count)
+        .map(|i| {
+            let size = base + u16::from(i < extra);
+            let range = (start, start + size - 1);
+            start += size;
+            range
+        })
+        .collect()
+}
+
 /// The ARN of the RDB file an export to `bucket` makes for shard `shard` (1-based) of
 /// `snapshot`, as ElastiCache names it (`snapshot-0001.rdb`).
 pub fn exported_object(bucket: &str, snapshot: &str, shard: usize) -> String {

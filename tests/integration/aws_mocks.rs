@@ -795,3 +795,84 @@ async fn a_cluster_snapshot_restores_into_as_many_node_groups_on_aws() {
     assert_eq!(create.num_calls(), 1, "NumNodeGroups and the slots sent");
     assert_eq!(out["cluster_mode"], true);
 }
+
+/// A group seeded from three RDB files in S3 is a cluster of three node groups, one file
+/// each, over ElastiCache's even slot split; the files are checked in moto's S3 first.
+#[tokio::test]
+async fn three_rdb_files_in_s3_seed_a_cluster_of_three_node_groups_on_aws() {
+    use aws_sdk_elasticache::operation::create_replication_group::CreateReplicationGroupOutput;
+
+    let moto = crate::aws_support::Moto::start();
+    let s3 = moto.clients().s3;
+    s3.create_bucket()
+        .bucket("orders-snapshots")
+        .send()
+        .await
+        .expect("CreateBucket in moto");
+    let arns: Vec<String> = (1..=3)
+        .map(|i| format!("arn:aws:s3:::orders-snapshots/before-{i:04}.rdb"))
+        .collect();
+    for i in 1..=3 {
+        s3.put_object()
+            .bucket("orders-snapshots")
+            .key(format!("before-{i:04}.rdb"))
+            .grant_read("id=540804c33a284a299d2547575ce1010f2312ef3da9b3a053c8bc45bf233e4353")
+            .body(b"REDIS0011".to_vec().into())
+            .send()
+            .await
+            .expect("PutObject in moto");
+    }
+    let describe = mock!(Client::describe_replication_groups)
+        .sequence()
+        .http_status(
+            404,
+            Some(aws_error(
+                "ReplicationGroupNotFoundFault",
+                "Replication group orders not found.",
+            )),
+        )
+        .output(sharded("available"))
+        .repeatedly()
+        .build();
+    let sent = arns.clone();
+    let create = mock!(Client::create_replication_group)
+        .match_requests(move |r| {
+            let configs: Vec<(Option<&str>, Option<&str>, Option<i32>)> = r
+                .node_group_configuration()
+                .iter()
+                .map(|c| (c.node_group_id(), c.slots(), c.replica_count()))
+                .collect();
+            r.snapshot_arns() == sent.as_slice()
+                && r.num_node_groups() == Some(3)
+                && r.replicas_per_node_group() == Some(1)
+                && r.num_cache_clusters().is_none()
+                && r.automatic_failover_enabled() == Some(true)
+                && r.cache_parameter_group_name() == Some("default.valkey8.cluster.on")
+                && configs
+                    == [
+                        (Some("0001"), Some("0-5461"), Some(1)),
+                        (Some("0002"), Some("5462-10922"), Some(1)),
+                        (Some("0003"), Some("10923-16383"), Some(1)),
+                    ]
+        })
+        .then_output(|| CreateReplicationGroupOutput::builder().build());
+    let evts = events(&[]);
+    let clusters = no_clusters();
+    let aws = crate::aws_mocks::target_over(
+        &[&describe, &create, &evts, &clusters],
+        fast_waits(),
+        moto.clients(),
+    );
+    let out = RunDir::new()
+        .step(
+            &aws,
+            "import",
+            "snapshot.import",
+            json!({"snapshot_arns": arns, "replication_group": GROUP, "engine": "valkey",
+                "engine_version": "8.2", "replicas": 1}),
+        )
+        .await
+        .expect("import");
+    assert_eq!(create.num_calls(), 1, "NumNodeGroups and the slots sent");
+    assert_eq!(out["cluster_mode"], true);
+}

@@ -222,6 +222,61 @@ fn local_snapshot_restore_goes_through_the_bucket_folder_on_the_s3_route() {
     assert_eq!(r.outputs("import")["engine"], "valkey");
 }
 
+/// A three-shard group's export is one file a shard, and the group seeded from them is a
+/// cluster of as many shards, in ElastiCache's slot split, holding every key.
+#[test]
+fn the_s3_route_of_three_shards_exports_a_file_a_shard_and_seeds_a_cluster_of_three() {
+    let (r, ran) = Rehearsal::run(
+        "runbooks/snapshot-restore.yaml",
+        &[
+            "key_count=300",
+            "route=s3",
+            "bucket=rehearsal-bucket",
+            "shards=3",
+        ],
+    );
+    assert_eq!(ran.status, 0, "{}", ran.stderr);
+    let export = r.outputs("export");
+    let snapshot = export["snapshot"].as_str().unwrap().to_string();
+    let arns: Vec<String> = (1..=3)
+        .map(|i| format!("arn:aws:s3:::rehearsal-bucket/{snapshot}-{i:04}.rdb"))
+        .collect();
+    assert_eq!(
+        export,
+        json!({"snapshot": snapshot, "bucket": "rehearsal-bucket", "objects": arns, "first_object": arns[0]})
+    );
+    let import = r.outputs("import");
+    let layout: Vec<(&str, &str, usize)> = import["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap(),
+                s["slots"].as_str().unwrap(),
+                s["replicas"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        (&import["cluster_mode"], &import["engine"], layout),
+        (
+            &json!(true),
+            &json!("valkey"),
+            vec![
+                ("0001", "0-5461", 1),
+                ("0002", "5462-10922", 1),
+                ("0003", "10923-16383", 1)
+            ]
+        )
+    );
+    let verified = r.outputs("verify");
+    assert_eq!(
+        (&verified["parity"], &verified["keys_checked"]),
+        (&json!(true), &json!(300))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_sync_starts_again_only_with_clear_target_cache_data() {
     let run = RunDir::new();

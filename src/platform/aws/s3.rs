@@ -9,14 +9,14 @@ use aws_sdk_elasticache::types::DataTieringStatus;
 
 use super::bucket::{self, Use};
 use super::group::{AVAILABLE, describe_call, events_call, find, info, status, wait_group};
-use super::snapshot::find_snapshot;
+use super::snapshot::{find_snapshot, node_layout};
 use super::wait::{self, Poll};
 use super::{Aws, sdk_error};
 use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
 use crate::platform::Handles;
 use crate::platform::contract::{
     Check, CheckSnapshotExport, ExportSnapshot, GroupInfo, ImportSnapshot, SnapshotExported,
-    TargetChecks, bucket_name_problem, exported_object, rdb_problem,
+    TargetChecks, bucket_name_problem, even_slots, exported_object, rdb_problem,
 };
 
 /// The node type of a group seeded from S3 when the request names none.
@@ -24,6 +24,19 @@ const NODE_TYPE: &str = "cache.t4g.small";
 
 fn snapshots_call(snapshot: &str) -> Operation {
     Operation::new("aws", "elasticache:DescribeSnapshots").param("SnapshotName", snapshot)
+}
+
+/// The node groups of a group seeded from `files` RDB files: one a file, in order, over
+/// ElastiCache's even slot split; none (no cluster mode) for one file.
+fn seeded_shards(files: usize) -> Vec<(String, Option<String>)> {
+    if files <= 1 {
+        return Vec::new();
+    }
+    even_slots(u16::try_from(files).unwrap_or(u16::MAX))
+        .into_iter()
+        .enumerate()
+        .map(|(i, (a, b))| (format!("{:04}", i + 1), Some(format!("{a}-{b}"))))
+        .collect()
 }
 
 /// How the ARN of an S3 object starts.
@@ -288,8 +301,20 @@ impl Handles<ImportSnapshot> for Aws {
             .param("ReplicationGroupId", group)
             .param("SnapshotArns", &r.snapshot_arns)
             .param("Engine", &r.engine)
-            .param("CacheNodeType", r.node_type.as_deref().unwrap_or(NODE_TYPE))
-            .param("NumCacheClusters", r.replicas + 1);
+            .param("CacheNodeType", r.node_type.as_deref().unwrap_or(NODE_TYPE));
+        call = match r.snapshot_arns.len() {
+            0 | 1 => call.param("NumCacheClusters", r.replicas + 1),
+            n => call
+                .param("NumNodeGroups", n)
+                .param("ReplicasPerNodeGroup", r.replicas)
+                .param(
+                    "NodeGroupConfiguration.Slots",
+                    seeded_shards(n)
+                        .into_iter()
+                        .filter_map(|(_, s)| s)
+                        .collect::<Vec<_>>(),
+                ),
+        };
         if let Some(v) = &r.engine_version {
             call = call.param("EngineVersion", v);
         }
@@ -314,7 +339,9 @@ impl Handles<ImportSnapshot> for Aws {
         } else {
             self.check_seed_objects(&r.snapshot_arns).await?;
             let replicated = r.replicas > 0;
-            self.clients
+            let shards = seeded_shards(r.snapshot_arns.len());
+            let call = self
+                .clients
                 .elasticache
                 .create_replication_group()
                 .replication_group_id(group)
@@ -326,12 +353,18 @@ impl Handles<ImportSnapshot> for Aws {
                 .engine(&r.engine)
                 .set_engine_version(r.engine_version.clone())
                 .cache_node_type(r.node_type.as_deref().unwrap_or(NODE_TYPE))
-                .num_cache_clusters(i32::try_from(r.replicas + 1).unwrap_or(i32::MAX))
-                .automatic_failover_enabled(replicated)
-                .multi_az_enabled(replicated)
-                .send()
-                .await
-                .map_err(|e| sdk_error("elasticache:CreateReplicationGroup", e))?;
+                .automatic_failover_enabled(replicated || shards.len() > 1)
+                .multi_az_enabled(replicated);
+            node_layout(
+                call,
+                &shards,
+                r.replicas,
+                &r.engine,
+                r.engine_version.as_deref(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_error("elasticache:CreateReplicationGroup", e))?;
             ctx.note(format!(
                 "CreateReplicationGroup accepted: {group} seeded from S3"
             ));

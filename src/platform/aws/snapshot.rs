@@ -1,6 +1,7 @@
 //! ElastiCache snapshots: a backup before a risky step, and a new group made from one
 //! (seed 004's way to cut downtime: a Valkey group from a Redis group's snapshot).
 
+use aws_sdk_elasticache::operation::create_replication_group::builders::CreateReplicationGroupFluentBuilder;
 use aws_sdk_elasticache::types::{NodeGroupConfiguration, Snapshot};
 
 use super::group::{AVAILABLE, describe_call, events_call, find, info, status, wait_group};
@@ -80,6 +81,39 @@ impl Handles<RestoreSnapshot> for Aws {
     ) -> Result<GroupInfo, ActionError> {
         restore_snapshot(self, ctx, request).await
     }
+}
+
+/// A new group's nodes: `replicas` + 1 nodes without cluster mode for one node group, or
+/// the node groups `shards` (id, slots) with `replicas` each under a cluster-mode
+/// parameter group of the engine.
+pub(super) fn node_layout(
+    call: CreateReplicationGroupFluentBuilder,
+    shards: &[(String, Option<String>)],
+    replicas: u32,
+    engine: &str,
+    version: Option<&str>,
+) -> CreateReplicationGroupFluentBuilder {
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    if shards.len() <= 1 {
+        return call.num_cache_clusters(count(replicas as usize + 1));
+    }
+    let configs = shards
+        .iter()
+        .map(|(id, slots)| {
+            NodeGroupConfiguration::builder()
+                .node_group_id(id)
+                .set_slots(slots.clone())
+                .replica_count(count(replicas as usize))
+                .build()
+        })
+        .collect();
+    call.num_node_groups(count(shards.len()))
+        .replicas_per_node_group(count(replicas as usize))
+        .set_node_group_configuration(Some(configs))
+        .set_cache_parameter_group_name(version.and_then(|v| {
+            let major = v.split('.').next().filter(|m| !m.is_empty())?;
+            Some(format!("default.{engine}{major}.cluster.on"))
+        }))
 }
 
 /// The node groups a snapshot holds, each with its slots when it says them: from its node
@@ -223,8 +257,7 @@ async fn restore_snapshot(
             )));
         }
         let replicated = replicas > 0;
-        let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-        let mut call = aws
+        let call = aws
             .clients
             .elasticache
             .create_replication_group()
@@ -237,30 +270,9 @@ async fn restore_snapshot(
             .set_cache_subnet_group_name(source.cache_subnet_group_name().map(str::to_string))
             .automatic_failover_enabled(replicated || held > 1)
             .multi_az_enabled(replicated);
-        call = if held > 1 {
-            // A cluster's snapshot restores into as many node groups with the same slots,
-            // under a cluster-mode parameter group of the new engine.
-            let configs = shards
-                .iter()
-                .map(|(id, slots)| {
-                    NodeGroupConfiguration::builder()
-                        .node_group_id(id)
-                        .set_slots(slots.clone())
-                        .replica_count(count(replicas as usize))
-                        .build()
-                })
-                .collect();
-            call.num_node_groups(count(held))
-                .replicas_per_node_group(count(replicas as usize))
-                .set_node_group_configuration(Some(configs))
-                .set_cache_parameter_group_name(version.and_then(|v| {
-                    let major = v.split('.').next().filter(|m| !m.is_empty())?;
-                    Some(format!("default.{engine}{major}.cluster.on"))
-                }))
-        } else {
-            call.num_cache_clusters(count(replicas as usize + 1))
-        };
-        call.send()
+        // A cluster's snapshot restores into as many node groups with the same slots.
+        node_layout(call, &shards, replicas, engine, version)
+            .send()
             .await
             .map_err(|e| sdk_error("elasticache:CreateReplicationGroup", e))?;
         ctx.note(format!(

@@ -16,8 +16,7 @@ use super::state::{Shard, slots_text};
 use super::template;
 use super::{LocalError, Result, Run};
 
-/// The hash slots of Redis and Valkey cluster mode.
-pub const SLOTS: u16 = 16384;
+pub use crate::platform::contract::{SLOTS, even_slots};
 
 /// How long a new cluster may take to agree on its nodes and slots.
 const FORM_DEADLINE: Duration = Duration::from_secs(60);
@@ -48,22 +47,6 @@ fn bounded(context: &str, key: &str, value: &Value, low: u32, high: u32) -> Resu
         return Err(refused(format!("{n} is out of range")));
     }
     Ok(n)
-}
-
-/// `count` contiguous slot ranges as even as can be, the first ones one slot larger
-/// when the slots do not divide evenly (3 shards: 0-5461, 5462-10922, 10923-16383).
-pub fn even_slots(count: u16) -> Vec<(u16, u16)> {
-    let count = count.max(1);
-    let (base, extra) = (SLOTS / count, SLOTS % count);
-    let mut start = 0;
-    (0..count)
-        .map(|i| {
-            let size = base + u16::from(i < extra);
-            let range = (start, start + size - 1);
-            start += size;
-            range
-        })
-        .collect()
 }
 
 /// Reads `0-5461` or `0-100,200-300` (NodeGroupConfiguration's `Slots`).

@@ -1,13 +1,15 @@
 //! Seed 004's S3 path rehearsed: a bucket is a folder of the run directory (`s3/BUCKET/`),
-//! an export copies a snapshot's RDB file into it under the name ElastiCache gives it
-//! (`SNAPSHOT-0001.rdb`), and a group seeded from `SnapshotArns` loads that file.
+//! an export copies a snapshot's RDB files into it under the names ElastiCache gives them
+//! (`SNAPSHOT-0001.rdb`, one a shard), and a group seeded from `SnapshotArns` loads them:
+//! one file, or a cluster with one shard a file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
+use super::cluster;
 use super::server::Engine;
-use super::state::{Group, GroupKind};
+use super::state::{Group, GroupKind, Shard};
 use super::{Local, LocalError, Result, Run};
 use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
 use crate::platform::Handles;
@@ -131,7 +133,7 @@ impl Handles<ImportSnapshot> for Local {
             Operation::new(
                 "process",
                 format!(
-                    "start {}: {}-server loading the RDB file from the bucket folder, with {} replica(s)",
+                    "start {}: {}-server loading the RDB file from the bucket folder, with {} replica(s) (several files: a cluster, one shard a file)",
                     r.replication_group, r.engine, r.replicas
                 ),
             )
@@ -165,28 +167,37 @@ impl Run<'_, '_> {
                 "there is no snapshot `{snapshot}` in this rehearsal; take it first"
             ))
         })?;
-        let arn = exported_object(bucket, snapshot, 1);
-        let (_, key) = crate::platform::contract::s3_object(&arn)
-            .map_err(|e| LocalError::Refused(e.message))?;
-        let dir = self.bucket_dir(bucket);
-        let file = dir.join(key);
-        if file.is_file() {
-            self.ctx.note(format!(
-                "{arn} is already in the bucket: not exporting again"
-            ));
+        let files: Vec<&Path> = if s.shards.is_empty() {
+            vec![&s.file]
         } else {
-            let copy = || -> std::io::Result<()> {
-                std::fs::create_dir_all(&dir)?;
-                let tmp = file.with_extension("rdb.tmp");
-                std::fs::copy(&s.file, &tmp)?;
-                std::fs::rename(&tmp, &file)
-            };
-            copy().map_err(|e| {
-                LocalError::Refused(format!("cannot write {}: {e}", file.display()))
-            })?;
-            self.ctx.note(format!("exported {snapshot} to {arn}"));
+            s.shards.iter().map(|shard| shard.file.as_path()).collect()
+        };
+        let dir = self.bucket_dir(bucket);
+        let mut arns = Vec::new();
+        for (i, from) in files.into_iter().enumerate() {
+            let arn = exported_object(bucket, snapshot, i + 1);
+            let (_, key) = crate::platform::contract::s3_object(&arn)
+                .map_err(|e| LocalError::Refused(e.message))?;
+            let file = dir.join(key);
+            if file.is_file() {
+                self.ctx.note(format!(
+                    "{arn} is already in the bucket: not exporting again"
+                ));
+            } else {
+                let copy = || -> std::io::Result<()> {
+                    std::fs::create_dir_all(&dir)?;
+                    let tmp = file.with_extension("rdb.tmp");
+                    std::fs::copy(from, &tmp)?;
+                    std::fs::rename(&tmp, &file)
+                };
+                copy().map_err(|e| {
+                    LocalError::Refused(format!("cannot write {}: {e}", file.display()))
+                })?;
+                self.ctx.note(format!("exported {snapshot} to {arn}"));
+            }
+            arns.push(arn);
         }
-        Ok(SnapshotExported::new(snapshot, bucket, vec![arn]))
+        Ok(SnapshotExported::new(snapshot, bucket, arns))
     }
 
     async fn import(&mut self, r: &ImportSnapshot) -> Result<GroupInfo> {
@@ -196,13 +207,18 @@ impl Run<'_, '_> {
             self.ctx.note(format!("{id} already exists"));
             return self.describe(id).await;
         }
-        let [arn] = r.snapshot_arns.as_slice() else {
+        const MAX_SHARDS: usize = 500;
+        let count = r.snapshot_arns.len();
+        if !(1..=MAX_SHARDS).contains(&count) {
             return Err(LocalError::Refused(format!(
-                "{} snapshot ARNs: a group without cluster mode loads one RDB file",
-                r.snapshot_arns.len()
+                "{count} snapshot ARNs: a group loads 1 RDB file, or one per shard of a cluster (at most {MAX_SHARDS})"
             )));
-        };
-        let file = self.rdb_of(arn)?;
+        }
+        let files = r
+            .snapshot_arns
+            .iter()
+            .map(|arn| self.rdb_of(arn))
+            .collect::<Result<Vec<_>>>()?;
         let engine = Engine::parse(&r.engine).ok_or_else(|| {
             LocalError::Refused(format!("engine `{}` is neither redis nor valkey", r.engine))
         })?;
@@ -215,19 +231,37 @@ impl Run<'_, '_> {
             multi_az: r.replicas > 0,
             transit_encryption: false,
             auth: false,
-            cluster_mode: false,
-            shards: Vec::new(),
+            cluster_mode: count > 1,
+            // Like ElastiCache, one RDB file a shard, in order, over the even slot split.
+            shards: if count > 1 {
+                cluster::even_slots(u16::try_from(count).unwrap_or(u16::MAX))
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, slots)| Shard {
+                        id: format!("{:04}", i + 1),
+                        slots: vec![slots],
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
             configuration_port: None,
             nodes: Vec::new(),
             migration: None,
             completed_migration: None,
         };
-        self.create_group(group, &[r.replicas + 1], engine, Some(&file))
-            .await?;
+        if count > 1 {
+            self.create_cluster_from(group, &files, r.replicas + 1, engine)
+                .await?;
+        } else {
+            self.create_group(group, &[r.replicas + 1], engine, Some(&files[0]))
+                .await?;
+        }
         for i in 0..self.group(id)?.nodes.len() {
             self.wait_serving(id, i).await?;
         }
-        self.ctx.note(format!("{id} seeded from {arn}"));
+        self.ctx
+            .note(format!("{id} seeded from {}", r.snapshot_arns.join(", ")));
         self.describe(id).await
     }
 }

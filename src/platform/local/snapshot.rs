@@ -284,7 +284,7 @@ impl Run<'_, '_> {
     /// A new cluster whose shard `s` loads `files[s]`. The data is loaded on a restart,
     /// after the cluster is formed with every slot in the nodes' `nodes.conf`: a node that
     /// started on the data would claim only the slots of its keys.
-    async fn create_cluster_from(
+    pub(super) async fn create_cluster_from(
         &mut self,
         group: Group,
         files: &[PathBuf],
