@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{Action, ActionError, ActionSpec, Effect, Operation, Outputs, PlanCtx, StepCtx};
-use crate::bench::{self, BenchError, Limit, Settings};
+use crate::bench::{self, BenchError, Limit, Load, Settings};
 use crate::endpoint::redact_url;
 
 pub const SPEC: ActionSpec = ActionSpec {
@@ -59,6 +59,13 @@ pub struct BenchRun {
     /// Run each workload this long instead, e.g. `30s`.
     #[serde(default)]
     duration: Option<String>,
+    /// Open loop: requests per second on a fixed schedule (default: closed loop).
+    #[serde(default, deserialize_with = "optional_rate")]
+    #[schemars(with = "Option<f64>")]
+    rate: Option<f64>,
+    /// Open loop: bursts on top of `rate`, `RATE:DURATION:EVERY` (e.g. `50000:2s:10s`).
+    #[serde(default)]
+    burst: Option<String>,
     /// Every key the benchmark writes starts with this.
     #[serde(default = "default_key_prefix")]
     key_prefix: String,
@@ -81,6 +88,24 @@ fn number<'de, D: serde::Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<T, 
             .map_err(|_| serde::de::Error::custom(format!("`{t}` is not a whole number")))?,
     };
     T::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} is too large")))
+}
+
+/// A rate written as a number or, as templates render it, as text.
+fn optional_rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Rate {
+        Number(f64),
+        Text(String),
+    }
+    match Rate::deserialize(d)? {
+        Rate::Number(n) => Ok(Some(n)),
+        Rate::Text(t) => t
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("`{t}` is not a number"))),
+    }
 }
 
 fn optional_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -125,7 +150,23 @@ impl BenchRun {
             .map(crate::duration::parse)
             .transpose()
             .map_err(|e| BenchError::Invalid(format!("duration: {e}")))?;
+        let burst = self
+            .burst
+            .as_deref()
+            .map(bench::parse_burst)
+            .transpose()
+            .map_err(|e| BenchError::Invalid(format!("burst: {e}")))?;
+        let load = match (self.rate, burst) {
+            (Some(rate), burst) => Load::Open { rate, burst },
+            (None, None) => Load::Closed,
+            (None, Some(_)) => {
+                return Err(BenchError::Invalid(
+                    "`burst` adds to `rate`: give `rate` too".into(),
+                ));
+            }
+        };
         let settings = Settings {
+            load,
             workloads: bench::parse_workloads(&self.workloads, &self.ratio)?,
             connections: self.connections,
             pipeline: self.pipeline,

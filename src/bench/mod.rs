@@ -12,6 +12,9 @@
 //! request is redirected and the figure is the whole cluster's.
 
 mod command;
+mod figures;
+mod open;
+mod table;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +25,9 @@ use serde::Serialize;
 
 pub use command::Op;
 use command::{MAX_NUMBER, Template};
+pub use figures::{BurstFigures, Point, Timeline, Window};
+pub use open::{Burst, parse_burst};
+pub use table::table;
 
 use crate::endpoint::{Endpoint, Resolver};
 use crate::resp::cluster::{Topology, TopologyError};
@@ -150,9 +156,25 @@ pub enum Limit {
     Duration(Duration),
 }
 
+/// How requests are sent.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Load {
+    /// Each connection sends its next batch when the last one is answered (redis-benchmark).
+    Closed,
+    /// Requests leave on a fixed schedule of `rate` per second, with bursts on top.
+    Open { rate: f64, burst: Option<Burst> },
+}
+
+/// The longest open-loop phase: samples carry their time in µs as 32 bits.
+const MAX_OPEN_LENGTH: Duration = Duration::from_secs(3600);
+
+/// The most requests an open-loop phase may schedule: each is kept as a sample (12 bytes).
+const MAX_SAMPLES: f64 = 50_000_000.0;
+
 /// How the benchmark loads each endpoint.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    pub load: Load,
     pub workloads: Vec<Workload>,
     /// Sockets per endpoint (redis-benchmark `-c`).
     pub connections: usize,
@@ -172,6 +194,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
+            load: Load::Closed,
             workloads: vec![Workload::Op(Op::Set), Workload::Op(Op::Get)],
             connections: 50,
             pipeline: 1,
@@ -225,6 +248,25 @@ impl Settings {
             }
             _ => {}
         }
+        if let Load::Open { rate, burst } = self.load {
+            if !(rate.is_finite() && rate > 0.0) {
+                return bad(format!("--rate {rate} must be above 0 requests per second"));
+            }
+            let length = self.open_length(rate);
+            if length > MAX_OPEN_LENGTH {
+                return bad(format!(
+                    "an open-loop phase of {} s is longer than the most, 1 h: lower --duration or --requests",
+                    length.as_secs()
+                ));
+            }
+            let scheduled = length.as_secs_f64() * (rate + burst.map_or(0.0, |b| b.extra));
+            if scheduled > MAX_SAMPLES {
+                return bad(format!(
+                    "--rate {rate} for {} s schedules more than {MAX_SAMPLES} requests per phase, each kept as a sample: lower --rate or --duration",
+                    length.as_secs()
+                ));
+            }
+        }
         let value = self.value_size as u64;
         let buffers = (self.connections as u64)
             .saturating_mul(self.pipeline as u64)
@@ -255,6 +297,18 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// How long an open-loop phase at `rate` lasts: `--duration`, or the time `--requests`
+    /// take at the sustained rate.
+    fn open_length(&self, rate: f64) -> Duration {
+        match self.limit {
+            Limit::Duration(d) => d,
+            Limit::Requests(n) => Duration::try_from_secs_f64(n as f64 / rate)
+                .unwrap_or(Duration::MAX),
+        }
+    }
+}
+
 /// The figures of one operation against one endpoint.
 #[derive(Clone, Debug, Serialize)]
 pub struct OpResult {
@@ -273,10 +327,26 @@ pub struct OpResult {
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
+    pub p999_ms: f64,
     pub max_ms: f64,
     /// The first error seen, to say what went wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
+    /// The persistence mode the server ran with, when the benchmark set one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<String>,
+    /// Open loop: requests scheduled per second (the sustained rate and the bursts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_ops_per_sec: Option<f64>,
+    /// Open loop: requests scheduled in all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<u64>,
+    /// Open loop with bursts: inside them against between them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst: Option<BurstFigures>,
+    /// Open loop: the phase stretch by stretch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Timeline>,
 }
 
 /// An endpoint with the name it gets in results.
@@ -520,6 +590,11 @@ async fn run_phase(
     )
     .await?;
 
+    if let Load::Open { rate, burst } = settings.load {
+        let length = settings.open_length(rate);
+        let recorded = open_loop(conns, lanes, &plans, rate, burst, length, resolver).await?;
+        return Ok(open_results(target, workload, &ops, recorded, burst, length));
+    }
     let start = Instant::now();
     let budget = Arc::new(match settings.limit {
         Limit::Requests(total) => Budget::Requests {
@@ -566,10 +641,6 @@ async fn run_phase(
                 }
             };
             OpResult {
-                endpoint: target.endpoint.to_string(),
-                label: target.label.clone(),
-                workload: workload.name(),
-                op: op.name(),
                 requests: t.ok,
                 errors: t.errors,
                 ops_per_sec: t.ok as f64 / elapsed,
@@ -577,11 +648,127 @@ async fn run_phase(
                 p50_ms: q(0.50),
                 p95_ms: q(0.95),
                 p99_ms: q(0.99),
+                p999_ms: q(0.999),
                 max_ms: if h.is_empty() { 0.0 } else { ms(h.max()) },
                 first_error: t.first_error,
+                ..OpResult::new(target, workload, op)
             }
         })
         .collect())
+}
+
+impl OpResult {
+    /// A result with the names filled in and no figures yet.
+    fn new(target: &Labeled, workload: &Workload, op: Op) -> OpResult {
+        OpResult {
+            endpoint: target.endpoint.to_string(),
+            label: target.label.clone(),
+            workload: workload.name(),
+            op: op.name(),
+            requests: 0,
+            errors: 0,
+            ops_per_sec: 0.0,
+            mean_ms: 0.0,
+            p50_ms: 0.0,
+            p95_ms: 0.0,
+            p99_ms: 0.0,
+            p999_ms: 0.0,
+            max_ms: 0.0,
+            first_error: None,
+            persistence: None,
+            target_ops_per_sec: None,
+            scheduled: None,
+            burst: None,
+            timeline: None,
+        }
+    }
+}
+
+/// Runs an open-loop phase on `conns` (connection `i` on lane `i % lanes`, with its share
+/// of the schedule) and returns every connection's samples.
+async fn open_loop(
+    conns: Vec<Conn>,
+    lanes: &[Lane],
+    plans: &[Arc<Plan>],
+    rate: f64,
+    burst: Option<Burst>,
+    length: Duration,
+    resolver: &Resolver,
+) -> Result<open::Recorded, BenchError> {
+    let count = conns.len();
+    // Every connection starts on the same schedule, a moment from now.
+    let start = Instant::now() + Duration::from_millis(10);
+    let workers: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, conn)| {
+            let lane = i % lanes.len();
+            let worker = open::OpenWorker {
+                plan: plans[lane].clone(),
+                schedule: open::Schedule::new(rate, burst, count, i, length),
+                start,
+                endpoint: lanes[lane].endpoint.clone(),
+                resolver: resolver.clone(),
+                rng: Rng(i as u64 ^ 0x5DEE_CE66),
+            };
+            tokio::spawn(worker.run(conn))
+        })
+        .collect();
+    let mut all = open::Recorded::default();
+    for joined in futures::future::join_all(workers).await {
+        all.merge(joined.map_err(BenchError::Stopped)?);
+    }
+    Ok(all)
+}
+
+/// One result per operation of an open-loop phase, from its samples.
+fn open_results(
+    target: &Labeled,
+    workload: &Workload,
+    ops: &[(Op, u32)],
+    recorded: open::Recorded,
+    burst: Option<Burst>,
+    length: Duration,
+) -> Vec<OpResult> {
+    let seconds = length.as_secs_f64();
+    ops.iter()
+        .enumerate()
+        .map(|(i, &(op, _))| {
+            let samples: Vec<open::Sample> = recorded
+                .samples
+                .iter()
+                .filter(|s| usize::from(s.op) == i)
+                .copied()
+                .collect();
+            let mut ok: Vec<u32> = samples
+                .iter()
+                .filter(|s| s.ok)
+                .map(|s| s.latency_us)
+                .collect();
+            let requests = ok.len() as u64;
+            let l = figures::latency(&mut ok);
+            let scheduled = samples.len() as u64;
+            OpResult {
+                requests,
+                errors: scheduled - requests,
+                ops_per_sec: requests as f64 / seconds,
+                mean_ms: l.mean_ms,
+                p50_ms: l.p50_ms,
+                p95_ms: l.p95_ms,
+                p99_ms: l.p99_ms,
+                p999_ms: l.p999_ms,
+                max_ms: l.max_ms,
+                first_error: (scheduled > requests)
+                    .then(|| recorded.first_error.clone())
+                    .flatten(),
+                target_ops_per_sec: Some(scheduled as f64 / seconds),
+                scheduled: Some(scheduled),
+                burst: burst.map(|b| BurstFigures::of(&samples, &b, length)),
+                timeline: Some(Timeline::of(&samples, length)),
+                ..OpResult::new(target, workload, op)
+            }
+        })
+        .collect()
 }
 
 /// Writes what the phase's reads read (strings for GET, filled structures for range
@@ -698,64 +885,6 @@ impl Worker {
     }
 }
 
-/// The results as a text table, with each endpoint's ops/s relative to the first
-/// endpoint's for the same operation.
-pub fn table(results: &[OpResult]) -> String {
-    let header = [
-        "workload", "op", "endpoint", "ops/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors",
-        "vs first",
-    ];
-    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
-    for r in results {
-        let first = results
-            .iter()
-            .find(|f| f.workload == r.workload && f.op == r.op)
-            .map_or(r.ops_per_sec, |f| f.ops_per_sec);
-        let relative = if first > 0.0 {
-            format!("{:.2}x", r.ops_per_sec / first)
-        } else {
-            "-".into()
-        };
-        rows.push(vec![
-            r.workload.clone(),
-            r.op.to_string(),
-            r.label.clone(),
-            format!("{:.0}", r.ops_per_sec),
-            format!("{:.3}", r.p50_ms),
-            format!("{:.3}", r.p95_ms),
-            format!("{:.3}", r.p99_ms),
-            format!("{:.3}", r.max_ms),
-            r.errors.to_string(),
-            relative,
-        ]);
-    }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| {
-            rows.iter()
-                .map(|row| row[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut text = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(c, cell)| {
-                if c < 3 {
-                    format!("{cell:<w$}", w = widths[c])
-                } else {
-                    format!("{cell:>w$}", w = widths[c])
-                }
-            })
-            .collect();
-        text.push_str(cells.join("  ").trim_end());
-        text.push('\n');
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -846,31 +975,5 @@ mod tests {
         for s in bad {
             assert!(matches!(s.check(), Err(BenchError::Invalid(_))), "{s:?}");
         }
-    }
-
-    #[test]
-    fn tables_compare_with_the_first_endpoint() {
-        let result = |label: &str, ops: f64| OpResult {
-            endpoint: format!("redis://{label}:6379"),
-            label: label.into(),
-            workload: "get".into(),
-            op: "get",
-            requests: 10,
-            errors: 0,
-            ops_per_sec: ops,
-            mean_ms: 0.1,
-            p50_ms: 0.1,
-            p95_ms: 0.2,
-            p99_ms: 0.3,
-            max_ms: 0.4,
-            first_error: None,
-        };
-        let text = table(&[result("redis", 1000.0), result("valkey", 1500.0)]);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3);
-        assert!(
-            lines[1].ends_with("1.00x") && lines[2].ends_with("1.50x"),
-            "{text}"
-        );
     }
 }

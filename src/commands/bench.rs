@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::bench::{self, BenchError, Limit, Settings};
+use crate::bench::{self, BenchError, Limit, Load, Settings};
 use crate::cli::Global;
 use crate::endpoint::Resolver;
 use crate::error::{Outcome, invalid};
@@ -49,6 +49,13 @@ pub struct Args {
     /// Run each workload this long instead of a request count, e.g. 30s.
     #[arg(long, value_parser = crate::duration::parse)]
     pub duration: Option<Duration>,
+    /// Open loop: send this many requests per second on a fixed schedule, latency counted
+    /// from each request's scheduled time (default: closed loop, as fast as answered).
+    #[arg(long, value_name = "OPS")]
+    pub rate: Option<f64>,
+    /// Open loop: add RATE requests per second for DURATION at every EVERY, e.g. 50000:2s:10s.
+    #[arg(long, value_name = "RATE:DURATION:EVERY", value_parser = bench::parse_burst, requires = "rate")]
+    pub burst: Option<bench::Burst>,
     /// Every key the benchmark writes starts with this.
     #[arg(long, default_value = "bench:")]
     pub key_prefix: String,
@@ -60,6 +67,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let resolver = Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
     let endpoints = bench::labeled(&args.endpoints, &args.labels).map_err(edge)?;
     let settings = Settings {
+        load: match args.rate {
+            Some(rate) => Load::Open {
+                rate,
+                burst: args.burst,
+            },
+            None => Load::Closed,
+        },
         workloads: bench::parse_workloads(&args.workloads, &args.ratio).map_err(edge)?,
         connections: args.connections,
         pipeline: args.pipeline,
