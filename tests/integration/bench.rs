@@ -677,3 +677,123 @@ fn a_cluster_is_benchmarked_on_every_shard_without_redirections() {
         assert_eq!(cluster.dbsizes(), vec![100, 100, 100], "{engine:?}");
     }
 }
+
+/// `(workload, op, label)` of each result, in order.
+fn names(rows: &[Value]) -> Vec<(String, String, String)> {
+    rows.iter()
+        .map(|r| {
+            let s = |f: &str| r[f].as_str().unwrap_or_default().to_string();
+            (s("workload"), s("op"), s("label"))
+        })
+        .collect()
+}
+
+#[test]
+fn an_open_loop_holds_its_rate_and_shows_bursts_beside_the_sustained_load() {
+    let redis = Server::start(Engine::Redis);
+    let valkey = Server::start(Engine::Valkey);
+    let ran = Workspace::new()
+        .cmd(&[
+            "bench",
+            "--endpoint",
+            &redis.url(),
+            "--endpoint",
+            &valkey.url(),
+            "--label",
+            "redis",
+            "--label",
+            "valkey",
+            "--workload",
+            "set",
+            "--rate",
+            "2000",
+            "--burst",
+            "4000:500ms:1s",
+            "--duration",
+            "3s",
+            "--connections",
+            "4",
+            "--keyspace",
+            "100",
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    let rows = results(&ran.stdout);
+    let set = |label: &str| ("set".to_string(), "set".to_string(), label.to_string());
+    assert_eq!(names(&rows), vec![set("redis"), set("valkey")]);
+    // 2000/s for 3 s, and 4000/s more in [1 s, 1.5 s) and [2 s, 2.5 s).
+    let burst_buckets = [10, 11, 12, 13, 14, 20, 21, 22, 23, 24];
+    let expected_targets: Vec<f64> = (0..30)
+        .map(|i| if burst_buckets.contains(&i) { 6000.0 } else { 2000.0 })
+        .collect();
+    for r in &rows {
+        assert_eq!(r["scheduled"], 10_000, "{r}");
+        assert_eq!(num(r, "target_ops_per_sec").round(), 3333.0, "{r}");
+        assert_eq!(r["errors"], 0, "{r}");
+        let achieved = num(r, "ops_per_sec") / num(r, "target_ops_per_sec");
+        assert!((0.9..=1.1).contains(&achieved), "rate held within 10 %: {r}");
+        let (p50, p99, p999, max) = (
+            num(r, "p50_ms"),
+            num(r, "p99_ms"),
+            num(r, "p999_ms"),
+            num(r, "max_ms"),
+        );
+        assert!(0.0 < p50 && p50 <= p99 && p99 <= p999 && p999 <= max, "{r}");
+
+        let b = &r["burst"];
+        let window = |w: &Value| (num(w, "seconds"), w["scheduled"].clone(), w["errors"].clone());
+        assert_eq!(window(&b["inside"]), (1.0, Value::from(6000), Value::from(0)));
+        assert_eq!(window(&b["outside"]), (2.0, Value::from(4000), Value::from(0)));
+        assert_eq!(num(&b["inside"], "target_ops_per_sec"), 6000.0);
+        assert_eq!(num(&b["outside"], "target_ops_per_sec"), 2000.0);
+
+        let timeline = &r["timeline"];
+        assert_eq!(timeline["bucket_ms"], 100);
+        let points = timeline["points"].as_array().unwrap();
+        let targets: Vec<f64> = points
+            .iter()
+            .map(|p| num(p, "target_ops_per_sec").round())
+            .collect();
+        assert_eq!(targets, expected_targets, "the schedule, stretch by stretch");
+        let answered: f64 = points.iter().map(|p| num(p, "ops_per_sec") * 0.1).sum();
+        assert_eq!(answered.round(), num(r, "requests"), "the timeline adds up");
+    }
+    assert_eq!(
+        ran.stdout.matches("\"inside\"").count(),
+        2,
+        "one burst figure per engine"
+    );
+}
+
+#[test]
+fn a_burst_needs_a_rate_and_a_well_formed_spec() {
+    let ws = Workspace::new();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["bench", "--endpoint", "127.0.0.1:1"];
+        args.extend_from_slice(extra);
+        ws.cmd(&args).expect(2)
+    };
+    let ran = run(&["--rate", "100", "--burst", "100:2s"]);
+    assert_eq!(ran.stdout, "");
+    assert!(
+        ran.stderr.contains(
+            "`100:2s` is not a burst: it needs three parts (write RATE:DURATION:EVERY, e.g. 50000:2s:10s)"
+        ),
+        "{}",
+        ran.stderr
+    );
+    let ran = run(&["--burst", "100:1s:2s"]);
+    assert!(
+        ran.stderr.contains("--rate <OPS>"),
+        "a burst without a rate: {}",
+        ran.stderr
+    );
+    let ran = run(&["--rate", "0"]);
+    assert!(
+        ran.stderr
+            .contains("--rate 0 must be above 0 requests per second"),
+        "{}",
+        ran.stderr
+    );
+}
