@@ -66,6 +66,10 @@ pub struct BenchRun {
     /// Open loop: bursts on top of `rate`, `RATE:DURATION:EVERY` (e.g. `50000:2s:10s`).
     #[serde(default)]
     burst: Option<String>,
+    /// Run the workloads once per persistence mode (off, rdb, aof-everysec, aof-always),
+    /// set with CONFIG SET: local servers only; ElastiCache takes it from the parameter group.
+    #[serde(default)]
+    persistence: Vec<String>,
     /// Every key the benchmark writes starts with this.
     #[serde(default = "default_key_prefix")]
     key_prefix: String,
@@ -167,6 +171,7 @@ impl BenchRun {
         };
         let settings = Settings {
             load,
+            persistence: bench::parse_modes(&self.persistence)?,
             workloads: bench::parse_workloads(&self.workloads, &self.ratio)?,
             connections: self.connections,
             pipeline: self.pipeline,

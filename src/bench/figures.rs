@@ -73,7 +73,13 @@ impl Window {
         }
         let requests = ok.len() as u64;
         let l = latency(&mut ok);
-        let per_sec = |n: u64| if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
+        let per_sec = |n: u64| {
+            if seconds > 0.0 {
+                n as f64 / seconds
+            } else {
+                0.0
+            }
+        };
         Window {
             seconds,
             scheduled,

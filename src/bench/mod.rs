@@ -14,6 +14,7 @@
 mod command;
 mod figures;
 mod open;
+mod persistence;
 mod table;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use command::Op;
 use command::{MAX_NUMBER, Template};
 pub use figures::{BurstFigures, Point, Timeline, Window};
 pub use open::{Burst, parse_burst};
+pub use persistence::{Persistence, parse_modes};
 pub use table::table;
 
 use crate::endpoint::{Endpoint, Resolver};
@@ -56,6 +58,16 @@ pub enum BenchError {
     /// A benchmark connection's task ended abnormally.
     #[error("a benchmark connection stopped")]
     Stopped(#[source] tokio::task::JoinError),
+    /// A persistence mode could not be set, read back or put back, or a save failed.
+    #[error("cannot {what} {endpoint}{hint}")]
+    Persistence {
+        what: String,
+        /// The endpoint's URL, password redacted.
+        endpoint: String,
+        hint: &'static str,
+        #[source]
+        source: RespError,
+    },
     /// Writing the data a read workload reads failed.
     #[error("cannot prepare `{op}` on {endpoint}")]
     Prepare {
@@ -175,6 +187,8 @@ const MAX_SAMPLES: f64 = 50_000_000.0;
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub load: Load,
+    /// Each workload runs once per mode (empty: as the server is).
+    pub persistence: Vec<Persistence>,
     pub workloads: Vec<Workload>,
     /// Sockets per endpoint (redis-benchmark `-c`).
     pub connections: usize,
@@ -195,6 +209,7 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             load: Load::Closed,
+            persistence: Vec::new(),
             workloads: vec![Workload::Op(Op::Set), Workload::Op(Op::Get)],
             connections: 50,
             pipeline: 1,
@@ -303,8 +318,9 @@ impl Settings {
     fn open_length(&self, rate: f64) -> Duration {
         match self.limit {
             Limit::Duration(d) => d,
-            Limit::Requests(n) => Duration::try_from_secs_f64(n as f64 / rate)
-                .unwrap_or(Duration::MAX),
+            Limit::Requests(n) => {
+                Duration::try_from_secs_f64(n as f64 / rate).unwrap_or(Duration::MAX)
+            }
         }
     }
 }
@@ -335,6 +351,12 @@ pub struct OpResult {
     /// The persistence mode the server ran with, when the benchmark set one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub persistence: Option<String>,
+    /// `appendonly`, `appendfsync` and `save` as the server reported them for the mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persistence_config: Option<persistence::Settings>,
+    /// RDB snapshots that finished during the phase (`rdb` mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saves: Option<u64>,
     /// Open loop: requests scheduled per second (the sustained rate and the bursts).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_ops_per_sec: Option<f64>,
@@ -393,20 +415,70 @@ pub async fn run(
     note: &(dyn Fn(&str) + Sync),
 ) -> Result<Vec<OpResult>, BenchError> {
     settings.check()?;
-    let mut results = Vec::new();
     // Each endpoint's shards, found once for every workload.
     let mut shards = Vec::with_capacity(endpoints.len());
     for target in endpoints {
         shards.push(lanes(target, settings, resolver).await?);
     }
+    if settings.persistence.is_empty() {
+        return run_workloads(endpoints, &shards, None, settings, resolver, note).await;
+    }
+    // The servers' own settings, to put back whatever happens.
+    let mut own = Vec::new();
+    for lane in shards.iter().flatten() {
+        own.push(persistence::read(lane, resolver).await?);
+    }
+    let mut results = Vec::new();
+    let mut outcome = Ok(());
+    for &mode in &settings.persistence {
+        match run_workloads(endpoints, &shards, Some(mode), settings, resolver, note).await {
+            Ok(r) => results.extend(r),
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
+    for (lane, settings) in shards.iter().flatten().zip(&own) {
+        let restored = persistence::restore(lane, settings, resolver).await;
+        if outcome.is_ok() {
+            outcome = restored;
+        }
+    }
+    outcome.map(|()| results)
+}
+
+/// Every workload on every endpoint, in `mode` when one is given.
+async fn run_workloads(
+    endpoints: &[Labeled],
+    shards: &[Vec<Lane>],
+    mode: Option<Persistence>,
+    settings: &Settings,
+    resolver: &Resolver,
+    note: &(dyn Fn(&str) + Sync),
+) -> Result<Vec<OpResult>, BenchError> {
+    let mut configs = Vec::with_capacity(shards.len());
+    for lanes in shards {
+        let mut config = None;
+        if let Some(mode) = mode {
+            for lane in lanes {
+                config = Some(persistence::apply(lane, mode, resolver).await?);
+            }
+        }
+        configs.push(config);
+    }
+    let mut results = Vec::new();
     for workload in &settings.workloads {
-        for (target, lanes) in endpoints.iter().zip(&shards) {
-            let phase = run_phase(target, lanes, workload, settings, resolver).await?;
-            for r in &phase {
-                let what = if r.workload == r.op {
-                    r.op.to_string()
-                } else {
-                    format!("{} {}", r.workload, r.op)
+        for ((target, lanes), config) in endpoints.iter().zip(shards).zip(&configs) {
+            let mut phase = run_phase(target, lanes, workload, mode, settings, resolver).await?;
+            for r in &mut phase {
+                r.persistence = mode.map(|m| m.name().to_string());
+                r.persistence_config = config.clone();
+                let what = match (&r.persistence, r.workload == r.op) {
+                    (None, true) => r.op.to_string(),
+                    (None, false) => format!("{} {}", r.workload, r.op),
+                    (Some(m), true) => format!("{} ({m})", r.op),
+                    (Some(m), false) => format!("{} {} ({m})", r.workload, r.op),
                 };
                 note(&format!(
                     "{what} on {}: {:.0} ops/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
@@ -518,6 +590,7 @@ impl Rng {
 
 /// Where one shard of an endpoint is loaded: its primary, and the key prefix that keeps the
 /// phase's keys on it. A standalone endpoint is one lane with the settings' own prefix.
+#[derive(Clone)]
 struct Lane {
     endpoint: Endpoint,
     prefix: String,
@@ -551,6 +624,7 @@ async fn run_phase(
     target: &Labeled,
     lanes: &[Lane],
     workload: &Workload,
+    mode: Option<Persistence>,
     settings: &Settings,
     resolver: &Resolver,
 ) -> Result<Vec<OpResult>, BenchError> {
@@ -590,71 +664,89 @@ async fn run_phase(
     )
     .await?;
 
-    if let Load::Open { rate, burst } = settings.load {
-        let length = settings.open_length(rate);
-        let recorded = open_loop(conns, lanes, &plans, rate, burst, length, resolver).await?;
-        return Ok(open_results(target, workload, &ops, recorded, burst, length));
-    }
-    let start = Instant::now();
-    let budget = Arc::new(match settings.limit {
-        Limit::Requests(total) => Budget::Requests {
-            total,
-            claimed: AtomicU64::new(0),
-        },
-        Limit::Duration(d) => Budget::Until(start + d),
-    });
-    let workers: Vec<_> = conns
-        .into_iter()
-        .enumerate()
-        .map(|(i, conn)| {
-            let lane = i % lanes.len();
-            let worker = Worker {
-                plan: plans[lane].clone(),
-                budget: budget.clone(),
-                endpoint: lanes[lane].endpoint.clone(),
-                resolver: resolver.clone(),
-                rng: Rng(i as u64 ^ 0x5DEE_CE66),
-            };
-            tokio::spawn(worker.run(conn))
-        })
-        .collect();
-    let mut tallies: Vec<Tally> = ops.iter().map(|_| Tally::new()).collect();
-    for joined in futures::future::join_all(workers).await {
-        let counted = joined.map_err(BenchError::Stopped)?;
-        for (sum, t) in tallies.iter_mut().zip(counted) {
-            sum.merge(t);
+    // In `rdb` mode, snapshots are taken while the load runs.
+    let saver =
+        (mode == Some(Persistence::Rdb)).then(|| persistence::start_saving(lanes, resolver));
+    let loaded: Result<Vec<OpResult>, BenchError> = async {
+        if let Load::Open { rate, burst } = settings.load {
+            let length = settings.open_length(rate);
+            let recorded = open_loop(conns, lanes, &plans, rate, burst, length, resolver).await?;
+            return Ok(open_results(
+                target, workload, &ops, recorded, burst, length,
+            ));
         }
-    }
-    let elapsed = start.elapsed().as_secs_f64().max(f64::EPSILON);
-
-    let ms = |us: u64| us as f64 / 1000.0;
-    Ok(ops
-        .iter()
-        .zip(tallies)
-        .map(|(&(op, _), t)| {
-            let h = &t.latency_us;
-            let q = |quantile| {
-                if h.is_empty() {
-                    0.0
-                } else {
-                    ms(h.value_at_quantile(quantile))
-                }
-            };
-            OpResult {
-                requests: t.ok,
-                errors: t.errors,
-                ops_per_sec: t.ok as f64 / elapsed,
-                mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
-                p50_ms: q(0.50),
-                p95_ms: q(0.95),
-                p99_ms: q(0.99),
-                p999_ms: q(0.999),
-                max_ms: if h.is_empty() { 0.0 } else { ms(h.max()) },
-                first_error: t.first_error,
-                ..OpResult::new(target, workload, op)
+        let start = Instant::now();
+        let budget = Arc::new(match settings.limit {
+            Limit::Requests(total) => Budget::Requests {
+                total,
+                claimed: AtomicU64::new(0),
+            },
+            Limit::Duration(d) => Budget::Until(start + d),
+        });
+        let workers: Vec<_> = conns
+            .into_iter()
+            .enumerate()
+            .map(|(i, conn)| {
+                let lane = i % lanes.len();
+                let worker = Worker {
+                    plan: plans[lane].clone(),
+                    budget: budget.clone(),
+                    endpoint: lanes[lane].endpoint.clone(),
+                    resolver: resolver.clone(),
+                    rng: Rng(i as u64 ^ 0x5DEE_CE66),
+                };
+                tokio::spawn(worker.run(conn))
+            })
+            .collect();
+        let mut tallies: Vec<Tally> = ops.iter().map(|_| Tally::new()).collect();
+        for joined in futures::future::join_all(workers).await {
+            let counted = joined.map_err(BenchError::Stopped)?;
+            for (sum, t) in tallies.iter_mut().zip(counted) {
+                sum.merge(t);
             }
-        })
-        .collect())
+        }
+        let elapsed = start.elapsed().as_secs_f64().max(f64::EPSILON);
+
+        let ms = |us: u64| us as f64 / 1000.0;
+        Ok(ops
+            .iter()
+            .zip(tallies)
+            .map(|(&(op, _), t)| {
+                let h = &t.latency_us;
+                let q = |quantile| {
+                    if h.is_empty() {
+                        0.0
+                    } else {
+                        ms(h.value_at_quantile(quantile))
+                    }
+                };
+                OpResult {
+                    requests: t.ok,
+                    errors: t.errors,
+                    ops_per_sec: t.ok as f64 / elapsed,
+                    mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
+                    p50_ms: q(0.50),
+                    p95_ms: q(0.95),
+                    p99_ms: q(0.99),
+                    p999_ms: q(0.999),
+                    max_ms: if h.is_empty() { 0.0 } else { ms(h.max()) },
+                    first_error: t.first_error,
+                    ..OpResult::new(target, workload, op)
+                }
+            })
+            .collect())
+    }
+    .await;
+    if let Some((stop, saves)) = saver {
+        let _ = stop.send(true);
+        let saves = saves.await.map_err(BenchError::Stopped)??;
+        let mut results = loaded?;
+        for r in &mut results {
+            r.saves = Some(saves);
+        }
+        return Ok(results);
+    }
+    loaded
 }
 
 impl OpResult {
@@ -676,6 +768,8 @@ impl OpResult {
             max_ms: 0.0,
             first_error: None,
             persistence: None,
+            persistence_config: None,
+            saves: None,
             target_ops_per_sec: None,
             scheduled: None,
             burst: None,

@@ -70,7 +70,10 @@ pub fn table(results: &[OpResult]) -> String {
         }
         row.extend([r.workload.clone(), r.op.to_string(), r.label.clone()]);
         if open {
-            row.push(r.target_ops_per_sec.map_or("-".into(), |t| format!("{t:.0}")));
+            row.push(
+                r.target_ops_per_sec
+                    .map_or("-".into(), |t| format!("{t:.0}")),
+            );
         }
         row.extend([
             format!("{:.0}", r.ops_per_sec),

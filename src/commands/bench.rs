@@ -56,6 +56,11 @@ pub struct Args {
     /// Open loop: add RATE requests per second for DURATION at every EVERY, e.g. 50000:2s:10s.
     #[arg(long, value_name = "RATE:DURATION:EVERY", value_parser = bench::parse_burst, requires = "rate")]
     pub burst: Option<bench::Burst>,
+    /// Run every workload once per persistence mode, set with CONFIG SET and put back
+    /// afterwards: off, rdb (snapshots during the load), aof-everysec, aof-always;
+    /// comma-separated or repeated.
+    #[arg(long, value_name = "MODE")]
+    pub persistence: Vec<String>,
     /// Every key the benchmark writes starts with this.
     #[arg(long, default_value = "bench:")]
     pub key_prefix: String,
@@ -74,6 +79,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
             },
             None => Load::Closed,
         },
+        persistence: bench::parse_modes(&args.persistence).map_err(edge)?,
         workloads: bench::parse_workloads(&args.workloads, &args.ratio).map_err(edge)?,
         connections: args.connections,
         pipeline: args.pipeline,

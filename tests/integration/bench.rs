@@ -725,14 +725,23 @@ fn an_open_loop_holds_its_rate_and_shows_bursts_beside_the_sustained_load() {
     // 2000/s for 3 s, and 4000/s more in [1 s, 1.5 s) and [2 s, 2.5 s).
     let burst_buckets = [10, 11, 12, 13, 14, 20, 21, 22, 23, 24];
     let expected_targets: Vec<f64> = (0..30)
-        .map(|i| if burst_buckets.contains(&i) { 6000.0 } else { 2000.0 })
+        .map(|i| {
+            if burst_buckets.contains(&i) {
+                6000.0
+            } else {
+                2000.0
+            }
+        })
         .collect();
     for r in &rows {
         assert_eq!(r["scheduled"], 10_000, "{r}");
         assert_eq!(num(r, "target_ops_per_sec").round(), 3333.0, "{r}");
         assert_eq!(r["errors"], 0, "{r}");
         let achieved = num(r, "ops_per_sec") / num(r, "target_ops_per_sec");
-        assert!((0.9..=1.1).contains(&achieved), "rate held within 10 %: {r}");
+        assert!(
+            (0.9..=1.1).contains(&achieved),
+            "rate held within 10 %: {r}"
+        );
         let (p50, p99, p999, max) = (
             num(r, "p50_ms"),
             num(r, "p99_ms"),
@@ -742,9 +751,21 @@ fn an_open_loop_holds_its_rate_and_shows_bursts_beside_the_sustained_load() {
         assert!(0.0 < p50 && p50 <= p99 && p99 <= p999 && p999 <= max, "{r}");
 
         let b = &r["burst"];
-        let window = |w: &Value| (num(w, "seconds"), w["scheduled"].clone(), w["errors"].clone());
-        assert_eq!(window(&b["inside"]), (1.0, Value::from(6000), Value::from(0)));
-        assert_eq!(window(&b["outside"]), (2.0, Value::from(4000), Value::from(0)));
+        let window = |w: &Value| {
+            (
+                num(w, "seconds"),
+                w["scheduled"].clone(),
+                w["errors"].clone(),
+            )
+        };
+        assert_eq!(
+            window(&b["inside"]),
+            (1.0, Value::from(6000), Value::from(0))
+        );
+        assert_eq!(
+            window(&b["outside"]),
+            (2.0, Value::from(4000), Value::from(0))
+        );
         assert_eq!(num(&b["inside"], "target_ops_per_sec"), 6000.0);
         assert_eq!(num(&b["outside"], "target_ops_per_sec"), 2000.0);
 
@@ -755,7 +776,10 @@ fn an_open_loop_holds_its_rate_and_shows_bursts_beside_the_sustained_load() {
             .iter()
             .map(|p| num(p, "target_ops_per_sec").round())
             .collect();
-        assert_eq!(targets, expected_targets, "the schedule, stretch by stretch");
+        assert_eq!(
+            targets, expected_targets,
+            "the schedule, stretch by stretch"
+        );
         let answered: f64 = points.iter().map(|p| num(p, "ops_per_sec") * 0.1).sum();
         assert_eq!(answered.round(), num(r, "requests"), "the timeline adds up");
     }
@@ -795,5 +819,107 @@ fn a_burst_needs_a_rate_and_a_well_formed_spec() {
             .contains("--rate 0 must be above 0 requests per second"),
         "{}",
         ran.stderr
+    );
+}
+
+#[test]
+fn each_persistence_mode_is_applied_in_turn_and_the_servers_own_put_back() {
+    // Settings of the servers' own, which the benchmark must leave as it found them.
+    let redis = Server::start_with(Engine::Redis, &["--save", "900 1", "--appendfsync", "no"]);
+    let valkey = Server::start_with(Engine::Valkey, &["--appendonly", "yes"]);
+    let config = |server: &Server| {
+        ["appendonly", "appendfsync", "save"]
+            .map(|p| server.cli(&["CONFIG", "GET", p]))
+            .join(" ")
+    };
+    let (redis_own, valkey_own) = (config(&redis), config(&valkey));
+    assert_eq!(redis_own, "appendonly\nno appendfsync\nno save\n900 1");
+    let ran = Workspace::new()
+        .cmd(&[
+            "bench",
+            "--endpoint",
+            &redis.url(),
+            "--endpoint",
+            &valkey.url(),
+            "--label",
+            "redis",
+            "--label",
+            "valkey",
+            "--workload",
+            "set",
+            "--persistence",
+            "off,rdb",
+            "--persistence",
+            "aof-everysec,aof-always",
+            "--rate",
+            "500",
+            "--duration",
+            "1500ms",
+            "--connections",
+            "2",
+            "--keyspace",
+            "100",
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    let rows = results(&ran.stdout);
+    let got: Vec<(String, String, Value, bool)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["persistence"].as_str().unwrap_or_default().to_string(),
+                r["label"].as_str().unwrap_or_default().to_string(),
+                r["persistence_config"].clone(),
+                r["errors"] == 0 && r["requests"] == 750,
+            )
+        })
+        .collect();
+    let applied = |appendonly: &str, appendfsync: &str| serde_json::json!({ "appendonly": appendonly, "appendfsync": appendfsync, "save": "" });
+    let mut expected = Vec::new();
+    for (mode, appendonly, appendfsync) in [
+        ("off", "no", "everysec"),
+        ("rdb", "no", "everysec"),
+        ("aof-everysec", "yes", "everysec"),
+        ("aof-always", "yes", "always"),
+    ] {
+        for label in ["redis", "valkey"] {
+            expected.push((
+                mode.to_string(),
+                label.to_string(),
+                applied(appendonly, appendfsync),
+                true,
+            ));
+        }
+    }
+    assert_eq!(got, expected, "each mode, as the servers reported it");
+    for r in &rows {
+        let saves = r["saves"].as_u64();
+        if r["persistence"] == "rdb" {
+            assert!(
+                saves.is_some_and(|n| n >= 1),
+                "snapshots during the load: {r}"
+            );
+        } else {
+            assert_eq!(saves, None, "{r}");
+        }
+    }
+    assert_eq!(config(&redis), redis_own);
+    assert_eq!(config(&valkey), valkey_own);
+    assert!(
+        redis.dir.path().join("dump.rdb").exists(),
+        "the rdb mode saved to disk"
+    );
+}
+
+#[test]
+fn an_unknown_persistence_mode_is_refused_before_anything_runs() {
+    let ran = Workspace::new()
+        .cmd(&["bench", "--endpoint", "127.0.0.1:1", "--persistence", "aof"])
+        .expect(2);
+    assert_eq!(ran.stdout, "");
+    assert_eq!(
+        ran.stderr,
+        "error: `aof` is not a persistence mode; use off, rdb, aof-everysec or aof-always\n"
     );
 }
