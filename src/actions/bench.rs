@@ -172,6 +172,8 @@ impl BenchRun {
         let settings = Settings {
             load,
             persistence: bench::parse_modes(&self.persistence)?,
+            // A runbook's endpoints are not the benchmark's own servers.
+            recovery: None,
             workloads: bench::parse_workloads(&self.workloads, &self.ratio)?,
             connections: self.connections,
             pipeline: self.pipeline,

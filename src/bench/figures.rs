@@ -180,6 +180,81 @@ impl Timeline {
     }
 }
 
+/// How a phase came through a restart of its server: the level before, and the time until
+/// throughput and p99 were back within 10 % of it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Recovery {
+    /// `restart` or `restart-save`.
+    pub event: &'static str,
+    /// When the server was taken down, and when it answered again (s after the start).
+    pub event_s: f64,
+    pub back_s: f64,
+    /// Throughput and p99 in the `window_s` before the event.
+    pub before_ops_per_sec: f64,
+    pub before_p99_ms: f64,
+    pub window_s: f64,
+    /// Requests that failed from the event on (whenever they were due).
+    pub errors_after: u64,
+    /// The start of the first window after the event without a failed request, with at
+    /// least 90 % of the throughput and at most 110 % of the p99 before; none when the
+    /// phase ended first.
+    pub recovered_s: Option<f64>,
+    /// `recovered_s - event_s`.
+    pub recovery_s: Option<f64>,
+}
+
+impl Recovery {
+    /// Reads the recovery off the samples, windows of `window` stepped by the timeline's
+    /// stretches.
+    pub fn of(
+        samples: &[Sample],
+        event: &'static str,
+        (down, back): (Duration, Duration),
+        window: Duration,
+        total: Duration,
+    ) -> Recovery {
+        let us = |d: Duration| d.as_micros() as u64;
+        let within = |from: u64, to: u64| {
+            samples
+                .iter()
+                .filter(move |s| (from..to).contains(&u64::from(s.at_us)))
+        };
+        let before = Window::of(
+            within(us(down.saturating_sub(window)), us(down)),
+            window.as_secs_f64(),
+        );
+        let step = us(bucket_for(total));
+        let mut t = us(down) / step * step;
+        let mut recovered = None;
+        while t + us(window) <= us(total) {
+            let w = Window::of(within(t, t + us(window)), window.as_secs_f64());
+            if w.errors == 0
+                && w.ops_per_sec >= 0.9 * before.ops_per_sec
+                && w.p99_ms <= 1.1 * before.p99_ms
+            {
+                recovered = Some(t);
+                break;
+            }
+            t += step;
+        }
+        let secs = |us: u64| us as f64 / 1e6;
+        Recovery {
+            event,
+            event_s: down.as_secs_f64(),
+            back_s: back.as_secs_f64(),
+            before_ops_per_sec: before.ops_per_sec,
+            before_p99_ms: before.p99_ms,
+            window_s: window.as_secs_f64(),
+            errors_after: samples
+                .iter()
+                .filter(|s| !s.ok && u64::from(s.at_us) + u64::from(s.latency_us) >= us(down))
+                .count() as u64,
+            recovered_s: recovered.map(secs),
+            recovery_s: recovered.map(|r| secs(r) - down.as_secs_f64()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,5 +329,38 @@ mod tests {
         assert_eq!((b.inside.scheduled, b.inside.errors), (3, 1));
         assert_eq!((b.outside.scheduled, b.outside.requests), (2, 2));
         assert_eq!(b.inside.seconds, 0.1);
+    }
+
+    #[test]
+    fn recovery_is_the_first_clean_window_back_at_the_level_before() {
+        // 100/s for 5 s; down at 2 s (failing the request in flight), failing until 2.3 s,
+        // slow until 2.6 s.
+        let samples: Vec<Sample> = (0..500)
+            .map(|i| {
+                let at = i * 10;
+                match at {
+                    1990 => sample(at, 15_000, false),
+                    2000..2300 => sample(at, 0, false),
+                    2300..2600 => sample(at, 5000, true),
+                    _ => sample(at, 1000, true),
+                }
+            })
+            .collect();
+        let s = Duration::from_millis;
+        let r = Recovery::of(&samples, "restart", (s(2000), s(2250)), s(1000), s(5000));
+        assert_eq!(
+            r,
+            Recovery {
+                event: "restart",
+                event_s: 2.0,
+                back_s: 2.25,
+                before_ops_per_sec: 99.0,
+                before_p99_ms: 1.0,
+                window_s: 1.0,
+                errors_after: 31,
+                recovered_s: Some(2.6),
+                recovery_s: Some(2.6 - 2.0),
+            }
+        );
     }
 }

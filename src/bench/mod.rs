@@ -13,6 +13,7 @@
 
 mod command;
 mod figures;
+mod local;
 mod open;
 mod persistence;
 mod table;
@@ -26,7 +27,8 @@ use serde::Serialize;
 
 pub use command::Op;
 use command::{MAX_NUMBER, Template};
-pub use figures::{BurstFigures, Point, Timeline, Window};
+pub use figures::{BurstFigures, Point, Recovery, Timeline, Window};
+pub use local::{LocalError, Owned, Restart};
 pub use open::{Burst, parse_burst};
 pub use persistence::{Persistence, parse_modes};
 pub use table::table;
@@ -68,6 +70,9 @@ pub enum BenchError {
         #[source]
         source: RespError,
     },
+    /// A server the benchmark owns could not be started or restarted.
+    #[error(transparent)]
+    Local(#[from] LocalError),
     /// Writing the data a read workload reads failed.
     #[error("cannot prepare `{op}` on {endpoint}")]
     Prepare {
@@ -189,6 +194,8 @@ pub struct Settings {
     pub load: Load,
     /// Each workload runs once per mode (empty: as the server is).
     pub persistence: Vec<Persistence>,
+    /// Open loop: restart each server a third into each phase, and measure the recovery.
+    pub recovery: Option<Restart>,
     pub workloads: Vec<Workload>,
     /// Sockets per endpoint (redis-benchmark `-c`).
     pub connections: usize,
@@ -210,6 +217,7 @@ impl Default for Settings {
         Settings {
             load: Load::Closed,
             persistence: Vec::new(),
+            recovery: None,
             workloads: vec![Workload::Op(Op::Set), Workload::Op(Op::Get)],
             connections: 50,
             pipeline: 1,
@@ -281,6 +289,11 @@ impl Settings {
                     length.as_secs()
                 ));
             }
+        }
+        if self.recovery.is_some() && self.load == Load::Closed {
+            return bad(
+                "--recovery measures the time back to the sustained level: give --rate too".into(),
+            );
         }
         let value = self.value_size as u64;
         let buffers = (self.connections as u64)
@@ -366,6 +379,9 @@ pub struct OpResult {
     /// Open loop with bursts: inside them against between them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub burst: Option<BurstFigures>,
+    /// Open loop with `--recovery`: the restart and the time back to the level before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
     /// Open loop: the phase stretch by stretch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeline: Option<Timeline>,
@@ -376,6 +392,8 @@ pub struct OpResult {
 pub struct Labeled {
     pub label: String,
     pub endpoint: Endpoint,
+    /// The server behind it, when the benchmark started it itself.
+    pub owned: Option<Arc<Owned>>,
 }
 
 /// Parses endpoint URLs and pairs them with their labels (the redacted URL when none).
@@ -400,7 +418,11 @@ pub fn labeled(urls: &[String], labels: &[String]) -> Result<Vec<Labeled>, Bench
                 .get(i)
                 .cloned()
                 .unwrap_or_else(|| endpoint.to_string());
-            Ok(Labeled { label, endpoint })
+            Ok(Labeled {
+                label,
+                endpoint,
+                owned: None,
+            })
         })
         .collect()
 }
@@ -415,6 +437,14 @@ pub async fn run(
     note: &(dyn Fn(&str) + Sync),
 ) -> Result<Vec<OpResult>, BenchError> {
     settings.check()?;
+    if settings.recovery.is_some()
+        && let Some(foreign) = endpoints.iter().find(|e| e.owned.is_none())
+    {
+        return Err(BenchError::Invalid(format!(
+            "--recovery shuts the server down and starts it again, which the benchmark does only to servers it started itself: {} is not one (benchmark --local redis / --local valkey instead)",
+            foreign.endpoint
+        )));
+    }
     // Each endpoint's shards, found once for every workload.
     let mut shards = Vec::with_capacity(endpoints.len());
     for target in endpoints {
@@ -670,10 +700,42 @@ async fn run_phase(
     let loaded: Result<Vec<OpResult>, BenchError> = async {
         if let Load::Open { rate, burst } = settings.load {
             let length = settings.open_length(rate);
-            let recorded = open_loop(conns, lanes, &plans, rate, burst, length, resolver).await?;
-            return Ok(open_results(
-                target, workload, &ops, recorded, burst, length,
-            ));
+            // Every connection starts on the same schedule, a moment from now.
+            let start = Instant::now() + Duration::from_millis(10);
+            let restart = settings
+                .recovery
+                .zip(target.owned.clone())
+                .map(|(how, owned)| {
+                    let at = start + length / 3;
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(at.into()).await;
+                        owned.restart(how).await
+                    })
+                });
+            let recorded =
+                open_loop(conns, lanes, &plans, rate, burst, (start, length), resolver).await?;
+            let mut results = open_results(target, workload, &ops, &recorded, burst, length);
+            if let (Some(restart), Some(how)) = (restart, settings.recovery) {
+                let (down, back) = restart.await.map_err(BenchError::Stopped)??;
+                let window = (length / 6).min(Duration::from_secs(1));
+                let since = |t: Instant| t.saturating_duration_since(start);
+                for (i, r) in results.iter_mut().enumerate() {
+                    let samples: Vec<open::Sample> = recorded
+                        .samples
+                        .iter()
+                        .filter(|s| usize::from(s.op) == i)
+                        .copied()
+                        .collect();
+                    r.recovery = Some(Recovery::of(
+                        &samples,
+                        how.name(),
+                        (since(down), since(back)),
+                        window,
+                        length,
+                    ));
+                }
+            }
+            return Ok(results);
         }
         let start = Instant::now();
         let budget = Arc::new(match settings.limit {
@@ -773,6 +835,7 @@ impl OpResult {
             target_ops_per_sec: None,
             scheduled: None,
             burst: None,
+            recovery: None,
             timeline: None,
         }
     }
@@ -786,12 +849,10 @@ async fn open_loop(
     plans: &[Arc<Plan>],
     rate: f64,
     burst: Option<Burst>,
-    length: Duration,
+    (start, length): (Instant, Duration),
     resolver: &Resolver,
 ) -> Result<open::Recorded, BenchError> {
     let count = conns.len();
-    // Every connection starts on the same schedule, a moment from now.
-    let start = Instant::now() + Duration::from_millis(10);
     let workers: Vec<_> = conns
         .into_iter()
         .enumerate()
@@ -820,7 +881,7 @@ fn open_results(
     target: &Labeled,
     workload: &Workload,
     ops: &[(Op, u32)],
-    recorded: open::Recorded,
+    recorded: &open::Recorded,
     burst: Option<Burst>,
     length: Duration,
 ) -> Vec<OpResult> {

@@ -161,7 +161,8 @@ impl Iterator for Schedule {
 }
 
 /// One request as recorded: when it was due (µs after the start), how long its answer took
-/// (µs), which of the phase's operations it was and whether it succeeded.
+/// or, for a failure, how long until it failed (µs), which of the phase's operations it was
+/// and whether it succeeded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sample {
     pub at_us: u32,
@@ -178,10 +179,11 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    fn fail(&mut self, at_us: u32, op: u8, why: impl FnOnce() -> String) {
+    /// A failed request, `after_us` after its time.
+    fn fail(&mut self, at_us: u32, after_us: u32, op: u8, why: impl FnOnce() -> String) {
         self.samples.push(Sample {
             at_us,
-            latency_us: 0,
+            latency_us: after_us,
             op,
             ok: false,
         });
@@ -323,7 +325,7 @@ impl OpenWorker {
             let now = Instant::now();
             while let Some(due) = next.filter(|d| self.start + *d <= now) {
                 let op = self.pick();
-                recorded.fail(micros(due), op, || "the connection broke".into());
+                recorded.fail(micros(due), 0, op, || "the connection broke".into());
                 *next = self.schedule.next();
             }
             next.as_ref()?;
@@ -360,8 +362,10 @@ async fn read_replies(
     let mut sending = true;
     let mut arrived = Instant::now();
     let fail_all = |pending: &mut VecDeque<InFlight>, recorded: &mut Recorded, why: String| {
+        let now = Instant::now();
         for f in pending.drain(..) {
-            recorded.fail(f.at_us, f.op, || why.clone());
+            let after = micros(now.saturating_duration_since(f.from));
+            recorded.fail(f.at_us, after, f.op, || why.clone());
         }
     };
     loop {
@@ -379,7 +383,8 @@ async fn read_replies(
                         }),
                         Some(e) => {
                             let text = String::from_utf8_lossy(&buf[at + 1..at + e]).into_owned();
-                            recorded.fail(f.at_us, f.op, || text);
+                            let after = micros(arrived.saturating_duration_since(f.from));
+                            recorded.fail(f.at_us, after, f.op, || text);
                         }
                     }
                     at += s.len;

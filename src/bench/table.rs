@@ -153,6 +153,7 @@ mod tests {
                 &Labeled {
                     label: label.into(),
                     endpoint: Endpoint::parse(&format!("redis://{label}:6379")).unwrap(),
+                    owned: None,
                 },
                 &Workload::Op(Op::Get),
                 Op::Get,

@@ -923,3 +923,116 @@ fn an_unknown_persistence_mode_is_refused_before_anything_runs() {
         "error: `aof` is not a persistence mode; use off, rdb, aof-everysec or aof-always\n"
     );
 }
+
+#[test]
+fn a_restart_under_a_sustained_rate_reports_the_time_back_to_the_level_before() {
+    let ran = Workspace::new()
+        .cmd(&[
+            "bench",
+            "--local",
+            "redis",
+            "--local",
+            "valkey",
+            "--workload",
+            "set",
+            "--rate",
+            "1000",
+            "--duration",
+            "4500ms",
+            "--connections",
+            "2",
+            "--keyspace",
+            "100",
+            "--recovery",
+            "restart",
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    let rows = results(&ran.stdout);
+    let set = |label: &str| ("set".to_string(), "set".to_string(), label.to_string());
+    assert_eq!(names(&rows), vec![set("redis"), set("valkey")]);
+    for r in &rows {
+        let rec = &r["recovery"];
+        assert_eq!(rec["event"], "restart", "{r}");
+        assert_eq!(
+            num(rec, "window_s"),
+            0.75,
+            "a sixth of the phase, at most 1 s"
+        );
+        let (event, back) = (num(rec, "event_s"), num(rec, "back_s"));
+        assert!(
+            1.5 <= event && event < back,
+            "a third into the phase: {rec}"
+        );
+        let recovered = num(rec, "recovered_s");
+        assert!(recovered >= event - 0.1, "{rec}");
+        assert!((num(rec, "recovery_s") - (recovered - event)).abs() < 1e-9);
+        assert_eq!(
+            r["errors"], rec["errors_after"],
+            "only the restart failed requests: {r}"
+        );
+        assert!(
+            num(rec, "errors_after") > 0.0,
+            "the restart was felt: {rec}"
+        );
+
+        // The same story in the timeline: the failures between the event and the recovery,
+        // none in the window that counts as recovered.
+        let points = r["timeline"]["points"].as_array().unwrap();
+        let errors_in = |from: f64, to: f64| -> f64 {
+            points
+                .iter()
+                .filter(|p| (from - 1e-9..to - 1e-9).contains(&num(p, "t_s")))
+                .map(|p| num(p, "errors"))
+                .sum()
+        };
+        assert_eq!(errors_in(0.0, 10.0), num(r, "errors"));
+        assert_eq!(errors_in(recovered, recovered + 0.75), 0.0, "{r}");
+        assert_eq!(
+            errors_in(event - 0.1, recovered),
+            num(r, "errors"),
+            "every failure lies between the event and the recovery: {r}"
+        );
+        let before = num(rec, "before_ops_per_sec");
+        assert!((900.0..=1100.0).contains(&before), "{rec}");
+
+        // The server the benchmark started is gone with it.
+        let port = r["endpoint"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse::<u16>()
+            .unwrap();
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
+}
+
+#[test]
+fn a_restart_is_refused_on_a_server_the_benchmark_did_not_start() {
+    let redis = Server::start(Engine::Redis);
+    let ran = Workspace::new()
+        .cmd(&[
+            "bench",
+            "--endpoint",
+            &redis.url(),
+            "--rate",
+            "100",
+            "--duration",
+            "1s",
+            "--recovery",
+            "restart",
+        ])
+        .expect(2);
+    assert_eq!(ran.stdout, "");
+    assert_eq!(
+        ran.stderr,
+        format!(
+            "error: --recovery shuts the server down and starts it again, which the benchmark does only to servers it started itself: {} is not one (benchmark --local redis / --local valkey instead)\n",
+            redis.url()
+        )
+    );
+    assert_eq!(redis.cli(&["PING"]), "PONG", "and it was left alone");
+}
