@@ -191,10 +191,24 @@ impl BenchRun {
     }
 
     fn limit_text(&self) -> String {
-        match (&self.duration, self.requests) {
+        let length = match (&self.duration, self.requests) {
             (Some(d), _) => d.clone(),
             (None, r) => format!("{} requests", r.unwrap_or(100_000)),
+        };
+        let mut text = match self.rate {
+            Some(rate) => format!("{length} at {rate} ops/s"),
+            None => length,
+        };
+        if let Some(burst) = &self.burst {
+            text.push_str(&format!(" with bursts {burst}"));
         }
+        if !self.persistence.is_empty() {
+            text.push_str(&format!(
+                ", per persistence mode {}",
+                self.persistence.join(",")
+            ));
+        }
+        text
     }
 }
 

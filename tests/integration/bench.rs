@@ -1036,3 +1036,74 @@ fn a_restart_is_refused_on_a_server_the_benchmark_did_not_start() {
     );
     assert_eq!(redis.cli(&["PING"]), "PONG", "and it was left alone");
 }
+
+#[tokio::test]
+async fn bench_run_takes_a_rate_a_burst_and_persistence_modes() {
+    use runbook::actions::{StepCtx, lookup};
+
+    let redis = Server::start(Engine::Redis);
+    let spec = lookup("bench.run").expect("bench.run is registered");
+    let build = |with: Value| (spec.build)(with).expect("valid inputs");
+    let action = build(serde_json::json!({
+        "endpoints": [redis.url()],
+        "labels": ["redis"],
+        "workloads": ["set"],
+        "rate": "400",
+        "burst": "400:200ms:500ms",
+        "duration": "1s",
+        "persistence": ["off", "aof-always"],
+        "connections": 2,
+        "keyspace": 10
+    }));
+    let ws = Workspace::new();
+    let journal = Arc::new(
+        runbook::journal::Journal::open(&ws.path().join("journal.jsonl"), Default::default())
+            .expect("journal"),
+    );
+    let ctx = StepCtx {
+        run_id: "r1",
+        run_dir: ws.path(),
+        base_dir: ws.path(),
+        step_id: "bench",
+        platform: &runbook::platform::local::Local::new(),
+        resolver: &Default::default(),
+        journal: &journal,
+        progress: &runbook::progress::Progress::hidden(),
+        assume_yes: false,
+    };
+    let outputs = action.run(&ctx).await.expect("the benchmark runs");
+    let rows = outputs["results"].as_array().expect("results");
+    // 400/s for 1 s and 400/s more in [500 ms, 700 ms).
+    let got: Vec<(Value, Value, Value, Value)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["persistence"].clone(),
+                r["scheduled"].clone(),
+                r["burst"]["inside"]["scheduled"].clone(),
+                r["persistence_config"]["appendfsync"].clone(),
+            )
+        })
+        .collect();
+    let row = |mode: &str, fsync: &str| {
+        (
+            Value::from(mode),
+            Value::from(480),
+            Value::from(160),
+            Value::from(fsync),
+        )
+    };
+    assert_eq!(
+        got,
+        vec![row("off", "everysec"), row("aof-always", "always")]
+    );
+    assert!(outputs["table"].as_str().unwrap().contains("in target/s"));
+    assert_eq!(
+        redis.cli(&["CONFIG", "GET", "appendonly"]),
+        "appendonly\nno"
+    );
+
+    let bad = build(serde_json::json!({ "endpoints": [redis.url()], "burst": "1:1s:2s" }));
+    let err = bad.run(&ctx).await.unwrap_err();
+    assert_eq!(err.message, "`burst` adds to `rate`: give `rate` too");
+}
