@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{Action, ActionError, ActionSpec, Effect, Operation, Outputs, PlanCtx, StepCtx};
-use crate::bench::{self, BenchError, Limit, Settings};
+use crate::bench::{self, BenchError, Limit, Load, Settings};
 use crate::endpoint::redact_url;
 
 pub const SPEC: ActionSpec = ActionSpec {
@@ -59,6 +59,17 @@ pub struct BenchRun {
     /// Run each workload this long instead, e.g. `30s`.
     #[serde(default)]
     duration: Option<String>,
+    /// Open loop: requests per second on a fixed schedule (default: closed loop).
+    #[serde(default, deserialize_with = "optional_rate")]
+    #[schemars(with = "Option<f64>")]
+    rate: Option<f64>,
+    /// Open loop: bursts on top of `rate`, `RATE:DURATION:EVERY` (e.g. `50000:2s:10s`).
+    #[serde(default)]
+    burst: Option<String>,
+    /// Run the workloads once per persistence mode (off, rdb, aof-everysec, aof-always),
+    /// set with CONFIG SET: local servers only; ElastiCache takes it from the parameter group.
+    #[serde(default)]
+    persistence: Vec<String>,
     /// Every key the benchmark writes starts with this.
     #[serde(default = "default_key_prefix")]
     key_prefix: String,
@@ -81,6 +92,24 @@ fn number<'de, D: serde::Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<T, 
             .map_err(|_| serde::de::Error::custom(format!("`{t}` is not a whole number")))?,
     };
     T::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} is too large")))
+}
+
+/// A rate written as a number or, as templates render it, as text.
+fn optional_rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Rate {
+        Number(f64),
+        Text(String),
+    }
+    match Rate::deserialize(d)? {
+        Rate::Number(n) => Ok(Some(n)),
+        Rate::Text(t) => t
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("`{t}` is not a number"))),
+    }
 }
 
 fn optional_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -125,7 +154,26 @@ impl BenchRun {
             .map(crate::duration::parse)
             .transpose()
             .map_err(|e| BenchError::Invalid(format!("duration: {e}")))?;
+        let burst = self
+            .burst
+            .as_deref()
+            .map(bench::parse_burst)
+            .transpose()
+            .map_err(|e| BenchError::Invalid(format!("burst: {e}")))?;
+        let load = match (self.rate, burst) {
+            (Some(rate), burst) => Load::Open { rate, burst },
+            (None, None) => Load::Closed,
+            (None, Some(_)) => {
+                return Err(BenchError::Invalid(
+                    "`burst` adds to `rate`: give `rate` too".into(),
+                ));
+            }
+        };
         let settings = Settings {
+            load,
+            persistence: bench::parse_modes(&self.persistence)?,
+            // A runbook's endpoints are not the benchmark's own servers.
+            recovery: None,
             workloads: bench::parse_workloads(&self.workloads, &self.ratio)?,
             connections: self.connections,
             pipeline: self.pipeline,
@@ -143,10 +191,24 @@ impl BenchRun {
     }
 
     fn limit_text(&self) -> String {
-        match (&self.duration, self.requests) {
+        let length = match (&self.duration, self.requests) {
             (Some(d), _) => d.clone(),
             (None, r) => format!("{} requests", r.unwrap_or(100_000)),
+        };
+        let mut text = match self.rate {
+            Some(rate) => format!("{length} at {rate} ops/s"),
+            None => length,
+        };
+        if let Some(burst) = &self.burst {
+            text.push_str(&format!(" with bursts {burst}"));
         }
+        if !self.persistence.is_empty() {
+            text.push_str(&format!(
+                ", per persistence mode {}",
+                self.persistence.join(",")
+            ));
+        }
+        text
     }
 }
 

@@ -12,6 +12,11 @@
 //! request is redirected and the figure is the whole cluster's.
 
 mod command;
+mod figures;
+mod local;
+mod open;
+mod persistence;
+mod table;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +27,11 @@ use serde::Serialize;
 
 pub use command::Op;
 use command::{MAX_NUMBER, Template};
+pub use figures::{BurstFigures, Point, Recovery, Timeline, Window};
+pub use local::{LocalError, Owned, Restart};
+pub use open::{Burst, parse_burst};
+pub use persistence::{Persistence, parse_modes};
+pub use table::table;
 
 use crate::endpoint::{Endpoint, Resolver};
 use crate::resp::cluster::{Topology, TopologyError};
@@ -50,6 +60,19 @@ pub enum BenchError {
     /// A benchmark connection's task ended abnormally.
     #[error("a benchmark connection stopped")]
     Stopped(#[source] tokio::task::JoinError),
+    /// A persistence mode could not be set, read back or put back, or a save failed.
+    #[error("cannot {what} {endpoint}{hint}")]
+    Persistence {
+        what: String,
+        /// The endpoint's URL, password redacted.
+        endpoint: String,
+        hint: &'static str,
+        #[source]
+        source: RespError,
+    },
+    /// A server the benchmark owns could not be started or restarted.
+    #[error(transparent)]
+    Local(#[from] LocalError),
     /// Writing the data a read workload reads failed.
     #[error("cannot prepare `{op}` on {endpoint}")]
     Prepare {
@@ -150,9 +173,29 @@ pub enum Limit {
     Duration(Duration),
 }
 
+/// How requests are sent.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Load {
+    /// Each connection sends its next batch when the last one is answered (redis-benchmark).
+    Closed,
+    /// Requests leave on a fixed schedule of `rate` per second, with bursts on top.
+    Open { rate: f64, burst: Option<Burst> },
+}
+
+/// The longest open-loop phase: samples carry their time in µs as 32 bits.
+const MAX_OPEN_LENGTH: Duration = Duration::from_secs(3600);
+
+/// The most requests an open-loop phase may schedule: each is kept as a sample (12 bytes).
+const MAX_SAMPLES: f64 = 50_000_000.0;
+
 /// How the benchmark loads each endpoint.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    pub load: Load,
+    /// Each workload runs once per mode (empty: as the server is).
+    pub persistence: Vec<Persistence>,
+    /// Open loop: restart each server a third into each phase, and measure the recovery.
+    pub recovery: Option<Restart>,
     pub workloads: Vec<Workload>,
     /// Sockets per endpoint (redis-benchmark `-c`).
     pub connections: usize,
@@ -172,6 +215,9 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
+            load: Load::Closed,
+            persistence: Vec::new(),
+            recovery: None,
             workloads: vec![Workload::Op(Op::Set), Workload::Op(Op::Get)],
             connections: 50,
             pipeline: 1,
@@ -225,6 +271,30 @@ impl Settings {
             }
             _ => {}
         }
+        if let Load::Open { rate, burst } = self.load {
+            if !(rate.is_finite() && rate > 0.0) {
+                return bad(format!("--rate {rate} must be above 0 requests per second"));
+            }
+            let length = self.open_length(rate);
+            if length > MAX_OPEN_LENGTH {
+                return bad(format!(
+                    "an open-loop phase of {} s is longer than the most, 1 h: lower --duration or --requests",
+                    length.as_secs()
+                ));
+            }
+            let scheduled = length.as_secs_f64() * (rate + burst.map_or(0.0, |b| b.extra));
+            if scheduled > MAX_SAMPLES {
+                return bad(format!(
+                    "--rate {rate} for {} s schedules more than {MAX_SAMPLES} requests per phase, each kept as a sample: lower --rate or --duration",
+                    length.as_secs()
+                ));
+            }
+        }
+        if self.recovery.is_some() && self.load == Load::Closed {
+            return bad(
+                "--recovery measures the time back to the sustained level: give --rate too".into(),
+            );
+        }
         let value = self.value_size as u64;
         let buffers = (self.connections as u64)
             .saturating_mul(self.pipeline as u64)
@@ -255,6 +325,19 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// How long an open-loop phase at `rate` lasts: `--duration`, or the time `--requests`
+    /// take at the sustained rate.
+    fn open_length(&self, rate: f64) -> Duration {
+        match self.limit {
+            Limit::Duration(d) => d,
+            Limit::Requests(n) => {
+                Duration::try_from_secs_f64(n as f64 / rate).unwrap_or(Duration::MAX)
+            }
+        }
+    }
+}
+
 /// The figures of one operation against one endpoint.
 #[derive(Clone, Debug, Serialize)]
 pub struct OpResult {
@@ -273,10 +356,35 @@ pub struct OpResult {
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
+    pub p999_ms: f64,
     pub max_ms: f64,
     /// The first error seen, to say what went wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
+    /// The persistence mode the server ran with, when the benchmark set one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<String>,
+    /// `appendonly`, `appendfsync` and `save` as the server reported them for the mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persistence_config: Option<persistence::Settings>,
+    /// RDB snapshots that finished during the phase (`rdb` mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saves: Option<u64>,
+    /// Open loop: requests scheduled per second (the sustained rate and the bursts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_ops_per_sec: Option<f64>,
+    /// Open loop: requests scheduled in all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<u64>,
+    /// Open loop with bursts: inside them against between them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst: Option<BurstFigures>,
+    /// Open loop with `--recovery`: the restart and the time back to the level before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+    /// Open loop: the phase stretch by stretch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Timeline>,
 }
 
 /// An endpoint with the name it gets in results.
@@ -284,6 +392,8 @@ pub struct OpResult {
 pub struct Labeled {
     pub label: String,
     pub endpoint: Endpoint,
+    /// The server behind it, when the benchmark started it itself.
+    pub owned: Option<Arc<Owned>>,
 }
 
 /// Parses endpoint URLs and pairs them with their labels (the redacted URL when none).
@@ -308,7 +418,11 @@ pub fn labeled(urls: &[String], labels: &[String]) -> Result<Vec<Labeled>, Bench
                 .get(i)
                 .cloned()
                 .unwrap_or_else(|| endpoint.to_string());
-            Ok(Labeled { label, endpoint })
+            Ok(Labeled {
+                label,
+                endpoint,
+                owned: None,
+            })
         })
         .collect()
 }
@@ -323,20 +437,78 @@ pub async fn run(
     note: &(dyn Fn(&str) + Sync),
 ) -> Result<Vec<OpResult>, BenchError> {
     settings.check()?;
-    let mut results = Vec::new();
+    if settings.recovery.is_some()
+        && let Some(foreign) = endpoints.iter().find(|e| e.owned.is_none())
+    {
+        return Err(BenchError::Invalid(format!(
+            "--recovery shuts the server down and starts it again, which the benchmark does only to servers it started itself: {} is not one (benchmark --local redis / --local valkey instead)",
+            foreign.endpoint
+        )));
+    }
     // Each endpoint's shards, found once for every workload.
     let mut shards = Vec::with_capacity(endpoints.len());
     for target in endpoints {
         shards.push(lanes(target, settings, resolver).await?);
     }
+    if settings.persistence.is_empty() {
+        return run_workloads(endpoints, &shards, None, settings, resolver, note).await;
+    }
+    // The servers' own settings, to put back whatever happens.
+    let mut own = Vec::new();
+    for lane in shards.iter().flatten() {
+        own.push(persistence::read(lane, resolver).await?);
+    }
+    let mut results = Vec::new();
+    let mut outcome = Ok(());
+    for &mode in &settings.persistence {
+        match run_workloads(endpoints, &shards, Some(mode), settings, resolver, note).await {
+            Ok(r) => results.extend(r),
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
+    for (lane, settings) in shards.iter().flatten().zip(&own) {
+        let restored = persistence::restore(lane, settings, resolver).await;
+        if outcome.is_ok() {
+            outcome = restored;
+        }
+    }
+    outcome.map(|()| results)
+}
+
+/// Every workload on every endpoint, in `mode` when one is given.
+async fn run_workloads(
+    endpoints: &[Labeled],
+    shards: &[Vec<Lane>],
+    mode: Option<Persistence>,
+    settings: &Settings,
+    resolver: &Resolver,
+    note: &(dyn Fn(&str) + Sync),
+) -> Result<Vec<OpResult>, BenchError> {
+    let mut configs = Vec::with_capacity(shards.len());
+    for lanes in shards {
+        let mut config = None;
+        if let Some(mode) = mode {
+            for lane in lanes {
+                config = Some(persistence::apply(lane, mode, resolver).await?);
+            }
+        }
+        configs.push(config);
+    }
+    let mut results = Vec::new();
     for workload in &settings.workloads {
-        for (target, lanes) in endpoints.iter().zip(&shards) {
-            let phase = run_phase(target, lanes, workload, settings, resolver).await?;
-            for r in &phase {
-                let what = if r.workload == r.op {
-                    r.op.to_string()
-                } else {
-                    format!("{} {}", r.workload, r.op)
+        for ((target, lanes), config) in endpoints.iter().zip(shards).zip(&configs) {
+            let mut phase = run_phase(target, lanes, workload, mode, settings, resolver).await?;
+            for r in &mut phase {
+                r.persistence = mode.map(|m| m.name().to_string());
+                r.persistence_config = config.clone();
+                let what = match (&r.persistence, r.workload == r.op) {
+                    (None, true) => r.op.to_string(),
+                    (None, false) => format!("{} {}", r.workload, r.op),
+                    (Some(m), true) => format!("{} ({m})", r.op),
+                    (Some(m), false) => format!("{} {} ({m})", r.workload, r.op),
                 };
                 note(&format!(
                     "{what} on {}: {:.0} ops/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
@@ -448,6 +620,7 @@ impl Rng {
 
 /// Where one shard of an endpoint is loaded: its primary, and the key prefix that keeps the
 /// phase's keys on it. A standalone endpoint is one lane with the settings' own prefix.
+#[derive(Clone)]
 struct Lane {
     endpoint: Endpoint,
     prefix: String,
@@ -481,6 +654,7 @@ async fn run_phase(
     target: &Labeled,
     lanes: &[Lane],
     workload: &Workload,
+    mode: Option<Persistence>,
     settings: &Settings,
     resolver: &Resolver,
 ) -> Result<Vec<OpResult>, BenchError> {
@@ -520,22 +694,174 @@ async fn run_phase(
     )
     .await?;
 
-    let start = Instant::now();
-    let budget = Arc::new(match settings.limit {
-        Limit::Requests(total) => Budget::Requests {
-            total,
-            claimed: AtomicU64::new(0),
-        },
-        Limit::Duration(d) => Budget::Until(start + d),
-    });
+    // In `rdb` mode, snapshots are taken while the load runs.
+    let saver =
+        (mode == Some(Persistence::Rdb)).then(|| persistence::start_saving(lanes, resolver));
+    let loaded: Result<Vec<OpResult>, BenchError> = async {
+        if let Load::Open { rate, burst } = settings.load {
+            let length = settings.open_length(rate);
+            // Every connection starts on the same schedule, a moment from now.
+            let start = Instant::now() + Duration::from_millis(10);
+            let restart = settings
+                .recovery
+                .zip(target.owned.clone())
+                .map(|(how, owned)| {
+                    let at = start + length / 3;
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(at.into()).await;
+                        owned.restart(how).await
+                    })
+                });
+            let recorded =
+                open_loop(conns, lanes, &plans, rate, burst, (start, length), resolver).await?;
+            let mut results = open_results(target, workload, &ops, &recorded, burst, length);
+            if let (Some(restart), Some(how)) = (restart, settings.recovery) {
+                let (down, back) = restart.await.map_err(BenchError::Stopped)??;
+                let window = (length / 6).min(Duration::from_secs(1));
+                let since = |t: Instant| t.saturating_duration_since(start);
+                for (i, r) in results.iter_mut().enumerate() {
+                    let samples: Vec<open::Sample> = recorded
+                        .samples
+                        .iter()
+                        .filter(|s| usize::from(s.op) == i)
+                        .copied()
+                        .collect();
+                    r.recovery = Some(Recovery::of(
+                        &samples,
+                        how.name(),
+                        (since(down), since(back)),
+                        window,
+                        length,
+                    ));
+                }
+            }
+            return Ok(results);
+        }
+        let start = Instant::now();
+        let budget = Arc::new(match settings.limit {
+            Limit::Requests(total) => Budget::Requests {
+                total,
+                claimed: AtomicU64::new(0),
+            },
+            Limit::Duration(d) => Budget::Until(start + d),
+        });
+        let workers: Vec<_> = conns
+            .into_iter()
+            .enumerate()
+            .map(|(i, conn)| {
+                let lane = i % lanes.len();
+                let worker = Worker {
+                    plan: plans[lane].clone(),
+                    budget: budget.clone(),
+                    endpoint: lanes[lane].endpoint.clone(),
+                    resolver: resolver.clone(),
+                    rng: Rng(i as u64 ^ 0x5DEE_CE66),
+                };
+                tokio::spawn(worker.run(conn))
+            })
+            .collect();
+        let mut tallies: Vec<Tally> = ops.iter().map(|_| Tally::new()).collect();
+        for joined in futures::future::join_all(workers).await {
+            let counted = joined.map_err(BenchError::Stopped)?;
+            for (sum, t) in tallies.iter_mut().zip(counted) {
+                sum.merge(t);
+            }
+        }
+        let elapsed = start.elapsed().as_secs_f64().max(f64::EPSILON);
+
+        let ms = |us: u64| us as f64 / 1000.0;
+        Ok(ops
+            .iter()
+            .zip(tallies)
+            .map(|(&(op, _), t)| {
+                let h = &t.latency_us;
+                let q = |quantile| {
+                    if h.is_empty() {
+                        0.0
+                    } else {
+                        ms(h.value_at_quantile(quantile))
+                    }
+                };
+                OpResult {
+                    requests: t.ok,
+                    errors: t.errors,
+                    ops_per_sec: t.ok as f64 / elapsed,
+                    mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
+                    p50_ms: q(0.50),
+                    p95_ms: q(0.95),
+                    p99_ms: q(0.99),
+                    p999_ms: q(0.999),
+                    max_ms: if h.is_empty() { 0.0 } else { ms(h.max()) },
+                    first_error: t.first_error,
+                    ..OpResult::new(target, workload, op)
+                }
+            })
+            .collect())
+    }
+    .await;
+    if let Some((stop, saves)) = saver {
+        let _ = stop.send(true);
+        let saves = saves.await.map_err(BenchError::Stopped)??;
+        let mut results = loaded?;
+        for r in &mut results {
+            r.saves = Some(saves);
+        }
+        return Ok(results);
+    }
+    loaded
+}
+
+impl OpResult {
+    /// A result with the names filled in and no figures yet.
+    fn new(target: &Labeled, workload: &Workload, op: Op) -> OpResult {
+        OpResult {
+            endpoint: target.endpoint.to_string(),
+            label: target.label.clone(),
+            workload: workload.name(),
+            op: op.name(),
+            requests: 0,
+            errors: 0,
+            ops_per_sec: 0.0,
+            mean_ms: 0.0,
+            p50_ms: 0.0,
+            p95_ms: 0.0,
+            p99_ms: 0.0,
+            p999_ms: 0.0,
+            max_ms: 0.0,
+            first_error: None,
+            persistence: None,
+            persistence_config: None,
+            saves: None,
+            target_ops_per_sec: None,
+            scheduled: None,
+            burst: None,
+            recovery: None,
+            timeline: None,
+        }
+    }
+}
+
+/// Runs an open-loop phase on `conns` (connection `i` on lane `i % lanes`, with its share
+/// of the schedule) and returns every connection's samples.
+async fn open_loop(
+    conns: Vec<Conn>,
+    lanes: &[Lane],
+    plans: &[Arc<Plan>],
+    rate: f64,
+    burst: Option<Burst>,
+    (start, length): (Instant, Duration),
+    resolver: &Resolver,
+) -> Result<open::Recorded, BenchError> {
+    let count = conns.len();
     let workers: Vec<_> = conns
         .into_iter()
         .enumerate()
         .map(|(i, conn)| {
             let lane = i % lanes.len();
-            let worker = Worker {
+            let worker = open::OpenWorker {
                 plan: plans[lane].clone(),
-                budget: budget.clone(),
+                schedule: open::Schedule::new(rate, burst, count, i, length),
+                start,
                 endpoint: lanes[lane].endpoint.clone(),
                 resolver: resolver.clone(),
                 rng: Rng(i as u64 ^ 0x5DEE_CE66),
@@ -543,45 +869,61 @@ async fn run_phase(
             tokio::spawn(worker.run(conn))
         })
         .collect();
-    let mut tallies: Vec<Tally> = ops.iter().map(|_| Tally::new()).collect();
+    let mut all = open::Recorded::default();
     for joined in futures::future::join_all(workers).await {
-        let counted = joined.map_err(BenchError::Stopped)?;
-        for (sum, t) in tallies.iter_mut().zip(counted) {
-            sum.merge(t);
-        }
+        all.merge(joined.map_err(BenchError::Stopped)?);
     }
-    let elapsed = start.elapsed().as_secs_f64().max(f64::EPSILON);
+    Ok(all)
+}
 
-    let ms = |us: u64| us as f64 / 1000.0;
-    Ok(ops
-        .iter()
-        .zip(tallies)
-        .map(|(&(op, _), t)| {
-            let h = &t.latency_us;
-            let q = |quantile| {
-                if h.is_empty() {
-                    0.0
-                } else {
-                    ms(h.value_at_quantile(quantile))
-                }
-            };
+/// One result per operation of an open-loop phase, from its samples.
+fn open_results(
+    target: &Labeled,
+    workload: &Workload,
+    ops: &[(Op, u32)],
+    recorded: &open::Recorded,
+    burst: Option<Burst>,
+    length: Duration,
+) -> Vec<OpResult> {
+    let seconds = length.as_secs_f64();
+    ops.iter()
+        .enumerate()
+        .map(|(i, &(op, _))| {
+            let samples: Vec<open::Sample> = recorded
+                .samples
+                .iter()
+                .filter(|s| usize::from(s.op) == i)
+                .copied()
+                .collect();
+            let mut ok: Vec<u32> = samples
+                .iter()
+                .filter(|s| s.ok)
+                .map(|s| s.latency_us)
+                .collect();
+            let requests = ok.len() as u64;
+            let l = figures::latency(&mut ok);
+            let scheduled = samples.len() as u64;
             OpResult {
-                endpoint: target.endpoint.to_string(),
-                label: target.label.clone(),
-                workload: workload.name(),
-                op: op.name(),
-                requests: t.ok,
-                errors: t.errors,
-                ops_per_sec: t.ok as f64 / elapsed,
-                mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
-                p50_ms: q(0.50),
-                p95_ms: q(0.95),
-                p99_ms: q(0.99),
-                max_ms: if h.is_empty() { 0.0 } else { ms(h.max()) },
-                first_error: t.first_error,
+                requests,
+                errors: scheduled - requests,
+                ops_per_sec: requests as f64 / seconds,
+                mean_ms: l.mean_ms,
+                p50_ms: l.p50_ms,
+                p95_ms: l.p95_ms,
+                p99_ms: l.p99_ms,
+                p999_ms: l.p999_ms,
+                max_ms: l.max_ms,
+                first_error: (scheduled > requests)
+                    .then(|| recorded.first_error.clone())
+                    .flatten(),
+                target_ops_per_sec: Some(scheduled as f64 / seconds),
+                scheduled: Some(scheduled),
+                burst: burst.map(|b| BurstFigures::of(&samples, &b, length)),
+                timeline: Some(Timeline::of(&samples, length)),
+                ..OpResult::new(target, workload, op)
             }
         })
-        .collect())
+        .collect()
 }
 
 /// Writes what the phase's reads read (strings for GET, filled structures for range
@@ -698,64 +1040,6 @@ impl Worker {
     }
 }
 
-/// The results as a text table, with each endpoint's ops/s relative to the first
-/// endpoint's for the same operation.
-pub fn table(results: &[OpResult]) -> String {
-    let header = [
-        "workload", "op", "endpoint", "ops/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors",
-        "vs first",
-    ];
-    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
-    for r in results {
-        let first = results
-            .iter()
-            .find(|f| f.workload == r.workload && f.op == r.op)
-            .map_or(r.ops_per_sec, |f| f.ops_per_sec);
-        let relative = if first > 0.0 {
-            format!("{:.2}x", r.ops_per_sec / first)
-        } else {
-            "-".into()
-        };
-        rows.push(vec![
-            r.workload.clone(),
-            r.op.to_string(),
-            r.label.clone(),
-            format!("{:.0}", r.ops_per_sec),
-            format!("{:.3}", r.p50_ms),
-            format!("{:.3}", r.p95_ms),
-            format!("{:.3}", r.p99_ms),
-            format!("{:.3}", r.max_ms),
-            r.errors.to_string(),
-            relative,
-        ]);
-    }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| {
-            rows.iter()
-                .map(|row| row[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut text = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(c, cell)| {
-                if c < 3 {
-                    format!("{cell:<w$}", w = widths[c])
-                } else {
-                    format!("{cell:>w$}", w = widths[c])
-                }
-            })
-            .collect();
-        text.push_str(cells.join("  ").trim_end());
-        text.push('\n');
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -846,31 +1130,5 @@ mod tests {
         for s in bad {
             assert!(matches!(s.check(), Err(BenchError::Invalid(_))), "{s:?}");
         }
-    }
-
-    #[test]
-    fn tables_compare_with_the_first_endpoint() {
-        let result = |label: &str, ops: f64| OpResult {
-            endpoint: format!("redis://{label}:6379"),
-            label: label.into(),
-            workload: "get".into(),
-            op: "get",
-            requests: 10,
-            errors: 0,
-            ops_per_sec: ops,
-            mean_ms: 0.1,
-            p50_ms: 0.1,
-            p95_ms: 0.2,
-            p99_ms: 0.3,
-            max_ms: 0.4,
-            first_error: None,
-        };
-        let text = table(&[result("redis", 1000.0), result("valkey", 1500.0)]);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3);
-        assert!(
-            lines[1].ends_with("1.00x") && lines[2].ends_with("1.50x"),
-            "{text}"
-        );
     }
 }

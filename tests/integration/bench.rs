@@ -677,3 +677,433 @@ fn a_cluster_is_benchmarked_on_every_shard_without_redirections() {
         assert_eq!(cluster.dbsizes(), vec![100, 100, 100], "{engine:?}");
     }
 }
+
+/// `(workload, op, label)` of each result, in order.
+fn names(rows: &[Value]) -> Vec<(String, String, String)> {
+    rows.iter()
+        .map(|r| {
+            let s = |f: &str| r[f].as_str().unwrap_or_default().to_string();
+            (s("workload"), s("op"), s("label"))
+        })
+        .collect()
+}
+
+#[test]
+fn an_open_loop_holds_its_rate_and_shows_bursts_beside_the_sustained_load() {
+    let redis = Server::start(Engine::Redis);
+    let valkey = Server::start(Engine::Valkey);
+    let ran = Workspace::new()
+        .cmd(&[
+            "bench",
+            "--endpoint",
+            &redis.url(),
+            "--endpoint",
+            &valkey.url(),
+            "--label",
+            "redis",
+            "--label",
+            "valkey",
+            "--workload",
+            "set",
+            "--rate",
+            "2000",
+            "--burst",
+            "4000:500ms:1s",
+            "--duration",
+            "3s",
+            "--connections",
+            "4",
+            "--keyspace",
+            "100",
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    let rows = results(&ran.stdout);
+    let set = |label: &str| ("set".to_string(), "set".to_string(), label.to_string());
+    assert_eq!(names(&rows), vec![set("redis"), set("valkey")]);
+    // 2000/s for 3 s, and 4000/s more in [1 s, 1.5 s) and [2 s, 2.5 s).
+    let burst_buckets = [10, 11, 12, 13, 14, 20, 21, 22, 23, 24];
+    let expected_targets: Vec<f64> = (0..30)
+        .map(|i| {
+            if burst_buckets.contains(&i) {
+                6000.0
+            } else {
+                2000.0
+            }
+        })
+        .collect();
+    for r in &rows {
+        assert_eq!(r["scheduled"], 10_000, "{r}");
+        assert_eq!(num(r, "target_ops_per_sec").round(), 3333.0, "{r}");
+        assert_eq!(r["errors"], 0, "{r}");
+        let achieved = num(r, "ops_per_sec") / num(r, "target_ops_per_sec");
+        assert!(
+            (0.9..=1.1).contains(&achieved),
+            "rate held within 10 %: {r}"
+        );
+        let (p50, p99, p999, max) = (
+            num(r, "p50_ms"),
+            num(r, "p99_ms"),
+            num(r, "p999_ms"),
+            num(r, "max_ms"),
+        );
+        assert!(0.0 < p50 && p50 <= p99 && p99 <= p999 && p999 <= max, "{r}");
+
+        let b = &r["burst"];
+        let window = |w: &Value| {
+            (
+                num(w, "seconds"),
+                w["scheduled"].clone(),
+                w["errors"].clone(),
+            )
+        };
+        assert_eq!(
+            window(&b["inside"]),
+            (1.0, Value::from(6000), Value::from(0))
+        );
+        assert_eq!(
+            window(&b["outside"]),
+            (2.0, Value::from(4000), Value::from(0))
+        );
+        assert_eq!(num(&b["inside"], "target_ops_per_sec"), 6000.0);
+        assert_eq!(num(&b["outside"], "target_ops_per_sec"), 2000.0);
+
+        let timeline = &r["timeline"];
+        assert_eq!(timeline["bucket_ms"], 100);
+        let points = timeline["points"].as_array().unwrap();
+        let targets: Vec<f64> = points
+            .iter()
+            .map(|p| num(p, "target_ops_per_sec").round())
+            .collect();
+        assert_eq!(
+            targets, expected_targets,
+            "the schedule, stretch by stretch"
+        );
+        let answered: f64 = points.iter().map(|p| num(p, "ops_per_sec") * 0.1).sum();
+        assert_eq!(answered.round(), num(r, "requests"), "the timeline adds up");
+    }
+    assert_eq!(
+        ran.stdout.matches("\"inside\"").count(),
+        2,
+        "one burst figure per engine"
+    );
+}
+
+#[test]
+fn a_burst_needs_a_rate_and_a_well_formed_spec() {
+    let ws = Workspace::new();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["bench", "--endpoint", "127.0.0.1:1"];
+        args.extend_from_slice(extra);
+        ws.cmd(&args).expect(2)
+    };
+    let ran = run(&["--rate", "100", "--burst", "100:2s"]);
+    assert_eq!(ran.stdout, "");
+    assert!(
+        ran.stderr.contains(
+            "`100:2s` is not a burst: it needs three parts (write RATE:DURATION:EVERY, e.g. 50000:2s:10s)"
+        ),
+        "{}",
+        ran.stderr
+    );
+    let ran = run(&["--burst", "100:1s:2s"]);
+    assert!(
+        ran.stderr.contains("--rate <OPS>"),
+        "a burst without a rate: {}",
+        ran.stderr
+    );
+    let ran = run(&["--rate", "0"]);
+    assert!(
+        ran.stderr
+            .contains("--rate 0 must be above 0 requests per second"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn each_persistence_mode_is_applied_in_turn_and_the_servers_own_put_back() {
+    // Settings of the servers' own, which the benchmark must leave as it found them.
+    let redis = Server::start_with(Engine::Redis, &["--save", "900 1", "--appendfsync", "no"]);
+    let valkey = Server::start_with(Engine::Valkey, &["--appendonly", "yes"]);
+    let config = |server: &Server| {
+        ["appendonly", "appendfsync", "save"]
+            .map(|p| server.cli(&["CONFIG", "GET", p]))
+            .join(" ")
+    };
+    let (redis_own, valkey_own) = (config(&redis), config(&valkey));
+    assert_eq!(redis_own, "appendonly\nno appendfsync\nno save\n900 1");
+    let ran = Workspace::new()
+        .cmd(&[
+            "bench",
+            "--endpoint",
+            &redis.url(),
+            "--endpoint",
+            &valkey.url(),
+            "--label",
+            "redis",
+            "--label",
+            "valkey",
+            "--workload",
+            "set",
+            "--persistence",
+            "off,rdb",
+            "--persistence",
+            "aof-everysec,aof-always",
+            "--rate",
+            "500",
+            "--duration",
+            "1500ms",
+            "--connections",
+            "2",
+            "--keyspace",
+            "100",
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    let rows = results(&ran.stdout);
+    let got: Vec<(String, String, Value, bool)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["persistence"].as_str().unwrap_or_default().to_string(),
+                r["label"].as_str().unwrap_or_default().to_string(),
+                r["persistence_config"].clone(),
+                r["errors"] == 0 && r["requests"] == 750,
+            )
+        })
+        .collect();
+    let applied = |appendonly: &str, appendfsync: &str| serde_json::json!({ "appendonly": appendonly, "appendfsync": appendfsync, "save": "" });
+    let mut expected = Vec::new();
+    for (mode, appendonly, appendfsync) in [
+        ("off", "no", "everysec"),
+        ("rdb", "no", "everysec"),
+        ("aof-everysec", "yes", "everysec"),
+        ("aof-always", "yes", "always"),
+    ] {
+        for label in ["redis", "valkey"] {
+            expected.push((
+                mode.to_string(),
+                label.to_string(),
+                applied(appendonly, appendfsync),
+                true,
+            ));
+        }
+    }
+    assert_eq!(got, expected, "each mode, as the servers reported it");
+    for r in &rows {
+        let saves = r["saves"].as_u64();
+        if r["persistence"] == "rdb" {
+            assert!(
+                saves.is_some_and(|n| n >= 1),
+                "snapshots during the load: {r}"
+            );
+        } else {
+            assert_eq!(saves, None, "{r}");
+        }
+    }
+    assert_eq!(config(&redis), redis_own);
+    assert_eq!(config(&valkey), valkey_own);
+    assert!(
+        redis.dir.path().join("dump.rdb").exists(),
+        "the rdb mode saved to disk"
+    );
+}
+
+#[test]
+fn an_unknown_persistence_mode_is_refused_before_anything_runs() {
+    let ran = Workspace::new()
+        .cmd(&["bench", "--endpoint", "127.0.0.1:1", "--persistence", "aof"])
+        .expect(2);
+    assert_eq!(ran.stdout, "");
+    assert_eq!(
+        ran.stderr,
+        "error: `aof` is not a persistence mode; use off, rdb, aof-everysec or aof-always\n"
+    );
+}
+
+#[test]
+fn a_restart_under_a_sustained_rate_reports_the_time_back_to_the_level_before() {
+    let ran = Workspace::new()
+        .cmd(&[
+            "bench",
+            "--local",
+            "redis",
+            "--local",
+            "valkey",
+            "--workload",
+            "set",
+            "--rate",
+            "1000",
+            "--duration",
+            "4500ms",
+            "--connections",
+            "2",
+            "--keyspace",
+            "100",
+            "--recovery",
+            "restart",
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    let rows = results(&ran.stdout);
+    let set = |label: &str| ("set".to_string(), "set".to_string(), label.to_string());
+    assert_eq!(names(&rows), vec![set("redis"), set("valkey")]);
+    for r in &rows {
+        let rec = &r["recovery"];
+        assert_eq!(rec["event"], "restart", "{r}");
+        assert_eq!(
+            num(rec, "window_s"),
+            0.75,
+            "a sixth of the phase, at most 1 s"
+        );
+        let (event, back) = (num(rec, "event_s"), num(rec, "back_s"));
+        assert!(
+            1.5 <= event && event < back,
+            "a third into the phase: {rec}"
+        );
+        let recovered = num(rec, "recovered_s");
+        assert!(recovered >= event - 0.1, "{rec}");
+        assert!((num(rec, "recovery_s") - (recovered - event)).abs() < 1e-9);
+        assert_eq!(
+            r["errors"], rec["errors_after"],
+            "only the restart failed requests: {r}"
+        );
+        assert!(
+            num(rec, "errors_after") > 0.0,
+            "the restart was felt: {rec}"
+        );
+
+        // The same story in the timeline: the failures between the event and the recovery,
+        // none in the window that counts as recovered.
+        let points = r["timeline"]["points"].as_array().unwrap();
+        let errors_in = |from: f64, to: f64| -> f64 {
+            points
+                .iter()
+                .filter(|p| (from - 1e-9..to - 1e-9).contains(&num(p, "t_s")))
+                .map(|p| num(p, "errors"))
+                .sum()
+        };
+        assert_eq!(errors_in(0.0, 10.0), num(r, "errors"));
+        assert_eq!(errors_in(recovered, recovered + 0.75), 0.0, "{r}");
+        assert_eq!(
+            errors_in(event - 0.1, recovered),
+            num(r, "errors"),
+            "every failure lies between the event and the recovery: {r}"
+        );
+        let before = num(rec, "before_ops_per_sec");
+        assert!((900.0..=1100.0).contains(&before), "{rec}");
+
+        // The server the benchmark started is gone with it.
+        let port = r["endpoint"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse::<u16>()
+            .unwrap();
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
+}
+
+#[test]
+fn a_restart_is_refused_on_a_server_the_benchmark_did_not_start() {
+    let redis = Server::start(Engine::Redis);
+    let ran = Workspace::new()
+        .cmd(&[
+            "bench",
+            "--endpoint",
+            &redis.url(),
+            "--rate",
+            "100",
+            "--duration",
+            "1s",
+            "--recovery",
+            "restart",
+        ])
+        .expect(2);
+    assert_eq!(ran.stdout, "");
+    assert_eq!(
+        ran.stderr,
+        format!(
+            "error: --recovery shuts the server down and starts it again, which the benchmark does only to servers it started itself: {} is not one (benchmark --local redis / --local valkey instead)\n",
+            redis.url()
+        )
+    );
+    assert_eq!(redis.cli(&["PING"]), "PONG", "and it was left alone");
+}
+
+#[tokio::test]
+async fn bench_run_takes_a_rate_a_burst_and_persistence_modes() {
+    use runbook::actions::{StepCtx, lookup};
+
+    let redis = Server::start(Engine::Redis);
+    let spec = lookup("bench.run").expect("bench.run is registered");
+    let build = |with: Value| (spec.build)(with).expect("valid inputs");
+    let action = build(serde_json::json!({
+        "endpoints": [redis.url()],
+        "labels": ["redis"],
+        "workloads": ["set"],
+        "rate": "400",
+        "burst": "400:200ms:500ms",
+        "duration": "1s",
+        "persistence": ["off", "aof-always"],
+        "connections": 2,
+        "keyspace": 10
+    }));
+    let ws = Workspace::new();
+    let journal = Arc::new(
+        runbook::journal::Journal::open(&ws.path().join("journal.jsonl"), Default::default())
+            .expect("journal"),
+    );
+    let ctx = StepCtx {
+        run_id: "r1",
+        run_dir: ws.path(),
+        base_dir: ws.path(),
+        step_id: "bench",
+        platform: &runbook::platform::local::Local::new(),
+        resolver: &Default::default(),
+        journal: &journal,
+        progress: &runbook::progress::Progress::hidden(),
+        assume_yes: false,
+    };
+    let outputs = action.run(&ctx).await.expect("the benchmark runs");
+    let rows = outputs["results"].as_array().expect("results");
+    // 400/s for 1 s and 400/s more in [500 ms, 700 ms).
+    let got: Vec<(Value, Value, Value, Value)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["persistence"].clone(),
+                r["scheduled"].clone(),
+                r["burst"]["inside"]["scheduled"].clone(),
+                r["persistence_config"]["appendfsync"].clone(),
+            )
+        })
+        .collect();
+    let row = |mode: &str, fsync: &str| {
+        (
+            Value::from(mode),
+            Value::from(480),
+            Value::from(160),
+            Value::from(fsync),
+        )
+    };
+    assert_eq!(
+        got,
+        vec![row("off", "everysec"), row("aof-always", "always")]
+    );
+    assert!(outputs["table"].as_str().unwrap().contains("in target/s"));
+    assert_eq!(
+        redis.cli(&["CONFIG", "GET", "appendonly"]),
+        "appendonly\nno"
+    );
+
+    let bad = build(serde_json::json!({ "endpoints": [redis.url()], "burst": "1:1s:2s" }));
+    let err = bad.run(&ctx).await.unwrap_err();
+    assert_eq!(err.message, "`burst` adds to `rate`: give `rate` too");
+}
