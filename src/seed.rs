@@ -269,6 +269,20 @@ impl SeedOptions {
                             .arg(self.bytes(i, e, self.value_size));
                     });
                 }
+                // A consumer group whose consumer has read half the entries and
+                // acknowledged none: groups, consumers and pending entries to carry.
+                p.cmd(&[b"XGROUP", b"CREATE", key, STREAM_GROUP, b"0"]);
+                p.command(|c| {
+                    c.arg("XREADGROUP")
+                        .arg("GROUP")
+                        .arg(STREAM_GROUP)
+                        .arg(STREAM_CONSUMER)
+                        .arg("COUNT")
+                        .int(n.div_ceil(2) as i64)
+                        .arg("STREAMS")
+                        .arg(key)
+                        .arg(">");
+                });
             }
         }
         if let Some(ms) = self.ttl_ms(i) {
@@ -286,6 +300,10 @@ impl SeedOptions {
         m
     }
 }
+
+/// The consumer group of every seeded stream, and its consumer.
+const STREAM_GROUP: &[u8] = b"g1";
+const STREAM_CONSUMER: &[u8] = b"c1";
 
 /// What seeding wrote.
 #[derive(Clone, Debug, Serialize)]

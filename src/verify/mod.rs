@@ -20,6 +20,7 @@ mod pass;
 mod recheck;
 mod replication;
 mod sides;
+mod streams;
 mod tally;
 
 use std::collections::BTreeMap;
@@ -48,6 +49,9 @@ pub struct Example {
     /// The name's length in bytes.
     pub key_bytes: usize,
     pub class: Class,
+    /// What differs, for the classes that say (`stream`, `field_ttl`), source first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// Still different after the last round.
     pub persistent: bool,
 }
@@ -245,20 +249,34 @@ pub async fn verify(
     for (key, m) in &tally.pending {
         persistent_by_db.entry(key.db).or_default().add(m.class, 1);
     }
-    let mut persistent_keys: Vec<(&Key, Class)> =
-        tally.pending.iter().map(|(k, m)| (k, m.class)).collect();
+    let mut persistent_keys: Vec<(&Key, Class, Option<&String>)> = tally
+        .pending
+        .iter()
+        .map(|(k, m)| (k, m.class, m.detail.as_ref()))
+        .collect();
     persistent_keys.sort();
     let examples: Vec<Example> = persistent_keys
         .into_iter()
-        .map(|(k, c)| (k, c, true))
-        .chain(tally.overflow_examples.iter().map(|(k, c)| (k, *c, true)))
-        .chain(rechecked.transient_keys.iter().map(|(k, c)| (k, *c, false)))
+        .map(|(k, c, d)| (k, c, d, true))
+        .chain(
+            tally
+                .overflow_examples
+                .iter()
+                .map(|(k, c)| (k, *c, None, true)),
+        )
+        .chain(
+            rechecked
+                .transient_keys
+                .iter()
+                .map(|(k, c)| (k, *c, None, false)),
+        )
         .take(opts.examples)
-        .map(|(k, class, persistent)| Example {
+        .map(|(k, class, detail, persistent)| Example {
             db: k.db,
             key: keyname::escape(&k.name),
             key_bytes: k.name.len(),
             class,
+            detail: detail.cloned(),
             persistent,
         })
         .collect();

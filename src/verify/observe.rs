@@ -4,7 +4,7 @@
 use crate::resp::{Conn, Frame, Pipeline};
 
 use super::digest::{self, Kind, Next};
-use super::judge::Observed;
+use super::judge::{Beyond, Class, Observed};
 use super::sides::{At, Sides};
 use super::{Side, VerifyError};
 
@@ -75,6 +75,17 @@ impl Sides {
                 Ok(())
             })
             .await?;
+        }
+        let streams: Vec<usize> = (0..keys.len())
+            .filter(|&i| src[i].kind == Kind::Stream && src[i].same_value(&dst[i]))
+            .collect();
+        if !streams.is_empty() {
+            for (i, detail) in self.stream_states(at, keys, &streams).await? {
+                dst[i].beyond = Some(Beyond {
+                    class: Class::Stream,
+                    detail,
+                });
+            }
         }
         Ok((src, dst))
     }

@@ -63,7 +63,7 @@ pub(super) async fn rounds(
                         db,
                         name: name.clone(),
                     };
-                    let Some(mut m) = tally.pending.get(&key).copied() else {
+                    let Some(mut m) = tally.pending.get(&key).cloned() else {
                         continue;
                     };
                     match judge::rejudge(&mut m, s, d, at, opts.ttl_tolerance) {

@@ -230,6 +230,29 @@ impl Sides {
             .map_err(|e| self.err(side, e))
     }
 
+    /// Runs `p` on both sides at `at` at once; each reply, with its index, becomes a `T`.
+    pub async fn both<T: Send>(
+        &self,
+        at: At,
+        p: &Pipeline,
+        read: impl Fn(usize, Frame<'_>) -> T + Sync,
+    ) -> Result<[Vec<T>; 2], VerifyError> {
+        let one = |side| {
+            let read = &read;
+            async move {
+                let mut out = Vec::with_capacity(p.len());
+                self.run(side, at, p, |j, r| {
+                    out.push(read(j, r));
+                    Ok(())
+                })
+                .await?;
+                Ok::<_, VerifyError>(out)
+            }
+        };
+        let (src, dst) = tokio::try_join!(one(Side::Source), one(Side::Target))?;
+        Ok([src, dst])
+    }
+
     /// The reply of shard `shard` of `side` to a command about no database (INFO), as
     /// `read` takes it.
     pub async fn call<T>(
