@@ -182,6 +182,9 @@ pub fn text(r: &VerifyReport) -> String {
             f.different.join(", ")
         ));
     }
+    for note in &r.notes {
+        out.push_str(&format!("  {note}\n"));
+    }
     if r.not_rechecked > 0 {
         out.push_str(&format!(
             "  {} mismatches beyond the re-check cap were counted as persistent\n",

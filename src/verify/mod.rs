@@ -10,6 +10,7 @@
 //! are held.
 
 pub mod digest;
+mod field_ttls;
 mod functions;
 mod judge;
 pub mod keyname;
@@ -32,6 +33,7 @@ use serde::Serialize;
 use crate::endpoint::{Endpoint, Resolver};
 use crate::resp::RespError;
 use crate::resp::cluster::TopologyError;
+use digest::Kind;
 pub use functions::Functions;
 pub use judge::{Class, ClassCounts};
 pub use options::{ELASTICACHE_TIMESTAMP_KEY, ReadFrom, VerifyOptions};
@@ -109,6 +111,8 @@ pub struct VerifyReport {
     pub parity: bool,
     /// The function libraries, a server-state check beside the keys.
     pub functions: Functions,
+    /// What was not compared, and why (`field TTLs not compared: source lacks HPTTL`).
+    pub notes: Vec<String>,
     /// Keys compared, in every database: every source key, plus the keys only the target
     /// has.
     pub keys_checked: u64,
@@ -309,6 +313,7 @@ pub async fn verify(
         }),
         parity: true,
         functions,
+        notes: Vec::new(),
         keys_checked: 0,
         by_type: BTreeMap::new(),
         mismatches: ClassCounts::default(),
@@ -347,6 +352,18 @@ pub async fn verify(
             expired: counts.expired,
             skipped: counts.skipped,
         });
+    }
+    let lacking: Vec<String> = [(Side::Source, &sides.src), (Side::Target, &sides.dst)]
+        .into_iter()
+        .filter(|(_, reader)| !reader.field_ttls)
+        .map(|(side, _)| side.to_string())
+        .collect();
+    if !lacking.is_empty() && report.by_type.contains_key(Kind::Hash.name()) {
+        let verb = if lacking.len() == 1 { "lacks" } else { "lack" };
+        report.notes.push(format!(
+            "field TTLs not compared: {} {verb} HPTTL",
+            lacking.join(" and ")
+        ));
     }
     report.persistent = report.mismatches.total();
     report.transient = report.transient_mismatches.total();

@@ -87,6 +87,19 @@ impl Sides {
                 });
             }
         }
+        if self.src.field_ttls && self.dst.field_ttls {
+            let hashes: Vec<usize> = (0..keys.len())
+                .filter(|&i| src[i].kind == Kind::Hash && src[i].same_value(&dst[i]))
+                .collect();
+            if !hashes.is_empty() {
+                for (i, detail) in self.field_ttls(at, keys, &hashes).await? {
+                    dst[i].beyond = Some(Beyond {
+                        class: Class::FieldTtl,
+                        detail,
+                    });
+                }
+            }
+        }
         Ok((src, dst))
     }
 

@@ -26,6 +26,8 @@ pub(super) struct Node {
 pub(super) struct Reader {
     pub topology: Topology,
     pub nodes: Vec<Node>,
+    /// The server has per-field hash TTLs (`HPTTL`, Redis 7.4 and Valkey 9 on).
+    pub field_ttls: bool,
 }
 
 impl Reader {
@@ -49,6 +51,19 @@ impl Reader {
         let topology = Topology::of(&mut first, given)
             .await
             .map_err(|source| VerifyError::Topology { side, source })?;
+        // COMMAND INFO answers nil for a command the server does not have.
+        let field_ttls = match first
+            .call(&[b"COMMAND", b"INFO", b"HPTTL"], |r| {
+                r.items()
+                    .and_then(|mut found| found.next())
+                    .is_some_and(|f| !f.is_nil())
+            })
+            .await
+        {
+            Ok(has) => has,
+            Err(RespError::Server(_)) => false,
+            Err(e) => return Err(connect_err(given)(e)),
+        };
         let no_replica = || VerifyError::NoReplica {
             side,
             endpoint: given.clone(),
@@ -82,7 +97,11 @@ impl Reader {
                 pool: Pool::new(conns),
             });
         }
-        Ok(Reader { topology, nodes })
+        Ok(Reader {
+            topology,
+            nodes,
+            field_ttls,
+        })
     }
 
     /// A connection on whatever database, for server-wide questions: the first shard's

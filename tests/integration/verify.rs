@@ -1056,3 +1056,65 @@ fn stream_groups_consumers_and_pending_entries_are_compared() {
         "{text}"
     );
 }
+
+#[test]
+fn per_field_hash_ttls_are_compared_where_both_sides_have_them() {
+    let source = Server::start(Engine::Valkey);
+    let target = Server::start(Engine::Valkey);
+    let old = Server::start(Engine::Redis);
+    let ws = Workspace::new();
+    for server in [&source, &target, &old] {
+        for key in ["h:same", "h:lost", "h:longer", "h:added"] {
+            server.cli(&["HSET", key, "a", "1", "b", "2"]);
+        }
+    }
+    for server in [&source, &target] {
+        server.cli(&["HEXPIRE", "h:same", "3600", "FIELDS", "1", "a"]);
+    }
+    let r = verify(&ws, &source, &target, &["--rounds", "1"], 0);
+    assert_eq!(
+        (&r["parity"], &r["notes"], &r["examples"]),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!([]),
+            &serde_json::json!([])
+        ),
+        "{r:#}"
+    );
+
+    source.cli(&["HEXPIRE", "h:lost", "3600", "FIELDS", "1", "a"]);
+    source.cli(&["HEXPIRE", "h:longer", "3600", "FIELDS", "1", "b"]);
+    target.cli(&["HEXPIRE", "h:longer", "7200", "FIELDS", "1", "b"]);
+    target.cli(&["HEXPIRE", "h:added", "3600", "FIELDS", "1", "b"]);
+    let r = verify(&ws, &source, &target, &["--rounds", "1"], 1);
+    assert_eq!(
+        r["mismatches"],
+        serde_json::json!({"missing_on_target": 0, "extra_on_target": 0, "type": 0, "value": 0,
+            "ttl": 0, "stream": 0, "field_ttl": 3}),
+        "{r:#}"
+    );
+    assert_eq!(
+        example_details(&r),
+        serde_json::json!([
+            ["h:added", "field_ttl", "field `b` TTL none vs 3600s", true],
+            [
+                "h:longer",
+                "field_ttl",
+                "field `b` TTL 3600s vs 7200s",
+                true
+            ],
+            ["h:lost", "field_ttl", "field `a` TTL 3600s vs none", true],
+        ])
+    );
+
+    // Redis 7.0 has no field TTLs: the check says so once, and does not fail for it.
+    let r = verify(&ws, &old, &target, &["--rounds", "1"], 0);
+    assert_eq!(
+        (&r["parity"], &r["notes"]),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!(["field TTLs not compared: source lacks HPTTL"])
+        ),
+        "{r:#}"
+    );
+}
