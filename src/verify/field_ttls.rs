@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::resp::{Frame, Pipeline};
 
-use super::sides::{At, Sides};
+use super::sides::{At, Redirects, Sides};
 use super::{Side, VerifyError, keyname};
 
 /// Hashes whose next chunk is asked for in one pipeline.
@@ -25,6 +25,7 @@ impl Sides {
         at: At,
         keys: &[Vec<u8>],
         hashes: &[usize],
+        redirects: &Redirects,
     ) -> Result<Vec<(usize, String)>, VerifyError> {
         let tolerance = self.opts.ttl_tolerance;
         let count = self.opts.chunk.to_string();
@@ -32,7 +33,7 @@ impl Sides {
         let mut open: Vec<(usize, Vec<u8>)> = hashes.iter().map(|&i| (i, b"0".to_vec())).collect();
         while !open.is_empty() {
             let later = open.split_off(open.len().min(AT_ONCE));
-            let mut scan = Pipeline::new();
+            let mut scan = at.pipeline(Side::Source);
             for (i, cursor) in &open {
                 scan.cmd(&[
                     b"HSCAN",
@@ -45,30 +46,43 @@ impl Sides {
             }
             // Each hash's next cursor and the field names of this chunk.
             let mut chunks: Vec<(usize, Vec<u8>, Vec<Vec<u8>>)> = Vec::with_capacity(open.len());
-            self.run(Side::Source, at, &scan, |j, r| {
-                if let Some((cursor, fields)) = page(r) {
-                    chunks.push((open[j].0, cursor, fields));
-                }
-                Ok(())
-            })
-            .await?;
-            let mut ttls = Pipeline::new();
-            for (i, _, fields) in &chunks {
-                ttls.command(|c| {
-                    c.arg("HPTTL")
-                        .arg(&keys[*i])
-                        .arg("FIELDS")
-                        .int(fields.len() as i64);
-                    for field in fields {
-                        c.arg(field);
+            let key_of = |j: usize| open[j].0;
+            self.run(
+                Side::Source,
+                at,
+                &scan,
+                self.noting(redirects, Side::Source, at, key_of, |j, r| {
+                    if let Some((cursor, fields)) = page(r) {
+                        chunks.push((open[j].0, cursor, fields));
                     }
-                });
-            }
+                    Ok(())
+                }),
+            )
+            .await?;
+            let build = |ttls: &mut Pipeline| {
+                for (i, _, fields) in &chunks {
+                    ttls.command(|c| {
+                        c.arg("HPTTL")
+                            .arg(&keys[*i])
+                            .arg("FIELDS")
+                            .int(fields.len() as i64);
+                        for field in fields {
+                            c.arg(field);
+                        }
+                    });
+                }
+            };
             let [src, dst] = self
-                .both(at, &ttls, |_, r| {
-                    r.items()
-                        .map(|items| items.map(|t| t.int().unwrap_or(-2)).collect::<Vec<_>>())
-                })
+                .both(
+                    at,
+                    redirects,
+                    build,
+                    |j| chunks[j].0,
+                    |_, r| {
+                        r.items()
+                            .map(|items| items.map(|t| t.int().unwrap_or(-2)).collect::<Vec<_>>())
+                    },
+                )
                 .await?;
             open = later;
             for ((i, cursor, fields), (a, b)) in chunks.into_iter().zip(src.into_iter().zip(dst)) {

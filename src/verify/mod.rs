@@ -82,6 +82,15 @@ pub struct ReadServers {
     pub target: Endpoint,
 }
 
+/// Redirections followed, both sides together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Redirections {
+    /// `MOVED`: the slot had moved; later batches of it go to the new node too.
+    pub moved: u64,
+    /// `ASK`: the key was already at the node importing its slot.
+    pub ask: u64,
+}
+
 /// The shards of both sides of a check with a cluster on either side.
 #[derive(Clone, Debug, Serialize)]
 pub struct ShardsReport {
@@ -137,6 +146,9 @@ pub struct VerifyReport {
     pub rounds: u32,
     /// Every database compared, with its counts.
     pub databases: Vec<DbReport>,
+    /// Redirections a cluster answered and the check followed (a slot moved or being
+    /// migrated during the check).
+    pub redirections: Redirections,
     /// The shards of each side, when either is a cluster.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shards: Option<ShardsReport>,
@@ -187,6 +199,20 @@ pub enum VerifyError {
         "the {side} {endpoint} has no online replica to read from (read from the primary, or give a replica's URL)"
     )]
     NoReplica { side: Side, endpoint: Endpoint },
+    /// A cluster sent a slot to a node it did not list when the check began.
+    #[error(
+        "the {side} redirected slot {slot} to {endpoint}, a node not in its slot map when the check began: run the check again"
+    )]
+    Redirected {
+        side: Side,
+        slot: u16,
+        endpoint: Endpoint,
+    },
+    /// A cluster kept redirecting a slot.
+    #[error(
+        "the {side} redirected slot {slot} {times} times in a row: run the check again once the cluster is stable"
+    )]
+    Unsettled { side: Side, slot: u16, times: usize },
     /// An endpoint failed during the check (went away, timed out, refused a command).
     #[error("the {side} {endpoint} failed during the check")]
     Failed {
@@ -311,6 +337,10 @@ pub async fn verify(
                 target: side(&sides.dst, &per_shard[1]),
             }
         }),
+        redirections: Redirections {
+            moved: sides.redirected[0].load(std::sync::atomic::Ordering::Relaxed),
+            ask: sides.redirected[1].load(std::sync::atomic::Ordering::Relaxed),
+        },
         parity: true,
         functions,
         notes: Vec::new(),

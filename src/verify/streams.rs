@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use crate::resp::{Frame, Pipeline};
 
-use super::sides::{At, Sides};
+use super::sides::{At, Redirects, Sides};
 use super::{VerifyError, keyname};
 
 /// XINFO STREAM fields compared.
@@ -45,21 +45,29 @@ impl Sides {
         at: At,
         keys: &[Vec<u8>],
         streams: &[usize],
+        redirects: &Redirects,
     ) -> Result<Vec<(usize, String)>, VerifyError> {
         let mut found = Vec::new();
         // Stream fields and groups.
         let mut groups: Vec<(usize, Vec<Vec<u8>>)> = Vec::new();
         for part in streams.chunks(AT_ONCE) {
-            let mut p = Pipeline::new();
-            for &i in part {
-                p.cmd(&[b"XINFO", b"STREAM", &keys[i]])
-                    .cmd(&[b"XINFO", b"GROUPS", &keys[i]]);
-            }
+            let build = |p: &mut Pipeline| {
+                for &i in part {
+                    p.cmd(&[b"XINFO", b"STREAM", &keys[i]])
+                        .cmd(&[b"XINFO", b"GROUPS", &keys[i]]);
+                }
+            };
             let [src, dst] = self
-                .both(at, &p, |j, r| match j % 2 {
-                    0 => head(r),
-                    _ => members(r, &GROUP_FIELDS),
-                })
+                .both(
+                    at,
+                    redirects,
+                    build,
+                    |j| part[j / 2],
+                    |j, r| match j % 2 {
+                        0 => head(r),
+                        _ => members(r, &GROUP_FIELDS),
+                    },
+                )
                 .await?;
             for (n, &i) in part.iter().enumerate() {
                 let (head, groups_of) = (2 * n, 2 * n + 1);
@@ -83,12 +91,19 @@ impl Sides {
             .collect();
         let mut differs: BTreeMap<usize, String> = BTreeMap::new();
         for part in pairs.chunks(AT_ONCE) {
-            let mut p = Pipeline::new();
-            for (i, g) in part {
-                p.cmd(&[b"XINFO", b"CONSUMERS", &keys[*i], g]);
-            }
+            let build = |p: &mut Pipeline| {
+                for (i, g) in part {
+                    p.cmd(&[b"XINFO", b"CONSUMERS", &keys[*i], g]);
+                }
+            };
             let [src, dst] = self
-                .both(at, &p, |_, r| members(r, &CONSUMER_FIELDS))
+                .both(
+                    at,
+                    redirects,
+                    build,
+                    |j| part[j].0,
+                    |_, r| members(r, &CONSUMER_FIELDS),
+                )
                 .await?;
             for (n, (i, g)) in part.iter().enumerate() {
                 if let (Some(a), Some(b)) = (&src[n], &dst[n]) {
@@ -110,11 +125,14 @@ impl Sides {
             .collect();
         while !open.is_empty() {
             let later = open.split_off(open.len().min(AT_ONCE));
-            let mut p = Pipeline::new();
-            for (i, g, from) in &open {
-                p.cmd(&[b"XPENDING", &keys[*i], g, from, b"+", count.as_bytes()]);
-            }
-            let [src, dst] = self.both(at, &p, |_, r| pending(r)).await?;
+            let build = |p: &mut Pipeline| {
+                for (i, g, from) in &open {
+                    p.cmd(&[b"XPENDING", &keys[*i], g, from, b"+", count.as_bytes()]);
+                }
+            };
+            let [src, dst] = self
+                .both(at, redirects, build, |j| open[j].0, |_, r| pending(r))
+                .await?;
             let mut next = later;
             for ((i, g, _), (a, b)) in open.into_iter().zip(src.into_iter().zip(dst)) {
                 let (Some(a), Some(b)) = (a, b) else {
