@@ -143,7 +143,7 @@ fn verify_routes_every_key_by_slot_between_clusters_and_standalone_servers() {
 }
 
 #[test]
-fn verify_follows_a_slot_migrated_between_shards_before_and_during_the_check() {
+fn seed_and_verify_follow_a_slot_migrated_between_shards_before_and_during_the_check() {
     let source = Server::start(Engine::Redis);
     let target = Cluster::start(Engine::Valkey, 2);
     let ws = Workspace::new();
@@ -190,12 +190,36 @@ fn verify_follows_a_slot_migrated_between_shards_before_and_during_the_check() {
         assert_eq!(from.cli(&args), "OK");
     };
     migrate(300);
+    // Seeding again writes each key where the cluster says: a migrated one, or one its DEL
+    // removed from the migrating node, at the importing node after ASKING.
+    ws.cmd(&[
+        "seed",
+        "--endpoint",
+        &target.nodes[0].url(),
+        "--keys",
+        "600",
+        "--prefix",
+        "{moving}:",
+        "--types",
+        "string,hash,list,set,zset,stream",
+        "--ttl-share",
+        "0",
+    ])
+    .expect(0);
+    let count = |n: &Server| held(n).parse::<u64>().expect("a count");
+    assert_eq!(count(from) + count(to), 600);
+    let at_to = count(to);
+    assert!(at_to >= 300, "{at_to} keys at the importing node");
 
     // Half the slot's keys are at the importing node: each is asked there (ASK).
     let r = verify(&ws, &source.url(), &target.nodes[0].url(), 0);
     assert_eq!(
         (&r["parity"], &r["keys_checked"], &r["redirections"]),
-        (&json!(true), &json!(1200), &json!({"moved": 0, "ask": 300})),
+        (
+            &json!(true),
+            &json!(1200),
+            &json!({"moved": 0, "ask": at_to})
+        ),
         "{r:#}"
     );
 
