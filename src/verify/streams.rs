@@ -116,8 +116,7 @@ impl Sides {
         }
         // Pending entries, a page at a time, both sides from the same id on.
         let chunk = self.opts.chunk;
-        let mut count = itoa::Buffer::new();
-        let count = count.format(chunk).to_string();
+        let count = chunk.to_string();
         let mut open: Vec<(usize, Vec<u8>, Vec<u8>)> = pairs
             .into_iter()
             .filter(|(i, _)| !differs.contains_key(i))
