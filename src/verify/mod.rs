@@ -2,12 +2,13 @@
 //!
 //! Both sides are scanned at once, in pipelined batches with several in flight ([`pass`]):
 //! the source → target pass compares every source key's type, canonical value ([`digest`])
-//! and TTL; the target → source pass finds keys only the target has. Keys that expire
-//! during the check are not missing, the probe's keys and ElastiCache's own are skipped
-//! ([`options`]). Mismatches ([`judge`]) are re-checked in later rounds ([`recheck`]), after
-//! a replica target has caught up, and end up persistent or transient. Memory stays
-//! bounded: only batches in flight, a capped re-check set ([`tally`]) and a few examples
-//! are held.
+//! and TTL, and what a value carries beyond its content: a stream's groups, consumers and
+//! pending entries ([`streams`]), a hash's field TTLs ([`field_ttls`]); the target →
+//! source pass finds keys only the target has. Keys that expire during the check are not
+//! missing, the probe's keys and ElastiCache's own are skipped ([`options`]). Mismatches
+//! ([`judge`]) are re-checked in later rounds ([`recheck`]), after a replica target has
+//! caught up, and end up persistent or transient. Memory stays bounded: only batches in
+//! flight, a capped re-check set ([`tally`]) and a few examples are held.
 
 pub mod digest;
 mod field_ttls;

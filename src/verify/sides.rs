@@ -3,7 +3,8 @@
 //! A side is a [`Reader`]: the connections that read each shard of one endpoint (one, for
 //! a standalone server), lent out one batch at a time and switched to the database a batch
 //! is about. Every read names where its keys live ([`At`]), so it goes to the one node that
-//! holds them and never mixes slots.
+//! holds them and never mixes slots. A key a cluster redirects while its slot moves (MOVED)
+//! or is being migrated (ASK) is asked again where the cluster says ([`Follow`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
