@@ -8,7 +8,8 @@
 #           `runbook verify` source against target   vs  redis-benchmark -P reading every seeded
 #                                                        value from both servers at once
 # and print keys/s and the ratios, for two workloads: 100-byte strings, and the mixed seeded
-# types (string, hash, list, set, zset; 32-byte values, 8 elements). The verify goal is a
+# types (string, hash, list, set, zset, and streams with a consumer group and pending
+# entries; 32-byte values, 8 elements). The verify goal is a
 # ratio (time / baseline time) of 1.5 or less; its peak RSS must not grow with the key
 # count. Last, the peak RSS of verifying one 50 MB string.
 #
@@ -73,6 +74,7 @@ read_cmd() { # type -> redis-benchmark arguments that read one whole seeded valu
     list) echo "LRANGE seed:list:__rand_int__ 0 -1" ;;
     set) echo "SMEMBERS seed:set:__rand_int__" ;;
     zset) echo "ZRANGE seed:zset:__rand_int__ 0 -1 WITHSCORES" ;;
+    stream) echo "XRANGE seed:stream:__rand_int__ - +" ;;
   esac
 }
 
@@ -82,7 +84,7 @@ for n in "${counts[@]}"; do
 for workload in strings mixed; do
   case "$workload" in
     strings) types=(string) seed_args=(--types string --value-size 100) ;;
-    mixed) types=(string hash list set zset) seed_args=() ;;
+    mixed) types=(string hash list set zset stream) seed_args=(--types string,hash,list,set,zset,stream) ;;
   esac
   src="$(start "$redis_server" "$work/src-$n-$workload")"
   dst="$(start "$valkey_server" "$work/dst-$n-$workload")"

@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::endpoint::{Endpoint, Resolver};
-use crate::resp::cluster::{Topology, TopologyError};
+use crate::resp::cluster::{Redirect, Topology, TopologyError};
 use crate::resp::{Conn, Pipeline, Pool, RespError};
 use crate::verify::pace::Pacer;
 
@@ -269,6 +269,20 @@ impl SeedOptions {
                             .arg(self.bytes(i, e, self.value_size));
                     });
                 }
+                // A consumer group whose consumer has read half the entries and
+                // acknowledged none: groups, consumers and pending entries to carry.
+                p.cmd(&[b"XGROUP", b"CREATE", key, STREAM_GROUP, b"0"]);
+                p.command(|c| {
+                    c.arg("XREADGROUP")
+                        .arg("GROUP")
+                        .arg(STREAM_GROUP)
+                        .arg(STREAM_CONSUMER)
+                        .arg("COUNT")
+                        .int(n.div_ceil(2) as i64)
+                        .arg("STREAMS")
+                        .arg(key)
+                        .arg(">");
+                });
             }
         }
         if let Some(ms) = self.ttl_ms(i) {
@@ -286,6 +300,10 @@ impl SeedOptions {
         m
     }
 }
+
+/// The consumer group of every seeded stream, and its consumer.
+const STREAM_GROUP: &[u8] = b"g1";
+const STREAM_CONSUMER: &[u8] = b"c1";
 
 /// What seeding wrote.
 #[derive(Clone, Debug, Serialize)]
@@ -319,6 +337,16 @@ pub enum SeedError {
     /// A cluster-mode endpoint's slot map could not be read or used.
     #[error(transparent)]
     Topology(#[from] TopologyError),
+    /// A cluster sent a slot to a node it did not list when seeding began.
+    #[error(
+        "the cluster redirected slot {slot} to {endpoint}, a node not in its slot map when seeding began: seed again"
+    )]
+    Redirected { slot: u16, endpoint: Endpoint },
+    /// A cluster kept redirecting a slot.
+    #[error(
+        "the cluster redirected slot {slot} {times} times in a row: seed again once the cluster is stable"
+    )]
+    Unsettled { slot: u16, times: usize },
     /// The server refused a write (read-only replica, out of memory, wrong type…) or the
     /// connection failed.
     #[error("writing to {endpoint} failed")]
@@ -407,14 +435,9 @@ async fn seed_db(
     let in_flight = opts.connections * 2;
     let shared = Arc::new(opts.clone());
     let mut tasks = JoinSet::new();
-    let merge = |done: Result<Result<Tally, RespError>, tokio::task::JoinError>,
+    let merge = |done: Result<Result<Tally, SeedError>, tokio::task::JoinError>,
                  summary: &mut SeedSummary| {
-        let tally = done
-            .expect("a seeding task does not panic")
-            .map_err(|source| SeedError::Write {
-                endpoint: endpoint.clone(),
-                source,
-            })?;
+        let tally = done.expect("a seeding task does not panic")?;
         progress(tally.keys);
         summary.keys += tally.keys;
         summary.with_ttl += tally.with_ttl;
@@ -436,7 +459,7 @@ async fn seed_db(
             pacer.take(range.end - range.start).await;
         }
         tasks.spawn(async move {
-            let mut per_shard = vec![Pipeline::new(); pools.len()];
+            let mut per_shard = vec![Writes::default(); pools.len()];
             let mut tally = Tally::default();
             for i in range {
                 let shard = if topology.cluster {
@@ -444,31 +467,133 @@ async fn seed_db(
                 } else {
                     0
                 };
-                let kind = opts.write(&mut per_shard[shard], i);
+                let kind = per_shard[shard].add(&opts, i);
                 *tally.by_type.entry(kind).or_default() += 1;
                 tally.keys += 1;
                 tally.with_ttl += u64::from(opts.ttl_ms(i).is_some());
             }
             // The first refusal says it all (READONLY, OOM…); the others repeat it.
             let mut refused = None;
-            for (pool, p) in pools.iter().zip(&per_shard).filter(|(_, p)| !p.is_empty()) {
-                pool.get()
-                    .await
-                    .batch(p.as_bytes(), p.len(), |reply| {
-                        if let Some(text) = reply.error {
-                            refused
-                                .get_or_insert_with(|| String::from_utf8_lossy(text).into_owned());
-                        }
-                    })
+            let mut redirected = BTreeMap::new();
+            for (shard, writes) in per_shard.iter().enumerate() {
+                let at = &topology.shards[shard].primary;
+                writes
+                    .send(&pools[shard], at, &mut refused, &mut redirected)
                     .await?;
             }
-            refused.map_or(Ok(tally), |text| Err(RespError::Server(text)))
+            // A key whose slot moved (MOVED) or is being migrated (ASK) is written again,
+            // whole, where the cluster said.
+            for _ in 0..MAX_REDIRECTS {
+                if redirected.is_empty() {
+                    break;
+                }
+                let mut again: BTreeMap<(usize, bool), Writes> = BTreeMap::new();
+                for (i, redirect) in std::mem::take(&mut redirected) {
+                    let (slot, to, ask) = match redirect {
+                        Redirect::Moved { slot, to } => (slot, to, false),
+                        Redirect::Ask { slot, to } => (slot, to, true),
+                    };
+                    let shard = topology
+                        .shards
+                        .iter()
+                        .position(|s| s.primary.host == to.host && s.primary.port == to.port)
+                        .ok_or(SeedError::Redirected { slot, endpoint: to })?;
+                    again
+                        .entry((shard, ask))
+                        .or_insert_with(|| Writes::asking(ask))
+                        .add(&opts, i);
+                }
+                for ((shard, _), writes) in &again {
+                    let at = &topology.shards[*shard].primary;
+                    writes
+                        .send(&pools[*shard], at, &mut refused, &mut redirected)
+                        .await?;
+                }
+            }
+            if let Some((_, redirect)) = redirected.into_iter().next() {
+                return Err(SeedError::Unsettled {
+                    slot: redirect.slot(),
+                    times: MAX_REDIRECTS,
+                });
+            }
+            refused.map_or(Ok(tally), |(at, text)| {
+                Err(SeedError::Write {
+                    endpoint: at,
+                    source: RespError::Server(text),
+                })
+            })
         });
     }
     while let Some(done) = tasks.join_next().await {
         merge(done, summary)?;
     }
     Ok(())
+}
+
+/// How often a key is written again after a redirection before seeding gives up.
+const MAX_REDIRECTS: usize = 5;
+
+/// The writes of some keys to one node, and which key each command writes.
+#[derive(Clone, Default)]
+struct Writes {
+    p: Pipeline,
+    /// For each command, the index of the key it writes.
+    keys: Vec<u64>,
+}
+
+impl Writes {
+    /// Writes for a node importing their slot (ASK): each command after an `ASKING`.
+    fn asking(asking: bool) -> Writes {
+        Writes {
+            p: Pipeline::asking(asking),
+            keys: Vec::new(),
+        }
+    }
+
+    /// Adds key `i`'s writes.
+    fn add(&mut self, opts: &SeedOptions, i: u64) -> DataType {
+        let kind = opts.write(&mut self.p, i);
+        self.keys.resize(self.p.len(), i);
+        kind
+    }
+
+    /// Sends the writes to `at`: the first refusal goes to `refused`, each key a cluster
+    /// redirected (once) to `redirected`.
+    async fn send(
+        &self,
+        pool: &Pool,
+        at: &Endpoint,
+        refused: &mut Option<(Endpoint, String)>,
+        redirected: &mut BTreeMap<u64, Redirect>,
+    ) -> Result<(), SeedError> {
+        if self.p.is_empty() {
+            return Ok(());
+        }
+        let step = if self.p.is_asking() { 2 } else { 1 };
+        let mut n = 0;
+        pool.get()
+            .await
+            .batch(self.p.as_bytes(), self.p.replies(), |reply| {
+                let key = self.keys[n / step];
+                n += 1;
+                let Some(text) = reply.error else { return };
+                match Redirect::of(text, at) {
+                    Some(to) => {
+                        redirected.entry(key).or_insert(to);
+                    }
+                    None => {
+                        refused.get_or_insert_with(|| {
+                            (at.clone(), String::from_utf8_lossy(text).into_owned())
+                        });
+                    }
+                }
+            })
+            .await
+            .map_err(|source| SeedError::Write {
+                endpoint: at.clone(),
+                source,
+            })
+    }
 }
 
 /// What one pipeline wrote.

@@ -220,11 +220,14 @@ fn failure(r: &VerifyReport) -> String {
         .filter(|e| e.persistent)
         .map(|e| {
             let key = keyname::shorten(&e.key, e.key_bytes);
-            format!("{key} in db {} ({})", e.db, e.class.as_str())
+            match &e.detail {
+                Some(d) => format!("{key} in db {} ({}: {d})", e.db, e.class.as_str()),
+                None => format!("{key} in db {} ({})", e.db, e.class.as_str()),
+            }
         })
         .collect();
     format!(
-        "{} of {} keys differ between {} and {}: missing on target {}, extra on target {}, type {}, value {}, ttl {}; for example {}",
+        "{} of {} keys differ between {} and {}: missing on target {}, extra on target {}, type {}, value {}, ttl {}, stream {}, field ttl {}; for example {}",
         r.persistent,
         r.keys_checked,
         r.source,
@@ -234,6 +237,8 @@ fn failure(r: &VerifyReport) -> String {
         m.type_,
         m.value,
         m.ttl,
+        m.stream,
+        m.field_ttl,
         examples.join(", ")
     )
 }

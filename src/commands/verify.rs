@@ -151,8 +151,8 @@ pub fn text(r: &VerifyReport) -> String {
     out.push_str(&format!("  by type: {}\n", types.join(", ")));
     let m = &r.mismatches;
     out.push_str(&format!(
-        "  persistent: missing on target {}, extra on target {}, type {}, value {}, ttl {}\n",
-        m.missing_on_target, m.extra_on_target, m.type_, m.value, m.ttl
+        "  persistent: missing on target {}, extra on target {}, type {}, value {}, ttl {}, stream {}, field ttl {}\n",
+        m.missing_on_target, m.extra_on_target, m.type_, m.value, m.ttl, m.stream, m.field_ttl
     ));
     out.push_str(&format!(
         "  expired during the check {}, skipped {}, rounds {}\n",
@@ -182,6 +182,9 @@ pub fn text(r: &VerifyReport) -> String {
             f.different.join(", ")
         ));
     }
+    for note in &r.notes {
+        out.push_str(&format!("  {note}\n"));
+    }
     if r.not_rechecked > 0 {
         out.push_str(&format!(
             "  {} mismatches beyond the re-check cap were counted as persistent\n",
@@ -203,6 +206,9 @@ pub fn text(r: &VerifyReport) -> String {
                 e.db,
                 keyname::shorten(&e.key, e.key_bytes)
             ));
+            if let Some(detail) = &e.detail {
+                out.push_str(&format!("      {detail}\n"));
+            }
         }
     }
     out

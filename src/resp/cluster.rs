@@ -153,6 +153,13 @@ pub enum Redirect {
 }
 
 impl Redirect {
+    /// The slot redirected.
+    pub fn slot(&self) -> u16 {
+        match self {
+            Redirect::Moved { slot, .. } | Redirect::Ask { slot, .. } => *slot,
+        }
+    }
+
     /// The redirection an error reply asks for (`MOVED 3999 10.0.0.5:6379`), with the node
     /// reached like `from` (TLS, credentials); an empty host means `from`'s host.
     pub fn of(error: &[u8], from: &Endpoint) -> Option<Redirect> {

@@ -185,22 +185,28 @@ impl Conn {
         Ok(value.expect("one command has one reply"))
     }
 
-    /// Sends `pipeline` and hands each reply, decoded, in order, to `each`. Every reply is
-    /// read even after `each` fails, so the connection stays usable; the first failure is
-    /// returned.
+    /// Sends `pipeline` and hands each reply, decoded, in order, to `each` (the replies to
+    /// an asking pipeline's `ASKING`s left out). Every reply is read even after `each`
+    /// fails, so the connection stays usable; the first failure is returned.
     pub async fn run(
         &mut self,
         pipeline: &Pipeline,
         mut each: impl FnMut(usize, Frame<'_>) -> Result<(), RespError>,
     ) -> Result<(), RespError> {
         let mut failed = None;
-        self.exchange(pipeline.as_bytes(), pipeline.len(), |i, buf, _| {
+        let asking = pipeline.is_asking();
+        self.exchange(pipeline.as_bytes(), pipeline.replies(), |i, buf, _| {
             let Some((frame, used)) =
                 decode_range(buf).map_err(|e| RespError::Protocol(e.to_string()))?
             else {
                 return Ok(None);
             };
-            if let Err(e) = each(i, Frame::new(&frame, buf)) {
+            let (i, skip) = if asking {
+                (i / 2, i % 2 == 0)
+            } else {
+                (i, false)
+            };
+            if !skip && let Err(e) = each(i, Frame::new(&frame, buf)) {
                 failed.get_or_insert(e);
             }
             Ok(Some(used))

@@ -5,11 +5,40 @@
 pub struct Pipeline {
     out: Vec<u8>,
     len: usize,
+    /// Every command goes after an `ASKING`, whose reply [`Conn::run`] leaves out.
+    ///
+    /// [`Conn::run`]: super::Conn::run
+    asking: bool,
 }
 
 impl Pipeline {
     pub fn new() -> Pipeline {
         Pipeline::default()
+    }
+
+    /// A pipeline for a cluster node that is importing the slot of its keys (an `ASK`
+    /// redirection): each command goes after an `ASKING`, which holds for one command.
+    pub fn asking(asking: bool) -> Pipeline {
+        Pipeline {
+            asking,
+            ..Pipeline::default()
+        }
+    }
+
+    /// Whether each command goes after an `ASKING`.
+    pub fn is_asking(&self) -> bool {
+        self.asking
+    }
+
+    /// Replies the pipeline gets, the `ASKING`s' included.
+    pub fn replies(&self) -> usize {
+        if self.asking { self.len * 2 } else { self.len }
+    }
+
+    fn ask(&mut self) {
+        if self.asking {
+            self.out.extend_from_slice(b"*1\r\n$6\r\nASKING\r\n");
+        }
     }
 
     /// Adds one command (its name first).
@@ -24,6 +53,7 @@ impl Pipeline {
         name: &[u8],
         args: impl ExactSizeIterator<Item = &'a [u8]>,
     ) -> &mut Self {
+        self.ask();
         header(&mut self.out, b'*', args.len() + 1);
         bulk(&mut self.out, name);
         for arg in args {
@@ -35,6 +65,7 @@ impl Pipeline {
 
     /// Adds a command whose arguments `build` appends, however many there are.
     pub fn command(&mut self, build: impl FnOnce(&mut Args<'_>)) -> &mut Self {
+        self.ask();
         let start = self.out.len();
         let mut args = Args {
             out: &mut self.out,
@@ -50,7 +81,7 @@ impl Pipeline {
         self
     }
 
-    /// Commands added so far.
+    /// Commands added so far, the `ASKING`s left out.
     pub fn len(&self) -> usize {
         self.len
     }
@@ -117,6 +148,13 @@ mod tests {
             p.as_bytes(),
             b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*3\r\n$6\r\nEXISTS\r\n$1\r\na\r\n$2\r\nbc\r\n\
               *3\r\n$7\r\nPEXPIRE\r\n$1\r\nk\r\n$3\r\n-12\r\n"
+        );
+        let mut asking = Pipeline::asking(true);
+        asking.cmd(&[b"GET", b"k"]);
+        assert_eq!((asking.len(), asking.replies()), (1, 2));
+        assert_eq!(
+            asking.as_bytes(),
+            b"*1\r\n$6\r\nASKING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
         );
     }
 }

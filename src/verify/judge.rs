@@ -1,4 +1,5 @@
-//! Judging one key: what both sides say about it (type, TTL, digest) → equal, expired,
+//! Judging one key: what both sides say about it (type, TTL, digest, and what a value
+//! carries beyond its content: a stream's groups, a hash's field TTLs) → equal, expired,
 //! vanished, or a mismatch of one class.
 
 use std::time::{Duration, Instant};
@@ -16,6 +17,10 @@ pub enum Class {
     Type,
     Value,
     Ttl,
+    /// A stream's last generated id, consumer groups, consumers or pending entries.
+    Stream,
+    /// A hash field's TTL.
+    FieldTtl,
 }
 
 impl Class {
@@ -26,6 +31,8 @@ impl Class {
             Class::Type => "type",
             Class::Value => "value",
             Class::Ttl => "ttl",
+            Class::Stream => "stream",
+            Class::FieldTtl => "field_ttl",
         }
     }
 }
@@ -39,6 +46,8 @@ pub struct ClassCounts {
     pub type_: u64,
     pub value: u64,
     pub ttl: u64,
+    pub stream: u64,
+    pub field_ttl: u64,
 }
 
 impl ClassCounts {
@@ -49,6 +58,8 @@ impl ClassCounts {
             Class::Type => &mut self.type_,
             Class::Value => &mut self.value,
             Class::Ttl => &mut self.ttl,
+            Class::Stream => &mut self.stream,
+            Class::FieldTtl => &mut self.field_ttl,
         } += n;
     }
 
@@ -59,15 +70,33 @@ impl ClassCounts {
         self.type_ += other.type_;
         self.value += other.value;
         self.ttl += other.ttl;
+        self.stream += other.stream;
+        self.field_ttl += other.field_ttl;
     }
 
     pub fn total(&self) -> u64 {
-        self.missing_on_target + self.extra_on_target + self.type_ + self.value + self.ttl
+        self.missing_on_target
+            + self.extra_on_target
+            + self.type_
+            + self.value
+            + self.ttl
+            + self.stream
+            + self.field_ttl
     }
 }
 
+/// A difference in what a value carries beyond its content, found by reading both sides
+/// side by side: a stream's server state, a hash's field TTLs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Beyond {
+    /// [`Class::Stream`] or [`Class::FieldTtl`].
+    pub class: Class,
+    /// What differs, source first (`group `g1` last-delivered-id 5-0 vs 3-0`).
+    pub detail: String,
+}
+
 /// What one side says about a key.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Observed {
     pub kind: Kind,
     /// PTTL: -1 no TTL, -2 no key.
@@ -75,6 +104,8 @@ pub(super) struct Observed {
     pub digest: Digest,
     /// The value could not be read as its type promised (it changed under us).
     pub unreadable: bool,
+    /// On the target: how it differs from the source beyond the digest.
+    pub beyond: Option<Beyond>,
 }
 
 impl Default for Observed {
@@ -84,7 +115,20 @@ impl Default for Observed {
             pttl: -2,
             digest: Digest::default(),
             unreadable: false,
+            beyond: None,
         }
+    }
+}
+
+impl Observed {
+    /// Whether this side's value, read as `other`'s type, has the same content: the
+    /// comparisons beyond the digest only make sense then.
+    pub fn same_value(&self, other: &Observed) -> bool {
+        self.kind == other.kind
+            && self.kind != Kind::None
+            && !self.unreadable
+            && !other.unreadable
+            && self.digest == other.digest
     }
 }
 
@@ -104,10 +148,12 @@ pub(super) fn expiring(pttl: i64, tolerance: Duration) -> bool {
 
 /// A mismatched key as the re-check rounds remember it: enough to tell, when it goes
 /// missing later, whether its TTL had really run out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Mismatch {
     /// The latest class.
     pub class: Class,
+    /// What differs, for a class that names it (stream, field TTL).
+    pub detail: Option<String>,
     /// The class it had when first found.
     pub first: Class,
     /// When its TTL ends, as first seen on the side that has the key.
@@ -121,6 +167,7 @@ impl Mismatch {
     pub fn new(class: Class, src: &Observed, dst: &Observed, at: Instant) -> Mismatch {
         let mut m = Mismatch {
             class,
+            detail: None,
             first: class,
             ends: None,
             missing_since: None,
@@ -131,6 +178,11 @@ impl Mismatch {
 
     fn saw(&mut self, class: Class, src: &Observed, dst: &Observed, at: Instant) {
         self.class = class;
+        self.detail = dst
+            .beyond
+            .as_ref()
+            .filter(|b| b.class == class)
+            .map(|b| b.detail.clone());
         let pttl = if src.kind == Kind::None {
             dst.pttl
         } else {
@@ -213,6 +265,7 @@ fn compare(src: &Observed, dst: &Observed, tolerance: Duration) -> Verdict {
         _ if src.unreadable || dst.unreadable || src.digest != dst.digest => {
             Verdict::Mismatch(Class::Value)
         }
+        _ if let Some(beyond) = &dst.beyond => Verdict::Mismatch(beyond.class),
         _ => {
             let ttl_ok = match (src.pttl, dst.pttl) {
                 (a, b) if a < 0 && b < 0 => a == b,
@@ -238,6 +291,7 @@ mod tests {
             pttl,
             digest: Digest::default(),
             unreadable: false,
+            beyond: None,
         }
     }
 
@@ -286,7 +340,7 @@ mod tests {
         );
         let unreadable = Observed {
             unreadable: true,
-            ..s
+            ..s.clone()
         };
         assert_eq!(class(judge(&s, &unreadable, tol)), Some(Class::Value));
         assert!(matches!(judge(&s, &s, tol), Verdict::Equal));

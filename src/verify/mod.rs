@@ -2,14 +2,16 @@
 //!
 //! Both sides are scanned at once, in pipelined batches with several in flight ([`pass`]):
 //! the source → target pass compares every source key's type, canonical value ([`digest`])
-//! and TTL; the target → source pass finds keys only the target has. Keys that expire
-//! during the check are not missing, the probe's keys and ElastiCache's own are skipped
-//! ([`options`]). Mismatches ([`judge`]) are re-checked in later rounds ([`recheck`]), after
-//! a replica target has caught up, and end up persistent or transient. Memory stays
-//! bounded: only batches in flight, a capped re-check set ([`tally`]) and a few examples
-//! are held.
+//! and TTL, and what a value carries beyond its content: a stream's groups, consumers and
+//! pending entries ([`streams`]), a hash's field TTLs ([`field_ttls`]); the target →
+//! source pass finds keys only the target has. Keys that expire during the check are not
+//! missing, the probe's keys and ElastiCache's own are skipped ([`options`]). Mismatches
+//! ([`judge`]) are re-checked in later rounds ([`recheck`]), after a replica target has
+//! caught up, and end up persistent or transient. Memory stays bounded: only batches in
+//! flight, a capped re-check set ([`tally`]) and a few examples are held.
 
 pub mod digest;
+mod field_ttls;
 mod functions;
 mod judge;
 pub mod keyname;
@@ -20,6 +22,7 @@ mod pass;
 mod recheck;
 mod replication;
 mod sides;
+mod streams;
 mod tally;
 
 use std::collections::BTreeMap;
@@ -31,6 +34,7 @@ use serde::Serialize;
 use crate::endpoint::{Endpoint, Resolver};
 use crate::resp::RespError;
 use crate::resp::cluster::TopologyError;
+use digest::Kind;
 pub use functions::Functions;
 pub use judge::{Class, ClassCounts};
 pub use options::{ELASTICACHE_TIMESTAMP_KEY, ReadFrom, VerifyOptions};
@@ -48,6 +52,9 @@ pub struct Example {
     /// The name's length in bytes.
     pub key_bytes: usize,
     pub class: Class,
+    /// What differs, for the classes that say (`stream`, `field_ttl`), source first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// Still different after the last round.
     pub persistent: bool,
 }
@@ -74,6 +81,15 @@ pub struct DbReport {
 pub struct ReadServers {
     pub source: Endpoint,
     pub target: Endpoint,
+}
+
+/// Redirections followed, both sides together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Redirections {
+    /// `MOVED`: the slot had moved; later batches of it go to the new node too.
+    pub moved: u64,
+    /// `ASK`: the key was already at the node importing its slot.
+    pub ask: u64,
 }
 
 /// The shards of both sides of a check with a cluster on either side.
@@ -105,6 +121,8 @@ pub struct VerifyReport {
     pub parity: bool,
     /// The function libraries, a server-state check beside the keys.
     pub functions: Functions,
+    /// What was not compared, and why (`field TTLs not compared: source lacks HPTTL`).
+    pub notes: Vec<String>,
     /// Keys compared, in every database: every source key, plus the keys only the target
     /// has.
     pub keys_checked: u64,
@@ -129,6 +147,9 @@ pub struct VerifyReport {
     pub rounds: u32,
     /// Every database compared, with its counts.
     pub databases: Vec<DbReport>,
+    /// Redirections a cluster answered and the check followed (a slot moved or being
+    /// migrated during the check).
+    pub redirections: Redirections,
     /// The shards of each side, when either is a cluster.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shards: Option<ShardsReport>,
@@ -179,6 +200,20 @@ pub enum VerifyError {
         "the {side} {endpoint} has no online replica to read from (read from the primary, or give a replica's URL)"
     )]
     NoReplica { side: Side, endpoint: Endpoint },
+    /// A cluster sent a slot to a node it did not list when the check began.
+    #[error(
+        "the {side} redirected slot {slot} to {endpoint}, a node not in its slot map when the check began: run the check again"
+    )]
+    Redirected {
+        side: Side,
+        slot: u16,
+        endpoint: Endpoint,
+    },
+    /// A cluster kept redirecting a slot.
+    #[error(
+        "the {side} redirected slot {slot} {times} times in a row: run the check again once the cluster is stable"
+    )]
+    Unsettled { side: Side, slot: u16, times: usize },
     /// An endpoint failed during the check (went away, timed out, refused a command).
     #[error("the {side} {endpoint} failed during the check")]
     Failed {
@@ -245,20 +280,34 @@ pub async fn verify(
     for (key, m) in &tally.pending {
         persistent_by_db.entry(key.db).or_default().add(m.class, 1);
     }
-    let mut persistent_keys: Vec<(&Key, Class)> =
-        tally.pending.iter().map(|(k, m)| (k, m.class)).collect();
+    let mut persistent_keys: Vec<(&Key, Class, Option<&String>)> = tally
+        .pending
+        .iter()
+        .map(|(k, m)| (k, m.class, m.detail.as_ref()))
+        .collect();
     persistent_keys.sort();
     let examples: Vec<Example> = persistent_keys
         .into_iter()
-        .map(|(k, c)| (k, c, true))
-        .chain(tally.overflow_examples.iter().map(|(k, c)| (k, *c, true)))
-        .chain(rechecked.transient_keys.iter().map(|(k, c)| (k, *c, false)))
+        .map(|(k, c, d)| (k, c, d, true))
+        .chain(
+            tally
+                .overflow_examples
+                .iter()
+                .map(|(k, c)| (k, *c, None, true)),
+        )
+        .chain(
+            rechecked
+                .transient_keys
+                .iter()
+                .map(|(k, c)| (k, *c, None, false)),
+        )
         .take(opts.examples)
-        .map(|(k, class, persistent)| Example {
+        .map(|(k, class, detail, persistent)| Example {
             db: k.db,
             key: keyname::escape(&k.name),
             key_bytes: k.name.len(),
             class,
+            detail: detail.cloned(),
             persistent,
         })
         .collect();
@@ -289,8 +338,13 @@ pub async fn verify(
                 target: side(&sides.dst, &per_shard[1]),
             }
         }),
+        redirections: Redirections {
+            moved: sides.redirected[0].load(std::sync::atomic::Ordering::Relaxed),
+            ask: sides.redirected[1].load(std::sync::atomic::Ordering::Relaxed),
+        },
         parity: true,
         functions,
+        notes: Vec::new(),
         keys_checked: 0,
         by_type: BTreeMap::new(),
         mismatches: ClassCounts::default(),
@@ -329,6 +383,18 @@ pub async fn verify(
             expired: counts.expired,
             skipped: counts.skipped,
         });
+    }
+    let lacking: Vec<String> = [(Side::Source, &sides.src), (Side::Target, &sides.dst)]
+        .into_iter()
+        .filter(|(_, reader)| !reader.field_ttls)
+        .map(|(side, _)| side.to_string())
+        .collect();
+    if !lacking.is_empty() && report.by_type.contains_key(Kind::Hash.name()) {
+        let verb = if lacking.len() == 1 { "lacks" } else { "lack" };
+        report.notes.push(format!(
+            "field TTLs not compared: {} {verb} HPTTL",
+            lacking.join(" and ")
+        ));
     }
     report.persistent = report.mismatches.total();
     report.transient = report.transient_mismatches.total();

@@ -1,11 +1,11 @@
 //! Reading what both sides say about a batch of keys (type, PTTL, value digest) in as few
 //! round trips and commands as the replies allow.
 
-use crate::resp::{Conn, Frame, Pipeline};
+use crate::resp::{Conn, Frame};
 
 use super::digest::{self, Kind, Next};
-use super::judge::Observed;
-use super::sides::{At, Sides};
+use super::judge::{Beyond, Class, Observed};
+use super::sides::{At, Follow, Redirects, Sides};
 use super::{Side, VerifyError};
 
 /// Keys whose next chunk is asked for in one pipeline.
@@ -24,57 +24,141 @@ impl Sides {
     /// source is read and the target is asked PTTL and read as the source's type says. The
     /// target's own TYPE is asked only where that read says the type differs (WRONGTYPE),
     /// or where the source has no value to read: one command less per key on the target.
+    ///
+    /// In a cluster, a key whose slot has moved (MOVED) or is being migrated (ASK) is
+    /// asked again where the redirection says ([`Follow`]).
     pub(super) async fn observe(
         &self,
         at: At,
         keys: &[Vec<u8>],
     ) -> Result<(Vec<Observed>, Vec<Observed>), VerifyError> {
+        let mut follow = Follow::new(at);
+        let (mut src, mut dst) = self.observe_once(at, keys, &follow.redirects).await?;
+        while let Some(groups) = follow.next(self)? {
+            for (there, which) in groups {
+                let again: Vec<Vec<u8>> = which.iter().map(|&i| keys[i].clone()).collect();
+                let (s, d) = self.observe_once(there, &again, &follow.redirects).await?;
+                for ((&i, s), d) in which.iter().zip(s).zip(d) {
+                    (src[i], dst[i]) = (s, d);
+                }
+                follow.done(there, &which);
+            }
+        }
+        Ok((src, dst))
+    }
+
+    /// One attempt at [`Sides::observe`]: the keys a cluster redirected are noted in
+    /// `redirects`, their observations left incomplete.
+    async fn observe_once(
+        &self,
+        at: At,
+        keys: &[Vec<u8>],
+        redirects: &Redirects,
+    ) -> Result<(Vec<Observed>, Vec<Observed>), VerifyError> {
         let mut src_conn = self.lease(Side::Source, at).await?;
-        let mut p = Pipeline::new();
+        let mut p = at.pipeline(Side::Source);
         for key in keys {
             p.cmd(&[b"TYPE", key]).cmd(&[b"PTTL", key]);
         }
         let mut src = vec![Observed::default(); keys.len()];
         src_conn
-            .run(&p, |j, r| {
-                let o = &mut src[j / 2];
-                match j % 2 {
-                    0 => o.kind = Kind::parse(r.ok()?),
-                    _ => o.pttl = ttl(r.ok()?),
-                }
-                Ok(())
-            })
+            .run(
+                &p,
+                self.noting(
+                    redirects,
+                    Side::Source,
+                    at,
+                    |j| j / 2,
+                    |j, r| {
+                        let o = &mut src[j / 2];
+                        match j % 2 {
+                            0 => o.kind = Kind::parse(r.ok()?),
+                            _ => o.pttl = ttl(r.ok()?),
+                        }
+                        Ok(())
+                    },
+                ),
+            )
             .await
             .map_err(|e| self.err(Side::Source, e))?;
         let kinds: Vec<Kind> = src.iter().map(|o| o.kind).collect();
         let mut dst = vec![Observed::default(); keys.len()];
         let ((), wrong_type) = tokio::try_join!(
             async {
-                self.read_values(Side::Source, &mut src_conn, keys, &kinds, &mut src)
-                    .await
-                    .map(drop)
+                self.read_values(
+                    (Side::Source, at),
+                    &mut src_conn,
+                    keys,
+                    &kinds,
+                    &mut src,
+                    redirects,
+                )
+                .await
+                .map(drop)
             },
             async {
                 let mut conn = self.lease(Side::Target, at).await?;
-                self.read_values(Side::Target, &mut conn, keys, &kinds, &mut dst)
-                    .await
+                self.read_values(
+                    (Side::Target, at),
+                    &mut conn,
+                    keys,
+                    &kinds,
+                    &mut dst,
+                    redirects,
+                )
+                .await
             }
         )?;
         drop(src_conn);
         if !wrong_type.is_empty() {
-            let mut p = Pipeline::new();
+            let mut p = at.pipeline(Side::Target);
             for &i in &wrong_type {
                 p.cmd(&[b"TYPE", &keys[i]]);
             }
-            self.run(Side::Target, at, &p, |j, r| {
-                let i = wrong_type[j];
-                let o = &mut dst[i];
-                o.kind = Kind::parse(r.ok()?);
-                // The same type as the source's after all: it changed while being read.
-                o.unreadable = o.kind == kinds[i];
-                Ok(())
-            })
+            self.run(
+                Side::Target,
+                at,
+                &p,
+                self.noting(
+                    redirects,
+                    Side::Target,
+                    at,
+                    |j| wrong_type[j],
+                    |j, r| {
+                        let i = wrong_type[j];
+                        let o = &mut dst[i];
+                        o.kind = Kind::parse(r.ok()?);
+                        // The same type as the source's after all: it changed while being read.
+                        o.unreadable = o.kind == kinds[i];
+                        Ok(())
+                    },
+                ),
+            )
             .await?;
+        }
+        let streams: Vec<usize> = (0..keys.len())
+            .filter(|&i| src[i].kind == Kind::Stream && src[i].same_value(&dst[i]))
+            .collect();
+        if !streams.is_empty() {
+            for (i, detail) in self.stream_states(at, keys, &streams, redirects).await? {
+                dst[i].beyond = Some(Beyond {
+                    class: Class::Stream,
+                    detail,
+                });
+            }
+        }
+        if self.src.field_ttls && self.dst.field_ttls {
+            let hashes: Vec<usize> = (0..keys.len())
+                .filter(|&i| src[i].kind == Kind::Hash && src[i].same_value(&dst[i]))
+                .collect();
+            if !hashes.is_empty() {
+                for (i, detail) in self.field_ttls(at, keys, &hashes, redirects).await? {
+                    dst[i].beyond = Some(Beyond {
+                        class: Class::FieldTtl,
+                        detail,
+                    });
+                }
+            }
         }
         Ok((src, dst))
     }
@@ -86,15 +170,16 @@ impl Sides {
     /// keys whose read failed as another type would (their kind is still to be asked).
     async fn read_values(
         &self,
-        side: Side,
+        (side, at): (Side, At),
         conn: &mut Conn,
         keys: &[Vec<u8>],
         kinds: &[Kind],
         observed: &mut [Observed],
+        redirects: &Redirects,
     ) -> Result<Vec<usize>, VerifyError> {
         let chunk = self.opts.chunk;
         let target = side == Side::Target;
-        let mut p = Pipeline::new();
+        let mut p = at.pipeline(side);
         let mut asked: Vec<(usize, Asked)> = Vec::with_capacity(keys.len() * 2);
         for (i, key) in keys.iter().enumerate() {
             if target {
@@ -113,44 +198,48 @@ impl Sides {
         }
         let mut unfinished = Vec::new();
         let mut wrong_type = Vec::new();
-        conn.run(&p, |j, r| {
-            let (i, what) = asked[j];
-            let o = &mut observed[i];
-            match what {
-                Asked::Ttl => o.pttl = ttl(r.ok()?),
-                Asked::Type => {
-                    o.kind = if o.pttl == -2 {
-                        Kind::None
-                    } else {
-                        Kind::parse(r.ok()?)
+        let key_of = |j: usize| asked[j].0;
+        conn.run(
+            &p,
+            self.noting(redirects, side, at, key_of, |j, r| {
+                let (i, what) = asked[j];
+                let o = &mut observed[i];
+                match what {
+                    Asked::Ttl => o.pttl = ttl(r.ok()?),
+                    Asked::Type => {
+                        o.kind = if o.pttl == -2 {
+                            Kind::None
+                        } else {
+                            Kind::parse(r.ok()?)
+                        }
+                    }
+                    Asked::Value => {
+                        if target {
+                            o.kind = if o.pttl == -2 { Kind::None } else { kinds[i] };
+                        }
+                        if o.kind == Kind::None {
+                            return Ok(());
+                        }
+                        match r.error() {
+                            Some(e) if target && e.starts_with(b"WRONGTYPE") => wrong_type.push(i),
+                            Some(_) => o.unreadable = true,
+                            None => match o.digest.absorb(o.kind, r, chunk, &Next::Start) {
+                                Ok(Next::Done) => {}
+                                Ok(next) => unfinished.push((i, next)),
+                                Err(_) => o.unreadable = true,
+                            },
+                        }
                     }
                 }
-                Asked::Value => {
-                    if target {
-                        o.kind = if o.pttl == -2 { Kind::None } else { kinds[i] };
-                    }
-                    if o.kind == Kind::None {
-                        return Ok(());
-                    }
-                    match r.error() {
-                        Some(e) if target && e.starts_with(b"WRONGTYPE") => wrong_type.push(i),
-                        Some(_) => o.unreadable = true,
-                        None => match o.digest.absorb(o.kind, r, chunk, &Next::Start) {
-                            Ok(Next::Done) => {}
-                            Ok(next) => unfinished.push((i, next)),
-                            Err(_) => o.unreadable = true,
-                        },
-                    }
-                }
-            }
-            Ok(())
-        })
+                Ok(())
+            }),
+        )
         .await
         .map_err(|e| self.err(side, e))?;
         // The rest of big values, a few keys' next chunks per pipeline, so neither side
         // buffers more than that many chunks of replies.
         while !unfinished.is_empty() {
-            let mut p = Pipeline::new();
+            let mut p = at.pipeline(side);
             let mut asked = Vec::new();
             let later = unfinished.split_off(unfinished.len().min(CONTINUED));
             for (i, next) in unfinished {
@@ -162,20 +251,24 @@ impl Sides {
             if asked.is_empty() {
                 continue;
             }
-            conn.run(&p, |j, r| {
-                let (i, at) = &asked[j];
-                let o = &mut observed[*i];
-                // An error here is WRONGTYPE or the like: the key changed while it was read.
-                match r.error().map_or_else(
-                    || o.digest.absorb(o.kind, r, chunk, at),
-                    |_| Err(digest::Unreadable),
-                ) {
-                    Ok(Next::Done) => {}
-                    Ok(more) => unfinished.push((*i, more)),
-                    Err(_) => o.unreadable = true,
-                }
-                Ok(())
-            })
+            let key_of = |j: usize| asked[j].0;
+            conn.run(
+                &p,
+                self.noting(redirects, side, at, key_of, |j, r| {
+                    let (i, from) = &asked[j];
+                    let o = &mut observed[*i];
+                    // An error here is WRONGTYPE or the like: the key changed while it was read.
+                    match r.error().map_or_else(
+                        || o.digest.absorb(o.kind, r, chunk, from),
+                        |_| Err(digest::Unreadable),
+                    ) {
+                        Ok(Next::Done) => {}
+                        Ok(more) => unfinished.push((*i, more)),
+                        Err(_) => o.unreadable = true,
+                    }
+                    Ok(())
+                }),
+            )
             .await
             .map_err(|e| self.err(side, e))?;
         }

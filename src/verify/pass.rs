@@ -14,7 +14,7 @@ use crate::resp::{Pipeline, RespError};
 use super::digest::Kind;
 use super::judge::{self, Class, Mismatch, Observed, Verdict};
 use super::observe::ttl;
-use super::sides::{At, Sides};
+use super::sides::{At, Follow, Redirects, Sides};
 use super::tally::{Key, Tally};
 use super::{Side, VerifyError, VerifyProgress};
 
@@ -53,7 +53,7 @@ impl Sides {
             Side::Target => Side::Source,
         };
         for shard in 0..self.reader(scanned).nodes.len() {
-            let mut at = At { db, shard: [0; 2] };
+            let mut at = At::new(db, [0; 2]);
             at.shard[scanned as usize] = shard;
             let mut cursor = b"0".to_vec();
             loop {
@@ -85,13 +85,10 @@ impl Sides {
                 if let Some(pacer) = pacer.filter(|_| !keys.is_empty()) {
                     pacer.take(keys.len() as u64).await;
                 }
-                let topology = &self.reader(other).topology;
+                let reader = self.reader(other);
                 let mut by_shard: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
                 for key in keys {
-                    by_shard
-                        .entry(topology.shard_of(&key))
-                        .or_default()
-                        .push(key);
+                    by_shard.entry(reader.shard_of(&key)).or_default().push(key);
                 }
                 for (theirs, keys) in by_shard {
                     at.shard[other as usize] = theirs;
@@ -150,6 +147,27 @@ impl Sides {
     /// keys are looked at one by one only in a batch that has an extra key. A cluster
     /// refuses keys of several slots in one command: there every key is asked alone.
     async fn extras(&self, at: At, keys: Vec<Vec<u8>>) -> Result<Tally, VerifyError> {
+        let mut follow = Follow::new(at);
+        let mut tally = self.extras_once(at, &keys, &follow.redirects).await?;
+        while let Some(groups) = follow.next(self)? {
+            for (there, which) in groups {
+                let again: Vec<Vec<u8>> = which.iter().map(|&i| keys[i].clone()).collect();
+                let part = self.extras_once(there, &again, &follow.redirects).await?;
+                tally.merge(part, self.opts.recheck_cap);
+                follow.done(there, &which);
+            }
+        }
+        Ok(tally)
+    }
+
+    /// One attempt at [`Sides::extras`]: the keys a cluster redirected are noted in
+    /// `redirects`, not counted.
+    async fn extras_once(
+        &self,
+        at: At,
+        keys: &[Vec<u8>],
+        redirects: &Redirects,
+    ) -> Result<Tally, VerifyError> {
         let db = at.db;
         let mut tally = Tally::default();
         if !self.src.topology.cluster {
@@ -165,31 +183,49 @@ impl Sides {
                 return Ok(tally);
             }
         }
-        let mut each = Pipeline::new();
-        for key in &keys {
+        let mut each = at.pipeline(Side::Source);
+        for key in keys {
             each.cmd(&[b"EXISTS", key]);
         }
         let mut absent = Vec::new();
-        self.run(Side::Source, at, &each, |i, r| {
-            if r.ok()?.int() == Some(0) {
-                absent.push(i);
-            }
-            Ok(())
-        })
+        self.run(
+            Side::Source,
+            at,
+            &each,
+            self.noting(
+                redirects,
+                Side::Source,
+                at,
+                |i| i,
+                |i, r| {
+                    if r.ok()?.int() == Some(0) {
+                        absent.push(i);
+                    }
+                    Ok(())
+                },
+            ),
+        )
         .await?;
-        let mut pttl = Pipeline::new();
+        let mut pttl = at.pipeline(Side::Target);
         for &i in &absent {
             pttl.cmd(&[b"PTTL", &keys[i]]).cmd(&[b"TYPE", &keys[i]]);
         }
+        // A key redirected here keeps (-2, none): it is counted in the next attempt.
         let mut target = vec![(-2, Kind::None); absent.len()];
-        self.run(Side::Target, at, &pttl, |j, r| {
-            let seen = &mut target[j / 2];
-            match j % 2 {
-                0 => seen.0 = ttl(r.ok()?),
-                _ => seen.1 = Kind::parse(r.ok()?),
-            }
-            Ok(())
-        })
+        let key_of = |j: usize| absent[j / 2];
+        self.run(
+            Side::Target,
+            at,
+            &pttl,
+            self.noting(redirects, Side::Target, at, key_of, |j, r| {
+                let seen = &mut target[j / 2];
+                match j % 2 {
+                    0 => seen.0 = ttl(r.ok()?),
+                    _ => seen.1 = Kind::parse(r.ok()?),
+                }
+                Ok(())
+            }),
+        )
         .await?;
         let at = Instant::now();
         for (i, (ttl, kind)) in absent.into_iter().zip(target) {

@@ -44,10 +44,7 @@ pub(super) async fn rounds(
         // By database and by the shards each key lives in on the two sides.
         let mut by_place: BTreeMap<(i64, [usize; 2]), Vec<Vec<u8>>> = BTreeMap::new();
         for key in tally.pending.keys() {
-            let shard = [
-                sides.src.topology.shard_of(&key.name),
-                sides.dst.topology.shard_of(&key.name),
-            ];
+            let shard = [sides.src.shard_of(&key.name), sides.dst.shard_of(&key.name)];
             by_place
                 .entry((key.db, shard))
                 .or_default()
@@ -56,14 +53,14 @@ pub(super) async fn rounds(
         let mut still = HashMap::new();
         for ((db, shard), names) in by_place {
             for chunk in names.chunks(opts.batch) {
-                let (src, dst) = sides.observe(At { db, shard }, chunk).await?;
+                let (src, dst) = sides.observe(At::new(db, shard), chunk).await?;
                 let at = Instant::now();
                 for ((name, s), d) in chunk.iter().zip(&src).zip(&dst) {
                     let key = Key {
                         db,
                         name: name.clone(),
                     };
-                    let Some(mut m) = tally.pending.get(&key).copied() else {
+                    let Some(mut m) = tally.pending.get(&key).cloned() else {
                         continue;
                     };
                     match judge::rejudge(&mut m, s, d, at, opts.ttl_tolerance) {

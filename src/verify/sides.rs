@@ -3,12 +3,15 @@
 //! A side is a [`Reader`]: the connections that read each shard of one endpoint (one, for
 //! a standalone server), lent out one batch at a time and switched to the database a batch
 //! is about. Every read names where its keys live ([`At`]), so it goes to the one node that
-//! holds them and never mixes slots.
+//! holds them and never mixes slots. A key a cluster redirects while its slot moves (MOVED)
+//! or is being migrated (ASK) is asked again where the cluster says ([`Follow`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 
 use crate::endpoint::{Endpoint, Resolver};
-use crate::resp::cluster::Topology;
+use crate::resp::cluster::{self, Redirect, Topology};
 use crate::resp::{Conn, Frame, Lease, Pipeline, Pool, RespError};
 
 use super::pace::Pacer;
@@ -26,6 +29,10 @@ pub(super) struct Node {
 pub(super) struct Reader {
     pub topology: Topology,
     pub nodes: Vec<Node>,
+    /// The server has per-field hash TTLs (`HPTTL`, Redis 7.4 and Valkey 9 on).
+    pub field_ttls: bool,
+    /// Slots a `MOVED` sent to another node since the map was read: slot → node index.
+    moved: RwLock<HashMap<u16, usize>>,
 }
 
 impl Reader {
@@ -49,6 +56,19 @@ impl Reader {
         let topology = Topology::of(&mut first, given)
             .await
             .map_err(|source| VerifyError::Topology { side, source })?;
+        // COMMAND INFO answers nil for a command the server does not have.
+        let field_ttls = match first
+            .call(&[b"COMMAND", b"INFO", b"HPTTL"], |r| {
+                r.items()
+                    .and_then(|mut found| found.next())
+                    .is_some_and(|f| !f.is_nil())
+            })
+            .await
+        {
+            Ok(has) => has,
+            Err(RespError::Server(_)) => false,
+            Err(e) => return Err(connect_err(given)(e)),
+        };
         let no_replica = || VerifyError::NoReplica {
             side,
             endpoint: given.clone(),
@@ -72,9 +92,16 @@ impl Reader {
         for endpoint in read {
             let mut conns = Vec::with_capacity(opts.connections);
             for _ in 0..opts.connections {
-                let conn = Conn::connect(resolver, &endpoint, opts.timeout)
+                let mut conn = Conn::connect(resolver, &endpoint, opts.timeout)
                     .await
                     .map_err(connect_err(&endpoint))?;
+                // A cluster replica answers reads of its primary's slots only after READONLY;
+                // otherwise it redirects them to the primary.
+                if topology.cluster && opts.read_from == ReadFrom::Replica {
+                    conn.call(&[b"READONLY"], |_| ())
+                        .await
+                        .map_err(connect_err(&endpoint))?;
+                }
                 conns.push(conn);
             }
             nodes.push(Node {
@@ -82,7 +109,35 @@ impl Reader {
                 pool: Pool::new(conns),
             });
         }
-        Ok(Reader { topology, nodes })
+        Ok(Reader {
+            topology,
+            nodes,
+            field_ttls,
+            moved: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The index in [`Reader::nodes`] of the node that serves `key`: by the slot map, or
+    /// where a `MOVED` said its slot went since.
+    pub fn shard_of(&self, key: &[u8]) -> usize {
+        if !self.topology.cluster {
+            return 0;
+        }
+        let moved = self.moved.read().expect("a lock is never poisoned");
+        match moved.get(&cluster::slot(key)) {
+            Some(&node) => node,
+            None => self.topology.shard_of(key),
+        }
+    }
+
+    /// The node a redirection names: one read, or the primary of a shard read at a
+    /// replica.
+    fn node_at(&self, endpoint: &Endpoint) -> Option<usize> {
+        let same = |e: &Endpoint| e.host == endpoint.host && e.port == endpoint.port;
+        self.nodes
+            .iter()
+            .position(|n| same(&n.endpoint))
+            .or_else(|| self.topology.shards.iter().position(|s| same(&s.primary)))
     }
 
     /// A connection on whatever database, for server-wide questions: the first shard's
@@ -113,11 +168,109 @@ impl Reader {
 /// Where a batch of keys lives: its database (the source's number), and its shard on each
 /// side, indexed by [`Side`]. Every key of a batch hashes to the same shard on both sides,
 /// so each side's commands for it go to one node.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct At {
     pub db: i64,
     pub shard: [usize; 2],
+    /// The node is importing the keys' slot (an `ASK`): each command goes after `ASKING`.
+    pub asking: [bool; 2],
 }
+
+impl At {
+    pub fn new(db: i64, shard: [usize; 2]) -> At {
+        At {
+            db,
+            shard,
+            asking: [false; 2],
+        }
+    }
+
+    /// An empty pipeline for `side`'s node at this place.
+    pub fn pipeline(&self, side: Side) -> Pipeline {
+        Pipeline::asking(self.asking[side as usize])
+    }
+}
+
+/// Redirections a cluster answered during one attempt at a batch: the key (its index in
+/// the batch), the side, and where to.
+#[derive(Default)]
+pub(super) struct Redirects(Mutex<Vec<(usize, Side, Redirect)>>);
+
+impl Redirects {
+    pub fn push(&self, key: usize, side: Side, to: Redirect) {
+        self.0
+            .lock()
+            .expect("a lock is never poisoned")
+            .push((key, side, to));
+    }
+
+    pub fn take(&self) -> Vec<(usize, Side, Redirect)> {
+        std::mem::take(&mut self.0.lock().expect("a lock is never poisoned"))
+    }
+}
+
+/// Following redirections for one batch: after the first attempt at `at`, the keys a
+/// cluster redirected are tried again where it said ([`Follow::next`]), until none is
+/// left, at most [`MAX_REDIRECTS`] times.
+pub(super) struct Follow {
+    at: At,
+    /// What the attempt under way notes, by its keys' indices.
+    pub redirects: Redirects,
+    /// Where each key tried again was last asked.
+    places: HashMap<usize, At>,
+    /// Redirections of the attempts done, by the batch's key indices.
+    pending: Vec<(usize, Side, Redirect)>,
+    round: usize,
+}
+
+impl Follow {
+    pub fn new(at: At) -> Follow {
+        Follow {
+            at,
+            redirects: Redirects::default(),
+            places: HashMap::new(),
+            pending: Vec::new(),
+            round: 0,
+        }
+    }
+
+    /// The next attempts, by place, each with the batch's key indices it is about; none
+    /// when no key is left to follow.
+    pub fn next(&mut self, sides: &Sides) -> Result<Option<BTreeMap<At, Vec<usize>>>, VerifyError> {
+        if self.round == 0 {
+            self.pending = self.redirects.take();
+        }
+        let Some((_, side, to)) = self.pending.first() else {
+            return Ok(None);
+        };
+        if self.round == MAX_REDIRECTS {
+            return Err(VerifyError::Unsettled {
+                side: *side,
+                slot: to.slot(),
+                times: MAX_REDIRECTS,
+            });
+        }
+        self.round += 1;
+        let (at, places) = (self.at, &self.places);
+        let groups = sides.reroute(std::mem::take(&mut self.pending), |i| {
+            places.get(&i).copied().unwrap_or(at)
+        })?;
+        Ok(Some(groups))
+    }
+
+    /// The attempt at `there` about the batch's keys `which` is done: what it noted is
+    /// followed next.
+    pub fn done(&mut self, there: At, which: &[usize]) {
+        self.places.extend(which.iter().map(|&i| (i, there)));
+        let noted = self.redirects.take();
+        self.pending
+            .extend(noted.into_iter().map(|(n, side, to)| (which[n], side, to)));
+    }
+}
+
+/// How often a key is sent on after a redirection before the check gives up: a slot moves
+/// once (MOVED), or is asked at its importing node (ASK), so a few are plenty.
+pub(super) const MAX_REDIRECTS: usize = 5;
 
 /// `given` itself when it is a replica, else its first online replica (from its
 /// `INFO replication`), reached with the same credentials and TLS.
@@ -159,6 +312,8 @@ pub(super) struct Sides {
     pub pacers: [Option<Pacer>; 2],
     /// Source database → target database; every database of the check is a key.
     pub dbs: BTreeMap<i64, i64>,
+    /// Redirections followed: MOVED, ASK.
+    pub redirected: [AtomicU64; 2],
 }
 
 impl Sides {
@@ -176,7 +331,71 @@ impl Sides {
             opts: opts.clone(),
             pacers: [Pacer::new(opts.max_rate), Pacer::new(opts.max_rate)],
             dbs: BTreeMap::new(),
+            redirected: [AtomicU64::new(0), AtomicU64::new(0)],
         })
+    }
+
+    /// Wraps a reply handler of `side` at `at`: a MOVED or ASK about key `key_of(j)` is
+    /// noted in `redirects` instead of handled, so the key can be asked again where it is.
+    pub fn noting<'a>(
+        &'a self,
+        redirects: &'a Redirects,
+        side: Side,
+        at: At,
+        key_of: impl Fn(usize) -> usize + 'a,
+        mut each: impl FnMut(usize, Frame<'_>) -> Result<(), RespError> + 'a,
+    ) -> impl FnMut(usize, Frame<'_>) -> Result<(), RespError> + 'a {
+        let from = &self.reader(side).nodes[at.shard[side as usize]].endpoint;
+        move |j, r| {
+            if let Some(to) = r.error().and_then(|e| Redirect::of(e, from)) {
+                redirects.push(key_of(j), side, to);
+                return Ok(());
+            }
+            each(j, r)
+        }
+    }
+
+    /// Where the redirected keys are asked next, grouped by place: each key where it was
+    /// asked (`at_of`) with each side that redirected it sent to the node named, asking it
+    /// for an ASK. A MOVED also sends later batches of that slot there.
+    pub fn reroute(
+        &self,
+        redirected: Vec<(usize, Side, Redirect)>,
+        at_of: impl Fn(usize) -> At,
+    ) -> Result<BTreeMap<At, Vec<usize>>, VerifyError> {
+        let mut places: BTreeMap<usize, At> = BTreeMap::new();
+        let mut counted = std::collections::HashSet::new();
+        for (i, side, redirect) in redirected {
+            let at = places.entry(i).or_insert_with(|| at_of(i));
+            let (slot, to, ask) = match redirect {
+                Redirect::Moved { slot, to } => (slot, to, false),
+                Redirect::Ask { slot, to } => (slot, to, true),
+            };
+            let reader = self.reader(side);
+            let node = reader.node_at(&to).ok_or_else(|| VerifyError::Redirected {
+                side,
+                slot,
+                endpoint: to.clone(),
+            })?;
+            if !ask {
+                reader
+                    .moved
+                    .write()
+                    .expect("a lock is never poisoned")
+                    .insert(slot, node);
+            }
+            // Once per key and side, however many of its commands were redirected.
+            if counted.insert((i, side as usize)) {
+                self.redirected[usize::from(ask)].fetch_add(1, Ordering::Relaxed);
+            }
+            at.shard[side as usize] = node;
+            at.asking[side as usize] = ask;
+        }
+        let mut groups: BTreeMap<At, Vec<usize>> = BTreeMap::new();
+        for (i, at) in places {
+            groups.entry(at).or_default().push(i);
+        }
+        Ok(groups)
     }
 
     pub fn reader(&self, side: Side) -> &Reader {
@@ -228,6 +447,42 @@ impl Sides {
             .run(p, each)
             .await
             .map_err(|e| self.err(side, e))
+    }
+
+    /// Runs the commands `build` adds on both sides at `at` at once; each reply, with its
+    /// index, becomes a `T` or `None` (always `None` for a redirection about key
+    /// `key_of(j)`, which is noted in `redirects`).
+    pub async fn both<T: Send>(
+        &self,
+        at: At,
+        redirects: &Redirects,
+        build: impl Fn(&mut Pipeline),
+        key_of: impl Fn(usize) -> usize + Sync,
+        read: impl Fn(usize, Frame<'_>) -> Option<T> + Sync,
+    ) -> Result<[Vec<Option<T>>; 2], VerifyError> {
+        let one = |side| {
+            let (read, key_of) = (&read, &key_of);
+            let mut p = at.pipeline(side);
+            build(&mut p);
+            async move {
+                let mut out = Vec::with_capacity(p.len());
+                let from = &self.reader(side).nodes[at.shard[side as usize]].endpoint;
+                self.run(side, at, &p, |j, r| {
+                    match r.error().and_then(|e| Redirect::of(e, from)) {
+                        Some(to) => {
+                            redirects.push(key_of(j), side, to);
+                            out.push(None);
+                        }
+                        None => out.push(read(j, r)),
+                    }
+                    Ok(())
+                })
+                .await?;
+                Ok::<_, VerifyError>(out)
+            }
+        };
+        let (src, dst) = tokio::try_join!(one(Side::Source), one(Side::Target))?;
+        Ok([src, dst])
     }
 
     /// The reply of shard `shard` of `side` to a command about no database (INFO), as

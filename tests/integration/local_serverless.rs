@@ -140,7 +140,7 @@ fn local_serverless_migration_runbook_runs_end_to_end() {
     assert_eq!(r.outputs("verify_after")["keys_checked"], 300);
     assert_eq!(
         r.outputs("verify_after")["mismatches"],
-        json!({"missing_on_target": 0, "extra_on_target": 0, "type": 0, "value": 0, "ttl": 0})
+        json!({"missing_on_target": 0, "extra_on_target": 0, "type": 0, "value": 0, "ttl": 0, "stream": 0, "field_ttl": 0})
     );
 }
 
@@ -190,7 +190,7 @@ fn local_serverless_engine_change_changes_the_engine_and_keeps_every_key() {
         (
             &json!(true),
             &json!(300),
-            &json!({"missing_on_target": 0, "extra_on_target": 0, "type": 0, "value": 0, "ttl": 0})
+            &json!({"missing_on_target": 0, "extra_on_target": 0, "type": 0, "value": 0, "ttl": 0, "stream": 0, "field_ttl": 0})
         )
     );
 }
