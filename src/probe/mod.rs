@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::endpoint::{Endpoint, Resolver};
 pub use classify::{ErrorClass, OutageKind};
-pub use record::{ClientsAt, Op, ProbeEvent, Recorder, Second};
+pub use record::{ClientsAt, Op, ProbeEvent, Recorder, Second, ShardAt};
 
 /// How the probe samples.
 #[derive(Clone, Debug)]
@@ -142,6 +142,7 @@ impl RunProbe {
             key: format!("{}{}:{}", shared.config.key_prefix, shared.tag, tasks.len()),
             recorder: recorder.clone(),
             step: shared.step.clone(),
+            nodes: Mutex::new(Vec::new()),
         };
         let handle = shared.runtime.spawn(sampler.run(shared.stop.clone()));
         tasks.push((endpoint, handle));

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use chrono::{DateTime, Duration, Utc};
 use runbook::journal::{Event, Phase, Record, RunStatus};
-use runbook::probe::record::{ProbeEvent, Recorder};
+use runbook::probe::record::{Lane, ProbeEvent, Recorder};
 use runbook::probe::{ErrorClass, Op, OutageKind};
 use serde_json::{Value, json};
 
@@ -179,6 +179,10 @@ fn synthetic_run(dir: &Path) {
 
     let rec = Recorder::open(dir).unwrap();
     let endpoint = "redis://127.0.0.1:7001";
+    let lane = Lane {
+        endpoint,
+        shard: None,
+    };
     rec.event(&ProbeEvent::Started {
         ts: t0,
         endpoint: endpoint.into(),
@@ -196,12 +200,12 @@ fn synthetic_run(dir: &Path) {
         let ts = at(t0, s);
         for op in [Op::Write, Op::Read] {
             if (12.0..13.5).contains(&s) {
-                rec.failed(ts, endpoint, &step, op, ErrorClass::Refused);
+                rec.failed(ts, lane, &step, op, ErrorClass::Refused);
             } else {
                 let slow = if s > 13.0 { 2 } else { 1 };
                 rec.ok(
                     ts,
-                    endpoint,
+                    lane,
                     &step,
                     op,
                     slow * (200 + (tick % 7) as u64 * 30),
@@ -212,6 +216,7 @@ fn synthetic_run(dir: &Path) {
     for op in [Op::Write, Op::Read] {
         rec.event(&ProbeEvent::Outage {
             endpoint: endpoint.into(),
+            shard: None,
             op,
             kind: OutageKind::Disconnect,
             step: Some("engine_change".into()),
@@ -225,6 +230,7 @@ fn synthetic_run(dir: &Path) {
     rec.event(&ProbeEvent::Connected {
         ts: at(t0, 13.5),
         endpoint: endpoint.into(),
+        shard: None,
         op: Op::Write,
         resolved: vec!["127.0.0.1:7001".into()],
         address: Some("127.0.0.1:7001".into()),
