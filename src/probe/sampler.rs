@@ -67,7 +67,10 @@ struct ShardProbe {
 
 impl ShardProbe {
     fn target(&self) -> (u64, Endpoint) {
-        self.target.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.target
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Sends both lanes to `node`; returns the new count.
@@ -84,7 +87,13 @@ impl ShardProbe {
 fn slots_label(slots: &[(u16, u16)]) -> String {
     slots
         .iter()
-        .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+        .map(|(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -192,6 +201,8 @@ impl Sampler {
     /// Probes until `stop` turns true (or its sender goes away), then lets the requests
     /// in flight finish or time out, so each tick is counted.
     pub async fn run(self, stop: watch::Receiver<bool>) {
+        // The shards first: the schedule starts once the lanes can follow it.
+        let shards = self.shards().await;
         let clock = Clock {
             base: Instant::now(),
             base_wall: Utc::now(),
@@ -204,7 +215,6 @@ impl Sampler {
             interval_ms: clock.interval.as_secs_f64() * 1000.0,
             timeout_ms: self.config.timeout.as_secs_f64() * 1000.0,
         });
-        let shards = self.shards().await;
         let sampler = Arc::new(self);
         let (end_tx, end) = watch::channel(None);
         let lanes: Vec<JoinHandle<u64>> = shards
@@ -505,8 +515,7 @@ impl Lane {
     /// a little late is the probe's own jitter, and then latency counts from now.
     async fn issue(&mut self, scheduled: Instant, now: Instant) {
         // The other lane of the shard followed a redirection: follow it between requests.
-        if self.live.is_some() && self.pending.is_empty() && self.shard.target().0 != self.moves
-        {
+        if self.live.is_some() && self.pending.is_empty() && self.shard.target().0 != self.moves {
             self.live = None;
         }
         let from = if now - scheduled > self.clock.interval {
@@ -852,7 +861,12 @@ async fn owner(
 /// Opens a connection after resolving the name again (in a cluster, to the primary the slot
 /// map names now), and records where it went and the node's role; the writes' lane also
 /// reads the sequence number back, to count lost acknowledged writes.
-async fn open(s: &Sampler, shard: &ShardProbe, target: Endpoint, op: Op) -> Result<Opened, Failure> {
+async fn open(
+    s: &Sampler,
+    shard: &ShardProbe,
+    target: Endpoint,
+    op: Op,
+) -> Result<Opened, Failure> {
     let limit = s.config.timeout;
     let (node, conn) = if shard.cluster {
         owner(s, shard, target).await?
@@ -974,7 +988,10 @@ mod tests {
 
     #[test]
     fn reads_the_address_reached() {
-        assert_eq!(slots_label(&[(0, 99), (200, 200), (300, 5460)]), "0-99,200,300-5460");
+        assert_eq!(
+            slots_label(&[(0, 99), (200, 200), (300, 5460)]),
+            "0-99,200,300-5460"
+        );
         let info = "id=3 addr=127.0.0.1:50000 laddr=10.1.2.3:6379 fd=8 name= db=0";
         assert_eq!(local_address(info).as_deref(), Some("10.1.2.3:6379"));
         let clock = Clock {

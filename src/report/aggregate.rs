@@ -184,7 +184,12 @@ pub fn build(dir: &Path) -> Result<Report, ReportError> {
     for s in &seconds {
         let h = s.decode_histogram();
         per_step
-            .entry((step_label(&s.step), s.endpoint.clone(), s.shard.clone(), s.op))
+            .entry((
+                step_label(&s.step),
+                s.endpoint.clone(),
+                s.shard.clone(),
+                s.op,
+            ))
             .or_default()
             .add(s, h.as_ref());
         if let Some(shard) = &s.shard {
@@ -550,7 +555,11 @@ impl ProbeData {
                 } => {
                     // A resumed run probes again: its shards are the same ones, or new.
                     for at in shards {
-                        if !d.shards.iter().any(|(e, s)| *e == endpoint && s.shard == at.shard) {
+                        if !d
+                            .shards
+                            .iter()
+                            .any(|(e, s)| *e == endpoint && s.shard == at.shard)
+                        {
                             d.shards.push((endpoint.clone(), at));
                         }
                     }
@@ -942,7 +951,11 @@ fn strips(probe: &ProbeData, outages: &[Outage], view: &ClientsView, window: Win
             .filter(|(endpoint, _)| *endpoint == e.endpoint)
             .map(|(_, at)| Some(at.shard.clone()))
             .collect();
-        let shards = if shards.is_empty() { vec![None] } else { shards };
+        let shards = if shards.is_empty() {
+            vec![None]
+        } else {
+            shards
+        };
         shards.into_iter().map(move |shard| (e, shard))
     });
     lanes

@@ -203,13 +203,7 @@ fn synthetic_run(dir: &Path) {
                 rec.failed(ts, lane, &step, op, ErrorClass::Refused);
             } else {
                 let slow = if s > 13.0 { 2 } else { 1 };
-                rec.ok(
-                    ts,
-                    lane,
-                    &step,
-                    op,
-                    slow * (200 + (tick % 7) as u64 * 30),
-                );
+                rec.ok(ts, lane, &step, op, slow * (200 + (tick % 7) as u64 * 30));
             }
         }
     }
