@@ -255,13 +255,13 @@ Probed: `redis://127.0.0.1:7001` (2600 ticks) every 10 ms
 
 ## Steps
 
-| Step | Action | Status | Attempts | Duration | Operations | Clients on | p50 | p95 | p99 | max | Errors | Outages |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|
-| `deploy` | exec | succeeded | 1 | 5.00 s | started redis-server on 127.0.0.1:7001 | – | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0 | – |
-| `verify_before` | data.verify | succeeded | 1 | 3.00 s |  | – | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0 | – |
-| `engine_change` | exec | succeeded | 2 | 12.00 s | node 002: stopping redis; node 002 \| valkey serves again; node 001: stopping redis (+1 more) | – | 0.46 ms | 0.76 ms | 0.76 ms | 0.76 ms | 300 | 1 disconnect (1.50 s) |
-| `bench` | bench.run | succeeded | 1 | 5.00 s |  | – | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0 | – |
-| `metrics` | metrics.capture | succeeded | 1 | 1.00 s |  | – | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0 | – |
+| Step | Action | Status | Attempts | Duration | Operations | Clients on | Requests | p50 | p95 | p99 | max | Errors | Outages |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| `deploy` | exec | succeeded | 1 | 5.00 s | started redis-server on 127.0.0.1:7001 | – | 1000 | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0 | – |
+| `verify_before` | data.verify | succeeded | 1 | 3.00 s |  | – | 600 | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0 | – |
+| `engine_change` | exec | succeeded | 2 | 12.00 s | node 002: stopping redis; node 002 \| valkey serves again; node 001: stopping redis (+1 more) | – | 2400 | 0.46 ms | 0.76 ms | 0.76 ms | 0.76 ms | 300 | 1 disconnect (1.50 s) |
+| `bench` | bench.run | succeeded | 1 | 5.00 s |  | – | 1000 | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0 | – |
+| `metrics` | metrics.capture | succeeded | 1 | 1.00 s |  | – | 200 | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0 | – |
 
 ## Outages
 
@@ -360,7 +360,7 @@ fn a_run_report_has_every_section_and_puts_the_outage_in_its_step() {
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
             .unwrap();
-    assert_eq!(report["format_version"], 2);
+    assert_eq!(report["format_version"], 3);
     assert_eq!(
         report["outcome"],
         json!({
