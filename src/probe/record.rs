@@ -140,6 +140,23 @@ pub enum ProbeEvent {
         endpoint: String,
         shards: Vec<ShardAt>,
     },
+    /// Writes to an endpoint that had acknowledged some are refused as by a replica
+    /// (READONLY): it was demoted, as a primary is by a failover (`writable: false`); or it
+    /// acknowledges writes again after that (`writable: true`).
+    Writable {
+        ts: DateTime<Utc>,
+        endpoint: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shard: Option<String>,
+        writable: bool,
+    },
+    /// The runbook's endpoint of this name moved to `by` (the platform named a new
+    /// primary): `endpoint` is no longer probed.
+    Replaced {
+        ts: DateTime<Utc>,
+        endpoint: String,
+        by: String,
+    },
     /// Probing of an endpoint ended after `ticks` ticks (each one write and one read,
     /// every one of them counted as a success or a failure).
     Stopped {

@@ -361,6 +361,8 @@ struct Lane {
     acknowledged: Option<u64>,
     /// The step of the last acknowledged write, to record each step's first one.
     acknowledged_in: Option<Option<String>>,
+    /// Writes were acknowledged, then refused as by a replica: the node was demoted.
+    demoted: bool,
     ticks: u64,
 }
 
@@ -418,6 +420,7 @@ impl Lane {
             run: None,
             acknowledged: None,
             acknowledged_in: None,
+            demoted: false,
             ticks: 0,
         }
     }
@@ -585,6 +588,10 @@ impl Lane {
         match error {
             None => {
                 if self.op == Op::Write {
+                    if self.demoted {
+                        self.demoted = false;
+                        self.writable(at, true);
+                    }
                     self.acknowledged = Some(self.acknowledged.unwrap_or(0).max(request.seq));
                     if self.acknowledged_in.as_ref() != Some(&request.step) {
                         self.s.recorder.event(&ProbeEvent::FirstWrite {
@@ -621,8 +628,22 @@ impl Lane {
                 };
                 self.fail(&request, &failure);
                 self.follow(text.as_bytes(), &failure);
+                if class == ErrorClass::Readonly && self.acknowledged.is_some() && !self.demoted
+                {
+                    self.demoted = true;
+                    self.writable(request.scheduled, false);
+                }
             }
         }
+    }
+
+    fn writable(&self, at: Instant, writable: bool) {
+        self.s.recorder.event(&ProbeEvent::Writable {
+            ts: self.clock.wall(at),
+            endpoint: self.s.label(),
+            shard: self.shard(),
+            writable,
+        });
     }
 
     /// After a `MOVED` reply in a cluster, both lanes of the shard go to the node named;

@@ -173,7 +173,7 @@ pub fn build(dir: &Path) -> Result<Report, ReportError> {
         .filter_map(|s| Some((s.id.clone(), s.started_at?)))
         .collect();
     let clients = clients_spans(&probe, &step_starts, window);
-    let mut view = ClientsView::new(&clients, &probe.endpoints, window);
+    let mut view = ClientsView::new(&clients, &probe, window);
 
     let mut per_step: BTreeMap<(String, String, Option<String>, Op), Acc> = BTreeMap::new();
     let mut per_shard: BTreeMap<(String, String), Acc> = BTreeMap::new();
@@ -436,6 +436,11 @@ struct ProbeData {
     raw: Vec<RawOutage>,
     /// The shards of each endpoint that is a cluster of several, in slot order.
     shards: Vec<(String, ShardAt)>,
+    /// When each endpoint refused writes as a replica after it had taken some (a failover
+    /// demoted it), until it took writes again.
+    demoted: BTreeMap<String, Vec<(f64, f64)>>,
+    /// Named endpoints that moved: (old, when, new).
+    replaced: Vec<(String, f64, String)>,
     connections: Vec<Connection>,
     lost_writes: Vec<LostWrites>,
     plan: Vec<ClientsAt>,
@@ -564,7 +569,24 @@ impl ProbeData {
                         }
                     }
                 }
-                ProbeEvent::Error { .. } => {}
+                ProbeEvent::Writable {
+                    ts,
+                    endpoint,
+                    shard: None,
+                    writable,
+                } => {
+                    let spans = d.demoted.entry(endpoint).or_default();
+                    let open = spans.last().is_some_and(|l| l.1 == f64::INFINITY);
+                    match (writable, spans.last_mut()) {
+                        (true, Some(last)) if open => last.1 = unix(ts),
+                        (false, _) if !open => spans.push((unix(ts), f64::INFINITY)),
+                        _ => {}
+                    }
+                }
+                ProbeEvent::Replaced { ts, endpoint, by } => {
+                    d.replaced.push((endpoint, unix(ts), by));
+                }
+                ProbeEvent::Writable { .. } | ProbeEvent::Error { .. } => {}
             }
         }
         // A probe that never stopped (a crash) counts until its last sign of life.
@@ -574,6 +596,22 @@ impl ProbeData {
         }
         d.raw.sort_by_key(|o| o.start);
         d
+    }
+
+    /// When `endpoint` stood for its name: from the replacement of the one before it (of
+    /// that name) to its own, unbounded on either side when there was none.
+    fn tenure(&self, endpoint: &str) -> (f64, f64) {
+        let start = self
+            .replaced
+            .iter()
+            .find(|(_, _, by)| by == endpoint)
+            .map_or(f64::NEG_INFINITY, |(_, t, _)| *t);
+        let end = self
+            .replaced
+            .iter()
+            .find(|(old, _, _)| old == endpoint)
+            .map_or(f64::INFINITY, |(_, t, _)| *t);
+        (start, end)
     }
 
     fn label_of(&self, name: &str) -> Option<String> {
@@ -620,26 +658,54 @@ struct ClientsView {
     spans: Vec<(String, f64, f64)>,
     window: (f64, f64),
     probed: Vec<(f64, f64)>,
+    /// The runbook does not say where the clients are.
+    planless: bool,
 }
 
 impl ClientsView {
-    fn new(clients: &[ClientsSpan], endpoints: &[EndpointInfo], window: Window) -> ClientsView {
+    /// Without a plan the clients are on every endpoint while it stands for its name, except
+    /// while it is demoted to a replica: the clients of a primary endpoint follow the
+    /// primary. With a plan they are on the endpoints of the name it gives, each while it
+    /// stands for that name.
+    fn new(clients: &[ClientsSpan], probe: &ProbeData, window: Window) -> ClientsView {
         let w = (unix(window.start), unix(window.end));
+        let within = |e: &EndpointInfo, (a, b): (f64, f64)| {
+            let (t0, t1) = probe.tenure(&e.endpoint);
+            let span = (a.max(t0), b.min(t1));
+            (span.1 > span.0).then_some(span)
+        };
         let spans = if clients.is_empty() {
-            endpoints
+            probe
+                .endpoints
                 .iter()
-                .map(|e| (e.endpoint.clone(), w.0, w.1))
+                .filter_map(|e| Some((e, within(e, w)?)))
+                .flat_map(|(e, span)| {
+                    let demoted = probe.demoted.get(&e.endpoint).cloned().unwrap_or_default();
+                    subtract(&[span], &demoted)
+                        .into_iter()
+                        .map(|(a, b)| (e.endpoint.clone(), a, b))
+                })
                 .collect()
         } else {
             clients
                 .iter()
-                .filter_map(|c| Some((c.endpoint.clone()?, unix(c.start), unix(c.end))))
+                .flat_map(|c| {
+                    probe
+                        .endpoints
+                        .iter()
+                        .filter(|e| e.name.as_deref() == Some(c.name.as_str()))
+                        .filter_map(|e| {
+                            let (a, b) = within(e, (unix(c.start), unix(c.end)))?;
+                            Some((e.endpoint.clone(), a, b))
+                        })
+                })
                 .collect()
         };
         ClientsView {
             spans,
             window: w,
             probed: Vec::new(),
+            planless: clients.is_empty(),
         }
     }
 
@@ -707,6 +773,24 @@ impl ClientsView {
                 self.gaps()
             )),
         };
+        if self.planless {
+            let demoted: Vec<String> = probe
+                .demoted
+                .iter()
+                .flat_map(|(e, spans)| spans.iter().map(move |(a, _)| (e, *a)))
+                .map(|(e, a)| format!("`{e}` from {}", clock(a)))
+                .collect();
+            if !demoted.is_empty() {
+                let sentence = format!(
+                    "the probed primary became a replica ({}): its clients follow the new primary, which was not probed, so that time does not count",
+                    demoted.join(", ")
+                );
+                outcome.probe_note = Some(match outcome.probe_note.take() {
+                    Some(note) => format!("{note}; {sentence}"),
+                    None => sentence,
+                });
+            }
+        }
         if outcome.probed == Coverage::None {
             return;
         }
@@ -732,11 +816,6 @@ impl ClientsView {
     /// The stretches of the run when the clients' endpoint was not probed, as clock times.
     fn gaps(&self) -> String {
         let missing = subtract(&[self.window], &self.probed);
-        let clock = |t: f64| {
-            DateTime::from_timestamp_micros((t * 1e6) as i64)
-                .map(|t| t.format("%H:%M:%S%.3f").to_string())
-                .unwrap_or_default()
-        };
         let shown: Vec<String> = missing
             .iter()
             .take(3)
@@ -1013,6 +1092,13 @@ fn strips(probe: &ProbeData, outages: &[Outage], view: &ClientsView, window: Win
             }
         })
         .collect()
+}
+
+/// A time as `HH:MM:SS.mmm` (UTC).
+fn clock(t: f64) -> String {
+    DateTime::from_timestamp_micros((t * 1e6) as i64)
+        .map(|t| t.format("%H:%M:%S%.3f").to_string())
+        .unwrap_or_default()
 }
 
 fn unix(t: DateTime<Utc>) -> f64 {
