@@ -628,8 +628,7 @@ impl Lane {
                 };
                 self.fail(&request, &failure);
                 self.follow(text.as_bytes(), &failure);
-                if class == ErrorClass::Readonly && self.acknowledged.is_some() && !self.demoted
-                {
+                if class == ErrorClass::Readonly && self.acknowledged.is_some() && !self.demoted {
                     self.demoted = true;
                     self.writable(request.scheduled, false);
                 }

@@ -817,8 +817,7 @@ fn a_failover_of_one_shard_of_three_is_a_short_outage_of_that_shard_only() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|c| c["shard"] == shards[1] && c["op"] == op)
-            .next_back()
+            .rfind(|c| c["shard"] == shards[1] && c["op"] == op)
             .map(|c| (c["address"].clone(), c["role"].clone()))
     };
     for op in ["write", "read"] {
@@ -841,4 +840,87 @@ fn a_one_node_cluster_is_probed_as_one_shard() {
     every_tick_counted(&report, 2000.0, INTERVAL_MS);
     // The probe's keys live in the cluster's one shard.
     assert_eq!(cluster.dbsizes(), [1]);
+}
+
+/// Promotes `replica` in place of `primary` as the local platform does without cluster
+/// mode: `REPLICAOF NO ONE` on the replica, then the old primary replicates from it.
+fn swap(primary: &Server, replica: &Server) {
+    assert_eq!(replica.cli(&["REPLICAOF", "NO", "ONE"]), "OK");
+    let port = replica.port.to_string();
+    assert_eq!(primary.cli(&["REPLICAOF", "127.0.0.1", &port]), "OK");
+}
+
+#[test]
+fn a_promotion_stops_the_old_primary_counting_and_an_announced_primary_takes_over() {
+    let primary = Server::start(Engine::Redis);
+    let port = primary.port.to_string();
+    let replica = Server::start_with(Engine::Redis, &["--replicaof", "127.0.0.1", &port]);
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_step_tx, step_rx) = tokio::sync::watch::channel(Some("failover".to_string()));
+    let probe = rt.block_on(async {
+        RunProbe::start(
+            dir.path(),
+            ProbeConfig::default(),
+            Resolver::default(),
+            step_rx,
+        )
+    });
+    let name = Some("primary".to_string());
+    probe.watch_named(Endpoint::local(primary.port), name.clone());
+    std::thread::sleep(Duration::from_millis(800));
+    swap(&primary, &replica);
+    std::thread::sleep(Duration::from_millis(700));
+    // The platform names the new primary: the probe moves there.
+    probe.watch_named(Endpoint::local(replica.port), name);
+    std::thread::sleep(Duration::from_millis(800));
+    rt.block_on(probe.stop());
+
+    let report = runbook::report::build(dir.path()).unwrap();
+    let json = serde_json::to_value(&report).unwrap();
+    let outages = outages_without_times(&json);
+    assert_eq!(
+        outages,
+        vec![
+            json!({"endpoint": primary.url(), "name": "primary", "kind": "refusal",
+                    "ops": ["write"], "step": "failover", "cause": "readonly",
+                    "clients": false})
+        ],
+        "{:#}",
+        json["outages"]
+    );
+    // The refusals of the old primary are not the clients': they follow the primary, which
+    // was not probed from the demotion to the announcement.
+    let o = &report.outcome;
+    assert_eq!(
+        (o.refusals, o.disconnects, o.stalls, o.errors),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(o.unwritable_s, Some(0.0));
+    assert_eq!(json["outcome"]["probed"], "partly");
+    let note = o.probe_note.clone().unwrap_or_default();
+    let demoted = format!(
+        "the probed primary became a replica (`{}` from ",
+        primary.url()
+    );
+    assert!(note.contains(&demoted), "{note}");
+    let gap = (o.run_s - o.probed_s) * 1000.0;
+    assert!(
+        (600.0..900.0).contains(&gap),
+        "the new primary was unprobed for the 700 ms before it was named: {gap} ms"
+    );
+    let ends: Vec<(String, bool)> = report
+        .endpoints
+        .iter()
+        .map(|e| (e.endpoint.clone(), e.until.is_some()))
+        .collect();
+    assert_eq!(ends, [(primary.url(), true), (replica.url(), true)]);
+    assert!(
+        report.endpoints[0].until
+            < Some(report.endpoints[1].from + chrono::Duration::milliseconds(100))
+    );
+    assert_eq!(
+        json["latency"]["write"]["errors"],
+        json["outages"][0]["failed_requests"]
+    );
 }
