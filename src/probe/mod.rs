@@ -1,10 +1,10 @@
 //! The background probe: what the cache's clients feel while a runbook runs.
 //!
-//! Per endpoint, a write lane and a read lane each issue one request a tick on a fixed
-//! open-loop schedule, on connections of their own; failures are classified, runs of
-//! failures become outage events of a kind (disconnect, stall, refusal, error), lost
-//! acknowledged writes are counted and every sample is tagged with the step running at
-//! its scheduled time.
+//! Per endpoint (per shard of a cluster), a write lane and a read lane each issue one
+//! request a tick on a fixed open-loop schedule, on connections of their own; failures
+//! are classified, runs of failures become outage events of a kind (disconnect, stall,
+//! refusal, error), lost acknowledged writes are counted and every sample is tagged with
+//! the step running at its scheduled time.
 //! Everything goes to files under the run directory as it happens ([`record`]), so the
 //! report survives a crash and memory stays bounded. The probe never blocks or fails
 //! the run: its own problems are printed once and otherwise ignored.

@@ -2,8 +2,8 @@
 //!
 //! Two JSON-lines files under `<run dir>/probe/`: `events.jsonl` (every connection,
 //! error, outage and lost-write event) and `seconds.jsonl` (one line per second,
-//! endpoint, step and operation, with an HdrHistogram of that second's latencies and the
-//! worst latency and the errors of each tenth of it, for a sub-second timeline). Memory
+//! endpoint, shard, step and operation, with an HdrHistogram of that second's latencies
+//! and the worst latency and the errors of each tenth of it, for a sub-second timeline). Memory
 //! stays bounded (only the current seconds are held), the files survive a crash up to
 //! the last second, and exact per-step percentiles are the merge of the seconds' histograms.
 
