@@ -201,8 +201,6 @@ impl Sampler {
     /// Probes until `stop` turns true (or its sender goes away), then lets the requests
     /// in flight finish or time out, so each tick is counted.
     pub async fn run(self, stop: watch::Receiver<bool>) {
-        // The shards first: the schedule starts once the lanes can follow it.
-        let shards = self.shards().await;
         let clock = Clock {
             base: Instant::now(),
             base_wall: Utc::now(),
@@ -215,6 +213,8 @@ impl Sampler {
             interval_ms: clock.interval.as_secs_f64() * 1000.0,
             timeout_ms: self.config.timeout.as_secs_f64() * 1000.0,
         });
+        // Ticks due while the shards are found are issued late, and count from their time.
+        let shards = self.shards().await;
         let sampler = Arc::new(self);
         let (end_tx, end) = watch::channel(None);
         let lanes: Vec<JoinHandle<u64>> = shards
