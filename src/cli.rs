@@ -32,7 +32,8 @@ pub struct Global {
         global = true,
         default_value = ".runbook",
         env = "RUNBOOK_STATE_DIR",
-        value_name = "DIR"
+        value_name = "DIR",
+        value_parser = local_state_dir
     )]
     pub state_dir: PathBuf,
     /// Set a runbook parameter (repeatable).
@@ -53,6 +54,16 @@ pub struct Global {
     /// Reach HOST:PORT at ADDR:PORT instead (an SSH tunnel or bastion), curl-style. Repeatable.
     #[arg(long, global = true, value_name = "HOST:PORT=ADDR:PORT")]
     pub resolve: Vec<String>,
+}
+
+/// A state dir is a local folder: an `s3://` URL would otherwise become a folder named
+/// `s3:` here, and runs a team thinks are shared would not be.
+fn local_state_dir(text: &str) -> Result<PathBuf, String> {
+    if text.starts_with("s3://") {
+        Err("state on S3 is not available in this version; give a local folder".into())
+    } else {
+        Ok(PathBuf::from(text))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,5 +113,21 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Destroy(a) => commands::destroy::run(g, a).await,
         Command::Schema(a) => commands::schema::run(g, a).await,
         Command::Completions(a) => commands::completions::run(g, a).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_s3_state_dir_is_refused_not_taken_for_a_folder() {
+        let err =
+            Cli::try_parse_from(["runbook", "runs", "--state-dir", "s3://team/runs"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert_eq!(
+            err.to_string(),
+            "error: invalid value 's3://team/runs' for '--state-dir <DIR>': state on S3 is not available in this version; give a local folder\n\nFor more information, try '--help'.\n"
+        );
     }
 }

@@ -16,6 +16,7 @@ pub mod duration;
 pub mod endpoint;
 pub mod error;
 pub mod executor;
+pub mod fleet;
 pub mod journal;
 pub mod load;
 pub mod lock;

@@ -1,12 +1,14 @@
 //! What the person running a runbook sees on stderr while it runs.
 //!
 //! A spinner (indicatif) on a terminal; plain lines when stderr is not a terminal
-//! (CI logs, pipes), so a log still tells the story.
+//! (CI logs, pipes), so a log still tells the story. A fleet shows one spinner per running
+//! member.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// The progress display of one command.
 pub struct Progress {
@@ -84,5 +86,72 @@ impl Progress {
 impl Default for Progress {
     fn default() -> Self {
         Progress::new()
+    }
+}
+
+/// The progress display of a fleet: one line per running member on a terminal
+/// (indicatif's multi-progress), each showing the member's latest line; every member's
+/// lines, each after its value, when stderr is not a terminal.
+pub struct FleetProgress {
+    multi: Option<MultiProgress>,
+    bars: HashMap<usize, ProgressBar>,
+}
+
+impl FleetProgress {
+    pub fn new() -> FleetProgress {
+        FleetProgress {
+            multi: std::io::stderr()
+                .is_terminal()
+                .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            bars: HashMap::new(),
+        }
+    }
+
+    /// Member `index` (its value `label`) started.
+    pub fn start(&mut self, index: usize, label: &str) {
+        if let Some(multi) = &self.multi {
+            let bar = multi.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {prefix} {wide_msg}")
+                    .expect("static template"),
+            );
+            bar.set_prefix(format!("[{label}]"));
+            bar.enable_steady_tick(Duration::from_millis(120));
+            self.bars.insert(index, bar);
+        }
+    }
+
+    /// A line member `index` printed: its bar's message, or a plain line.
+    pub fn member_line(&self, index: usize, label: &str, line: &str) {
+        let line = crate::redact::printable(line);
+        match self.bars.get(&index) {
+            Some(bar) => bar.set_message(line.into_owned()),
+            None => eprintln!("[{label}] {line}"),
+        }
+    }
+
+    /// Member `index` ended: its bar goes, `verdict` stays.
+    pub fn finish(&mut self, index: usize, label: &str, verdict: &str) {
+        if let Some(bar) = self.bars.remove(&index) {
+            bar.finish_and_clear();
+        }
+        self.line(&format!("[{label}] {verdict}"));
+    }
+
+    /// A line of the fleet's own, kept above the members' bars.
+    pub fn line(&self, message: &str) {
+        let message = crate::redact::printable(message);
+        match &self.multi {
+            Some(multi) => {
+                let _ = multi.println(message.as_ref());
+            }
+            None => eprintln!("{message}"),
+        }
+    }
+}
+
+impl Default for FleetProgress {
+    fn default() -> Self {
+        FleetProgress::new()
     }
 }

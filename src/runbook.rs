@@ -21,6 +21,8 @@ pub struct Runbook {
     /// `env.NAME` a template reads is masked like a secret param.
     pub env: Vec<String>,
     pub probe: Option<ProbeSpec>,
+    /// How a fleet of runs of this runbook is approved (`fleet: { approve: once }`).
+    pub fleet_approval: FleetApproval,
     pub steps: Vec<Step>,
     pub rollback: Vec<Step>,
     pub finally: Vec<Step>,
@@ -34,6 +36,16 @@ pub struct Source {
     pub text: String,
     /// `sha256:<hex>` of the text: how `resume` notices a changed file.
     pub digest: String,
+}
+
+/// Who approves in a fleet (`runbook run --for-each`): each member at its own `approve`
+/// steps, or one person once for the whole fleet before any member starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FleetApproval {
+    #[default]
+    Each,
+    Once,
 }
 
 /// A declared parameter.

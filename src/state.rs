@@ -42,6 +42,8 @@ pub enum StateError {
         dir: PathBuf,
         hint: String,
     },
+    #[error("no fleet `{id}` in {dir} (is --state-dir right?)")]
+    NoSuchFleet { id: String, dir: PathBuf },
     #[error("cannot read {path}")]
     Io {
         path: PathBuf,
@@ -81,31 +83,29 @@ impl StateDir {
         runbook: &str,
         now: DateTime<Utc>,
     ) -> std::io::Result<(String, PathBuf)> {
-        std::fs::create_dir_all(self.runs())?;
-        let slug: String = runbook
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
+        create_in(&self.runs(), "", runbook, now)
+    }
+
+    /// Makes a new fleet folder; the id reads `fleet-20261122-0312-online-migration-7f3a`.
+    pub fn create_fleet(
+        &self,
+        runbook: &str,
+        now: DateTime<Utc>,
+    ) -> std::io::Result<(String, PathBuf)> {
+        create_in(&self.root.join("fleets"), FLEET_PREFIX, runbook, now)
+    }
+
+    /// The folder of fleet `id`, if there is one.
+    pub fn fleet_dir(&self, id: &str) -> Result<PathBuf, StateError> {
+        check_run_id(id).map_err(StateError::BadId)?;
+        let dir = self.root.join("fleets").join(id);
+        if dir.join("fleet.json").is_file() {
+            Ok(dir)
+        } else {
+            Err(StateError::NoSuchFleet {
+                id: id.to_string(),
+                dir: self.root.clone(),
             })
-            .collect();
-        let slug = slug.trim_matches('-');
-        loop {
-            let suffix = format!("{:04x}", rand_u16());
-            let id = format!(
-                "{}-{}-{suffix}",
-                now.format("%Y%m%d-%H%M"),
-                if slug.is_empty() { "run" } else { slug }
-            );
-            let dir = self.runs().join(&id);
-            match std::fs::create_dir(&dir) {
-                Ok(()) => return Ok((id, dir)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
-            }
         }
     }
 
@@ -158,6 +158,49 @@ pub fn check_run_id(id: &str) -> Result<(), String> {
         Err(format!(
             "`{id}` is not a run id: run ids have letters, digits, `-`, `_` and `.` (not first), as `runbook runs` lists them"
         ))
+    }
+}
+
+/// Fleet ids start so, and run ids never do (theirs start with the date).
+pub const FLEET_PREFIX: &str = "fleet-";
+
+/// Whether `id` names a fleet rather than a run.
+pub fn is_fleet_id(id: &str) -> bool {
+    id.starts_with(FLEET_PREFIX)
+}
+
+/// Makes a new folder in `parent` named `<prefix><date>-<time>-<slug>-<random>`.
+fn create_in(
+    parent: &Path,
+    prefix: &str,
+    runbook: &str,
+    now: DateTime<Utc>,
+) -> std::io::Result<(String, PathBuf)> {
+    std::fs::create_dir_all(parent)?;
+    let slug: String = runbook
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let slug = slug.trim_matches('-');
+    loop {
+        let suffix = format!("{:04x}", rand_u16());
+        let id = format!(
+            "{prefix}{}-{}-{suffix}",
+            now.format("%Y%m%d-%H%M"),
+            if slug.is_empty() { "run" } else { slug }
+        );
+        let dir = parent.join(&id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok((id, dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
     }
 }
 

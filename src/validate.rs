@@ -15,7 +15,8 @@ use crate::actions::{self, ActionSpec, REGISTRY};
 use crate::diagnostic::{Diagnostic, Loc, suggest};
 use crate::journal::Phase;
 use crate::runbook::{
-    ClientsAt, OnFailure, Param, ProbeEndpoint, ProbeSpec, Retry, Runbook, Source, Step, Value,
+    ClientsAt, FleetApproval, OnFailure, Param, ProbeEndpoint, ProbeSpec, Retry, Runbook, Source,
+    Step, Value,
 };
 use crate::template;
 
@@ -26,6 +27,7 @@ const TOP_FIELDS: &[&str] = &[
     "params",
     "env",
     "probe",
+    "fleet",
     "steps",
     "rollback",
     "finally",
@@ -40,6 +42,7 @@ const PARAM_FIELDS: &[&str] = &[
 const PROBE_FIELDS: &[&str] = &["endpoints", "clients", "interval", "timeout", "key_prefix"];
 const PROBE_ENDPOINT_FIELDS: &[&str] = &["name", "endpoint"];
 const CLIENTS_FIELDS: &[&str] = &["endpoint", "from"];
+const FLEET_FIELDS: &[&str] = &["approve"];
 const STEP_FIELDS: &[&str] = &[
     "id",
     "action",
@@ -252,6 +255,10 @@ impl Validator {
             .unwrap_or_default();
         let env = map.get_node("env").map(|n| self.env(n)).unwrap_or_default();
         let probe = map.get_node("probe").and_then(|n| self.probe(n));
+        let fleet_approval = map
+            .get_node("fleet")
+            .map(|n| self.fleet(n))
+            .unwrap_or_default();
         let mut seen: BTreeMap<String, Loc> = BTreeMap::new();
         let mut blocks: [Vec<Step>; 3] = Default::default();
         let fields = [
@@ -275,6 +282,7 @@ impl Validator {
             params,
             env,
             probe,
+            fleet_approval,
             steps,
             rollback,
             finally,
@@ -374,6 +382,29 @@ impl Validator {
             out.push(p);
         }
         out
+    }
+
+    /// `fleet:`, how a fleet of runs of this runbook is approved.
+    fn fleet(&mut self, node: &Node) -> FleetApproval {
+        let Some(map) = self.mapping(node, "`fleet`") else {
+            return FleetApproval::Each;
+        };
+        self.known_fields(map, FLEET_FIELDS, "`fleet`");
+        let Some(n) = map.get_node("approve") else {
+            return FleetApproval::Each;
+        };
+        match n.as_scalar().map(|s| s.as_str()) {
+            Some("each") => FleetApproval::Each,
+            Some("once") => FleetApproval::Once,
+            _ => {
+                self.err(
+                    Diagnostic::at(self.loc(n), "`approve` must be `each` or `once`").help(
+                        "`each`: every member of a fleet at its own approve steps; `once`: one approval for the whole fleet",
+                    ),
+                );
+                FleetApproval::Each
+            }
+        }
     }
 
     fn probe(&mut self, node: &Node) -> Option<ProbeSpec> {

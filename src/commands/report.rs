@@ -1,5 +1,6 @@
 //! `runbook report RUN_ID`: a run's report as text, Markdown, HTML or versioned JSON, or
-//! with `--compare OTHER_RUN_ID` two runs side by side, step by step.
+//! with `--compare OTHER_RUN_ID` two runs side by side, step by step; of a fleet, one row per
+//! member.
 
 use std::path::PathBuf;
 
@@ -7,6 +8,7 @@ use anyhow::Context as _;
 
 use crate::cli::Global;
 use crate::error::{Outcome, invalid};
+use crate::fleet;
 use crate::report::{self, Format};
 use crate::state;
 
@@ -56,6 +58,9 @@ fn run_dir(global: &Global, run_id: &str) -> anyhow::Result<PathBuf> {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
+    if state::is_fleet_id(&args.run_id) {
+        return report_fleet(global, &args);
+    }
     let dir = run_dir(global, &args.run_id)?;
     if let Some(other) = &args.compare {
         let other_dir = run_dir(global, other)?;
@@ -99,6 +104,44 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
             }
             let written = report::write_report(&dir, format, &path)?;
             println!("{}", written.display());
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+/// `report FLEET_ID`: every member's status, duration, client impact and parity, as a
+/// text or Markdown table or JSON; `-o` writes it to a file.
+fn report_fleet(global: &Global, args: &Args) -> anyhow::Result<Outcome> {
+    if args.compare.is_some() {
+        return Err(invalid(
+            "--compare sets two runs side by side; give it one member's run id, not a fleet id",
+        ));
+    }
+    let state = state::StateDir::new(&global.state_dir);
+    let dir = state
+        .fleet_dir(&args.run_id)
+        .map_err(|e| invalid(e.to_string()))?;
+    let r = fleet::report(&state, &dir)?;
+    let text = match args.format {
+        Format::Text => fleet::report_table(&r, false),
+        Format::Md => fleet::report_table(&r, true),
+        Format::Json => format!("{}\n", serde_json::to_string_pretty(&r)?),
+        Format::Html => {
+            return Err(invalid(
+                "a fleet's report is text, md or json; each member's run has its HTML report (`runbook report RUN_ID --format html`)",
+            ));
+        }
+    };
+    match &args.output {
+        None => print!("{text}"),
+        Some(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!("{}", path.display());
         }
     }
     Ok(Outcome::Success)

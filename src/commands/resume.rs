@@ -6,9 +6,11 @@ use anyhow::Context as _;
 
 use crate::cli::Global;
 use crate::error::{Outcome, invalid};
+use crate::fleet::{self, MemberStatus, Work};
 use crate::journal::{Event, Journal, RunStatus};
 use crate::load::{LoadFailure, load_text};
 use crate::lock::RunLock;
+use crate::runbook::FleetApproval;
 use crate::state::{self, StateDir};
 use crate::vars;
 
@@ -32,6 +34,9 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
+    if state::is_fleet_id(&args.run_id) {
+        return resume_fleet(global, args).await;
+    }
     let state = StateDir::new(&global.state_dir);
     let dir = state
         .run_dir(&args.run_id)
@@ -120,6 +125,73 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     })?;
     println!("{}", meta.id);
     super::run::drive(global, settled, &meta, &dir, journal, &done, lock).await
+}
+
+/// `resume FLEET_ID`: resumes the members that did not succeed and starts those that never
+/// started, with the fleet's concurrency and error limit (errors counted afresh).
+async fn resume_fleet(global: &Global, args: Args) -> anyhow::Result<Outcome> {
+    if args.from.is_some() || args.repair {
+        return Err(invalid(format!(
+            "--from and --repair apply to one run, not to fleet {}; give them with one member's run id (`runbook show {}` lists them)",
+            args.run_id, args.run_id
+        )));
+    }
+    let state = StateDir::new(&global.state_dir);
+    let dir = state
+        .fleet_dir(&args.run_id)
+        .map_err(|e| invalid(e.to_string()))?;
+    let _lock = RunLock::acquire(&dir, &args.run_id)?;
+    let mut record = fleet::read_record(&dir)?;
+    let work: Vec<(usize, Work)> = record
+        .members
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let v = fleet::view(&state, m);
+            match (&m.run_id, v.status) {
+                (_, MemberStatus::Run(RunStatus::Succeeded)) => None,
+                (Some(id), _) => Some((i, Work::Resume(id.clone()))),
+                (None, _) => Some((i, Work::Start)),
+            }
+        })
+        .collect();
+    if work.is_empty() {
+        eprintln!(
+            "every run of fleet {} already succeeded: nothing to resume",
+            record.id
+        );
+        return Ok(Outcome::Success);
+    }
+    // Members never started run the runbook file as it is now: it must be the fleet's.
+    let new: Vec<String> = work
+        .iter()
+        .filter(|(_, w)| matches!(w, Work::Start))
+        .map(|(i, _)| record.members[*i].value.clone())
+        .collect();
+    let mut yes = args.yes;
+    if !new.is_empty() || (record.approval == FleetApproval::Once && !yes) {
+        let rb = super::run::load_runbook(&record.file)?;
+        if rb.source.digest != record.digest && !args.allow_changed {
+            return Err(invalid(format!(
+                "the runbook {} changed since fleet {} started (digest {} then, {} now); \
+                 the runs not started yet would run steps the others never had. Undo the change, or pass --allow-changed",
+                record.file.display(),
+                record.id,
+                short(&record.digest),
+                short(&rb.source.digest)
+            )));
+        }
+        if !yes && record.approval == FleetApproval::Once {
+            let values: Vec<String> = work
+                .iter()
+                .map(|(i, _)| record.members[*i].value.clone())
+                .collect();
+            yes = fleet::approve_once(&rb, &record.param, &values)?;
+        }
+    }
+    println!("{}", record.id);
+    let launch = fleet::launch_for(global, yes, args.allow_changed);
+    fleet::drive(&dir, &mut record, work, &launch).await
 }
 
 /// `resume --repair`: what cutting the journal back does, done only with `--yes`.

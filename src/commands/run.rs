@@ -12,12 +12,13 @@ use crate::cli::Global;
 use crate::endpoint::Resolver;
 use crate::error::{Outcome, invalid};
 use crate::executor::Executor;
+use crate::fleet::{self, FleetRecord, ForEach, Member, Work};
 use crate::journal::{Event, Journal, Phase, RunStatus, StepStatus};
 use crate::load::{LoadFailure, load};
 use crate::lock::RunLock;
 use crate::platform::{Platform, PlatformKind, PlatformOptions};
 use crate::progress::Progress;
-use crate::runbook::Runbook;
+use crate::runbook::{FleetApproval, Runbook};
 use crate::state::{self, RunMeta, StateDir};
 use crate::template::Scope;
 use crate::vars::{self, Params};
@@ -32,10 +33,26 @@ pub struct Args {
     /// Approve every `approve` step without asking.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// A fleet: one run per value, each with `--var NAME=VALUE`; values separated by
+    /// commas, or `@FILE` with one a line.
+    #[arg(long, value_name = "NAME=VALUES", value_parser = fleet::parse_for_each)]
+    pub for_each: Option<ForEach>,
+    /// In a fleet, how many runs go at once.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "for_each",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrency: u16,
+    /// In a fleet, start no new run once M runs failed (those running finish); default:
+    /// no limit.
+    #[arg(long, value_name = "M", requires = "for_each",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_errors: Option<u16>,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let rb = load_runbook(&args.file)?;
+    if let Some(each) = args.for_each.clone() {
+        return start_fleet(global, &args, rb, each).await;
+    }
     let params = vars::resolve(&rb, &global.vars, global.vars_file.as_deref(), None, &[])?;
     let settled = settle(global, rb, params, args.platform, args.yes).await?;
     // Everything below writes: nothing may be wrong with the input from here on.
@@ -76,6 +93,121 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     })?;
     println!("{id}");
     drive(global, settled, &meta, &dir, journal, &HashMap::new(), lock).await
+}
+
+/// `run --for-each`: checks every member's input, then starts the fleet.
+async fn start_fleet(
+    global: &Global,
+    args: &Args,
+    rb: Runbook,
+    each: ForEach,
+) -> anyhow::Result<Outcome> {
+    let Some(param) = rb.param(&each.name) else {
+        let names: Vec<&str> = rb.params.iter().map(|p| p.name.as_str()).collect();
+        let hint = match crate::diagnostic::suggest(&each.name, names.iter().copied()) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None if names.is_empty() => "it declares no params".into(),
+            None => format!("its params: {}", names.join(", ")),
+        };
+        return Err(invalid(format!(
+            "--for-each: runbook `{}` has no param `{}`; {hint}",
+            rb.name, each.name
+        )));
+    };
+    if param.secret {
+        return Err(invalid(format!(
+            "--for-each: `{}` is a secret param; a fleet's values are written down, so they cannot be secret",
+            each.name
+        )));
+    }
+    if global
+        .vars
+        .iter()
+        .any(|v| fleet::var_name(v) == Some(each.name.as_str()))
+    {
+        return Err(invalid(format!(
+            "`{}` is given both by --var and by --for-each; drop the --var",
+            each.name
+        )));
+    }
+    // Every member's input is checked before the first one starts.
+    Resolver::parse(&global.resolve).map_err(|e| invalid(e.to_string()))?;
+    let opts = PlatformOptions {
+        profile: global.profile.clone(),
+        region: global.region.clone(),
+        endpoint_url: global.endpoint_url.clone(),
+    };
+    let platform = crate::platform::open(args.platform, &opts).await?;
+    for value in &each.values {
+        let mut vars = global.vars.clone();
+        vars.push(format!("{}={value}", each.name));
+        let params = vars::resolve(&rb, &vars, global.vars_file.as_deref(), None, &[])
+            .with_context(|| format!("--for-each: the run for {}={value}", each.name))?;
+        crate::plan::checked(&rb, &params, platform.as_ref())
+            .with_context(|| format!("--for-each: the run for {}={value}", each.name))?;
+    }
+    let yes = args.yes
+        || (rb.fleet_approval == FleetApproval::Once
+            && fleet::approve_once(&rb, &each.name, &each.values)?);
+    // Everything below writes.
+    let state = StateDir::new(&global.state_dir);
+    let started_at = Utc::now();
+    let (id, dir) = state.create_fleet(&rb.name, started_at).with_context(|| {
+        format!(
+            "cannot create a fleet folder in {}",
+            global.state_dir.display()
+        )
+    })?;
+    let _lock = RunLock::acquire(&dir, &id)?;
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut record = FleetRecord {
+        id: id.clone(),
+        runbook: rb.name.clone(),
+        file: absolute(&args.file),
+        digest: rb.source.digest.clone(),
+        platform: args.platform,
+        started_at,
+        param: each.name.clone(),
+        max_concurrency: usize::from(args.max_concurrency),
+        max_errors: args.max_errors.map(usize::from),
+        approval: rb.fleet_approval,
+        vars: global
+            .vars
+            .iter()
+            .filter(|v| {
+                fleet::var_name(v)
+                    .and_then(|n| rb.param(n))
+                    .is_some_and(|p| !p.secret)
+            })
+            .cloned()
+            .collect(),
+        vars_file: global.vars_file.as_deref().map(absolute),
+        profile: global.profile.clone(),
+        region: global.region.clone(),
+        endpoint_url: global.endpoint_url.clone(),
+        resolve: global.resolve.clone(),
+        members: each
+            .values
+            .iter()
+            .map(|v| Member {
+                value: v.clone(),
+                run_id: None,
+                start_error: None,
+            })
+            .collect(),
+    };
+    fleet::write_record(&dir, &record)?;
+    println!("{id}");
+    let work = (0..record.members.len())
+        .map(|i| (i, Work::Start))
+        .collect();
+    fleet::drive(
+        &dir,
+        &mut record,
+        work,
+        &fleet::launch_for(global, yes, false),
+    )
+    .await
 }
 
 /// A run's input once every part of it is known to be right: what `plan` checks has

@@ -88,6 +88,9 @@ pub fn schema() -> Value {
                 "interval": {"$ref": "#/$defs/duration"},
                 "timeout": {"$ref": "#/$defs/duration"},
                 "key_prefix": {"type": "string"}}},
+            "fleet": {"type": "object", "additionalProperties": false, "properties": {
+                "approve": {"enum": ["each", "once"],
+                    "description": "In a fleet (`run --for-each`): approve each member at its own approve steps, or once for the whole fleet."}}},
             "steps": {"type": "array", "items": {"$ref": "#/$defs/step"}},
             "rollback": {"type": "array", "items": {"$ref": "#/$defs/step"}},
             "finally": {"type": "array", "items": {"$ref": "#/$defs/step"}}

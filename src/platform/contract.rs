@@ -419,9 +419,13 @@ pub struct RestoreSnapshot {
     /// E.g. `8.2`.
     #[serde(default)]
     pub engine_version: Option<String>,
-    /// Replicas besides the primary.
+    /// Replicas besides the primary (of each shard).
     #[serde(default = "one")]
     pub replicas: u32,
+    /// Shards (node groups) of the new group: as many as the snapshot holds, which is
+    /// also the default; another count is refused.
+    #[serde(default)]
+    pub shards: Option<u32>,
 }
 
 fn one() -> u32 {

@@ -100,19 +100,23 @@ pub(crate) fn aws_error(code: &str, message: &str) -> String {
 /// The aws target over an ElastiCache client made of `rules`; the other clients point at
 /// a closed loopback port and are never called here.
 pub(crate) fn target(rules: &[&Rule], wait: WaitSettings) -> Aws {
-    let elasticache = mock_client!(aws_sdk_elasticache, RuleMode::MatchAny, rules, |c| c
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(3)
-                .with_initial_backoff(Duration::from_millis(1))
-        ));
     let unused = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url("http://127.0.0.1:9")
         .build();
-    let mut clients = Clients::from_config(&unused);
-    clients.elasticache = elasticache;
+    target_over(rules, wait, Clients::from_config(&unused))
+}
+
+/// The aws target over an ElastiCache client made of `rules` and the other `clients`
+/// (moto's, for the services moto models).
+pub(crate) fn target_over(rules: &[&Rule], wait: WaitSettings, mut clients: Clients) -> Aws {
+    clients.elasticache = mock_client!(aws_sdk_elasticache, RuleMode::MatchAny, rules, |c| c
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(1))
+        ));
     Aws::from_clients(clients).with_wait(wait)
 }
 
@@ -533,4 +537,261 @@ async fn a_stack_that_rolls_back_fails_with_its_failed_resources() {
         notes.iter().any(|n| n.contains("CREATE_FAILED")),
         "{notes:?}"
     );
+}
+
+/// A cluster-mode group `orders` of two shards (`0001` 0-8191, `0002` 8192-16383), one
+/// node each, at `orders-000N-001…:6379`.
+fn sharded(status: &'static str) -> impl Fn() -> DescribeReplicationGroupsOutput {
+    move || {
+        let shard = |id: &str, slots: &str| {
+            NodeGroup::builder()
+                .node_group_id(id)
+                .slots(slots)
+                .node_group_members(
+                    NodeGroupMember::builder()
+                        .cache_cluster_id(format!("orders-{id}-001"))
+                        .read_endpoint(
+                            CacheEndpoint::builder()
+                                .address(shard_host(id))
+                                .port(6379)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build()
+        };
+        DescribeReplicationGroupsOutput::builder()
+            .replication_groups(
+                ReplicationGroup::builder()
+                    .replication_group_id(GROUP)
+                    .status(status)
+                    .engine("valkey")
+                    .cluster_enabled(true)
+                    .configuration_endpoint(
+                        CacheEndpoint::builder()
+                            .address("clustercfg.orders.abc123.use1.cache.amazonaws.com")
+                            .port(6379)
+                            .build(),
+                    )
+                    .node_groups(shard("0001", "0-8191"))
+                    .node_groups(shard("0002", "8192-16383"))
+                    .build(),
+            )
+            .build()
+    }
+}
+
+/// ElastiCache as it answers a restore of a three-shard snapshot into `orders` (not there
+/// yet, then the cluster-mode group) and a describe of it.
+pub(crate) fn sharded_platform() -> Aws {
+    use aws_sdk_elasticache::operation::create_replication_group::CreateReplicationGroupOutput;
+    use aws_sdk_elasticache::operation::describe_snapshots::DescribeSnapshotsOutput;
+    use aws_sdk_elasticache::types::Snapshot;
+
+    let snapshot = mock!(Client::describe_snapshots).then_output(|| {
+        DescribeSnapshotsOutput::builder()
+            .snapshots(Snapshot::builder().num_node_groups(3).build())
+            .build()
+    });
+    let describe = mock!(Client::describe_replication_groups)
+        .sequence()
+        .http_status(
+            404,
+            Some(aws_error(
+                "ReplicationGroupNotFoundFault",
+                "Replication group orders not found.",
+            )),
+        )
+        .output(sharded("available"))
+        .repeatedly()
+        .build();
+    let create = mock!(Client::create_replication_group)
+        .match_requests(|r| r.num_node_groups() == Some(3))
+        .then_output(|| CreateReplicationGroupOutput::builder().build());
+    let evts = events(&[]);
+    let clusters = no_clusters();
+    target(
+        &[&snapshot, &describe, &create, &evts, &clusters],
+        fast_waits(),
+    )
+}
+
+fn shard_host(id: &str) -> String {
+    format!("orders-{id}-001.orders.abc123.use1.cache.amazonaws.com")
+}
+
+/// Issue 16: StartMigration on a cluster-mode target is followed on every shard's primary:
+/// with one shard out of reach (no tunnel to it) the sync is reported unchecked.
+#[tokio::test]
+async fn start_migration_of_a_sharded_target_follows_every_shard() {
+    let source = Server::start(Engine::Redis);
+    let replica = Server::start(Engine::Valkey);
+    replica.cli(&["REPLICAOF", "127.0.0.1", &source.port.to_string()]);
+    let closed = crate::support::free_port();
+    let describe = mock!(Client::describe_replication_groups)
+        .sequence()
+        .output(sharded("available"))
+        .output(sharded("migrating"))
+        .repeatedly()
+        .build();
+    let start =
+        mock!(Client::start_migration).then_output(|| StartMigrationOutput::builder().build());
+    let evts = events(&[]);
+    let clusters = no_clusters();
+    let aws = target(&[&describe, &start, &evts, &clusters], fast_waits());
+
+    let both = RunDir::with_resolver(
+        Resolver::parse(&[
+            format!("{}:6379=127.0.0.1:{}", shard_host("0001"), replica.port),
+            format!("{}:6379=127.0.0.1:{}", shard_host("0002"), replica.port),
+        ])
+        .unwrap(),
+    );
+    let out = both
+        .step(&aws, "start", "migration.start", migration())
+        .await
+        .expect("start migration");
+    assert_eq!(out["replication"]["checked"], true, "{out:?}");
+    assert_eq!(out["shards"].as_array().unwrap().len(), 2);
+
+    let one = RunDir::with_resolver(
+        Resolver::parse(&[
+            format!("{}:6379=127.0.0.1:{}", shard_host("0001"), replica.port),
+            format!("{}:6379=127.0.0.1:{closed}", shard_host("0002")),
+        ])
+        .unwrap(),
+    );
+    let out = one
+        .step(&aws, "start", "migration.start", migration())
+        .await
+        .expect("start migration");
+    assert_eq!(out["replication"]["checked"], false, "{out:?}");
+    let unreached: Vec<String> = one
+        .notes("start")
+        .into_iter()
+        .filter(|n| n.starts_with("cannot reach"))
+        .collect();
+    assert_eq!(unreached.len(), 1, "{unreached:?}");
+    assert!(
+        unreached[0].starts_with(&format!("cannot reach redis://{}:6379", shard_host("0002"))),
+        "{unreached:?}"
+    );
+}
+
+/// Issue 16: ElastiCache's refusal of a source it cannot migrate from names the
+/// shard-count prerequisite.
+#[tokio::test]
+async fn a_refused_start_migration_names_the_shard_prerequisite() {
+    let run = RunDir::new();
+    let describe = mock!(Client::describe_replication_groups).then_output(sharded("available"));
+    let start = mock!(Client::start_migration)
+        .sequence()
+        .http_status(
+            400,
+            Some(aws_error(
+                "InvalidParameterValue",
+                "The source and target do not have the same number of shards.",
+            )),
+        )
+        .repeatedly()
+        .build();
+    let clusters = no_clusters();
+    let aws = target(&[&describe, &start, &clusters], fast_waits());
+    let err = run
+        .step(&aws, "start", "migration.start", migration())
+        .await
+        .unwrap_err();
+    assert!(!err.transient);
+    assert_eq!(
+        err.message,
+        "elasticache:StartMigration failed: InvalidParameterValue: The source and target do not have the same number of shards.; an online migration needs orders to have as many shards as the source, each with the same slots (migration.preflight's target_shard_count compares them), and the source endpoint without TLS or AUTH"
+    );
+}
+
+/// Issue 16: a snapshot of three node groups restores into three, each with its slots; a
+/// restore into another count is refused before any call.
+#[tokio::test]
+async fn a_cluster_snapshot_restores_into_as_many_node_groups_on_aws() {
+    use aws_sdk_elasticache::operation::create_replication_group::CreateReplicationGroupOutput;
+    use aws_sdk_elasticache::operation::describe_snapshots::DescribeSnapshotsOutput;
+    use aws_sdk_elasticache::types::{NodeGroupConfiguration, NodeSnapshot, Snapshot};
+
+    let run = RunDir::new();
+    let slots = ["0-5461", "5462-10922", "10923-16383"];
+    let snapshot = mock!(Client::describe_snapshots).then_output(move || {
+        let mut s = Snapshot::builder()
+            .snapshot_name("before")
+            .num_node_groups(3)
+            .cache_node_type("cache.t4g.small");
+        for (i, slots) in slots.iter().enumerate() {
+            s = s.node_snapshots(
+                NodeSnapshot::builder()
+                    .node_group_id(format!("{:04}", i + 1))
+                    .node_group_configuration(
+                        NodeGroupConfiguration::builder().slots(*slots).build(),
+                    )
+                    .build(),
+            );
+        }
+        DescribeSnapshotsOutput::builder()
+            .snapshots(s.build())
+            .build()
+    });
+    let describe = mock!(Client::describe_replication_groups)
+        .sequence()
+        .http_status(
+            404,
+            Some(aws_error(
+                "ReplicationGroupNotFoundFault",
+                "Replication group orders not found.",
+            )),
+        )
+        .times(2)
+        .output(sharded("available"))
+        .repeatedly()
+        .build();
+    let create = mock!(Client::create_replication_group)
+        .match_requests(move |r| {
+            let configs: Vec<(Option<&str>, Option<&str>, Option<i32>)> = r
+                .node_group_configuration()
+                .iter()
+                .map(|c| (c.node_group_id(), c.slots(), c.replica_count()))
+                .collect();
+            r.num_node_groups() == Some(3)
+                && r.replicas_per_node_group() == Some(1)
+                && r.num_cache_clusters().is_none()
+                && r.cache_parameter_group_name() == Some("default.valkey8.cluster.on")
+                && configs
+                    == [
+                        (Some("0001"), Some(slots[0]), Some(1)),
+                        (Some("0002"), Some(slots[1]), Some(1)),
+                        (Some("0003"), Some(slots[2]), Some(1)),
+                    ]
+        })
+        .then_output(|| CreateReplicationGroupOutput::builder().build());
+    let evts = events(&[]);
+    let clusters = no_clusters();
+    let aws = target(
+        &[&snapshot, &describe, &create, &evts, &clusters],
+        fast_waits(),
+    );
+    let restore = |shards: u32| {
+        json!({"snapshot": "before", "replication_group": GROUP, "engine": "valkey",
+            "engine_version": "8.2", "replicas": 1, "shards": shards})
+    };
+    let err = run
+        .step(&aws, "wrong", "snapshot.restore", restore(2))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        "snapshot before holds 3 shard(s); a restore makes a group of as many, so ask for shards: 3"
+    );
+    assert_eq!(create.num_calls(), 0);
+    let out = run
+        .step(&aws, "restore", "snapshot.restore", restore(3))
+        .await
+        .expect("restore");
+    assert_eq!(create.num_calls(), 1, "NumNodeGroups and the slots sent");
+    assert_eq!(out["cluster_mode"], true);
 }

@@ -1,27 +1,83 @@
 //! The serverless and S3 operations on the aws platform, through the registered actions.
 //! moto (5.2) has no serverless API and no CopySnapshot, so those calls are
 //! aws-smithy-mocks answering as ElastiCache does; moto serves what it does model: the
-//! snapshots a preflight reads and the replication group seeded from `SnapshotArns`.
+//! snapshots a preflight reads, the buckets and RDB files it checks (S3), and the
+//! replication group seeded from `SnapshotArns`.
 
 use aws_sdk_elasticache::Client;
 use aws_sdk_elasticache::operation::complete_migration::CompleteMigrationOutput;
 use aws_sdk_elasticache::operation::copy_snapshot::CopySnapshotOutput;
+use aws_sdk_elasticache::operation::create_serverless_cache::CreateServerlessCacheOutput;
 use aws_sdk_elasticache::operation::describe_serverless_caches::DescribeServerlessCachesOutput;
 use aws_sdk_elasticache::operation::describe_snapshots::DescribeSnapshotsOutput;
+use aws_sdk_elasticache::operation::export_serverless_cache_snapshot::ExportServerlessCacheSnapshotOutput;
 use aws_sdk_elasticache::operation::modify_serverless_cache::ModifyServerlessCacheOutput;
 use aws_sdk_elasticache::operation::prepare_migration::PrepareMigrationOutput;
 use aws_sdk_elasticache::operation::start_migration::StartMigrationOutput;
 use aws_sdk_elasticache::types::{
     DataTieringStatus, Endpoint as CacheEndpoint, MigrationSummary, ServerlessCache, Snapshot,
 };
+use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration, ObjectCannedAcl};
 use aws_smithy_mocks::{Rule, mock};
 use serde_json::{Value, json};
 
-use crate::aws_mocks::{aws_error, target};
+use crate::aws_mocks::{aws_error, target, target_over};
 use crate::aws_support::{Moto, RunDir, fast_waits};
 use crate::support::Workspace;
 
 const CACHE: &str = "orders-valkey";
+/// ElastiCache's canonical user, to which a bucket's ACL grants access.
+const ELASTICACHE: &str = "540804c33a284a299d2547575ce1010f2312ef3da9b3a053c8bc45bf233e4353";
+
+/// How a test bucket lets ElastiCache in.
+enum Grant {
+    /// READ, WRITE and READ_ACP to ElastiCache's canonical user.
+    Acl,
+    /// A bucket policy for the snapshot service principal.
+    Policy,
+    None,
+}
+
+/// A bucket in moto, in `region` (us-east-1 by default), granting ElastiCache `grant`.
+async fn bucket(s3: &aws_sdk_s3::Client, name: &str, region: Option<&str>, grant: Grant) {
+    let mut create = s3.create_bucket().bucket(name);
+    if let Some(region) = region {
+        create = create.create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(region))
+                .build(),
+        );
+    }
+    create.send().await.expect("CreateBucket in moto");
+    let id = format!("id={ELASTICACHE}");
+    match grant {
+        Grant::Acl => {
+            s3.put_bucket_acl()
+                .bucket(name)
+                .grant_read(&id)
+                .grant_write(&id)
+                .grant_read_acp(&id)
+                .send()
+                .await
+                .expect("PutBucketAcl in moto");
+        }
+        Grant::Policy => {
+            let policy = json!({"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"Service": "us-east-1.elasticache-snapshot.amazonaws.com"},
+                "Action": ["s3:PutObject", "s3:GetObject", "s3:ListBucket", "s3:GetBucketAcl"],
+                "Resource": [format!("arn:aws:s3:::{name}"), format!("arn:aws:s3:::{name}/*")],
+            }]});
+            s3.put_bucket_policy()
+                .bucket(name)
+                .policy(policy.to_string())
+                .send()
+                .await
+                .expect("PutBucketPolicy in moto");
+        }
+        Grant::None => {}
+    }
+}
 const ENDPOINT: &str = "orders-valkey-abc123.serverless.use1.cache.amazonaws.com";
 
 fn cache(status: &str, engine: &str, migration: Option<&str>) -> ServerlessCache {
@@ -359,58 +415,108 @@ async fn a_node_based_snapshot_goes_to_s3_and_moto_seeds_a_group_from_it() {
         .send()
         .await
         .expect("CreateSnapshot in moto");
+    let s3 = moto.clients().s3;
+    bucket(&s3, "orders-snapshots", None, Grant::Acl).await;
+    bucket(&s3, "policy-snapshots", None, Grant::Policy).await;
+    bucket(&s3, "eu-snapshots", Some("eu-west-1"), Grant::Acl).await;
+    bucket(&s3, "closed-snapshots", None, Grant::None).await;
     let aws = moto.aws();
-    let checks = run
-        .step(
-            &aws,
-            "preflight",
-            "snapshot.preflight",
-            json!({"snapshot": "before", "bucket": "orders-snapshots", "engine": "valkey", "engine_version": "8.2"}),
-        )
-        .await
-        .expect("preflight");
-    let names: Vec<(&str, bool)> = checks["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| (c["name"].as_str().unwrap(), c["ok"].as_bool().unwrap()))
-        .collect();
+    let preflight = |bucket: &'static str| {
+        let (run, aws) = (&run, &aws);
+        async move {
+            run.step(
+                aws,
+                &format!("preflight-{bucket}"),
+                "snapshot.preflight",
+                json!({"snapshot": "before", "bucket": bucket, "engine": "valkey", "engine_version": "8.2"}),
+            )
+            .await
+        }
+    };
+    let checks = |bucket: &str, grant: &str| {
+        json!({"checks": [
+            {"name": "snapshot_available", "ok": true, "detail": "status available"},
+            {"name": "data_tiering", "ok": true, "detail": "off"},
+            {"name": "rdb_version", "ok": true, "detail": "valkey 8.2 loads an RDB of redis 7.1"},
+            {"name": "bucket", "ok": true, "detail": format!("s3://{bucket} is a bucket name")},
+            {"name": "bucket_region", "ok": true, "detail": format!("s3://{bucket} is in us-east-1")},
+            {"name": "bucket_grant", "ok": true, "detail": grant},
+        ]})
+    };
     assert_eq!(
-        names,
+        Value::Object(preflight("orders-snapshots").await.expect("preflight")),
+        checks(
+            "orders-snapshots",
+            "the bucket ACL grants ElastiCache's canonical user access"
+        )
+    );
+    assert_eq!(
+        Value::Object(preflight("policy-snapshots").await.expect("preflight")),
+        checks(
+            "policy-snapshots",
+            "the bucket policy allows ElastiCache's service principal s3:PutObject"
+        )
+    );
+    let refusals = [
+        preflight("eu-snapshots").await.unwrap_err().message,
+        preflight("closed-snapshots").await.unwrap_err().message,
+        preflight("no-such-snapshots").await.unwrap_err().message,
+        preflight("Orders_Snapshots").await.unwrap_err().message,
+    ];
+    assert_eq!(
+        refusals,
         [
-            ("snapshot_available", true),
-            ("data_tiering", true),
-            ("rdb_version", true),
-            ("bucket", true)
+            "S3 preflight: bucket_region failed: s3://eu-snapshots is in eu-west-1, ElastiCache here is in us-east-1: ElastiCache uses only a bucket in its own region".to_string(),
+            format!("S3 preflight: bucket_grant failed: s3://closed-snapshots grants ElastiCache neither READ, WRITE and READ_ACP in its ACL (canonical user {ELASTICACHE}) nor s3:PutObject in the bucket policy (principal REGION.elasticache-snapshot.amazonaws.com): add one (docs/aws-permissions.md)"),
+            "the bucket s3://no-such-snapshots does not exist: create it in the snapshot's region first".to_string(),
+            "S3 preflight: bucket failed: `Orders_Snapshots` is not an S3 bucket name (3 to 63 lowercase letters, digits, dots and hyphens)".to_string(),
         ]
     );
-    let err = run
-        .step(
-            &aws,
-            "preflight-bad",
-            "snapshot.preflight",
-            json!({"snapshot": "before", "bucket": "Orders_Snapshots", "engine": "valkey"}),
-        )
+
+    // Seeding checks the RDB file itself: there, and readable by ElastiCache.
+    let import = |step: &'static str| {
+        let (run, aws) = (&run, &aws);
+        async move {
+            run.step(
+                aws,
+                step,
+                "snapshot.import",
+                json!({
+                    "snapshot_arns": ["arn:aws:s3:::orders-snapshots/before-0001.rdb"],
+                    "replication_group": "valkey-from-s3",
+                    "engine": "valkey",
+                    "engine_version": "8.2",
+                }),
+            )
+            .await
+        }
+    };
+    let missing = import("import-missing").await.unwrap_err().message;
+    // `private` as S3 makes every new object (moto, without it, shows the bucket's ACL).
+    s3.put_object()
+        .bucket("orders-snapshots")
+        .key("before-0001.rdb")
+        .acl(ObjectCannedAcl::Private)
+        .body(b"REDIS0011".to_vec().into())
+        .send()
         .await
-        .unwrap_err();
+        .expect("PutObject in moto");
+    let unreadable = import("import-unreadable").await.unwrap_err().message;
     assert_eq!(
-        err.message,
-        "S3 preflight: bucket failed: `Orders_Snapshots` is not an S3 bucket name (3 to 63 lowercase letters, digits, dots and hyphens)"
+        [missing, unreadable],
+        [
+            "arn:aws:s3:::orders-snapshots/before-0001.rdb does not exist: the RDB file must be in S3 before a cache is seeded from it".to_string(),
+            format!("S3 check: bucket_grant failed: s3://orders-snapshots/before-0001.rdb grants ElastiCache neither READ in its object ACL (canonical user {ELASTICACHE}) nor s3:GetObject in the bucket policy (principal REGION.elasticache-snapshot.amazonaws.com): add one (docs/aws-permissions.md)"),
+        ]
     );
-    let group = run
-        .step(
-            &aws,
-            "import",
-            "snapshot.import",
-            json!({
-                "snapshot_arns": ["arn:aws:s3:::orders-snapshots/before-0001.rdb"],
-                "replication_group": "valkey-from-s3",
-                "engine": "valkey",
-                "engine_version": "8.2",
-            }),
-        )
+    s3.put_object_acl()
+        .bucket("orders-snapshots")
+        .key("before-0001.rdb")
+        .grant_read(format!("id={ELASTICACHE}"))
+        .send()
         .await
-        .expect("import");
+        .expect("PutObjectAcl in moto");
+    let group = import("import").await.expect("import");
     assert_eq!(
         (
             group["id"].as_str(),
@@ -459,4 +565,52 @@ fn the_serverless_runbook_plans_prepare_start_and_complete_migration_on_aws() {
         calls("rollback"),
         ["elasticache:StopMigration", "elasticache:CompleteMigration"]
     );
+}
+
+/// A serverless export and a cache seeded from S3 check the bucket and the RDB file in
+/// moto's S3 first, and ElastiCache is never asked when they would not do.
+#[tokio::test]
+async fn serverless_s3_steps_check_the_bucket_before_asking_elasticache() {
+    let moto = Moto::start();
+    bucket(&moto.clients().s3, "closed-snapshots", None, Grant::None).await;
+    let export = mock!(Client::export_serverless_cache_snapshot)
+        .then_output(|| ExportServerlessCacheSnapshotOutput::builder().build());
+    let create = mock!(Client::create_serverless_cache)
+        .then_output(|| CreateServerlessCacheOutput::builder().build());
+    let describe = mock!(Client::describe_serverless_caches)
+        .then_output(|| DescribeServerlessCachesOutput::builder().build());
+    let aws = target_over(&[&export, &create, &describe], fast_waits(), moto.clients());
+    let run = RunDir::new();
+    let refused = [
+        run.step(
+            &aws,
+            "export",
+            "serverless.export_snapshot",
+            json!({"snapshot": "nightly", "bucket": "closed-snapshots"}),
+        )
+        .await
+        .unwrap_err()
+        .message,
+        run.step(
+            &aws,
+            "create",
+            "serverless.create",
+            json!({
+                "serverless_cache": "from-s3",
+                "engine": "valkey",
+                "snapshot_arns": ["arn:aws:s3:::closed-snapshots/nightly-0001.rdb"],
+            }),
+        )
+        .await
+        .unwrap_err()
+        .message,
+    ];
+    assert_eq!(
+        refused,
+        [
+            format!("S3 check: bucket_grant failed: s3://closed-snapshots grants ElastiCache neither READ, WRITE and READ_ACP in its ACL (canonical user {ELASTICACHE}) nor s3:PutObject in the bucket policy (principal REGION.elasticache-snapshot.amazonaws.com): add one (docs/aws-permissions.md)"),
+            "arn:aws:s3:::closed-snapshots/nightly-0001.rdb does not exist: the RDB file must be in S3 before a cache is seeded from it".to_string(),
+        ]
+    );
+    assert_eq!((export.num_calls(), create.num_calls()), (0, 0));
 }

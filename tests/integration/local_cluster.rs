@@ -548,3 +548,134 @@ async fn aws_describes_a_sharded_secured_group_in_the_shape_local_does() {
     assert_eq!(shape(&local), shape(&out));
     assert_eq!(local["shards"].as_array().unwrap().len(), 2);
 }
+
+/// A self-hosted source of `SourceShards` shards and a target of `TargetShards`.
+const MIGRATION: &str = r#"AWSTemplateFormatVersion: "2010-09-09"
+Parameters:
+  SourceShards:
+    Type: String
+    Default: "2"
+  TargetShards:
+    Type: String
+    Default: "3"
+  SourcePort:
+    Type: Number
+    Default: 6379
+Resources:
+  Source:
+    Type: AWS::EC2::Instance
+    Metadata:
+      Runbook:
+        Engine: redis
+        PortParameter: SourcePort
+        Shards: !Ref SourceShards
+  Target:
+    Type: AWS::ElastiCache::ReplicationGroup
+    Properties:
+      ReplicationGroupId: !Sub "${AWS::StackName}-target"
+      ReplicationGroupDescription: migration target
+      Engine: valkey
+      NumNodeGroups: !Ref TargetShards
+      ReplicasPerNodeGroup: 0
+      MultiAZEnabled: true
+Outputs:
+  Source:
+    Value: !Join [":", [!GetAtt Source.PrivateIp, !Ref SourcePort]]
+"#;
+
+/// Issue 16: two sides sharded differently are refused by preflight, test and start, each
+/// naming both layouts, and nothing is changed.
+#[tokio::test]
+async fn a_migration_between_differently_sharded_sides_is_refused_naming_both() {
+    let r = Rehearsal::new();
+    let path = r
+        .work
+        .write("migration.yaml", MIGRATION)
+        .display()
+        .to_string();
+    let out = r
+        .ok(
+            "stack.deploy",
+            json!({"stack_name": "mm", "template": path}),
+        )
+        .await;
+    let source = out_str(&out, "Source").to_string();
+    let why = format!(
+        "the source redis://{source} has 2 shard(s) (0-8191; 8192-16383) and mm-target has 3 (0001 0-5461; 0002 5462-10922; 0003 10923-16383); an online migration needs as many shards on both sides, each with the same slots"
+    );
+    let request = json!({"replication_group": "mm-target", "source": source});
+    for action in ["migration.test", "migration.start"] {
+        let err = r.step(action, request.clone()).await.unwrap_err();
+        assert_eq!(err, why, "{action}");
+    }
+    let err = r
+        .step("migration.preflight", request.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        err.starts_with("1 migration prerequisite(s) not met: target_shard_count: "),
+        "{err}"
+    );
+    assert!(err.ends_with(&why), "{err}");
+    let described = Value::Object(
+        r.ok("group.describe", json!({"replication_group": "mm-target"}))
+            .await,
+    );
+    assert_eq!(described["status"], "available", "not migrating");
+    for node in endpoints(&described) {
+        assert!(cli(&node, &["CLUSTER", "INFO"]).contains("cluster_state:ok"));
+    }
+}
+
+/// Issue 16: a cluster's snapshot restores into as many shards; another count is refused.
+#[tokio::test]
+async fn a_cluster_snapshot_restores_into_as_many_shards_only() {
+    let r = Rehearsal::new();
+    let path = r
+        .work
+        .write("migration.yaml", MIGRATION)
+        .display()
+        .to_string();
+    r.ok(
+        "stack.deploy",
+        json!({"stack_name": "sn", "template": path}),
+    )
+    .await;
+    r.ok(
+        "snapshot.create",
+        json!({"replication_group": "sn-target", "snapshot": "three"}),
+    )
+    .await;
+    let err = r
+        .step(
+            "snapshot.restore",
+            json!({"snapshot": "three", "replication_group": "again", "engine": "valkey", "shards": 2}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        "snapshot three holds 3 shard(s) (0001 0-5461; 0002 5462-10922; 0003 10923-16383); a restore makes a group of as many, so ask for shards: 3"
+    );
+    let restored = Value::Object(
+        r.ok(
+            "snapshot.restore",
+            json!({"snapshot": "three", "replication_group": "again", "engine": "valkey", "replicas": 0}),
+        )
+        .await,
+    );
+    let slots: Vec<&str> = restored["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["slots"].as_str().unwrap())
+        .collect();
+    assert_eq!(slots, ["0-5461", "5462-10922", "10923-16383"]);
+    assert!(
+        cli(
+            restored["configuration_endpoint"].as_str().unwrap(),
+            &["CLUSTER", "INFO"]
+        )
+        .contains("cluster_state:ok")
+    );
+}

@@ -184,6 +184,225 @@ fn local_snapshot_restore_runbook_builds_a_valkey_group_with_the_same_keys() {
     assert_eq!(r.outputs("verify")["keys_checked"], 300);
 }
 
+/// The shards of a group's description: each one's slots, primary and replicas.
+fn shards_of(described: &Value) -> Vec<(String, String, Vec<String>)> {
+    described["shards"]
+        .as_array()
+        .unwrap_or_else(|| panic!("shards in {described}"))
+        .iter()
+        .map(|s| {
+            (
+                text(s, "slots").to_string(),
+                text(s, "primary_endpoint").to_string(),
+                s["replicas"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// The slots ElastiCache gives three shards.
+const THREE: [&str; 3] = ["0-5461", "5462-10922", "10923-16383"];
+
+/// `slots → host:port` of each primary of the cluster `endpoint` belongs to.
+fn cluster_primaries(endpoint: &str) -> std::collections::BTreeMap<String, String> {
+    cli(endpoint, &["CLUSTER", "NODES"])
+        .lines()
+        .filter(|l| l.contains("master"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let addr = f[1].split('@').next().unwrap().to_string();
+            (f[8..].join(","), addr)
+        })
+        .collect()
+}
+
+/// Issue 16: the online migration of three shards. Each target shard replicated from the
+/// source shard with the same slots, and after the cutover the target is a cluster again
+/// with every key of its source shard.
+#[test]
+fn local_online_migration_runbook_migrates_three_shards() {
+    let path = repo("runbooks/online-migration.yaml").display().to_string();
+    let (r, _) = Rehearsal::run(&path, &["key_count=300", "shards=3"], 0);
+    let source = text(&r.outputs("deploy"), "RedisSourceEndpoint").to_string();
+    let target = text(&r.outputs("deploy"), "ValkeyPrimaryEndpoint").to_string();
+    let checks: Vec<(String, bool)> = r.outputs("preflight")["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "target_shard_count")
+        .map(|c| (text(c, "detail").to_string(), c["ok"] == true))
+        .collect();
+    assert_eq!(
+        checks,
+        [(
+            format!(
+                "redis://{source} and valkey-migration-valkey have 3 shard(s) with the same slots (0001 0-5461; 0002 5462-10922; 0003 10923-16383)"
+            ),
+            true
+        )]
+    );
+    let started = r.outputs("start_migration");
+    assert_eq!(text(&started, "status"), "migrating");
+    let completed = r.outputs("complete_migration");
+    assert_eq!(text(&completed, "status"), "available");
+    assert_eq!(completed["cluster_mode"], true);
+    assert_eq!(text(&completed, "configuration_endpoint"), target);
+    let sources = cluster_primaries(&source);
+    let shards = shards_of(&completed);
+    assert_eq!(
+        shards.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
+        THREE
+    );
+    let mut total = 0;
+    for (slots, primary, replicas) in &shards {
+        assert_eq!(
+            own_slots(primary),
+            *slots,
+            "{primary} serves its slots again"
+        );
+        assert_eq!(
+            info(primary, "replication", "role").as_deref(),
+            Some("master")
+        );
+        assert!(info(primary, "server", "valkey_version").is_some());
+        let keys = data_keys(primary);
+        assert_eq!(
+            keys,
+            data_keys(&sources[slots]),
+            "{slots}: as on the source"
+        );
+        assert!(keys > 0, "{slots} holds keys");
+        assert_eq!(data_keys(&replicas[0]), keys, "{}", replicas[0]);
+        total += keys;
+    }
+    assert_eq!(total, 300);
+    assert!(cli(&target, &["CLUSTER", "INFO"]).contains("cluster_state:ok"));
+    assert_eq!(r.outputs("verify_after")["keys_checked"], 300);
+    let skipped: Vec<String> = r
+        .journal()
+        .iter()
+        .filter(|e| e["event"] == "step_skipped")
+        .map(|e| text(e, "step").to_string())
+        .collect();
+    assert_eq!(skipped, ["live_sync", "verify"]);
+    let destroyed = r.destroy();
+    assert!(
+        destroyed.stdout.contains("9 server(s) stopped"),
+        "{}",
+        destroyed.stdout
+    );
+}
+
+/// The slots the node at `endpoint` serves, as its own CLUSTER NODES line says.
+fn own_slots(endpoint: &str) -> String {
+    cli(endpoint, &["CLUSTER", "NODES"])
+        .lines()
+        .find(|l| l.contains("myself"))
+        .map(|l| l.split_whitespace().skip(8).collect::<Vec<_>>().join(","))
+        .unwrap_or_default()
+}
+
+/// Issue 16: the engine change of three shards, each failing over to its upgraded replica.
+#[test]
+fn local_engine_change_runbook_changes_three_shards_to_valkey() {
+    let path = repo("runbooks/engine-change.yaml").display().to_string();
+    let (r, _) = Rehearsal::run(
+        &path,
+        &["key_count=300", "shards=3", "replication_group=ec-three"],
+        0,
+    );
+    let before = r.outputs("before");
+    let after = r.outputs("after");
+    assert_eq!(
+        (text(&before, "engine"), text(&after, "engine")),
+        ("redis", "valkey")
+    );
+    let (was, now) = (shards_of(&before), shards_of(&after));
+    assert_eq!(was.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), THREE);
+    let swapped: Vec<(String, String, Vec<String>)> = was
+        .iter()
+        .map(|(slots, primary, replicas)| {
+            (slots.clone(), replicas[0].clone(), vec![primary.clone()])
+        })
+        .collect();
+    assert_eq!(now, swapped, "each shard failed over to its replica");
+    let mut total = 0;
+    for (slots, primary, replicas) in &now {
+        assert_eq!(own_slots(primary), *slots);
+        for node in std::iter::once(primary).chain(replicas) {
+            assert!(
+                info(node, "server", "valkey_version").is_some(),
+                "{node} runs Valkey"
+            );
+        }
+        let keys = data_keys(primary);
+        assert_eq!(data_keys(&replicas[0]), keys);
+        total += keys;
+    }
+    assert_eq!(total, 300, "every seeded key is still there");
+    let failovers: Vec<String> = r
+        .journal()
+        .iter()
+        .filter(|e| e["step"] == "change_engine")
+        .filter_map(|e| e["message"].as_str())
+        .filter(|m| m.contains("failed over"))
+        .map(|m| m.split(':').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        failovers,
+        [
+            "ec-three shard 0001",
+            "ec-three shard 0002",
+            "ec-three shard 0003"
+        ]
+    );
+}
+
+/// Issue 16: a three-shard group's snapshot is one RDB per shard, restored into a Valkey
+/// cluster of three shards with the same slots and keys.
+#[test]
+fn local_snapshot_restore_runbook_restores_three_shards() {
+    let path = repo("runbooks/snapshot-restore.yaml").display().to_string();
+    let (r, _) = Rehearsal::run(&path, &["key_count=300", "shards=3"], 0);
+    let source = text(&r.outputs("deploy"), "PrimaryEndpoint").to_string();
+    let restored = r.outputs("restore");
+    assert_eq!(text(&restored, "engine"), "valkey");
+    assert_eq!(restored["cluster_mode"], true);
+    let sources = cluster_primaries(&source);
+    let shards = shards_of(&restored);
+    assert_eq!(
+        shards.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
+        THREE
+    );
+    for (slots, primary, replicas) in &shards {
+        assert_eq!(own_slots(primary), *slots);
+        assert!(info(primary, "server", "valkey_version").is_some());
+        assert_eq!(data_keys(primary), data_keys(&sources[slots]), "{slots}");
+        assert_eq!(data_keys(&replicas[0]), data_keys(primary));
+    }
+    let snapshot = text(&r.outputs("snapshot"), "snapshot").to_string();
+    let mut files: Vec<String> = std::fs::read_dir(
+        r.ws.state_dir()
+            .join("runs")
+            .join(&r.run_id)
+            .join("snapshots"),
+    )
+    .unwrap()
+    .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+    .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["0001", "0002", "0003"].map(|s| format!("{snapshot}-{s}.rdb"))
+    );
+    assert_eq!(r.outputs("verify")["keys_checked"], 300);
+}
+
 /// Issue 3, item 9: keys changed and deleted on the target before the parity check make the
 /// run fail at `verify`, the rollback runs, and the journal names the keys.
 #[test]

@@ -7,6 +7,7 @@ mod cluster_data;
 mod docs;
 mod engine;
 mod error_messages;
+mod fleet;
 mod local_changes;
 mod local_cluster;
 mod local_platform;

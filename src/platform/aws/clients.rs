@@ -16,13 +16,14 @@ use super::{AwsError, AwsOptions};
 /// Attempts per AWS call (the first one included) before a throttling or a 5xx is given up.
 const MAX_ATTEMPTS: u32 = 5;
 
-/// The clients of the four services the aws target uses.
+/// The clients of the five services the aws target uses.
 #[derive(Clone, Debug)]
 pub struct Clients {
     pub cloudformation: aws_sdk_cloudformation::Client,
     pub elasticache: aws_sdk_elasticache::Client,
     pub ec2: super::ec2::Ec2,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub s3: aws_sdk_s3::Client,
 }
 
 impl Clients {
@@ -33,8 +34,18 @@ impl Clients {
             elasticache: aws_sdk_elasticache::Client::new(config),
             ec2: super::ec2::Ec2::new(config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+            s3: s3_client(config),
         }
     }
+}
+
+/// S3 addressed by path (`ENDPOINT/bucket/key`) behind an `--endpoint-url`, where a
+/// bucket's own host name (`bucket.127.0.0.1`) would not resolve; by host name otherwise.
+fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    let s3 = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(config.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(s3)
 }
 
 /// The shared configuration: the default chain, then the command line's choices, with

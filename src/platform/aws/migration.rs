@@ -1,5 +1,7 @@
 //! ElastiCache's online migration from a self-hosted Redis OSS: TestMigration,
-//! StartMigration (then following the sync over the data plane), CompleteMigration.
+//! StartMigration (then following the sync over the data plane, shard by shard in a
+//! cluster), CompleteMigration. ElastiCache checks itself that the target is sharded like
+//! the source; its refusal is shown with what to do.
 
 use std::time::Duration;
 
@@ -66,10 +68,10 @@ impl Handles<StartMigration> for Aws {
                 .destructive(),
             Operation::new("wait", format!("until {group} is `{MIGRATING}`")),
             events_call(group),
-            Operation::new("redis", "INFO replication")
+            Operation::new("wait", "per shard: INFO replication")
                 .param(
                     "on",
-                    "the group's primary endpoint (through --resolve if given)",
+                    "each shard's primary endpoint (the group's primary endpoint without cluster mode), through --resolve if given",
                 )
                 .param(
                     "until",
@@ -150,6 +152,33 @@ fn customer_endpoints(sources: &[Endpoint]) -> Result<Vec<CustomerNodeEndpoint>,
         .collect())
 }
 
+/// A refused TestMigration or StartMigration; a refused parameter (ElastiCache's answer to
+/// a target not sharded like the source, among others) says what to check.
+fn migration_error<E>(
+    operation: &str,
+    group: &str,
+    err: aws_sdk_elasticache::error::SdkError<E, aws_sdk_elasticache::config::http::HttpResponse>,
+) -> ActionError
+where
+    E: aws_sdk_elasticache::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let code = err
+        .as_service_error()
+        .and_then(|e| e.code())
+        .map(str::to_string);
+    let mut failed = sdk_error(operation, err);
+    if matches!(
+        code.as_deref(),
+        Some("InvalidParameterValue" | "InvalidParameterCombination")
+    ) {
+        failed.message = format!(
+            "{}; an online migration needs {group} to have as many shards as the source, each with the same slots (migration.preflight's target_shard_count compares them), and the source endpoint without TLS or AUTH",
+            failed.message
+        );
+    }
+    failed
+}
+
 /// elasticache:TestMigration, then the group's verdict from its events.
 async fn test_migration(
     aws: &Aws,
@@ -168,7 +197,7 @@ async fn test_migration(
             .set_customer_node_endpoint_list(Some(endpoints))
             .send()
             .await
-            .map_err(|e| sdk_error("elasticache:TestMigration", e))?;
+            .map_err(|e| migration_error("elasticache:TestMigration", group, e))?;
         ctx.note(format!("TestMigration started for {group}"));
     } else {
         ctx.note(format!(
@@ -244,7 +273,7 @@ async fn start_migration(
             .set_customer_node_endpoint_list(Some(endpoints))
             .send()
             .await
-            .map_err(|e| sdk_error("elasticache:StartMigration", e))?;
+            .map_err(|e| migration_error("elasticache:StartMigration", group, e))?;
         ctx.note(format!(
             "StartMigration accepted: {group} now replicates from {}",
             sources
@@ -267,16 +296,45 @@ async fn start_migration(
     Ok(MigrationStarted { group, replication })
 }
 
-/// Waits, over the data plane, until the group's primary has a live link to the source
-/// and no full sync in progress. An unreachable endpoint (no tunnel) is noted, not fatal:
-/// the group's status already says it migrates.
+/// Waits, over the data plane, until each shard's primary (the group's primary without
+/// cluster mode) has a live link to the source and no full sync in progress; returns the
+/// first shard's. An unreachable endpoint (no tunnel) is noted, not fatal: the group's
+/// status already says it migrates.
 async fn caught_up(
     aws: &Aws,
     ctx: &StepCtx<'_>,
     info: &GroupInfo,
 ) -> Result<Replication, ActionError> {
-    let Ok(endpoint) = Endpoint::parse(&info.primary_endpoint) else {
-        return Ok(Replication::unchecked("no primary endpoint"));
+    let primaries: Vec<(String, &str)> = if info.cluster_mode && !info.shards.is_empty() {
+        info.shards
+            .iter()
+            .map(|s| (format!("shard {}", s.id), s.primary_endpoint.as_str()))
+            .collect()
+    } else {
+        vec![(info.id.clone(), info.primary_endpoint.as_str())]
+    };
+    let mut first = None;
+    for (name, primary) in primaries {
+        let replication = shard_caught_up(aws, ctx, &name, primary).await?;
+        if !replication.checked {
+            return Ok(replication);
+        }
+        first.get_or_insert(replication);
+    }
+    Ok(first.unwrap_or_else(|| Replication::unchecked("no primary endpoint")))
+}
+
+/// [`caught_up`] for one primary, `name` in the notes.
+async fn shard_caught_up(
+    aws: &Aws,
+    ctx: &StepCtx<'_>,
+    name: &str,
+    primary: &str,
+) -> Result<Replication, ActionError> {
+    let Ok(endpoint) = Endpoint::parse(primary) else {
+        return Ok(Replication::unchecked(format!(
+            "no primary endpoint for {name}"
+        )));
     };
     let timeout = Duration::from_secs(5);
     let conn = match ctx.resolver.connect(&endpoint, timeout).await {
@@ -293,7 +351,7 @@ async fn caught_up(
     wait::until(
         ctx,
         &aws.wait,
-        &format!("{endpoint} to finish its sync"),
+        &format!("{name} ({endpoint}) to finish its sync"),
         None,
         || {
             let mut conn = conn.clone();

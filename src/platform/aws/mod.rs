@@ -14,6 +14,7 @@ use aws_sdk_elasticache::error::{DisplayErrorContext, ProvideErrorMetadata, SdkE
 use crate::actions::ActionError;
 use crate::platform::{Platform, PlatformKind};
 
+mod bucket;
 mod changes;
 pub mod clients;
 pub mod ec2;

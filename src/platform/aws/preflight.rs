@@ -3,7 +3,8 @@
 //! StartMigration fails late and unclearly when a prerequisite is missing (and a failed
 //! full sync leaves the target empty), so the `migration.preflight` action checks the
 //! source over the Redis protocol and asks the target for the rest: here, the ElastiCache
-//! group (available, Multi-AZ, no in-transit encryption, as many shards as the source) and
+//! group (available, Multi-AZ, no in-transit encryption, as many shards as the source with
+//! the same slots) and
 //! an EC2 security-group path from the cache's nodes to the source's port.
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
 use crate::endpoint::Endpoint;
 use crate::platform::Handles;
 use crate::platform::contract::{Check, CheckMigrationTarget, TargetChecks};
+use crate::resp::cluster::Topology;
 
 #[async_trait::async_trait]
 impl Handles<CheckMigrationTarget> for Aws {
@@ -85,53 +87,60 @@ fn group_checks(g: &ReplicationGroup, group: &str) -> Vec<Check> {
     ]
 }
 
-/// The group has as many shards as the source: one, unless the source runs in cluster mode.
+/// The group has as many shards as the source, each with the slots of one of the source's:
+/// one shard owning every slot, unless the source runs in cluster mode.
 async fn shard_check(
     ctx: &StepCtx<'_>,
     g: &ReplicationGroup,
     group: &str,
     source: &Endpoint,
 ) -> Check {
-    let group_shards = g.node_groups().len().max(1);
-    let source_shards = match ctx.resolver.connect(source, Duration::from_secs(5)).await {
-        Ok(mut conn) => {
-            let info: String = redis::cmd("INFO")
-                .arg("cluster")
-                .query_async(&mut conn)
-                .await
-                .unwrap_or_default();
-            if info.contains("cluster_enabled:1") {
-                let text: String = redis::cmd("CLUSTER")
-                    .arg("INFO")
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap_or_default();
-                text.lines()
-                    .find_map(|l| l.strip_prefix("cluster_size:"))
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-            } else {
-                Some(1)
-            }
-        }
-        Err(_) => None,
-    };
-    match source_shards {
-        Some(n) => Check::new(
-            "target_shard_count",
-            n == group_shards,
-            format!(
-                "{} has {n} shard(s), {group} has {group_shards}",
-                source.host_port()
-            ),
-        ),
-        None => Check::new(
-            "target_shard_count",
-            group_shards == 1 && g.cluster_enabled() != Some(true),
-            format!(
-                "{group} has {group_shards} shard(s); the source could not be asked, a single shard is expected"
-            ),
-        ),
+    const NAME: &str = "target_shard_count";
+    let mut target: Vec<String> = g
+        .node_groups()
+        .iter()
+        .map(|n| n.slots().unwrap_or("0-16383").to_string())
+        .collect();
+    if target.is_empty() {
+        target.push("0-16383".into());
     }
+    let topology =
+        match crate::resp::Conn::connect(ctx.resolver, source, Duration::from_secs(5)).await {
+            Ok(mut conn) => Topology::of(&mut conn, source).await.ok(),
+            Err(_) => None,
+        };
+    let Some(topology) = topology else {
+        return Check::new(
+            NAME,
+            target.len() == 1 && g.cluster_enabled() != Some(true),
+            format!(
+                "{group} has {} shard(s); the source could not be asked, a single shard is expected",
+                target.len()
+            ),
+        );
+    };
+    let mut from: Vec<String> = topology
+        .shards
+        .iter()
+        .map(|s| {
+            s.slots
+                .iter()
+                .map(|(a, b)| format!("{a}-{b}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    let detail = format!(
+        "{} has {} shard(s) ({}), {group} has {} ({})",
+        source.host_port(),
+        from.len(),
+        from.join("; "),
+        target.len(),
+        target.join("; ")
+    );
+    from.sort();
+    target.sort();
+    Check::new(NAME, from == target, detail)
 }
 
 /// Whether the source's EC2 security groups let the cache's nodes in on the source port.

@@ -2,12 +2,12 @@
 //! (CopySnapshot with TargetBucket), checked first against what AWS requires, and a new
 //! group seeded from those files (CreateReplicationGroup with SnapshotArns).
 //!
-//! The bucket's region and its grant to ElastiCache are not read here (the tool has no S3
-//! client): ElastiCache refuses the export when either is wrong, and the step fails with
-//! its message.
+//! The bucket's region and its grant to ElastiCache are read from S3 ([`bucket`]) before
+//! anything is exported or created.
 
 use aws_sdk_elasticache::types::DataTieringStatus;
 
+use super::bucket::{self, Use};
 use super::group::{AVAILABLE, describe_call, events_call, find, info, status, wait_group};
 use super::snapshot::find_snapshot;
 use super::wait::{self, Poll};
@@ -26,6 +26,96 @@ fn snapshots_call(snapshot: &str) -> Operation {
     Operation::new("aws", "elasticache:DescribeSnapshots").param("SnapshotName", snapshot)
 }
 
+/// How the ARN of an S3 object starts.
+const S3_ARN: &str = "arn:aws:s3:::";
+
+/// The S3 reads of a bucket preflight.
+pub(super) fn bucket_calls(bucket: &str) -> Operation {
+    Operation::new(
+        "aws",
+        "s3:GetBucketLocation, s3:GetBucketAcl, s3:GetBucketPolicy",
+    )
+    .param("Bucket", bucket)
+}
+
+/// The S3 reads that check RDB files before a cache is seeded from them.
+pub(super) fn seed_calls(arns: &[String]) -> [Operation; 2] {
+    [
+        Operation::new("aws", "s3:HeadObject, s3:GetObjectAcl of each RDB file")
+            .param("SnapshotArns", arns),
+        Operation::new(
+            "aws",
+            "s3:GetBucketLocation, s3:GetBucketPolicy of their buckets",
+        ),
+    ]
+}
+
+impl Aws {
+    /// The bucket's region against ours, and its grant to ElastiCache for `usage`.
+    async fn bucket_checks(&self, name: &str, usage: Use<'_>) -> Result<Vec<Check>, ActionError> {
+        let s3 = &self.clients.s3;
+        let ours = s3
+            .config()
+            .region()
+            .map_or_else(String::new, |r| r.to_string());
+        let theirs = bucket::region(s3, name).await?;
+        let grant = bucket::grant(s3, name, usage).await?;
+        Ok(vec![
+            Check::new(
+                "bucket_region",
+                theirs == ours,
+                if theirs == ours {
+                    format!("s3://{name} is in {ours}")
+                } else {
+                    format!(
+                        "s3://{name} is in {theirs}, ElastiCache here is in {ours}: ElastiCache uses only a bucket in its own region"
+                    )
+                },
+            ),
+            Check::new(
+                "bucket_grant",
+                grant.is_ok(),
+                grant.unwrap_or_else(|why| why),
+            ),
+        ])
+    }
+
+    /// Refuses a bucket ElastiCache could not export into.
+    pub(super) async fn check_export_bucket(&self, name: &str) -> Result<(), ActionError> {
+        refuse_failed("S3 check", &self.bucket_checks(name, Use::Export).await?)
+    }
+
+    /// Refuses RDB files ElastiCache could not load: a missing object, a bucket in another
+    /// region, or a file ElastiCache may not read. ARNs of other kinds (a serverless
+    /// snapshot's) are ElastiCache's own and not looked at.
+    pub(super) async fn check_seed_objects(&self, arns: &[String]) -> Result<(), ActionError> {
+        for arn in arns.iter().filter(|a| a.starts_with(S3_ARN)) {
+            let (bucket, key) = crate::platform::contract::s3_object(arn)?;
+            if !bucket::object_exists(&self.clients.s3, bucket, key).await? {
+                return Err(ActionError::fatal(format!(
+                    "{arn} does not exist: the RDB file must be in S3 before a cache is seeded from it"
+                )));
+            }
+            refuse_failed(
+                "S3 check",
+                &self.bucket_checks(bucket, Use::Seed(key)).await?,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The first failed check as a step failure: `WHAT: NAME failed: DETAIL`.
+fn refuse_failed(what: &str, checks: &[Check]) -> Result<(), ActionError> {
+    match checks.iter().find(|c| !c.ok) {
+        Some(failed) => Err(ActionError::fatal(format!(
+            "{what}: {} failed: {}",
+            failed.name, failed.detail
+        ))),
+        None => Ok(()),
+    }
+}
+
 #[async_trait::async_trait]
 impl Handles<CheckSnapshotExport> for Aws {
     fn explain(&self, _: &PlanCtx<'_>, r: &CheckSnapshotExport) -> Vec<Operation> {
@@ -38,6 +128,7 @@ impl Handles<CheckSnapshotExport> for Aws {
                     r.engine, r.bucket
                 ),
             ),
+            bucket_calls(&r.bucket),
         ]
     }
 
@@ -97,19 +188,13 @@ impl Handles<CheckSnapshotExport> for Aws {
         checks.push(Check::new(
             "bucket",
             name.is_none(),
-            name.unwrap_or_else(|| {
-                format!(
-                    "s3://{}: must be in the snapshot's region and grant ElastiCache write access (docs/aws-permissions.md)",
-                    r.bucket
-                )
-            }),
+            name.clone()
+                .unwrap_or_else(|| format!("s3://{} is a bucket name", r.bucket)),
         ));
-        if let Some(failed) = checks.iter().find(|c| !c.ok) {
-            return Err(ActionError::fatal(format!(
-                "S3 preflight: {} failed: {}",
-                failed.name, failed.detail
-            )));
+        if name.is_none() {
+            checks.extend(self.bucket_checks(&r.bucket, Use::Export).await?);
         }
+        refuse_failed("S3 preflight", &checks)?;
         Ok(TargetChecks { checks })
     }
 }
@@ -208,8 +293,11 @@ impl Handles<ImportSnapshot> for Aws {
         if let Some(v) = &r.engine_version {
             call = call.param("EngineVersion", v);
         }
+        let [head, bucket] = seed_calls(&r.snapshot_arns);
         vec![
             describe_call(group),
+            head,
+            bucket,
             call.param("when", "the group does not exist yet"),
             Operation::new("wait", format!("until {group} is `{AVAILABLE}`")),
             events_call(group),
@@ -224,6 +312,7 @@ impl Handles<ImportSnapshot> for Aws {
         if find(self, group).await?.is_some() {
             ctx.note(format!("{group} already exists: not creating it again"));
         } else {
+            self.check_seed_objects(&r.snapshot_arns).await?;
             let replicated = r.replicas > 0;
             self.clients
                 .elasticache

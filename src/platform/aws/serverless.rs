@@ -12,6 +12,7 @@ use aws_sdk_elasticache::types::{
     SourceAuthenticationConfiguration, SourceTlsConfiguration, SourceType, TlsMode,
 };
 
+use super::s3::{bucket_calls, seed_calls};
 use super::wait::{self, Events, Poll};
 use super::{Aws, sdk_error};
 use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
@@ -606,6 +607,7 @@ impl Handles<CreateServerlessSnapshot> for Aws {
 impl Handles<ExportServerlessSnapshot> for Aws {
     fn explain(&self, _: &PlanCtx<'_>, r: &ExportServerlessSnapshot) -> Vec<Operation> {
         vec![
+            bucket_calls(&r.bucket),
             snapshots_call(&r.snapshot),
             Operation::new("aws", "elasticache:ExportServerlessCacheSnapshot")
                 .param("ServerlessCacheSnapshotName", &r.snapshot)
@@ -627,6 +629,7 @@ impl Handles<ExportServerlessSnapshot> for Aws {
         if let Some(why) = bucket_name_problem(bucket) {
             return Err(ActionError::fatal(why));
         }
+        self.check_export_bucket(bucket).await?;
         let current = find_snapshot(self, snapshot).await?.ok_or_else(|| {
             ActionError::fatal(format!("serverless snapshot `{snapshot}` does not exist"))
         })?;
@@ -664,15 +667,17 @@ impl Handles<CreateServerless> for Aws {
         if let Some(v) = &r.major_engine_version {
             call = call.param("MajorEngineVersion", v);
         }
+        let mut ops = vec![describe_call(name)];
         if !r.snapshot_arns.is_empty() {
             call = call.param("SnapshotArnsToRestore", &r.snapshot_arns);
+            ops.extend(seed_calls(&r.snapshot_arns));
         }
-        vec![
-            describe_call(name),
+        ops.extend([
             call.param("when", "the cache does not exist yet"),
             wait_op(format!("until {name} is `{AVAILABLE}`")),
             events_call(name),
-        ]
+        ]);
+        ops
     }
 
     async fn call(
@@ -684,6 +689,7 @@ impl Handles<CreateServerless> for Aws {
         if find(self, name).await?.is_some() {
             ctx.note(format!("{name} already exists: not creating it again"));
         } else {
+            self.check_seed_objects(&r.snapshot_arns).await?;
             self.clients
                 .elasticache
                 .create_serverless_cache()

@@ -1,7 +1,7 @@
 //! ElastiCache snapshots: a backup before a risky step, and a new group made from one
 //! (seed 004's way to cut downtime: a Valkey group from a Redis group's snapshot).
 
-use aws_sdk_elasticache::types::Snapshot;
+use aws_sdk_elasticache::types::{NodeGroupConfiguration, Snapshot};
 
 use super::group::{AVAILABLE, describe_call, events_call, find, info, status, wait_group};
 use super::wait::{self, Events, Poll};
@@ -44,8 +44,23 @@ impl Handles<RestoreSnapshot> for Aws {
         let mut call = Operation::new("aws", "elasticache:CreateReplicationGroup")
             .param("ReplicationGroupId", group)
             .param("SnapshotName", snapshot)
-            .param("Engine", &request.engine)
-            .param("NumCacheClusters", request.replicas + 1);
+            .param("Engine", &request.engine);
+        let wait = match request.shards.filter(|&n| n > 1) {
+            Some(n) => {
+                call = call
+                    .param("NumNodeGroups", n)
+                    .param("ReplicasPerNodeGroup", request.replicas)
+                    .param(
+                        "NodeGroupConfiguration",
+                        "each node group's id and slots, as the snapshot's",
+                    );
+                format!("until {group} is `{AVAILABLE}`, each of its {n} node groups")
+            }
+            None => {
+                call = call.param("NumCacheClusters", request.replicas + 1);
+                format!("until {group} is `{AVAILABLE}`")
+            }
+        };
         if let Some(v) = &request.engine_version {
             call = call.param("EngineVersion", v);
         }
@@ -53,7 +68,7 @@ impl Handles<RestoreSnapshot> for Aws {
             describe_call(group),
             Operation::new("aws", "elasticache:DescribeSnapshots").param("SnapshotName", snapshot),
             call.param("when", "the group does not exist yet"),
-            Operation::new("wait", format!("until {group} is `{AVAILABLE}`")),
+            Operation::new("wait", wait),
             events_call(group),
         ]
     }
@@ -65,6 +80,35 @@ impl Handles<RestoreSnapshot> for Aws {
     ) -> Result<GroupInfo, ActionError> {
         restore_snapshot(self, ctx, request).await
     }
+}
+
+/// The node groups a snapshot holds, each with its slots when it says them: from its node
+/// snapshots, or as many as `NumNodeGroups` says (empty: one group, no cluster mode).
+fn node_groups(snapshot: &Snapshot) -> Vec<(String, Option<String>)> {
+    let mut groups: Vec<(String, Option<String>)> = Vec::new();
+    for node in snapshot.node_snapshots() {
+        let Some(id) = node.node_group_id() else {
+            continue;
+        };
+        if !groups.iter().any(|(g, _)| g == id) {
+            let slots = node
+                .node_group_configuration()
+                .and_then(|c| c.slots())
+                .map(str::to_string);
+            groups.push((id.to_string(), slots));
+        }
+    }
+    let declared = snapshot
+        .num_node_groups()
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0);
+    if groups.len() < declared {
+        groups = (1..=declared).map(|i| (format!("{i:04}"), None)).collect();
+    }
+    if groups.len() == 1 {
+        groups.clear();
+    }
+    groups
 }
 
 pub(super) async fn find_snapshot(
@@ -169,8 +213,19 @@ async fn restore_snapshot(
         let source = find_snapshot(aws, snapshot)
             .await?
             .ok_or_else(|| ActionError::fatal(format!("snapshot `{snapshot}` does not exist")))?;
+        let shards = node_groups(&source);
+        let held = shards.len().max(1);
+        if let Some(asked) = request.shards
+            && asked as usize != held
+        {
+            return Err(ActionError::fatal(format!(
+                "snapshot {snapshot} holds {held} shard(s); a restore makes a group of as many, so ask for shards: {held}"
+            )));
+        }
         let replicated = replicas > 0;
-        aws.clients
+        let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        let mut call = aws
+            .clients
             .elasticache
             .create_replication_group()
             .replication_group_id(group)
@@ -180,14 +235,36 @@ async fn restore_snapshot(
             .set_engine_version(version.map(str::to_string))
             .set_cache_node_type(source.cache_node_type().map(str::to_string))
             .set_cache_subnet_group_name(source.cache_subnet_group_name().map(str::to_string))
-            .num_cache_clusters(i32::try_from(replicas + 1).unwrap_or(i32::MAX))
-            .automatic_failover_enabled(replicated)
-            .multi_az_enabled(replicated)
-            .send()
+            .automatic_failover_enabled(replicated || held > 1)
+            .multi_az_enabled(replicated);
+        call = if held > 1 {
+            // A cluster's snapshot restores into as many node groups with the same slots,
+            // under a cluster-mode parameter group of the new engine.
+            let configs = shards
+                .iter()
+                .map(|(id, slots)| {
+                    NodeGroupConfiguration::builder()
+                        .node_group_id(id)
+                        .set_slots(slots.clone())
+                        .replica_count(count(replicas as usize))
+                        .build()
+                })
+                .collect();
+            call.num_node_groups(count(held))
+                .replicas_per_node_group(count(replicas as usize))
+                .set_node_group_configuration(Some(configs))
+                .set_cache_parameter_group_name(version.and_then(|v| {
+                    let major = v.split('.').next().filter(|m| !m.is_empty())?;
+                    Some(format!("default.{engine}{major}.cluster.on"))
+                }))
+        } else {
+            call.num_cache_clusters(count(replicas as usize + 1))
+        };
+        call.send()
             .await
             .map_err(|e| sdk_error("elasticache:CreateReplicationGroup", e))?;
         ctx.note(format!(
-            "CreateReplicationGroup accepted: {group} from snapshot {snapshot}"
+            "CreateReplicationGroup accepted: {group} from snapshot {snapshot} ({held} shard(s))"
         ));
     }
     let done = wait_group(

@@ -97,10 +97,12 @@ impl Run<'_, '_> {
             return Ok(());
         }
         let primary = g.primary_of(index);
-        let replica_of = if g.cluster_mode {
+        let replica_of = if g.runs_clustered() {
             None
         } else if primary == index {
-            g.migration.as_ref().map(|m| m.source.clone())
+            g.migration
+                .as_ref()
+                .map(|m| m.source_of(node.shard).to_string())
         } else {
             Some(format!("127.0.0.1:{}", g.nodes[primary].port))
         };
@@ -116,7 +118,7 @@ impl Run<'_, '_> {
                 access: &access,
                 dir: &node.dir,
                 replica_of: replica_of.as_deref(),
-                cluster: g.cluster_mode,
+                cluster: g.runs_clustered(),
                 certs: certs.as_deref(),
             };
             match server::start(&launch).await {
@@ -230,7 +232,7 @@ impl Run<'_, '_> {
         for i in 0..n {
             self.ensure_node(id, i).await?;
         }
-        if self.group(id)?.cluster_mode {
+        if self.group(id)?.runs_clustered() {
             self.form_cluster(id).await?;
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! The target-side prerequisites of an online migration, as a rehearsal can check them:
-//! the group's status and settings from the template, and the source answering.
+//! the group's status and settings from the template, the source answering, and the two
+//! sides sharded alike (as many shards, each with the same slots).
 
 use async_trait::async_trait;
 
@@ -21,6 +22,10 @@ impl Handles<CheckMigrationTarget> for Local {
                 ),
             )
             .param("source", &request.source),
+            Operation::new(
+                "redis",
+                "INFO cluster, CLUSTER SLOTS on the source: as many shards as the target, each with the same slots",
+            ),
         ]
     }
 
@@ -63,12 +68,26 @@ impl Run<'_, '_> {
                 !g.transit_encryption,
                 format!("in-transit encryption is {}", on_off(g.transit_encryption)),
             ),
-            Check::new(
-                "target_single_shard",
-                true,
-                "one shard (cluster mode disabled)",
-            ),
         ];
+        checks.push(match self.source_shards(source).await {
+            Ok(topology) => match self.matching_sources(g, source, &topology) {
+                Ok(_) => Check::new(
+                    "target_shard_count",
+                    true,
+                    format!(
+                        "{source} and {id} have {} shard(s) with the same slots ({})",
+                        info.shards.len(),
+                        info.shards
+                            .iter()
+                            .map(|s| format!("{} {}", s.id, s.slots))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                ),
+                Err(why) => Check::new("target_shard_count", false, why),
+            },
+            Err(e) => Check::new("target_shard_count", false, e.to_string()),
+        });
         let reached = self.source_info(source).await;
         checks.push(Check::new(
             "source_reachable_from_target",

@@ -104,6 +104,16 @@ impl Handles<CheckSnapshotExport> for Local {
             bucket_name_problem(&r.bucket)
                 .unwrap_or_else(|| format!("the bucket is the folder {}", bucket.display())),
         ));
+        checks.push(Check::new(
+            "bucket_region",
+            true,
+            "a folder of the rehearsal: the same machine as its servers",
+        ));
+        checks.push(Check::new(
+            "bucket_grant",
+            true,
+            "the rehearsal's servers write the folder themselves",
+        ));
         if let Some(failed) = checks.iter().find(|c| !c.ok) {
             return Err(ActionError::fatal(format!(
                 "S3 preflight: {} failed: {}",

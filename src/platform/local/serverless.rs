@@ -550,10 +550,7 @@ impl Run<'_, '_> {
                 server::stop(pid, access.port).await;
                 let g = self.state.groups.get_mut(name).expect("checked");
                 g.cluster_mode = false;
-                g.migration = Some(Migration {
-                    source: source.clone(),
-                    forced: false,
-                });
+                g.migration = Some(Migration::of(source.clone()));
                 self.set_status(name, SYNCING)?;
                 self.ensure_node(name, 0).await?;
                 self.ctx.note(format!(
@@ -561,7 +558,7 @@ impl Run<'_, '_> {
                 ));
             }
         }
-        self.wait_in_sync(name, &source_endpoint).await?;
+        self.wait_in_sync(name, 0, &source_endpoint).await?;
         Ok(())
     }
 
@@ -637,7 +634,7 @@ impl Run<'_, '_> {
             let endpoint = Endpoint::parse(&source)
                 .map_err(|e| LocalError::Refused(format!("the prepared source: {e}")))?;
             self.ensure_group(name).await?;
-            self.wait_in_sync(name, &endpoint).await?;
+            self.wait_in_sync(name, 0, &endpoint).await?;
         }
         let (access, pid) = self.cache_node(name)?;
         if server::is_alive(pid, &access).await {
@@ -648,8 +645,8 @@ impl Run<'_, '_> {
         g.cluster_mode = true;
         g.migration = None;
         g.completed_migration = Some(Migration {
-            source,
             forced: force,
+            ..Migration::of(source)
         });
         self.set_status(name, COMPLETED)?;
         self.ensure_group(name).await?;

@@ -13,7 +13,7 @@ use super::cluster;
 use super::secure;
 use super::server::Engine;
 use super::serverless;
-use super::state::{Group, GroupKind, Serverless, Stack, StackResource};
+use super::state::{Group, GroupKind, Serverless, Shard, Stack, StackResource};
 use super::template::{self, Scope, Template};
 use super::{Local, LocalError, Result, Run};
 use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
@@ -23,6 +23,44 @@ use crate::platform::contract::{DeleteStack, DeployStack, StackDeleted, StackDep
 /// A replication group or server of the template, before it starts: its logical id, the
 /// group, the nodes of each shard, the engine, and the AUTH token.
 type Planned = (String, Group, Vec<u32>, Engine, Option<String>);
+
+/// The servers of a self-hosted source: one, or a cluster of `Shards` primaries (its
+/// Metadata marker) with the slots split as ElastiCache splits them, so a sharded target
+/// has a source sharded alike.
+fn instance_layout(context: &str, shards: Option<&Value>) -> Result<cluster::Layout> {
+    let count = match shards.map(template::text) {
+        None => 1,
+        Some(text) => text
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| {
+                LocalError::Refused(format!(
+                    "{context}.Metadata.Runbook.Shards: `{text}` is not a shard count from 1 to 500"
+                ))
+            })?,
+    };
+    if count == 1 {
+        return Ok(cluster::Layout {
+            cluster_mode: false,
+            shards: Vec::new(),
+            nodes: vec![1],
+        });
+    }
+    Ok(cluster::Layout {
+        cluster_mode: true,
+        shards: cluster::even_slots(count)
+            .into_iter()
+            .enumerate()
+            .map(|(i, range)| Shard {
+                id: format!("{:04}", i + 1),
+                slots: vec![range],
+            })
+            .collect(),
+        nodes: vec![1; usize::from(count)],
+    })
+}
 
 /// What a stack rehearsed on this machine reports as its id.
 fn stack_id(name: &str) -> String {
@@ -131,18 +169,23 @@ impl Run<'_, '_> {
             scope.refs.insert(k.into(), Value::String(v.into()));
         }
         scope.refs.insert("AWS::NoValue".into(), Value::Null);
+        scope.settle_conditions(&t.conditions)?;
 
         // First what each resource is and its Ref, so properties can refer to each other.
         let mut planned: Vec<Planned> = Vec::new();
         let mut resources = Vec::new();
         for (logical, r) in &t.resources {
             let ctx = format!("Resources.{logical}");
+            if !scope.holds(r.condition.as_deref(), &ctx)? {
+                continue;
+            }
+            // A property set to `AWS::NoValue` (often by `Fn::If`) is not set.
             let prop = |key: &str| -> Result<Option<Value>> {
-                r.properties
+                Ok(r.properties
                     .get(key)
                     .map(|v| scope.eval(v, &format!("{ctx}.Properties.{key}")))
-                    .transpose()
-                    .map_err(LocalError::from)
+                    .transpose()?
+                    .filter(|v| !v.is_null()))
             };
             let marker = r.metadata.get("Runbook");
             let (kind, engine, layout, id) = match r.kind.as_str() {
@@ -194,14 +237,14 @@ impl Run<'_, '_> {
                     let engine = Engine::parse(&engine_text).ok_or_else(|| {
                         LocalError::Refused(format!("{ctx}: Metadata.Runbook.Engine `{engine_text}` is neither redis nor valkey"))
                     })?;
+                    let shards = marker
+                        .get("Shards")
+                        .map(|v| scope.eval(v, &format!("{ctx}.Metadata.Runbook.Shards")))
+                        .transpose()?;
                     (
                         GroupKind::Instance,
                         engine,
-                        cluster::Layout {
-                            cluster_mode: false,
-                            shards: Vec::new(),
-                            nodes: vec![1],
-                        },
+                        instance_layout(&ctx, shards.as_ref())?,
                         format!("{name}-{}", logical.to_ascii_lowercase()),
                     )
                 }
@@ -365,11 +408,14 @@ impl Run<'_, '_> {
             }
         }
         let mut outputs = BTreeMap::new();
-        for (key, value) in &t.outputs {
-            outputs.insert(
-                key.clone(),
-                template::text(&scope.eval(value, &format!("Outputs.{key}"))?),
-            );
+        for (key, output) in &t.outputs {
+            let context = format!("Outputs.{key}");
+            if scope.holds(output.condition.as_deref(), &context)? {
+                outputs.insert(
+                    key.clone(),
+                    template::text(&scope.eval(&output.value, &context)?),
+                );
+            }
         }
         let simulated = resources.iter().filter(|r| r.local == "simulated").count();
         self.ctx.note(format!(

@@ -129,6 +129,12 @@ impl Group {
     pub fn shard_count(&self) -> usize {
         self.shards.len().max(1)
     }
+
+    /// Whether its nodes run in cluster mode right now: a cluster that migrates runs its
+    /// nodes as plain replicas of the source's shards until the migration completes.
+    pub fn runs_clustered(&self) -> bool {
+        self.cluster_mode && self.migration.is_none()
+    }
 }
 
 /// One node group of a cluster: its id and the hash slots it serves.
@@ -172,20 +178,52 @@ pub struct Node {
     pub dir: PathBuf,
 }
 
-/// An online migration: the group's primary replicates from `source` (`host:port`).
+/// An online migration: the group's primary replicates from `source` (`host:port`); in a
+/// cluster, the primary of each shard from the source's shard that owns the same slots.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Migration {
     pub source: String,
     #[serde(default)]
     pub forced: bool,
+    /// `host:port` of the source primary each shard replicates from, by shard (empty
+    /// without cluster mode: the one shard replicates from `source`).
+    #[serde(default)]
+    pub shard_sources: Vec<String>,
 }
 
-/// An RDB file taken from a group.
+impl Migration {
+    /// A migration of one shard from `source`.
+    pub fn of(source: String) -> Migration {
+        Migration {
+            source,
+            forced: false,
+            shard_sources: Vec::new(),
+        }
+    }
+
+    /// Where shard `shard` replicates from.
+    pub fn source_of(&self, shard: usize) -> &str {
+        self.shard_sources.get(shard).unwrap_or(&self.source)
+    }
+}
+
+/// An RDB file taken from a group (from a cluster: one per shard).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Snapshot {
     pub group: String,
     pub engine: Engine,
     pub engine_version: String,
+    /// The RDB file (of the first shard, for a cluster).
+    pub file: PathBuf,
+    /// A cluster's shards, each with its own RDB file (empty without cluster mode).
+    #[serde(default)]
+    pub shards: Vec<SnapshotShard>,
+}
+
+/// The part of a cluster's snapshot that one shard wrote.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SnapshotShard {
+    pub shard: Shard,
     pub file: PathBuf,
 }
 
@@ -260,6 +298,7 @@ mod tests {
                 engine: Engine::Redis,
                 engine_version: "7.0.15".into(),
                 file: "x.rdb".into(),
+                shards: Vec::new(),
             },
         );
         state.save(dir.path()).unwrap();

@@ -43,8 +43,10 @@ pub enum TemplateError {
 pub struct Template {
     pub path: PathBuf,
     pub parameters: BTreeMap<String, Value>,
+    /// `Conditions`, by name, unevaluated.
+    pub conditions: BTreeMap<String, Value>,
     pub resources: BTreeMap<String, Resource>,
-    pub outputs: BTreeMap<String, Value>,
+    pub outputs: BTreeMap<String, Output>,
 }
 
 /// One resource: its type, properties and metadata, intrinsics unevaluated.
@@ -53,6 +55,15 @@ pub struct Resource {
     pub kind: String,
     pub properties: Map<String, Value>,
     pub metadata: Map<String, Value>,
+    /// The condition it is made under, if any.
+    pub condition: Option<String>,
+}
+
+/// One output: its value, unevaluated, and the condition it is given under, if any.
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub value: Value,
+    pub condition: Option<String>,
 }
 
 impl Template {
@@ -88,6 +99,12 @@ impl Template {
             .into_iter()
             .map(|(name, p)| (name, p.get("Default").cloned().unwrap_or(Value::Null)))
             .collect();
+        let conditions = section("Conditions")?.into_iter().collect();
+        let condition_of = |v: &Value| {
+            v.get("Condition")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         let mut resources = BTreeMap::new();
         for (name, r) in section("Resources")? {
             let kind = r
@@ -107,6 +124,7 @@ impl Template {
                     kind,
                     properties: object("Properties"),
                     metadata: object("Metadata"),
+                    condition: condition_of(&r),
                 },
             );
         }
@@ -115,11 +133,18 @@ impl Template {
         }
         let outputs = section("Outputs")?
             .into_iter()
-            .map(|(name, o)| (name, o.get("Value").cloned().unwrap_or(Value::Null)))
+            .map(|(name, o)| {
+                let output = Output {
+                    value: o.get("Value").cloned().unwrap_or(Value::Null),
+                    condition: condition_of(&o),
+                };
+                (name, output)
+            })
             .collect();
         Ok(Template {
             path: path.to_path_buf(),
             parameters,
+            conditions,
             resources,
             outputs,
         })
@@ -136,9 +161,62 @@ pub struct Scope {
     pub attrs: BTreeMap<(String, String), Value>,
     /// Resources that are only recorded: their attributes read as placeholders.
     pub simulated: std::collections::BTreeSet<String>,
+    /// The template's conditions, evaluated.
+    pub conditions: BTreeMap<String, bool>,
 }
 
 impl Scope {
+    /// Evaluates the template's `Conditions` (which may name each other) over the
+    /// parameters already in scope.
+    pub fn settle_conditions(
+        &mut self,
+        defs: &BTreeMap<String, Value>,
+    ) -> Result<(), TemplateError> {
+        loop {
+            let pending: Vec<&String> = defs
+                .keys()
+                .filter(|k| !self.conditions.contains_key(*k))
+                .collect();
+            let Some(first) = pending.first() else {
+                return Ok(());
+            };
+            let settled: Vec<(String, bool)> = pending
+                .iter()
+                .filter_map(|name| {
+                    let v = self.eval(&defs[*name], "").ok()?;
+                    Some(((*name).clone(), truthy(&v)))
+                })
+                .collect();
+            if settled.is_empty() {
+                // None can be computed: report the first one's own error.
+                self.eval(&defs[*first], &format!("Conditions.{first}"))?;
+                return Err(TemplateError::Eval {
+                    context: format!("Conditions.{first}"),
+                    why: "the conditions name each other in a circle".into(),
+                });
+            }
+            self.conditions.extend(settled);
+        }
+    }
+
+    /// Whether a resource or output made under `condition` exists.
+    pub fn holds(&self, condition: Option<&str>, context: &str) -> Result<bool, TemplateError> {
+        match condition {
+            None => Ok(true),
+            Some(name) => self.condition(name, context),
+        }
+    }
+
+    fn condition(&self, name: &str, context: &str) -> Result<bool, TemplateError> {
+        self.conditions
+            .get(name)
+            .copied()
+            .ok_or_else(|| TemplateError::Eval {
+                context: context.to_string(),
+                why: format!("Condition `{name}` is not in Conditions"),
+            })
+    }
+
     /// Computes `value`'s intrinsic functions. `context` names the place for errors.
     pub fn eval(&self, value: &Value, context: &str) -> Result<Value, TemplateError> {
         let err = |why: String| TemplateError::Eval {
@@ -232,6 +310,51 @@ impl Scope {
                             .ok_or_else(|| err(format!("Select index {index} is out of range")))
                     }
                     "Fn::GetAZs" => Ok(Value::Array(vec!["local-a".into(), "local-b".into()])),
+                    "Condition" => {
+                        let name = arg
+                            .as_str()
+                            .ok_or_else(|| err("Condition takes a name".into()))?;
+                        Ok(Value::Bool(self.condition(name, context)?))
+                    }
+                    "Fn::If" => {
+                        let parts = arg
+                            .as_array()
+                            .filter(|p| p.len() == 3)
+                            .ok_or_else(|| err("If takes [condition, then, else]".into()))?;
+                        let name = parts[0]
+                            .as_str()
+                            .ok_or_else(|| err("If's condition is not a name".into()))?;
+                        let branch = if self.condition(name, context)? {
+                            &parts[1]
+                        } else {
+                            &parts[2]
+                        };
+                        self.eval(branch, context)
+                    }
+                    "Fn::Equals" => {
+                        let parts = arg
+                            .as_array()
+                            .filter(|p| p.len() == 2)
+                            .ok_or_else(|| err("Equals takes [value, value]".into()))?;
+                        Ok(Value::Bool(
+                            text(&self.eval(&parts[0], context)?)
+                                == text(&self.eval(&parts[1], context)?),
+                        ))
+                    }
+                    "Fn::Not" | "Fn::And" | "Fn::Or" => {
+                        let parts = arg
+                            .as_array()
+                            .ok_or_else(|| err(format!("{key} takes a list of conditions")))?;
+                        let values = parts
+                            .iter()
+                            .map(|p| self.eval(p, context).map(|v| truthy(&v)))
+                            .collect::<Result<Vec<bool>, _>>()?;
+                        Ok(Value::Bool(match key.as_str() {
+                            "Fn::Not" => !values.first().copied().unwrap_or(false),
+                            "Fn::And" => values.iter().all(|&b| b),
+                            _ => values.iter().any(|&b| b),
+                        }))
+                    }
                     other if other.starts_with("Fn::") => {
                         Err(err(format!("{other} is not supported by the local target")))
                     }
@@ -283,6 +406,11 @@ impl Scope {
         out.push_str(rest);
         Ok(out)
     }
+}
+
+/// A condition's value: `true` or `"true"`.
+fn truthy(value: &Value) -> bool {
+    value.as_bool().unwrap_or_else(|| text(value) == "true")
 }
 
 /// A scalar as text (numbers and booleans as CloudFormation prints them).
@@ -470,7 +598,39 @@ mod tests {
             .eval(&json!({"Ref": "Nope"}), "Outputs.X")
             .unwrap_err();
         assert_eq!(err.to_string(), "Outputs.X: Ref to unknown `Nope`");
-        assert!(scope.eval(&json!({"Fn::If": ["c", 1, 2]}), "o").is_err());
+        assert_eq!(
+            scope
+                .eval(&json!({"Fn::If": ["c", 1, 2]}), "o")
+                .unwrap_err()
+                .to_string(),
+            "o: Condition `c` is not in Conditions"
+        );
+        let conditions = parse_yaml(
+            "Sharded: !Not [!Equals [!Ref Port, '6379']]\nBoth: !And [!Condition Sharded, !Equals [a, a]]\n",
+        )
+        .unwrap();
+        let defs = conditions
+            .as_object()
+            .unwrap()
+            .clone()
+            .into_iter()
+            .collect();
+        scope.settle_conditions(&defs).unwrap();
+        assert_eq!(
+            scope.conditions,
+            [("Both".to_string(), true), ("Sharded".to_string(), true)]
+                .into_iter()
+                .collect()
+        );
+        assert_eq!(
+            scope
+                .eval(
+                    &json!({"Fn::If": ["Both", 1, {"Ref": "AWS::StackName"}]}),
+                    "o"
+                )
+                .unwrap(),
+            json!(1)
+        );
     }
 
     #[test]
