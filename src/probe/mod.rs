@@ -1,10 +1,10 @@
 //! The background probe: what the cache's clients feel while a runbook runs.
 //!
-//! Per endpoint, a write lane and a read lane each issue one request a tick on a fixed
-//! open-loop schedule, on connections of their own; failures are classified, runs of
-//! failures become outage events of a kind (disconnect, stall, refusal, error), lost
-//! acknowledged writes are counted and every sample is tagged with the step running at
-//! its scheduled time.
+//! Per endpoint (per shard of a cluster), a write lane and a read lane each issue one
+//! request a tick on a fixed open-loop schedule, on connections of their own; failures
+//! are classified, runs of failures become outage events of a kind (disconnect, stall,
+//! refusal, error), lost acknowledged writes are counted and every sample is tagged with
+//! the step running at its scheduled time.
 //! Everything goes to files under the run directory as it happens ([`record`]), so the
 //! report survives a crash and memory stays bounded. The probe never blocks or fails
 //! the run: its own problems are printed once and otherwise ignored.
@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::endpoint::{Endpoint, Resolver};
 pub use classify::{ErrorClass, OutageKind};
-pub use record::{ClientsAt, Op, ProbeEvent, Recorder, Second};
+pub use record::{ClientsAt, Op, ProbeEvent, Recorder, Second, ShardAt};
 
 /// How the probe samples.
 #[derive(Clone, Debug)]
@@ -62,7 +62,16 @@ struct Shared {
     runtime: tokio::runtime::Handle,
     /// A tag unique to this probe, so two probes never share a key.
     tag: String,
-    tasks: Mutex<Vec<(Endpoint, JoinHandle<()>)>>,
+    tasks: Mutex<Vec<Task>>,
+}
+
+/// One endpoint's probing task.
+struct Task {
+    endpoint: Endpoint,
+    name: Option<String>,
+    /// Stops this task alone (when its endpoint is replaced).
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
 }
 
 impl RunProbe {
@@ -124,27 +133,47 @@ impl RunProbe {
         self.watch_named(endpoint, None);
     }
 
-    /// Starts probing `endpoint`, which the runbook calls `name`.
+    /// Starts probing `endpoint`, which the runbook calls `name`. A named endpoint that
+    /// gets another value (the platform named a new primary after a failover) moves: the
+    /// old one is no longer probed, as the clients of the name no longer use it.
     pub fn watch_named(&self, endpoint: Endpoint, name: Option<String>) {
         let shared = &self.shared;
         let Some(recorder) = &shared.recorder else {
             return;
         };
         let mut tasks = shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        if tasks.iter().any(|(e, _)| *e == endpoint) {
+        if tasks.iter().any(|t| t.endpoint == endpoint) {
             return;
+        }
+        for old in tasks
+            .iter()
+            .filter(|t| name.is_some() && t.name == name && !*t.stop.borrow())
+        {
+            recorder.event(&ProbeEvent::Replaced {
+                ts: chrono::Utc::now(),
+                endpoint: old.endpoint.to_string(),
+                by: endpoint.to_string(),
+            });
+            let _ = old.stop.send(true);
         }
         let sampler = sampler::Sampler {
             endpoint: endpoint.clone(),
-            name,
+            name: name.clone(),
             resolver: shared.resolver.clone(),
             config: shared.config.clone(),
             key: format!("{}{}:{}", shared.config.key_prefix, shared.tag, tasks.len()),
             recorder: recorder.clone(),
             step: shared.step.clone(),
+            nodes: Mutex::new(Vec::new()),
         };
-        let handle = shared.runtime.spawn(sampler.run(shared.stop.clone()));
-        tasks.push((endpoint, handle));
+        let (stop, stopped) = watch::channel(*shared.stop.borrow());
+        let handle = shared.runtime.spawn(sampler.run(stopped));
+        tasks.push(Task {
+            endpoint,
+            name,
+            stop,
+            handle,
+        });
     }
 
     /// The folder the probe writes to, unless it could not be created.
@@ -157,8 +186,11 @@ impl RunProbe {
         let _ = self.stop.send(true);
         let tasks =
             std::mem::take(&mut *self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner()));
-        for (_, task) in tasks {
-            let _ = task.await;
+        for task in &tasks {
+            let _ = task.stop.send(true);
+        }
+        for task in tasks {
+            let _ = task.handle.await;
         }
         if let Some(flusher) = self.flusher.take() {
             let _ = flusher.await;

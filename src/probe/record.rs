@@ -2,8 +2,8 @@
 //!
 //! Two JSON-lines files under `<run dir>/probe/`: `events.jsonl` (every connection,
 //! error, outage and lost-write event) and `seconds.jsonl` (one line per second,
-//! endpoint, step and operation, with an HdrHistogram of that second's latencies and the
-//! worst latency and the errors of each tenth of it, for a sub-second timeline). Memory
+//! endpoint, shard, step and operation, with an HdrHistogram of that second's latencies
+//! and the worst latency and the errors of each tenth of it, for a sub-second timeline). Memory
 //! stays bounded (only the current seconds are held), the files survive a crash up to
 //! the last second, and exact per-step percentiles are the merge of the seconds' histograms.
 
@@ -66,6 +66,9 @@ pub enum ProbeEvent {
     Connected {
         ts: DateTime<Utc>,
         endpoint: String,
+        /// The shard (its slot ranges) in a cluster of several shards.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shard: Option<String>,
         op: Op,
         resolved: Vec<String>,
         address: Option<String>,
@@ -75,6 +78,9 @@ pub enum ProbeEvent {
     Error {
         ts: DateTime<Utc>,
         endpoint: String,
+        /// The shard (its slot ranges) in a cluster of several shards.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shard: Option<String>,
         step: Option<String>,
         op: Op,
         class: ErrorClass,
@@ -86,6 +92,9 @@ pub enum ProbeEvent {
     /// run, `cause` the class of its first failure.
     Outage {
         endpoint: String,
+        /// The shard (its slot ranges) in a cluster of several shards.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shard: Option<String>,
         op: Op,
         kind: OutageKind,
         step: Option<String>,
@@ -100,6 +109,9 @@ pub enum ProbeEvent {
     LostWrites {
         ts: DateTime<Utc>,
         endpoint: String,
+        /// The shard (its slot ranges) in a cluster of several shards.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shard: Option<String>,
         step: Option<String>,
         acknowledged: u64,
         read_back: Option<u64>,
@@ -116,7 +128,34 @@ pub enum ProbeEvent {
     FirstWrite {
         ts: DateTime<Utc>,
         endpoint: String,
+        /// The shard (its slot ranges) in a cluster of several shards.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shard: Option<String>,
         step: Option<String>,
+    },
+    /// The endpoint is a cluster of several shards: each is probed on a key of its own, on
+    /// its primary. `shard` names it by its slot ranges (`0-5460`), which a failover keeps.
+    Shards {
+        ts: DateTime<Utc>,
+        endpoint: String,
+        shards: Vec<ShardAt>,
+    },
+    /// Writes to an endpoint that had acknowledged some are refused as by a replica
+    /// (READONLY): it was demoted, as a primary is by a failover (`writable: false`); or it
+    /// acknowledges writes again after that (`writable: true`).
+    Writable {
+        ts: DateTime<Utc>,
+        endpoint: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shard: Option<String>,
+        writable: bool,
+    },
+    /// The runbook's endpoint of this name moved to `by` (the platform named a new
+    /// primary): `endpoint` is no longer probed.
+    Replaced {
+        ts: DateTime<Utc>,
+        endpoint: String,
+        by: String,
     },
     /// Probing of an endpoint ended after `ticks` ticks (each one write and one read,
     /// every one of them counted as a success or a failure).
@@ -126,6 +165,14 @@ pub enum ProbeEvent {
         #[serde(default)]
         ticks: u64,
     },
+}
+
+/// A shard of a probed cluster when the probe began.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardAt {
+    pub shard: String,
+    /// The primary's address (`host:port`).
+    pub primary: String,
 }
 
 /// One entry of the clients' plan: from the start of step `from` (from the start of the
@@ -142,6 +189,9 @@ pub struct Second {
     /// Unix time of the second.
     pub second: i64,
     pub endpoint: String,
+    /// The shard, in a cluster of several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub step: Option<String>,
     pub op: Op,
     /// Successful requests.
@@ -193,7 +243,16 @@ fn tenth(at: DateTime<Utc>) -> usize {
     (at.timestamp_subsec_millis() / 100).min(9) as usize
 }
 
-type BucketKey = (i64, String, Option<String>, Op);
+/// Second, endpoint, shard, step, operation.
+type BucketKey = (i64, String, Option<String>, Option<String>, Op);
+
+/// Where a request went: the endpoint as the runbook names it, and the shard in a cluster
+/// of several.
+#[derive(Clone, Copy, Debug)]
+pub struct Lane<'a> {
+    pub endpoint: &'a str,
+    pub shard: Option<&'a str>,
+}
 
 /// The writer of a probe's files; shared by every endpoint task.
 pub struct Recorder {
@@ -252,13 +311,13 @@ impl Recorder {
     pub fn ok(
         &self,
         at: DateTime<Utc>,
-        endpoint: &str,
+        lane: Lane<'_>,
         step: &Option<String>,
         op: Op,
         latency_us: u64,
     ) {
         let mut inner = self.lock();
-        let bucket = inner.bucket(at, endpoint, step, op);
+        let bucket = inner.bucket(at, lane, step, op);
         bucket.ok += 1;
         let worst = &mut bucket.tenths_max_us[tenth(at)];
         *worst = (*worst).max(latency_us);
@@ -273,13 +332,13 @@ impl Recorder {
     pub fn failed(
         &self,
         at: DateTime<Utc>,
-        endpoint: &str,
+        lane: Lane<'_>,
         step: &Option<String>,
         op: Op,
         class: ErrorClass,
     ) {
         let mut inner = self.lock();
-        let bucket = inner.bucket(at, endpoint, step, op);
+        let bucket = inner.bucket(at, lane, step, op);
         *bucket.errors.entry(class).or_default() += 1;
         bucket.tenths_errors[tenth(at)] += 1;
     }
@@ -319,13 +378,18 @@ impl Inner {
     fn bucket(
         &mut self,
         at: DateTime<Utc>,
-        endpoint: &str,
+        lane: Lane<'_>,
         step: &Option<String>,
         op: Op,
     ) -> &mut Bucket {
-        self.buckets
-            .entry((at.timestamp(), endpoint.to_string(), step.clone(), op))
-            .or_default()
+        let key = (
+            at.timestamp(),
+            lane.endpoint.to_string(),
+            lane.shard.map(str::to_string),
+            step.clone(),
+            op,
+        );
+        self.buckets.entry(key).or_default()
     }
 
     fn note_failure(&mut self, result: io::Result<()>) {
@@ -337,7 +401,7 @@ impl Inner {
     }
 }
 
-fn second_line((second, endpoint, step, op): BucketKey, bucket: Bucket) -> Second {
+fn second_line((second, endpoint, shard, step, op): BucketKey, bucket: Bucket) -> Second {
     let h = bucket.latencies.unwrap_or_else(new_histogram);
     let mut bytes = Vec::new();
     let histogram = match V2DeflateSerializer::new().serialize(&h, &mut bytes) {
@@ -354,6 +418,7 @@ fn second_line((second, endpoint, step, op): BucketKey, bucket: Bucket) -> Secon
     Second {
         second,
         endpoint,
+        shard,
         step,
         op,
         ok: bucket.ok,
@@ -377,10 +442,14 @@ mod tests {
         let rec = Recorder::open(dir.path()).unwrap();
         let t: DateTime<Utc> = "2026-11-22T03:00:00.250Z".parse().unwrap();
         let step = Some("s1".to_string());
+        let lane = Lane {
+            endpoint: "redis://h:1",
+            shard: None,
+        };
         for us in [100, 200, 300, 40_000] {
-            rec.ok(t, "redis://h:1", &step, Op::Write, us);
+            rec.ok(t, lane, &step, Op::Write, us);
         }
-        rec.failed(t, "redis://h:1", &step, Op::Write, ErrorClass::Refused);
+        rec.failed(t, lane, &step, Op::Write, ErrorClass::Refused);
         rec.flush(None);
         let text = std::fs::read_to_string(dir.path().join(PROBE_DIR).join(SECONDS_FILE)).unwrap();
         let second: Second = serde_json::from_str(text.lines().next().unwrap()).unwrap();

@@ -1,5 +1,12 @@
 //! One endpoint's probe: two open-loop lanes (writes and reads, each on its own
-//! connection), latency from the scheduled time, and the outage state machine.
+//! connection) per shard, latency from the scheduled time, and the outage state machine.
+//!
+//! A cluster-mode endpoint is probed shard by shard: the probe reads the slot map once, and
+//! each shard gets its own key (one of its slots) and its own lanes on its primary, so a
+//! failover of one shard shows on that shard only. A `MOVED` reply is what a client feels
+//! (a failed request of class `moved`); the lanes then follow it, and a lane whose node is
+//! gone reads the slot map again from any node it knows before it reconnects. A one-node
+//! cluster (a serverless cache) is one shard; a standalone endpoint is probed as it is.
 //!
 //! Tick `k` is due at `start + k × interval` for both lanes, and a lane issues it then
 //! whatever its earlier requests are doing: requests are pipelined on the connection and a
@@ -22,21 +29,73 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use super::ProbeConfig;
 use super::classify::{ErrorClass, OutageKind};
-use super::record::{Op, ProbeEvent, Recorder};
+use super::record::{self, Op, ProbeEvent, Recorder, ShardAt};
 use crate::endpoint::{Endpoint, Resolver, redact_url};
+use crate::resp::cluster::{Redirect, Topology, TopologyError};
 use crate::resp::{Conn, Pipeline, RespError};
 
 /// Lifetime of the probe's key: long enough for any run, short enough to clean itself up.
 const KEY_TTL_SECONDS: u64 = 86_400;
+
+/// How many hash tags are tried to find a key of a shard: a shard owns at least one of
+/// 16384 slots, and the numbers below this reach every slot.
+const TAGS_TRIED: u32 = 1_000_000;
 
 pub(super) struct Sampler {
     pub endpoint: Endpoint,
     pub name: Option<String>,
     pub resolver: Resolver,
     pub config: ProbeConfig,
+    /// The probe key of this endpoint (a shard's key adds a hash tag of the shard).
     pub key: String,
     pub recorder: Arc<Recorder>,
     pub step: watch::Receiver<Option<String>>,
+    /// The cluster's nodes as last seen: where the slot map is read again after a failover.
+    pub nodes: std::sync::Mutex<Vec<Endpoint>>,
+}
+
+/// What the two lanes of one shard share: their key and the node they go to.
+struct ShardProbe {
+    /// The shard's slot ranges (`0-5460`), in a cluster of several shards.
+    label: Option<String>,
+    key: String,
+    cluster: bool,
+    /// The node the lanes use, and how often it changed: a lane that sees a newer count
+    /// than its own follows to the new node.
+    target: std::sync::Mutex<(u64, Endpoint)>,
+}
+
+impl ShardProbe {
+    fn target(&self) -> (u64, Endpoint) {
+        self.target
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Sends both lanes to `node`; returns the new count.
+    fn move_to(&self, node: &Endpoint) -> u64 {
+        let mut target = self.target.lock().unwrap_or_else(|e| e.into_inner());
+        if target.1 != *node {
+            *target = (target.0 + 1, node.clone());
+        }
+        target.0
+    }
+}
+
+/// A shard's slot ranges as one label: `0-5460`, `0-99,200-5460`.
+fn slots_label(slots: &[(u16, u16)]) -> String {
+    slots
+        .iter()
+        .map(|(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The schedule both lanes of an endpoint share.
@@ -66,6 +125,79 @@ impl Sampler {
         self.endpoint.to_string()
     }
 
+    fn remember(&self, topology: &Topology) {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        for shard in &topology.shards {
+            for node in std::iter::once(&shard.primary).chain(&shard.replicas) {
+                if !nodes.contains(node) {
+                    nodes.push(node.clone());
+                }
+            }
+        }
+    }
+
+    /// The shards to probe: each shard of a cluster with a key it owns, or the endpoint
+    /// itself when it is not a cluster (or cannot be asked now: it is then probed as it is,
+    /// and its failures are measured).
+    async fn shards(&self) -> Vec<Arc<ShardProbe>> {
+        let limit = self.config.timeout;
+        let asked = timeout(limit * 4, async {
+            let mut conn = Conn::connect(&self.resolver, &self.endpoint, limit)
+                .await
+                .ok()?;
+            Topology::of(&mut conn, &self.endpoint).await.ok()
+        })
+        .await;
+        let topology = match asked {
+            Ok(Some(t)) if t.cluster => t,
+            _ => {
+                return vec![Arc::new(ShardProbe {
+                    label: None,
+                    key: self.key.clone(),
+                    cluster: false,
+                    target: std::sync::Mutex::new((0, self.endpoint.clone())),
+                })];
+            }
+        };
+        self.remember(&topology);
+        let several = topology.shards.len() > 1;
+        let mut shards = Vec::new();
+        for (i, shard) in topology.shards.iter().enumerate() {
+            let key = (0..TAGS_TRIED)
+                .map(|n| format!("{}:{{{n}}}", self.key))
+                .find(|k| topology.shard_of(k.as_bytes()) == i);
+            let Some(key) = key else {
+                eprintln!(
+                    "warning: no probe key under the prefix `{}` hashes to the shard of slots {} of {}: it is not probed",
+                    self.config.key_prefix,
+                    slots_label(&shard.slots),
+                    self.endpoint
+                );
+                continue;
+            };
+            shards.push(Arc::new(ShardProbe {
+                label: several.then(|| slots_label(&shard.slots)),
+                key,
+                cluster: true,
+                target: std::sync::Mutex::new((0, shard.primary.clone())),
+            }));
+        }
+        if several {
+            self.recorder.event(&ProbeEvent::Shards {
+                ts: Utc::now(),
+                endpoint: self.label(),
+                shards: shards
+                    .iter()
+                    .map(|s| ShardAt {
+                        shard: s.label.clone().unwrap_or_default(),
+                        primary: s.target().1.host_port(),
+                    })
+                    .collect(),
+            });
+        }
+        shards
+    }
+
     /// Probes until `stop` turns true (or its sender goes away), then lets the requests
     /// in flight finish or time out, so each tick is counted.
     pub async fn run(self, stop: watch::Receiver<bool>) {
@@ -81,12 +213,19 @@ impl Sampler {
             interval_ms: clock.interval.as_secs_f64() * 1000.0,
             timeout_ms: self.config.timeout.as_secs_f64() * 1000.0,
         });
+        // Ticks due while the shards are found are issued late, and count from their time.
+        let shards = self.shards().await;
         let sampler = Arc::new(self);
         let (end_tx, end) = watch::channel(None);
-        let lanes = [Op::Write, Op::Read].map(|op| {
-            let lane = Lane::new(sampler.clone(), op, clock);
-            tokio::spawn(lane.run(end.clone()))
-        });
+        let lanes: Vec<JoinHandle<u64>> = shards
+            .iter()
+            .flat_map(|shard| {
+                [Op::Write, Op::Read].map(|op| {
+                    let lane = Lane::new(sampler.clone(), shard.clone(), op, clock);
+                    tokio::spawn(lane.run(end.clone()))
+                })
+            })
+            .collect();
         let mut stop = stop;
         while !*stop.borrow_and_update() {
             if stop.changed().await.is_err() {
@@ -123,6 +262,18 @@ impl Failure {
             class: ErrorClass::of(err),
             message: redact_url(&err.to_string()),
             kind: OutageKind::Disconnect,
+        }
+    }
+
+    /// The slot map could not be read, or not used, while looking for a shard's primary.
+    fn topology(err: &TopologyError) -> Failure {
+        match err {
+            TopologyError::Ask { source, .. } => Failure::connection(source),
+            TopologyError::Unusable { .. } => Failure {
+                class: ErrorClass::Other,
+                message: redact_url(&err.to_string()),
+                kind: OutageKind::Disconnect,
+            },
         }
     }
 
@@ -172,6 +323,8 @@ impl Drop for Live {
 /// What a connection attempt found besides the connection.
 struct Opened {
     conn: Conn,
+    /// The node connected to (a shard's primary in a cluster).
+    node: Endpoint,
     resolved: Vec<String>,
     address: Option<String>,
     role: Option<String>,
@@ -189,9 +342,12 @@ struct Run {
     failed: u64,
 }
 
-/// One operation's open loop on one endpoint.
+/// One operation's open loop on one shard of one endpoint.
 struct Lane {
     s: Arc<Sampler>,
+    shard: Arc<ShardProbe>,
+    /// The count of the shard's target this lane's connection was opened for.
+    moves: u64,
     op: Op,
     clock: Clock,
     step: watch::Receiver<Option<String>>,
@@ -205,6 +361,8 @@ struct Lane {
     acknowledged: Option<u64>,
     /// The step of the last acknowledged write, to record each step's first one.
     acknowledged_in: Option<Option<String>>,
+    /// Writes were acknowledged, then refused as by a replica: the node was demoted.
+    demoted: bool,
     ticks: u64,
 }
 
@@ -247,10 +405,12 @@ async fn sleep_opt(at: Option<Instant>) {
 }
 
 impl Lane {
-    fn new(s: Arc<Sampler>, op: Op, clock: Clock) -> Lane {
+    fn new(s: Arc<Sampler>, shard: Arc<ShardProbe>, op: Op, clock: Clock) -> Lane {
         Lane {
             step: s.step.clone(),
             s,
+            shard,
+            moves: 0,
             op,
             clock,
             live: None,
@@ -260,12 +420,21 @@ impl Lane {
             run: None,
             acknowledged: None,
             acknowledged_in: None,
+            demoted: false,
             ticks: 0,
         }
     }
 
     fn timeout(&self) -> Duration {
         self.s.config.timeout
+    }
+
+    fn shard(&self) -> Option<String> {
+        self.shard.label.clone()
+    }
+
+    fn lane(&self) -> (String, Option<String>) {
+        (self.s.label(), self.shard())
     }
 
     /// How long a connection may go without any answer before it is given up for a new one:
@@ -348,6 +517,10 @@ impl Lane {
     /// issues it more than an interval late (held back, as by a full socket); a timer waking
     /// a little late is the probe's own jitter, and then latency counts from now.
     async fn issue(&mut self, scheduled: Instant, now: Instant) {
+        // The other lane of the shard followed a redirection: follow it between requests.
+        if self.live.is_some() && self.pending.is_empty() && self.shard.target().0 != self.moves {
+            self.live = None;
+        }
         let from = if now - scheduled > self.clock.interval {
             scheduled
         } else {
@@ -375,7 +548,7 @@ impl Lane {
         let mut p = Pipeline::new();
         let mut n = itoa::Buffer::new();
         let mut ttl = itoa::Buffer::new();
-        let key = self.s.key.as_bytes();
+        let key = self.shard.key.as_bytes();
         match self.op {
             Op::Write => p.cmd(&[
                 b"SET",
@@ -415,20 +588,29 @@ impl Lane {
         match error {
             None => {
                 if self.op == Op::Write {
+                    if self.demoted {
+                        self.demoted = false;
+                        self.writable(at, true);
+                    }
                     self.acknowledged = Some(self.acknowledged.unwrap_or(0).max(request.seq));
                     if self.acknowledged_in.as_ref() != Some(&request.step) {
                         self.s.recorder.event(&ProbeEvent::FirstWrite {
                             ts: self.clock.wall(at),
                             endpoint: self.s.label(),
+                            shard: self.shard(),
                             step: request.step.clone(),
                         });
                         self.acknowledged_in = Some(request.step.clone());
                     }
                 }
                 let latency = at.saturating_duration_since(request.from);
+                let (endpoint, shard) = self.lane();
                 self.s.recorder.ok(
                     self.clock.wall(request.scheduled),
-                    &self.s.label(),
+                    record::Lane {
+                        endpoint: &endpoint,
+                        shard: shard.as_deref(),
+                    },
                     &request.step,
                     self.op,
                     u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
@@ -445,7 +627,34 @@ impl Lane {
                     kind: OutageKind::of_reply(class),
                 };
                 self.fail(&request, &failure);
+                self.follow(text.as_bytes(), &failure);
+                if class == ErrorClass::Readonly && self.acknowledged.is_some() && !self.demoted {
+                    self.demoted = true;
+                    self.writable(request.scheduled, false);
+                }
             }
+        }
+    }
+
+    fn writable(&self, at: Instant, writable: bool) {
+        self.s.recorder.event(&ProbeEvent::Writable {
+            ts: self.clock.wall(at),
+            endpoint: self.s.label(),
+            shard: self.shard(),
+            writable,
+        });
+    }
+
+    /// After a `MOVED` reply in a cluster, both lanes of the shard go to the node named;
+    /// the requests already sent to the old one are answered the same way, and count so.
+    fn follow(&mut self, reply: &[u8], failure: &Failure) {
+        if !self.shard.cluster {
+            return;
+        }
+        let from = self.shard.target().1;
+        if let Some(Redirect::Moved { to, .. }) = Redirect::of(reply, &from) {
+            self.moves = self.shard.move_to(&to);
+            self.broken(failure);
         }
     }
 
@@ -504,13 +713,21 @@ impl Lane {
 
     fn fail(&mut self, request: &Pending, failure: &Failure) {
         let at = self.clock.wall(request.scheduled);
-        let label = self.s.label();
-        self.s
-            .recorder
-            .failed(at, &label, &request.step, self.op, failure.class);
+        let (label, shard) = self.lane();
+        self.s.recorder.failed(
+            at,
+            record::Lane {
+                endpoint: &label,
+                shard: shard.as_deref(),
+            },
+            &request.step,
+            self.op,
+            failure.class,
+        );
         self.s.recorder.event(&ProbeEvent::Error {
             ts: at,
             endpoint: label,
+            shard,
             step: request.step.clone(),
             op: self.op,
             class: failure.class,
@@ -538,6 +755,7 @@ impl Lane {
     fn close(&self, run: Run, end: Option<Instant>, until: Instant) {
         self.s.recorder.event(&ProbeEvent::Outage {
             endpoint: self.s.label(),
+            shard: self.shard(),
             op: self.op,
             kind: run.kind,
             step: run.step,
@@ -552,8 +770,13 @@ impl Lane {
     /// Starts opening a connection in the background.
     fn connect(&mut self) {
         let s = self.s.clone();
+        let shard = self.shard.clone();
         let op = self.op;
-        self.connecting = Some(tokio::spawn(async move { open(&s, op).await }));
+        let (moves, target) = shard.target();
+        self.moves = moves;
+        self.connecting = Some(tokio::spawn(
+            async move { open(&s, &shard, target, op).await },
+        ));
     }
 
     /// A connection attempt ended: the held ticks leave on the new connection, or fail.
@@ -566,10 +789,13 @@ impl Lane {
                 }
             }
             Ok(opened) => {
-                let label = self.s.label();
+                // The slot map named another primary: the other lane follows too.
+                self.moves = self.shard.move_to(&opened.node);
+                let (label, shard) = self.lane();
                 self.s.recorder.event(&ProbeEvent::Connected {
                     ts: Utc::now(),
                     endpoint: label.clone(),
+                    shard: shard.clone(),
                     op: self.op,
                     resolved: opened.resolved,
                     address: opened.address,
@@ -581,6 +807,7 @@ impl Lane {
                     self.s.recorder.event(&ProbeEvent::LostWrites {
                         ts: Utc::now(),
                         endpoint: label,
+                        shard,
                         step: self.step.borrow().clone(),
                         acknowledged,
                         read_back: opened.read_back,
@@ -606,19 +833,74 @@ impl Lane {
     }
 }
 
-/// Opens a connection after resolving the name again, and records where it went and the
-/// node's role; the writes' lane also reads the sequence number back, to count lost
-/// acknowledged writes.
-async fn open(s: &Sampler, op: Op) -> Result<Opened, Failure> {
+/// The primary that owns `shard`'s key now, from the slot map of the first node that
+/// answers: `target` first, then the endpoint given, then every node seen. The connection
+/// the map was read on comes along when that node is the primary.
+async fn owner(
+    s: &Sampler,
+    shard: &ShardProbe,
+    target: Endpoint,
+) -> Result<(Endpoint, Option<Conn>), Failure> {
     let limit = s.config.timeout;
-    let resolved = match s.resolver.override_for(&s.endpoint) {
+    let mut candidates = vec![target, s.endpoint.clone()];
+    for node in s.nodes.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        if !candidates.contains(node) {
+            candidates.push(node.clone());
+        }
+    }
+    let mut first: Option<Failure> = None;
+    for node in candidates {
+        let asked = timeout(limit, async {
+            let mut conn = Conn::connect(&s.resolver, &node, limit)
+                .await
+                .map_err(|e| Failure::connection(&e))?;
+            let topology = Topology::of(&mut conn, &node)
+                .await
+                .map_err(|e| Failure::topology(&e))?;
+            Ok::<_, Failure>((conn, topology))
+        })
+        .await
+        .unwrap_or_else(|_| Err(Failure::timed_out(limit, OutageKind::Disconnect)));
+        match asked {
+            Ok((conn, topology)) => {
+                s.remember(&topology);
+                let primary = topology.shards[topology.shard_of(shard.key.as_bytes())]
+                    .primary
+                    .clone();
+                let conn = (primary == node).then_some(conn);
+                return Ok((primary, conn));
+            }
+            Err(failure) => {
+                first.get_or_insert(failure);
+            }
+        }
+    }
+    Err(first.unwrap_or_else(|| Failure::timed_out(limit, OutageKind::Disconnect)))
+}
+
+/// Opens a connection after resolving the name again (in a cluster, to the primary the slot
+/// map names now), and records where it went and the node's role; the writes' lane also
+/// reads the sequence number back, to count lost acknowledged writes.
+async fn open(
+    s: &Sampler,
+    shard: &ShardProbe,
+    target: Endpoint,
+    op: Op,
+) -> Result<Opened, Failure> {
+    let limit = s.config.timeout;
+    let (node, conn) = if shard.cluster {
+        owner(s, shard, target).await?
+    } else {
+        (target, None)
+    };
+    let resolved = match s.resolver.override_for(&node) {
         Some(addr) => vec![addr.to_string()],
-        None => match timeout(limit, tokio::net::lookup_host(s.endpoint.host_port())).await {
+        None => match timeout(limit, tokio::net::lookup_host(node.host_port())).await {
             Ok(Ok(addrs)) => addrs.map(|a| a.to_string()).collect(),
             Ok(Err(e)) => {
                 return Err(Failure {
                     class: ErrorClass::Other,
-                    message: format!("cannot resolve {}: {e}", s.endpoint.host),
+                    message: format!("cannot resolve {}: {e}", node.host),
                     kind: OutageKind::Disconnect,
                 });
             }
@@ -626,14 +908,17 @@ async fn open(s: &Sampler, op: Op) -> Result<Opened, Failure> {
         },
     };
     let fail = |e: RespError| Failure::connection(&e);
-    let mut conn = Conn::connect(&s.resolver, &s.endpoint, limit)
-        .await
-        .map_err(fail)?;
+    let mut conn = match conn {
+        Some(conn) => conn,
+        None => Conn::connect(&s.resolver, &node, limit)
+            .await
+            .map_err(fail)?,
+    };
     // One round trip: the connection serves ticks as soon as possible after an outage.
     let mut p = Pipeline::new();
     p.cmd(&[b"ROLE"]).cmd(&[b"CLIENT", b"INFO"]);
     if op == Op::Write {
-        p.cmd(&[b"GET", s.key.as_bytes()]);
+        p.cmd(&[b"GET", shard.key.as_bytes()]);
     }
     let (mut role, mut address, mut read_back) = (None, None, None);
     conn.run(&p, |i, reply| {
@@ -658,6 +943,7 @@ async fn open(s: &Sampler, op: Op) -> Result<Opened, Failure> {
     .map_err(fail)?;
     Ok(Opened {
         conn,
+        node,
         resolved,
         address,
         role,
@@ -722,6 +1008,10 @@ mod tests {
 
     #[test]
     fn reads_the_address_reached() {
+        assert_eq!(
+            slots_label(&[(0, 99), (200, 200), (300, 5460)]),
+            "0-99,200,300-5460"
+        );
         let info = "id=3 addr=127.0.0.1:50000 laddr=10.1.2.3:6379 fd=8 name= db=0";
         assert_eq!(local_address(info).as_deref(), Some("10.1.2.3:6379"));
         let clock = Clock {

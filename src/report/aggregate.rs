@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::model::*;
 use crate::journal::{self, Replay, StepStatus};
 use crate::probe::record::{EVENTS_FILE, PROBE_DIR, SECONDS_FILE, new_histogram};
-use crate::probe::{ClientsAt, ErrorClass, Op, OutageKind, ProbeEvent, Second};
+use crate::probe::{ClientsAt, ErrorClass, Op, OutageKind, ProbeEvent, Second, ShardAt};
 
 /// Why a report could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -173,9 +173,10 @@ pub fn build(dir: &Path) -> Result<Report, ReportError> {
         .filter_map(|s| Some((s.id.clone(), s.started_at?)))
         .collect();
     let clients = clients_spans(&probe, &step_starts, window);
-    let mut view = ClientsView::new(&clients, &probe.endpoints, window);
+    let mut view = ClientsView::new(&clients, &probe, window);
 
-    let mut per_step: BTreeMap<(String, String, Op), Acc> = BTreeMap::new();
+    let mut per_step: BTreeMap<(String, String, Option<String>, Op), Acc> = BTreeMap::new();
+    let mut per_shard: BTreeMap<(String, String), Acc> = BTreeMap::new();
     let mut per_op: BTreeMap<Op, Acc> = BTreeMap::new();
     let mut per_second: BTreeMap<i64, SecondAcc> = BTreeMap::new();
     let mut by_second_op: BTreeMap<(i64, Op), Acc> = BTreeMap::new();
@@ -183,9 +184,20 @@ pub fn build(dir: &Path) -> Result<Report, ReportError> {
     for s in &seconds {
         let h = s.decode_histogram();
         per_step
-            .entry((step_label(&s.step), s.endpoint.clone(), s.op))
+            .entry((
+                step_label(&s.step),
+                s.endpoint.clone(),
+                s.shard.clone(),
+                s.op,
+            ))
             .or_default()
             .add(s, h.as_ref());
+        if let Some(shard) = &s.shard {
+            per_shard
+                .entry((s.endpoint.clone(), shard.clone()))
+                .or_default()
+                .add(s, h.as_ref());
+        }
         per_op.entry(s.op).or_default().add(s, h.as_ref());
         by_second_op
             .entry((s.second, s.op))
@@ -217,12 +229,13 @@ pub fn build(dir: &Path) -> Result<Report, ReportError> {
         for op in [Op::Write, Op::Read] {
             let mut acc = Acc::default();
             let mut any = false;
-            for label in &on {
-                if let Some(a) = per_step.get(&(id.to_string(), label.clone(), op)) {
-                    let _ = acc.latencies.add(&a.latencies);
-                    acc.errors += a.errors;
-                    any = true;
-                }
+            for ((_, _, _, _), a) in per_step
+                .iter()
+                .filter(|((s, e, _, o), _)| s == id && *o == op && on.contains(e))
+            {
+                let _ = acc.latencies.add(&a.latencies);
+                acc.errors += a.errors;
+                any = true;
             }
             if any {
                 by_op.insert(op.as_str().to_string(), acc.stats());
@@ -241,14 +254,29 @@ pub fn build(dir: &Path) -> Result<Report, ReportError> {
                 .map(|c| c.name.clone());
         }
         count_outages(row, &outages);
+        row.shards = step_shards(&row.id, &probe, &per_step, &outages);
     }
     // Samples taken while no step ran (before the first, between steps) get a row of their own.
-    if per_step.keys().any(|(s, _, _)| s == NO_STEP) {
+    if per_step.keys().any(|(s, _, _, _)| s == NO_STEP) {
         let mut row = empty_row(NO_STEP, "", "", "");
         (row.by_op, row.latency) = step_stats(NO_STEP, None);
         count_outages(&mut row, &outages);
+        row.shards = step_shards(NO_STEP, &probe, &per_step, &outages);
         steps.push(row);
     }
+    let shards = probe
+        .shards
+        .iter()
+        .map(|(endpoint, at)| {
+            let mut row = shard_row(&probe, endpoint, &at.shard);
+            row.primary = Some(at.primary.clone());
+            if let Some(acc) = per_shard.get(&(endpoint.clone(), at.shard.clone())) {
+                row.latency = acc.stats();
+            }
+            count_shard_outages(&mut row, outages.iter());
+            row
+        })
+        .collect();
 
     let latency = per_op
         .iter()
@@ -343,6 +371,7 @@ pub fn build(dir: &Path) -> Result<Report, ReportError> {
         latency,
         errors_by_class,
         metrics,
+        shards,
         endpoints: probe.endpoints,
         probe_interval_ms: probe.interval_ms,
         timeline,
@@ -380,6 +409,7 @@ struct Window {
 /// A run of failed requests of one operation, as the probe recorded it.
 struct RawOutage {
     endpoint: String,
+    shard: Option<String>,
     op: Op,
     kind: OutageKind,
     step: Option<String>,
@@ -404,6 +434,13 @@ struct ProbeData {
     /// When each endpoint was probed (several spans after a resume).
     probed: BTreeMap<String, Vec<(f64, f64)>>,
     raw: Vec<RawOutage>,
+    /// The shards of each endpoint that is a cluster of several, in slot order.
+    shards: Vec<(String, ShardAt)>,
+    /// When each endpoint refused writes as a replica after it had taken some (a failover
+    /// demoted it), until it took writes again.
+    demoted: BTreeMap<String, Vec<(f64, f64)>>,
+    /// Named endpoints that moved: (old, when, new).
+    replaced: Vec<(String, f64, String)>,
     connections: Vec<Connection>,
     lost_writes: Vec<LostWrites>,
     plan: Vec<ClientsAt>,
@@ -459,6 +496,7 @@ impl ProbeData {
                 ProbeEvent::Connected {
                     ts,
                     endpoint,
+                    shard,
                     op,
                     resolved,
                     address,
@@ -466,6 +504,7 @@ impl ProbeData {
                 } => d.connections.push(Connection {
                     ts,
                     endpoint,
+                    shard,
                     op,
                     address,
                     role,
@@ -473,6 +512,7 @@ impl ProbeData {
                 }),
                 ProbeEvent::Outage {
                     endpoint,
+                    shard,
                     op,
                     kind,
                     step,
@@ -483,6 +523,7 @@ impl ProbeData {
                     failed_requests,
                 } => d.raw.push(RawOutage {
                     endpoint,
+                    shard,
                     op,
                     kind,
                     step,
@@ -495,6 +536,7 @@ impl ProbeData {
                 ProbeEvent::LostWrites {
                     ts,
                     endpoint,
+                    shard,
                     step,
                     acknowledged,
                     read_back,
@@ -502,6 +544,7 @@ impl ProbeData {
                 } => d.lost_writes.push(LostWrites {
                     ts,
                     endpoint,
+                    shard,
                     step: step_label(&step),
                     acknowledged,
                     read_back,
@@ -512,7 +555,38 @@ impl ProbeData {
                     d.planned_endpoints = true;
                 }
                 ProbeEvent::FirstWrite { ts, endpoint, .. } => d.first_writes.push((endpoint, ts)),
-                ProbeEvent::Error { .. } => {}
+                ProbeEvent::Shards {
+                    endpoint, shards, ..
+                } => {
+                    // A resumed run probes again: its shards are the same ones, or new.
+                    for at in shards {
+                        if !d
+                            .shards
+                            .iter()
+                            .any(|(e, s)| *e == endpoint && s.shard == at.shard)
+                        {
+                            d.shards.push((endpoint.clone(), at));
+                        }
+                    }
+                }
+                ProbeEvent::Writable {
+                    ts,
+                    endpoint,
+                    shard: None,
+                    writable,
+                } => {
+                    let spans = d.demoted.entry(endpoint).or_default();
+                    let open = spans.last().is_some_and(|l| l.1 == f64::INFINITY);
+                    match (writable, spans.last_mut()) {
+                        (true, Some(last)) if open => last.1 = unix(ts),
+                        (false, _) if !open => spans.push((unix(ts), f64::INFINITY)),
+                        _ => {}
+                    }
+                }
+                ProbeEvent::Replaced { ts, endpoint, by } => {
+                    d.replaced.push((endpoint, unix(ts), by));
+                }
+                ProbeEvent::Writable { .. } | ProbeEvent::Error { .. } => {}
             }
         }
         // A probe that never stopped (a crash) counts until its last sign of life.
@@ -522,6 +596,22 @@ impl ProbeData {
         }
         d.raw.sort_by_key(|o| o.start);
         d
+    }
+
+    /// When `endpoint` stood for its name: from the replacement of the one before it (of
+    /// that name) to its own, unbounded on either side when there was none.
+    fn tenure(&self, endpoint: &str) -> (f64, f64) {
+        let start = self
+            .replaced
+            .iter()
+            .find(|(_, _, by)| by == endpoint)
+            .map_or(f64::NEG_INFINITY, |(_, t, _)| *t);
+        let end = self
+            .replaced
+            .iter()
+            .find(|(old, _, _)| old == endpoint)
+            .map_or(f64::INFINITY, |(_, t, _)| *t);
+        (start, end)
     }
 
     fn label_of(&self, name: &str) -> Option<String> {
@@ -568,26 +658,54 @@ struct ClientsView {
     spans: Vec<(String, f64, f64)>,
     window: (f64, f64),
     probed: Vec<(f64, f64)>,
+    /// The runbook does not say where the clients are.
+    planless: bool,
 }
 
 impl ClientsView {
-    fn new(clients: &[ClientsSpan], endpoints: &[EndpointInfo], window: Window) -> ClientsView {
+    /// Without a plan the clients are on every endpoint while it stands for its name, except
+    /// while it is demoted to a replica: the clients of a primary endpoint follow the
+    /// primary. With a plan they are on the endpoints of the name it gives, each while it
+    /// stands for that name.
+    fn new(clients: &[ClientsSpan], probe: &ProbeData, window: Window) -> ClientsView {
         let w = (unix(window.start), unix(window.end));
+        let within = |e: &EndpointInfo, (a, b): (f64, f64)| {
+            let (t0, t1) = probe.tenure(&e.endpoint);
+            let span = (a.max(t0), b.min(t1));
+            (span.1 > span.0).then_some(span)
+        };
         let spans = if clients.is_empty() {
-            endpoints
+            probe
+                .endpoints
                 .iter()
-                .map(|e| (e.endpoint.clone(), w.0, w.1))
+                .filter_map(|e| Some((e, within(e, w)?)))
+                .flat_map(|(e, span)| {
+                    let demoted = probe.demoted.get(&e.endpoint).cloned().unwrap_or_default();
+                    subtract(&[span], &demoted)
+                        .into_iter()
+                        .map(|(a, b)| (e.endpoint.clone(), a, b))
+                })
                 .collect()
         } else {
             clients
                 .iter()
-                .filter_map(|c| Some((c.endpoint.clone()?, unix(c.start), unix(c.end))))
+                .flat_map(|c| {
+                    probe
+                        .endpoints
+                        .iter()
+                        .filter(|e| e.name.as_deref() == Some(c.name.as_str()))
+                        .filter_map(|e| {
+                            let (a, b) = within(e, (unix(c.start), unix(c.end)))?;
+                            Some((e.endpoint.clone(), a, b))
+                        })
+                })
                 .collect()
         };
         ClientsView {
             spans,
             window: w,
             probed: Vec::new(),
+            planless: clients.is_empty(),
         }
     }
 
@@ -655,6 +773,24 @@ impl ClientsView {
                 self.gaps()
             )),
         };
+        if self.planless {
+            let demoted: Vec<String> = probe
+                .demoted
+                .iter()
+                .flat_map(|(e, spans)| spans.iter().map(move |(a, _)| (e, *a)))
+                .map(|(e, a)| format!("`{e}` from {}", clock(a)))
+                .collect();
+            if !demoted.is_empty() {
+                let sentence = format!(
+                    "the probed primary became a replica ({}): its clients follow the new primary, which was not probed, so that time does not count",
+                    demoted.join(", ")
+                );
+                outcome.probe_note = Some(match outcome.probe_note.take() {
+                    Some(note) => format!("{note}; {sentence}"),
+                    None => sentence,
+                });
+            }
+        }
         if outcome.probed == Coverage::None {
             return;
         }
@@ -680,11 +816,6 @@ impl ClientsView {
     /// The stretches of the run when the clients' endpoint was not probed, as clock times.
     fn gaps(&self) -> String {
         let missing = subtract(&[self.window], &self.probed);
-        let clock = |t: f64| {
-            DateTime::from_timestamp_micros((t * 1e6) as i64)
-                .map(|t| t.format("%H:%M:%S%.3f").to_string())
-                .unwrap_or_default()
-        };
         let shown: Vec<String> = missing
             .iter()
             .take(3)
@@ -710,7 +841,11 @@ fn merge_outages(probe: &ProbeData, view: &ClientsView) -> Vec<Outage> {
             .find(|e| e.endpoint == o.endpoint)
             .and_then(|e| e.name.clone());
         if let Some((m, m_end)) = out.iter_mut().rev().find(|(m, m_end)| {
-            m.endpoint == o.endpoint && m.kind == o.kind && unix(m.start) <= b && a <= *m_end
+            m.endpoint == o.endpoint
+                && m.shard == o.shard
+                && m.kind == o.kind
+                && unix(m.start) <= b
+                && a <= *m_end
         }) {
             if !m.ops.contains(&o.op) {
                 m.ops.push(o.op);
@@ -730,6 +865,7 @@ fn merge_outages(probe: &ProbeData, view: &ClientsView) -> Vec<Outage> {
             Outage {
                 endpoint: o.endpoint.clone(),
                 name,
+                shard: o.shard.clone(),
                 kind: o.kind,
                 ops: vec![o.op],
                 step: step_label(&o.step),
@@ -744,6 +880,70 @@ fn merge_outages(probe: &ProbeData, view: &ClientsView) -> Vec<Outage> {
         ));
     }
     out.into_iter().map(|(o, _)| o).collect()
+}
+
+/// One shard's row, figures still empty.
+fn shard_row(probe: &ProbeData, endpoint: &str, shard: &str) -> ShardRow {
+    ShardRow {
+        endpoint: endpoint.to_string(),
+        name: probe
+            .endpoints
+            .iter()
+            .find(|e| e.endpoint == endpoint)
+            .and_then(|e| e.name.clone()),
+        shard: shard.to_string(),
+        primary: None,
+        latency: Stats::default(),
+        disconnected_s: 0.0,
+        disconnects: 0,
+        stalls: 0,
+        refusals: 0,
+        errors: 0,
+    }
+}
+
+/// Counts the outages of `row`'s shard among `outages`.
+fn count_shard_outages<'a>(row: &mut ShardRow, outages: impl Iterator<Item = &'a Outage>) {
+    for o in outages.filter(|o| o.endpoint == row.endpoint && o.shard.as_ref() == Some(&row.shard))
+    {
+        match o.kind {
+            OutageKind::Disconnect => {
+                row.disconnects += 1;
+                row.disconnected_s += o.duration_ms / 1000.0;
+            }
+            OutageKind::Stall => row.stalls += 1,
+            OutageKind::Refusal => row.refusals += 1,
+            OutageKind::Error => row.errors += 1,
+        }
+    }
+    row.disconnected_s = round_ms(row.disconnected_s);
+}
+
+/// Step `id`'s figures shard by shard: every request to the shard during the step, and the
+/// outages that began in it.
+fn step_shards(
+    id: &str,
+    probe: &ProbeData,
+    per_step: &BTreeMap<(String, String, Option<String>, Op), Acc>,
+    outages: &[Outage],
+) -> Vec<ShardRow> {
+    probe
+        .shards
+        .iter()
+        .map(|(endpoint, at)| {
+            let mut row = shard_row(probe, endpoint, &at.shard);
+            let mut acc = Acc::default();
+            for ((_, _, _, _), a) in per_step.iter().filter(|((s, e, sh, _), _)| {
+                s == id && e == endpoint && sh.as_ref() == Some(&at.shard)
+            }) {
+                let _ = acc.latencies.add(&a.latencies);
+                acc.errors += a.errors;
+            }
+            row.latency = acc.stats();
+            count_shard_outages(&mut row, outages.iter().filter(|o| o.step == id));
+            row
+        })
+        .collect()
 }
 
 fn count_outages(row: &mut StepRow, outages: &[Outage]) {
@@ -810,7 +1010,8 @@ fn cutovers(probe: &ProbeData, step_starts: &BTreeMap<String, DateTime<Utc>>) ->
     out
 }
 
-/// Each endpoint's states over the report's window, for the connection-state strip.
+/// Each endpoint's (each shard's, in a cluster of several) states over the report's window,
+/// for the connection-state strip.
 fn strips(probe: &ProbeData, outages: &[Outage], view: &ClientsView, window: Window) -> Vec<Strip> {
     let (w0, w1) = (unix(window.start), unix(window.end));
     let width = (w1 - w0).max(f64::MIN_POSITIVE);
@@ -822,14 +1023,26 @@ fn strips(probe: &ProbeData, outages: &[Outage], view: &ClientsView, window: Win
         "disconnect" => 5,
         _ => 0,
     };
-    probe
-        .endpoints
-        .iter()
-        .map(|e| {
+    let lanes = probe.endpoints.iter().flat_map(|e| {
+        let shards: Vec<Option<String>> = probe
+            .shards
+            .iter()
+            .filter(|(endpoint, _)| *endpoint == e.endpoint)
+            .map(|(_, at)| Some(at.shard.clone()))
+            .collect();
+        let shards = if shards.is_empty() {
+            vec![None]
+        } else {
+            shards
+        };
+        shards.into_iter().map(move |shard| (e, shard))
+    });
+    lanes
+        .map(|(e, shard)| {
             let probed = probe.probed.get(&e.endpoint).cloned().unwrap_or_default();
             let mine: Vec<(f64, f64, &'static str)> = outages
                 .iter()
-                .filter(|o| o.endpoint == e.endpoint)
+                .filter(|o| o.endpoint == e.endpoint && o.shard == shard)
                 .map(|o| {
                     let a = unix(o.start);
                     (a, a + o.duration_ms / 1000.0, o.kind.as_str())
@@ -874,10 +1087,18 @@ fn strips(probe: &ProbeData, outages: &[Outage], view: &ClientsView, window: Win
             Strip {
                 endpoint: e.endpoint.clone(),
                 name: e.name.clone(),
+                shard,
                 segments,
             }
         })
         .collect()
+}
+
+/// A time as `HH:MM:SS.mmm` (UTC).
+fn clock(t: f64) -> String {
+    DateTime::from_timestamp_micros((t * 1e6) as i64)
+        .map(|t| t.format("%H:%M:%S%.3f").to_string())
+        .unwrap_or_default()
 }
 
 fn unix(t: DateTime<Utc>) -> f64 {
@@ -970,6 +1191,7 @@ fn empty_row(id: &str, action: &str, phase: &str, status: &str) -> StepRow {
         stalls: 0,
         refusals: 0,
         errors: 0,
+        shards: Vec::new(),
     }
 }
 

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::model::{Band, Outcome, Report, StepRow, Strip};
+use super::model::{Band, Outcome, Report, ShardRow, StepRow, Strip};
 
 /// The version of the JSON comparison; bumped when a field changes meaning or goes away.
 pub const COMPARE_FORMAT_VERSION: u32 = 1;
@@ -48,6 +48,9 @@ pub struct StepFigures {
     /// A `data.verify` step's result: keys checked and mismatches.
     pub keys_checked: Option<u64>,
     pub mismatches: Option<u64>,
+    /// The step's figures shard by shard, for cluster endpoints of several shards.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardRow>,
 }
 
 /// A step in both runs (or in one of them only).
@@ -104,6 +107,7 @@ fn figures(r: &Report, row: &StepRow) -> StepFigures {
         max_ms: latency(row.latency.max_ms),
         keys_checked: verify.map(|v| v.keys_checked),
         mismatches: verify.map(|v| v.mismatches.values().sum()),
+        shards: row.shards.clone(),
     }
 }
 

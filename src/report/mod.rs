@@ -391,37 +391,57 @@ pub fn to_text(report: &Report) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{:<22} {:<10} {:>9} {:>9} {:>9} {:>7}  outages",
-        "step", "status", "duration", "p50", "p99", "errors"
+        "\n{:<22} {:<10} {:>9} {:>9} {:>9} {:>9} {:>7}  outages",
+        "step", "status", "duration", "requests", "p50", "p99", "errors"
     );
-    for s in &report.steps {
-        let answered = s.latency.requests > s.latency.errors;
-        let ms = |v: f64| {
-            if answered {
-                format!("{v:.2} ms")
-            } else {
-                "–".into()
-            }
-        };
-        let outages = filter_outages(
-            &serde_json::to_value(s).unwrap_or(Value::Null),
+    let outages = |row: Result<Value, serde_json::Error>| {
+        filter_outages(
+            &row.unwrap_or(Value::Null),
             &std::collections::HashMap::new(),
         )
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+        .unwrap_or_default()
+    };
+    for s in &report.steps {
+        let (p50, p99) = latencies(&s.latency);
         let _ = writeln!(
             out,
-            "{:<22} {:<10} {:>9} {:>9} {:>9} {:>7}  {outages}",
+            "{:<22} {:<10} {:>9} {:>9} {p50:>9} {p99:>9} {:>7}  {}",
             s.id,
             s.status,
             s.duration_s.map_or("–".into(), |d| format!("{d:.2} s")),
-            ms(s.latency.p50_ms),
-            ms(s.latency.p99_ms),
-            s.latency.errors
+            s.latency.requests,
+            s.latency.errors,
+            outages(serde_json::to_value(s))
         );
+        for r in &s.shards {
+            let (p50, p99) = latencies(&r.latency);
+            let _ = writeln!(
+                out,
+                "  shard {:<14} {:<10} {:>9} {:>9} {p50:>9} {p99:>9} {:>7}  {}",
+                r.shard,
+                "",
+                "",
+                r.latency.requests,
+                r.latency.errors,
+                outages(serde_json::to_value(r))
+            );
+        }
     }
     out
+}
+
+/// A row's p50 and p99, or `–` when none of its requests was answered.
+fn latencies(s: &model::Stats) -> (String, String) {
+    let ms = |v: f64| {
+        if s.requests > s.errors {
+            format!("{v:.2} ms")
+        } else {
+            "–".into()
+        }
+    };
+    (ms(s.p50_ms), ms(s.p99_ms))
 }
 
 /// The comparison in `format`.

@@ -11,8 +11,9 @@ use serde_json::Value;
 
 use crate::probe::{ErrorClass, Op, OutageKind};
 
-/// The version of the JSON report; bumped when a field changes meaning or goes away.
-pub const FORMAT_VERSION: u32 = 2;
+/// The version of the JSON report; bumped when a field changes meaning or goes away, or
+/// when the shape changes (3: per-shard figures of cluster endpoints).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The label of samples taken while no step was running.
 pub const NO_STEP: &str = "(between steps)";
@@ -145,6 +146,28 @@ pub struct StepRow {
     pub stalls: usize,
     pub refusals: usize,
     pub errors: usize,
+    /// The same figures shard by shard, for endpoints that are clusters of several
+    /// shards (all their requests, whoever the clients were); absent otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardRow>,
+}
+
+/// One shard's figures, during a step or over the whole run. A shard is named by its slot
+/// ranges, which a failover keeps.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShardRow {
+    pub endpoint: String,
+    pub name: Option<String>,
+    pub shard: String,
+    /// Its primary when the probe began (whole-run rows only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    pub latency: Stats,
+    pub disconnected_s: f64,
+    pub disconnects: usize,
+    pub stalls: usize,
+    pub refusals: usize,
+    pub errors: usize,
 }
 
 /// An outage as the report shows it: one endpoint's run of failed requests, the write
@@ -153,6 +176,9 @@ pub struct StepRow {
 pub struct Outage {
     pub endpoint: String,
     pub name: Option<String>,
+    /// The shard, in a cluster of several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub kind: OutageKind,
     /// The operations that failed.
     pub ops: Vec<Op>,
@@ -192,6 +218,9 @@ pub struct ClientsSpan {
 pub struct Strip {
     pub endpoint: String,
     pub name: Option<String>,
+    /// One strip per shard of a cluster of several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub segments: Vec<Segment>,
 }
 
@@ -212,6 +241,8 @@ pub struct Segment {
 pub struct Connection {
     pub ts: DateTime<Utc>,
     pub endpoint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub op: Op,
     pub address: Option<String>,
     pub role: Option<String>,
@@ -223,6 +254,8 @@ pub struct Connection {
 pub struct LostWrites {
     pub ts: DateTime<Utc>,
     pub endpoint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub step: String,
     pub acknowledged: u64,
     pub read_back: Option<u64>,
@@ -324,6 +357,9 @@ pub struct Report {
     pub errors_by_class: BTreeMap<String, u64>,
     pub metrics: Vec<Metric>,
     pub endpoints: Vec<EndpointInfo>,
+    /// Each shard of the endpoints that are clusters of several, over the whole run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardRow>,
     pub probe_interval_ms: Option<f64>,
     pub timeline: Vec<TimelinePoint>,
     pub bands: Vec<Band>,

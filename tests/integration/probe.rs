@@ -12,7 +12,7 @@ use runbook::endpoint::{Endpoint, Resolver};
 use runbook::probe::{ProbeConfig, RunProbe};
 use serde_json::{Value, json};
 
-use crate::support::{Engine, Server, Workspace, runbook_bin};
+use crate::support::{Cluster, Engine, Server, Workspace, free_port, runbook_bin};
 
 const INTERVAL_MS: f64 = 10.0;
 
@@ -671,5 +671,256 @@ fn a_run_whose_probe_endpoints_are_all_invalid_says_nothing_was_measured() {
     assert!(
         md.contains("- Time clients could not write: **not measured**\n- **Not measured:** no endpoint was probed"),
         "{md}"
+    );
+}
+
+/// Adds a replica of `cluster`'s node `of` and waits until it has synced.
+fn add_replica(cluster: &Cluster, of: usize) -> Server {
+    let bus = free_port().to_string();
+    let replica = Server::start_with(
+        Engine::Redis,
+        &[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-port",
+            &bus,
+        ],
+    );
+    let met = cluster.nodes[0].cli(&[
+        "CLUSTER",
+        "MEET",
+        "127.0.0.1",
+        &replica.port.to_string(),
+        &bus,
+    ]);
+    assert_eq!(met, "OK");
+    let primary_id = cluster.nodes[of].cli(&["CLUSTER", "MYID"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while replica.cli(&["CLUSTER", "REPLICATE", &primary_id]) != "OK" {
+        assert!(
+            Instant::now() < deadline,
+            "the replica did not learn its primary"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    while !replica
+        .cli(&["INFO", "replication"])
+        .contains("master_link_status:up")
+        || !cluster.nodes[0]
+            .cli(&["CLUSTER", "SLOTS"])
+            .contains(&replica.port.to_string())
+    {
+        assert!(Instant::now() < deadline, "the replica did not sync");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    replica
+}
+
+/// A report's per-shard rows with the latency figures (checked separately) taken out.
+fn shard_rows_without_latency(rows: &Value) -> Vec<Value> {
+    rows.as_array()
+        .expect("per-shard rows")
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.as_object_mut().unwrap().remove("latency");
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn a_failover_of_one_shard_of_three_is_a_short_outage_of_that_shard_only() {
+    let cluster = Cluster::start(Engine::Redis, 3);
+    let replica = add_replica(&cluster, 1);
+    let url = cluster.nodes[0].url();
+    let (report, ()) = probe_through(&url, "10ms", "5s", || {
+        let answer = replica.cli(&["CLUSTER", "FAILOVER"]);
+        assert_eq!(answer, "OK");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !replica.cli(&["ROLE"]).starts_with("master") {
+            assert!(Instant::now() < deadline, "the replica did not take over");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let port = |n: &Server| format!("127.0.0.1:{}", n.port);
+    let shards = ["0-5460", "5461-10921", "10922-16383"];
+    // Writes wait out the failover on the old primary and are redirected; reads are too,
+    // unless their lane follows the writes' redirection first, as a cluster client does.
+    let mut outages = outages_without_times(&report);
+    let ops = outages
+        .first_mut()
+        .and_then(|o| o.as_object_mut()?.remove("ops"));
+    assert!(
+        ops == Some(json!(["write"])) || ops == Some(json!(["write", "read"])),
+        "{ops:?}"
+    );
+    assert_eq!(
+        outages,
+        vec![
+            json!({"endpoint": url, "name": null, "shard": shards[1], "kind": "error",
+                    "step": "(between steps)", "cause": "moved", "clients": true})
+        ],
+        "{:#}",
+        report["outages"]
+    );
+    let outage = &report["outages"][0];
+    assert!(outage["end"].is_string(), "the shard came back: {outage}");
+    assert!(
+        outage["duration_ms"].as_f64().unwrap() < 1000.0,
+        "a failover is short: {outage}"
+    );
+    let errors = outage["failed_requests"].as_u64().unwrap();
+    let whole = |errors: [u64; 3]| -> Vec<Value> {
+        (0..3)
+            .map(|i| {
+                json!({"endpoint": url, "name": null, "shard": shards[i],
+                       "primary": port(&cluster.nodes[i]),
+                       "disconnected_s": 0.0, "disconnects": 0, "stalls": 0, "refusals": 0,
+                       "errors": u64::from(errors[i] > 0)})
+            })
+            .collect()
+    };
+    assert_eq!(
+        shard_rows_without_latency(&report["shards"]),
+        whole([0, errors, 0])
+    );
+    let ticks = report["endpoints"][0]["ticks"].as_u64().unwrap();
+    for (i, row) in report["shards"].as_array().unwrap().iter().enumerate() {
+        let latency = &row["latency"];
+        assert_eq!(latency["requests"], 2 * ticks, "shard {i}: {latency}");
+        assert_eq!(
+            latency["errors"],
+            if i == 1 { errors } else { 0 },
+            "shard {i}"
+        );
+    }
+    // The only step of a standalone probe: its shards are the same as the run's.
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1);
+    assert_eq!(
+        shard_rows_without_latency(&steps[0]["shards"]),
+        whole([0, errors, 0])
+            .into_iter()
+            .map(|mut r| {
+                r.as_object_mut().unwrap().remove("primary");
+                r
+            })
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(steps[0]["latency"]["requests"], 6 * ticks);
+    // The shard that failed over is probed on its new primary after the outage.
+    let last = |op: &str| {
+        report["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rfind(|c| c["shard"] == shards[1] && c["op"] == op)
+            .map(|c| (c["address"].clone(), c["role"].clone()))
+    };
+    for op in ["write", "read"] {
+        assert_eq!(
+            last(op),
+            Some((json!(port(&replica)), json!("master"))),
+            "{op}"
+        );
+    }
+    assert_eq!(report["outcome"]["lost_writes"], 0);
+    assert_eq!(report["format_version"], 3);
+}
+
+#[test]
+fn a_one_node_cluster_is_probed_as_one_shard() {
+    let cluster = Cluster::start(Engine::Valkey, 1);
+    let (report, ()) = probe_through(&cluster.nodes[0].url(), "10ms", "2s", || ());
+    assert_eq!(report["outages"], json!([]));
+    assert!(report.get("shards").is_none(), "{report:#}");
+    every_tick_counted(&report, 2000.0, INTERVAL_MS);
+    // The probe's keys live in the cluster's one shard.
+    assert_eq!(cluster.dbsizes(), [1]);
+}
+
+/// Promotes `replica` in place of `primary` as the local platform does without cluster
+/// mode: `REPLICAOF NO ONE` on the replica, then the old primary replicates from it.
+fn swap(primary: &Server, replica: &Server) {
+    assert_eq!(replica.cli(&["REPLICAOF", "NO", "ONE"]), "OK");
+    let port = replica.port.to_string();
+    assert_eq!(primary.cli(&["REPLICAOF", "127.0.0.1", &port]), "OK");
+}
+
+#[test]
+fn a_promotion_stops_the_old_primary_counting_and_an_announced_primary_takes_over() {
+    let primary = Server::start(Engine::Redis);
+    let port = primary.port.to_string();
+    let replica = Server::start_with(Engine::Redis, &["--replicaof", "127.0.0.1", &port]);
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_step_tx, step_rx) = tokio::sync::watch::channel(Some("failover".to_string()));
+    let probe = rt.block_on(async {
+        RunProbe::start(
+            dir.path(),
+            ProbeConfig::default(),
+            Resolver::default(),
+            step_rx,
+        )
+    });
+    let name = Some("primary".to_string());
+    probe.watch_named(Endpoint::local(primary.port), name.clone());
+    std::thread::sleep(Duration::from_millis(800));
+    swap(&primary, &replica);
+    std::thread::sleep(Duration::from_millis(700));
+    // The platform names the new primary: the probe moves there.
+    probe.watch_named(Endpoint::local(replica.port), name);
+    std::thread::sleep(Duration::from_millis(800));
+    rt.block_on(probe.stop());
+
+    let report = runbook::report::build(dir.path()).unwrap();
+    let json = serde_json::to_value(&report).unwrap();
+    let outages = outages_without_times(&json);
+    assert_eq!(
+        outages,
+        vec![
+            json!({"endpoint": primary.url(), "name": "primary", "kind": "refusal",
+                    "ops": ["write"], "step": "failover", "cause": "readonly",
+                    "clients": false})
+        ],
+        "{:#}",
+        json["outages"]
+    );
+    // The refusals of the old primary are not the clients': they follow the primary, which
+    // was not probed from the demotion to the announcement.
+    let o = &report.outcome;
+    assert_eq!(
+        (o.refusals, o.disconnects, o.stalls, o.errors),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(o.unwritable_s, Some(0.0));
+    assert_eq!(json["outcome"]["probed"], "partly");
+    let note = o.probe_note.clone().unwrap_or_default();
+    let demoted = format!(
+        "the probed primary became a replica (`{}` from ",
+        primary.url()
+    );
+    assert!(note.contains(&demoted), "{note}");
+    let gap = (o.run_s - o.probed_s) * 1000.0;
+    assert!(
+        (600.0..900.0).contains(&gap),
+        "the new primary was unprobed for the 700 ms before it was named: {gap} ms"
+    );
+    let ends: Vec<(String, bool)> = report
+        .endpoints
+        .iter()
+        .map(|e| (e.endpoint.clone(), e.until.is_some()))
+        .collect();
+    assert_eq!(ends, [(primary.url(), true), (replica.url(), true)]);
+    assert!(
+        report.endpoints[0].until
+            < Some(report.endpoints[1].from + chrono::Duration::milliseconds(100))
+    );
+    assert_eq!(
+        json["latency"]["write"]["errors"],
+        json["outages"][0]["failed_requests"]
     );
 }

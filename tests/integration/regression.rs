@@ -1078,6 +1078,7 @@ steps:
             "1",
             format!("&lt;script&gt;alert(1)&lt;/script&gt; \\u{{1b}}[32msucceeded\\u{{1b}}[0m; {x512}; {marker} (+1 more)").as_str(),
             "–",
+            "0",
             "–",
             "–",
             "–",

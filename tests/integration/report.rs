@@ -7,7 +7,7 @@ use std::process::Command;
 
 use chrono::{DateTime, Duration, Utc};
 use runbook::journal::{Event, Phase, Record, RunStatus};
-use runbook::probe::record::{ProbeEvent, Recorder};
+use runbook::probe::record::{Lane, ProbeEvent, Recorder};
 use runbook::probe::{ErrorClass, Op, OutageKind};
 use serde_json::{Value, json};
 
@@ -179,6 +179,10 @@ fn synthetic_run(dir: &Path) {
 
     let rec = Recorder::open(dir).unwrap();
     let endpoint = "redis://127.0.0.1:7001";
+    let lane = Lane {
+        endpoint,
+        shard: None,
+    };
     rec.event(&ProbeEvent::Started {
         ts: t0,
         endpoint: endpoint.into(),
@@ -196,22 +200,17 @@ fn synthetic_run(dir: &Path) {
         let ts = at(t0, s);
         for op in [Op::Write, Op::Read] {
             if (12.0..13.5).contains(&s) {
-                rec.failed(ts, endpoint, &step, op, ErrorClass::Refused);
+                rec.failed(ts, lane, &step, op, ErrorClass::Refused);
             } else {
                 let slow = if s > 13.0 { 2 } else { 1 };
-                rec.ok(
-                    ts,
-                    endpoint,
-                    &step,
-                    op,
-                    slow * (200 + (tick % 7) as u64 * 30),
-                );
+                rec.ok(ts, lane, &step, op, slow * (200 + (tick % 7) as u64 * 30));
             }
         }
     }
     for op in [Op::Write, Op::Read] {
         rec.event(&ProbeEvent::Outage {
             endpoint: endpoint.into(),
+            shard: None,
             op,
             kind: OutageKind::Disconnect,
             step: Some("engine_change".into()),
@@ -225,6 +224,7 @@ fn synthetic_run(dir: &Path) {
     rec.event(&ProbeEvent::Connected {
         ts: at(t0, 13.5),
         endpoint: endpoint.into(),
+        shard: None,
         op: Op::Write,
         resolved: vec!["127.0.0.1:7001".into()],
         address: Some("127.0.0.1:7001".into()),
@@ -255,13 +255,13 @@ Probed: `redis://127.0.0.1:7001` (2600 ticks) every 10 ms
 
 ## Steps
 
-| Step | Action | Status | Attempts | Duration | Operations | Clients on | p50 | p95 | p99 | max | Errors | Outages |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|
-| `deploy` | exec | succeeded | 1 | 5.00 s | started redis-server on 127.0.0.1:7001 | – | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0 | – |
-| `verify_before` | data.verify | succeeded | 1 | 3.00 s |  | – | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0 | – |
-| `engine_change` | exec | succeeded | 2 | 12.00 s | node 002: stopping redis; node 002 \| valkey serves again; node 001: stopping redis (+1 more) | – | 0.46 ms | 0.76 ms | 0.76 ms | 0.76 ms | 300 | 1 disconnect (1.50 s) |
-| `bench` | bench.run | succeeded | 1 | 5.00 s |  | – | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0 | – |
-| `metrics` | metrics.capture | succeeded | 1 | 1.00 s |  | – | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0 | – |
+| Step | Action | Status | Attempts | Duration | Operations | Clients on | Requests | p50 | p95 | p99 | max | Errors | Outages |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| `deploy` | exec | succeeded | 1 | 5.00 s | started redis-server on 127.0.0.1:7001 | – | 1000 | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0 | – |
+| `verify_before` | data.verify | succeeded | 1 | 3.00 s |  | – | 600 | 0.29 ms | 0.38 ms | 0.38 ms | 0.38 ms | 0 | – |
+| `engine_change` | exec | succeeded | 2 | 12.00 s | node 002: stopping redis; node 002 \| valkey serves again; node 001: stopping redis (+1 more) | – | 2400 | 0.46 ms | 0.76 ms | 0.76 ms | 0.76 ms | 300 | 1 disconnect (1.50 s) |
+| `bench` | bench.run | succeeded | 1 | 5.00 s |  | – | 1000 | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0 | – |
+| `metrics` | metrics.capture | succeeded | 1 | 1.00 s |  | – | 200 | 0.58 ms | 0.76 ms | 0.76 ms | 0.76 ms | 0 | – |
 
 ## Outages
 
@@ -360,7 +360,7 @@ fn a_run_report_has_every_section_and_puts_the_outage_in_its_step() {
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
             .unwrap();
-    assert_eq!(report["format_version"], 2);
+    assert_eq!(report["format_version"], 3);
     assert_eq!(
         report["outcome"],
         json!({
@@ -853,3 +853,159 @@ engine_change            12.00 s   12.00 s       1      1    0.46 ms   0.46 ms  
 bench                     5.00 s    5.00 s       0      0    0.58 ms   0.58 ms    0.76 ms   0.76 ms
 metrics                   1.00 s    1.00 s       0      0    0.58 ms   0.58 ms    0.76 ms   0.76 ms
 ";
+
+/// A step's outages as the reports put them: `1 disconnect (1.50 s), 2 stalls`, or `–`.
+fn outages_in_words(step: &Value) -> String {
+    let mut parts = Vec::new();
+    for (key, word) in [
+        ("disconnects", "disconnect"),
+        ("stalls", "stall"),
+        ("refusals", "refusal"),
+        ("errors", "error"),
+    ] {
+        let n = step[key].as_u64().unwrap();
+        if n > 0 {
+            let plural = if n == 1 { "" } else { "s" };
+            let time = if key == "disconnects" {
+                format!(" ({:.2} s)", step["disconnected_s"].as_f64().unwrap())
+            } else {
+                String::new()
+            };
+            parts.push(format!("{n} {word}{plural}{time}"));
+        }
+    }
+    if parts.is_empty() {
+        "–".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+const VERIFY_COST: &str = r#"version: 1
+name: verify-cost
+params:
+  source: {}
+  target: {}
+probe:
+  endpoints: ["{{ params.source }}"]
+  interval: 10ms
+steps:
+  - id: seed
+    action: data.seed
+    with: { endpoint: "{{ params.source }}", keys: 20000, ttl_share: 0 }
+  - id: copy
+    action: data.seed
+    with: { endpoint: "{{ params.target }}", keys: 20000, ttl_share: 0 }
+  - id: verify
+    action: data.verify
+    with: { source: "{{ params.source }}", target: "{{ params.target }}" }
+"#;
+
+#[test]
+fn a_verify_step_shows_what_it_cost_the_cache_in_the_probes_figures() {
+    use crate::support::{Engine, Server};
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    let file = ws.write("verify-cost.yaml", VERIFY_COST);
+    let source_var = format!("source={}", source.url());
+    let target_var = format!("target={}", target.url());
+    let (ran, id) = ws.run_runbook(
+        &file.display().to_string(),
+        &[source_var.as_str(), target_var.as_str()],
+    );
+    assert_eq!(ran.status, 0, "{}", ran.stderr);
+    let dir = ws.state_dir().join("runs").join(&id);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let verify = step(&report, "verify");
+
+    // The probe's own seconds of the step, added up: the report's figures are theirs.
+    let seconds: Vec<Value> = std::fs::read_to_string(dir.join("probe/seconds.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|s: &Value| s["step"] == "verify")
+        .collect();
+    let sum = |f: &dyn Fn(&Value) -> u64| seconds.iter().map(f).sum::<u64>();
+    let errors = sum(&|s| {
+        s["errors"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_u64().unwrap())
+            .sum()
+    });
+    let ok = sum(&|s| s["ok"].as_u64().unwrap());
+    let latency = &verify["latency"];
+    assert!(
+        ok > 0,
+        "the probe answered during the verify step: {latency}"
+    );
+    assert_eq!(latency["requests"], ok + errors, "{latency}");
+    assert_eq!(latency["errors"], errors, "{latency}");
+    // A quantile of the merged seconds lies between the seconds' own.
+    let ms = |s: &Value, k: &str| s[k].as_f64().unwrap() / 1000.0;
+    for (merged, each) in [
+        ("p50_ms", "p50_us"),
+        ("p99_ms", "p99_us"),
+        ("max_ms", "max_us"),
+    ] {
+        let answered = seconds.iter().filter(|s| s["ok"].as_u64() > Some(0));
+        let (lo, hi) = answered.fold((f64::MAX, 0.0f64), |(lo, hi), s| {
+            (lo.min(ms(s, each)), hi.max(ms(s, each)))
+        });
+        let got = latency[merged].as_f64().unwrap();
+        assert!(
+            got >= lo * 0.99 && got <= hi * 1.01,
+            "{merged} {got} outside the seconds' {lo}..{hi}"
+        );
+    }
+    assert_eq!(
+        verify["by_op"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["read".to_string(), "write".to_string()])
+    );
+
+    // The text report's line of the step carries the same figures.
+    let text = ws
+        .cmd(&["report", &id, "--format", "text"])
+        .stdout_any()
+        .check();
+    let line = format!(
+        "{:<22} {:<10} {:>9} {:>9} {:>9} {:>9} {:>7}  {}",
+        "verify",
+        "succeeded",
+        format!("{:.2} s", verify["duration_s"].as_f64().unwrap()),
+        latency["requests"].as_u64().unwrap(),
+        format!("{:.2} ms", latency["p50_ms"].as_f64().unwrap()),
+        format!("{:.2} ms", latency["p99_ms"].as_f64().unwrap()),
+        latency["errors"].as_u64().unwrap(),
+        outages_in_words(verify)
+    );
+    assert!(
+        text.stdout.lines().any(|l| l == line),
+        "no line\n{line}\nin\n{}",
+        text.stdout
+    );
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    let row = format!(
+        "| `verify` | data.verify | succeeded | 1 | {:.2} s |",
+        verify["duration_s"].as_f64().unwrap()
+    );
+    let row = md
+        .lines()
+        .find(|l| l.starts_with(&row))
+        .expect("the verify row");
+    // Counted from the end: requests, p50, p95, p99, max, errors, outages.
+    let cells: Vec<&str> = row.rsplitn(8, " | ").collect();
+    assert_eq!(cells[6], latency["requests"].to_string(), "{row}");
+    let p50 = latency["p50_ms"].as_f64().unwrap();
+    let p50 = match p50 {
+        ms if ms >= 1000.0 => format!("{:.2} s", ms / 1000.0),
+        ms if ms >= 10.0 => format!("{ms:.1} ms"),
+        ms => format!("{ms:.2} ms"),
+    };
+    assert_eq!(cells[5], p50, "{row}");
+}
