@@ -782,7 +782,7 @@ impl ClientsView {
                 .collect();
             if !demoted.is_empty() {
                 let sentence = format!(
-                    "the probed primary became a replica ({}): its clients follow the new primary, which was not probed, so that time does not count",
+                    "the probed primary became a replica ({}): its clients follow the new primary, so its time as a replica does not count (and counts again only where the new primary was probed)",
                     demoted.join(", ")
                 );
                 outcome.probe_note = Some(match outcome.probe_note.take() {

@@ -149,6 +149,25 @@ fn a_failover_test_promotes_the_replica_and_the_probe_sees_it() {
         failover["latency"]["errors"].as_u64().unwrap_or(0) > 0,
         "the probe saw the promotion: {failover}"
     );
+    // The probe's `primary` moved to the new primary once the failover named it.
+    let probed: Vec<(&str, String)> = report["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap(),
+                e["endpoint"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        probed,
+        [
+            ("primary", format!("redis://{}", after[1].2)),
+            ("primary", format!("redis://{}", after[0].2))
+        ]
+    );
 }
 
 #[test]
