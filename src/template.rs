@@ -512,9 +512,12 @@ fn coerce_at(root: &Value, schema: &Value, value: Value, at: &str) -> Result<Val
                     "null" if matches!(t, "" | "~" | "null" | "none" | "None") => Some(Value::Null),
                     // A list or mapping an output holds, passed on as JSON text
                     // (`{{ steps.x.outputs.objects | json_encode() }}`).
-                    "array" | "object" => serde_json::from_str::<Value>(t).ok().filter(|v| {
-                        v.is_array() == (ty == "array") && (v.is_array() || v.is_object())
-                    }),
+                    "array" => serde_json::from_str::<Value>(t)
+                        .ok()
+                        .filter(Value::is_array),
+                    "object" => serde_json::from_str::<Value>(t)
+                        .ok()
+                        .filter(Value::is_object),
                     _ => None,
                 };
                 if let Some(v) = parsed {

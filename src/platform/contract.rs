@@ -201,6 +201,17 @@ impl Check {
             detail: detail.into(),
         }
     }
+
+    /// The first failed check of `checks` as a step failure: `WHAT: NAME failed: DETAIL`.
+    pub fn refuse_first(what: &str, checks: &[Check]) -> Result<(), ActionError> {
+        match checks.iter().find(|c| !c.ok) {
+            Some(failed) => Err(ActionError::fatal(format!(
+                "{what}: {} failed: {}",
+                failed.name, failed.detail
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The target-side prerequisites of an online migration (status, Multi-AZ, in-transit
@@ -865,9 +876,12 @@ impl Request for ImportSnapshot {
     const EFFECT: Effect = Effect::Changes;
 }
 
+/// How the ARN of an S3 object starts.
+pub const S3_ARN: &str = "arn:aws:s3:::";
+
 /// The bucket and key of an S3 object's ARN (`arn:aws:s3:::bucket/key`).
 pub fn s3_object(arn: &str) -> Result<(&str, &str), ActionError> {
-    arn.strip_prefix("arn:aws:s3:::")
+    arn.strip_prefix(S3_ARN)
         .and_then(|rest| rest.split_once('/'))
         .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
         .ok_or_else(|| {
@@ -899,7 +913,7 @@ pub fn even_slots(count: u16) -> Vec<(u16, u16)> {
 /// The ARN of the RDB file an export to `bucket` makes for shard `shard` (1-based) of
 /// `snapshot`, as ElastiCache names it (`snapshot-0001.rdb`).
 pub fn exported_object(bucket: &str, snapshot: &str, shard: usize) -> String {
-    format!("arn:aws:s3:::{bucket}/{snapshot}-{shard:04}.rdb")
+    format!("{S3_ARN}{bucket}/{snapshot}-{shard:04}.rdb")
 }
 
 /// `major.minor` of a version string (`7.0.15` → (7, 0)); none when it does not start so.

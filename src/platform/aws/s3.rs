@@ -15,8 +15,8 @@ use super::{Aws, sdk_error};
 use crate::actions::{ActionError, Operation, PlanCtx, StepCtx};
 use crate::platform::Handles;
 use crate::platform::contract::{
-    Check, CheckSnapshotExport, ExportSnapshot, GroupInfo, ImportSnapshot, SnapshotExported,
-    TargetChecks, bucket_name_problem, even_slots, exported_object, rdb_problem,
+    Check, CheckSnapshotExport, ExportSnapshot, GroupInfo, ImportSnapshot, S3_ARN,
+    SnapshotExported, TargetChecks, bucket_name_problem, even_slots, exported_object, rdb_problem,
 };
 
 /// The node type of a group seeded from S3 when the request names none.
@@ -38,9 +38,6 @@ fn seeded_shards(files: usize) -> Vec<(String, Option<String>)> {
         .map(|(i, (a, b))| (format!("{:04}", i + 1), Some(format!("{a}-{b}"))))
         .collect()
 }
-
-/// How the ARN of an S3 object starts.
-const S3_ARN: &str = "arn:aws:s3:::";
 
 /// The S3 reads of a bucket preflight.
 pub(super) fn bucket_calls(bucket: &str) -> Operation {
@@ -95,7 +92,7 @@ impl Aws {
 
     /// Refuses a bucket ElastiCache could not export into.
     pub(super) async fn check_export_bucket(&self, name: &str) -> Result<(), ActionError> {
-        refuse_failed("S3 check", &self.bucket_checks(name, Use::Export).await?)
+        Check::refuse_first("S3 check", &self.bucket_checks(name, Use::Export).await?)
     }
 
     /// Refuses RDB files ElastiCache could not load: a missing object, a bucket in another
@@ -109,23 +106,12 @@ impl Aws {
                     "{arn} does not exist: the RDB file must be in S3 before a cache is seeded from it"
                 )));
             }
-            refuse_failed(
+            Check::refuse_first(
                 "S3 check",
                 &self.bucket_checks(bucket, Use::Seed(key)).await?,
             )?;
         }
         Ok(())
-    }
-}
-
-/// The first failed check as a step failure: `WHAT: NAME failed: DETAIL`.
-fn refuse_failed(what: &str, checks: &[Check]) -> Result<(), ActionError> {
-    match checks.iter().find(|c| !c.ok) {
-        Some(failed) => Err(ActionError::fatal(format!(
-            "{what}: {} failed: {}",
-            failed.name, failed.detail
-        ))),
-        None => Ok(()),
     }
 }
 
@@ -207,7 +193,7 @@ impl Handles<CheckSnapshotExport> for Aws {
         if name.is_none() {
             checks.extend(self.bucket_checks(&r.bucket, Use::Export).await?);
         }
-        refuse_failed("S3 preflight", &checks)?;
+        Check::refuse_first("S3 preflight", &checks)?;
         Ok(TargetChecks { checks })
     }
 }

@@ -116,12 +116,7 @@ impl Handles<CheckSnapshotExport> for Local {
             true,
             "the rehearsal's servers write the folder themselves",
         ));
-        if let Some(failed) = checks.iter().find(|c| !c.ok) {
-            return Err(ActionError::fatal(format!(
-                "S3 preflight: {} failed: {}",
-                failed.name, failed.detail
-            )));
-        }
+        Check::refuse_first("S3 preflight", &checks)?;
         Ok(TargetChecks { checks })
     }
 }
