@@ -420,45 +420,23 @@ impl Handles<CheckHealth> for Aws {
             .collect();
         let mut figures = HealthFigures::default();
         let (mut series, mut with_data) = (0, 0);
-        let mut pages = self
-            .clients
-            .cloudwatch
-            .get_metric_data()
-            .set_metric_data_queries(Some(queries))
-            .start_time(super::metrics::to_aws(start))
-            .end_time(super::metrics::to_aws(end))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("cloudwatch:GetMetricData", e))?;
-            for result in page.metric_data_results() {
-                let Some(index) = result
-                    .id()
-                    .and_then(|id| id.strip_prefix('m'))
-                    .and_then(|i| i.parse::<usize>().ok())
-                else {
-                    continue;
-                };
-                series += 1;
-                let values = result.values();
-                if !values.is_empty() {
-                    with_data += 1;
-                }
-                let highest = values.iter().copied().fold(0.0, f64::max);
-                match HEALTH_METRICS[index % HEALTH_METRICS.len()].0 {
-                    "DatabaseMemoryUsagePercentage" => {
-                        figures.memory_percent = figures.memory_percent.max(highest)
-                    }
-                    "EngineCPUUtilization" => {
-                        figures.cpu_percent = figures.cpu_percent.max(highest)
-                    }
-                    "CurrConnections" => {
-                        figures.connections = figures.connections.max(highest as u64)
-                    }
-                    _ => figures.evictions += values.iter().sum::<f64>() as u64,
-                }
+        super::metrics::metric_results(self, queries, (start, end), None, |index, result| {
+            series += 1;
+            let values = result.values();
+            if !values.is_empty() {
+                with_data += 1;
             }
-        }
+            let highest = values.iter().copied().fold(0.0, f64::max);
+            match HEALTH_METRICS[index % HEALTH_METRICS.len()].0 {
+                "DatabaseMemoryUsagePercentage" => {
+                    figures.memory_percent = figures.memory_percent.max(highest)
+                }
+                "EngineCPUUtilization" => figures.cpu_percent = figures.cpu_percent.max(highest),
+                "CurrConnections" => figures.connections = figures.connections.max(highest as u64),
+                _ => figures.evictions += values.iter().sum::<f64>() as u64,
+            }
+        })
+        .await?;
         request.judge(
             figures,
             &format!(

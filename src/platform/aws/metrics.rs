@@ -4,7 +4,9 @@
 //! through at the same time (CPU, memory, connections, replication lag). One
 //! GetMetricData query per metric, node and step, so the report can put them side by side.
 
-use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy};
+use aws_sdk_cloudwatch::types::{
+    Dimension, Metric, MetricDataQuery, MetricDataResult, MetricStat, ScanBy,
+};
 use aws_smithy_types::DateTime;
 use chrono::{DateTime as ChronoTime, DurationRound, TimeDelta, Utc};
 
@@ -57,6 +59,40 @@ struct Query {
     metric: String,
     node: String,
     step: usize,
+}
+
+/// Every page of one GetMetricData request: `on(index, result)` for each result whose
+/// query id is `m<index>`, as the queries here are named.
+pub(super) async fn metric_results(
+    aws: &Aws,
+    queries: Vec<MetricDataQuery>,
+    (start, end): (ChronoTime<Utc>, ChronoTime<Utc>),
+    scan_by: Option<ScanBy>,
+    mut on: impl FnMut(usize, &MetricDataResult),
+) -> Result<(), ActionError> {
+    let mut pages = aws
+        .clients
+        .cloudwatch
+        .get_metric_data()
+        .set_metric_data_queries(Some(queries))
+        .start_time(to_aws(start))
+        .end_time(to_aws(end))
+        .set_scan_by(scan_by)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| sdk_error("cloudwatch:GetMetricData", e))?;
+        for result in page.metric_data_results() {
+            if let Some(index) = result
+                .id()
+                .and_then(|id| id.strip_prefix('m'))
+                .and_then(|i| i.parse::<usize>().ok())
+            {
+                on(index, result);
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn to_aws(t: ChronoTime<Utc>) -> DateTime {
@@ -161,26 +197,12 @@ async fn fetch(
         })
         .collect();
     let mut series: Vec<(Vec<String>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); queries.len()];
-    let mut pages = aws
-        .clients
-        .cloudwatch
-        .get_metric_data()
-        .set_metric_data_queries(Some(data_queries))
-        .start_time(to_aws(start))
-        .end_time(to_aws(end))
-        .scan_by(ScanBy::TimestampAscending)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| sdk_error("cloudwatch:GetMetricData", e))?;
-        for result in page.metric_data_results() {
-            let Some(index) = result
-                .id()
-                .and_then(|id| id.strip_prefix('m'))
-                .and_then(|i| i.parse::<usize>().ok())
-            else {
-                continue;
-            };
+    metric_results(
+        aws,
+        data_queries,
+        (start, end),
+        Some(ScanBy::TimestampAscending),
+        |index, result| {
             if let Some((timestamps, values)) = series.get_mut(index) {
                 let mut points: Vec<(DateTime, f64)> = result
                     .timestamps()
@@ -194,8 +216,9 @@ async fn fetch(
                     values.push(v);
                 }
             }
-        }
-    }
+        },
+    )
+    .await?;
     Ok(queries
         .iter()
         .zip(series)
