@@ -1,7 +1,8 @@
 //! An engine change rehearsed in AWS's sequence, shard by shard: the replicas are replaced
 //! first (each saves its data, stops, and starts again with the other engine's binary on
-//! the same port and data), then an upgraded replica takes over (`CLUSTER FAILOVER` in a
-//! cluster, a `REPLICAOF` swap otherwise), then the old primary is replaced as a replica.
+//! the same port and data), then an upgraded replica takes over (in a cluster `CLUSTER
+//! FAILOVER`, or its steps without the vote while the nodes run both engines; a `REPLICAOF`
+//! swap otherwise), then the old primary is replaced as a replica.
 //! Only a shard without replicas restarts its primary in place.
 //!
 //! Clients of a group with replicas so see a failover, as on ElastiCache, not a restart:
@@ -27,7 +28,7 @@ impl Handles<ModifyEngine> for Local {
             Operation::new(
                 "process",
                 format!(
-                    "shard by shard of {}: each replica SHUTDOWN SAVE and start {}-server on the same port and data, then fail over to an upgraded replica (CLUSTER FAILOVER, or a REPLICAOF swap), then replace the old primary; a shard without replicas restarts in place",
+                    "shard by shard of {}: each replica SHUTDOWN SAVE and start {}-server on the same port and data, then fail over to an upgraded replica (in a cluster CLUSTER FAILOVER, or with the nodes on both engines writes paused until it has them all and CLUSTER FAILOVER TAKEOVER; a REPLICAOF swap otherwise), then replace the old primary; a shard without replicas restarts in place",
                     request.replication_group, request.engine
                 ),
             )
@@ -158,10 +159,10 @@ impl Run<'_, '_> {
         self.ctx.note(format!(
             "{}: failed over from {old} to {new} ({}), now {new} is the primary",
             shard_name(&g, shard),
-            if g.cluster_mode {
-                "CLUSTER FAILOVER"
-            } else {
-                "REPLICAOF swap"
+            match (g.cluster_mode, mixed(&g, target)) {
+                (true, true) => "writes paused until it had them all, CLUSTER FAILOVER TAKEOVER",
+                (true, false) => "CLUSTER FAILOVER",
+                (false, _) => "REPLICAOF swap",
             }
         ));
         Ok((old, new))
@@ -224,6 +225,9 @@ impl Run<'_, '_> {
             "{} to take over from {}",
             g.nodes[target].id, g.nodes[primary].id
         ));
+        if mixed(g, target) {
+            return self.takeover(g, primary, target, &wait).await;
+        }
         // A manual failover the primary does not take part in (it may not have seen the
         // restarted replica yet) is given up silently by the replica: ask again.
         let mut asked: Option<Instant> = None;
@@ -232,6 +236,53 @@ impl Run<'_, '_> {
                 server::command::<()>(&new, redis::cmd("CLUSTER").arg("FAILOVER")).await?;
                 asked = Some(Instant::now());
             }
+            wait.tick().await?;
+        }
+        Ok(())
+    }
+
+    /// The failover of a cluster whose nodes run both engines. Their failover votes do not
+    /// reliably count across engines (a Valkey 9 replica has counted 1 of 3 grants from
+    /// Redis 7 and Valkey primaries), and a manual failover that misses its majority pauses
+    /// the primary's writes for its whole 5 s timeout, a stall ElastiCache's engine change
+    /// does not have. So the steps a manual failover takes are taken here, without the
+    /// vote: writes paused on the primary until the replica has all of them, `CLUSTER
+    /// FAILOVER TAKEOVER` on the replica, and the pause lifted once the old primary has
+    /// turned replica (a write it took before would be lost).
+    async fn takeover(&self, g: &Group, primary: usize, target: usize, wait: &Wait) -> Result<()> {
+        let old = self.access(g, &g.nodes[primary])?;
+        let new = self.access(g, &g.nodes[target])?;
+        if role(&new).await? != "master" {
+            server::command::<()>(
+                &old,
+                redis::cmd("CLIENT")
+                    .arg("PAUSE")
+                    .arg(TAKEOVER_PAUSE.as_millis() as u64)
+                    .arg("WRITE"),
+            )
+            .await?;
+            let paused = Instant::now();
+            let want = offset(&old, "master_repl_offset").await?;
+            while offset(&new, "slave_repl_offset").await? < want {
+                wait.tick().await?;
+            }
+            server::command::<()>(&new, redis::cmd("CLUSTER").arg("FAILOVER").arg("TAKEOVER"))
+                .await?;
+            while role(&old).await? != "slave" {
+                if paused.elapsed() > TAKEOVER_PAUSE {
+                    return Err(LocalError::Timeout(format!(
+                        "{} took over, but {} still had not turned replica when its writes \
+                         were let through again after {} s: writes it took since may be lost",
+                        g.nodes[target].id,
+                        g.nodes[primary].id,
+                        TAKEOVER_PAUSE.as_secs()
+                    )));
+                }
+                wait.tick().await?;
+            }
+        }
+        server::command::<()>(&old, &redis::cmd("CLIENT").arg("UNPAUSE").to_owned()).await?;
+        while !(role(&new).await? == "master" && role(&old).await? == "slave") {
             wait.tick().await?;
         }
         Ok(())
@@ -324,6 +375,15 @@ impl std::fmt::Display for Wanted {
         }
     }
 }
+
+/// Whether some node of `g` runs another engine than node `target` (see
+/// [`Run::takeover`]).
+fn mixed(g: &Group, target: usize) -> bool {
+    g.nodes.iter().any(|n| n.engine != g.nodes[target].engine)
+}
+
+/// How long a takeover pauses the old primary's writes at most.
+const TAKEOVER_PAUSE: Duration = Duration::from_secs(10);
 
 /// How long a `CLUSTER FAILOVER` may go unanswered before it is asked again.
 const FAILOVER_RETRY: Duration = Duration::from_secs(6);
