@@ -187,11 +187,22 @@ pub struct Record {
     pub event: Event,
 }
 
+/// A copy of the journal elsewhere (state on S3) that each line must reach before the run
+/// moves on.
+pub trait Mirror: Send + Sync {
+    /// Called once `record`'s line and the head are written here, with the journal's lock
+    /// held, so lines reach the copy in order; an error fails the append.
+    fn appended(&self, record: &Record) -> io::Result<()>;
+    /// Brings the copy to the journal as it is here (after a repair).
+    fn push_journal(&self) -> io::Result<()>;
+}
+
 /// A run's journal, open for appending.
 pub struct Journal {
     path: PathBuf,
     inner: Mutex<Inner>,
     redactor: Redactor,
+    mirror: Option<std::sync::Arc<dyn Mirror>>,
 }
 
 struct Inner {
@@ -318,7 +329,14 @@ impl Journal {
                 replay,
             }),
             redactor,
+            mirror: None,
         })
+    }
+
+    /// This journal, with each line also written to `mirror`.
+    pub fn mirrored(mut self, mirror: std::sync::Arc<dyn Mirror>) -> Journal {
+        self.mirror = Some(mirror);
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -376,6 +394,9 @@ impl Journal {
         inner.prev = crate::load::digest(&line);
         inner.replay.apply(&record).expect("checked before writing");
         write_head(&self.path, record.seq, &inner.prev).map_err(write_err)?;
+        if let Some(mirror) = &self.mirror {
+            mirror.appended(&record).map_err(write_err)?;
+        }
         Ok(record)
     }
 
