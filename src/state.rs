@@ -481,11 +481,12 @@ impl Store {
         }
     }
 
-    /// Brings every run's metadata, lease and journal from S3 (for `runs`).
-    pub fn pull_runs(&self) -> anyhow::Result<()> {
+    /// Every run id, oldest first; on S3 the runs there, each with its metadata, lease and
+    /// journal brought into the working copy (one the working copy alone has is not listed).
+    pub fn run_ids(&self) -> anyhow::Result<Vec<String>> {
         match &self.s3 {
             Some(s3) => s3.pull_runs(),
-            None => Ok(()),
+            None => Ok(self.dir.run_ids()),
         }
     }
 
@@ -493,7 +494,7 @@ impl Store {
     /// data, step output and reports.
     pub fn pull(&self, id: &str, whole: bool) -> anyhow::Result<()> {
         match &self.s3 {
-            Some(s3) => s3.pull(id, whole),
+            Some(s3) => s3.pull(id, whole).map(|_| ()),
             None => Ok(()),
         }
     }

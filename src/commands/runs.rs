@@ -13,9 +13,8 @@ pub struct Args {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let store = Store::open(global)?;
-    store.pull_runs()?;
     let mut runs = Vec::new();
-    for id in store.dir.run_ids() {
+    for id in store.run_ids()? {
         let dir = store.dir.run_dir(&id)?;
         match state::summarize(&dir) {
             Ok(mut s) => {

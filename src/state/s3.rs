@@ -442,8 +442,8 @@ impl S3State {
         self.root.join("runs").join(id)
     }
 
-    /// Every run's metadata, lease and journal, for `runs`.
-    pub fn pull_runs(&self) -> anyhow::Result<()> {
+    /// Every run's metadata, lease and journal, for `runs`; the ids of the runs on S3.
+    pub fn pull_runs(&self) -> anyhow::Result<Vec<String>> {
         let objects = self.remote.list("runs/")?;
         let mut ids: Vec<&str> = objects
             .iter()
@@ -452,27 +452,30 @@ impl S3State {
             .collect();
         ids.sort();
         ids.dedup();
+        let mut there = Vec::new();
         for id in ids {
-            self.pull(id, false)?;
+            if self.pull(id, false)? {
+                there.push(id.to_string());
+            }
         }
-        Ok(())
+        Ok(there)
     }
 
     /// Run `id`'s objects into the working copy (probe data, step output and reports too when
-    /// `whole`); nothing when the run is not there.
-    pub fn pull(&self, id: &str, whole: bool) -> anyhow::Result<()> {
+    /// `whole`); whether the run is there.
+    pub fn pull(&self, id: &str, whole: bool) -> anyhow::Result<bool> {
         super::check_run_id(id).map_err(|e| crate::error::invalid(e.to_string()))?;
         let dir = self.run_dir(id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
         // A process of this machine that drives the run writes this copy: it is the newest.
         let Some(_reading) = crate::lock::RunLock::shared(&dir) else {
-            return Ok(());
+            return Ok(true);
         };
         let base = format!("runs/{id}/");
         // run.json first: a run without it is not there, whatever else is.
         let Some((meta, _)) = self.remote.get(&format!("{base}run.json"))? else {
-            return Ok(());
+            return Ok(false);
         };
         // The lease before the journal: a run seen finished in the journal is finished,
         // and one whose lease is gone had written its last line before it let go.
@@ -517,7 +520,7 @@ impl S3State {
                 write_atomic(&dir.join(&rel), &body)?;
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Publishes a new run: its `run.json` (only if no run of that id is there) and the

@@ -54,7 +54,7 @@ impl Machine {
             .envs(MOTO_ENV.iter().copied())
             .env("XDG_CACHE_HOME", self.ws.path().join("cache"))
             .env("USER", "tester")
-            .env("RUNBOOK_S3_LEASE", "4s");
+            .env("RUNBOOK_S3_LEASE", "6s");
     }
 
     /// A `runbook` command on this machine, with the shared state dir.
