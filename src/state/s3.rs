@@ -237,6 +237,8 @@ impl Remote {
             }
             match put.send().await {
                 Ok(out) => Ok(out.e_tag().unwrap_or_default().to_string()),
+                // 412: the condition failed; 409: a concurrent conditional write won;
+                // NoSuchKey: an `If-Match` on an object deleted meanwhile.
                 Err(e) if matches!(status(&e), Some(412 | 409)) || no_such_key(&e) => {
                     Err(S3Error::Conflict {
                         url: self.object_url(rel),
@@ -342,22 +344,9 @@ where
     }
 }
 
-fn status<E, R>(e: &SdkError<E, R>) -> Option<u16>
-where
-    R: HttpStatus,
-{
-    e.raw_response().map(HttpStatus::status_code)
-}
-
-/// The status of a raw response, whatever the operation.
-trait HttpStatus {
-    fn status_code(&self) -> u16;
-}
-
-impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
-    fn status_code(&self) -> u16 {
-        self.status().as_u16()
-    }
+/// The HTTP status S3 answered with, if it answered.
+fn status<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
 }
 
 /// An `If-Match` on an object that is gone.
@@ -482,7 +471,9 @@ impl S3State {
         match self.remote.get(&format!("{base}{}", lease::OBJECT))? {
             Some((body, _)) => write_atomic(&dir.join(lease::OBJECT), &body)?,
             None => match std::fs::remove_file(dir.join(lease::OBJECT)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e)?,
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    anyhow::bail!("cannot remove {}: {e}", dir.join(lease::OBJECT).display())
+                }
                 _ => {}
             },
         }

@@ -459,3 +459,50 @@ fn a_wrong_s3_state_dir_is_refused_before_anything_runs() {
         .stderr("error: a fleet (--for-each) keeps its state in a local folder for now: give a local --state-dir, not s3://team-state/empty\n")
         .check();
 }
+
+/// Declares a secret the command prints.
+const SECRET: &str = r#"version: 1
+name: secret
+params:
+  token: { description: an API token, secret: true }
+steps:
+  - id: say
+    action: exec
+    with: { command: "echo token={{ params.token }}" }
+"#;
+
+#[test]
+fn a_secret_never_reaches_s3() {
+    let bucket = Bucket::new();
+    let m = Machine::new(&bucket.moto, "secrets");
+    m.ws.write("secret.yaml", SECRET);
+    let ran = m
+        .cmd(&["run", "secret.yaml", "--var", "token=Tk-93f1a7c0e2"])
+        .stdout_any()
+        .expect(0);
+    let id = ran.first_line().to_string();
+    let listed = bucket
+        .runtime
+        .block_on(
+            bucket
+                .s3
+                .list_objects_v2()
+                .bucket(BUCKET)
+                .prefix(format!("secrets/runs/{id}/"))
+                .send(),
+        )
+        .unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert!(
+        keys.contains(&format!("secrets/runs/{id}/steps/say/stdout").as_str()),
+        "{keys:?}"
+    );
+    for key in keys {
+        let (body, _) = bucket.get(key);
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains("Tk-93f1a7c0e2"), "{key} holds the secret");
+    }
+    // What the command printed went up, masked.
+    let (stdout, _) = bucket.get(&format!("secrets/runs/{id}/steps/say/stdout"));
+    assert_eq!(String::from_utf8_lossy(&stdout), "token=***\n");
+}
