@@ -222,30 +222,27 @@ impl Remote {
 
     /// [`Remote::put`] for a task of this remote's runtime.
     async fn put_async(&self, rel: &str, body: Vec<u8>, cond: &Cond) -> Result<String, S3Error> {
-        let key = self.url.key(rel);
-        {
-            let mut put = self
-                .client
-                .put_object()
-                .bucket(&self.url.bucket)
-                .key(&key)
-                .body(ByteStream::from(body));
-            match cond {
-                Cond::None => {}
-                Cond::Absent => put = put.if_none_match("*"),
-                Cond::Is(etag) => put = put.if_match(etag),
+        let mut put = self
+            .client
+            .put_object()
+            .bucket(&self.url.bucket)
+            .key(self.url.key(rel))
+            .body(ByteStream::from(body));
+        match cond {
+            Cond::None => {}
+            Cond::Absent => put = put.if_none_match("*"),
+            Cond::Is(etag) => put = put.if_match(etag),
+        }
+        match put.send().await {
+            Ok(out) => Ok(out.e_tag().unwrap_or_default().to_string()),
+            // 412: the condition failed; 409: a concurrent conditional write won;
+            // NoSuchKey: an `If-Match` on an object deleted meanwhile.
+            Err(e) if matches!(status(&e), Some(412 | 409)) || no_such_key(&e) => {
+                Err(S3Error::Conflict {
+                    url: self.object_url(rel),
+                })
             }
-            match put.send().await {
-                Ok(out) => Ok(out.e_tag().unwrap_or_default().to_string()),
-                // 412: the condition failed; 409: a concurrent conditional write won;
-                // NoSuchKey: an `If-Match` on an object deleted meanwhile.
-                Err(e) if matches!(status(&e), Some(412 | 409)) || no_such_key(&e) => {
-                    Err(S3Error::Conflict {
-                        url: self.object_url(rel),
-                    })
-                }
-                Err(e) => Err(self.failed("s3:PutObject", rel, &e)),
-            }
+            Err(e) => Err(self.failed("s3:PutObject", rel, &e)),
         }
     }
 
@@ -454,17 +451,17 @@ impl S3State {
     /// `whole`); whether the run is there.
     pub fn pull(&self, id: &str, whole: bool) -> anyhow::Result<bool> {
         super::check_run_id(id).map_err(|e| crate::error::invalid(e.to_string()))?;
+        let base = format!("runs/{id}/");
+        // run.json first (it never changes): a run without it is not there.
+        let Some((meta, _)) = self.remote.get(&format!("{base}run.json"))? else {
+            return Ok(false);
+        };
         let dir = self.run_dir(id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
         // A process of this machine that drives the run writes this copy: it is the newest.
         let Some(_reading) = crate::lock::RunLock::shared(&dir) else {
             return Ok(true);
-        };
-        let base = format!("runs/{id}/");
-        // run.json first: a run without it is not there, whatever else is.
-        let Some((meta, _)) = self.remote.get(&format!("{base}run.json"))? else {
-            return Ok(false);
         };
         // The lease before the journal: a run seen finished in the journal is finished,
         // and one whose lease is gone had written its last line before it let go.
