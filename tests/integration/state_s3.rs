@@ -506,3 +506,67 @@ fn a_secret_never_reaches_s3() {
     let (stdout, _) = bucket.get(&format!("secrets/runs/{id}/steps/say/stdout"));
     assert_eq!(String::from_utf8_lossy(&stdout), "token=***\n");
 }
+
+#[test]
+fn a_journal_that_lost_lines_on_s3_is_repaired_from_another_machine() {
+    let bucket = Bucket::new();
+    let (a, b) = (
+        Machine::new(&bucket.moto, "fix"),
+        Machine::new(&bucket.moto, "fix"),
+    );
+    a.ws.write("gate.yaml", GATE);
+    let gates = tempfile::tempdir().unwrap();
+    let gate = gates.path().join("open");
+    std::fs::write(&gate, "").unwrap();
+    let gate_var = format!("gate={}", gate.display());
+    let ran = a.cmd(&["run", "gate.yaml", "--var", &gate_var]).expect(0);
+    let id = ran.first_line().to_string();
+    // The journal on S3 loses its last lines; its head still names the last one written.
+    let key = format!("fix/runs/{id}/journal.jsonl");
+    let (journal, _) = bucket.get(&key);
+    let journal = String::from_utf8(journal).unwrap();
+    let lines: Vec<&str> = journal.lines().collect();
+    let kept = lines.len() - 3;
+    let cut: String = lines[..kept].iter().map(|l| format!("{l}\n")).collect();
+    let (_, etag) = bucket.get(&key);
+    assert_eq!(bucket.put(&key, &cut, Some(&etag)), 200);
+    let local = format!("[WS]/cache/runbook/s3/[COPY]/runs/{id}/journal.jsonl");
+    let damage = format!(
+        "the journal {local} ends at line {kept}, but {} lines were written (as journal.head records): its last lines were lost",
+        lines.len()
+    );
+    b.cmd(&["show", &id])
+        .status(1)
+        .stderr(&format!(
+            "error: run {id} cannot be trusted as it is (`runbook resume {id} --repair` says how it would be cut back to its last good line): {damage}\n"
+        ))
+        .check();
+    b.cmd(&["resume", &id, "--repair", "--yes"])
+        .filter(r"journal\.damaged-[0-9T.]+\.jsonl", "journal.damaged-[T].jsonl")
+        .stdout(&format!(
+            "{damage}\n\
+             repair: take lines 1-{kept}, all that is left, as the whole journal; then step `wait` is not finished and run again on resume\n\
+             done; the damaged journal is kept as [WS]/cache/runbook/s3/[COPY]/runs/{id}/journal.damaged-[T].jsonl\n\
+             continue with: runbook resume {id}\n"
+        ))
+        .check();
+    // The damaged journal is kept on S3 too.
+    let listed = bucket
+        .runtime
+        .block_on(
+            bucket
+                .s3
+                .list_objects_v2()
+                .bucket(BUCKET)
+                .prefix(format!("fix/runs/{id}/journal.damaged-"))
+                .send(),
+        )
+        .unwrap();
+    let damaged: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
+    assert_eq!(bucket.get(damaged[0]).0, cut.as_bytes());
+    // The first machine finds the repaired journal on S3 and finishes the run.
+    a.cmd(&["resume", &id]).expect(0);
+    assert_eq!(a.show(&id)["status"], "succeeded");
+    assert_eq!(b.show(&id)["status"], "succeeded");
+}
