@@ -3,7 +3,8 @@
 //! Every event is written and fsync'd before the executor moves on, so after a crash
 //! (kill -9 included) the journal says exactly which steps finished. A torn last line —
 //! a crash in the middle of a write — is dropped on open; any other damage is reported,
-//! never silently skipped. Every string is redacted before it is written.
+//! never silently skipped. Every string is redacted before it is written. With the state on
+//! S3, each line also reaches the journal's [`Mirror`] there before `append` returns.
 //!
 //! Each line carries its `seq` (1, 2, 3, …) and `prev`, the sha256 of the line before it
 //! (of the empty text for the first), so a line deleted, repeated, moved or edited breaks
