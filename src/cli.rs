@@ -26,14 +26,14 @@ pub struct Cli {
 /// Flags every command accepts.
 #[derive(Clone, Debug, Args)]
 pub struct Global {
-    /// Where runs are kept.
+    /// Where runs are kept: a folder, or s3://BUCKET/PREFIX for a team.
     #[arg(
         long,
         global = true,
         default_value = ".runbook",
         env = "RUNBOOK_STATE_DIR",
         value_name = "DIR",
-        value_parser = local_state_dir
+        value_parser = state_dir
     )]
     pub state_dir: PathBuf,
     /// Set a runbook parameter (repeatable).
@@ -56,13 +56,21 @@ pub struct Global {
     pub resolve: Vec<String>,
 }
 
-/// A state dir is a local folder: an `s3://` URL would otherwise become a folder named
-/// `s3:` here, and runs a team thinks are shared would not be.
-fn local_state_dir(text: &str) -> Result<PathBuf, String> {
-    if text.starts_with("s3://") {
-        Err("state on S3 is not available in this version; give a local folder".into())
-    } else {
-        Ok(PathBuf::from(text))
+/// A state dir is a folder or an `s3://` URL, checked here so that a wrong URL is refused
+/// before anything runs (and never becomes a folder named `s3:`).
+fn state_dir(text: &str) -> Result<PathBuf, String> {
+    match crate::state::s3::S3Url::parse(text) {
+        Some(Err(why)) => Err(why),
+        _ => Ok(PathBuf::from(text)),
+    }
+}
+
+impl Global {
+    /// The state dir on S3, when `--state-dir` is an `s3://` URL.
+    pub fn s3_state(&self) -> Option<Result<crate::state::s3::S3Url, String>> {
+        self.state_dir
+            .to_str()
+            .and_then(crate::state::s3::S3Url::parse)
     }
 }
 
@@ -90,6 +98,8 @@ pub enum Command {
     Bench(commands::bench::Args),
     /// Stop and remove what a local rehearsal started.
     Destroy(commands::destroy::Args),
+    /// Break the lock of a run on S3 whose holder is gone (its lease ran out).
+    Unlock(commands::unlock::Args),
     /// Print the JSON Schema of the runbook format.
     Schema(commands::schema::Args),
     /// Print a shell completion script (bash, zsh, fish, ...).
@@ -111,6 +121,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Seed(a) => commands::seed::run(g, a).await,
         Command::Bench(a) => commands::bench::run(g, a).await,
         Command::Destroy(a) => commands::destroy::run(g, a).await,
+        Command::Unlock(a) => commands::unlock::run(g, a).await,
         Command::Schema(a) => commands::schema::run(g, a).await,
         Command::Completions(a) => commands::completions::run(g, a).await,
     }
@@ -121,13 +132,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_s3_state_dir_is_refused_not_taken_for_a_folder() {
-        let err =
-            Cli::try_parse_from(["runbook", "runs", "--state-dir", "s3://team/runs"]).unwrap_err();
+    fn an_s3_state_dir_is_read_and_a_wrong_one_refused() {
+        let cli = Cli::try_parse_from(["runbook", "runs", "--state-dir", "s3://team/runs/"])
+            .expect("a bucket and a prefix");
+        assert_eq!(
+            cli.global.s3_state(),
+            Some(Ok(crate::state::s3::S3Url {
+                bucket: "team".into(),
+                prefix: "runs".into()
+            }))
+        );
+        let err = Cli::try_parse_from(["runbook", "runs", "--state-dir", "s3://"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert_eq!(
             err.to_string(),
-            "error: invalid value 's3://team/runs' for '--state-dir <DIR>': state on S3 is not available in this version; give a local folder\n\nFor more information, try '--help'.\n"
+            "error: invalid value 's3://' for '--state-dir <DIR>': an S3 state dir names its bucket: s3://BUCKET or s3://BUCKET/PREFIX\n\nFor more information, try '--help'.\n"
         );
     }
 }

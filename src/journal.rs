@@ -3,7 +3,8 @@
 //! Every event is written and fsync'd before the executor moves on, so after a crash
 //! (kill -9 included) the journal says exactly which steps finished. A torn last line —
 //! a crash in the middle of a write — is dropped on open; any other damage is reported,
-//! never silently skipped. Every string is redacted before it is written.
+//! never silently skipped. Every string is redacted before it is written. With the state on
+//! S3, each line also reaches the journal's [`Mirror`] there before `append` returns.
 //!
 //! Each line carries its `seq` (1, 2, 3, …) and `prev`, the sha256 of the line before it
 //! (of the empty text for the first), so a line deleted, repeated, moved or edited breaks
@@ -187,11 +188,22 @@ pub struct Record {
     pub event: Event,
 }
 
+/// A copy of the journal elsewhere (state on S3) that each line must reach before the run
+/// moves on.
+pub trait Mirror: Send + Sync {
+    /// Called once `record`'s line and the head are written here, with the journal's lock
+    /// held, so lines reach the copy in order; an error fails the append.
+    fn appended(&self, record: &Record) -> io::Result<()>;
+    /// Brings the copy to the journal as it is here (after a repair).
+    fn push_journal(&self) -> io::Result<()>;
+}
+
 /// A run's journal, open for appending.
 pub struct Journal {
     path: PathBuf,
     inner: Mutex<Inner>,
     redactor: Redactor,
+    mirror: Option<std::sync::Arc<dyn Mirror>>,
 }
 
 struct Inner {
@@ -318,7 +330,14 @@ impl Journal {
                 replay,
             }),
             redactor,
+            mirror: None,
         })
+    }
+
+    /// This journal, with each line also written to `mirror`.
+    pub fn mirrored(mut self, mirror: std::sync::Arc<dyn Mirror>) -> Journal {
+        self.mirror = Some(mirror);
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -376,6 +395,9 @@ impl Journal {
         inner.prev = crate::load::digest(&line);
         inner.replay.apply(&record).expect("checked before writing");
         write_head(&self.path, record.seq, &inner.prev).map_err(write_err)?;
+        if let Some(mirror) = &self.mirror {
+            mirror.appended(&record).map_err(write_err)?;
+        }
         Ok(record)
     }
 

@@ -4,7 +4,8 @@
 //! holder — a killed run's lock is free for `resume` to take — and nobody can take it from
 //! under a live holder by deleting a file: a directory in use cannot be unlinked and
 //! recreated while its holder keeps it open. The `lock` file only names the holder (pid,
-//! host, since) for the refusal message.
+//! host, since) for the refusal message. With state on S3 the lock also holds the run's
+//! lease there ([`crate::state::s3::lease`]), which keeps other machines out.
 
 use std::fs::{File, TryLockError};
 use std::io::Write;
@@ -14,6 +15,8 @@ use std::path::Path;
 #[derive(Debug)]
 pub struct RunLock {
     _dir: File,
+    /// Given back after the OS lock, when dropped (fields drop in order).
+    _lease: Option<crate::state::s3::lease::Lease>,
 }
 
 /// Why a run could not be locked.
@@ -61,11 +64,33 @@ impl RunLock {
         )
         .map_err(io)?;
         file.sync_data().map_err(io)?;
-        Ok(RunLock { _dir: dir })
+        Ok(RunLock {
+            _dir: dir,
+            _lease: None,
+        })
     }
 
-    /// Whether some live process holds the lock of the run in `run_dir` right now.
+    /// This lock, holding the run's lease on S3 too.
+    pub fn with_lease(mut self, lease: crate::state::s3::lease::Lease) -> RunLock {
+        self._lease = Some(lease);
+        self
+    }
+
+    /// A shared hold on the run directory, for replacing its files with what S3 has:
+    /// `None` while a process of this machine drives the run (its files are the newest).
+    pub fn shared(run_dir: &Path) -> Option<File> {
+        let dir = File::open(run_dir).ok()?;
+        dir.try_lock_shared().ok()?;
+        Some(dir)
+    }
+
+    /// Whether some live process holds the lock of the run in `run_dir` right now: a
+    /// process of this machine, or (state on S3) one whose lease a pull found live.
     pub fn is_held(run_dir: &Path) -> bool {
+        crate::state::s3::lease::pulled_live(run_dir) || Self::held_here(run_dir)
+    }
+
+    fn held_here(run_dir: &Path) -> bool {
         let Ok(dir) = File::open(run_dir) else {
             return false;
         };
@@ -90,7 +115,7 @@ fn holder(run_dir: &Path) -> String {
     }
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())

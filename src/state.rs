@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::journal::{self, Event, JournalError, Replay, RunStatus, StepState};
 use crate::lock::RunLock;
 
+pub mod s3;
+
 /// Facts about a run fixed when it starts.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunMeta {
@@ -435,4 +437,143 @@ pub fn apply_repair(run_dir: &Path, repair: &Repair) -> std::io::Result<PathBuf>
     file.sync_all()?;
     journal::reseal(&path).map_err(std::io::Error::other)?;
     Ok(copy)
+}
+
+/// Where runs are kept, as `--state-dir` says: a local folder, or a prefix on S3 with this
+/// machine's working copy of it, which the rest of the code reads and writes as a folder.
+pub struct Store {
+    /// The folder the commands work in (the working copy for S3).
+    pub dir: StateDir,
+    pub root: PathBuf,
+    pub s3: Option<s3::S3State>,
+}
+
+impl Store {
+    /// The state dir of the command line; for S3 the bucket is checked to be there.
+    pub fn open(global: &crate::cli::Global) -> anyhow::Result<Store> {
+        let Some(url) = global.s3_state() else {
+            return Ok(Store {
+                dir: StateDir::new(&global.state_dir),
+                root: global.state_dir.clone(),
+                s3: None,
+            });
+        };
+        let url = url.map_err(crate::error::invalid)?;
+        let opts = crate::platform::aws::AwsOptions {
+            profile: global.profile.clone(),
+            region: global.region.clone(),
+            endpoint_url: global.endpoint_url.clone(),
+        };
+        let s3 = s3::S3State::connect(url, &opts)?;
+        Ok(Store {
+            dir: StateDir::new(&s3.root),
+            root: s3.root.clone(),
+            s3: Some(s3),
+        })
+    }
+
+    /// This machine's folder of the state dir, without reaching S3: where a command keeps
+    /// what stays on the machine (a standalone probe's data, a rehearsal's servers).
+    pub fn local_root(global: &crate::cli::Global) -> anyhow::Result<PathBuf> {
+        match global.s3_state() {
+            Some(url) => s3::working_copy(&url.map_err(crate::error::invalid)?),
+            None => Ok(global.state_dir.clone()),
+        }
+    }
+
+    /// Every run id, oldest first; on S3 the runs there, each with its metadata, lease and
+    /// journal brought into the working copy (one the working copy alone has is not listed).
+    pub fn run_ids(&self) -> anyhow::Result<Vec<String>> {
+        match &self.s3 {
+            Some(s3) => s3.pull_runs(),
+            None => Ok(self.dir.run_ids()),
+        }
+    }
+
+    /// Brings run `id` from S3: its metadata, lease and journal, and with `whole` its probe
+    /// data, step output and reports.
+    pub fn pull(&self, id: &str, whole: bool) -> anyhow::Result<()> {
+        match &self.s3 {
+            Some(s3) => s3.pull(id, whole).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes run `id`'s lock: on S3 its lease first (then the run is pulled again, as no one
+    /// else can change it any more), then the OS lock of the folder.
+    pub fn lock(&self, dir: &Path, id: &str) -> anyhow::Result<RunLock> {
+        let Some(s3) = &self.s3 else {
+            return Ok(RunLock::acquire(dir, id)?);
+        };
+        let lease = s3.lease(id)?;
+        s3.pull(id, true)?;
+        // The pull brought this process's own lease: the OS lock says it drives the run.
+        let _ = std::fs::remove_file(dir.join(s3::lease::OBJECT));
+        Ok(RunLock::acquire(dir, id)?.with_lease(lease))
+    }
+
+    /// Takes run `id`'s lock (on S3 its lease, then the OS lock) for a run that is new, or
+    /// whose files here are all a command needs.
+    pub fn lock_as_is(&self, dir: &Path, id: &str) -> anyhow::Result<RunLock> {
+        let Some(s3) = &self.s3 else {
+            return Ok(RunLock::acquire(dir, id)?);
+        };
+        let lease = s3.lease(id)?;
+        Ok(RunLock::acquire(dir, id)?.with_lease(lease))
+    }
+
+    /// Publishes a new run on S3: its `run.json` (refused if a run of that id is there) and
+    /// its runbook copy.
+    pub fn publish(&self, dir: &Path, id: &str) -> anyhow::Result<()> {
+        match &self.s3 {
+            Some(s3) => s3.publish(dir, id),
+            None => Ok(()),
+        }
+    }
+
+    /// Opens run `id`'s journal for appending; on S3 every line also goes there.
+    pub fn journal(
+        &self,
+        dir: &Path,
+        id: &str,
+        redactor: crate::redact::Redactor,
+    ) -> Result<journal::Journal, JournalError> {
+        let journal = journal::Journal::open(&dir.join("journal.jsonl"), redactor)?;
+        Ok(match &self.s3 {
+            Some(s3) => journal.mirrored(s3.mirror(dir, id)),
+            None => journal,
+        })
+    }
+
+    /// Copies what a command wrote into run `id`'s folder (reports) to S3; a failure is a
+    /// warning, the local files are there.
+    pub fn push(&self, dir: &Path, id: &str) {
+        if let Some(s3) = &self.s3
+            && let Err(e) = s3.push_files(dir, id)
+        {
+            eprintln!(
+                "warning: run {id}: its files could not be copied to {}: {e:#}",
+                s3.remote.url
+            );
+        }
+    }
+
+    /// Copies a repaired journal of run `id` to S3.
+    pub fn push_repair(&self, dir: &Path, id: &str) -> anyhow::Result<()> {
+        match &self.s3 {
+            Some(s3) => s3.push_repair(dir, id),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Fleets keep their folder locally for now: refused with a state dir on S3.
+pub fn local_only(global: &crate::cli::Global, what: &str) -> anyhow::Result<()> {
+    match global.s3_state() {
+        Some(_) => Err(crate::error::invalid(format!(
+            "{what} keeps its state in a local folder for now: give a local --state-dir, not {}",
+            global.state_dir.display()
+        ))),
+        None => Ok(()),
+    }
 }

@@ -22,7 +22,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
             args.run_id
         )));
     }
-    let run_dir: PathBuf = global.state_dir.join("runs").join(&args.run_id);
+    // A rehearsal's servers are on the machine that ran it, in its own folder of the state dir.
+    let run_dir: PathBuf = crate::state::Store::local_root(global)?
+        .join("runs")
+        .join(&args.run_id);
     if !run_dir.join("journal.jsonl").exists() {
         return Err(invalid(format!(
             "there is no run `{}` in {} (see `runbook runs`, or pass --state-dir)",
@@ -31,7 +34,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         )));
     }
     // A live run may be starting or using these servers: only a run nobody drives is destroyed.
-    let _lock = RunLock::acquire(&run_dir, &args.run_id)?;
+    let _lock = if global.s3_state().is_some() {
+        crate::state::Store::open(global)?.lock_as_is(&run_dir, &args.run_id)?
+    } else {
+        RunLock::acquire(&run_dir, &args.run_id)?
+    };
     let recorded = crate::platform::local::recorded_servers(&run_dir)?;
     let stopped = crate::platform::local::stop_recorded(&run_dir)
         .await

@@ -12,6 +12,7 @@ pub mod runs;
 pub mod schema;
 pub mod seed;
 pub mod show;
+pub mod unlock;
 pub mod verify;
 
 /// Output of the listing commands (`runs`, `show`).

@@ -70,12 +70,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
             out.display()
         )));
     }
-    let dir = args.out.clone().unwrap_or_else(|| {
-        global
-            .state_dir
+    let dir = match args.out.clone() {
+        Some(out) => out,
+        // With state on S3, this machine's folder of it: a standalone probe is not a run.
+        None => crate::state::Store::local_root(global)?
             .join("probes")
-            .join(chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string())
-    });
+            .join(chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string()),
+    };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
 
     let (_step_tx, step_rx) = tokio::sync::watch::channel(None);

@@ -10,7 +10,7 @@ use crate::cli::Global;
 use crate::error::{Outcome, invalid};
 use crate::fleet;
 use crate::report::{self, Format};
-use crate::state;
+use crate::state::{self, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -29,12 +29,16 @@ pub struct Args {
     pub compare: Option<String>,
 }
 
-/// The folder of a run given by id or path, checked to be readable.
-fn run_dir(global: &Global, run_id: &str) -> anyhow::Result<PathBuf> {
+/// The folder of a run given by id (pulled first from a state dir on S3) or path, checked
+/// to be readable.
+fn run_dir(global: &Global, store: &Store, run_id: &str) -> anyhow::Result<PathBuf> {
     let as_path = PathBuf::from(run_id);
+    if state::check_run_id(run_id).is_ok() {
+        store.pull(run_id, true)?;
+    }
     let by_id = state::check_run_id(run_id)
         .ok()
-        .map(|()| global.state_dir.join("runs").join(run_id))
+        .map(|()| store.root.join("runs").join(run_id))
         .filter(|d| d.join("run.json").is_file());
     let dir = if let Some(by_id) = by_id {
         by_id
@@ -59,11 +63,19 @@ fn run_dir(global: &Global, run_id: &str) -> anyhow::Result<PathBuf> {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     if state::is_fleet_id(&args.run_id) {
+        state::local_only(global, "a fleet")?;
         return report_fleet(global, &args);
     }
-    let dir = run_dir(global, &args.run_id)?;
+    let store = Store::open(global)?;
+    let dir = run_dir(global, &store, &args.run_id)?;
+    // A report written into a run's folder of the state dir goes where the folder goes.
+    let push = |path: &std::path::Path| {
+        if path.parent() == Some(dir.as_path()) && dir.starts_with(&store.root) {
+            store.push(&dir, &args.run_id);
+        }
+    };
     if let Some(other) = &args.compare {
-        let other_dir = run_dir(global, other)?;
+        let other_dir = run_dir(global, &store, other)?;
         let comparison = report::compare(&report::build(&dir)?, &report::build(&other_dir)?);
         let text = report::render_comparison(&comparison, args.format)?;
         let path = match (&args.output, args.format) {
@@ -88,6 +100,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        push(&path);
         println!("{}", path.display());
         return Ok(Outcome::Success);
     }
@@ -103,6 +116,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
                     .with_context(|| format!("cannot create {}", parent.display()))?;
             }
             let written = report::write_report(&dir, format, &path)?;
+            push(&written);
             println!("{}", written.display());
         }
     }

@@ -7,11 +7,11 @@ use anyhow::Context as _;
 use crate::cli::Global;
 use crate::error::{Outcome, invalid};
 use crate::fleet::{self, MemberStatus, Work};
-use crate::journal::{Event, Journal, RunStatus};
+use crate::journal::{Event, RunStatus};
 use crate::load::{LoadFailure, load_text};
 use crate::lock::RunLock;
 use crate::runbook::FleetApproval;
-use crate::state::{self, StateDir};
+use crate::state::{self, StateDir, Store};
 use crate::vars;
 
 #[derive(Debug, clap::Args)]
@@ -35,18 +35,20 @@ pub struct Args {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     if state::is_fleet_id(&args.run_id) {
+        state::local_only(global, "a fleet")?;
         return resume_fleet(global, args).await;
     }
-    let state = StateDir::new(&global.state_dir);
-    let dir = state
+    let store = Store::open(global)?;
+    store.pull(&args.run_id, false)?;
+    let dir = store
+        .dir
         .run_dir(&args.run_id)
         .map_err(|e| invalid(e.to_string()))?;
     let meta = state::read_meta(&dir)?;
-    let lock = RunLock::acquire(&dir, &meta.id)?;
+    let lock = store.lock(&dir, &meta.id)?;
     if args.repair {
-        return repair(&dir, &meta.id, args.yes);
+        return repair(&store, &dir, &meta.id, args.yes);
     }
-    let journal_path = dir.join("journal.jsonl");
     let replay = state::history(&dir, &meta.id, false)
         .map_err(|e| anyhow::Error::from(e).context(state::repair_hint(&meta.id)))?;
     let status = replay.run().map(|r| r.status);
@@ -117,14 +119,14 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
             eprintln!("ended what step `{step}` left running (process group {pgid})");
         }
     }
-    let journal = Arc::new(Journal::open(&journal_path, redactor)?);
+    let journal = Arc::new(store.journal(&dir, &meta.id, redactor)?);
     journal.append(Event::RunResumed {
         from: args.from.clone(),
         digest,
         allow_changed: args.allow_changed,
     })?;
     println!("{}", meta.id);
-    super::run::drive(global, settled, &meta, &dir, journal, &done, lock).await
+    super::run::drive(global, &store, settled, &meta, journal, &done, lock).await
 }
 
 /// `resume FLEET_ID`: resumes the members that did not succeed and starts those that never
@@ -195,7 +197,7 @@ async fn resume_fleet(global: &Global, args: Args) -> anyhow::Result<Outcome> {
 }
 
 /// `resume --repair`: what cutting the journal back does, done only with `--yes`.
-fn repair(dir: &std::path::Path, id: &str, yes: bool) -> anyhow::Result<Outcome> {
+fn repair(store: &Store, dir: &std::path::Path, id: &str, yes: bool) -> anyhow::Result<Outcome> {
     let Some(repair) = state::plan_repair(dir, id)? else {
         println!("the journal of run {id} is sound: nothing to repair");
         return Ok(Outcome::Success);
@@ -239,6 +241,7 @@ fn repair(dir: &std::path::Path, id: &str, yes: bool) -> anyhow::Result<Outcome>
     }
     let copy = state::apply_repair(dir, &repair)
         .with_context(|| format!("cannot repair the journal of run {id}"))?;
+    store.push_repair(dir, id)?;
     println!(
         "done; the damaged journal is kept as {}\ncontinue with: runbook resume {id}",
         copy.display()

@@ -19,7 +19,7 @@ use crate::lock::RunLock;
 use crate::platform::{Platform, PlatformKind, PlatformOptions};
 use crate::progress::Progress;
 use crate::runbook::{FleetApproval, Runbook};
-use crate::state::{self, RunMeta, StateDir};
+use crate::state::{self, RunMeta, StateDir, Store};
 use crate::template::Scope;
 use crate::vars::{self, Params};
 
@@ -51,21 +51,20 @@ pub struct Args {
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let rb = load_runbook(&args.file)?;
     if let Some(each) = args.for_each.clone() {
+        state::local_only(global, "a fleet (--for-each)")?;
         return start_fleet(global, &args, rb, each).await;
     }
     let params = vars::resolve(&rb, &global.vars, global.vars_file.as_deref(), None, &[])?;
     let settled = settle(global, rb, params, args.platform, args.yes).await?;
     // Everything below writes: nothing may be wrong with the input from here on.
     let Settled { rb, params, .. } = &settled;
-    let state = StateDir::new(&global.state_dir);
+    let store = Store::open(global)?;
     let started_at = Utc::now();
-    let (id, dir) = state.create_run(&rb.name, started_at).with_context(|| {
-        format!(
-            "cannot create a run folder in {}",
-            global.state_dir.display()
-        )
-    })?;
-    let lock = RunLock::acquire(&dir, &id)?;
+    let (id, dir) = store
+        .dir
+        .create_run(&rb.name, started_at)
+        .with_context(|| format!("cannot create a run folder in {}", store.root.display()))?;
+    let lock = store.lock_as_is(&dir, &id)?;
     std::fs::write(dir.join("runbook.yaml"), &rb.source.text)
         .context("cannot keep a copy of the runbook")?;
     let meta = RunMeta {
@@ -79,10 +78,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         secrets_given: params.secrets_given(rb),
     };
     state::write_meta(&dir, &meta).context("cannot write run.json")?;
-    let journal = Arc::new(Journal::open(
-        &dir.join("journal.jsonl"),
-        params.redactor.clone(),
-    )?);
+    store.publish(&dir, &id)?;
+    let journal = Arc::new(store.journal(&dir, &id, params.redactor.clone())?);
     journal.append(Event::RunStarted {
         run_id: id.clone(),
         runbook: rb.name.clone(),
@@ -92,7 +89,16 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         params: meta.params.clone(),
     })?;
     println!("{id}");
-    drive(global, settled, &meta, &dir, journal, &HashMap::new(), lock).await
+    drive(
+        global,
+        &store,
+        settled,
+        &meta,
+        journal,
+        &HashMap::new(),
+        lock,
+    )
+    .await
 }
 
 /// `run --for-each`: checks every member's input, then starts the fleet.
@@ -256,15 +262,17 @@ pub fn load_runbook(path: &Path) -> anyhow::Result<Runbook> {
 }
 
 /// Runs (or resumes) a run whose journal is open, then writes its reports and says how it ended.
+/// The run's folder is `runs/<id>/` of `store`.
 pub async fn drive(
     global: &Global,
+    store: &Store,
     settled: Settled,
     meta: &RunMeta,
-    dir: &Path,
     journal: Arc<Journal>,
     done: &HashMap<String, Outputs>,
     _lock: RunLock,
 ) -> anyhow::Result<Outcome> {
+    let dir = &store.root.join("runs").join(&meta.id);
     let Settled {
         rb,
         params,
@@ -307,6 +315,7 @@ pub async fn drive(
         }
         Err(e) => eprintln!("warning: the report could not be written: {e:#}"),
     }
+    store.push(dir, &meta.id);
     let state_flag = if global.state_dir == Path::new(".runbook") {
         String::new()
     } else {

@@ -3,7 +3,7 @@
 use super::ListFormat;
 use crate::cli::Global;
 use crate::error::Outcome;
-use crate::state::{self, StateDir};
+use crate::state::{self, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -12,10 +12,10 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
-    let state = StateDir::new(&global.state_dir);
+    let store = Store::open(global)?;
     let mut runs = Vec::new();
-    for id in state.run_ids() {
-        let dir = state.run_dir(&id)?;
+    for id in store.run_ids()? {
+        let dir = store.dir.run_dir(&id)?;
         match state::summarize(&dir) {
             Ok(mut s) => {
                 s.steps.clear();

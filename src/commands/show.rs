@@ -5,7 +5,7 @@ use crate::cli::Global;
 use crate::error::{Outcome, invalid};
 use crate::fleet;
 use crate::runbook::FleetApproval;
-use crate::state::{self, StateDir};
+use crate::state::{self, StateDir, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -17,9 +17,13 @@ pub struct Args {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     if state::is_fleet_id(&args.run_id) {
+        state::local_only(global, "a fleet")?;
         return show_fleet(global, &args);
     }
-    let dir = StateDir::new(&global.state_dir)
+    let store = Store::open(global)?;
+    store.pull(&args.run_id, false)?;
+    let dir = store
+        .dir
         .run_dir(&args.run_id)
         .map_err(|e| invalid(e.to_string()))?;
     let summary = state::summarize(&dir).map_err(|e| match e {

@@ -73,6 +73,7 @@ fn bash_completions_parse_in_bash_and_know_every_command() {
             "seed",
             "bench",
             "destroy",
+            "unlock",
             "schema",
             "completions",
             "help"

@@ -17,6 +17,7 @@ mod probe;
 mod regression;
 mod report;
 mod seed;
+mod state_s3;
 mod support;
 mod verify;
 
