@@ -1,12 +1,13 @@
-//! The serverless runbooks as wholes on the aws platform, through `run`'s own code path
-//! (`commands::run::start`: the run folder, the executor, the journal, the probe, the
-//! reports), not step by step.
+//! The serverless runbooks, and snapshot-restore's S3 route, as wholes on the aws platform,
+//! through `run`'s own code path (`commands::run::start`: the run folder, the executor, the
+//! journal, the probe, the reports), not step by step.
 //!
-//! moto (5.2) has no serverless API and cannot make the templates' ElastiCache resources
-//! through CloudFormation, so ElastiCache and CloudFormation are aws-smithy-mocks rules
-//! over one [`Account`]: each call that changes something is written down with its key
-//! inputs and moves its cache through the states ElastiCache goes through, which the
-//! describes then answer. The data plane is real and reached through `--resolve` as
+//! moto (5.2) has no serverless API and no CopySnapshot, and cannot make the templates'
+//! ElastiCache resources through CloudFormation, so ElastiCache and CloudFormation are
+//! aws-smithy-mocks rules over one [`Account`]: each call that changes something is written
+//! down with its key inputs and moves its cache, snapshot or group through the states
+//! ElastiCache goes through, which the describes then answer. S3 is moto's: the S3 route's
+//! bucket, its grant and the exported RDB file are real objects there. The data plane is real and reached through `--resolve` as
 //! through a tunnel: the source is a redis-server, a serverless cache's endpoint (always
 //! TLS) a redis-server serving TLS (the valkey-server here is built without TLS); the
 //! mocked StartMigration starts the sync (`REPLICAOF`) and CompleteMigration ends it, the
@@ -85,8 +86,10 @@ struct Account {
     /// Each cache's coming states: a describe answers the first and moves on, the last
     /// one from then on.
     caches: BTreeMap<String, VecDeque<State>>,
-    /// Each serverless snapshot's coming statuses, the same way.
+    /// Each snapshot's coming statuses, the same way.
     snapshots: BTreeMap<String, VecDeque<&'static str>>,
+    /// Each replication group's coming statuses, the same way.
+    groups: BTreeMap<String, VecDeque<&'static str>>,
     /// The calls that changed something, with their key inputs, in order.
     calls: Vec<String>,
 }
@@ -247,15 +250,19 @@ fn stack_rules(acct: &Shared, name: &'static str, outputs: &[(&str, String)]) ->
         .output(stack(StackStatus::CreateComplete))
         .repeatedly()
         .build();
-    let shipped: BTreeMap<String, String> = ["serverless-migration", "serverless-engine-change"]
-        .iter()
-        .map(|t| {
-            let path = format!("cloudformation/{t}.yaml");
-            let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(&path))
-                .expect("a shipped template");
-            (text, path)
-        })
-        .collect();
+    let shipped: BTreeMap<String, String> = [
+        "serverless-migration",
+        "serverless-engine-change",
+        "snapshot-restore",
+    ]
+    .iter()
+    .map(|t| {
+        let path = format!("cloudformation/{t}.yaml");
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(&path))
+            .expect("a shipped template");
+        (text, path)
+    })
+    .collect();
     let acct = acct.clone();
     let create = mock!(aws_sdk_cloudformation::Client::create_stack)
         .match_requests(move |r| {
@@ -1100,4 +1107,359 @@ async fn the_serverless_engine_change_runs_end_to_end_on_aws() {
         outputs["drop_check"],
         serde_json::json!({"serverless_cache": CHECK_CACHE, "deleted": true})
     );
+}
+
+const SOURCE_GROUP: &str = "redis-source";
+const NEW_GROUP: &str = "valkey-from-snapshot";
+const BUCKET: &str = "runbook-snapshots";
+/// ElastiCache's canonical user, to which a bucket's and an object's ACL grant access.
+const ELASTICACHE: &str = "540804c33a284a299d2547575ce1010f2312ef3da9b3a053c8bc45bf233e4353";
+
+fn group_host(group: &str) -> String {
+    format!("master.{group}.abc123.use1.cache.amazonaws.com")
+}
+
+/// Runs `f` to its end on a runtime of its own: a mocked call (synchronous) that calls
+/// moto, as ElastiCache itself calls S3.
+fn blocking<F: std::future::Future + Send + 'static>(f: F) -> F::Output
+where
+    F::Output: Send + 'static,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(f)
+    })
+    .join()
+    .expect("the call to moto")
+}
+
+/// The data plane of the S3 route: the Redis group's primary (with a replica, which the
+/// snapshot waits for) and the node of the Valkey group seeded from S3.
+struct S3Servers {
+    primary: Arc<Server>,
+    _replica: Server,
+    new_group: Arc<Mutex<Server>>,
+    snapshots: Arc<tempfile::TempDir>,
+}
+
+/// ElastiCache for the S3 route: a snapshot is the primary's RDB file, CopySnapshot writes
+/// it into moto's bucket as ElastiCache writes it, and the group seeded from `SnapshotArns`
+/// is a valkey-server that loads the file read back from moto.
+fn s3_route_rules(acct: &Shared, servers: &S3Servers, s3: aws_sdk_s3::Client) -> Vec<Rule> {
+    use aws_sdk_elasticache::operation::copy_snapshot::CopySnapshotOutput;
+    use aws_sdk_elasticache::operation::create_replication_group::CreateReplicationGroupOutput;
+    use aws_sdk_elasticache::operation::create_snapshot::CreateSnapshotOutput;
+    use aws_sdk_elasticache::operation::describe_replication_groups::{
+        DescribeReplicationGroupsError, DescribeReplicationGroupsOutput,
+    };
+    use aws_sdk_elasticache::operation::describe_snapshots::{
+        DescribeSnapshotsError, DescribeSnapshotsOutput,
+    };
+    use aws_sdk_elasticache::types::error::{ReplicationGroupNotFoundFault, SnapshotNotFoundFault};
+    use aws_sdk_elasticache::types::{
+        DataTieringStatus, NodeGroup, NodeGroupMember, ReplicationGroup, Snapshot,
+    };
+
+    let groups = acct.clone();
+    let describe_groups =
+        mock!(Client::describe_replication_groups).then_compute_response(move |r| {
+            let name = r.replication_group_id().unwrap_or_default();
+            let mut a = lock(&groups);
+            match a.groups.get_mut(name).and_then(|q| {
+                if q.len() > 1 {
+                    q.pop_front()
+                } else {
+                    q.front().copied()
+                }
+            }) {
+                Some(status) => {
+                    let endpoint = CacheEndpoint::builder()
+                        .address(group_host(name))
+                        .port(6379)
+                        .build();
+                    MockResponse::Output(
+                        DescribeReplicationGroupsOutput::builder()
+                            .replication_groups(
+                                ReplicationGroup::builder()
+                                    .replication_group_id(name)
+                                    .status(status)
+                                    .engine("valkey")
+                                    .member_clusters(format!("{name}-001"))
+                                    .node_groups(
+                                        NodeGroup::builder()
+                                            .node_group_id("0001")
+                                            .primary_endpoint(endpoint.clone())
+                                            .node_group_members(
+                                                NodeGroupMember::builder()
+                                                    .cache_cluster_id(format!("{name}-001"))
+                                                    .current_role("primary")
+                                                    .read_endpoint(endpoint)
+                                                    .build(),
+                                            )
+                                            .build(),
+                                    )
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                }
+                None => MockResponse::Error(
+                    DescribeReplicationGroupsError::ReplicationGroupNotFoundFault(
+                        ReplicationGroupNotFoundFault::builder().build(),
+                    ),
+                ),
+            }
+        });
+    let snapshots = acct.clone();
+    let describe_snapshots = mock!(Client::describe_snapshots).then_compute_response(move |r| {
+        let name = r.snapshot_name().unwrap_or_default();
+        match lock(&snapshots).snapshot(name) {
+            Some(status) => MockResponse::Output(
+                DescribeSnapshotsOutput::builder()
+                    .snapshots(
+                        Snapshot::builder()
+                            .snapshot_name(name)
+                            .snapshot_status(status)
+                            .replication_group_id(SOURCE_GROUP)
+                            .engine("redis")
+                            .engine_version("7.0")
+                            .num_node_groups(1)
+                            .data_tiering(DataTieringStatus::Disabled)
+                            .build(),
+                    )
+                    .build(),
+            ),
+            None => MockResponse::Error(DescribeSnapshotsError::SnapshotNotFoundFault(
+                SnapshotNotFoundFault::builder().build(),
+            )),
+        }
+    });
+    let (primary, dir) = (servers.primary.clone(), servers.snapshots.clone());
+    let snapshot = on_call!(
+        acct,
+        Client::create_snapshot,
+        |r, a| {
+            let name = r.snapshot_name().unwrap_or_default();
+            a.calls.push(format!(
+                "elasticache:CreateSnapshot ReplicationGroupId={} SnapshotName={name}",
+                r.replication_group_id().unwrap_or_default()
+            ));
+            std::fs::copy(save(&primary), dir.path().join(name)).expect("the snapshot's RDB");
+            a.snapshots
+                .insert(name.to_string(), VecDeque::from(["creating", "available"]));
+        },
+        || CreateSnapshotOutput::builder().build()
+    );
+    let (dir, bucket_s3) = (servers.snapshots.clone(), s3.clone());
+    let copy = on_call!(
+        acct,
+        Client::copy_snapshot,
+        |r, a| {
+            let (name, bucket) = (
+                r.source_snapshot_name().unwrap_or_default(),
+                r.target_bucket().unwrap_or_default().to_string(),
+            );
+            a.calls.push(format!(
+                "elasticache:CopySnapshot SourceSnapshotName={name} TargetSnapshotName={} TargetBucket={bucket}",
+                r.target_snapshot_name().unwrap_or_default()
+            ));
+            let body = std::fs::read(dir.path().join(name)).expect("the snapshot's RDB");
+            let (s3, key) = (bucket_s3.clone(), format!("{name}-0001.rdb"));
+            blocking(async move {
+                s3.put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .grant_read(format!("id={ELASTICACHE}"))
+                    .body(body.into())
+                    .send()
+                    .await
+                    .expect("PutObject in moto")
+            });
+            a.snapshots
+                .insert(name.to_string(), VecDeque::from(["exporting", "available"]));
+        },
+        || CopySnapshotOutput::builder().build()
+    );
+    let node = servers.new_group.clone();
+    let create = on_call!(
+        acct,
+        Client::create_replication_group,
+        |r, a| {
+            let name = r.replication_group_id().unwrap_or_default();
+            a.calls.push(format!(
+                "elasticache:CreateReplicationGroup ReplicationGroupId={name} Engine={} EngineVersion={} SnapshotArns=[{}] NumCacheClusters={:?}",
+                r.engine().unwrap_or_default(),
+                r.engine_version().unwrap_or_default(),
+                r.snapshot_arns().join(","),
+                r.num_cache_clusters(),
+            ));
+            let mut node = node.lock().unwrap();
+            node.stop();
+            for arn in r.snapshot_arns() {
+                let (bucket, key) = arn
+                    .trim_start_matches("arn:aws:s3:::")
+                    .split_once('/')
+                    .expect("an S3 object ARN");
+                let (s3, bucket, key) = (s3.clone(), bucket.to_string(), key.to_string());
+                let body = blocking(async move {
+                    let out = s3
+                        .get_object()
+                        .bucket(bucket)
+                        .key(key)
+                        .send()
+                        .await
+                        .expect("GetObject in moto");
+                    out.body.collect().await.expect("the object").into_bytes()
+                });
+                std::fs::write(node.dir.path().join("dump.rdb"), body).expect("the RDB file");
+            }
+            node.restart();
+            a.groups
+                .insert(name.to_string(), VecDeque::from(["creating", "available"]));
+        },
+        || CreateReplicationGroupOutput::builder().build()
+    );
+    vec![
+        describe_groups,
+        describe_snapshots,
+        snapshot,
+        copy,
+        create,
+        crate::aws_mocks::no_clusters(),
+    ]
+}
+
+/// snapshot-restore's S3 route end to end on aws: moto's S3 holds the bucket (made as the
+/// operator makes it, granting ElastiCache) and the exported RDB file, which the preflight,
+/// the export's and the import's checks read.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_s3_route_of_snapshot_restore_runs_end_to_end_on_aws() {
+    let moto = crate::aws_support::Moto::start();
+    let s3 = moto.clients().s3;
+    s3.create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("CreateBucket in moto");
+    let id = format!("id={ELASTICACHE}");
+    s3.put_bucket_acl()
+        .bucket(BUCKET)
+        .grant_read(&id)
+        .grant_write(&id)
+        .grant_read_acp(&id)
+        .send()
+        .await
+        .expect("PutBucketAcl in moto");
+    let primary = Server::start(Engine::Redis);
+    let replica = Server::start(Engine::Redis);
+    replica.cli(&["REPLICAOF", "127.0.0.1", &primary.port.to_string()]);
+    synced(&replica);
+    let servers = S3Servers {
+        primary: Arc::new(primary),
+        _replica: replica,
+        new_group: Arc::new(Mutex::new(Server::start(Engine::Valkey))),
+        snapshots: Arc::new(tempfile::tempdir().expect("temp dir")),
+    };
+    let acct = Shared::default();
+    // The stack's group: its primary is reached as it is (the `freeze` step's redis-cli
+    // knows no --resolve).
+    let primary_endpoint = format!("127.0.0.1:{}", servers.primary.port);
+    let stack = stack_rules(
+        &acct,
+        "redis-snapshot-source",
+        &[
+            ("ReplicationGroupId", SOURCE_GROUP.into()),
+            ("PrimaryEndpoint", primary_endpoint.clone()),
+            ("ReaderEndpoint", primary_endpoint),
+        ],
+    );
+    let mut clients = closed_clients();
+    clients.s3 = s3.clone();
+    let cf: Vec<&Rule> = stack.iter().collect();
+    clients.cloudformation = mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, &cf);
+    let mut ec = s3_route_rules(&acct, &servers, s3.clone());
+    ec.push(crate::aws_mocks::events(&[]));
+    let ec: Vec<&Rule> = ec.iter().collect();
+    let aws = target_over(&ec, fast_waits(), clients);
+    let new_port = servers.new_group.lock().unwrap().port;
+    let run = run_on(
+        aws,
+        "snapshot-restore.yaml",
+        &["key_count=200", "route=s3"],
+        vec![format!(
+            "{}:6379=127.0.0.1:{new_port}",
+            group_host(NEW_GROUP)
+        )],
+    )
+    .await;
+    assert_eq!(run.outcome, Outcome::Success, "{:?}", run.sequence());
+    let snapshot = format!("{}-redis", run.id);
+    let object = format!("arn:aws:s3:::{BUCKET}/{snapshot}-0001.rdb");
+    let calls: Vec<String> = lock(&acct).calls.clone();
+    assert_eq!(
+        calls,
+        [
+            "cloudformation:CreateStack StackName=redis-snapshot-source TemplateBody=cloudformation/snapshot-restore.yaml Parameters=[NumShards=1,ReplicationGroupId=redis-source]".to_string(),
+            format!("elasticache:CreateSnapshot ReplicationGroupId=redis-source SnapshotName={snapshot}"),
+            format!("elasticache:CopySnapshot SourceSnapshotName={snapshot} TargetSnapshotName={snapshot} TargetBucket={BUCKET}"),
+            format!("elasticache:CreateReplicationGroup ReplicationGroupId={NEW_GROUP} Engine=valkey EngineVersion=8.2 SnapshotArns=[{object}] NumCacheClusters=Some(2)"),
+        ]
+    );
+    let steps = [
+        ("deploy", "succeeded"),
+        ("seed", "succeeded"),
+        ("freeze", "succeeded"),
+        ("snapshot", "succeeded"),
+        ("restore", "skipped"),
+        ("s3_preflight", "succeeded"),
+        ("export", "succeeded"),
+        ("import", "succeeded"),
+        ("new_group", "succeeded"),
+        ("verify", "succeeded"),
+        ("switch_ok", "succeeded"),
+        ("switch", "succeeded"),
+    ];
+    let mut want = vec!["run_started".to_string()];
+    for (step, end) in steps {
+        if end == "succeeded" {
+            want.push(format!("step_started {step}"));
+        }
+        want.push(format!("step_{end} {step}"));
+    }
+    want.push("run_finished succeeded".into());
+    assert_eq!(run.sequence(), want);
+    assert_eq!(
+        run.report_steps(),
+        steps
+            .iter()
+            .map(|(s, end)| format!("{s} steps {end}"))
+            .collect::<Vec<_>>()
+    );
+    let outputs: BTreeMap<String, Value> = run
+        .outputs()
+        .into_iter()
+        .map(|(id, _, o)| (id, Value::Object(o)))
+        .collect();
+    assert_eq!(
+        outputs["export"],
+        serde_json::json!({"snapshot": snapshot, "bucket": BUCKET, "objects": [object], "first_object": object})
+    );
+    assert_eq!(
+        parity(&outputs["verify"]),
+        (Some(200), Some(true), Some(0)),
+        "{}",
+        outputs["verify"]
+    );
+    // The file in moto is the one the new group loaded.
+    let listed = s3
+        .list_objects_v2()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("ListObjectsV2 in moto");
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, [format!("{snapshot}-0001.rdb")]);
 }
