@@ -495,14 +495,17 @@ impl MigrationServers {
     }
 }
 
-/// How the cutover goes in the account.
+/// How the migration goes in the account.
 #[derive(Clone, Copy, PartialEq)]
 enum Cutover {
     /// It completes.
     Completes,
-    /// It never ends: StopMigration is refused while it runs, a forced CompleteMigration
-    /// ends it.
+    /// The cutover never ends: StopMigration is refused while it runs, a forced
+    /// CompleteMigration ends it.
     Hangs,
+    /// The data sync says it runs but copies nothing, so the parity check fails while it
+    /// runs, when StopMigration is allowed.
+    NoData,
 }
 
 /// ElastiCache for the serverless migration: the mocked migration calls over the account,
@@ -553,8 +556,10 @@ fn migration_rules(acct: &Shared, servers: &MigrationServers, cutover: Cutover) 
                 r.auto_cutover(),
                 r.clear_target_cache_data(),
             ));
-            target.cli(&["REPLICAOF", "127.0.0.1", &source_port]);
-            synced(&target);
+            if cutover != Cutover::NoData {
+                target.cli(&["REPLICAOF", "127.0.0.1", &source_port]);
+                synced(&target);
+            }
             a.set(
                 name,
                 &[
@@ -1463,4 +1468,88 @@ async fn the_s3_route_of_snapshot_restore_runs_end_to_end_on_aws() {
         .expect("ListObjectsV2 in moto");
     let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(keys, [format!("{snapshot}-0001.rdb")]);
+}
+
+/// A parity check that fails while the data sync runs: the rollback's StopMigration is
+/// allowed then and pauses the sync, and the forced CompleteMigration ends the migration.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_check_during_the_sync_rolls_back_with_a_stop_and_a_forced_complete_on_aws() {
+    let servers = MigrationServers::start();
+    let acct = Shared::default();
+    lock(&acct).set(MIGRATION_CACHE, &[state("available", "valkey", None)]);
+    let aws = platform(
+        migration_rules(&acct, &servers, Cutover::NoData),
+        migration_stack(&acct),
+        fast_waits(),
+    );
+    let run = run_on(
+        aws,
+        "serverless-migration.yaml",
+        &["key_count=100"],
+        servers.resolve(),
+    )
+    .await;
+    assert_eq!(run.outcome, Outcome::Failed);
+    let verify_error = run
+        .journal()
+        .iter()
+        .find(|e| e["event"] == "step_failed" && e["step"] == "verify")
+        .and_then(|e| e["error"].as_str().map(str::to_string))
+        .expect("the parity check failed");
+    assert!(
+        verify_error.starts_with(&format!(
+            "100 of 100 keys differ between redis://{SOURCE} and rediss://{}:6379: missing on target 100, extra on target 0,",
+            host(MIGRATION_CACHE)
+        )),
+        "{verify_error}"
+    );
+    let mut want = vec!["run_started".to_string()];
+    for step in &STEPS[..6] {
+        want.push(format!("step_started {step}"));
+        want.push(format!("step_succeeded {step}"));
+    }
+    want.extend([
+        "step_started verify".to_string(),
+        format!("step_failed verify: {verify_error}"),
+        "rollback_started verify".into(),
+    ]);
+    for step in ["stop_sync", "abort", "point_back"] {
+        want.push(format!("step_started {step}"));
+        want.push(format!("step_succeeded {step}"));
+    }
+    want.push("run_finished rolled_back".into());
+    assert_eq!(run.sequence(), want);
+    let calls = lock(&acct).calls.clone();
+    assert_eq!(
+        calls[3..],
+        [
+            "elasticache:StopMigration ServerlessCacheName=serverless-migration-valkey",
+            "elasticache:CompleteMigration ServerlessCacheName=serverless-migration-valkey Force=Some(true)",
+        ],
+        "{calls:?}"
+    );
+    let outputs: BTreeMap<String, Value> = run
+        .outputs()
+        .into_iter()
+        .map(|(id, _, o)| (id, Value::Object(o)))
+        .collect();
+    assert_eq!(
+        (
+            outputs["stop_sync"]["migration_status"].as_str(),
+            outputs["abort"]["migration_status"].as_str(),
+            outputs["abort"]["forced"].as_bool()
+        ),
+        (Some("stopped"), Some("completed"), Some(true))
+    );
+    let mut report = STEPS[..6]
+        .iter()
+        .map(|s| format!("{s} steps succeeded"))
+        .collect::<Vec<_>>();
+    report.extend([
+        "verify steps failed".to_string(),
+        "stop_sync rollback succeeded".into(),
+        "abort rollback succeeded".into(),
+        "point_back rollback succeeded".into(),
+    ]);
+    assert_eq!(run.report_steps(), report);
 }
