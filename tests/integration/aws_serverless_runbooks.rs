@@ -838,6 +838,7 @@ async fn a_failed_cutover_rolls_back_with_a_refused_stop_and_a_forced_complete_o
 
 const ENGINE_CACHE: &str = "redis-serverless";
 const CHECK_CACHE: &str = "redis-serverless-check";
+const ROLLBACK_CACHE: &str = "redis-serverless-rollback";
 
 /// The data plane of the engine change: the cache's node, the node of the cache restored
 /// from the snapshot, and the snapshot's RDB file.
@@ -861,6 +862,12 @@ impl EngineServers {
         vec![
             format!("{}:6379=127.0.0.1:{}", host(ENGINE_CACHE), tls(&self.cache)),
             format!("{}:6379=127.0.0.1:{}", host(CHECK_CACHE), tls(&self.check)),
+            // The rollback's cache, restored from the snapshot, is the same kind of node.
+            format!(
+                "{}:6379=127.0.0.1:{}",
+                host(ROLLBACK_CACHE),
+                tls(&self.check)
+            ),
         ]
     }
 }
@@ -874,7 +881,7 @@ fn save(server: &Server) -> PathBuf {
 /// ElastiCache for the engine change: snapshots are the node's RDB file, the engine change
 /// restarts the node on valkey-server with its data, a cache restored from the snapshot is
 /// a server that loads the file.
-fn engine_rules(acct: &Shared, servers: &EngineServers) -> Vec<Rule> {
+fn engine_rules(acct: &Shared, servers: &EngineServers, refused: bool) -> Vec<Rule> {
     let snapshots = acct.clone();
     let describe_snapshots = mock!(Client::describe_serverless_cache_snapshots)
         .then_compute_response(move |r| {
@@ -922,6 +929,29 @@ fn engine_rules(acct: &Shared, servers: &EngineServers) -> Vec<Rule> {
         },
         || CreateServerlessCacheSnapshotOutput::builder().build()
     );
+    let calls = acct.clone();
+    let refusal = mock!(Client::modify_serverless_cache)
+        .match_requests(move |r| {
+            if refused {
+                lock(&calls).calls.push(format!(
+                    "elasticache:ModifyServerlessCache ServerlessCacheName={} Engine={} MajorEngineVersion={} (refused)",
+                    r.serverless_cache_name().unwrap_or_default(),
+                    r.engine().unwrap_or_default(),
+                    r.major_engine_version().unwrap_or_default(),
+                ));
+            }
+            refused
+        })
+        .sequence()
+        .http_status(
+            400,
+            Some(aws_error(
+                "InvalidParameterCombination",
+                "The engine change is not supported for this cache.",
+            )),
+        )
+        .repeatedly()
+        .build();
     let node = servers.cache.clone();
     let modify = on_call!(
         acct,
@@ -993,6 +1023,7 @@ fn engine_rules(acct: &Shared, servers: &EngineServers) -> Vec<Rule> {
         describe_rule(acct),
         describe_snapshots,
         snapshot,
+        refusal,
         modify,
         create,
         delete,
@@ -1012,7 +1043,7 @@ pub(crate) async fn serverless_engine_change_on_aws(key_count: &str) -> AwsRun {
             ("CacheEndpoint", format!("{}:6379", host(ENGINE_CACHE))),
         ],
     );
-    let aws = platform(engine_rules(&acct, &servers), stack, fast_waits());
+    let aws = platform(engine_rules(&acct, &servers, false), stack, fast_waits());
     let run = run_on(
         aws,
         "serverless-engine-change.yaml",
@@ -1552,4 +1583,76 @@ async fn a_failed_check_during_the_sync_rolls_back_with_a_stop_and_a_forced_comp
         "point_back rollback succeeded".into(),
     ]);
     assert_eq!(run.report_steps(), report);
+}
+
+/// An engine change ElastiCache refuses: a clear fatal failure naming the call, and the
+/// rollback restores a new Valkey cache from the snapshot taken before it, which holds every
+/// seeded key.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_engine_change_rolls_back_to_a_cache_restored_from_the_snapshot_on_aws() {
+    let servers = EngineServers::start();
+    let acct = Shared::default();
+    lock(&acct).set(ENGINE_CACHE, &[state("available", "redis", None)]);
+    let stack = stack_rules(
+        &acct,
+        "serverless-engine-change",
+        &[
+            ("ServerlessCacheName", ENGINE_CACHE.into()),
+            ("CacheEndpoint", format!("{}:6379", host(ENGINE_CACHE))),
+        ],
+    );
+    let aws = platform(engine_rules(&acct, &servers, true), stack, fast_waits());
+    let run = run_on(
+        aws,
+        "serverless-engine-change.yaml",
+        &["key_count=150"],
+        servers.resolve(),
+    )
+    .await;
+    assert_eq!(run.outcome, Outcome::Failed);
+    let mut want = vec!["run_started".to_string()];
+    for step in ["deploy", "before", "seed", "backup", "change_ok"] {
+        want.push(format!("step_started {step}"));
+        want.push(format!("step_succeeded {step}"));
+    }
+    want.extend([
+        "step_started change_engine".to_string(),
+        "step_failed change_engine: elasticache:ModifyServerlessCache failed: InvalidParameterCombination: The engine change is not supported for this cache.".into(),
+        "rollback_started change_engine".into(),
+        "step_started restore".into(),
+        "step_succeeded restore".into(),
+        "step_started point_clients".into(),
+        "step_succeeded point_clients".into(),
+        "run_finished rolled_back".into(),
+    ]);
+    assert_eq!(run.sequence(), want);
+    let calls: Vec<String> = lock(&acct)
+        .calls
+        .iter()
+        .map(|c| c.replace(&run.id, "RUN"))
+        .collect();
+    assert_eq!(
+        calls[1..],
+        [
+            "elasticache:CreateServerlessCacheSnapshot ServerlessCacheName=redis-serverless ServerlessCacheSnapshotName=RUN-before-valkey".to_string(),
+            "elasticache:ModifyServerlessCache ServerlessCacheName=redis-serverless Engine=valkey MajorEngineVersion=8 (refused)".into(),
+            format!("elasticache:CreateServerlessCache ServerlessCacheName={ROLLBACK_CACHE} Engine=valkey MajorEngineVersion= SnapshotArnsToRestore=[{}]", arn("serverlesscachesnapshot", "RUN-before-valkey")),
+        ]
+    );
+    let restored = run
+        .outputs()
+        .into_iter()
+        .find(|(id, _, _)| id == "restore")
+        .map(|(_, _, o)| o)
+        .expect("the rollback's cache");
+    assert_eq!(
+        (restored["name"].as_str(), restored["url"].as_str()),
+        (
+            Some(ROLLBACK_CACHE),
+            Some(format!("rediss://{}:6379", host(ROLLBACK_CACHE)).as_str())
+        )
+    );
+    let node = servers.check.lock().unwrap();
+    let seeded = node.cli(&["--scan", "--pattern", "seed:*"]);
+    assert_eq!(seeded.lines().count(), 150, "{seeded}");
 }
