@@ -104,13 +104,7 @@ impl Account {
     }
 
     fn describe(&mut self, name: &str) -> Option<State> {
-        let q = self.caches.get_mut(name)?;
-        let s = if q.len() > 1 {
-            q.pop_front()
-        } else {
-            q.front().copied()
-        };
-        s.filter(|s| !s.status.is_empty())
+        advance(self.caches.get_mut(name)).filter(|s| !s.status.is_empty())
     }
 
     fn current(&self, name: &str) -> Option<State> {
@@ -118,12 +112,22 @@ impl Account {
     }
 
     fn snapshot(&mut self, name: &str) -> Option<&'static str> {
-        let q = self.snapshots.get_mut(name)?;
-        if q.len() > 1 {
-            q.pop_front()
-        } else {
-            q.front().copied()
-        }
+        advance(self.snapshots.get_mut(name))
+    }
+
+    fn group(&mut self, name: &str) -> Option<&'static str> {
+        advance(self.groups.get_mut(name))
+    }
+}
+
+/// The state a describe answers: the first of the coming ones, which it moves past unless
+/// it is the last.
+fn advance<T: Copy>(states: Option<&mut VecDeque<T>>) -> Option<T> {
+    let q = states?;
+    if q.len() > 1 {
+        q.pop_front()
+    } else {
+        q.front().copied()
     }
 }
 
@@ -1204,14 +1208,7 @@ fn s3_route_rules(acct: &Shared, servers: &S3Servers, s3: aws_sdk_s3::Client) ->
     let describe_groups =
         mock!(Client::describe_replication_groups).then_compute_response(move |r| {
             let name = r.replication_group_id().unwrap_or_default();
-            let mut a = lock(&groups);
-            match a.groups.get_mut(name).and_then(|q| {
-                if q.len() > 1 {
-                    q.pop_front()
-                } else {
-                    q.front().copied()
-                }
-            }) {
+            match lock(&groups).group(name) {
                 Some(status) => {
                     let endpoint = CacheEndpoint::builder()
                         .address(group_host(name))
