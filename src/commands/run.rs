@@ -56,7 +56,18 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     }
     let params = vars::resolve(&rb, &global.vars, global.vars_file.as_deref(), None, &[])?;
     let settled = settle(global, rb, params, args.platform, args.yes).await?;
-    // Everything below writes: nothing may be wrong with the input from here on.
+    start(global, &args.file, args.platform, settled).await
+}
+
+/// Starts a run of settled input on its open platform: its folder, lock, copy of the
+/// runbook, `run.json` and journal, then drives it. Everything here writes, so nothing
+/// may be wrong with the input any more.
+pub async fn start(
+    global: &Global,
+    file: &Path,
+    kind: PlatformKind,
+    settled: Settled,
+) -> anyhow::Result<Outcome> {
     let Settled { rb, params, .. } = &settled;
     let store = Store::open(global)?;
     let started_at = Utc::now();
@@ -70,9 +81,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let meta = RunMeta {
         id: id.clone(),
         runbook: rb.name.clone(),
-        file: std::path::absolute(&args.file).unwrap_or_else(|_| args.file.clone()),
+        file: std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf()),
         digest: rb.source.digest.clone(),
-        platform: args.platform,
+        platform: kind,
         started_at,
         params: params.redacted(rb),
         secrets_given: params.secrets_given(rb),
@@ -85,7 +96,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
         runbook: rb.name.clone(),
         file: meta.file.display().to_string(),
         digest: meta.digest.clone(),
-        platform: args.platform.to_string(),
+        platform: kind.to_string(),
         params: meta.params.clone(),
     })?;
     println!("{id}");

@@ -100,12 +100,17 @@ pub(crate) fn aws_error(code: &str, message: &str) -> String {
 /// The aws target over an ElastiCache client made of `rules`; the other clients point at
 /// a closed loopback port and are never called here.
 pub(crate) fn target(rules: &[&Rule], wait: WaitSettings) -> Aws {
+    target_over(rules, wait, closed_clients())
+}
+
+/// Clients of a closed loopback port: a call through one fails at once.
+pub(crate) fn closed_clients() -> Clients {
     let unused = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url("http://127.0.0.1:9")
         .build();
-    target_over(rules, wait, Clients::from_config(&unused))
+    Clients::from_config(&unused)
 }
 
 /// The aws target over an ElastiCache client made of `rules` and the other `clients`

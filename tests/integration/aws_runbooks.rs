@@ -2,7 +2,10 @@
 //! runbook runs end to end on the local platform through the binary, then each of its steps
 //! that goes through the control plane runs again on the aws platform, as the registered
 //! action with the inputs the local run rendered, and the outputs' shape (the output names
-//! and the JSON kind of each value) must be the same.
+//! and the JSON kind of each value) must be the same. The serverless runbooks
+//! (`serverless-*.yaml`) run whole on aws instead (`aws_serverless_runbooks`: nothing of
+//! them is in moto), and each control-plane step of that run is compared with its local
+//! twin.
 //!
 //! On aws, ElastiCache lives in moto (its groups are created under the names the inputs
 //! give), and TestMigration, StartMigration and CompleteMigration, which moto lacks, are
@@ -13,8 +16,6 @@
 //!   through CloudFormation (`aws_stack` deploys their EC2 part);
 //! - `migration.preflight`: on aws the loopback-only source fails its `source_bind` check
 //!   by design (ElastiCache's nodes cannot reach it), so the step fails there;
-//! - the serverless runbooks (`serverless-*.yaml`): no part of them is in moto, and
-//!   `aws_serverless` runs their operations against aws-smithy-mocks;
 //! - steps whose action never calls the platform (`exec`, `data.seed`, `data.verify`,
 //!   `bench.run`, `approve`, `sleep`, `assert`): the same code runs on both platforms.
 
@@ -256,6 +257,35 @@ async fn compare_on_aws(runbook: &Path, local: &[LocalStep]) -> Vec<String> {
     compared
 }
 
+/// Runs the serverless runbook `name` whole on aws and compares each of its control-plane
+/// steps with the local run's; returns the ids of the steps compared.
+async fn compare_whole_run_on_aws(name: &str, local: &[LocalStep]) -> Vec<String> {
+    let run = match name {
+        "serverless-migration.yaml" => {
+            crate::aws_serverless_runbooks::serverless_migration_on_aws("200").await
+        }
+        _ => crate::aws_serverless_runbooks::serverless_engine_change_on_aws("200").await,
+    };
+    let mut compared = Vec::new();
+    for (id, action, out) in run.outputs() {
+        if action != "stack.deploy" && !action.starts_with("serverless.") {
+            continue;
+        }
+        let twin = local
+            .iter()
+            .find(|s| s.id == id)
+            .unwrap_or_else(|| panic!("{name}: step `{id}` did not succeed locally"));
+        assert_eq!(
+            shape(&out),
+            shape(&twin.outputs),
+            "{name}: step `{id}` ({action}): aws's outputs (left) and local's (right) differ in shape\naws: {out:?}\nlocal: {:?}",
+            twin.outputs
+        );
+        compared.push(id);
+    }
+    compared
+}
+
 /// The aws platform on moto with a CloudWatch that has no data points: the SDK speaks
 /// CloudWatch's CBOR protocol, which moto does not serve (`aws_metrics` checks real figures).
 fn with_quiet_cloudwatch(moto: &Moto) -> runbook::platform::aws::Aws {
@@ -371,6 +401,27 @@ async fn every_shipped_runbook_gives_the_same_output_shapes_on_aws_and_local() {
             ),
         ),
         (
+            "serverless-engine-change.yaml",
+            (
+                &["key_count=200"][..],
+                &[
+                    "deploy",
+                    "before",
+                    "backup",
+                    "change_engine",
+                    "restored",
+                    "drop_check",
+                ][..],
+            ),
+        ),
+        (
+            "serverless-migration.yaml",
+            (
+                &["key_count=200"][..],
+                &["deploy", "before", "prepare", "start", "complete"][..],
+            ),
+        ),
+        (
             "snapshot-restore.yaml",
             (
                 &["key_count=200"][..],
@@ -378,13 +429,7 @@ async fn every_shipped_runbook_gives_the_same_output_shapes_on_aws_and_local() {
             ),
         ),
     ]);
-    let files: Vec<PathBuf> = shipped()
-        .into_iter()
-        .filter(|p| {
-            !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("serverless-"))
-        })
-        .collect();
+    let files = shipped();
     let names: Vec<String> = files
         .iter()
         .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
@@ -405,7 +450,11 @@ async fn every_shipped_runbook_gives_the_same_output_shapes_on_aws_and_local() {
         })
         .await
         .unwrap();
-        let compared = compare_on_aws(file, &local).await;
+        let compared = if name.starts_with("serverless-") {
+            compare_whole_run_on_aws(&name, &local).await
+        } else {
+            compare_on_aws(file, &local).await
+        };
         assert_eq!(compared, steps, "{name}: the steps compared");
     }
 }

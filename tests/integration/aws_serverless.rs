@@ -527,14 +527,15 @@ async fn a_node_based_snapshot_goes_to_s3_and_moto_seeds_a_group_from_it() {
     );
 }
 
-/// `plan --platform aws` of the serverless runbook names the migration's API calls, in order.
+/// `plan --platform aws` of the serverless runbook: every AWS call and wait of every step
+/// and rollback step, in order, with the parameters it shows (PrepareMigration,
+/// StartMigration and CompleteMigration among them); data-plane operations are left to the
+/// tests of their actions.
 #[test]
 fn the_serverless_runbook_plans_prepare_start_and_complete_migration_on_aws() {
     let ws = Workspace::new();
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("runbooks/serverless-migration.yaml")
-        .display()
-        .to_string();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let path = format!("{root}/runbooks/serverless-migration.yaml");
     let ran = ws
         .cmd(&["plan", &path, "--platform", "aws", "--format", "json"])
         .env("AWS_CONFIG_FILE", "/dev/null")
@@ -542,28 +543,96 @@ fn the_serverless_runbook_plans_prepare_start_and_complete_migration_on_aws() {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .run();
     assert_eq!((ran.status, ran.stderr.as_str()), (0, ""));
-    let plan: Value = serde_json::from_str(&ran.stdout).expect("a json plan");
+    let plan: Value = serde_json::from_str(&ran.stdout.replace(root, "ROOT")).expect("a json plan");
     let calls = |section: &str| -> Vec<String> {
-        plan[section]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|s| s["operations"].as_array().cloned().unwrap_or_default())
-            .filter_map(|o| o["name"].as_str().map(str::to_string))
-            .filter(|n| n.ends_with("Migration"))
-            .collect()
+        let mut lines = Vec::new();
+        for step in plan[section].as_array().unwrap() {
+            lines.push(format!(
+                "{} {} {}",
+                step["id"].as_str().unwrap(),
+                step["action"].as_str().unwrap(),
+                step["effect"].as_str().unwrap(),
+            ));
+            for op in step["operations"].as_array().unwrap() {
+                match op["kind"].as_str().unwrap() {
+                    "aws" => lines.push(format!(
+                        "  {} {}{}",
+                        op["name"].as_str().unwrap(),
+                        op["params"],
+                        if op["destructive"] == true {
+                            " destructive"
+                        } else {
+                            ""
+                        }
+                    )),
+                    "wait" => lines.push(format!("  wait {}", op["name"].as_str().unwrap())),
+                    _ => {}
+                }
+            }
+        }
+        lines
     };
+    let cache = "⟨steps.deploy.outputs.ServerlessCacheName⟩";
+    let describe =
+        format!("  elasticache:DescribeServerlessCaches {{\"ServerlessCacheName\":\"{cache}\"}}");
+    let events = format!(
+        "  elasticache:DescribeEvents {{\"SourceIdentifier\":\"{cache}\",\"SourceType\":\"serverless-cache\"}}"
+    );
+    let template = "ROOT/runbooks/../cloudformation/serverless-migration.yaml";
     assert_eq!(
         calls("steps"),
         [
-            "elasticache:PrepareMigration",
-            "elasticache:StartMigration",
-            "elasticache:CompleteMigration"
+            "deploy stack.deploy changes".to_string(),
+            "  cloudformation:DescribeStacks {\"StackName\":\"serverless-migration\"}".into(),
+            format!("  cloudformation:CreateStack {{\"StackName\":\"serverless-migration\",\"TemplateBody\":\"{template}\",\"Parameters\":{{}},\"Capabilities\":[\"CAPABILITY_IAM\",\"CAPABILITY_NAMED_IAM\"],\"when\":\"the stack does not exist\"}}"),
+            format!("  cloudformation:CreateChangeSet {{\"StackName\":\"serverless-migration\",\"ChangeSetType\":\"UPDATE\",\"TemplateBody\":\"{template}\",\"Parameters\":{{}},\"when\":\"the stack exists\"}}"),
+            "  cloudformation:DescribeChangeSet {\"when\":\"the stack exists\"}".into(),
+            "  cloudformation:ExecuteChangeSet {\"when\":\"the change set has changes (may replace resources it lists)\"}".into(),
+            "  wait until serverless-migration is CREATE_COMPLETE or UPDATE_COMPLETE".into(),
+            "  cloudformation:DescribeStackEvents {\"StackName\":\"serverless-migration\"}".into(),
+            "before serverless.describe observes".into(),
+            describe.clone(),
+            "preflight assert observes".into(),
+            "seed data.seed changes".into(),
+            "prepare serverless.prepare_migration changes".into(),
+            describe.clone(),
+            format!("  elasticache:PrepareMigration {{\"ServerlessCacheName\":\"{cache}\",\"CustomerNodeEndpointList\":[\"⟨steps.deploy.outputs.RedisSourceEndpoint⟩\"],\"when\":\"no migration is prepared yet\"}}"),
+            format!("  wait until {cache} is `available` with its migration prepared"),
+            events.clone(),
+            "start serverless.start_migration destructive".into(),
+            describe.clone(),
+            format!("  elasticache:StartMigration {{\"ServerlessCacheName\":\"{cache}\",\"AutoCutover\":false,\"ClearTargetCacheData\":false,\"when\":\"the data sync does not run yet\"}} destructive"),
+            format!("  wait until the data sync of {cache} runs"),
+            events.clone(),
+            "verify data.verify observes".into(),
+            "cutover_ok approve observes".into(),
+            "complete serverless.complete_migration changes".into(),
+            describe.clone(),
+            format!("  elasticache:CompleteMigration {{\"ServerlessCacheName\":\"{cache}\",\"Force\":false,\"when\":\"the migration is not complete yet\"}}"),
+            format!("  wait until {cache} is `available` and its migration complete"),
+            events.clone(),
+            "verify_after data.verify observes".into(),
         ]
     );
     assert_eq!(
         calls("rollback"),
-        ["elasticache:StopMigration", "elasticache:CompleteMigration"]
+        [
+            "stop_sync serverless.stop_migration changes".to_string(),
+            describe.clone(),
+            format!(
+                "  elasticache:StopMigration {{\"ServerlessCacheName\":\"{cache}\",\"when\":\"the data sync runs (refused during the cutover)\"}}"
+            ),
+            format!("  wait until the data sync of {cache} is stopped"),
+            events.clone(),
+            "abort serverless.complete_migration destructive".into(),
+            describe,
+            format!(
+                "  elasticache:CompleteMigration {{\"ServerlessCacheName\":\"{cache}\",\"Force\":true,\"when\":\"the migration is not complete yet\"}} destructive"
+            ),
+            format!("  wait until {cache} is `available` and its migration complete"),
+            events,
+            "point_back exec changes".into(),
+        ]
     );
 }
 

@@ -1,10 +1,10 @@
 //! `stack.deploy` and `stack.delete` on the aws target, against moto's CloudFormation.
 //! moto cannot make ElastiCache resources through CloudFormation, so the shipped template's
-//! EC2 part (VPC, subnets, security group) is what gets deployed.
+//! EC2 part (VPC, subnets, security groups, a self-hosted source on EC2) is what gets deployed.
 
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::aws_support::{Moto, RunDir};
 
@@ -263,4 +263,115 @@ async fn the_snapshot_restore_template_ec2_part_deploys_and_deletes() {
                 || s.stack_status().unwrap().as_str() == "DELETE_COMPLETE"),
         "{stacks:?}"
     );
+}
+
+/// The EC2 part of both serverless templates deploys in moto (the serverless cache is not
+/// in moto's CloudFormation): the VPC, its two subnets, the security groups, and for the
+/// migration the self-hosted source on EC2 (its AMI from the SSM parameter), whose security
+/// group lets the cache's group reach its port.
+#[tokio::test]
+async fn the_serverless_templates_ec2_parts_deploy_and_delete() {
+    let moto = Moto::start();
+    let aws = moto.aws();
+    let run = RunDir::new();
+    let cf = moto.clients().cloudformation;
+    for (name, types) in [
+        (
+            "serverless-migration",
+            &[
+                "AWS::EC2::Instance",
+                "AWS::EC2::SecurityGroup",
+                "AWS::EC2::SecurityGroup",
+                "AWS::EC2::SecurityGroupIngress",
+                "AWS::EC2::SecurityGroupIngress",
+                "AWS::EC2::Subnet",
+                "AWS::EC2::Subnet",
+                "AWS::EC2::VPC",
+            ][..],
+        ),
+        (
+            "serverless-engine-change",
+            &[
+                "AWS::EC2::SecurityGroup",
+                "AWS::EC2::Subnet",
+                "AWS::EC2::Subnet",
+                "AWS::EC2::VPC",
+            ][..],
+        ),
+    ] {
+        let file = format!("{name}-ec2.yaml");
+        let body = ec2_part(&shipped(&format!("{name}.yaml")));
+        assert!(!body.contains("AWS::ElastiCache"), "{body}");
+        std::fs::write(run.path().join(&file), &body).unwrap();
+        let out = run
+            .step(
+                &aws,
+                &format!("deploy-{name}"),
+                "stack.deploy",
+                json!({"stack_name": name, "template": file}),
+            )
+            .await
+            .expect("create");
+        assert_eq!(out["stack_status"], "CREATE_COMPLETE", "{name}");
+        let resources = cf
+            .describe_stack_resources()
+            .stack_name(name)
+            .send()
+            .await
+            .expect("DescribeStackResources in moto");
+        let mut made: Vec<&str> = resources
+            .stack_resources()
+            .iter()
+            .filter_map(|r| r.resource_type())
+            .collect();
+        made.sort();
+        assert_eq!(made, types, "{name}");
+    }
+    let groups = moto
+        .ec2()
+        .describe_security_groups()
+        .send()
+        .await
+        .expect("DescribeSecurityGroups");
+    let described = |description: &str| {
+        groups
+            .security_groups()
+            .iter()
+            .find(|g| g.description() == Some(description))
+            .unwrap_or_else(|| panic!("a security group `{description}`"))
+    };
+    let cache = described("ElastiCache Serverless for Valkey target")
+        .group_id()
+        .unwrap();
+    let source = described("Self-hosted Redis source; the serverless cache connects to it");
+    let from_cache: Vec<(Option<i32>, Option<i32>, Vec<&str>)> = source
+        .ip_permissions()
+        .iter()
+        .map(|p| {
+            (
+                p.from_port(),
+                p.to_port(),
+                p.user_id_group_pairs()
+                    .iter()
+                    .filter_map(|g| g.group_id())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(from_cache, [(Some(6379), Some(6379), vec![cache])]);
+    for name in ["serverless-migration", "serverless-engine-change"] {
+        let out = run
+            .step(
+                &aws,
+                &format!("delete-{name}"),
+                "stack.delete",
+                json!({"stack_name": name}),
+            )
+            .await
+            .expect("delete");
+        assert_eq!(
+            Value::Object(out),
+            json!({"stack_name": name, "deleted": true})
+        );
+    }
 }

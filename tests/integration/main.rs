@@ -28,5 +28,6 @@ mod aws_metrics;
 mod aws_mocks;
 mod aws_runbooks;
 mod aws_serverless;
+mod aws_serverless_runbooks;
 mod aws_stack;
 mod aws_support;

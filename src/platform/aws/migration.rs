@@ -123,7 +123,12 @@ impl Handles<CompleteMigration> for Aws {
 
 /// `host:port` of the source, as `plan` shows it (no credentials: migration allows none);
 /// nothing when the source is not an endpoint yet (it fails at run time).
-fn node_endpoints_param(source: &str) -> Vec<serde_json::Value> {
+/// `CustomerNodeEndpointList` as a plan shows it; a source known only at run time
+/// (`⟨steps.…⟩`) is shown as written, not parsed as a host.
+pub(super) fn node_endpoints_param(source: &str) -> Vec<serde_json::Value> {
+    if source.contains('⟨') {
+        return vec![source.into()];
+    }
     Endpoint::parse(source)
         .iter()
         .map(|s| serde_json::json!({ "Address": s.host, "Port": s.port }))

@@ -176,10 +176,7 @@ impl Handles<DescribeServerless> for Aws {
 impl Handles<PrepareServerlessMigration> for Aws {
     fn explain(&self, _: &PlanCtx<'_>, r: &PrepareServerlessMigration) -> Vec<Operation> {
         let name = &r.serverless_cache;
-        let endpoints: Vec<serde_json::Value> = crate::endpoint::Endpoint::parse(&r.source)
-            .iter()
-            .map(|s| serde_json::json!({ "Address": s.host, "Port": s.port }))
-            .collect();
+        let endpoints = super::migration::node_endpoints_param(&r.source);
         let mut call = Operation::new("aws", "elasticache:PrepareMigration")
             .param("ServerlessCacheName", name)
             .param("CustomerNodeEndpointList", endpoints)
