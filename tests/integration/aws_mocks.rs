@@ -74,8 +74,9 @@ pub(crate) fn no_clusters() -> Rule {
 }
 
 pub(crate) fn events(messages: &'static [&'static str]) -> Rule {
+    // Dated once: the same event asked for in a later second is still the same event.
+    let now = chrono::Utc::now().timestamp();
     mock!(Client::describe_events).then_output(move || {
-        let now = chrono::Utc::now().timestamp();
         let mut out = DescribeEventsOutput::builder();
         for (i, m) in messages.iter().enumerate() {
             out = out.events(
