@@ -1140,7 +1140,7 @@ async fn the_serverless_engine_change_runs_end_to_end_on_aws() {
     );
     assert_eq!(
         parity(&outputs["verify"]),
-        (Some(200), Some(true), Some(0)),
+        (Some(201), Some(true), Some(0)),
         "{}",
         outputs["verify"]
     );
@@ -1181,7 +1181,7 @@ where
 /// snapshot waits for) and the node of the Valkey group seeded from S3.
 struct S3Servers {
     primary: Arc<Server>,
-    _replica: Server,
+    replica: Server,
     new_group: Arc<Mutex<Server>>,
     snapshots: Arc<tempfile::TempDir>,
 }
@@ -1393,21 +1393,22 @@ async fn the_s3_route_of_snapshot_restore_runs_end_to_end_on_aws() {
     synced(&replica);
     let servers = S3Servers {
         primary: Arc::new(primary),
-        _replica: replica,
+        replica,
         new_group: Arc::new(Mutex::new(Server::start(Engine::Valkey))),
         snapshots: Arc::new(tempfile::tempdir().expect("temp dir")),
     };
     let acct = Shared::default();
-    // The stack's group: its primary is reached as it is (the `freeze` step's redis-cli
-    // knows no --resolve).
+    // The stack's group: its primary and its replica, which the `freeze` step reads its key
+    // back from.
     let primary_endpoint = format!("127.0.0.1:{}", servers.primary.port);
+    let reader_endpoint = format!("127.0.0.1:{}", servers.replica.port);
     let stack = stack_rules(
         &acct,
         "redis-snapshot-source",
         &[
             ("ReplicationGroupId", SOURCE_GROUP.into()),
             ("PrimaryEndpoint", primary_endpoint.clone()),
-            ("ReaderEndpoint", primary_endpoint),
+            ("ReaderEndpoint", reader_endpoint),
         ],
     );
     let mut clients = closed_clients();
@@ -1483,7 +1484,7 @@ async fn the_s3_route_of_snapshot_restore_runs_end_to_end_on_aws() {
     );
     assert_eq!(
         parity(&outputs["verify"]),
-        (Some(200), Some(true), Some(0)),
+        (Some(201), Some(true), Some(0)),
         "{}",
         outputs["verify"]
     );
