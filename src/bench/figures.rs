@@ -95,9 +95,13 @@ impl Window {
     }
 }
 
-/// The latency under bursts against the latency between them.
+/// The latency under bursts against the latency between them, with the bursts' shape
+/// (`extra_ops_per_sec` for `length_s` at every `every_s`), so a chart can mark them.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BurstFigures {
+    pub extra_ops_per_sec: f64,
+    pub length_s: f64,
+    pub every_s: f64,
     pub inside: Window,
     pub outside: Window,
 }
@@ -107,6 +111,9 @@ impl BurstFigures {
         let inside_secs = burst.inside(total).as_secs_f64();
         let covered = |s: &&Sample| burst.covers(Duration::from_micros(u64::from(s.at_us)));
         BurstFigures {
+            extra_ops_per_sec: burst.extra,
+            length_s: burst.length.as_secs_f64(),
+            every_s: burst.every.as_secs_f64(),
             inside: Window::of(samples.iter().filter(covered), inside_secs),
             outside: Window::of(
                 samples.iter().filter(|s| !covered(s)),
@@ -332,6 +339,10 @@ mod tests {
         assert_eq!((b.inside.scheduled, b.inside.errors), (3, 1));
         assert_eq!((b.outside.scheduled, b.outside.requests), (2, 2));
         assert_eq!(b.inside.seconds, 0.1);
+        assert_eq!(
+            (b.extra_ops_per_sec, b.length_s, b.every_s),
+            (1.0, 0.1, 0.15)
+        );
     }
 
     #[test]

@@ -571,6 +571,12 @@ fn benchmark_runbook_deploys_both_engines_compares_them_and_tears_down() {
             "keyspace=50",
             "--var",
             "structure_keyspace=20",
+            "--var",
+            "rate=500",
+            "--var",
+            "burst=500:300ms:1s",
+            "--var",
+            "sustained_duration=2s",
         ])
         .run();
     let run_id = ran
@@ -621,6 +627,38 @@ fn benchmark_runbook_deploys_both_engines_compares_them_and_tears_down() {
         .map(|r| r["label"].as_str().unwrap())
         .collect();
     assert_eq!(labels, ["redis", "valkey"]);
+    let sustained = outputs("sustained")["results"].as_array().unwrap().clone();
+    assert_eq!(names(&sustained), [set("redis"), set("valkey")]);
+    for r in &sustained {
+        // 500/s for 2 s and 500/s more in [1 s, 1.3 s).
+        assert_eq!(r["scheduled"], 1150, "{r}");
+        assert_eq!(r["burst"]["inside"]["scheduled"], 300, "{r}");
+    }
+
+    // The run's report sets the engines side by side in charts: each step's bars, and the
+    // open-loop phase over time.
+    let run_dir = ws.state_dir().join("runs").join(&run_id);
+    let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    let charts: Vec<&str> = md.lines().filter(|l| l.starts_with("![")).collect();
+    assert_eq!(
+        charts,
+        [
+            "![key_value: throughput, p50 and p99 per workload, engines side by side](report-bench-1.png)",
+            "![data_structures: throughput, p50 and p99 per workload, engines side by side](report-bench-2.png)",
+            "![sustained: throughput, p50 and p99 per workload, engines side by side](report-bench-3.png)",
+            "![sustained: set, ops/s and p99 over time, one line per engine](report-bench-4.png)",
+        ]
+    );
+    for i in 1..=4 {
+        let png = std::fs::read(run_dir.join(format!("report-bench-{i}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "chart {i} is a PNG");
+    }
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert_eq!(
+        html.matches("<figure class=\"chart\"><svg").count(),
+        4,
+        "the same charts inline in the HTML report"
+    );
     assert!(
         ran.stderr.contains("teardown"),
         "the stack is deleted in finally: {}",
@@ -678,6 +716,11 @@ fn a_cluster_is_benchmarked_on_every_shard_without_redirections() {
     }
 }
 
+/// The `(workload, op, label)` of a SET result on `label`.
+fn set(label: &str) -> (String, String, String) {
+    ("set".to_string(), "set".to_string(), label.to_string())
+}
+
 /// `(workload, op, label)` of each result, in order.
 fn names(rows: &[Value]) -> Vec<(String, String, String)> {
     rows.iter()
@@ -720,7 +763,6 @@ fn an_open_loop_holds_its_rate_and_shows_bursts_beside_the_sustained_load() {
         ])
         .expect(0);
     let rows = results(&ran.stdout);
-    let set = |label: &str| ("set".to_string(), "set".to_string(), label.to_string());
     assert_eq!(names(&rows), vec![set("redis"), set("valkey")]);
     // 2000/s for 3 s, and 4000/s more in [1 s, 1.5 s) and [2 s, 2.5 s).
     let burst_buckets = [10, 11, 12, 13, 14, 20, 21, 22, 23, 24];
@@ -950,7 +992,6 @@ fn a_restart_under_a_sustained_rate_reports_the_time_back_to_the_level_before() 
         ])
         .expect(0);
     let rows = results(&ran.stdout);
-    let set = |label: &str| ("set".to_string(), "set".to_string(), label.to_string());
     assert_eq!(names(&rows), vec![set("redis"), set("valkey")]);
     for r in &rows {
         let rec = &r["recovery"];
