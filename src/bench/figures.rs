@@ -190,15 +190,16 @@ impl Timeline {
 /// The least a p99 may exceed the one before the event and still count as back.
 const P99_SLACK_MS: f64 = 1.0;
 
-/// How a phase came through a restart of its server: the level before, and the time until
+/// How a phase came through a restart or a failover of its server: the level before, and the time until
 /// throughput and p99 were back at it: 90 % of the throughput, and a p99 within 10 % or 1 ms
 /// (whichever is more), since a p99 of a millisecond or two moves by more than 10 % with
 /// the machine's own load.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Recovery {
-    /// `restart` or `restart-save`.
+    /// `restart`, `restart-save` or `failover`.
     pub event: &'static str,
-    /// When the server was taken down, and when it answered again (s after the start).
+    /// When the server was taken down, and when it answered again; for a failover, when
+    /// FAILOVER was sent and when the replica was the primary (s after the start).
     pub event_s: f64,
     pub back_s: f64,
     /// Throughput and p99 in the `window_s` before the event.

@@ -1052,7 +1052,79 @@ fn a_restart_under_a_sustained_rate_reports_the_time_back_to_the_level_before() 
 }
 
 #[test]
-fn a_restart_is_refused_on_a_server_the_benchmark_did_not_start() {
+fn a_failover_under_a_sustained_rate_is_followed_to_the_new_primary() {
+    let ran = Workspace::new()
+        .cmd(&[
+            "bench",
+            "--local",
+            "redis",
+            "--local",
+            "valkey",
+            "--workload",
+            "set",
+            "--rate",
+            "1000",
+            "--duration",
+            "9s",
+            "--connections",
+            "2",
+            "--keyspace",
+            "100",
+            "--recovery",
+            "failover",
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    let rows = results(&ran.stdout);
+    assert_eq!(names(&rows), vec![set("redis"), set("valkey")]);
+    for r in &rows {
+        let rec = &r["recovery"];
+        assert_eq!(rec["event"], "failover", "{r}");
+        let (event, back) = (num(rec, "event_s"), num(rec, "back_s"));
+        assert!(
+            3.0 <= event && event < back,
+            "FAILOVER a third into the phase, the replica primary after it: {rec}"
+        );
+        if let Some(recovered) = rec["recovered_s"].as_f64() {
+            assert!(recovered >= event - 0.1, "{rec}");
+            assert!((num(rec, "recovery_s") - (recovered - event)).abs() < 1e-9);
+        }
+        assert_eq!(
+            r["errors"], rec["errors_after"],
+            "only the failover failed requests: {r}"
+        );
+        assert!(
+            num(rec, "errors_after") > 0.0,
+            "the failover was felt: {rec}"
+        );
+        assert!(
+            r["first_error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("READONLY")),
+            "writes to the demoted primary were refused: {r}"
+        );
+        assert_eq!(r["scheduled"], 9000, "every request counted: {r}");
+
+        // The clients followed the new primary: nothing failed before the event, and the
+        // last two seconds, on the new primary, were all answered.
+        let points = r["timeline"]["points"].as_array().unwrap();
+        let sum_in = |field: &str, from: f64, to: f64| -> f64 {
+            points
+                .iter()
+                .filter(|p| (from - 1e-9..to - 1e-9).contains(&num(p, "t_s")))
+                .map(|p| num(p, field))
+                .sum()
+        };
+        assert_eq!(sum_in("errors", 0.0, event - 0.1), 0.0, "{r}");
+        assert_eq!(sum_in("errors", 7.0, 9.0), 0.0, "{r}");
+        let answered = sum_in("ops_per_sec", 7.0, 9.0) * 0.1;
+        assert_eq!(answered.round(), 2000.0, "{r}");
+    }
+}
+
+#[test]
+fn a_restart_or_failover_is_refused_on_a_server_the_benchmark_did_not_start() {
     let redis = Server::start(Engine::Redis);
     let ran = Workspace::new()
         .cmd(&[
@@ -1076,6 +1148,28 @@ fn a_restart_is_refused_on_a_server_the_benchmark_did_not_start() {
         )
     );
     assert_eq!(redis.cli(&["PING"]), "PONG", "and it was left alone");
+
+    let ran = Workspace::new()
+        .cmd(&[
+            "bench",
+            "--endpoint",
+            &redis.url(),
+            "--rate",
+            "100",
+            "--duration",
+            "1s",
+            "--recovery",
+            "failover",
+        ])
+        .expect(2);
+    assert_eq!(
+        ran.stderr,
+        format!(
+            "error: --recovery promotes the server's replica, which the benchmark does only to servers it started itself: {} is not one (benchmark --local redis / --local valkey instead)\n",
+            redis.url()
+        )
+    );
+    assert_eq!(redis.cli(&["ROLE"]).lines().next(), Some("master"));
 }
 
 #[tokio::test]
