@@ -577,6 +577,8 @@ fn benchmark_runbook_deploys_both_engines_compares_them_and_tears_down() {
             "burst=500:300ms:1s",
             "--var",
             "sustained_duration=2s",
+            "--var",
+            "persistence=aof-everysec",
         ])
         .run();
     let run_id = ran
@@ -617,9 +619,19 @@ fn benchmark_runbook_deploys_both_engines_compares_them_and_tears_down() {
         .clone();
     assert_eq!(kv.len(), 8, "set, get and the mix's two ops on two engines");
     assert_eq!(ds.len(), 16, "eight data-structure ops on two engines");
-    for r in kv.iter().chain(&ds) {
+    let sustained = outputs("sustained")["results"].as_array().unwrap().clone();
+    for r in kv.iter().chain(&ds).chain(&sustained) {
         assert_eq!(r["errors"], 0, "{r}");
         assert!(num(r, "ops_per_sec") > 0.0, "{r}");
+        // The runbook's `persistence`, set on the local servers as the benchmark ran.
+        assert_eq!(
+            (&r["persistence"], &r["persistence_config"]),
+            (
+                &Value::from("aof-everysec"),
+                &serde_json::json!({"appendonly": "yes", "appendfsync": "everysec", "save": ""})
+            ),
+            "{r}"
+        );
     }
     let labels: Vec<&str> = kv
         .iter()
@@ -627,7 +639,6 @@ fn benchmark_runbook_deploys_both_engines_compares_them_and_tears_down() {
         .map(|r| r["label"].as_str().unwrap())
         .collect();
     assert_eq!(labels, ["redis", "valkey"]);
-    let sustained = outputs("sustained")["results"].as_array().unwrap().clone();
     assert_eq!(names(&sustained), [set("redis"), set("valkey")]);
     for r in &sustained {
         // 500/s for 2 s and 500/s more in [1 s, 1.3 s).
@@ -646,7 +657,7 @@ fn benchmark_runbook_deploys_both_engines_compares_them_and_tears_down() {
             "![key_value: throughput, p50 and p99 per workload, engines side by side](report-bench-1.png)",
             "![data_structures: throughput, p50 and p99 per workload, engines side by side](report-bench-2.png)",
             "![sustained: throughput, p50 and p99 per workload, engines side by side](report-bench-3.png)",
-            "![sustained: set, ops/s and p99 over time, one line per engine](report-bench-4.png)",
+            "![sustained: set (aof-everysec), ops/s and p99 over time, one line per engine](report-bench-4.png)",
         ]
     );
     for i in 1..=4 {
@@ -663,6 +674,60 @@ fn benchmark_runbook_deploys_both_engines_compares_them_and_tears_down() {
         ran.stderr.contains("teardown"),
         "the stack is deleted in finally: {}",
         ran.stderr
+    );
+}
+
+/// On aws the parameter group decides persistence: the runbook refuses the param before it
+/// deploys anything.
+#[test]
+fn benchmark_runbook_refuses_persistence_on_aws_before_deploying() {
+    let moto = crate::aws_support::Moto::start();
+    let ws = Workspace::new();
+    let runbook = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/benchmark.yaml");
+    let state = ws.state_dir().display().to_string();
+    let mut cmd = ws.cmd(&[
+        "run",
+        &runbook.display().to_string(),
+        "--state-dir",
+        &state,
+        "--platform",
+        "aws",
+        "--endpoint-url",
+        &moto.url(),
+        "--var",
+        "persistence=aof-always",
+        "--yes",
+    ]);
+    for (k, v) in crate::aws_support::MOTO_ENV {
+        cmd = cmd.env(k, v);
+    }
+    let ran = cmd.expect(1);
+    let refusal = "persistence `aof-always` is set with CONFIG SET, which ElastiCache refuses: on aws the parameter group decides (no append-only file on current engines; RDB is a snapshot). Run without `persistence`, or deploy the groups with the parameter groups to compare (docs/bench.md, The cost of persistence)";
+    let run_id = ran.stdout.lines().next().unwrap_or_default().trim();
+    let last = ran.stderr.lines().rev().nth(1).unwrap_or_default();
+    assert_eq!(
+        last,
+        format!("run {run_id} failed at step `persistence_on_aws`: {refusal}"),
+        "{}",
+        ran.stderr
+    );
+    let journal = std::fs::read_to_string(
+        ws.state_dir()
+            .join("runs")
+            .join(run_id)
+            .join("journal.jsonl"),
+    )
+    .unwrap();
+    let started: Vec<String> = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "step_started")
+        .map(|e| e["step"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        started,
+        ["persistence_on_aws", "teardown"],
+        "nothing deployed"
     );
 }
 
