@@ -438,7 +438,7 @@ where
         let mut chart = ChartBuilder::on(area)
             .caption(*name, (FAMILY, 13))
             .margin(8)
-            .x_label_area_size(if last { 24 } else { 4 })
+            .x_label_area_size(if last { 30 } else { 4 })
             .y_label_area_size(70)
             .build_cartesian_2d(0.0..n, 0.0..y_max)
             .map_err(&e)?;
@@ -488,13 +488,24 @@ where
                 .map_err(&e)?;
         }
         if last {
-            // Each workload is named under its own group: axis labels would not line up.
+            // Each workload is named under its own group (axis labels would not line up),
+            // its persistence mode on a second line.
             let style =
-                TextStyle::from((FAMILY, 12).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+                TextStyle::from((FAMILY, 11).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
             for (i, g) in groups.iter().enumerate() {
                 let (x, y) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
-                root.draw(&Text::new(g.clone(), (x, y + 6), style.clone()))
+                let (name, mode) = match g.split_once(" (") {
+                    Some((name, mode)) => (name.to_string(), Some(format!("({mode}"))),
+                    None => (g.clone(), None),
+                };
+                for (line, text) in std::iter::once(name).chain(mode).enumerate() {
+                    root.draw(&Text::new(
+                        text,
+                        (x, y + 4 + 12 * line as i32),
+                        style.clone(),
+                    ))
                     .map_err(&e)?;
+                }
             }
         }
     }
