@@ -181,15 +181,16 @@ impl Owned {
         Endpoint::local(self.port)
     }
 
-    /// Takes the server down as `event` says (a restart) and starts it again on the same
-    /// port and folder; returns when it went down and when it answered again.
-    pub async fn restart(&self, event: Event) -> Result<(Instant, Instant), LocalError> {
+    /// Takes the server down (SHUTDOWN SAVE when `save`, else NOSAVE) and starts it again on
+    /// the same port and folder; returns when it went down and when it answered again.
+    pub async fn restart(&self, save: bool) -> Result<(Instant, Instant), LocalError> {
         let engine = self.engine;
         let fail = |source| LocalError::Start { engine, source };
         let down = Instant::now();
-        let command: &[&[u8]] = match event {
-            Event::RestartSave => &[b"SHUTDOWN", b"SAVE"],
-            Event::Restart | Event::Failover => &[b"SHUTDOWN", b"NOSAVE"],
+        let command: &[&[u8]] = if save {
+            &[b"SHUTDOWN", b"SAVE"]
+        } else {
+            &[b"SHUTDOWN", b"NOSAVE"]
         };
         // The server closes the connection as it exits: no reply is the expected answer.
         if let Ok(mut conn) = Conn::connect(

@@ -716,7 +716,8 @@ async fn run_phase(
                         tokio::time::sleep_until(at.into()).await;
                         match event {
                             Event::Failover => owned.failover().await,
-                            Event::Restart | Event::RestartSave => owned.restart(event).await,
+                            Event::Restart => owned.restart(false).await,
+                            Event::RestartSave => owned.restart(true).await,
                         }
                     })
                 });

@@ -3,7 +3,7 @@
 //! [`aggregate::build`] reads the run directory (journal + probe data) into one [`model`]; the
 //! Markdown and HTML reports are Tera templates (`templates/`) over it, and the JSON
 //! report is the model itself, versioned. The HTML report is one self-contained file
-//! (styles and the chart inline as SVG); the Markdown report embeds the chart as a PNG
+//! (styles and the charts inline as SVG); the Markdown report embeds the charts as PNGs
 //! written next to it.
 
 pub mod aggregate;
