@@ -263,7 +263,7 @@ impl OpenWorker {
     ) -> Option<Duration> {
         let (read, mut write, buffered) = conn.split();
         let (tx, rx) = mpsc::unbounded_channel();
-        // Following the primary, a READONLY reply ends the session: what was sent is still
+        // Following the primary, a READONLY reply ends this connection: what was sent is still
         // answered (and counted), the rest goes to the primary once found.
         let demoted = self.follow.then(|| Arc::new(AtomicBool::new(false)));
         let reader = tokio::spawn(read_replies(read, buffered, rx, demoted.clone()));
