@@ -68,8 +68,9 @@ pub struct BenchRun {
     burst: Option<String>,
     /// Run the workloads once per persistence mode (off, rdb, aof-everysec, aof-always),
     /// set with CONFIG SET: local servers only; ElastiCache takes it from the parameter group.
+    /// A list, or comma-separated text as a template renders it (empty: none).
     #[serde(default)]
-    persistence: Vec<String>,
+    persistence: Modes,
     /// Every key the benchmark writes starts with this.
     #[serde(default = "default_key_prefix")]
     key_prefix: String,
@@ -109,6 +110,31 @@ fn optional_rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, 
             .parse()
             .map(Some)
             .map_err(|_| serde::de::Error::custom(format!("`{t}` is not a number"))),
+    }
+}
+
+/// Persistence modes as a list, or as one text as a template renders it (`off,rdb`, or
+/// empty for none).
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+enum Modes {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl Default for Modes {
+    fn default() -> Modes {
+        Modes::List(Vec::new())
+    }
+}
+
+impl Modes {
+    fn list(&self) -> Vec<String> {
+        match self {
+            Modes::List(list) => list.clone(),
+            Modes::Text(text) if text.trim().is_empty() => Vec::new(),
+            Modes::Text(text) => vec![text.clone()],
+        }
     }
 }
 
@@ -171,7 +197,7 @@ impl BenchRun {
         };
         let settings = Settings {
             load,
-            persistence: bench::parse_modes(&self.persistence)?,
+            persistence: bench::parse_modes(&self.persistence.list())?,
             // A runbook's endpoints are not the benchmark's own servers.
             recovery: None,
             workloads: bench::parse_workloads(&self.workloads, &self.ratio)?,
@@ -202,11 +228,9 @@ impl BenchRun {
         if let Some(burst) = &self.burst {
             text.push_str(&format!(" with bursts {burst}"));
         }
-        if !self.persistence.is_empty() {
-            text.push_str(&format!(
-                ", per persistence mode {}",
-                self.persistence.join(",")
-            ));
+        let modes = self.persistence.list();
+        if !modes.is_empty() {
+            text.push_str(&format!(", per persistence mode {}", modes.join(",")));
         }
         text
     }

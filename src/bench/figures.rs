@@ -95,9 +95,13 @@ impl Window {
     }
 }
 
-/// The latency under bursts against the latency between them.
+/// The latency under bursts against the latency between them, with the bursts' shape
+/// (`extra_ops_per_sec` for `length_s` at every `every_s`), so a chart can mark them.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BurstFigures {
+    pub extra_ops_per_sec: f64,
+    pub length_s: f64,
+    pub every_s: f64,
     pub inside: Window,
     pub outside: Window,
 }
@@ -107,6 +111,9 @@ impl BurstFigures {
         let inside_secs = burst.inside(total).as_secs_f64();
         let covered = |s: &&Sample| burst.covers(Duration::from_micros(u64::from(s.at_us)));
         BurstFigures {
+            extra_ops_per_sec: burst.extra,
+            length_s: burst.length.as_secs_f64(),
+            every_s: burst.every.as_secs_f64(),
             inside: Window::of(samples.iter().filter(covered), inside_secs),
             outside: Window::of(
                 samples.iter().filter(|s| !covered(s)),
@@ -183,15 +190,16 @@ impl Timeline {
 /// The least a p99 may exceed the one before the event and still count as back.
 const P99_SLACK_MS: f64 = 1.0;
 
-/// How a phase came through a restart of its server: the level before, and the time until
+/// How a phase came through a restart or a failover of its server: the level before, and the time until
 /// throughput and p99 were back at it: 90 % of the throughput, and a p99 within 10 % or 1 ms
 /// (whichever is more), since a p99 of a millisecond or two moves by more than 10 % with
 /// the machine's own load.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Recovery {
-    /// `restart` or `restart-save`.
+    /// `restart`, `restart-save` or `failover`.
     pub event: &'static str,
-    /// When the server was taken down, and when it answered again (s after the start).
+    /// When the server was taken down, and when it answered again; for a failover, when
+    /// FAILOVER was sent and when the replica was the primary (s after the start).
     pub event_s: f64,
     pub back_s: f64,
     /// Throughput and p99 in the `window_s` before the event.
@@ -332,6 +340,10 @@ mod tests {
         assert_eq!((b.inside.scheduled, b.inside.errors), (3, 1));
         assert_eq!((b.outside.scheduled, b.outside.requests), (2, 2));
         assert_eq!(b.inside.seconds, 0.1);
+        assert_eq!(
+            (b.extra_ops_per_sec, b.length_s, b.every_s),
+            (1.0, 0.1, 0.15)
+        );
     }
 
     #[test]

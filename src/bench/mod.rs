@@ -28,7 +28,7 @@ use serde::Serialize;
 pub use command::Op;
 use command::{MAX_NUMBER, Template};
 pub use figures::{BurstFigures, Point, Recovery, Timeline, Window};
-pub use local::{LocalError, Owned, Restart};
+pub use local::{Event, LocalError, Owned};
 pub use open::{Burst, parse_burst};
 pub use persistence::{Persistence, parse_modes};
 pub use table::table;
@@ -194,8 +194,9 @@ pub struct Settings {
     pub load: Load,
     /// Each workload runs once per mode (empty: as the server is).
     pub persistence: Vec<Persistence>,
-    /// Open loop: restart each server a third into each phase, and measure the recovery.
-    pub recovery: Option<Restart>,
+    /// Open loop: restart or fail over each server a third into each phase, and measure
+    /// the recovery.
+    pub recovery: Option<Event>,
     pub workloads: Vec<Workload>,
     /// Sockets per endpoint (redis-benchmark `-c`).
     pub connections: usize,
@@ -437,11 +438,15 @@ pub async fn run(
     note: &(dyn Fn(&str) + Sync),
 ) -> Result<Vec<OpResult>, BenchError> {
     settings.check()?;
-    if settings.recovery.is_some()
+    if let Some(event) = settings.recovery
         && let Some(foreign) = endpoints.iter().find(|e| e.owned.is_none())
     {
+        let what = match event {
+            Event::Failover => "promotes the server's replica",
+            Event::Restart | Event::RestartSave => "shuts the server down and starts it again",
+        };
         return Err(BenchError::Invalid(format!(
-            "--recovery shuts the server down and starts it again, which the benchmark does only to servers it started itself: {} is not one (benchmark --local redis / --local valkey instead)",
+            "--recovery {what}, which the benchmark does only to servers it started itself: {} is not one (benchmark --local redis / --local valkey instead)",
             foreign.endpoint
         )));
     }
@@ -705,18 +710,35 @@ async fn run_phase(
             let restart = settings
                 .recovery
                 .zip(target.owned.clone())
-                .map(|(how, owned)| {
+                .map(|(event, owned)| {
                     let at = start + length / 3;
                     tokio::spawn(async move {
                         tokio::time::sleep_until(at.into()).await;
-                        owned.restart(how).await
+                        match event {
+                            Event::Failover => owned.failover().await,
+                            Event::Restart => owned.restart(false).await,
+                            Event::RestartSave => owned.restart(true).await,
+                        }
                     })
                 });
-            let recorded =
-                open_loop(conns, lanes, &plans, rate, burst, (start, length), resolver).await?;
+            // After a failover the clients follow the primary, as a client library does.
+            let follow = settings.recovery == Some(Event::Failover);
+            let recorded = open_loop(
+                conns,
+                lanes,
+                &plans,
+                (rate, burst),
+                (start, length),
+                follow,
+                resolver,
+            )
+            .await?;
             let mut results = open_results(target, workload, &ops, &recorded, burst, length);
             if let (Some(restart), Some(how)) = (restart, settings.recovery) {
                 let (down, back) = restart.await.map_err(BenchError::Stopped)??;
+                if let (Event::Failover, Some(owned)) = (how, &target.owned) {
+                    owned.fail_back().await?;
+                }
                 let window = (length / 6).min(Duration::from_secs(1));
                 let since = |t: Instant| t.saturating_duration_since(start);
                 for (i, r) in results.iter_mut().enumerate() {
@@ -847,9 +869,9 @@ async fn open_loop(
     conns: Vec<Conn>,
     lanes: &[Lane],
     plans: &[Arc<Plan>],
-    rate: f64,
-    burst: Option<Burst>,
+    (rate, burst): (f64, Option<Burst>),
     (start, length): (Instant, Duration),
+    follow: bool,
     resolver: &Resolver,
 ) -> Result<open::Recorded, BenchError> {
     let count = conns.len();
@@ -865,6 +887,7 @@ async fn open_loop(
                 endpoint: lanes[lane].endpoint.clone(),
                 resolver: resolver.clone(),
                 rng: Rng(i as u64 ^ 0x5DEE_CE66),
+                follow,
             };
             tokio::spawn(worker.run(conn))
         })

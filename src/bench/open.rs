@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -215,6 +216,9 @@ pub struct OpenWorker {
     pub endpoint: Endpoint,
     pub resolver: Resolver,
     pub rng: Rng,
+    /// Follow the primary after a failover: a READONLY reply ends the connection, and the
+    /// new one goes to the primary that the node reached names (ROLE).
+    pub follow: bool,
 }
 
 fn micros(d: Duration) -> u32 {
@@ -259,12 +263,15 @@ impl OpenWorker {
     ) -> Option<Duration> {
         let (read, mut write, buffered) = conn.split();
         let (tx, rx) = mpsc::unbounded_channel();
-        let reader = tokio::spawn(read_replies(read, buffered, rx));
+        // Following the primary, a READONLY reply ends this connection: what was sent is still
+        // answered (and counted), the rest goes to the primary once found.
+        let demoted = self.follow.then(|| Arc::new(AtomicBool::new(false)));
+        let reader = tokio::spawn(read_replies(read, buffered, rx, demoted.clone()));
         let plan = self.plan.clone();
         let mut out = Vec::new();
         while let Some(due) = next {
             tokio::time::sleep_until((self.start + due).into()).await;
-            if reader.is_finished() {
+            if reader.is_finished() || demoted.as_ref().is_some_and(|d| d.load(Ordering::Relaxed)) {
                 break;
             }
             let now = Instant::now();
@@ -330,7 +337,13 @@ impl OpenWorker {
             }
             next.as_ref()?;
             match Conn::connect(&self.resolver, &self.endpoint, RECONNECT_TIMEOUT).await {
-                Ok(conn) => return Some(conn),
+                Ok(mut conn) => match self.follow.then_some(()).and(primary_of(&mut conn).await) {
+                    Some((host, port)) => {
+                        self.endpoint.host = host;
+                        self.endpoint.port = port;
+                    }
+                    None => return Some(conn),
+                },
                 Err(e) => {
                     if recorded.first_error.is_none() {
                         recorded.first_error = Some(crate::error::chain(&e));
@@ -342,6 +355,23 @@ impl OpenWorker {
     }
 }
 
+/// The primary that the replica on `conn` names (ROLE); `None` when it is a primary, or
+/// cannot say.
+async fn primary_of(conn: &mut Conn) -> Option<(String, u16)> {
+    conn.call(&[b"ROLE"], |reply| {
+        let mut items = reply.items()?;
+        if items.next()?.bytes()? != b"slave" {
+            return None;
+        }
+        let host = items.next()?.text();
+        let port = u16::try_from(items.next()?.int()?).ok()?;
+        Some((host, port))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
 /// What the sending side tells the reader.
 enum Message {
     Sent(InFlight),
@@ -351,11 +381,13 @@ enum Message {
 
 /// Reads replies as they come and records each against the request it answers, in order,
 /// until the sender is done and every request is answered, or the connection breaks (then
-/// what is in flight fails).
+/// what is in flight fails). A READONLY reply sets `demoted`, when given: the node is a
+/// replica now.
 async fn read_replies(
     mut read: Box<dyn AsyncRead + Send + Unpin>,
     mut buf: Vec<u8>,
     mut rx: mpsc::UnboundedReceiver<Message>,
+    demoted: Option<Arc<AtomicBool>>,
 ) -> Recorded {
     let mut recorded = Recorded::default();
     let mut pending: VecDeque<InFlight> = VecDeque::new();
@@ -384,6 +416,11 @@ async fn read_replies(
                         Some(e) => {
                             let text = String::from_utf8_lossy(&buf[at + 1..at + e]).into_owned();
                             let after = micros(arrived.saturating_duration_since(f.from));
+                            if text.starts_with("READONLY")
+                                && let Some(demoted) = &demoted
+                            {
+                                demoted.store(true, Ordering::Relaxed);
+                            }
                             recorded.fail(f.at_us, after, f.op, || text);
                         }
                     }

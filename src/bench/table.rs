@@ -192,6 +192,9 @@ get       get  valkey     1500   0.100   0.200   0.300     0.350   0.400       0
             target_ops_per_sec: Some(1200.0),
             persistence: Some(persistence.into()),
             burst: Some(BurstFigures {
+                extra_ops_per_sec: 2000.0,
+                length_s: 1.0,
+                every_s: 5.0,
                 inside: window(3000.0, 2990.0, 1.5),
                 outside: window(1000.0, 1000.0, 0.5),
             }),

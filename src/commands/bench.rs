@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use crate::bench::{self, BenchError, Labeled, Limit, Load, Owned, Restart, Settings};
+use crate::bench::{self, BenchError, Event, Labeled, Limit, Load, Owned, Settings};
 use crate::cli::Global;
 use crate::endpoint::Resolver;
 use crate::error::{Outcome, invalid};
@@ -74,10 +74,11 @@ pub struct Args {
     #[arg(long, value_name = "MODE")]
     pub persistence: Vec<String>,
     /// Open loop on --local servers: a third into each phase, shut the server down
-    /// (restart: SHUTDOWN NOSAVE; restart-save: SHUTDOWN SAVE), start it again, and report
-    /// the time until throughput and p99 are back within 10 % of their level before.
-    #[arg(long, value_name = "HOW", value_parser = parse_restart, requires = "rate")]
-    pub recovery: Option<Restart>,
+    /// (restart: SHUTDOWN NOSAVE; restart-save: SHUTDOWN SAVE) and start it again, or
+    /// promote a replica started with it (failover: FAILOVER, the clients follow the new
+    /// primary), and report the time until throughput and p99 are back at their level before.
+    #[arg(long, value_name = "HOW", value_parser = parse_event, requires = "rate")]
+    pub recovery: Option<Event>,
     /// Every key the benchmark writes starts with this.
     #[arg(long, default_value = "bench:")]
     pub key_prefix: String,
@@ -126,7 +127,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
     let mut owned = Vec::new();
     let mut started = Ok(());
     for &engine in &args.local {
-        match Owned::start(engine).await {
+        match Owned::start(engine, args.recovery == Some(Event::Failover)).await {
             Ok(server) => owned.push(Arc::new(server)),
             Err(e) => {
                 started = Err(BenchError::from(e));
@@ -163,7 +164,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
             serde_json::to_string_pretty(&serde_json::json!({ "results": results }))?
         ),
     }
-    // Requests that failed while a restart was measured are the measurement, not a failure.
+    // Requests that failed while a restart or failover was measured are the measurement,
+    // not a failure.
     let expected = |r: &bench::OpResult| r.recovery.as_ref().map_or(0, |x| x.errors_after);
     Ok(if results.iter().any(|r| r.errors > expected(r)) {
         Outcome::Failed
@@ -176,12 +178,13 @@ fn parse_engine(text: &str) -> Result<Engine, String> {
     Engine::parse(text).ok_or_else(|| format!("`{text}` is not an engine: use redis or valkey"))
 }
 
-fn parse_restart(text: &str) -> Result<Restart, String> {
+fn parse_event(text: &str) -> Result<Event, String> {
     match text {
-        "restart" => Ok(Restart::NoSave),
-        "restart-save" => Ok(Restart::Save),
+        "restart" => Ok(Event::Restart),
+        "restart-save" => Ok(Event::RestartSave),
+        "failover" => Ok(Event::Failover),
         _ => Err(format!(
-            "`{text}` is not a recovery scenario: use restart (SHUTDOWN NOSAVE) or restart-save (SHUTDOWN SAVE)"
+            "`{text}` is not a recovery scenario: use restart (SHUTDOWN NOSAVE), restart-save (SHUTDOWN SAVE) or failover (FAILOVER to a replica)"
         )),
     }
 }

@@ -1307,18 +1307,7 @@ fn step_outputs(replay: &Replay) -> (Vec<Verify>, Vec<Bench>, Vec<Metric>) {
             .into_iter()
             .flatten()
         {
-            let text = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-            benchmarks.push(Bench {
-                step: step.clone(),
-                endpoint: text("endpoint"),
-                op: text("op"),
-                ops_per_sec: num(r.get("ops_per_sec")),
-                p50_ms: num(r.get("p50_ms")),
-                p95_ms: num(r.get("p95_ms")),
-                p99_ms: num(r.get("p99_ms")),
-                max_ms: num(r.get("max_ms")),
-                errors: r.get("errors").and_then(Value::as_u64).unwrap_or(0),
-            });
+            benchmarks.push(bench_row(&step, r));
         }
     }
     let mut metrics = Vec::new();
@@ -1355,6 +1344,90 @@ fn step_outputs(replay: &Replay) -> (Vec<Verify>, Vec<Bench>, Vec<Metric>) {
         }
     }
     (verify, benchmarks, metrics)
+}
+
+/// One result of a `bench.run` step, with its timeline, bursts and recovery when it has them.
+fn bench_row(step: &str, r: &Value) -> Bench {
+    let text = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let opt = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64);
+    let timeline = r.get("timeline");
+    let points: Vec<BenchPoint> = timeline
+        .and_then(|t| t.get("points"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| BenchPoint {
+            t_s: num(p.get("t_s")),
+            target_ops_per_sec: num(p.get("target_ops_per_sec")),
+            ops_per_sec: num(p.get("ops_per_sec")),
+            p99_ms: num(p.get("p99_ms")),
+        })
+        .collect();
+    let bucket_s = timeline.map_or(0.0, |t| num(t.get("bucket_ms")) / 1000.0);
+    let length_s = points.last().map_or(0.0, |p| p.t_s + bucket_s);
+    let mut bursts = Vec::new();
+    if let Some(b) = r.get("burst")
+        && let (Some(every), Some(length)) = (opt(b, "every_s"), opt(b, "length_s"))
+        && every > 0.0
+    {
+        let mut start = every;
+        while start < length_s {
+            bursts.push(BenchSpan {
+                start_s: start,
+                end_s: (start + length).min(length_s),
+            });
+            start += every;
+        }
+    }
+    let (label, workload, op) = (text("label"), text("workload"), text("op"));
+    let persistence = r
+        .get("persistence")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mut group = if workload == op || workload.is_empty() {
+        op.clone()
+    } else {
+        format!("{workload} {op}")
+    };
+    if let Some(mode) = &persistence {
+        group.push_str(&format!(" ({mode})"));
+    }
+    Bench {
+        step: step.to_string(),
+        endpoint: text("endpoint"),
+        label: if label.is_empty() {
+            text("endpoint")
+        } else {
+            label
+        },
+        workload,
+        op,
+        persistence,
+        group,
+        ops_per_sec: num(r.get("ops_per_sec")),
+        target_ops_per_sec: opt(r, "target_ops_per_sec"),
+        p50_ms: num(r.get("p50_ms")),
+        p95_ms: num(r.get("p95_ms")),
+        p99_ms: num(r.get("p99_ms")),
+        max_ms: num(r.get("max_ms")),
+        errors: r.get("errors").and_then(Value::as_u64).unwrap_or(0),
+        timeline: points,
+        bursts,
+        recovery: r
+            .get("recovery")
+            .filter(|v| v.is_object())
+            .map(|v| BenchRecovery {
+                event: v
+                    .get("event")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                event_s: num(v.get("event_s")),
+                back_s: opt(v, "back_s"),
+                recovered_s: opt(v, "recovered_s"),
+                recovery_s: opt(v, "recovery_s"),
+            }),
+    }
 }
 
 /// Seed 000's conclusion: the first half of the probed seconds against the second.

@@ -3,7 +3,7 @@
 //! [`aggregate::build`] reads the run directory (journal + probe data) into one [`model`]; the
 //! Markdown and HTML reports are Tera templates (`templates/`) over it, and the JSON
 //! report is the model itself, versioned. The HTML report is one self-contained file
-//! (styles and the chart inline as SVG); the Markdown report embeds the chart as a PNG
+//! (styles and the charts inline as SVG); the Markdown report embeds the charts as PNGs
 //! written next to it.
 
 pub mod aggregate;
@@ -257,7 +257,7 @@ pub fn to_markdown(report: &Report, images: &Images) -> Result<String, RenderErr
             source,
         })?;
     ctx.insert("timeline_png", &images.timeline);
-    ctx.insert("bench_png", &images.bench);
+    ctx.insert("bench_charts", &images.bench);
     templates(&MARKDOWN)?
         .render("report.md", &ctx)
         .map_err(|source| RenderError::Template {
@@ -278,13 +278,15 @@ pub fn to_html(report: &Report) -> Result<String, RenderError> {
     } else {
         None
     };
-    let bench = if report.benchmarks.is_empty() {
-        None
-    } else {
-        Some(chart::bench_svg(report)?)
-    };
+    let mut bench = Vec::new();
+    for c in chart::bench_charts(report) {
+        bench.push(BenchImage {
+            image: chart::bench_svg(report, &c)?,
+            title: c.title,
+        });
+    }
     ctx.insert("timeline_svg", &timeline);
-    ctx.insert("bench_svg", &bench);
+    ctx.insert("bench_charts", &bench);
     templates(&HTML)?
         .render("report.html", &ctx)
         .map_err(|source| RenderError::Template {
@@ -297,7 +299,16 @@ pub fn to_html(report: &Report) -> Result<String, RenderError> {
 #[derive(Debug, Default)]
 pub struct Images {
     pub timeline: Option<String>,
-    pub bench: Option<String>,
+    /// The benchmark charts, in the order of [`chart::bench_charts`].
+    pub bench: Vec<BenchImage>,
+}
+
+/// A benchmark chart as a report shows it: its title, and its file name (Markdown) or its
+/// SVG document (HTML).
+#[derive(Debug, serde::Serialize)]
+pub struct BenchImage {
+    pub title: String,
+    pub image: String,
 }
 
 /// Draws the PNG charts next to a Markdown report at `md_path`.
@@ -313,10 +324,13 @@ pub fn write_images(report: &Report, md_path: &Path) -> Result<Images, RenderErr
         chart::timeline_png(report, &dir.join(&name))?;
         images.timeline = Some(name);
     }
-    if !report.benchmarks.is_empty() {
-        let name = format!("{stem}-bench.png");
-        chart::bench_png(report, &dir.join(&name))?;
-        images.bench = Some(name);
+    for (i, c) in chart::bench_charts(report).into_iter().enumerate() {
+        let name = format!("{stem}-bench-{}.png", i + 1);
+        chart::bench_png(report, &c, &dir.join(&name))?;
+        images.bench.push(BenchImage {
+            title: c.title,
+            image: name,
+        });
     }
     Ok(images)
 }

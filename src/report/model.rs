@@ -277,13 +277,57 @@ pub struct Verify {
 pub struct Bench {
     pub step: String,
     pub endpoint: String,
+    /// The engine's name in tables and charts (the endpoint when the step gave none).
+    pub label: String,
+    pub workload: String,
     pub op: String,
+    /// The persistence mode the benchmark set, if any.
+    pub persistence: Option<String>,
+    /// What the engines are compared on: the workload's operation, in its persistence mode
+    /// (`set`, `mix-1:10 get`, `set (aof-always)`).
+    pub group: String,
     pub ops_per_sec: f64,
+    /// Open loop: requests scheduled per second.
+    pub target_ops_per_sec: Option<f64>,
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
     pub errors: u64,
+    /// Open loop: the phase stretch by stretch (seconds after its start).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<BenchPoint>,
+    /// Open loop with bursts: the stretches inside them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bursts: Vec<BenchSpan>,
+    /// A restart or failover under the load, and the time back to the level before.
+    pub recovery: Option<BenchRecovery>,
+}
+
+/// One stretch of an open-loop benchmark phase.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchPoint {
+    pub t_s: f64,
+    pub target_ops_per_sec: f64,
+    pub ops_per_sec: f64,
+    pub p99_ms: f64,
+}
+
+/// A stretch of a benchmark phase, seconds after its start.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BenchSpan {
+    pub start_s: f64,
+    pub end_s: f64,
+}
+
+/// The event of a recovery benchmark and when the load was back.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchRecovery {
+    pub event: String,
+    pub event_s: f64,
+    pub back_s: Option<f64>,
+    pub recovered_s: Option<f64>,
+    pub recovery_s: Option<f64>,
 }
 
 /// One CloudWatch series captured by a `metrics.capture` step.

@@ -571,6 +571,14 @@ fn benchmark_runbook_deploys_both_engines_compares_them_and_tears_down() {
             "keyspace=50",
             "--var",
             "structure_keyspace=20",
+            "--var",
+            "rate=500",
+            "--var",
+            "burst=500:300ms:1s",
+            "--var",
+            "sustained_duration=2s",
+            "--var",
+            "persistence=aof-everysec",
         ])
         .run();
     let run_id = ran
@@ -611,9 +619,19 @@ fn benchmark_runbook_deploys_both_engines_compares_them_and_tears_down() {
         .clone();
     assert_eq!(kv.len(), 8, "set, get and the mix's two ops on two engines");
     assert_eq!(ds.len(), 16, "eight data-structure ops on two engines");
-    for r in kv.iter().chain(&ds) {
+    let sustained = outputs("sustained")["results"].as_array().unwrap().clone();
+    for r in kv.iter().chain(&ds).chain(&sustained) {
         assert_eq!(r["errors"], 0, "{r}");
         assert!(num(r, "ops_per_sec") > 0.0, "{r}");
+        // The runbook's `persistence`, set on the local servers as the benchmark ran.
+        assert_eq!(
+            (&r["persistence"], &r["persistence_config"]),
+            (
+                &Value::from("aof-everysec"),
+                &serde_json::json!({"appendonly": "yes", "appendfsync": "everysec", "save": ""})
+            ),
+            "{r}"
+        );
     }
     let labels: Vec<&str> = kv
         .iter()
@@ -621,10 +639,95 @@ fn benchmark_runbook_deploys_both_engines_compares_them_and_tears_down() {
         .map(|r| r["label"].as_str().unwrap())
         .collect();
     assert_eq!(labels, ["redis", "valkey"]);
+    assert_eq!(names(&sustained), [set("redis"), set("valkey")]);
+    for r in &sustained {
+        // 500/s for 2 s and 500/s more in [1 s, 1.3 s).
+        assert_eq!(r["scheduled"], 1150, "{r}");
+        assert_eq!(r["burst"]["inside"]["scheduled"], 300, "{r}");
+    }
+
+    // The run's report sets the engines side by side in charts: each step's bars, and the
+    // open-loop phase over time.
+    let run_dir = ws.state_dir().join("runs").join(&run_id);
+    let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    let charts: Vec<&str> = md.lines().filter(|l| l.starts_with("![")).collect();
+    assert_eq!(
+        charts,
+        [
+            "![key_value: throughput, p50 and p99 per workload, engines side by side](report-bench-1.png)",
+            "![data_structures: throughput, p50 and p99 per workload, engines side by side](report-bench-2.png)",
+            "![sustained: throughput, p50 and p99 per workload, engines side by side](report-bench-3.png)",
+            "![sustained: set (aof-everysec), ops/s and p99 over time, one line per engine](report-bench-4.png)",
+        ]
+    );
+    for i in 1..=4 {
+        let png = std::fs::read(run_dir.join(format!("report-bench-{i}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "chart {i} is a PNG");
+    }
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert_eq!(
+        html.matches("<figure class=\"chart\"><svg").count(),
+        4,
+        "the same charts inline in the HTML report"
+    );
     assert!(
         ran.stderr.contains("teardown"),
         "the stack is deleted in finally: {}",
         ran.stderr
+    );
+}
+
+/// On aws the parameter group decides persistence: the runbook refuses the param before it
+/// deploys anything.
+#[test]
+fn benchmark_runbook_refuses_persistence_on_aws_before_deploying() {
+    let moto = crate::aws_support::Moto::start();
+    let ws = Workspace::new();
+    let runbook = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/benchmark.yaml");
+    let state = ws.state_dir().display().to_string();
+    let mut cmd = ws.cmd(&[
+        "run",
+        &runbook.display().to_string(),
+        "--state-dir",
+        &state,
+        "--platform",
+        "aws",
+        "--endpoint-url",
+        &moto.url(),
+        "--var",
+        "persistence=aof-always",
+        "--yes",
+    ]);
+    for (k, v) in crate::aws_support::MOTO_ENV {
+        cmd = cmd.env(k, v);
+    }
+    let ran = cmd.expect(1);
+    let refusal = "persistence `aof-always` is set with CONFIG SET, which ElastiCache refuses: on aws the parameter group decides (no append-only file on current engines; RDB is a snapshot). Run without `persistence`, or deploy the groups with the parameter groups to compare (docs/bench.md, The cost of persistence)";
+    let run_id = ran.stdout.lines().next().unwrap_or_default().trim();
+    let last = ran.stderr.lines().rev().nth(1).unwrap_or_default();
+    assert_eq!(
+        last,
+        format!("run {run_id} failed at step `persistence_on_aws`: {refusal}"),
+        "{}",
+        ran.stderr
+    );
+    let journal = std::fs::read_to_string(
+        ws.state_dir()
+            .join("runs")
+            .join(run_id)
+            .join("journal.jsonl"),
+    )
+    .unwrap();
+    let started: Vec<String> = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "step_started")
+        .map(|e| e["step"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        started,
+        ["persistence_on_aws", "teardown"],
+        "nothing deployed"
     );
 }
 
@@ -678,6 +781,11 @@ fn a_cluster_is_benchmarked_on_every_shard_without_redirections() {
     }
 }
 
+/// The `(workload, op, label)` of a SET result on `label`.
+fn set(label: &str) -> (String, String, String) {
+    ("set".to_string(), "set".to_string(), label.to_string())
+}
+
 /// `(workload, op, label)` of each result, in order.
 fn names(rows: &[Value]) -> Vec<(String, String, String)> {
     rows.iter()
@@ -720,7 +828,6 @@ fn an_open_loop_holds_its_rate_and_shows_bursts_beside_the_sustained_load() {
         ])
         .expect(0);
     let rows = results(&ran.stdout);
-    let set = |label: &str| ("set".to_string(), "set".to_string(), label.to_string());
     assert_eq!(names(&rows), vec![set("redis"), set("valkey")]);
     // 2000/s for 3 s, and 4000/s more in [1 s, 1.5 s) and [2 s, 2.5 s).
     let burst_buckets = [10, 11, 12, 13, 14, 20, 21, 22, 23, 24];
@@ -950,7 +1057,6 @@ fn a_restart_under_a_sustained_rate_reports_the_time_back_to_the_level_before() 
         ])
         .expect(0);
     let rows = results(&ran.stdout);
-    let set = |label: &str| ("set".to_string(), "set".to_string(), label.to_string());
     assert_eq!(names(&rows), vec![set("redis"), set("valkey")]);
     for r in &rows {
         let rec = &r["recovery"];
@@ -1011,7 +1117,79 @@ fn a_restart_under_a_sustained_rate_reports_the_time_back_to_the_level_before() 
 }
 
 #[test]
-fn a_restart_is_refused_on_a_server_the_benchmark_did_not_start() {
+fn a_failover_under_a_sustained_rate_is_followed_to_the_new_primary() {
+    let ran = Workspace::new()
+        .cmd(&[
+            "bench",
+            "--local",
+            "redis",
+            "--local",
+            "valkey",
+            "--workload",
+            "set",
+            "--rate",
+            "1000",
+            "--duration",
+            "9s",
+            "--connections",
+            "2",
+            "--keyspace",
+            "100",
+            "--recovery",
+            "failover",
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    let rows = results(&ran.stdout);
+    assert_eq!(names(&rows), vec![set("redis"), set("valkey")]);
+    for r in &rows {
+        let rec = &r["recovery"];
+        assert_eq!(rec["event"], "failover", "{r}");
+        let (event, back) = (num(rec, "event_s"), num(rec, "back_s"));
+        assert!(
+            3.0 <= event && event < back,
+            "FAILOVER a third into the phase, the replica primary after it: {rec}"
+        );
+        if let Some(recovered) = rec["recovered_s"].as_f64() {
+            assert!(recovered >= event - 0.1, "{rec}");
+            assert!((num(rec, "recovery_s") - (recovered - event)).abs() < 1e-9);
+        }
+        assert_eq!(
+            r["errors"], rec["errors_after"],
+            "only the failover failed requests: {r}"
+        );
+        assert!(
+            num(rec, "errors_after") > 0.0,
+            "the failover was felt: {rec}"
+        );
+        assert!(
+            r["first_error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("READONLY")),
+            "writes to the demoted primary were refused: {r}"
+        );
+        assert_eq!(r["scheduled"], 9000, "every request counted: {r}");
+
+        // The clients followed the new primary: nothing failed before the event, and the
+        // last two seconds, on the new primary, were all answered.
+        let points = r["timeline"]["points"].as_array().unwrap();
+        let sum_in = |field: &str, from: f64, to: f64| -> f64 {
+            points
+                .iter()
+                .filter(|p| (from - 1e-9..to - 1e-9).contains(&num(p, "t_s")))
+                .map(|p| num(p, field))
+                .sum()
+        };
+        assert_eq!(sum_in("errors", 0.0, event - 0.1), 0.0, "{r}");
+        assert_eq!(sum_in("errors", 7.0, 9.0), 0.0, "{r}");
+        let answered = sum_in("ops_per_sec", 7.0, 9.0) * 0.1;
+        assert_eq!(answered.round(), 2000.0, "{r}");
+    }
+}
+
+#[test]
+fn a_restart_or_failover_is_refused_on_a_server_the_benchmark_did_not_start() {
     let redis = Server::start(Engine::Redis);
     let ran = Workspace::new()
         .cmd(&[
@@ -1035,6 +1213,28 @@ fn a_restart_is_refused_on_a_server_the_benchmark_did_not_start() {
         )
     );
     assert_eq!(redis.cli(&["PING"]), "PONG", "and it was left alone");
+
+    let ran = Workspace::new()
+        .cmd(&[
+            "bench",
+            "--endpoint",
+            &redis.url(),
+            "--rate",
+            "100",
+            "--duration",
+            "1s",
+            "--recovery",
+            "failover",
+        ])
+        .expect(2);
+    assert_eq!(
+        ran.stderr,
+        format!(
+            "error: --recovery promotes the server's replica, which the benchmark does only to servers it started itself: {} is not one (benchmark --local redis / --local valkey instead)\n",
+            redis.url()
+        )
+    );
+    assert_eq!(redis.cli(&["ROLE"]).lines().next(), Some("master"));
 }
 
 #[tokio::test]

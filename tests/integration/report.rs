@@ -47,6 +47,40 @@ const WINDOWS: [(&str, f64, f64); 5] = [
     ("metrics", 25.0, 26.0),
 ];
 
+/// An open-loop `get` of 2 s at 1000/s with bursts of 1000/s more for 0.5 s every second,
+/// its server restarted at `event_s` and the load back at `recovered_s`: failures from the
+/// event for 0.2 s, a slow p99 until the recovery.
+fn open_loop_result(label: &str, port: u16, event_s: f64, recovered_s: f64) -> Value {
+    let points: Vec<Value> = (0..20)
+        .map(|i| {
+            let t = f64::from(i) / 10.0;
+            let target = if (1.0..1.5).contains(&t) {
+                2000.0
+            } else {
+                1000.0
+            };
+            let down = (event_s - 0.1..event_s + 0.2).contains(&t);
+            let slow = (event_s..recovered_s).contains(&t);
+            json!({"t_s": t, "target_ops_per_sec": target,
+                   "ops_per_sec": if down { 0.0 } else { target },
+                   "errors": if down { 100 } else { 0 },
+                   "p50_ms": if down { 0.0 } else { 0.2 },
+                   "p99_ms": if down { 0.0 } else if slow { 8.0 } else { 0.5 },
+                   "max_ms": if down { 0.0 } else { 9.0 }})
+        })
+        .collect();
+    json!({"endpoint": format!("redis://127.0.0.1:{port}"), "label": label, "workload": "get",
+           "op": "get", "requests": 2000, "errors": 200, "ops_per_sec": 1000.0,
+           "target_ops_per_sec": 1250.0, "scheduled": 2500, "p50_ms": 0.2, "p95_ms": 0.4,
+           "p99_ms": 8.0, "max_ms": 9.0,
+           "burst": {"extra_ops_per_sec": 1000.0, "length_s": 0.5, "every_s": 1.0},
+           "recovery": {"event": "restart", "event_s": event_s, "back_s": event_s + 0.2,
+                        "before_ops_per_sec": 1000.0, "before_p99_ms": 0.5, "window_s": 0.3,
+                        "errors_after": 200, "recovered_s": recovered_s,
+                        "recovery_s": recovered_s - event_s},
+           "timeline": {"bucket_ms": 100, "points": points}})
+}
+
 /// Writes a finished run into `dir`: journal, run.json and probe files. It starts at a
 /// fixed time, so its reports are the same text on every run of the test.
 fn synthetic_run(dir: &Path) {
@@ -133,8 +167,10 @@ fn synthetic_run(dir: &Path) {
                 "bench",
                 1,
                 json!({"results": [
-                    {"endpoint": "redis://127.0.0.1:7001", "op": "SET", "ops_per_sec": 80000.0, "p50_ms": 0.3, "p95_ms": 0.5, "p99_ms": 0.9, "max_ms": 3.0, "errors": 0},
-                    {"endpoint": "redis://127.0.0.1:7002", "op": "SET", "ops_per_sec": 95000.0, "p50_ms": 0.25, "p95_ms": 0.4, "p99_ms": 0.8, "max_ms": 2.0, "errors": 0}
+                    {"endpoint": "redis://127.0.0.1:7001", "label": "redis", "workload": "set", "op": "set", "ops_per_sec": 80000.0, "p50_ms": 0.3, "p95_ms": 0.5, "p99_ms": 0.9, "max_ms": 3.0, "errors": 0},
+                    {"endpoint": "redis://127.0.0.1:7002", "label": "valkey", "workload": "set", "op": "set", "ops_per_sec": 95000.0, "p50_ms": 0.25, "p95_ms": 0.4, "p99_ms": 0.8, "max_ms": 2.0, "errors": 0},
+                    open_loop_result("redis", 7001, 0.31, 0.62),
+                    open_loop_result("valkey", 7002, 0.32, 0.52)
                 ]}),
             ),
         ),
@@ -307,12 +343,23 @@ Errors by class: refused 300.
 
 ## Benchmarks
 
-| Step | Endpoint | Operation | ops/s | p50 | p95 | p99 | max | Errors |
-|---|---|---|---|---|---|---|---|---|
-| `bench` | `redis://127.0.0.1:7001` | SET | 80000 | 0.30 ms | 0.50 ms | 0.90 ms | 3.00 ms | 0 |
-| `bench` | `redis://127.0.0.1:7002` | SET | 95000 | 0.25 ms | 0.40 ms | 0.80 ms | 2.00 ms | 0 |
+| Step | Workload | Engine | Endpoint | target/s | ops/s | p50 | p95 | p99 | max | Errors |
+|---|---|---|---|---|---|---|---|---|---|---|
+| `bench` | set | redis | `redis://127.0.0.1:7001` | – | 80000 | 0.30 ms | 0.50 ms | 0.90 ms | 3.00 ms | 0 |
+| `bench` | set | valkey | `redis://127.0.0.1:7002` | – | 95000 | 0.25 ms | 0.40 ms | 0.80 ms | 2.00 ms | 0 |
+| `bench` | get | redis | `redis://127.0.0.1:7001` | 1250 | 1000 | 0.20 ms | 0.40 ms | 8.00 ms | 9.00 ms | 200 |
+| `bench` | get | valkey | `redis://127.0.0.1:7002` | 1250 | 1000 | 0.20 ms | 0.40 ms | 8.00 ms | 9.00 ms | 200 |
 
-![Benchmark throughput](report-bench.png)
+Recovery: the time from the event until throughput and p99 were back at their level before it.
+
+| Step | Workload | Engine | Event | At | Serving again | Back at the level | Recovery |
+|---|---|---|---|---|---|---|---|
+| `bench` | get | redis | restart | 0.31 s | 0.51 s | 0.62 s | **0.31 s** |
+| `bench` | get | valkey | restart | 0.32 s | 0.52 s | 0.52 s | **0.20 s** |
+
+![bench: throughput, p50 and p99 per workload, engines side by side](report-bench-1.png)
+
+![bench: get, ops/s and p99 over time, one line per engine](report-bench-2.png)
 
 ## CloudWatch metrics
 
@@ -404,7 +451,36 @@ fn a_run_report_has_every_section_and_puts_the_outage_in_its_step() {
         step(&report, "deploy")["operations"][0],
         "started redis-server on 127.0.0.1:7001"
     );
-    assert_eq!(report["benchmarks"].as_array().map(Vec::len), Some(2));
+    // The open-loop rows carry what their charts mark: the bursts of the 2 s phase (the first
+    // second is sustained load only) and the restart.
+    let open: Vec<Value> = report["benchmarks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            json!([
+                b["group"],
+                b["label"],
+                b["bursts"],
+                b["recovery"],
+                b["timeline"].as_array().map(Vec::len)
+            ])
+        })
+        .collect();
+    let recovery = |event: f64, back: f64| {
+        json!({"event": "restart", "event_s": event, "back_s": event + 0.2,
+               "recovered_s": back, "recovery_s": back - event})
+    };
+    let bursts = json!([{"start_s": 1.0, "end_s": 1.5}]);
+    assert_eq!(
+        open,
+        vec![
+            json!(["set", "redis", null, null, null]),
+            json!(["set", "valkey", null, null, null]),
+            json!(["get", "redis", bursts, recovery(0.31, 0.62), 20]),
+            json!(["get", "valkey", bursts, recovery(0.32, 0.52), 20]),
+        ]
+    );
     assert_eq!(report["metrics"][0]["max"], 14.0);
     // The second half is slower by construction (latency doubles after 13 s).
     assert!(
@@ -427,7 +503,10 @@ fn a_run_report_has_every_section_and_puts_the_outage_in_its_step() {
     pretty_assertions::assert_eq!(md, REPORT_MD);
     let png = std::fs::read(dir.path().join("report-timeline.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "the Markdown chart is a PNG");
-    assert!(dir.path().join("report-bench.png").is_file());
+    for chart in ["report-bench-1.png", "report-bench-2.png"] {
+        let png = std::fs::read(dir.path().join(chart)).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{chart} is a PNG");
+    }
 
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     in_order(
@@ -439,10 +518,31 @@ fn a_run_report_has_every_section_and_puts_the_outage_in_its_step() {
             "id=\"outages\"",
             "id=\"verify\"",
             "id=\"halves\"",
+            "id=\"benchmarks\"",
+            "<td class=\"n\"><strong>0.31 s</strong></td>",
+            // The bars, engines side by side, each workload named under its group.
+            "<svg",
+            ">\nredis\n</text>",
+            ">\nvalkey\n</text>",
+            ">\nset\n</text>",
+            ">\nget\n</text>",
+            "bench: throughput, p50 and p99 per workload, engines side by side</figcaption>",
+            // The open-loop workload over time: the bursts, the restarts and the recoveries.
+            "<svg",
+            ">\ntarget\n</text>",
+            ">\nredis restart\n</text>",
+            ">\nvalkey restart\n</text>",
+            ">\nvalkey back\n</text>",
+            "bench: get, ops&#x2F;s and p99 over time, one line per engine</figcaption>",
             "id=\"metrics\"",
             "id=\"timeline\"",
             "<svg",
         ],
+    );
+    assert_eq!(
+        html.matches("<svg").count(),
+        3,
+        "two benchmark charts and the timeline"
     );
     for external in ["<script src", "<link", "src=\"http", "url(http", "@import"] {
         assert!(
@@ -574,7 +674,8 @@ fn runbook_report_renders_a_run_by_id_and_rejects_unknown_ids() {
         REPORT_MD.replace("](report-", "](review-")
     );
     assert!(ws.path().join("out/review-timeline.png").is_file());
-    assert!(ws.path().join("out/review-bench.png").is_file());
+    assert!(ws.path().join("out/review-bench-1.png").is_file());
+    assert!(ws.path().join("out/review-bench-2.png").is_file());
 
     ws.cmd(&["report", RUN_ID, "--format", "html", "-o", "review.html"])
         .stdout("review.html\n")
