@@ -1140,7 +1140,7 @@ async fn the_serverless_engine_change_runs_end_to_end_on_aws() {
     );
     assert_eq!(
         parity(&outputs["verify"]),
-        (Some(201), Some(true), Some(0)),
+        (Some(200), Some(true), Some(0)),
         "{}",
         outputs["verify"]
     );
