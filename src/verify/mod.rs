@@ -13,6 +13,7 @@
 pub mod digest;
 mod field_ttls;
 mod functions;
+mod guess;
 mod judge;
 pub mod keyname;
 mod observe;

@@ -1,5 +1,6 @@
 //! Reading what both sides say about a batch of keys (type, PTTL, value digest) in as few
-//! round trips and commands as the replies allow.
+//! round trips and commands as the replies allow: most keys cost a PTTL and a read on
+//! each side, in one round trip.
 
 use crate::resp::{Conn, Frame};
 
@@ -20,10 +21,11 @@ enum Asked {
 }
 
 impl Sides {
-    /// Both sides' view of `keys`. The source is asked TYPE and PTTL; then, at once, the
-    /// source is read and the target is asked PTTL and read as the source's type says. The
-    /// target's own TYPE is asked only where that read says the type differs (WRONGTYPE),
-    /// or where the source has no value to read: one command less per key on the target.
+    /// Both sides' view of `keys`: each key's PTTL and value, read on both sides at once as
+    /// the type its name suggests, or as the source's TYPE says when there is no guess or
+    /// the guess was wrong ([`Sides::observe_once`]). The target's own TYPE is asked only
+    /// where its read says the type differs (WRONGTYPE), or where the source has no value
+    /// to read.
     ///
     /// In a cluster, a key whose slot has moved (MOVED) or is being migrated (ASK) is
     /// asked again where the redirection says ([`Follow`]).
@@ -49,67 +51,114 @@ impl Sides {
 
     /// One attempt at [`Sides::observe`]: the keys a cluster redirected are noted in
     /// `redirects`, their observations left incomplete.
+    ///
+    /// Keys whose type the shape of their name tells ([`Guesses`]) are read as that type on
+    /// both sides at once, each with its PTTL: two commands a key on each side. The others,
+    /// and those the source holds as another type (`WRONGTYPE`), are asked `TYPE` on the
+    /// source first and then read as it says.
+    ///
+    /// [`Guesses`]: super::guess::Guesses
     async fn observe_once(
         &self,
         at: At,
         keys: &[Vec<u8>],
         redirects: &Redirects,
     ) -> Result<(Vec<Observed>, Vec<Observed>), VerifyError> {
-        let mut src_conn = self.lease(Side::Source, at).await?;
-        let mut p = at.pipeline(Side::Source);
-        for key in keys {
-            p.cmd(&[b"TYPE", key]).cmd(&[b"PTTL", key]);
-        }
+        let guesses = self.guesses.guess(keys);
         let mut src = vec![Observed::default(); keys.len()];
-        src_conn
-            .run(
-                &p,
-                self.noting(
-                    redirects,
-                    Side::Source,
-                    at,
-                    |j| j / 2,
-                    |j, r| {
-                        let o = &mut src[j / 2];
-                        match j % 2 {
-                            0 => o.kind = Kind::parse(r.ok()?),
-                            _ => o.pttl = ttl(r.ok()?),
-                        }
-                        Ok(())
-                    },
-                ),
-            )
-            .await
-            .map_err(|e| self.err(Side::Source, e))?;
-        let kinds: Vec<Kind> = src.iter().map(|o| o.kind).collect();
         let mut dst = vec![Observed::default(); keys.len()];
-        let ((), wrong_type) = tokio::try_join!(
-            async {
-                self.read_values(
-                    (Side::Source, at),
-                    &mut src_conn,
-                    keys,
-                    &kinds,
-                    &mut src,
-                    redirects,
-                )
-                .await
-                .map(drop)
-            },
-            async {
-                let mut conn = self.lease(Side::Target, at).await?;
-                self.read_values(
-                    (Side::Target, at),
-                    &mut conn,
-                    keys,
-                    &kinds,
-                    &mut dst,
-                    redirects,
-                )
-                .await
+        let (guessed, mut typed): (Vec<usize>, Vec<usize>) =
+            (0..keys.len()).partition(|&i| guesses[i] != Kind::None);
+        // Target keys whose read failed as another type would, with the type read as.
+        let mut wrong_type: Vec<usize> = Vec::new();
+        if !guessed.is_empty() {
+            let read = |side, observed| {
+                let (guessed, guesses) = (&guessed, &guesses);
+                async move {
+                    let mut conn = self.lease(side, at).await?;
+                    self.read_values(
+                        (side, at),
+                        &mut conn,
+                        (keys, guessed),
+                        (guesses, true),
+                        observed,
+                        redirects,
+                    )
+                    .await
+                }
+            };
+            let (wrong_src, wrong_dst) = tokio::try_join!(
+                read(Side::Source, &mut src[..]),
+                read(Side::Target, &mut dst[..])
+            )?;
+            let mut retry = vec![false; keys.len()];
+            for &i in &wrong_src {
+                (src[i], dst[i]) = (Observed::default(), Observed::default());
+                retry[i] = true;
             }
-        )?;
-        drop(src_conn);
+            wrong_type.extend(wrong_dst.into_iter().filter(|&i| !retry[i]));
+            typed.extend(wrong_src);
+        }
+        if !typed.is_empty() {
+            let mut src_conn = self.lease(Side::Source, at).await?;
+            let mut p = at.pipeline(Side::Source);
+            for &i in &typed {
+                p.cmd(&[b"TYPE", &keys[i]]).cmd(&[b"PTTL", &keys[i]]);
+            }
+            src_conn
+                .run(
+                    &p,
+                    self.noting(
+                        redirects,
+                        Side::Source,
+                        at,
+                        |j| typed[j / 2],
+                        |j, r| {
+                            let o = &mut src[typed[j / 2]];
+                            match j % 2 {
+                                0 => o.kind = Kind::parse(r.ok()?),
+                                _ => o.pttl = ttl(r.ok()?),
+                            }
+                            Ok(())
+                        },
+                    ),
+                )
+                .await
+                .map_err(|e| self.err(Side::Source, e))?;
+            let kinds: Vec<Kind> = src.iter().map(|o| o.kind).collect();
+            let ((), wrong_dst) = tokio::try_join!(
+                async {
+                    self.read_values(
+                        (Side::Source, at),
+                        &mut src_conn,
+                        (keys, &typed),
+                        (&kinds, false),
+                        &mut src,
+                        redirects,
+                    )
+                    .await
+                    .map(drop)
+                },
+                async {
+                    let mut conn = self.lease(Side::Target, at).await?;
+                    self.read_values(
+                        (Side::Target, at),
+                        &mut conn,
+                        (keys, &typed),
+                        (&kinds, true),
+                        &mut dst,
+                        redirects,
+                    )
+                    .await
+                }
+            )?;
+            wrong_type.extend(wrong_dst);
+        }
+        self.guesses.learn(
+            keys.iter()
+                .map(Vec::as_slice)
+                .zip(src.iter().map(|o| o.kind)),
+        );
         if !wrong_type.is_empty() {
             let mut p = at.pipeline(Side::Target);
             for &i in &wrong_type {
@@ -129,7 +178,7 @@ impl Sides {
                         let o = &mut dst[i];
                         o.kind = Kind::parse(r.ok()?);
                         // The same type as the source's after all: it changed while being read.
-                        o.unreadable = o.kind == kinds[i];
+                        o.unreadable = o.kind == src[i].kind;
                         Ok(())
                     },
                 ),
@@ -163,32 +212,34 @@ impl Sides {
         Ok((src, dst))
     }
 
-    /// Reads and digests the values of `keys` as `kinds` (the source's types) say, big keys
-    /// chunk by chunk. On the target each key's PTTL is asked first, in the same pipeline,
-    /// and its type taken from the answers: none when PTTL says the key is gone, the
-    /// source's when the read succeeds, TYPE's when there is no value to read. Returns the
-    /// keys whose read failed as another type would (their kind is still to be asked).
+    /// Reads and digests the values of the keys `which` (indices into `keys`) as `kinds`
+    /// say, big keys chunk by chunk. When `probing` (the target, or a source whose types
+    /// are guessed), each key's PTTL is asked first, in the same pipeline, and its type
+    /// taken from the answers: none when PTTL says the key is gone, the kind read as when
+    /// the read succeeds, TYPE's when there is no value to read. Otherwise the types are
+    /// known and only the values are read. Returns the keys whose read failed as another
+    /// type would (their kind is still to be asked).
     async fn read_values(
         &self,
         (side, at): (Side, At),
         conn: &mut Conn,
-        keys: &[Vec<u8>],
-        kinds: &[Kind],
+        (keys, which): (&[Vec<u8>], &[usize]),
+        (kinds, probing): (&[Kind], bool),
         observed: &mut [Observed],
         redirects: &Redirects,
     ) -> Result<Vec<usize>, VerifyError> {
         let chunk = self.opts.chunk;
-        let target = side == Side::Target;
         let mut p = at.pipeline(side);
-        let mut asked: Vec<(usize, Asked)> = Vec::with_capacity(keys.len() * 2);
-        for (i, key) in keys.iter().enumerate() {
-            if target {
+        let mut asked: Vec<(usize, Asked)> = Vec::with_capacity(which.len() * 2);
+        for &i in which {
+            let key = &keys[i];
+            if probing {
                 p.cmd(&[b"PTTL", key]);
                 asked.push((i, Asked::Ttl));
             }
             if kinds[i].read(&mut p, key, &Next::Start, chunk) {
                 asked.push((i, Asked::Value));
-            } else if target {
+            } else if probing {
                 p.cmd(&[b"TYPE", key]);
                 asked.push((i, Asked::Type));
             }
@@ -214,14 +265,14 @@ impl Sides {
                         }
                     }
                     Asked::Value => {
-                        if target {
+                        if probing {
                             o.kind = if o.pttl == -2 { Kind::None } else { kinds[i] };
                         }
                         if o.kind == Kind::None {
                             return Ok(());
                         }
                         match r.error() {
-                            Some(e) if target && e.starts_with(b"WRONGTYPE") => wrong_type.push(i),
+                            Some(e) if probing && e.starts_with(b"WRONGTYPE") => wrong_type.push(i),
                             Some(_) => o.unreadable = true,
                             None => match o.digest.absorb(o.kind, r, chunk, &Next::Start) {
                                 Ok(Next::Done) => {}

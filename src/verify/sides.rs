@@ -14,6 +14,7 @@ use crate::endpoint::{Endpoint, Resolver};
 use crate::resp::cluster::{self, Redirect, Topology};
 use crate::resp::{Conn, Frame, Lease, Pipeline, Pool, RespError};
 
+use super::guess::Guesses;
 use super::pace::Pacer;
 use super::{ReadFrom, Side, VerifyError, VerifyOptions};
 
@@ -314,6 +315,8 @@ pub(super) struct Sides {
     pub dbs: BTreeMap<i64, i64>,
     /// Redirections followed: MOVED, ASK.
     pub redirected: [AtomicU64; 2],
+    /// The types keys named alike turned out to be, to read the next ones at once.
+    pub guesses: Guesses,
 }
 
 impl Sides {
@@ -332,6 +335,7 @@ impl Sides {
             pacers: [Pacer::new(opts.max_rate), Pacer::new(opts.max_rate)],
             dbs: BTreeMap::new(),
             redirected: [AtomicU64::new(0), AtomicU64::new(0)],
+            guesses: Guesses::default(),
         })
     }
 
