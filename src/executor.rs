@@ -404,25 +404,42 @@ pub fn base_dir(runbook_path: &Path) -> &Path {
     }
 }
 
+/// Ctrl+C and SIGTERM as they come.
+pub(crate) struct Interrupts {
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Interrupts {
+    pub(crate) fn new() -> Interrupts {
+        Interrupts {
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// Waits for the next one: `false` for Ctrl+C, `true` for SIGTERM.
+    pub(crate) async fn next(&mut self) -> bool {
+        let terminated = async {
+            match self.term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => false,
+            _ = terminated => true,
+        }
+    }
+}
+
 /// Counts Ctrl+C and SIGTERM: a block stops at the first one that comes after it began.
 fn interrupt_signal() -> watch::Receiver<u32> {
     let (tx, rx) = watch::channel(0);
     tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut interrupts = Interrupts::new();
         loop {
-            let terminated = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminated => {}
-            }
+            interrupts.next().await;
             tx.send_modify(|n| *n += 1);
         }
     });

@@ -627,21 +627,9 @@ enum Note {
 /// Sends a note at each Ctrl+C and SIGTERM.
 fn watch_signals(tx: mpsc::UnboundedSender<Note>) {
     tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut interrupts = crate::executor::Interrupts::new();
         loop {
-            let terminated = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            let forward = tokio::select! {
-                _ = tokio::signal::ctrl_c() => false,
-                _ = terminated => true,
-            };
+            let forward = interrupts.next().await;
             if tx.send(Note::Interrupt(forward)).is_err() {
                 return;
             }

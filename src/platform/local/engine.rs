@@ -253,29 +253,19 @@ impl Run<'_, '_> {
         let old = self.access(g, &g.nodes[primary])?;
         let new = self.access(g, &g.nodes[target])?;
         if role(&new).await? != "master" {
-            server::command::<()>(
-                &old,
-                redis::cmd("CLIENT")
-                    .arg("PAUSE")
-                    .arg(TAKEOVER_PAUSE.as_millis() as u64)
-                    .arg("WRITE"),
-            )
-            .await?;
+            pause_writes(&old).await?;
             let paused = Instant::now();
-            let want = offset(&old, "master_repl_offset").await?;
-            while offset(&new, "slave_repl_offset").await? < want {
-                wait.tick().await?;
-            }
+            caught_up(&old, &new, wait).await?;
             server::command::<()>(&new, redis::cmd("CLUSTER").arg("FAILOVER").arg("TAKEOVER"))
                 .await?;
             while role(&old).await? != "slave" {
-                if paused.elapsed() > TAKEOVER_PAUSE {
+                if paused.elapsed() > PROMOTION_PAUSE {
                     return Err(LocalError::Timeout(format!(
                         "{} took over, but {} still had not turned replica when its writes \
                          were let through again after {} s: writes it took since may be lost",
                         g.nodes[target].id,
                         g.nodes[primary].id,
-                        TAKEOVER_PAUSE.as_secs()
+                        PROMOTION_PAUSE.as_secs()
                     )));
                 }
                 wait.tick().await?;
@@ -295,21 +285,14 @@ impl Run<'_, '_> {
         let g = self.group(id)?;
         let old = self.access(g, &g.nodes[members[0]])?;
         let new = self.access(g, &g.nodes[target])?;
-        server::command::<()>(
-            &old,
-            redis::cmd("CLIENT").arg("PAUSE").arg(10_000).arg("WRITE"),
-        )
-        .await?;
+        pause_writes(&old).await?;
         // Promoted already by a run that stopped part-way: it had every write then.
         if role(&new).await? != "master" {
-            let want = offset(&old, "master_repl_offset").await?;
             let wait = Wait::new(format!(
                 "{} to have every write of the primary",
                 g.nodes[target].id
             ));
-            while offset(&new, "slave_repl_offset").await? < want {
-                wait.tick().await?;
-            }
+            caught_up(&old, &new, &wait).await?;
             server::command::<()>(&new, redis::cmd("REPLICAOF").arg("NO").arg("ONE")).await?;
         }
         for &m in members.iter().filter(|&&m| m != target) {
@@ -382,8 +365,30 @@ fn mixed(g: &Group, target: usize) -> bool {
     g.nodes.iter().any(|n| n.engine != g.nodes[target].engine)
 }
 
-/// How long a takeover pauses the old primary's writes at most.
-const TAKEOVER_PAUSE: Duration = Duration::from_secs(10);
+/// How long a promotion pauses the old primary's writes at most.
+const PROMOTION_PAUSE: Duration = Duration::from_secs(10);
+
+/// Pauses the writes of the primary on `old` for at most [`PROMOTION_PAUSE`].
+async fn pause_writes(old: &server::Access) -> Result<()> {
+    server::command::<()>(
+        old,
+        redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(PROMOTION_PAUSE.as_millis() as u64)
+            .arg("WRITE"),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Waits until the replica on `new` has every write the primary on `old` had.
+async fn caught_up(old: &server::Access, new: &server::Access, wait: &Wait) -> Result<()> {
+    let want = offset(old, "master_repl_offset").await?;
+    while offset(new, "slave_repl_offset").await? < want {
+        wait.tick().await?;
+    }
+    Ok(())
+}
 
 /// How long a `CLUSTER FAILOVER` may go unanswered before it is asked again.
 const FAILOVER_RETRY: Duration = Duration::from_secs(6);
