@@ -23,6 +23,10 @@
 #   ROUNDS=3
 #   SERVER_CPU=0 CLIENT_CPU=1
 #   NICE=-10              scheduling priority of server and clients (0 to leave it)
+#   TLS=0                 1: the server listens with TLS only (a self-signed certificate made
+#                         with openssl), and both clients connect with TLS without checking it
+#                         (redis-benchmark --tls --insecure; runbook through --resolve, which
+#                         does the same for a tunnelled endpoint)
 #   RUNBOOK_BIN=path      use this binary instead of building a release one
 set -euo pipefail
 
@@ -36,12 +40,15 @@ ROUNDS=${ROUNDS:-3}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 NICE=${NICE:--10}
+TLS=${TLS:-0}
 nice -n "$NICE" true 2>/dev/null || NICE=0
 pin_client() { nice -n "$NICE" taskset -c "$CLIENT_CPU" "$@"; }
 
 cd "$(dirname "$0")/.."
 
-for tool in "$SERVER" redis-benchmark redis-cli taskset python3; do
+tools=("$SERVER" redis-benchmark redis-cli taskset python3)
+[[ "$TLS" == 1 ]] && tools+=(openssl)
+for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null || { echo "error: $tool is not installed (run scripts/setup)" >&2; exit 2; }
 done
 
@@ -59,16 +66,31 @@ fi
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 dir=$(mktemp -d)
-nice -n "$NICE" taskset -c "$SERVER_CPU" "$SERVER" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+listen=(--port "$port")
+cli=(-h 127.0.0.1 -p "$port")
+url="127.0.0.1:$port"
+resolve=()
+if [[ "$TLS" == 1 ]]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=cache.test \
+        -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+    listen=(--port 0 --tls-port "$port" --tls-cert-file "$dir/cert.pem" --tls-key-file "$dir/key.pem"
+        --tls-auth-clients no)
+    cli+=(--tls --insecure)
+    # The certificate names cache.test; runbook reaches it through --resolve, which
+    # accepts the certificate of a tunnelled endpoint as redis-benchmark --insecure does.
+    url="rediss://cache.test:$port"
+    resolve=(--resolve "cache.test:$port=127.0.0.1:$port")
+fi
+nice -n "$NICE" taskset -c "$SERVER_CPU" "$SERVER" "${listen[@]}" --bind 127.0.0.1 --save "" --appendonly no \
     --dir "$dir" --logfile server.log &
 server_pid=$!
 trap 'kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do
-    redis-cli -p "$port" PING >/dev/null 2>&1 && break
+    redis-cli "${cli[@]}" PING >/dev/null 2>&1 && break
     sleep 0.05
 done
 
-echo "server:  $("$SERVER" --version | head -1) on 127.0.0.1:$port, pinned to CPU $SERVER_CPU, nice $NICE"
+echo "server:  $("$SERVER" --version | head -1) on 127.0.0.1:$port$([[ "$TLS" == 1 ]] && echo " (TLS)"), pinned to CPU $SERVER_CPU, nice $NICE"
 echo "clients: redis-benchmark $(redis-benchmark --version | awk '{print $2}') and $RUNBOOK_BIN, each pinned to CPU $CLIENT_CPU, nice $NICE, one at a time"
 echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine adds noise to both clients alike)"
 echo "settings: connections $CONNECTIONS, value size $VALUE_SIZE, keyspace $KEYSPACE, $ROUNDS rounds"
@@ -78,7 +100,7 @@ echo
 
 # redis-benchmark prints CSV: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...
 redis_benchmark() { # op pipeline requests -> "ops p50"
-    pin_client redis-benchmark -h 127.0.0.1 -p "$port" -c "$CONNECTIONS" -P "$2" \
+    pin_client redis-benchmark "${cli[@]}" -c "$CONNECTIONS" -P "$2" \
         -d "$VALUE_SIZE" -r "$KEYSPACE" -n "$3" -t "$1" --csv 2>/dev/null |
         python3 -c 'import csv, sys
 rows = [r for r in csv.reader(sys.stdin) if r and r[0] != "test"]
@@ -86,7 +108,7 @@ print(rows[0][1], rows[0][4])'
 }
 
 runbook_bench() { # op pipeline requests -> "ops p50"
-    pin_client "$RUNBOOK_BIN" bench --endpoint "127.0.0.1:$port" --workload "$1" \
+    pin_client "$RUNBOOK_BIN" bench --endpoint "$url" ${resolve[@]+"${resolve[@]}"} --workload "$1" \
         --connections "$CONNECTIONS" --pipeline "$2" --value-size "$VALUE_SIZE" --keyspace "$KEYSPACE" \
         --key-prefix key: --requests "$3" --format json 2>/dev/null |
         python3 -c 'import json, sys
