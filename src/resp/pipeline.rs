@@ -25,6 +25,12 @@ impl Pipeline {
         }
     }
 
+    /// Room for `bytes` more of encoded commands, so that a big batch is not copied as it
+    /// grows.
+    pub fn reserve(&mut self, bytes: usize) {
+        self.out.reserve(bytes);
+    }
+
     /// Whether each command goes after an `ASKING`.
     pub fn is_asking(&self) -> bool {
         self.asking

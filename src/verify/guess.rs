@@ -33,23 +33,26 @@ struct Record {
 pub(super) struct Guesses(Mutex<HashMap<u64, Record>>);
 
 impl Guesses {
-    /// A guess for each of `keys`; [`Kind::None`] where there is none to make.
-    pub fn guess(&self, keys: &[Vec<u8>]) -> Vec<Kind> {
+    /// A guess for each key of these shapes ([`shapes`]); [`Kind::None`] where there is
+    /// none to make.
+    pub fn guess(&self, shapes: &[u64]) -> Vec<Kind> {
         let records = self.0.lock().expect("a lock is never poisoned");
-        keys.iter()
-            .map(|key| match records.get(&shape(key)) {
+        shapes
+            .iter()
+            .map(|shape| match records.get(shape) {
                 Some(r) if r.confidence >= SURE => r.kind,
                 _ => Kind::None,
             })
             .collect()
     }
 
-    /// Learns from what the source said `keys` are (none: gone, nothing to learn).
-    pub fn learn<'a>(&self, seen: impl Iterator<Item = (&'a [u8], Kind)>) {
+    /// Learns from what the source said keys of these shapes are (none: gone, nothing to
+    /// learn).
+    pub fn learn(&self, seen: impl Iterator<Item = (u64, Kind)>) {
         let mut records = self.0.lock().expect("a lock is never poisoned");
-        for (key, kind) in seen.filter(|(_, kind)| *kind != Kind::None) {
+        for (shape, kind) in seen.filter(|(_, kind)| *kind != Kind::None) {
             let full = records.len() >= SHAPES;
-            match records.entry(shape(key)) {
+            match records.entry(shape) {
                 std::collections::hash_map::Entry::Occupied(mut e) => {
                     let r = e.get_mut();
                     if r.kind == kind {
@@ -75,6 +78,12 @@ impl Guesses {
     }
 }
 
+/// The shape of each of `keys`, worked out once for both [`Guesses::guess`] and
+/// [`Guesses::learn`].
+pub(super) fn shapes(keys: &[Vec<u8>]) -> Vec<u64> {
+    keys.iter().map(|k| shape(k)).collect()
+}
+
 /// `kind` if a value of it can be read, else none: a module type is never guessed.
 fn guessable(kind: Kind) -> Kind {
     match kind {
@@ -87,34 +96,72 @@ fn guessable(kind: Kind) -> Kind {
 /// hash) folded to `#`, cut at [`SHAPE_BYTES`], hashed: `user:1234:cart` and
 /// `user:77:cart` are one shape, `user:ab3f` and `user:99` too.
 fn shape(key: &[u8]) -> u64 {
-    let mut out = [0u8; SHAPE_BYTES];
-    let mut len = 0;
-    let mut i = 0;
-    while i < key.len() && len < SHAPE_BYTES {
-        let run = key[i..]
-            .iter()
-            .take_while(|b| b.is_ascii_hexdigit())
-            .count();
-        if run > 0 && key[i..i + run].iter().any(u8::is_ascii_digit) {
-            out[len] = b'#';
-            i += run;
-        } else {
-            let take = run.max(1).min(SHAPE_BYTES - len);
-            out[len..len + take].copy_from_slice(&key[i..i + take]);
-            len += take - 1;
-            i += take;
+    let mut out = Shape::default();
+    // The hexadecimal run being read: where it started, whether it holds a digit.
+    let mut run: Option<(usize, bool)> = None;
+    for (i, &b) in key.iter().enumerate() {
+        if b.is_ascii_hexdigit() {
+            let (start, digit) = run.unwrap_or((i, false));
+            run = Some((start, digit || b.is_ascii_digit()));
+            continue;
         }
-        len += 1;
+        if let Some((start, digit)) = run.take() {
+            out.run(&key[start..i], digit);
+        }
+        out.push(&[b]);
+        if out.full() {
+            break;
+        }
     }
-    xxh3_64(&out[..len])
+    if let Some((start, digit)) = run {
+        out.run(&key[start..], digit);
+    }
+    xxh3_64(out.bytes())
+}
+
+/// A shape being written, cut at [`SHAPE_BYTES`].
+struct Shape {
+    out: [u8; SHAPE_BYTES],
+    len: usize,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Shape {
+            out: [0; SHAPE_BYTES],
+            len: 0,
+        }
+    }
+}
+
+impl Shape {
+    fn push(&mut self, bytes: &[u8]) {
+        let take = bytes.len().min(SHAPE_BYTES - self.len);
+        self.out[self.len..self.len + take].copy_from_slice(&bytes[..take]);
+        self.len += take;
+    }
+
+    /// A run of hexadecimal characters: as it is, or `#` when it holds a digit.
+    fn run(&mut self, run: &[u8], digit: bool) {
+        self.push(if digit { b"#" } else { run });
+    }
+
+    fn full(&self) -> bool {
+        self.len == SHAPE_BYTES
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.out[..self.len]
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn keys(names: &[&str]) -> Vec<Vec<u8>> {
-        names.iter().map(|n| n.as_bytes().to_vec()).collect()
+    fn keys(names: &[&str]) -> Vec<u64> {
+        let keys: Vec<Vec<u8>> = names.iter().map(|n| n.as_bytes().to_vec()).collect();
+        shapes(&keys)
     }
 
     #[test]
@@ -130,23 +177,23 @@ mod tests {
     fn guesses_a_shape_once_enough_keys_agree() {
         let g = Guesses::default();
         let seen = keys(&["h:1", "h:2", "h:3", "h:4", "h:5", "h:6", "h:7"]);
-        g.learn(seen.iter().map(|k| (k.as_slice(), Kind::Hash)));
+        g.learn(seen.iter().map(|&k| (k, Kind::Hash)));
         assert_eq!(g.guess(&keys(&["h:8", "s:1"])), [Kind::None, Kind::None]);
-        g.learn([(&b"h:8"[..], Kind::Hash)].into_iter());
+        g.learn([(shape(b"h:8"), Kind::Hash)].into_iter());
         assert_eq!(g.guess(&keys(&["h:9", "s:1"])), [Kind::Hash, Kind::None]);
         // One key of another type shakes the confidence: no guess until more agree.
-        g.learn([(&b"h:9"[..], Kind::String)].into_iter());
+        g.learn([(shape(b"h:9"), Kind::String)].into_iter());
         assert_eq!(g.guess(&keys(&["h:10"])), [Kind::None]);
         // A shape whose keys keep changing type is taken over by the type they settle on.
         for _ in 0..3 {
-            g.learn([(&b"h:0"[..], Kind::String)].into_iter());
+            g.learn([(shape(b"h:0"), Kind::String)].into_iter());
         }
         let strings = keys(&["h:11"; 8]);
-        g.learn(strings.iter().map(|k| (k.as_slice(), Kind::String)));
+        g.learn(strings.iter().map(|&k| (k, Kind::String)));
         assert_eq!(g.guess(&keys(&["h:12"])), [Kind::String]);
         // Module types are never guessed.
         let modules = keys(&["json:1"; 20]);
-        g.learn(modules.iter().map(|k| (k.as_slice(), Kind::Other(7))));
+        g.learn(modules.iter().map(|&k| (k, Kind::Other(7))));
         assert_eq!(g.guess(&keys(&["json:2"])), [Kind::None]);
     }
 }

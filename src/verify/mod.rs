@@ -1,14 +1,16 @@
 //! Key parity between a source and a target: the evidence that a migration moved the data.
 //!
-//! Both sides are scanned at once, in pipelined batches with several in flight ([`pass`]):
-//! the source → target pass compares every source key's type, canonical value ([`digest`])
-//! and TTL, and what a value carries beyond its content: a stream's groups, consumers and
-//! pending entries ([`streams`]), a hash's field TTLs ([`field_ttls`]); the target →
-//! source pass finds keys only the target has. Keys that expire during the check are not
-//! missing, the probe's keys and ElastiCache's own are skipped ([`options`]). Mismatches
-//! ([`judge`]) are re-checked in later rounds ([`recheck`]), after a replica target has
-//! caught up, and end up persistent or transient. Memory stays bounded: only batches in
-//! flight, a capped re-check set ([`tally`]) and a few examples are held.
+//! Each database is scanned on both sides in turn, in pipelined batches with several in
+//! flight ([`pass`]): the source → target pass compares every source key's type, canonical
+//! value ([`digest`]) and TTL, and what a value carries beyond its content: a stream's
+//! groups, consumers and pending entries ([`streams`]), a hash's field TTLs
+//! ([`field_ttls`]); the target → source pass then finds keys only the target has, asking
+//! the source only about keys its own pass did not see ([`known`]). Keys that expire
+//! during the check are not missing, the probe's keys and ElastiCache's own are skipped
+//! ([`options`]). Mismatches ([`judge`]) are re-checked in later rounds ([`recheck`]),
+//! after a replica target has caught up, and end up persistent or transient. Memory stays bounded: only batches in
+//! flight, a capped re-check set ([`tally`]), the capped fingerprints of one database's
+//! source keys and a few examples are held.
 
 pub mod digest;
 mod field_ttls;
@@ -16,6 +18,7 @@ mod functions;
 mod guess;
 mod judge;
 pub mod keyname;
+mod known;
 mod observe;
 mod options;
 pub mod pace;
@@ -38,6 +41,7 @@ use crate::resp::cluster::TopologyError;
 use digest::Kind;
 pub use functions::Functions;
 pub use judge::{Class, ClassCounts};
+use known::Seen;
 pub use options::{ELASTICACHE_TIMESTAMP_KEY, ReadFrom, VerifyOptions};
 use sides::{Reader, Sides};
 use tally::{Key, Tally};
@@ -267,10 +271,14 @@ pub async fn verify(
     let mut tally = Tally::default();
     for &db in sides.dbs.keys() {
         tally.db(db);
-        let (forward, reverse) = tokio::try_join!(
-            sides.clone().pass(Side::Source, db, progress),
-            sides.clone().pass(Side::Target, db, progress)
-        )?;
+        let mut seen = Seen::with_capacity(held.get(&db).copied().unwrap_or(0));
+        let forward = (sides.clone())
+            .pass((Side::Source, db), (&Arc::default(), &mut seen), progress)
+            .await?;
+        let known = Arc::new(seen.known());
+        let reverse = (sides.clone())
+            .pass((Side::Target, db), (&known, &mut Seen::default()), progress)
+            .await?;
         tally.merge(forward, opts.recheck_cap);
         tally.merge(reverse, opts.recheck_cap);
     }

@@ -5,6 +5,7 @@
 use crate::resp::{Conn, Frame};
 
 use super::digest::{self, Kind, Next};
+use super::guess;
 use super::judge::{Beyond, Class, Observed};
 use super::sides::{At, Follow, Redirects, Sides};
 use super::{Side, VerifyError};
@@ -64,7 +65,8 @@ impl Sides {
         keys: &[Vec<u8>],
         redirects: &Redirects,
     ) -> Result<(Vec<Observed>, Vec<Observed>), VerifyError> {
-        let guesses = self.guesses.guess(keys);
+        let shapes = guess::shapes(keys);
+        let guesses = self.guesses.guess(&shapes);
         let mut src = vec![Observed::default(); keys.len()];
         let mut dst = vec![Observed::default(); keys.len()];
         let (guessed, mut typed): (Vec<usize>, Vec<usize>) =
@@ -154,11 +156,8 @@ impl Sides {
             )?;
             wrong_type.extend(wrong_dst);
         }
-        self.guesses.learn(
-            keys.iter()
-                .map(Vec::as_slice)
-                .zip(src.iter().map(|o| o.kind)),
-        );
+        self.guesses
+            .learn(shapes.into_iter().zip(src.iter().map(|o| o.kind)));
         if !wrong_type.is_empty() {
             let mut p = at.pipeline(Side::Target);
             for &i in &wrong_type {
@@ -230,6 +229,8 @@ impl Sides {
     ) -> Result<Vec<usize>, VerifyError> {
         let chunk = self.opts.chunk;
         let mut p = at.pipeline(side);
+        // Each key is named twice (PTTL and the read), with about 48 bytes of the rest.
+        p.reserve(which.iter().map(|&i| 2 * keys[i].len() + 48).sum());
         let mut asked: Vec<(usize, Asked)> = Vec::with_capacity(which.len() * 2);
         for &i in which {
             let key = &keys[i];
