@@ -11,7 +11,9 @@
 # types (string, hash, list, set, zset, and streams with a consumer group and pending
 # entries; 32-byte values, 8 elements). The verify goal is a
 # ratio (time / baseline time) of 1.5 or less; its peak RSS must not grow with the key
-# count. Last, the peak RSS of verifying one 50 MB string.
+# count. For verify it also prints the CPU seconds the Redis source spent serving the check
+# and serving the baseline: what a check costs a production primary. Last, the peak RSS of
+# verifying one 50 MB string.
 #
 # Usage: bench/verify-and-seed.sh [KEYS...]    (default: 100000 1000000)
 # Needs redis-server, valkey-server, redis-benchmark, redis-cli, /usr/bin/time, python3.
@@ -66,6 +68,9 @@ now() { date +%s.%N; }
 calc() { python3 -c "print($1)"; }
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 peak_kb() { sed -n 's/.*Maximum resident set size (kbytes): //p' "$1"; }
+cpu_s() { # server dir -> CPU seconds (user + system) the server has used so far
+  python3 -c "import os; f = open('/proc/$(cat "$1/server.pid")/stat').read().rsplit(')', 1)[1].split(); print((int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK'))"
+}
 
 read_cmd() { # type -> redis-benchmark arguments that read one whole seeded value
   case "$1" in
@@ -79,7 +84,8 @@ read_cmd() { # type -> redis-benchmark arguments that read one whole seeded valu
 }
 
 declare -A peak
-printf '%-9s %-8s %-7s %12s %12s %8s %10s\n' keys workload what runbook/s baseline/s ratio peak_rss
+printf '%-9s %-8s %-7s %12s %12s %8s %10s  %s\n' keys workload what runbook/s baseline/s ratio peak_rss \
+  "source CPU s (runbook / baseline)"
 for n in "${counts[@]}"; do
 for workload in strings mixed; do
   case "$workload" in
@@ -106,8 +112,10 @@ for workload in strings mixed; do
     [ "$(field "$src" master_repl_offset)" = "$(field "$dst" slave_repl_offset)" ]; do sleep 0.2; done
   redis-cli -p "$dst" REPLICAOF NO ONE >/dev/null
 
+  src_cpu0="$(cpu_s "$work/src-$n-$workload")"
   /usr/bin/time -v -o "$work/verify-$n.time" "$bin" verify --source "127.0.0.1:$src" --target "127.0.0.1:$dst" \
     --format json >"$work/verify-$n.json"
+  src_cpu1="$(cpu_s "$work/src-$n-$workload")"
   checked="$(json "['keys_checked']" <"$work/verify-$n.json")"
   parity="$(json "['parity']" <"$work/verify-$n.json")"
   verify_ms="$(json "['elapsed_ms']" <"$work/verify-$n.json")"
@@ -129,11 +137,14 @@ for workload in strings mixed; do
     wait "$a" "$b"
     base_s="$(calc "$base_s + $(now) - $t0")"
   done
+  src_cpu2="$(cpu_s "$work/src-$n-$workload")"
   verify_rate="$(calc "$n / ($verify_ms / 1000)")"
   base_rate="$(calc "$n / $base_s")"
   peak[$n]="$(peak_kb "$work/verify-$n.time")"
-  printf '%-9s %-8s %-7s %12.0f %12.0f %8.2f %9sK\n' "$n" "$workload" verify "$verify_rate" "$base_rate" \
-    "$(calc "$base_rate / $verify_rate")" "${peak[$n]}"
+  printf '%-9s %-8s %-7s %12.0f %12.0f %8.2f %9sK  %.2f / %.2f = %.2f\n' "$n" "$workload" verify \
+    "$verify_rate" "$base_rate" "$(calc "$base_rate / $verify_rate")" "${peak[$n]}" \
+    "$(calc "$src_cpu1 - $src_cpu0")" "$(calc "$src_cpu2 - $src_cpu1")" \
+    "$(calc "($src_cpu1 - $src_cpu0) / ($src_cpu2 - $src_cpu1)")"
 
   redis-cli -p "$src" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
   redis-cli -p "$dst" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
