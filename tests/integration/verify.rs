@@ -86,6 +86,46 @@ fn verify(
     json(&ws.cmd(&args).expect(code).stdout)
 }
 
+/// How many times `server` was sent `command` since its statistics were reset.
+fn calls(server: &Server, command: &str) -> u64 {
+    let stats = server.cli(&["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&prefix))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+#[test]
+fn the_target_pass_asks_the_source_only_about_keys_it_did_not_see() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    seed(&ws, &source, "3000");
+    replicate(&source, &target);
+    target.cli(&["REPLICAOF", "NO", "ONE"]);
+    // One SCAN page a side, and no re-check rounds: the calls counted are the passes'.
+    let once = ["--batch", "100000", "--rounds", "1"];
+
+    source.cli(&["CONFIG", "RESETSTAT"]);
+    let r = verify(&ws, &source, &target, &once, 0);
+    assert_eq!(
+        (r["parity"].clone(), r["keys_checked"].clone()),
+        (true.into(), 3000.into())
+    );
+    assert_eq!(calls(&source, "exists"), 0, "{r:#}");
+
+    for key in ["only:target:1", "only:target:2", "only:target:3"] {
+        target.cli(&["SET", key, "x"]);
+    }
+    source.cli(&["CONFIG", "RESETSTAT"]);
+    let r = verify(&ws, &source, &target, &once, 1);
+    assert_eq!(r["mismatches"]["extra_on_target"], 3, "{r:#}");
+    // The three unknown keys in one multi-key EXISTS, which falls short, then one by one;
+    // none of the 3,000 keys the source pass saw.
+    assert_eq!(calls(&source, "exists"), 4, "{r:#}");
+}
+
 #[test]
 fn parity_after_redis_replicates_to_valkey_and_valkey_is_promoted() {
     let source = Server::start(Engine::Redis);
