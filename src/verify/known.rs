@@ -4,9 +4,9 @@
 //! keys in its own order, so each lookup misses the source's caches.
 //!
 //! Memory: 8 bytes a key, up to [`CAP`] keys a database (32 MiB), and an index of half a
-//! byte a key. Past the cap the remaining keys are not remembered, and the target pass asks the
-//! source about them as before: a key found here is one the source had, a key not found
-//! is only not known.
+//! byte a key. Past the cap the remaining keys are not remembered, and the target pass
+//! asks the source about them as before: a key found here is one the source had, a key
+//! not found is only not known.
 
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -77,9 +77,9 @@ pub(super) struct Known {
 
 impl Known {
     /// Leaves in `keys` only those the source pass did not see (by 64-bit fingerprint: two
-    /// different keys share one with a chance of about one in 2^64 a pair). The look-ups go in two
-    /// sweeps, the index for every key first and then the runs, so that the processor has
-    /// many independent cache misses under way instead of waiting on each in turn.
+    /// different keys share one with a chance of about one in 2^64 a pair). The look-ups
+    /// go in two sweeps, the index for every key first and then the runs, so that the
+    /// processor has many independent cache misses under way instead of waiting on each.
     pub fn keep_unknown(&self, keys: &mut Vec<Vec<u8>>) {
         if self.prints.is_empty() {
             return;

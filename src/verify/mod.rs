@@ -8,9 +8,9 @@
 //! the source only about keys its own pass did not see ([`known`]). Keys that expire
 //! during the check are not missing, the probe's keys and ElastiCache's own are skipped
 //! ([`options`]). Mismatches ([`judge`]) are re-checked in later rounds ([`recheck`]),
-//! after a replica target has caught up, and end up persistent or transient. Memory stays bounded: only batches in
-//! flight, a capped re-check set ([`tally`]), the capped fingerprints of one database's
-//! source keys and a few examples are held.
+//! after a replica target has caught up, and end up persistent or transient. Memory stays
+//! bounded: only batches in flight, a capped re-check set ([`tally`]), the capped
+//! fingerprints of one database's source keys and a few examples are held.
 
 pub mod digest;
 mod field_ttls;

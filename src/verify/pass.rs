@@ -80,8 +80,7 @@ impl Sides {
         for shard in 0..self.reader(scanned).nodes.len() {
             let mut at = At::new(db, [0; 2]);
             at.shard[scanned as usize] = shard;
-            let first = self.page((scanned, at), b"0".to_vec(), &count).await?;
-            let mut page = Some(first);
+            let mut page = Some(self.page((scanned, at), b"0".to_vec(), &count).await?);
             // Each page is asked for while the one before is handed out, so the scanned
             // side never waits for the batches to be spawned.
             while let Some(Page {
@@ -92,9 +91,10 @@ impl Sides {
             }) = page.take()
             {
                 let next = async {
-                    match cursor.as_slice() {
-                        b"0" => Ok(None),
-                        _ => (self.page((scanned, at), cursor.clone(), &count).await).map(Some),
+                    if cursor == b"0" {
+                        Ok(None)
+                    } else {
+                        self.page((scanned, at), cursor, &count).await.map(Some)
                     }
                 };
                 let hand_out = async {
