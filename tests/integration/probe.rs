@@ -12,7 +12,7 @@ use runbook::endpoint::{Endpoint, Resolver};
 use runbook::probe::{ProbeConfig, RunProbe};
 use serde_json::{Value, json};
 
-use crate::support::{Cluster, Engine, Server, Workspace, free_port, runbook_bin};
+use crate::support::{Cluster, Engine, Server, Workspace, runbook_bin};
 
 const INTERVAL_MS: f64 = 10.0;
 
@@ -676,24 +676,13 @@ fn a_run_whose_probe_endpoints_are_all_invalid_says_nothing_was_measured() {
 
 /// Adds a replica of `cluster`'s node `of` and waits until it has synced.
 fn add_replica(cluster: &Cluster, of: usize) -> Server {
-    let bus = free_port().to_string();
-    let replica = Server::start_with(
-        Engine::Redis,
-        &[
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",
-            "--cluster-port",
-            &bus,
-        ],
-    );
+    let replica = Server::start_cluster_node(Engine::Redis);
     let met = cluster.nodes[0].cli(&[
         "CLUSTER",
         "MEET",
         "127.0.0.1",
         &replica.port.to_string(),
-        &bus,
+        &replica.bus_port.expect("a cluster node").to_string(),
     ]);
     assert_eq!(met, "OK");
     let primary_id = cluster.nodes[of].cli(&["CLUSTER", "MYID"]);

@@ -37,6 +37,16 @@ impl Engine {
 }
 
 /// A real server on a free loopback port, killed when dropped.
+/// A port a server listens on beside its client port.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Second {
+    None,
+    /// The cluster bus.
+    Bus,
+    /// TLS connections.
+    Tls,
+}
+
 pub struct Server {
     pub port: u16,
     pub engine: Engine,
@@ -46,6 +56,8 @@ pub struct Server {
     /// The TLS port, when started with [`Server::start_tls`].
     pub tls_port: Option<u16>,
     certs: Option<tempfile::TempDir>,
+    /// The cluster bus port, when started with [`Server::start_cluster_node`].
+    pub bus_port: Option<u16>,
 }
 
 impl Server {
@@ -55,6 +67,23 @@ impl Server {
 
     /// Starts a server with extra config directives (`["--requirepass", "x"]`).
     pub fn start_with(engine: Engine, extra: &[&str]) -> Server {
+        Server::start_on_ports(engine, extra, Second::None)
+    }
+
+    /// Starts a cluster-mode node with no slots, its bus on a port of its own.
+    pub fn start_cluster_node(engine: Engine) -> Server {
+        let mode = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+        ];
+        Server::start_on_ports(engine, &mode, Second::Bus)
+    }
+
+    /// Starts a server on free ports, trying fresh ones when another process took one
+    /// first: the client port, and the `second` port if any.
+    fn start_on_ports(engine: Engine, extra: &[&str], second: Second) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut server = Server {
             port: 0,
@@ -64,9 +93,12 @@ impl Server {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             tls_port: None,
             certs: None,
+            bus_port: None,
         };
         for _ in 0..5 {
             server.port = free_port();
+            server.bus_port = (second == Second::Bus).then(free_port);
+            server.tls_port = (second == Second::Tls).then(free_port);
             if server.spawn() {
                 return server;
             }
@@ -98,11 +130,8 @@ impl Server {
             "{}",
             String::from_utf8_lossy(&made.stderr)
         );
-        let tls_port = free_port().to_string();
         let (cert, key) = (cert.display().to_string(), key.display().to_string());
         let mut args = vec![
-            "--tls-port",
-            &tls_port,
             "--tls-cert-file",
             &cert,
             "--tls-key-file",
@@ -111,8 +140,7 @@ impl Server {
             "no",
         ];
         args.extend_from_slice(extra);
-        let mut server = Server::start_with(engine, &args);
-        server.tls_port = tls_port.parse().ok();
+        let mut server = Server::start_on_ports(engine, &args, Second::Tls);
         server.certs = Some(certs);
         server
     }
@@ -134,6 +162,16 @@ impl Server {
             .args(["--dir", &self.dir.path().display().to_string()])
             .args(["--logfile", "server.log"])
             .args(&self.extra)
+            .args(
+                self.bus_port
+                    .iter()
+                    .flat_map(|bus| ["--cluster-port".to_string(), bus.to_string()]),
+            )
+            .args(
+                self.tls_port
+                    .iter()
+                    .flat_map(|tls| ["--tls-port".to_string(), tls.to_string()]),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -196,22 +234,8 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(engine: Engine, shards: u16) -> Cluster {
-        let buses: Vec<String> = (0..shards).map(|_| free_port().to_string()).collect();
-        let nodes: Vec<Server> = buses
-            .iter()
-            .map(|bus| {
-                Server::start_with(
-                    engine,
-                    &[
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-port",
-                        bus,
-                    ],
-                )
-            })
+        let nodes: Vec<Server> = (0..shards)
+            .map(|_| Server::start_cluster_node(engine))
             .collect();
         let per = 16384 / shards;
         for (i, node) in nodes.iter().enumerate() {
@@ -229,8 +253,14 @@ impl Cluster {
             ]);
             assert_eq!(added, "OK");
         }
-        for (node, bus) in nodes.iter().zip(&buses).skip(1) {
-            let met = nodes[0].cli(&["CLUSTER", "MEET", "127.0.0.1", &node.port.to_string(), bus]);
+        for node in nodes.iter().skip(1) {
+            let met = nodes[0].cli(&[
+                "CLUSTER",
+                "MEET",
+                "127.0.0.1",
+                &node.port.to_string(),
+                &node.bus_port.expect("a cluster node").to_string(),
+            ]);
             assert_eq!(met, "OK");
         }
         let want = format!("cluster_known_nodes:{shards}");
