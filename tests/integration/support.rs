@@ -36,7 +36,6 @@ impl Engine {
     }
 }
 
-/// A real server on a free loopback port, killed when dropped.
 /// A port a server listens on beside its client port.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Second {
@@ -47,6 +46,7 @@ enum Second {
     Tls,
 }
 
+/// A real server on a free loopback port, killed when dropped.
 pub struct Server {
     pub port: u16,
     pub engine: Engine,
