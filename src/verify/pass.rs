@@ -29,8 +29,6 @@ struct Page {
     keys: Vec<Vec<u8>>,
     /// Keys left out by `--skip-prefix`.
     skipped: u64,
-    /// Keys listed in all.
-    listed: u64,
 }
 
 /// What a batch of a pass found: its counts, and the source keys it saw.
@@ -87,7 +85,6 @@ impl Sides {
                 cursor,
                 keys,
                 skipped,
-                listed,
             }) = page.take()
             {
                 let next = async {
@@ -101,8 +98,8 @@ impl Sides {
                     if scanned == Side::Source {
                         tally.db(db).skipped += skipped;
                     }
-                    if let Some(pacer) = pacer.filter(|_| listed > 0) {
-                        pacer.take(listed).await;
+                    if let Some(pacer) = pacer.filter(|_| !keys.is_empty()) {
+                        pacer.take(keys.len() as u64).await;
                     }
                     let mut by_shard: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
                     for key in keys {
@@ -163,7 +160,6 @@ impl Sides {
             page.cursor = next.bytes().ok_or_else(shape)?.to_vec();
             for key in keys.items().ok_or_else(shape)? {
                 let key = key.bytes().ok_or_else(shape)?;
-                page.listed += 1;
                 if self.opts.skipped(key) {
                     page.skipped += 1;
                 } else {
