@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use redis_protocol::resp2::decode::decode_range;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -195,9 +194,11 @@ impl Conn {
     ) -> Result<(), RespError> {
         let mut failed = None;
         let asking = pipeline.is_asking();
+        let mut index = frame::Index::default();
         self.exchange(pipeline.as_bytes(), pipeline.replies(), |i, buf, _| {
-            let Some((frame, used)) =
-                decode_range(buf).map_err(|e| RespError::Protocol(e.to_string()))?
+            let Some(used) = index
+                .frame(buf)
+                .map_err(|e| RespError::Protocol(e.to_string()))?
             else {
                 return Ok(None);
             };
@@ -206,7 +207,7 @@ impl Conn {
             } else {
                 (i, false)
             };
-            if !skip && let Err(e) = each(i, Frame::new(&frame, buf)) {
+            if !skip && let Err(e) = each(i, index.reply(&buf[..used])) {
                 failed.get_or_insert(e);
             }
             Ok(Some(used))

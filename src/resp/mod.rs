@@ -4,8 +4,8 @@
 //! speed: a check reads every value of a cache, a benchmark must never be slower than the
 //! server it measures, a probe times each request. So a [`Conn`] is one socket and one read
 //! buffer: a [`Pipeline`]'s commands go out in one write and the replies are read in place,
-//! decoded into ranges of the buffer ([`Frame`]) or only framed ([`Reply`]), never copied
-//! into owned values. A cluster node, another database or a replica is an [`Endpoint`]
+//! framed and read where they lie in the buffer ([`Frame`]) or only framed ([`Reply`]),
+//! never copied into owned values. A cluster node, another database or a replica is an [`Endpoint`]
 //! with other coordinates, reached the same way; [`cluster`] says which node owns a key.
 //!
 //! [`Endpoint`]: crate::endpoint::Endpoint
