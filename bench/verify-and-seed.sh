@@ -11,9 +11,10 @@
 # types (string, hash, list, set, zset, and streams with a consumer group and pending
 # entries; 32-byte values, 8 elements). The verify goal is a
 # ratio (time / baseline time) of 1.5 or less; its peak RSS must not grow with the key
-# count. For verify it also prints the CPU seconds the Redis source spent serving the check
-# and serving the baseline: what a check costs a production primary. Last, the peak RSS of
-# verifying one 50 MB string.
+# count. For verify it also prints the CPU seconds the source, the target and the client
+# spent on the check and on the baseline (the source's is what a check costs a production
+# primary), and the least time that CPU allows on this machine's cores. Last, the peak RSS
+# of verifying one 50 MB string.
 #
 # Usage: bench/verify-and-seed.sh [KEYS...]    (default: 100000 1000000)
 # Needs redis-server, valkey-server, redis-benchmark, redis-cli, /usr/bin/time, python3.
@@ -23,6 +24,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(100000 1000000)
 pipeline=64
+cores="$(nproc)"
 
 cargo build --release --locked --manifest-path "$here/Cargo.toml" >&2
 bin="${CARGO_TARGET_DIR:-$here/target}/release/runbook"
@@ -68,6 +70,9 @@ now() { date +%s.%N; }
 calc() { python3 -c "print($1)"; }
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 peak_kb() { sed -n 's/.*Maximum resident set size (kbytes): //p' "$1"; }
+client_cpu() { # /usr/bin/time -v output -> user + system seconds
+  sed -n 's/.*\(User\|System\) time (seconds): //p' "$1" | awk '{s += $1} END {print s}'
+}
 cpu_s() { # server dir -> CPU seconds (user + system) the server has used so far
   python3 -c "import os; f = open('/proc/$(cat "$1/server.pid")/stat').read().rsplit(')', 1)[1].split(); print((int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK'))"
 }
@@ -84,8 +89,7 @@ read_cmd() { # type -> redis-benchmark arguments that read one whole seeded valu
 }
 
 declare -A peak
-printf '%-9s %-8s %-7s %12s %12s %8s %10s  %s\n' keys workload what runbook/s baseline/s ratio peak_rss \
-  "source CPU s (runbook / baseline)"
+printf '%-9s %-8s %-7s %12s %12s %8s %10s\n' keys workload what runbook/s baseline/s ratio peak_rss
 for n in "${counts[@]}"; do
 for workload in strings mixed; do
   case "$workload" in
@@ -113,9 +117,11 @@ for workload in strings mixed; do
   redis-cli -p "$dst" REPLICAOF NO ONE >/dev/null
 
   src_cpu0="$(cpu_s "$work/src-$n-$workload")"
+  dst_cpu0="$(cpu_s "$work/dst-$n-$workload")"
   /usr/bin/time -v -o "$work/verify-$n.time" "$bin" verify --source "127.0.0.1:$src" --target "127.0.0.1:$dst" \
     --format json >"$work/verify-$n.json"
   src_cpu1="$(cpu_s "$work/src-$n-$workload")"
+  dst_cpu1="$(cpu_s "$work/dst-$n-$workload")"
   checked="$(json "['keys_checked']" <"$work/verify-$n.json")"
   parity="$(json "['parity']" <"$work/verify-$n.json")"
   verify_ms="$(json "['elapsed_ms']" <"$work/verify-$n.json")"
@@ -130,21 +136,39 @@ for workload in strings mixed; do
   for t in "${types[@]}"; do
     # shellcheck disable=SC2046
     t0="$(now)"
-    redis-benchmark -p "$src" -n "$per_type" -r "$per_type" -P "$pipeline" -q $(read_cmd "$t") >/dev/null &
+    /usr/bin/time -f '%U %S' -o "$work/base-src-$t.time" \
+      redis-benchmark -p "$src" -n "$per_type" -r "$per_type" -P "$pipeline" -q $(read_cmd "$t") >/dev/null &
     a=$!
-    redis-benchmark -p "$dst" -n "$per_type" -r "$per_type" -P "$pipeline" -q $(read_cmd "$t") >/dev/null &
+    /usr/bin/time -f '%U %S' -o "$work/base-dst-$t.time" \
+      redis-benchmark -p "$dst" -n "$per_type" -r "$per_type" -P "$pipeline" -q $(read_cmd "$t") >/dev/null &
     b=$!
     wait "$a" "$b"
     base_s="$(calc "$base_s + $(now) - $t0")"
   done
   src_cpu2="$(cpu_s "$work/src-$n-$workload")"
+  dst_cpu2="$(cpu_s "$work/dst-$n-$workload")"
   verify_rate="$(calc "$n / ($verify_ms / 1000)")"
   base_rate="$(calc "$n / $base_s")"
   peak[$n]="$(peak_kb "$work/verify-$n.time")"
-  printf '%-9s %-8s %-7s %12.0f %12.0f %8.2f %9sK  %.2f / %.2f = %.2f\n' "$n" "$workload" verify \
-    "$verify_rate" "$base_rate" "$(calc "$base_rate / $verify_rate")" "${peak[$n]}" \
-    "$(calc "$src_cpu1 - $src_cpu0")" "$(calc "$src_cpu2 - $src_cpu1")" \
-    "$(calc "($src_cpu1 - $src_cpu0) / ($src_cpu2 - $src_cpu1)")"
+  printf '%-9s %-8s %-7s %12.0f %12.0f %8.2f %9sK\n' "$n" "$workload" verify \
+    "$verify_rate" "$base_rate" "$(calc "$base_rate / $verify_rate")" "${peak[$n]}"
+  # Where the time went: CPU seconds of each process, and the least time that CPU allows on
+  # this machine's cores, as a ratio to the baseline's time. Both servers and the client
+  # share the cores, and each server runs its commands on one thread.
+  python3 - "$cores" "$base_s" \
+    "$src_cpu0" "$src_cpu1" "$src_cpu2" "$dst_cpu0" "$dst_cpu1" "$dst_cpu2" \
+    "$(client_cpu "$work/verify-$n.time")" "$(cat "$work"/base-*.time | awk '{s += $1 + $2} END {print s}')" <<'PY'
+import sys
+cores, base_s, s0, s1, s2, d0, d1, d2, client, base_client = map(float, sys.argv[1:])
+verify = (s1 - s0, d1 - d0, client)
+base = (s2 - s1, d2 - d1, base_client)
+floor = lambda cpu: max(cpu[0], cpu[1], sum(cpu) / cores)
+print(f"{'':27}CPU s, verify / baseline: source {verify[0]:.2f} / {base[0]:.2f},"
+      f" target {verify[1]:.2f} / {base[1]:.2f}, client {verify[2]:.2f} / {base[2]:.2f}")
+print(f"{'':27}least time on {cores:.0f} cores, as a ratio to the baseline's {base_s:.2f} s:"
+      f" the servers' CPU alone {floor(verify[:2] + (0,)) / base_s:.2f},"
+      f" with the client's {floor(verify) / base_s:.2f}")
+PY
 
   redis-cli -p "$src" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
   redis-cli -p "$dst" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
