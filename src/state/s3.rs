@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
 
 pub mod lease;
@@ -154,9 +154,9 @@ impl Remote {
                 remote.url
             ))),
             Err(e) => Err(anyhow::anyhow!(
-                "cannot reach the state dir {}: s3:HeadBucket: {}",
+                "cannot reach the state dir {}: s3:HeadBucket: {}; check the endpoint, the network and the AWS credentials, or give another --state-dir",
                 remote.url,
-                DisplayErrorContext(&e)
+                crate::error::chain(&e)
             )),
         }
     }
@@ -299,12 +299,12 @@ impl Remote {
     fn failed<E, R>(&self, operation: &'static str, rel: &str, e: &SdkError<E, R>) -> S3Error
     where
         E: std::error::Error + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
     {
         S3Error::Request {
             operation,
             url: self.object_url(rel),
-            detail: DisplayErrorContext(e).to_string(),
+            detail: crate::error::chain(e),
         }
     }
 }

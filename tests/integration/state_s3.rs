@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::aws_support::{MOTO_ENV, Moto};
-use crate::support::{Cmd, Workspace, runbook_bin, vary};
+use crate::support::{Cmd, Workspace, free_port, runbook_bin, vary};
 
 const BUCKET: &str = "team-state";
 
@@ -448,6 +448,20 @@ fn a_wrong_s3_state_dir_is_refused_before_anything_runs() {
     missing
         .status(2)
         .stderr("error: the bucket s3://no-such-bucket of the state dir s3://no-such-bucket/runs does not exist: create it, or give another --state-dir\n")
+        .check();
+    // Nothing listens there: the causes, one after the other, and what to do.
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let mut unreachable = ws.cmd(&[
+        "runs",
+        "--state-dir",
+        "s3://team-state/runs",
+        "--endpoint-url",
+        &closed,
+    ]);
+    unreachable.command.envs(MOTO_ENV.iter().copied());
+    unreachable
+        .status(1)
+        .stderr("error: cannot reach the state dir s3://team-state/runs: s3:HeadBucket: dispatch failure: io error: client error (Connect): tcp connect error: Connection refused (os error 111); check the endpoint, the network and the AWS credentials, or give another --state-dir\n")
         .check();
     ws.cmd(&["unlock", "20261201-0759-gate-610e", "--holder", "a@b:1"])
         .status(2)

@@ -9,7 +9,7 @@
 use std::sync::atomic::AtomicBool;
 
 use aws_sdk_elasticache::config::http::HttpResponse;
-use aws_sdk_elasticache::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_elasticache::error::{ProvideErrorMetadata, SdkError};
 
 use crate::actions::ActionError;
 use crate::platform::{Platform, PlatformKind};
@@ -149,9 +149,9 @@ where
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             ActionError::transient(format!(
                 "could not get an answer from AWS for {operation}: {}",
-                DisplayErrorContext(&err)
+                crate::error::chain(&err)
             ))
         }
-        _ => ActionError::fatal(format!("{operation} failed: {}", DisplayErrorContext(&err))),
+        _ => ActionError::fatal(format!("{operation} failed: {}", crate::error::chain(&err))),
     }
 }
