@@ -111,6 +111,19 @@ impl StateDir {
         }
     }
 
+    /// The ids of the fleets here, sorted.
+    pub fn fleet_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.root.join("fleets"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("fleet.json").is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// The folder of run `id`, or an error that lists near ids.
     pub fn run_dir(&self, id: &str) -> Result<PathBuf, StateError> {
         check_run_id(id).map_err(StateError::BadId)?;

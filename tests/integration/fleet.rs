@@ -162,6 +162,39 @@ fn a_fleet_stops_starting_runs_after_max_errors_and_resume_finishes_it() {
          folder: [WS]/.runbook/fleets/[FLEET]\n"
     );
     let before = member_runs(&ws, &fleet);
+    // `runs` lists the member runs, then the fleet; in JSON each run names its fleet.
+    let runs = ws
+        .cmd(&["runs", "--state-dir", &state])
+        .stdout_any()
+        .check();
+    assert_eq!(
+        masked(&ws, &runs.stdout),
+        "ID                                           STATUS       PLATFORM STARTED                   RUNBOOK\n\
+         [RUN]                succeeded    local    [TIME]      fleet-demo\n\
+         [RUN]                succeeded    local    [TIME]      fleet-demo\n\
+         [RUN]                failed       local    [TIME]      fleet-demo\n\
+         \n\
+         FLEET                                        STATUS       PLATFORM STARTED                   MEMBERS\n\
+         [FLEET]          failed       local    [TIME]      2 succeeded, 1 failed, 3 not_started\n"
+    );
+    let runs = ws
+        .cmd(&["runs", "--state-dir", &state, "--format", "json"])
+        .stdout_any()
+        .check();
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
+    let mut listed: Vec<(&str, &str)> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), r["fleet"].as_str().unwrap()))
+        .collect();
+    let mut members: Vec<(&str, &str)> = before[..3]
+        .iter()
+        .map(|r| (r.as_deref().unwrap(), fleet.as_str()))
+        .collect();
+    listed.sort();
+    members.sort();
+    assert_eq!(listed, members);
 
     // The cause is fixed: resume resumes `c` and starts the three never started.
     std::fs::remove_file(marks.join("c.broken")).unwrap();
