@@ -113,15 +113,7 @@ impl StateDir {
 
     /// The ids of the fleets here, sorted.
     pub fn fleet_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = std::fs::read_dir(self.root.join("fleets"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().join("fleet.json").is_file())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        ids.sort();
-        ids
+        folders_with(&self.root.join("fleets"), "fleet.json")
     }
 
     /// The folder of run `id`, or an error that lists near ids.
@@ -146,16 +138,22 @@ impl StateDir {
 
     /// Every run id, oldest first.
     pub fn run_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = std::fs::read_dir(self.runs())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().join("run.json").is_file())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        ids.sort();
-        ids
+        folders_with(&self.runs(), "run.json")
     }
+}
+
+/// The names of the folders in `dir` that hold a file `marker`, sorted (ids begin with
+/// their start time, so that is oldest first).
+fn folders_with(dir: &Path, marker: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join(marker).is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
 }
 
 /// Whether `id` can be a run id: letters, digits, `-`, `_` and `.` (not first), so it

@@ -68,44 +68,39 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Outcome> {
             eprintln!("no runs in {}", global.state_dir.display())
         }
         ListFormat::Text => {
+            let started = |at: &chrono::DateTime<chrono::Utc>| {
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            };
             if !runs.is_empty() {
-                println!(
-                    "{:<44} {:<12} {:<8} {:<25} RUNBOOK",
-                    "ID", "STATUS", "PLATFORM", "STARTED"
-                );
+                row(["ID", "STATUS", "PLATFORM", "STARTED", "RUNBOOK"]);
             }
             for r in &runs {
-                println!(
-                    "{:<44} {:<12} {:<8} {:<25} {}",
-                    r.id,
-                    r.status.to_string(),
-                    r.platform.to_string(),
-                    r.started_at
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    r.runbook
-                );
+                let (status, platform) = (r.status.to_string(), r.platform.to_string());
+                row([
+                    &r.id,
+                    &status,
+                    &platform,
+                    &started(&r.started_at),
+                    &r.runbook,
+                ]);
             }
             if !fleets.is_empty() {
                 if !runs.is_empty() {
                     println!();
                 }
-                println!(
-                    "{:<44} {:<12} {:<8} {:<25} MEMBERS",
-                    "FLEET", "STATUS", "PLATFORM", "STARTED"
-                );
+                row(["FLEET", "STATUS", "PLATFORM", "STARTED", "MEMBERS"]);
             }
             for f in &fleets {
-                println!(
-                    "{:<44} {:<12} {:<8} {:<25} {}",
-                    f.id,
-                    f.status.to_string(),
-                    f.platform.to_string(),
-                    f.started_at
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    fleet::counts(&f.members)
-                );
+                let (status, platform) = (f.status.to_string(), f.platform.to_string());
+                let members = fleet::counts(&f.members);
+                row([&f.id, &status, &platform, &started(&f.started_at), &members]);
             }
         }
     }
     Ok(Outcome::Success)
+}
+
+/// One line of a table: id, status, platform, start, and the last column as it is.
+fn row([id, status, platform, started, last]: [&str; 5]) {
+    println!("{id:<44} {status:<12} {platform:<8} {started:<25} {last}");
 }
