@@ -111,9 +111,10 @@ impl<'a> Frame<'a> {
 
     /// An array's elements.
     pub fn items(self) -> Option<Items<'a>> {
-        if self.kind() != b'*' || self.is_nil() {
+        if self.kind() != b'*' {
             return None;
         }
+        // A nil array (`*-1`) has no count.
         let left = number(self.line().0).and_then(|n| usize::try_from(n).ok())?;
         Some(Items {
             frame: Frame {
@@ -156,10 +157,10 @@ impl<'a> Iterator for Items<'a> {
     type Item = Frame<'a>;
 
     fn next(&mut self) -> Option<Frame<'a>> {
-        let node = self.frame.nodes.get(self.frame.i)?;
         if self.left == 0 {
             return None;
         }
+        let node = self.frame.nodes.get(self.frame.i)?;
         self.left -= 1;
         let item = self.frame;
         self.frame.i += node.size;
