@@ -133,6 +133,8 @@ for workload in strings mixed; do
   # Baseline: read every seeded value, pipelined, from both servers at once.
   per_type=$((n / ${#types[@]}))
   base_s=0
+  # The client CPU below sums this baseline's files only, not an earlier workload's types.
+  rm -f "$work"/base-*.time
   for t in "${types[@]}"; do
     # shellcheck disable=SC2046
     t0="$(now)"
