@@ -5,7 +5,10 @@
 //! each shard gets its own key (one of its slots) and its own lanes on its primary, so a
 //! failover of one shard shows on that shard only. A `MOVED` reply is what a client feels
 //! (a failed request of class `moved`); the lanes then follow it, and a lane whose node is
-//! gone reads the slot map again from any node it knows before it reconnects. A one-node
+//! gone reads the slot map again from any node it knows before it reconnects. An `ASK`
+//! (the key's slot is being migrated) is followed for that one request, as a cluster client
+//! does: the request goes again to the importing node after `ASKING`, and counts as
+//! answered there, the extra round trip in its latency. A one-node
 //! cluster (a serverless cache) is one shard; a standalone endpoint is probed as it is.
 //!
 //! Tick `k` is due at `start + k × interval` for both lanes, and a lane issues it then
@@ -25,7 +28,7 @@ use chrono::{DateTime, Utc};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 
 use super::ProbeConfig;
 use super::classify::{ErrorClass, OutageKind};
@@ -277,6 +280,16 @@ impl Failure {
         }
     }
 
+    /// An error reply: the server answered, the connection is fine.
+    fn reply(text: &str) -> Failure {
+        let class = ErrorClass::of_reply(text.as_bytes());
+        Failure {
+            class,
+            message: redact_url(text),
+            kind: OutageKind::of_reply(class),
+        }
+    }
+
     fn timed_out(limit: Duration, kind: OutageKind) -> Failure {
         Failure {
             class: ErrorClass::Timeout,
@@ -305,6 +318,13 @@ struct Pending {
     seq: u64,
     /// Already counted as timed out; its late answer is only taken off the queue.
     expired: bool,
+}
+
+/// A request answered with `ASK`, once the importing node has answered it, or failed.
+struct Asked {
+    request: Pending,
+    /// When its answer came.
+    result: Result<Instant, Failure>,
 }
 
 /// An open connection: the side requests go out on and the replies its reader passes on.
@@ -357,6 +377,12 @@ struct Lane {
     pending: VecDeque<Pending>,
     /// Waiting for a connection.
     held: VecDeque<Pending>,
+    /// Where requests answered with `ASK` report once asked again at the importing node.
+    asked: (mpsc::UnboundedSender<Asked>, mpsc::UnboundedReceiver<Asked>),
+    /// How many of them are still out.
+    asking: usize,
+    /// The connection to the node last asked, kept for the next request of the migration.
+    importing: Arc<tokio::sync::Mutex<Option<(Endpoint, Conn)>>>,
     run: Option<Run>,
     acknowledged: Option<u64>,
     /// The step of the last acknowledged write, to record each step's first one.
@@ -371,6 +397,7 @@ enum Wake {
     Stop(Option<u64>),
     Answer(Option<Answer>),
     Opened(Result<Opened, Failure>),
+    Asked(Asked),
     Tick,
     Deadline,
 }
@@ -417,6 +444,9 @@ impl Lane {
             connecting: None,
             pending: VecDeque::new(),
             held: VecDeque::new(),
+            asked: mpsc::unbounded_channel(),
+            asking: 0,
+            importing: Arc::default(),
             run: None,
             acknowledged: None,
             acknowledged_in: None,
@@ -449,7 +479,11 @@ impl Lane {
         let mut last: Option<u64> = None;
         loop {
             let stopping = last.is_some_and(|last| self.ticks >= last);
-            if stopping && self.pending.iter().all(|p| p.expired) && self.held.is_empty() {
+            if stopping
+                && self.pending.iter().all(|p| p.expired)
+                && self.held.is_empty()
+                && self.asking == 0
+            {
                 break;
             }
             let next = (!stopping).then(|| self.clock.due(self.ticks));
@@ -465,6 +499,7 @@ impl Lane {
                 }
                 answer = next_answer(&mut self.live) => Wake::Answer(answer),
                 result = opened(&mut self.connecting) => Wake::Opened(result),
+                Some(asked) = self.asked.1.recv() => Wake::Asked(asked),
                 () = sleep_opt(next) => Wake::Tick,
                 () = sleep_opt(deadline) => Wake::Deadline,
             };
@@ -476,6 +511,13 @@ impl Lane {
                 Wake::Opened(result) => {
                     self.connecting = None;
                     self.opened(result).await;
+                }
+                Wake::Asked(Asked { request, result }) => {
+                    self.asking -= 1;
+                    match result {
+                        Ok(at) => self.succeeded(&request, at),
+                        Err(failure) => self.fail(&request, &failure),
+                    }
                 }
                 Wake::Tick => {
                     let now = Instant::now();
@@ -536,6 +578,25 @@ impl Lane {
         self.send(request).await;
     }
 
+    /// The lane's request of tick `seq`: after an `ASKING` when `asking`.
+    fn request(&self, seq: u64, asking: bool) -> Pipeline {
+        let mut p = Pipeline::asking(asking);
+        let mut n = itoa::Buffer::new();
+        let mut ttl = itoa::Buffer::new();
+        let key = self.shard.key.as_bytes();
+        match self.op {
+            Op::Write => p.cmd(&[
+                b"SET",
+                key,
+                crate::resp::num(&mut n, seq as i64),
+                b"EX",
+                crate::resp::num(&mut ttl, KEY_TTL_SECONDS as i64),
+            ]),
+            Op::Read => p.cmd(&[b"GET", key]),
+        };
+        p
+    }
+
     /// Writes a request on the live connection, or holds it until one is open.
     async fn send(&mut self, request: Pending) {
         if self.live.is_none() {
@@ -545,20 +606,7 @@ impl Lane {
             }
             return;
         }
-        let mut p = Pipeline::new();
-        let mut n = itoa::Buffer::new();
-        let mut ttl = itoa::Buffer::new();
-        let key = self.shard.key.as_bytes();
-        match self.op {
-            Op::Write => p.cmd(&[
-                b"SET",
-                key,
-                crate::resp::num(&mut n, request.seq as i64),
-                b"EX",
-                crate::resp::num(&mut ttl, KEY_TTL_SECONDS as i64),
-            ]),
-            Op::Read => p.cmd(&[b"GET", key]),
-        };
+        let p = self.request(request.seq, false);
         let limit = self.timeout();
         let Some(live) = &mut self.live else {
             return;
@@ -585,55 +633,99 @@ impl Lane {
         if request.expired {
             return;
         }
-        match error {
-            None => {
-                if self.op == Op::Write {
-                    if self.demoted {
-                        self.demoted = false;
-                        self.writable(at, true);
-                    }
-                    self.acknowledged = Some(self.acknowledged.unwrap_or(0).max(request.seq));
-                    if self.acknowledged_in.as_ref() != Some(&request.step) {
-                        self.s.recorder.event(&ProbeEvent::FirstWrite {
-                            ts: self.clock.wall(at),
-                            endpoint: self.s.label(),
-                            shard: self.shard(),
-                            step: request.step.clone(),
-                        });
-                        self.acknowledged_in = Some(request.step.clone());
-                    }
-                }
-                let latency = at.saturating_duration_since(request.from);
-                let (endpoint, shard) = self.lane();
-                self.s.recorder.ok(
-                    self.clock.wall(request.scheduled),
-                    record::Lane {
-                        endpoint: &endpoint,
-                        shard: shard.as_deref(),
-                    },
-                    &request.step,
-                    self.op,
-                    u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
-                );
-                if let Some(run) = self.run.take() {
-                    self.close(run, Some(at), at);
-                }
+        let Some(text) = error else {
+            self.succeeded(&request, at);
+            return;
+        };
+        if let Some(to) = self.importing_node(text.as_bytes()) {
+            self.ask(request, to);
+            return;
+        }
+        let failure = Failure::reply(&text);
+        self.fail(&request, &failure);
+        self.follow(text.as_bytes(), &failure);
+        if failure.class == ErrorClass::Readonly && self.acknowledged.is_some() && !self.demoted {
+            self.demoted = true;
+            self.writable(request.scheduled, false);
+        }
+    }
+
+    /// A request answered at `at`.
+    fn succeeded(&mut self, request: &Pending, at: Instant) {
+        if self.op == Op::Write {
+            if self.demoted {
+                self.demoted = false;
+                self.writable(at, true);
             }
-            Some(text) => {
-                let class = ErrorClass::of_reply(text.as_bytes());
-                let failure = Failure {
-                    class,
-                    message: redact_url(&text),
-                    kind: OutageKind::of_reply(class),
-                };
-                self.fail(&request, &failure);
-                self.follow(text.as_bytes(), &failure);
-                if class == ErrorClass::Readonly && self.acknowledged.is_some() && !self.demoted {
-                    self.demoted = true;
-                    self.writable(request.scheduled, false);
-                }
+            self.acknowledged = Some(self.acknowledged.unwrap_or(0).max(request.seq));
+            if self.acknowledged_in.as_ref() != Some(&request.step) {
+                self.s.recorder.event(&ProbeEvent::FirstWrite {
+                    ts: self.clock.wall(at),
+                    endpoint: self.s.label(),
+                    shard: self.shard(),
+                    step: request.step.clone(),
+                });
+                self.acknowledged_in = Some(request.step.clone());
             }
         }
+        let latency = at.saturating_duration_since(request.from);
+        let (endpoint, shard) = self.lane();
+        self.s.recorder.ok(
+            self.clock.wall(request.scheduled),
+            record::Lane {
+                endpoint: &endpoint,
+                shard: shard.as_deref(),
+            },
+            &request.step,
+            self.op,
+            u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+        );
+        if let Some(run) = self.run.take() {
+            self.close(run, Some(at), at);
+        }
+    }
+
+    /// The node an `ASK` reply in a cluster sends this one request to.
+    fn importing_node(&self, reply: &[u8]) -> Option<Endpoint> {
+        if !self.shard.cluster {
+            return None;
+        }
+        match Redirect::of(reply, &self.shard.target().1)? {
+            Redirect::Ask { to, .. } => Some(to),
+            Redirect::Moved { .. } => None,
+        }
+    }
+
+    /// Asks `request` again at the importing node `to`, after `ASKING`, within the time
+    /// it has left; its answer comes back through `asked`. Asked requests share one
+    /// connection to that node, one at a time: a migration is short and the probe's ticks
+    /// are far apart.
+    fn ask(&mut self, request: Pending, to: Endpoint) {
+        let p = self.request(request.seq, true);
+        let limit = self.timeout();
+        let deadline = request.from + limit;
+        let resolver = self.s.resolver.clone();
+        let importing = self.importing.clone();
+        let answers = self.asked.0.clone();
+        self.asking += 1;
+        tokio::spawn(async move {
+            let stalled = || Err(Failure::timed_out(limit, OutageKind::Stall));
+            let result = match timeout_at(deadline, importing.lock()).await {
+                Err(_) => stalled(),
+                Ok(mut cached) => {
+                    match timeout_at(deadline, ask_at(&resolver, &mut cached, &to, &p, limit)).await
+                    {
+                        Ok(result) => result,
+                        // The answer may still come: the connection cannot be used again.
+                        Err(_) => {
+                            *cached = None;
+                            stalled()
+                        }
+                    }
+                }
+            };
+            let _ = answers.send(Asked { request, result });
+        });
     }
 
     fn writable(&self, at: Instant, writable: bool) {
@@ -949,6 +1041,35 @@ async fn open(
         role,
         read_back,
     })
+}
+
+/// Sends `p` (`ASKING` and one request) to `to` on the connection `cached` holds, opening
+/// one first when it holds none to `to`; returns when the answer came.
+async fn ask_at(
+    resolver: &Resolver,
+    cached: &mut Option<(Endpoint, Conn)>,
+    to: &Endpoint,
+    p: &Pipeline,
+    limit: Duration,
+) -> Result<Instant, Failure> {
+    let (_, conn) = match cached.take() {
+        Some((node, conn)) if node == *to => cached.insert((node, conn)),
+        _ => {
+            let conn = Conn::connect(resolver, to, limit)
+                .await
+                .map_err(|e| Failure::connection(&e))?;
+            cached.insert((to.clone(), conn))
+        }
+    };
+    let answered = conn.run(p, |_, reply| reply.ok().map(|_| ())).await;
+    match answered {
+        Ok(()) => Ok(Instant::now()),
+        Err(RespError::Server(text)) => Err(Failure::reply(&text)),
+        Err(broken) => {
+            *cached = None;
+            Err(Failure::connection(&broken))
+        }
+    }
 }
 
 /// Reads replies off a connection as they come and passes each on with its arrival time.

@@ -820,6 +820,73 @@ fn a_failover_of_one_shard_of_three_is_a_short_outage_of_that_shard_only() {
     assert_eq!(report["format_version"], 3);
 }
 
+/// Starts migrating the slot of the probe's key on `from` to `to` and moves the key there,
+/// as `redis-cli --cluster reshard` does, leaving the slot half way (`MIGRATING` and
+/// `IMPORTING`): `from` answers `ASK` for the key from then on. Returns the slot.
+fn migrate_probe_key(from: &Server, to: &Server) -> String {
+    let keys = from.cli(&["KEYS", "runbook:probe:*"]);
+    let key = keys.lines().collect::<Vec<_>>();
+    assert_eq!(key.len(), 1, "one probe key per shard: {keys}");
+    let slot = from.cli(&["CLUSTER", "KEYSLOT", key[0]]);
+    let from_id = from.cli(&["CLUSTER", "MYID"]);
+    let to_id = to.cli(&["CLUSTER", "MYID"]);
+    assert_eq!(
+        to.cli(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]),
+        "OK"
+    );
+    assert_eq!(
+        from.cli(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]),
+        "OK"
+    );
+    let port = to.port.to_string();
+    let migrated = from.cli(&["MIGRATE", "127.0.0.1", &port, key[0], "0", "5000"]);
+    assert_eq!(migrated, "OK");
+    slot
+}
+
+#[test]
+fn a_slot_migration_is_followed_through_ask_and_fails_no_request() {
+    let cluster = Cluster::start(Engine::Redis, 2);
+    let url = cluster.nodes[0].url();
+    let (from, to) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let (report, slot) = probe_through(&url, "10ms", "3s", || migrate_probe_key(from, to));
+    // Every request the source answered with ASK was answered at the importing node.
+    assert_eq!(report["outages"], json!([]), "{:#}", report["outages"]);
+    // Every tick of both shards counted, none failed.
+    let ticks = report["endpoints"][0]["ticks"].as_u64().expect("ticks");
+    assert!(ticks >= 298, "{ticks} ticks in 3 s at 10 ms");
+    for op in ["write", "read"] {
+        let latency = &report["latency"][op];
+        assert_eq!(
+            (&latency["requests"], &latency["errors"]),
+            (&json!(2 * ticks), &json!(0)),
+            "{op}"
+        );
+    }
+    for row in report["shards"].as_array().expect("per-shard rows") {
+        let latency = &row["latency"];
+        assert_eq!(
+            (&latency["requests"], &latency["errors"]),
+            (&json!(2 * ticks), &json!(0)),
+            "{row}"
+        );
+    }
+    let port = |n: &Server| format!("127.0.0.1:{}", n.port);
+    let rows: Vec<Value> = [("0-8191", from), ("8192-16383", to)]
+        .into_iter()
+        .map(|(shard, primary)| {
+            json!({"endpoint": url, "name": null, "shard": shard, "primary": port(primary),
+                   "disconnected_s": 0.0, "disconnects": 0, "stalls": 0, "refusals": 0,
+                   "errors": 0})
+        })
+        .collect();
+    assert_eq!(shard_rows_without_latency(&report["shards"]), rows);
+    assert_eq!(report["outcome"]["lost_writes"], 0);
+    // The writes went on at the importing node: the key lives there, not back on the source.
+    let in_slot = |n: &Server| n.cli(&["CLUSTER", "COUNTKEYSINSLOT", &slot]);
+    assert_eq!((in_slot(from), in_slot(to)), ("0".into(), "1".into()));
+}
+
 #[test]
 fn a_one_node_cluster_is_probed_as_one_shard() {
     let cluster = Cluster::start(Engine::Valkey, 1);
