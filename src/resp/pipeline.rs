@@ -131,10 +131,19 @@ fn bulk(out: &mut Vec<u8>, arg: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// `*3\r\n`, `$24\r\n`: most counts and lengths have one or two digits, written in
+/// one go without formatting.
 fn header(out: &mut Vec<u8>, kind: u8, n: usize) {
-    out.push(kind);
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-    out.extend_from_slice(b"\r\n");
+    let digit = |d: usize| b'0' + d as u8;
+    match n {
+        0..10 => out.extend_from_slice(&[kind, digit(n), b'\r', b'\n']),
+        10..100 => out.extend_from_slice(&[kind, digit(n / 10), digit(n % 10), b'\r', b'\n']),
+        _ => {
+            out.push(kind);
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -155,6 +164,19 @@ mod tests {
             b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*3\r\n$6\r\nEXISTS\r\n$1\r\na\r\n$2\r\nbc\r\n\
               *3\r\n$7\r\nPEXPIRE\r\n$1\r\nk\r\n$3\r\n-12\r\n"
         );
+        for (n, encoded) in [
+            (0, "$0\r\n"),
+            (9, "$9\r\n"),
+            (10, "$10\r\n"),
+            (99, "$99\r\n"),
+        ]
+        .into_iter()
+        .chain([(100, "$100\r\n"), (123_456, "$123456\r\n")])
+        {
+            let mut out = Vec::new();
+            header(&mut out, b'$', n);
+            assert_eq!(out, encoded.as_bytes());
+        }
         let mut asking = Pipeline::asking(true);
         asking.cmd(&[b"GET", b"k"]);
         assert_eq!((asking.len(), asking.replies()), (1, 2));

@@ -108,7 +108,7 @@ fn shape(key: &[u8]) -> u64 {
         if let Some((start, digit)) = run.take() {
             out.run(&key[start..i], digit);
         }
-        out.push(&[b]);
+        out.byte(b);
         if out.full() {
             break;
         }
@@ -141,9 +141,21 @@ impl Shape {
         self.len += take;
     }
 
+    /// One byte, the most common case: no slice to cut.
+    fn byte(&mut self, b: u8) {
+        if let Some(slot) = self.out.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
     /// A run of hexadecimal characters: as it is, or `#` when it holds a digit.
     fn run(&mut self, run: &[u8], digit: bool) {
-        self.push(if digit { b"#" } else { run });
+        if digit {
+            self.byte(b'#');
+        } else {
+            self.push(run);
+        }
     }
 
     fn full(&self) -> bool {

@@ -78,8 +78,10 @@ pub(super) struct Known {
 impl Known {
     /// Leaves in `keys` only those the source pass did not see (by 64-bit fingerprint: two
     /// different keys share one with a chance of about one in 2^64 a pair). The look-ups
-    /// go in two sweeps, the index for every key first and then the runs, so that the
-    /// processor has many independent cache misses under way instead of waiting on each.
+    /// go in sweeps, the index for every key first, then a read of each run's ends, then
+    /// the comparisons, so that the processor has many independent cache misses under way
+    /// instead of waiting on each (a comparison's early exit is a branch it cannot foresee,
+    /// and would stop it from reading ahead).
     pub fn keep_unknown(&self, keys: &mut Vec<Vec<u8>>) {
         if self.prints.is_empty() {
             return;
@@ -92,6 +94,15 @@ impl Known {
                 (self.starts[r], self.starts[r + 1])
             })
             .collect();
+        // A run of eight fingerprints spans one or two cache lines: its ends bring both in.
+        let ends = runs.iter().fold(0, |ends, &(from, to)| {
+            let last = to.saturating_sub(1).max(from) as usize;
+            ends ^ self
+                .prints
+                .get(from as usize)
+                .map_or(0, |p| p ^ self.prints[last])
+        });
+        std::hint::black_box(ends);
         let mut seen = prints
             .iter()
             .zip(runs)
