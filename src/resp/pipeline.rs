@@ -164,15 +164,15 @@ mod tests {
             b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*3\r\n$6\r\nEXISTS\r\n$1\r\na\r\n$2\r\nbc\r\n\
               *3\r\n$7\r\nPEXPIRE\r\n$1\r\nk\r\n$3\r\n-12\r\n"
         );
-        for (n, encoded) in [
+        let headers = [
             (0, "$0\r\n"),
             (9, "$9\r\n"),
             (10, "$10\r\n"),
             (99, "$99\r\n"),
-        ]
-        .into_iter()
-        .chain([(100, "$100\r\n"), (123_456, "$123456\r\n")])
-        {
+            (100, "$100\r\n"),
+            (123_456, "$123456\r\n"),
+        ];
+        for (n, encoded) in headers {
             let mut out = Vec::new();
             header(&mut out, b'$', n);
             assert_eq!(out, encoded.as_bytes());
