@@ -67,6 +67,11 @@ impl Operation {
         }
     }
 
+    /// An operation that waits: for a state (`until {group} is available`) or a time.
+    pub fn wait(what: impl Into<String>) -> Operation {
+        Operation::new("wait", what)
+    }
+
     pub fn param(mut self, key: &str, value: impl Serialize) -> Operation {
         self.params.insert(
             key.to_string(),

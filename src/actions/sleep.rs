@@ -32,10 +32,10 @@ impl Action for Sleep {
     }
 
     fn plan(&self, _ctx: &PlanCtx<'_>) -> Vec<Operation> {
-        vec![Operation::new(
-            "wait",
-            format!("sleep {}", crate::duration::format(self.duration)),
-        )]
+        vec![Operation::wait(format!(
+            "sleep {}",
+            crate::duration::format(self.duration)
+        ))]
     }
 
     async fn run(&self, _ctx: &StepCtx<'_>) -> Result<Outputs, ActionError> {

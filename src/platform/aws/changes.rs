@@ -25,10 +25,6 @@ use crate::platform::contract::{
 /// What every node reports once it applies its parameter group's values.
 const IN_SYNC: &str = "in-sync";
 
-fn wait_call(what: String) -> Operation {
-    Operation::new("wait", what)
-}
-
 #[async_trait::async_trait]
 impl Handles<FailoverGroup> for Aws {
     fn explain(&self, _: &PlanCtx<'_>, request: &FailoverGroup) -> Vec<Operation> {
@@ -40,7 +36,7 @@ impl Handles<FailoverGroup> for Aws {
                 .param("ReplicationGroupId", group)
                 .param("NodeGroupId", request.node_group())
                 .destructive(),
-            wait_call(format!(
+            Operation::wait(format!(
                 "until {group} is `{AVAILABLE}` with another primary in node group {}",
                 request.node_group()
             )),
@@ -105,7 +101,7 @@ impl Handles<ModifyReplicas> for Aws {
             describe_call(group),
             call("IncreaseReplicaCount", "a shard has fewer replicas"),
             call("DecreaseReplicaCount", "a shard has more replicas").destructive(),
-            wait_call(format!(
+            Operation::wait(format!(
                 "until {group} is `{AVAILABLE}` with {} replica(s) per shard",
                 request.replicas
             )),
@@ -174,7 +170,7 @@ impl Handles<ModifyNodeType> for Aws {
                 .param("ApplyImmediately", true)
                 .param("when", "the group is on another node type")
                 .destructive(),
-            wait_call(format!(
+            Operation::wait(format!(
                 "until {group} is `{AVAILABLE}` on {}",
                 request.node_type
             )),
@@ -242,7 +238,7 @@ impl Handles<ModifyParameters> for Aws {
                 .param("CacheParameterGroupName", p)
                 .param("ApplyImmediately", true)
                 .param("when", "the group's nodes use another parameter group"),
-            wait_call(format!(
+            Operation::wait(format!(
                 "until every node of {group} uses {p} and is `{IN_SYNC}`"
             )),
             events_call(group),

@@ -30,10 +30,7 @@ impl Handles<ModifyEngine> for Aws {
             call.param("ApplyImmediately", true)
                 .param("when", "the group does not run this engine and version yet")
                 .destructive(),
-            Operation::new(
-                "wait",
-                format!("until {group} is `{AVAILABLE}` on {engine}"),
-            ),
+            Operation::wait(format!("until {group} is `{AVAILABLE}` on {engine}")),
             events_call(group),
         ]
     }

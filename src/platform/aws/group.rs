@@ -60,7 +60,7 @@ impl Handles<DeleteGroup> for Aws {
                 .param("ReplicationGroupId", group)
                 .param("when", "the group exists")
                 .destructive(),
-            Operation::new("wait", format!("until {group} is gone")),
+            Operation::wait(format!("until {group} is gone")),
         ]
     }
 

@@ -32,10 +32,9 @@ impl Handles<TestMigration> for Aws {
                     "CustomerNodeEndpointList",
                     node_endpoints_param(&request.source),
                 ),
-            Operation::new(
-                "wait",
-                format!("until {group} is `{AVAILABLE}` again; a failed test event fails the step"),
-            ),
+            Operation::wait(format!(
+                "until {group} is `{AVAILABLE}` again; a failed test event fails the step"
+            )),
             events_call(group),
         ]
     }
@@ -66,9 +65,9 @@ impl Handles<StartMigration> for Aws {
                     format!("{group} is `{AVAILABLE}` (skipped when already `{MIGRATING}`)"),
                 )
                 .destructive(),
-            Operation::new("wait", format!("until {group} is `{MIGRATING}`")),
+            Operation::wait(format!("until {group} is `{MIGRATING}`")),
             events_call(group),
-            Operation::new("wait", "per shard: INFO replication")
+            Operation::wait("per shard: INFO replication")
                 .param(
                     "on",
                     "each shard's primary endpoint (the group's primary endpoint without cluster mode), through --resolve if given",
@@ -107,7 +106,7 @@ impl Handles<CompleteMigration> for Aws {
             } else {
                 call
             },
-            Operation::new("wait", format!("until {group} is `{AVAILABLE}`")),
+            Operation::wait(format!("until {group} is `{AVAILABLE}`")),
             events_call(group),
         ]
     }

@@ -207,10 +207,10 @@ impl Handles<ExportSnapshot> for Aws {
                 .param("SourceSnapshotName", &r.snapshot)
                 .param("TargetSnapshotName", &r.snapshot)
                 .param("TargetBucket", &r.bucket),
-            Operation::new(
-                "wait",
-                format!("until snapshot {} is `{AVAILABLE}` again", r.snapshot),
-            ),
+            Operation::wait(format!(
+                "until snapshot {} is `{AVAILABLE}` again",
+                r.snapshot
+            )),
         ]
     }
 
@@ -310,7 +310,7 @@ impl Handles<ImportSnapshot> for Aws {
             head,
             bucket,
             call.param("when", "the group does not exist yet"),
-            Operation::new("wait", format!("until {group} is `{AVAILABLE}`")),
+            Operation::wait(format!("until {group} is `{AVAILABLE}`")),
             events_call(group),
         ]
     }

@@ -42,10 +42,6 @@ fn snapshots_call(snapshot: &str) -> Operation {
         .param("ServerlessCacheSnapshotName", snapshot)
 }
 
-fn wait_op(what: String) -> Operation {
-    Operation::new("wait", what)
-}
-
 /// The cache, or `None` when it does not exist.
 async fn find(aws: &Aws, name: &str) -> Result<Option<ServerlessCache>, ActionError> {
     let result = aws
@@ -193,7 +189,7 @@ impl Handles<PrepareServerlessMigration> for Aws {
         vec![
             describe_call(name),
             call,
-            wait_op(format!(
+            Operation::wait(format!(
                 "until {name} is `{AVAILABLE}` with its migration prepared"
             )),
             events_call(name),
@@ -270,7 +266,7 @@ impl Handles<StartServerlessMigration> for Aws {
                 .param("ClearTargetCacheData", r.clear_target_cache_data)
                 .param("when", "the data sync does not run yet")
                 .destructive(),
-            wait_op(if r.auto_cutover {
+            Operation::wait(if r.auto_cutover {
                 format!("until the migration of {name} has completed (auto cutover)")
             } else {
                 format!("until the data sync of {name} runs")
@@ -321,7 +317,7 @@ impl Handles<StopServerlessMigration> for Aws {
             Operation::new("aws", "elasticache:StopMigration")
                 .param("ServerlessCacheName", name)
                 .param("when", "the data sync runs (refused during the cutover)"),
-            wait_op(format!("until the data sync of {name} is stopped")),
+            Operation::wait(format!("until the data sync of {name} is stopped")),
             events_call(name),
         ]
     }
@@ -368,7 +364,7 @@ impl Handles<CompleteServerlessMigration> for Aws {
         vec![
             describe_call(name),
             if r.force { call.destructive() } else { call },
-            wait_op(format!(
+            Operation::wait(format!(
                 "until {name} is `{AVAILABLE}` and its migration complete"
             )),
             events_call(name),
@@ -427,7 +423,7 @@ impl Handles<ModifyServerlessEngine> for Aws {
         vec![
             describe_call(name),
             call.destructive(),
-            wait_op(format!("until {name} is `{AVAILABLE}` on {}", r.engine)),
+            Operation::wait(format!("until {name} is `{AVAILABLE}` on {}", r.engine)),
             events_call(name),
         ]
     }
@@ -542,7 +538,7 @@ impl Handles<CreateServerlessSnapshot> for Aws {
                 .param("ServerlessCacheName", &r.serverless_cache)
                 .param("ServerlessCacheSnapshotName", &r.snapshot)
                 .param("when", "no snapshot of that name exists"),
-            wait_op(format!("until snapshot {} is `{AVAILABLE}`", r.snapshot)),
+            Operation::wait(format!("until snapshot {} is `{AVAILABLE}`", r.snapshot)),
         ]
     }
 
@@ -610,7 +606,7 @@ impl Handles<ExportServerlessSnapshot> for Aws {
                 .param("ServerlessCacheSnapshotName", &r.snapshot)
                 .param("S3BucketName", &r.bucket)
                 .param("when", "no export of it is under way"),
-            wait_op(format!(
+            Operation::wait(format!(
                 "until snapshot {} is `{AVAILABLE}` again",
                 r.snapshot
             )),
@@ -671,7 +667,7 @@ impl Handles<CreateServerless> for Aws {
         }
         ops.extend([
             call.param("when", "the cache does not exist yet"),
-            wait_op(format!("until {name} is `{AVAILABLE}`")),
+            Operation::wait(format!("until {name} is `{AVAILABLE}`")),
             events_call(name),
         ]);
         ops
@@ -726,7 +722,7 @@ impl Handles<DeleteServerless> for Aws {
         vec![
             describe_call(name),
             call.destructive(),
-            wait_op(format!("until {name} is gone")),
+            Operation::wait(format!("until {name} is gone")),
         ]
     }
 

@@ -21,10 +21,7 @@ impl Handles<CreateSnapshot> for Aws {
                 .param("ReplicationGroupId", group)
                 .param("SnapshotName", snapshot)
                 .param("when", "no snapshot of that name exists"),
-            Operation::new(
-                "wait",
-                format!("until snapshot {snapshot} is `{AVAILABLE}`"),
-            ),
+            Operation::wait(format!("until snapshot {snapshot} is `{AVAILABLE}`")),
             events_call(group),
         ]
     }
@@ -69,7 +66,7 @@ impl Handles<RestoreSnapshot> for Aws {
             describe_call(group),
             Operation::new("aws", "elasticache:DescribeSnapshots").param("SnapshotName", snapshot),
             call.param("when", "the group does not exist yet"),
-            Operation::new("wait", wait),
+            Operation::wait(wait),
             events_call(group),
         ]
     }

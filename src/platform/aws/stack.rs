@@ -42,10 +42,9 @@ impl Handles<DeployStack> for Aws {
                 "when",
                 "the change set has changes (may replace resources it lists)",
             ),
-            Operation::new(
-                "wait",
-                format!("until {stack_name} is CREATE_COMPLETE or UPDATE_COMPLETE"),
-            ),
+            Operation::wait(format!(
+                "until {stack_name} is CREATE_COMPLETE or UPDATE_COMPLETE"
+            )),
             Operation::new("aws", "cloudformation:DescribeStackEvents")
                 .param("StackName", stack_name),
         ]
@@ -77,7 +76,7 @@ impl Handles<DeleteStack> for Aws {
                 .param("StackName", stack_name)
                 .param("when", "the stack exists")
                 .destructive(),
-            Operation::new("wait", format!("until {stack_name} is DELETE_COMPLETE")),
+            Operation::wait(format!("until {stack_name} is DELETE_COMPLETE")),
             Operation::new("aws", "cloudformation:DescribeStackEvents")
                 .param("StackName", stack_name),
         ]

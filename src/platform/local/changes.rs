@@ -36,7 +36,7 @@ impl Handles<FailoverGroup> for Local {
                 ),
             )
             .destructive(),
-            Operation::new("wait", "until the replica is the primary"),
+            Operation::wait("until the replica is the primary"),
         ]
     }
 
@@ -79,7 +79,7 @@ impl Handles<ModifyReplicas> for Local {
                     request.replication_group, request.replicas
                 ),
             ),
-            Operation::new("wait", "until every new replica is linked to its primary"),
+            Operation::wait("until every new replica is linked to its primary"),
         ]
     }
 
@@ -118,7 +118,7 @@ impl Handles<ModifyNodeType> for Local {
             )
             .param("node_type", &request.node_type)
             .destructive(),
-            Operation::new("wait", "until each node serves again (and replicas are linked)"),
+            Operation::wait("until each node serves again (and replicas are linked)"),
         ]
     }
 

@@ -34,7 +34,7 @@ impl Handles<ModifyEngine> for Local {
             )
             .param("engine_version", &request.engine_version)
             .destructive(),
-            Operation::new("wait", "until each node serves again (and replicas are linked)"),
+            Operation::wait("until each node serves again (and replicas are linked)"),
         ]
     }
 

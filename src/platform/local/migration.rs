@@ -65,9 +65,7 @@ impl Handles<StartMigration> for Local {
             )
             .param("source", &request.source)
             .destructive(),
-            Operation::new(
-                "wait",
-                "per shard: until the link is up and the offsets match the source shard's",
+            Operation::wait("per shard: until the link is up and the offsets match the source shard's",
             ),
         ]
     }
@@ -90,8 +88,7 @@ impl Handles<CompleteMigration> for Local {
     fn explain(&self, _: &PlanCtx<'_>, request: &CompleteMigration) -> Vec<Operation> {
         let mut ops = Vec::new();
         if !request.force {
-            ops.push(Operation::new(
-                "wait",
+            ops.push(Operation::wait(
                 "per shard: until the primary has caught up with the source",
             ));
         }

@@ -143,8 +143,7 @@ impl Handles<StartServerlessMigration> for Local {
             )
             .destructive(),
         );
-        ops.push(Operation::new(
-            "wait",
+        ops.push(Operation::wait(
             "until the link is up and the offsets match the source's",
         ));
         if r.auto_cutover {
@@ -192,8 +191,7 @@ impl Handles<CompleteServerlessMigration> for Local {
     fn explain(&self, _: &PlanCtx<'_>, r: &CompleteServerlessMigration) -> Vec<Operation> {
         let mut ops = Vec::new();
         if !r.force {
-            ops.push(Operation::new(
-                "wait",
+            ops.push(Operation::wait(
                 "until the node has caught up with the source",
             ));
         }
