@@ -637,13 +637,19 @@ impl Lane {
             self.succeeded(&request, at);
             return;
         };
-        if let Some(to) = self.importing_node(text.as_bytes()) {
-            self.ask(request, to);
-            return;
-        }
+        let moved_to = match self.redirect(text.as_bytes()) {
+            Some(Redirect::Ask { to, .. }) => {
+                self.ask(request, to);
+                return;
+            }
+            Some(Redirect::Moved { to, .. }) => Some(to),
+            None => None,
+        };
         let failure = Failure::reply(&text);
         self.fail(&request, &failure);
-        self.follow(text.as_bytes(), &failure);
+        if let Some(to) = moved_to {
+            self.follow(&to, &failure);
+        }
         if failure.class == ErrorClass::Readonly && self.acknowledged.is_some() && !self.demoted {
             self.demoted = true;
             self.writable(request.scheduled, false);
@@ -685,15 +691,12 @@ impl Lane {
         }
     }
 
-    /// The node an `ASK` reply in a cluster sends this one request to.
-    fn importing_node(&self, reply: &[u8]) -> Option<Endpoint> {
-        if !self.shard.cluster {
-            return None;
-        }
-        match Redirect::of(reply, &self.shard.target().1)? {
-            Redirect::Ask { to, .. } => Some(to),
-            Redirect::Moved { .. } => None,
-        }
+    /// The redirection an error reply asks for, in a cluster: an `ASK` for this one
+    /// request, or a `MOVED` the shard follows.
+    fn redirect(&self, reply: &[u8]) -> Option<Redirect> {
+        self.shard
+            .cluster
+            .then(|| Redirect::of(reply, &self.shard.target().1))?
     }
 
     /// Asks `request` again at the importing node `to`, after `ASKING`, within the time
@@ -739,15 +742,9 @@ impl Lane {
 
     /// After a `MOVED` reply in a cluster, both lanes of the shard go to the node named;
     /// the requests already sent to the old one are answered the same way, and count so.
-    fn follow(&mut self, reply: &[u8], failure: &Failure) {
-        if !self.shard.cluster {
-            return;
-        }
-        let from = self.shard.target().1;
-        if let Some(Redirect::Moved { to, .. }) = Redirect::of(reply, &from) {
-            self.moves = self.shard.move_to(&to);
-            self.broken(failure);
-        }
+    fn follow(&mut self, to: &Endpoint, failure: &Failure) {
+        self.moves = self.shard.move_to(to);
+        self.broken(failure);
     }
 
     /// Counts as timed out every request whose time is up; gives up a connection that has
