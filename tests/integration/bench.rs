@@ -1031,160 +1031,169 @@ fn an_unknown_persistence_mode_is_refused_before_anything_runs() {
     );
 }
 
-#[test]
-fn a_restart_under_a_sustained_rate_reports_the_time_back_to_the_level_before() {
-    let ran = Workspace::new()
-        .cmd(&[
-            "bench",
-            "--local",
-            "redis",
-            "--local",
-            "valkey",
-            "--workload",
-            "set",
-            "--rate",
-            "1000",
-            "--duration",
-            "9s",
-            "--connections",
-            "2",
-            "--keyspace",
-            "100",
-            "--recovery",
-            "restart",
-            "--format",
-            "json",
-        ])
-        .expect(0);
-    let rows = results(&ran.stdout);
-    assert_eq!(names(&rows), vec![set("redis"), set("valkey")]);
-    for r in &rows {
-        let rec = &r["recovery"];
-        assert_eq!(rec["event"], "restart", "{r}");
-        assert_eq!(
-            num(rec, "window_s"),
-            1.0,
-            "a sixth of the phase, at most 1 s"
-        );
-        let (event, back) = (num(rec, "event_s"), num(rec, "back_s"));
-        assert!(
-            3.0 <= event && event < back,
-            "a third into the phase: {rec}"
-        );
-        let recovered = num(rec, "recovered_s");
-        assert!(recovered >= event - 0.1, "{rec}");
-        assert!((num(rec, "recovery_s") - (recovered - event)).abs() < 1e-9);
-        assert_eq!(
-            r["errors"], rec["errors_after"],
-            "only the restart failed requests: {r}"
-        );
-        assert!(
-            num(rec, "errors_after") > 0.0,
-            "the restart was felt: {rec}"
-        );
+/// Read latencies off the machine, so they run after the rest, one at a time (`scripts/test`).
+mod alone {
+    use super::*;
 
-        // The same story in the timeline: the failures between the event and the recovery,
-        // none in the window that counts as recovered.
-        let points = r["timeline"]["points"].as_array().unwrap();
-        let errors_in = |from: f64, to: f64| -> f64 {
-            points
-                .iter()
-                .filter(|p| (from - 1e-9..to - 1e-9).contains(&num(p, "t_s")))
-                .map(|p| num(p, "errors"))
-                .sum()
-        };
-        assert_eq!(errors_in(0.0, 10.0), num(r, "errors"));
-        assert_eq!(errors_in(recovered, recovered + 1.0), 0.0, "{r}");
-        assert_eq!(
-            errors_in(event - 0.1, recovered),
-            num(r, "errors"),
-            "every failure lies between the event and the recovery: {r}"
-        );
-        let before = num(rec, "before_ops_per_sec");
-        assert!((900.0..=1100.0).contains(&before), "{rec}");
-
-        // The server the benchmark started is gone with it.
-        let port = r["endpoint"]
-            .as_str()
-            .unwrap()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse::<u16>()
-            .unwrap();
-        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
-    }
-}
-
-#[test]
-fn a_failover_under_a_sustained_rate_is_followed_to_the_new_primary() {
-    let ran = Workspace::new()
-        .cmd(&[
-            "bench",
-            "--local",
-            "redis",
-            "--local",
-            "valkey",
-            "--workload",
-            "set",
-            "--rate",
-            "1000",
-            "--duration",
-            "9s",
-            "--connections",
-            "2",
-            "--keyspace",
-            "100",
-            "--recovery",
-            "failover",
-            "--format",
-            "json",
-        ])
-        .expect(0);
-    let rows = results(&ran.stdout);
-    assert_eq!(names(&rows), vec![set("redis"), set("valkey")]);
-    for r in &rows {
-        let rec = &r["recovery"];
-        assert_eq!(rec["event"], "failover", "{r}");
-        let (event, back) = (num(rec, "event_s"), num(rec, "back_s"));
-        assert!(
-            3.0 <= event && event < back,
-            "FAILOVER a third into the phase, the replica primary after it: {rec}"
-        );
-        if let Some(recovered) = rec["recovered_s"].as_f64() {
+    #[test]
+    fn a_restart_under_a_sustained_rate_reports_the_time_back_to_the_level_before() {
+        let ran = Workspace::new()
+            .cmd(&[
+                "bench",
+                "--local",
+                "redis",
+                "--local",
+                "valkey",
+                "--workload",
+                "set",
+                "--rate",
+                "1000",
+                "--duration",
+                "9s",
+                "--connections",
+                "2",
+                "--keyspace",
+                "100",
+                "--recovery",
+                "restart",
+                "--format",
+                "json",
+            ])
+            .expect(0);
+        let rows = results(&ran.stdout);
+        assert_eq!(names(&rows), vec![set("redis"), set("valkey")]);
+        for r in &rows {
+            let rec = &r["recovery"];
+            assert_eq!(rec["event"], "restart", "{r}");
+            assert_eq!(
+                num(rec, "window_s"),
+                1.0,
+                "a sixth of the phase, at most 1 s"
+            );
+            let (event, back) = (num(rec, "event_s"), num(rec, "back_s"));
+            assert!(
+                3.0 <= event && event < back,
+                "a third into the phase: {rec}"
+            );
+            let recovered = num(rec, "recovered_s");
             assert!(recovered >= event - 0.1, "{rec}");
             assert!((num(rec, "recovery_s") - (recovered - event)).abs() < 1e-9);
-        }
-        assert_eq!(
-            r["errors"], rec["errors_after"],
-            "only the failover failed requests: {r}"
-        );
-        assert!(
-            num(rec, "errors_after") > 0.0,
-            "the failover was felt: {rec}"
-        );
-        assert!(
-            r["first_error"]
-                .as_str()
-                .is_some_and(|e| e.starts_with("READONLY")),
-            "writes to the demoted primary were refused: {r}"
-        );
-        assert_eq!(r["scheduled"], 9000, "every request counted: {r}");
+            assert_eq!(
+                r["errors"], rec["errors_after"],
+                "only the restart failed requests: {r}"
+            );
+            assert!(
+                num(rec, "errors_after") > 0.0,
+                "the restart was felt: {rec}"
+            );
 
-        // The clients followed the new primary: nothing failed before the event, and the
-        // last two seconds, on the new primary, were all answered.
-        let points = r["timeline"]["points"].as_array().unwrap();
-        let sum_in = |field: &str, from: f64, to: f64| -> f64 {
-            points
-                .iter()
-                .filter(|p| (from - 1e-9..to - 1e-9).contains(&num(p, "t_s")))
-                .map(|p| num(p, field))
-                .sum()
-        };
-        assert_eq!(sum_in("errors", 0.0, event - 0.1), 0.0, "{r}");
-        assert_eq!(sum_in("errors", 7.0, 9.0), 0.0, "{r}");
-        let answered = sum_in("ops_per_sec", 7.0, 9.0) * 0.1;
-        assert_eq!(answered.round(), 2000.0, "{r}");
+            // The same story in the timeline: the failures between the event and the recovery,
+            // none in the window that counts as recovered.
+            let points = r["timeline"]["points"].as_array().unwrap();
+            let errors_in = |from: f64, to: f64| -> f64 {
+                points
+                    .iter()
+                    .filter(|p| (from - 1e-9..to - 1e-9).contains(&num(p, "t_s")))
+                    .map(|p| num(p, "errors"))
+                    .sum()
+            };
+            assert_eq!(errors_in(0.0, 10.0), num(r, "errors"));
+            assert_eq!(errors_in(recovered, recovered + 1.0), 0.0, "{r}");
+            assert_eq!(
+                errors_in(event - 0.1, recovered),
+                num(r, "errors"),
+                "every failure lies between the event and the recovery: {r}"
+            );
+            let before = num(rec, "before_ops_per_sec");
+            assert!((900.0..=1100.0).contains(&before), "{rec}");
+            assert!(
+                num(rec, "p99_limit_ms") >= num(rec, "before_p99_ms") + 1.0,
+                "held to the worst window before, with its slack: {rec}"
+            );
+
+            // The server the benchmark started is gone with it.
+            let port = r["endpoint"]
+                .as_str()
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse::<u16>()
+                .unwrap();
+            assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+        }
+    }
+
+    #[test]
+    fn a_failover_under_a_sustained_rate_is_followed_to_the_new_primary() {
+        let ran = Workspace::new()
+            .cmd(&[
+                "bench",
+                "--local",
+                "redis",
+                "--local",
+                "valkey",
+                "--workload",
+                "set",
+                "--rate",
+                "1000",
+                "--duration",
+                "9s",
+                "--connections",
+                "2",
+                "--keyspace",
+                "100",
+                "--recovery",
+                "failover",
+                "--format",
+                "json",
+            ])
+            .expect(0);
+        let rows = results(&ran.stdout);
+        assert_eq!(names(&rows), vec![set("redis"), set("valkey")]);
+        for r in &rows {
+            let rec = &r["recovery"];
+            assert_eq!(rec["event"], "failover", "{r}");
+            let (event, back) = (num(rec, "event_s"), num(rec, "back_s"));
+            assert!(
+                3.0 <= event && event < back,
+                "FAILOVER a third into the phase, the replica primary after it: {rec}"
+            );
+            if let Some(recovered) = rec["recovered_s"].as_f64() {
+                assert!(recovered >= event - 0.1, "{rec}");
+                assert!((num(rec, "recovery_s") - (recovered - event)).abs() < 1e-9);
+            }
+            assert_eq!(
+                r["errors"], rec["errors_after"],
+                "only the failover failed requests: {r}"
+            );
+            assert!(
+                num(rec, "errors_after") > 0.0,
+                "the failover was felt: {rec}"
+            );
+            assert!(
+                r["first_error"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with("READONLY")),
+                "writes to the demoted primary were refused: {r}"
+            );
+            assert_eq!(r["scheduled"], 9000, "every request counted: {r}");
+
+            // The clients followed the new primary: nothing failed before the event, and the
+            // last two seconds, on the new primary, were all answered.
+            let points = r["timeline"]["points"].as_array().unwrap();
+            let sum_in = |field: &str, from: f64, to: f64| -> f64 {
+                points
+                    .iter()
+                    .filter(|p| (from - 1e-9..to - 1e-9).contains(&num(p, "t_s")))
+                    .map(|p| num(p, field))
+                    .sum()
+            };
+            assert_eq!(sum_in("errors", 0.0, event - 0.1), 0.0, "{r}");
+            assert_eq!(sum_in("errors", 7.0, 9.0), 0.0, "{r}");
+            let answered = sum_in("ops_per_sec", 7.0, 9.0) * 0.1;
+            assert_eq!(answered.round(), 2000.0, "{r}");
+        }
     }
 }
 
