@@ -106,6 +106,9 @@ pub(super) struct Observed {
     pub unreadable: bool,
     /// On the target: how it differs from the source beyond the digest.
     pub beyond: Option<Beyond>,
+    /// A stream's groups, consumers and pending entries, digested ([`super::streams::full`]);
+    /// none when they were not read whole.
+    pub stream_state: Option<u64>,
 }
 
 impl Default for Observed {
@@ -116,6 +119,7 @@ impl Default for Observed {
             digest: Digest::default(),
             unreadable: false,
             beyond: None,
+            stream_state: None,
         }
     }
 }
@@ -289,9 +293,7 @@ mod tests {
         Observed {
             kind,
             pttl,
-            digest: Digest::default(),
-            unreadable: false,
-            beyond: None,
+            ..Observed::default()
         }
     }
 

@@ -8,6 +8,7 @@ use super::digest::{self, Kind, Next};
 use super::guess;
 use super::judge::{Beyond, Class, Observed};
 use super::sides::{At, Follow, Redirects, Sides};
+use super::streams;
 use super::{Side, VerifyError};
 
 /// Keys whose next chunk is asked for in one pipeline.
@@ -18,6 +19,8 @@ const CONTINUED: usize = 64;
 enum Asked {
     Ttl,
     Value,
+    /// A stream's first entries and its state, in one `XINFO STREAM … FULL`.
+    Stream,
     Type,
 }
 
@@ -185,7 +188,12 @@ impl Sides {
             .await?;
         }
         let streams: Vec<usize> = (0..keys.len())
-            .filter(|&i| src[i].kind == Kind::Stream && src[i].same_value(&dst[i]))
+            .filter(|&i| {
+                let (s, d) = (&src[i], &dst[i]);
+                s.kind == Kind::Stream
+                    && s.same_value(d)
+                    && (s.stream_state.is_none() || s.stream_state != d.stream_state)
+            })
             .collect();
         if !streams.is_empty() {
             for (i, detail) in self.stream_states(at, keys, &streams, redirects).await? {
@@ -228,6 +236,9 @@ impl Sides {
         redirects: &Redirects,
     ) -> Result<Vec<usize>, VerifyError> {
         let chunk = self.opts.chunk;
+        let full = self.reader(side).stream_full;
+        let mut count = itoa::Buffer::new();
+        let count = count.format(chunk).as_bytes();
         let mut p = at.pipeline(side);
         // Each key is named twice (PTTL and the read), with about 48 bytes of the rest.
         p.reserve(which.iter().map(|&i| 2 * keys[i].len() + 48).sum());
@@ -238,7 +249,10 @@ impl Sides {
                 p.cmd(&[b"PTTL", key]);
                 asked.push((i, Asked::Ttl));
             }
-            if kinds[i].read(&mut p, key, &Next::Start, chunk) {
+            if full && kinds[i] == Kind::Stream {
+                p.cmd(&[b"XINFO", b"STREAM", key, b"FULL", b"COUNT", count]);
+                asked.push((i, Asked::Stream));
+            } else if kinds[i].read(&mut p, key, &Next::Start, chunk) {
                 asked.push((i, Asked::Value));
             } else if probing {
                 p.cmd(&[b"TYPE", key]);
@@ -265,21 +279,29 @@ impl Sides {
                             Kind::parse(r.ok()?)
                         }
                     }
-                    Asked::Value => {
+                    Asked::Value | Asked::Stream => {
                         if probing {
                             o.kind = if o.pttl == -2 { Kind::None } else { kinds[i] };
                         }
                         if o.kind == Kind::None {
                             return Ok(());
                         }
-                        match r.error() {
-                            Some(e) if probing && e.starts_with(b"WRONGTYPE") => wrong_type.push(i),
-                            Some(_) => o.unreadable = true,
-                            None => match o.digest.absorb(o.kind, r, chunk, &Next::Start) {
-                                Ok(Next::Done) => {}
-                                Ok(next) => unfinished.push((i, next)),
-                                Err(_) => o.unreadable = true,
-                            },
+                        let values = match (r.error(), what) {
+                            (Some(e), _) if probing && e.starts_with(b"WRONGTYPE") => {
+                                wrong_type.push(i);
+                                return Ok(());
+                            }
+                            (Some(_), _) => None,
+                            (None, Asked::Stream) => streams::full(r).map(|(entries, state)| {
+                                o.stream_state = state;
+                                entries
+                            }),
+                            (None, _) => Some(r),
+                        };
+                        match values.map(|v| o.digest.absorb(o.kind, v, chunk, &Next::Start)) {
+                            Some(Ok(Next::Done)) => {}
+                            Some(Ok(next)) => unfinished.push((i, next)),
+                            Some(Err(_)) | None => o.unreadable = true,
                         }
                     }
                 }

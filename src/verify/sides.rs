@@ -32,6 +32,9 @@ pub(super) struct Reader {
     pub nodes: Vec<Node>,
     /// The server has per-field hash TTLs (`HPTTL`, Redis 7.4 and Valkey 9 on).
     pub field_ttls: bool,
+    /// The server reads a stream's state in one `XINFO STREAM … FULL` (asked as
+    /// `XINFO|STREAM`, which servers from 7.0 on describe; FULL itself came in 6.0).
+    pub stream_full: bool,
     /// Slots a `MOVED` sent to another node since the map was read: slot → node index.
     moved: RwLock<HashMap<u16, usize>>,
 }
@@ -58,18 +61,20 @@ impl Reader {
             .await
             .map_err(|source| VerifyError::Topology { side, source })?;
         // COMMAND INFO answers nil for a command the server does not have.
-        let field_ttls = match first
-            .call(&[b"COMMAND", b"INFO", b"HPTTL"], |r| {
+        let mut has = async |command: &[u8]| match first
+            .call(&[b"COMMAND", b"INFO", command], |r| {
                 r.items()
                     .and_then(|mut found| found.next())
                     .is_some_and(|f| !f.is_nil())
             })
             .await
         {
-            Ok(has) => has,
-            Err(RespError::Server(_)) => false,
-            Err(e) => return Err(connect_err(given)(e)),
+            Ok(has) => Ok(has),
+            Err(RespError::Server(_)) => Ok(false),
+            Err(e) => Err(connect_err(given)(e)),
         };
+        let field_ttls = has(b"HPTTL").await?;
+        let stream_full = has(b"XINFO|STREAM").await?;
         let no_replica = || VerifyError::NoReplica {
             side,
             endpoint: given.clone(),
@@ -114,6 +119,7 @@ impl Reader {
             topology,
             nodes,
             field_ttls,
+            stream_full,
             moved: RwLock::new(HashMap::new()),
         })
     }

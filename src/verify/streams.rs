@@ -3,13 +3,18 @@
 //! not reuse ids), each consumer group's last-delivered id and entries-read, its consumers
 //! and their pending entries (id, consumer, delivery count).
 //!
-//! Both sides are read side by side, the first difference of a key named. Groups and
-//! consumers come whole (XINFO GROUPS, XINFO CONSUMERS: a stream has few); pending entries
-//! are read a page at a time (XPENDING … COUNT), both sides from the same id on, so a
-//! pending list of any length is never held whole. Fields one engine does not report are
-//! not compared.
+//! A stream's first read is `XINFO STREAM key FULL COUNT chunk` ([`full`]): its first
+//! entries, for the value's digest, and all of the state above, digested, in one command
+//! instead of five. Only where the two digests differ, or a group has more pending entries
+//! than that read lists, is the state read again field by field ([`Sides::stream_states`]),
+//! to name the first difference: groups and consumers whole (XINFO GROUPS, XINFO CONSUMERS:
+//! a stream has few), pending entries a page at a time (XPENDING … COUNT), both sides from
+//! the same id on, so a pending list of any length is never held whole. Fields one engine
+//! does not report are not compared.
 
 use std::collections::BTreeMap;
+
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::resp::{Frame, Pipeline};
 
@@ -158,6 +163,95 @@ impl Sides {
     }
 }
 
+/// Splits the reply of `XINFO STREAM key FULL COUNT n` into its entries (shaped as XRANGE
+/// gives them) and a digest of what [`Sides::stream_states`] compares: the stream's fields,
+/// each group's fields and pending entries (id, consumer, delivery count), each consumer's
+/// pending count. Fields are folded in a fixed order, so engines that list them in another
+/// agree. The digest is none when a group has more pending entries than the reply lists;
+/// the whole reply is none when it is not shaped as FULL's.
+pub(super) fn full(reply: Frame<'_>) -> Option<(Frame<'_>, Option<u64>)> {
+    let mut h = Xxh3::new();
+    let mut fold = |tag: &[u8], bytes: &[u8]| {
+        h.update(tag);
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    let (mut entries, mut complete) = (None, true);
+    let mut top = Vec::new();
+    let mut items = reply.items()?;
+    while let (Some(k), Some(v)) = (items.next(), items.next()) {
+        match k.bytes()? {
+            b"entries" => entries = Some(v),
+            b"groups" => {
+                for group in v.items()? {
+                    let mut named = Vec::new();
+                    let (mut pel_count, mut listed) = (0, 0);
+                    let mut pending = Vec::new();
+                    let mut consumers = Vec::new();
+                    let mut parts = group.items()?;
+                    while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+                        match k.bytes()? {
+                            b"pel-count" => pel_count = v.int()?,
+                            b"pending" => {
+                                for entry in v.items()? {
+                                    let mut e = entry.items()?;
+                                    let (id, consumer) = (scalar(e.next()?), e.next()?.bytes()?);
+                                    let deliveries = e.nth(1)?.int()?;
+                                    pending.push((id, consumer, deliveries));
+                                    listed += 1;
+                                }
+                            }
+                            b"consumers" => {
+                                for consumer in v.items()? {
+                                    let (name, mut f) = fields(consumer, &["pel-count"]);
+                                    f.sort();
+                                    consumers.push((name.unwrap_or_default(), f));
+                                }
+                            }
+                            name => {
+                                if let Some(w) = ["name", "last-delivered-id", "entries-read"]
+                                    .iter()
+                                    .find(|w| w.as_bytes() == name)
+                                {
+                                    named.push((*w, scalar(v)));
+                                }
+                            }
+                        }
+                    }
+                    complete &= listed >= pel_count;
+                    named.sort();
+                    fold(b"g", b"");
+                    for (f, v) in &named {
+                        fold(f.as_bytes(), v.as_bytes());
+                    }
+                    for (id, consumer, deliveries) in &pending {
+                        fold(b"p", id.as_bytes());
+                        fold(b"pc", consumer);
+                        fold(b"pd", &deliveries.to_le_bytes());
+                    }
+                    consumers.sort();
+                    for (name, f) in &consumers {
+                        fold(b"c", name);
+                        for (f, v) in f {
+                            fold(f.as_bytes(), v.as_bytes());
+                        }
+                    }
+                }
+            }
+            name => {
+                if let Some(w) = STREAM_FIELDS.iter().find(|w| w.as_bytes() == name) {
+                    top.push((*w, scalar(v)));
+                }
+            }
+        }
+    }
+    top.sort();
+    for (f, v) in &top {
+        fold(f.as_bytes(), v.as_bytes());
+    }
+    Some((entries?, complete.then(|| h.digest())))
+}
+
 /// A name as a difference shows it: in backquotes, escaped like example keys.
 fn quoted(name: &[u8]) -> String {
     format!("`{}`", keyname::escape(name))
@@ -299,6 +393,98 @@ fn pending_differ(group: &[u8], a: &[Pending], b: &[Pending]) -> Option<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resp::decoded;
+    use serde_json::{Value, json};
+
+    /// JSON as RESP: arrays as arrays, strings as bulk strings, numbers as integers.
+    fn resp(v: &Value) -> String {
+        match v {
+            Value::Array(items) => {
+                let inner: String = items.iter().map(resp).collect();
+                format!("*{}\r\n{inner}", items.len())
+            }
+            Value::String(s) => format!("${}\r\n{s}\r\n", s.len()),
+            other => format!(":{other}\r\n"),
+        }
+    }
+
+    /// A FULL reply of a stream with two entries and group g1, whose consumer c1 holds
+    /// `pending` of its `pel_count` pending entries.
+    fn reply(head_first: bool, pending: &[(&str, i64)], pel_count: usize) -> Value {
+        let head = if head_first {
+            json!(["last-generated-id", "1-2", "entries-added", 2])
+        } else {
+            json!(["entries-added", 2, "last-generated-id", "1-2"])
+        };
+        let entries = json!(["entries", [["1-1", ["f", "a"]], ["1-2", ["f", "b"]]]]);
+        let pel: Vec<Value> = pending
+            .iter()
+            .map(|(id, n)| {
+                json!([
+                    id,
+                    "c1",
+                    if head_first { 1_796_225_756_594_i64 } else { 7 },
+                    n
+                ])
+            })
+            .collect();
+        let group = json!([
+            "name",
+            "g1",
+            "last-delivered-id",
+            "1-2",
+            "entries-read",
+            2,
+            "lag",
+            0,
+            "pel-count",
+            pel_count,
+            "pending",
+            pel,
+            "consumers",
+            [[
+                "name",
+                "c1",
+                "seen-time",
+                if head_first { 5 } else { 6 },
+                "pel-count",
+                pel_count,
+                "pending",
+                []
+            ]]
+        ]);
+        let (head, entries) = (head.as_array().unwrap(), entries.as_array().unwrap());
+        let mut all: Vec<Value> = if head_first {
+            head.iter().chain(entries).cloned().collect()
+        } else {
+            entries.iter().chain(head).cloned().collect()
+        };
+        all.extend([json!("groups"), json!([group])]);
+        Value::Array(all)
+    }
+
+    fn read(v: &Value) -> Option<(usize, Option<u64>)> {
+        decoded(resp(v).as_bytes(), |f| {
+            full(f).map(|(entries, state)| (entries.items().map_or(0, |e| e.len()), state))
+        })
+    }
+
+    #[test]
+    fn a_full_reply_gives_the_entries_and_a_digest_of_the_state_compared() {
+        let pending = [("1-1", 1), ("1-2", 1)];
+        let (entries, state) = read(&reply(true, &pending, 2)).unwrap();
+        assert_eq!(entries, 2);
+        assert!(state.is_some());
+        // Fields in another order, and times, are not differences.
+        assert_eq!(read(&reply(false, &pending, 2)), Some((2, state)));
+        // A delivery count is.
+        let other = read(&reply(true, &[("1-1", 1), ("1-2", 2)], 2)).unwrap().1;
+        assert!(other.is_some() && other != state);
+        // More pending entries than listed: the state is not known whole.
+        assert_eq!(read(&reply(true, &pending, 3)), Some((2, None)));
+        // Not FULL's shape.
+        assert_eq!(read(&json!([["1-1", ["f", "a"]]])), None);
+    }
 
     fn p(id: &str, consumer: &str, deliveries: i64) -> Pending {
         Pending {

@@ -1098,6 +1098,53 @@ fn stream_groups_consumers_and_pending_entries_are_compared() {
 }
 
 #[test]
+fn a_pending_list_longer_than_one_read_is_compared_to_its_end() {
+    let source = Server::start(Engine::Redis);
+    let target = Server::start(Engine::Valkey);
+    let ws = Workspace::new();
+    // 1,100 entries, all delivered to c1 of group g: the stream's first read (1,000 a
+    // group) does not list them all, so the rest are paged.
+    for server in [&source, &target] {
+        server.cli(&[
+            "EVAL",
+            "for i = 1, 1100 do redis.call('XADD', KEYS[1], i .. '-1', 'f', 'v') end",
+            "1",
+            "s",
+        ]);
+        server.cli(&["XGROUP", "CREATE", "s", "g", "0"]);
+        server.cli(&[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c1",
+            "COUNT",
+            "2000",
+            "STREAMS",
+            "s",
+            ">",
+        ]);
+    }
+    let r = verify(&ws, &source, &target, &["--rounds", "1"], 0);
+    assert_eq!(
+        (&r["parity"], &r["by_type"]),
+        (&serde_json::json!(true), &serde_json::json!({"stream": 1})),
+        "{r:#}"
+    );
+    target.cli(&["XCLAIM", "s", "g", "c1", "0", "1050-1"]);
+    let r = verify(&ws, &source, &target, &["--rounds", "1"], 1);
+    assert_eq!(
+        example_details(&r),
+        serde_json::json!([[
+            "s",
+            "stream",
+            "group `g` pending entry 1050-1 delivery count 1 vs 2",
+            true
+        ]]),
+        "{r:#}"
+    );
+}
+
+#[test]
 fn per_field_hash_ttls_are_compared_where_both_sides_have_them() {
     let source = Server::start(Engine::Valkey);
     let target = Server::start(Engine::Valkey);
