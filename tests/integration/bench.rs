@@ -1035,8 +1035,9 @@ fn an_unknown_persistence_mode_is_refused_before_anything_runs() {
 mod alone {
     use super::*;
 
-    #[test]
-    fn a_restart_under_a_sustained_rate_reports_the_time_back_to_the_level_before() {
+    /// The rows of a benchmark of SETs at 1000/s for 9 s on a Redis and a Valkey it starts,
+    /// with `event` (restart, failover) a third of the way in.
+    fn sustained(event: &str) -> Vec<Value> {
         let ran = Workspace::new()
             .cmd(&[
                 "bench",
@@ -1055,13 +1056,19 @@ mod alone {
                 "--keyspace",
                 "100",
                 "--recovery",
-                "restart",
+                event,
                 "--format",
                 "json",
             ])
             .expect(0);
         let rows = results(&ran.stdout);
         assert_eq!(names(&rows), vec![set("redis"), set("valkey")]);
+        rows
+    }
+
+    #[test]
+    fn a_restart_under_a_sustained_rate_reports_the_time_back_to_the_level_before() {
+        let rows = sustained("restart");
         for r in &rows {
             let rec = &r["recovery"];
             assert_eq!(rec["event"], "restart", "{r}");
@@ -1126,31 +1133,7 @@ mod alone {
 
     #[test]
     fn a_failover_under_a_sustained_rate_is_followed_to_the_new_primary() {
-        let ran = Workspace::new()
-            .cmd(&[
-                "bench",
-                "--local",
-                "redis",
-                "--local",
-                "valkey",
-                "--workload",
-                "set",
-                "--rate",
-                "1000",
-                "--duration",
-                "9s",
-                "--connections",
-                "2",
-                "--keyspace",
-                "100",
-                "--recovery",
-                "failover",
-                "--format",
-                "json",
-            ])
-            .expect(0);
-        let rows = results(&ran.stdout);
-        assert_eq!(names(&rows), vec![set("redis"), set("valkey")]);
+        let rows = sustained("failover");
         for r in &rows {
             let rec = &r["recovery"];
             assert_eq!(rec["event"], "failover", "{r}");
