@@ -27,6 +27,8 @@ const STREAM_FIELDS: [&str; 3] = ["last-generated-id", "max-deleted-entry-id", "
 const GROUP_FIELDS: [&str; 2] = ["last-delivered-id", "entries-read"];
 /// XINFO CONSUMERS fields compared, for each consumer.
 const CONSUMER_FIELDS: [&str; 1] = ["pending"];
+/// The same count in a consumer of XINFO STREAM … FULL.
+const FULL_CONSUMER_FIELDS: [&str; 1] = ["pel-count"];
 /// Keys (or groups) whose state is asked for in one pipeline.
 const AT_ONCE: usize = 64;
 
@@ -171,85 +173,71 @@ impl Sides {
 /// the whole reply is none when it is not shaped as FULL's.
 pub(super) fn full(reply: Frame<'_>) -> Option<(Frame<'_>, Option<u64>)> {
     let mut h = Xxh3::new();
-    let mut fold = |tag: &[u8], bytes: &[u8]| {
-        h.update(tag);
-        h.update(&(bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
-    };
+    fold_fields(&mut h, fields(reply, &STREAM_FIELDS).1);
     let (mut entries, mut complete) = (None, true);
-    let mut top = Vec::new();
     let mut items = reply.items()?;
     while let (Some(k), Some(v)) = (items.next(), items.next()) {
         match k.bytes()? {
             b"entries" => entries = Some(v),
             b"groups" => {
                 for group in v.items()? {
-                    let mut named = Vec::new();
-                    let (mut pel_count, mut listed) = (0, 0);
-                    let mut pending = Vec::new();
-                    let mut consumers = Vec::new();
-                    let mut parts = group.items()?;
-                    while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
-                        match k.bytes()? {
-                            b"pel-count" => pel_count = v.int()?,
-                            b"pending" => {
-                                for entry in v.items()? {
-                                    let mut e = entry.items()?;
-                                    let (id, consumer) = (scalar(e.next()?), e.next()?.bytes()?);
-                                    let deliveries = e.nth(1)?.int()?;
-                                    pending.push((id, consumer, deliveries));
-                                    listed += 1;
-                                }
-                            }
-                            b"consumers" => {
-                                for consumer in v.items()? {
-                                    let (name, mut f) = fields(consumer, &["pel-count"]);
-                                    f.sort();
-                                    consumers.push((name.unwrap_or_default(), f));
-                                }
-                            }
-                            name => {
-                                if let Some(w) = ["name", "last-delivered-id", "entries-read"]
-                                    .iter()
-                                    .find(|w| w.as_bytes() == name)
-                                {
-                                    named.push((*w, scalar(v)));
-                                }
-                            }
-                        }
-                    }
-                    complete &= listed >= pel_count;
-                    named.sort();
-                    fold(b"g", b"");
-                    for (f, v) in &named {
-                        fold(f.as_bytes(), v.as_bytes());
-                    }
-                    for (id, consumer, deliveries) in &pending {
-                        fold(b"p", id.as_bytes());
-                        fold(b"pc", consumer);
-                        fold(b"pd", &deliveries.to_le_bytes());
-                    }
-                    consumers.sort();
-                    for (name, f) in &consumers {
-                        fold(b"c", name);
-                        for (f, v) in f {
-                            fold(f.as_bytes(), v.as_bytes());
-                        }
-                    }
+                    complete &= fold_group(&mut h, group)?;
                 }
             }
-            name => {
-                if let Some(w) = STREAM_FIELDS.iter().find(|w| w.as_bytes() == name) {
-                    top.push((*w, scalar(v)));
-                }
-            }
+            _ => {}
         }
     }
-    top.sort();
-    for (f, v) in &top {
-        fold(f.as_bytes(), v.as_bytes());
-    }
     Some((entries?, complete.then(|| h.digest())))
+}
+
+/// Folds one group of a FULL reply into `h`: its fields, pending entries and consumers.
+/// Whether the reply listed all of its pending entries; none when it is not shaped as FULL's.
+fn fold_group(h: &mut Xxh3, group: Frame<'_>) -> Option<bool> {
+    let (name, named) = fields(group, &GROUP_FIELDS);
+    fold(h, b"g", &name.unwrap_or_default());
+    fold_fields(h, named);
+    let (mut pel_count, mut listed, mut consumers) = (0, Vec::new(), Vec::new());
+    let mut parts = group.items()?;
+    while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+        match k.bytes()? {
+            b"pel-count" => pel_count = v.int()?,
+            // Shaped as an XPENDING page: [id, consumer, delivery time, delivery count].
+            b"pending" => listed = pending(v)?,
+            b"consumers" => {
+                consumers = v
+                    .items()?
+                    .map(|c| fields(c, &FULL_CONSUMER_FIELDS))
+                    .collect();
+            }
+            _ => {}
+        }
+    }
+    for p in &listed {
+        fold(h, b"p", p.id.as_bytes());
+        fold(h, b"pc", &p.consumer);
+        fold(h, b"pd", &p.deliveries.to_le_bytes());
+    }
+    consumers.sort();
+    for (name, f) in consumers {
+        fold(h, b"c", &name.unwrap_or_default());
+        fold_fields(h, f);
+    }
+    Some(listed.len() as i64 >= pel_count)
+}
+
+/// Folds `bytes` into `h` under `tag`, its length first so that no two sequences agree.
+fn fold(h: &mut Xxh3, tag: &[u8], bytes: &[u8]) {
+    h.update(tag);
+    h.update(&(bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+}
+
+/// Folds fields into `h` in the order of their names.
+fn fold_fields(h: &mut Xxh3, mut f: Vec<(&'static str, String)>) {
+    f.sort();
+    for (name, value) in &f {
+        fold(h, name.as_bytes(), value.as_bytes());
+    }
 }
 
 /// A name as a difference shows it: in backquotes, escaped like example keys.
