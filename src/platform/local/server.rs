@@ -142,11 +142,33 @@ fn is_executable(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// A port nobody listens on right now on loopback.
+/// Ports this process has handed out: the kernel may offer a port again once its probe
+/// listener is closed, before the server given it listens, so two nodes of one group
+/// could get the same one.
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Whether `port` was not handed out before; it is from now on.
+fn first_time(port: u16) -> bool {
+    HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(port)
+}
+
+/// A port nobody listens on right now on loopback, and not handed out before.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    for _ in 0..200 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        if first_time(port) {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::other(
+        "no loopback port free that was not handed out already",
+    ))
 }
 
 /// A cluster node's bus port is its port + 10000, as Redis and Valkey fix it.
@@ -159,6 +181,7 @@ pub fn free_cluster_port() -> std::io::Result<u16> {
         let port = listener.local_addr()?.port();
         if let Some(bus) = port.checked_add(BUS_OFFSET)
             && std::net::TcpListener::bind(("127.0.0.1", bus)).is_ok()
+            && first_time(port)
         {
             return Ok(port);
         }
